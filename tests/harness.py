@@ -1,0 +1,33 @@
+"""`./run_local.sh test`: start the Pub/Sub emulator, run pytest, stop the emulator.
+
+Tests that need the emulator read PUBSUB_EMULATOR_HOST; where gcloud's emulator is not
+installed they are skipped with that reason (see tests/conftest.py).
+"""
+
+import os
+import sys
+
+import pytest
+
+from pipelines import emulator
+
+
+def main(argv: list[str]) -> int:
+    emu = None
+    if not os.environ.get("PUBSUB_EMULATOR_HOST"):
+        emu = emulator.start()
+        if emu is None:
+            print("[test] gcloud's Pub/Sub emulator is not installed: emulator tests will skip")
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = emu.host
+            print(f"[test] Pub/Sub emulator on {emu.host}")
+    try:
+        return pytest.main(argv)
+    finally:
+        if emu is not None:
+            emu.stop()
+            print("[test] Pub/Sub emulator stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,629 @@
+"""Codecs: the only place that turns bytes and files into rows (``schemas.rows``) and back.
+
+* ``validate`` turns a dict (from Avro, Parquet or JSON) into a row, or a ``DeadLetter`` whose
+  ``error`` a person understands. Checks are precomputed per record name (hot path).
+* Files: ``write_records`` / ``RecordWriter`` / ``read_records`` / ``read_batches`` for
+  ``.avro`` (fastavro, deflate, fixed sync marker: same rows, same bytes) and ``.parquet``
+  (pyarrow, row groups of ``ROW_GROUP_SIZE``).
+* Pub/Sub payloads: ``encode_json`` / ``decode_json``, ``encode_avro`` / ``decode_avro``
+  (schemaless Avro).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import fastavro
+
+from schemas import rows as _rows
+from schemas.rows import FIELDS, ROW_TYPES, DeadLetter
+
+SCHEMA_DIR = Path(__file__).resolve().parent
+ROW_GROUP_SIZE = 65536
+FORMATS = ("avro", "parquet")
+
+# Timestamps must fall within years 2000..2100 (inclusive), in epoch milliseconds.
+MIN_TS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_TS = 4_133_980_800_000 - 1  # 2100-12-31T23:59:59.999Z
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+
+_EVM_RE = re.compile(r"0[xX][0-9a-fA-F]{40}\Z")
+_DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
+_ADDRESS_FIELDS = frozenset({"to_address", "suspect_address", "address"})
+
+
+class CodecError(ValueError):
+    """A file or payload that cannot be read at all (missing, corrupt, wrong format)."""
+
+
+class _Invalid(Exception):
+    """Raised by a field check; the message is the DeadLetter's ``error``."""
+
+
+# --- addresses -------------------------------------------------------------------------
+def is_evm_address(addr: str) -> bool:
+    """True for ``0x`` followed by exactly 40 hex digits (any case)."""
+    return _EVM_RE.match(addr) is not None
+
+
+def normalize_address(addr: str, network: str | None = None) -> str:
+    """Normalise an address: EVM (0x + 40 hex) lower-cased, anything else only stripped.
+
+    Bitcoin, Tron, Solana and internal account ids are case-sensitive and kept as given.
+    ``network`` is accepted for callers that know it; the EVM shape alone decides.
+
+    >>> normalize_address(" 0xAbCdEf0123456789aBcDeF0123456789AbCdEf01 ")
+    '0xabcdef0123456789abcdef0123456789abcdef01'
+    >>> normalize_address("1BoatSLRHtKNngkdXEeobR76b53LETtpyT", "BTC")
+    '1BoatSLRHtKNngkdXEeobR76b53LETtpyT'
+    """
+    a = addr.strip()
+    if len(a) == 42 and _EVM_RE.match(a) is not None:
+        return a.lower()
+    return a
+
+
+# --- schemas ---------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def load_schema(record_name: str) -> dict:
+    """The parsed Avro schema of a record (``schemas/<record_name>.avsc``), cached."""
+    if record_name not in FIELDS:
+        raise CodecError(f"unknown record {record_name!r} (expected one of {', '.join(FIELDS)})")
+    with open(SCHEMA_DIR / f"{record_name}.avsc", encoding="utf-8") as f:
+        return fastavro.parse_schema(json.load(f))
+
+
+@functools.lru_cache(maxsize=None)
+def arrow_schema(record_name: str) -> Any:
+    """The pyarrow schema of a record: same columns, timestamps ``timestamp[ms, UTC]``."""
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "decimal": pa.string(), "long": pa.int64(),
+             "int": pa.int32(), "double": pa.float64(), "boolean": pa.bool_(),
+             "timestamp": pa.timestamp("ms", tz="UTC"), "array<string>": pa.list_(pa.string())}
+    fields = []
+    for name, kind, nullable in FIELDS[record_name]:
+        t = pa.string() if kind.startswith("enum:") else types[kind]
+        fields.append(pa.field(name, t, nullable=nullable))
+    return pa.schema(fields)
+
+
+# --- field checks ----------------------------------------------------------------------
+def _typename(v: Any) -> str:
+    return type(v).__name__
+
+
+def _check_string(name: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if type(v) is str:
+            return v
+        raise _Invalid(f"{name} must be a string, got {_typename(v)}")
+    return check
+
+
+def _check_address(name: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if type(v) is str:
+            v = v.strip()
+            if len(v) == 42 and _EVM_RE.match(v) is not None:
+                return v.lower()
+            return v
+        raise _Invalid(f"{name} must be a string, got {_typename(v)}")
+    return check
+
+
+def _to_ms(name: str, v: Any) -> int:
+    """Epoch ms from int, datetime or ISO-8601 / digit string; raises _Invalid."""
+    if isinstance(v, datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=timezone.utc)
+        return (v - _EPOCH) // _ONE_MS
+    if isinstance(v, str):
+        s = v.strip()
+        if s.isdigit():
+            return int(s)
+        try:
+            dt = datetime.fromisoformat(s)
+        except ValueError:
+            raise _Invalid(f"{name} is not a timestamp: {v!r} "
+                           "(expected epoch milliseconds or ISO-8601)") from None
+        return _to_ms(name, dt)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return int(v)
+    raise _Invalid(f"{name} must be epoch milliseconds, an ISO-8601 string or a datetime, "
+                   f"got {_typename(v)}")
+
+
+def _check_timestamp(name: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if type(v) is not int:
+            v = _to_ms(name, v)
+        if MIN_TS <= v <= MAX_TS:
+            return v
+        raise _Invalid(f"{name} out of range: {v} (years 2000..2100)")
+    return check
+
+
+def _check_double(name: str, nonneg: bool) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        t = type(v)
+        if t is not float:
+            if t is int:
+                v = float(v)
+            else:
+                raise _Invalid(f"{name} must be a number, got {_typename(v)}")
+        if v - v != 0.0:  # nan or inf
+            raise _Invalid(f"{name} is not finite: {v!r}")
+        if nonneg and v < 0.0:
+            raise _Invalid(f"{name} is negative: {v!r}")
+        return v
+    return check
+
+
+def _check_decimal(name: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if type(v) is not str:
+            if isinstance(v, Decimal) or (type(v) is int):
+                v = str(v)
+            else:
+                raise _Invalid(f"{name} must be a decimal string, got {_typename(v)}")
+        if _DECIMAL_RE.match(v) is None:
+            try:
+                d = Decimal(v)
+            except (InvalidOperation, ValueError):
+                d = None
+            if d is not None and not d.is_finite():
+                raise _Invalid(f"{name} is not finite: {v!r}")
+            raise _Invalid(f"{name} is not a number: {v!r}")
+        if v[0] == "-" and Decimal(v) != 0:
+            raise _Invalid(f"{name} is negative: {v!r}")
+        return v
+    return check
+
+
+def _check_bool(name: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if v is True or v is False:
+            return v
+        raise _Invalid(f"{name} must be a boolean, got {_typename(v)}")
+    return check
+
+
+def _check_int(name: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if type(v) is int:
+            return v
+        raise _Invalid(f"{name} must be an integer, got {_typename(v)}")
+    return check
+
+
+def _check_long(name: str) -> Callable[[Any], Any]:
+    return _check_int(name)
+
+
+def _check_enum(name: str, values: tuple[str, ...]) -> Callable[[Any], Any]:
+    allowed = frozenset(values)
+    expected = ", ".join(values)
+
+    def check(v: Any) -> Any:
+        if v in allowed and type(v) is str:
+            return v
+        if type(v) is not str:
+            raise _Invalid(f"{name} must be a string, got {_typename(v)}")
+        raise _Invalid(f"unknown {name} {v!r} (expected one of {expected})")
+    return check
+
+
+def _check_str_list(name: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if type(v) is not list:
+            if isinstance(v, tuple):
+                v = list(v)
+            else:
+                raise _Invalid(f"{name} must be a list of strings, got {_typename(v)}")
+        for i, item in enumerate(v):
+            if type(item) is not str:
+                raise _Invalid(f"{name}[{i}] must be a string, got {_typename(item)}")
+        return v
+    return check
+
+
+def _make_check(name: str, kind: str) -> Callable[[Any], Any]:
+    if kind == "string":
+        return _check_address(name) if name in _ADDRESS_FIELDS else _check_string(name)
+    if kind == "timestamp":
+        return _check_timestamp(name)
+    if kind == "double":
+        return _check_double(name, nonneg=name in ("usd_value", "claimed_loss_usd"))
+    if kind == "decimal":
+        return _check_decimal(name)
+    if kind == "boolean":
+        return _check_bool(name)
+    if kind == "int":
+        return _check_int(name)
+    if kind == "long":
+        return _check_long(name)
+    if kind == "array<string>":
+        return _check_str_list(name)
+    if kind.startswith("enum:"):
+        return _check_enum(name, getattr(_rows, kind[5:]))
+    raise ValueError(f"unknown kind {kind!r} for field {name!r}")
+
+
+class _Spec(NamedTuple):
+    row_type: type
+    names: tuple[str, ...]
+    arrays: tuple[int, ...]  # positions of array fields (to_wire makes them lists)
+    convert: Callable[[dict], Any]  # dict -> row; raises _Invalid
+
+
+def _slow_check(name: str, kind: str, nullable: bool) -> Callable[[Any], Any]:
+    """The full check of one field, None / empty handling included (the slow path)."""
+    check = _make_check(name, kind)
+    is_str = kind in ("string", "decimal") or kind.startswith("enum:")
+
+    def slow(v: Any) -> Any:
+        if v is None or (is_str and v == ""):
+            if nullable:
+                return None
+            if v is None:
+                raise _Invalid(f"missing required field {name!r}")
+            raise _Invalid(f"required field {name!r} is empty")
+        return check(v)
+    return slow
+
+
+def _fast_test(i: int, name: str, kind: str, env: dict) -> str | None:
+    """A Python expression that is True when ``v{i}`` is valid as is (None: no fast path)."""
+    v = f"v{i}"
+    if kind == "string" and name not in _ADDRESS_FIELDS:
+        return f"type({v}) is str and {v} != ''"
+    if kind == "timestamp":
+        return f"type({v}) is int and {MIN_TS} <= {v} <= {MAX_TS}"
+    if kind == "double":
+        low = " and v >= 0.0".replace("v", v) if name in ("usd_value", "claimed_loss_usd") else ""
+        return f"type({v}) is float and {v} - {v} == 0.0{low}"
+    if kind == "boolean":
+        return f"({v} is True or {v} is False)"
+    if kind == "int" or kind == "long":
+        return f"type({v}) is int"
+    if kind == "decimal":
+        return f"type({v}) is str and _dec({v}) is not None and {v}[0] != '-'"
+    if kind.startswith("enum:"):
+        env[f"_e{i}"] = frozenset(getattr(_rows, kind[5:]))
+        return f"type({v}) is str and {v} in _e{i}"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _spec(record_name: str) -> _Spec:
+    if record_name not in FIELDS:
+        raise CodecError(f"unknown record {record_name!r} (expected one of {', '.join(FIELDS)})")
+    fields = FIELDS[record_name]
+    env: dict[str, Any] = {"_dec": _DECIMAL_RE.match, "_row": ROW_TYPES[record_name]}
+    lines = ["def convert(data):", "    get = data.get"]
+    for i, (name, kind, nullable) in enumerate(fields):
+        env[f"_s{i}"] = _slow_check(name, kind, nullable)
+        lines.append(f"    v{i} = get({name!r})")
+        test = _fast_test(i, name, kind, env)
+        if test is None:
+            lines.append(f"    v{i} = _s{i}(v{i})")
+        else:
+            lines.append(f"    if not ({test}):")
+            lines.append(f"        v{i} = _s{i}(v{i})")
+    lines.append(f"    return _row({', '.join(f'v{i}' for i in range(len(fields)))})")
+    exec(compile("\n".join(lines), f"<validate {record_name}>", "exec"), env)  # noqa: S102
+    arrays = tuple(i for i, (_, k, _) in enumerate(fields) if k == "array<string>")
+    return _Spec(ROW_TYPES[record_name], tuple(f[0] for f in fields), arrays, env["convert"])
+
+
+# --- validate --------------------------------------------------------------------------
+def _payload_text(data: Any, raw: bytes | str | None) -> str:
+    if raw is not None:
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            return bytes(raw).decode("utf-8", errors="replace")
+        return str(raw)
+    try:
+        return json.dumps(data, default=str, ensure_ascii=False, sort_keys=True)
+    except (TypeError, ValueError):
+        return repr(data)
+
+
+def _dead(source: str, data: Any, raw: bytes | str | None, error: str, at: int) -> DeadLetter:
+    return DeadLetter(source, _payload_text(data, raw), error, at)
+
+
+def validate(record_name: str, data: dict, source: str, raw: bytes | str | None = None,
+             at: int = 0) -> Any:
+    """Turn a dict into the row type of ``record_name``, or a ``DeadLetter`` saying why not.
+
+    Required fields missing, None or empty are errors; nullable fields may be missing (older
+    schemas) and an empty string there reads as None. Unknown keys are ignored.
+    """
+    spec = _spec(record_name)
+    if type(data) is not dict:
+        return _dead(source, data, raw, f"expected an object, got {_typename(data)}", at)
+    try:
+        return spec.convert(data)
+    except _Invalid as e:
+        return _dead(source, data, raw, str(e), at)
+
+
+def to_wire(row: Any) -> dict:
+    """A row as a plain dict (timestamps are ints already; arrays become lists)."""
+    spec = _spec(type(row).__name__)
+    d = dict(zip(spec.names, row, strict=True))
+    for i in spec.arrays:
+        v = row[i]
+        if v is not None and type(v) is not list:
+            d[spec.names[i]] = list(v)
+    return d
+
+
+def _record_name(row: Any) -> str:
+    name = type(row).__name__
+    if name not in ROW_TYPES or not isinstance(row, ROW_TYPES[name]):
+        raise TypeError(f"not a row type of schemas.rows: {name}")
+    return name
+
+
+# --- Pub/Sub payloads ------------------------------------------------------------------
+def encode_json(row: Any) -> bytes:
+    """UTF-8 JSON of a row; timestamps as epoch-ms ints."""
+    return json.dumps(to_wire(row), ensure_ascii=False, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+
+
+def decode_json(record_name: str, data: bytes | str, source: str, at: int = 0) -> Any:
+    """A row from a JSON payload, or a DeadLetter (invalid UTF-8 / JSON, not an object...)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as e:
+            return _dead(source, None, data, f"payload is not valid UTF-8: {e.reason} at byte "
+                         f"{e.start}", at)
+    else:
+        text = data
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        return _dead(source, None, text, f"payload is not valid JSON: {e}", at)
+    if type(obj) is not dict:
+        return _dead(source, None, text,
+                     f"payload is not a JSON object (got {type(obj).__name__})", at)
+    return validate(record_name, obj, source, raw=text, at=at)
+
+
+def encode_avro(row: Any) -> bytes:
+    """Schemaless Avro bytes of a row, with the record's ``.avsc``."""
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, load_schema(_record_name(row)), to_wire(row))
+    return buf.getvalue()
+
+
+def decode_avro(record_name: str, data: bytes, source: str, at: int = 0) -> Any:
+    """A row from schemaless Avro bytes, or a DeadLetter when they do not decode."""
+    buf = io.BytesIO(data)
+    try:
+        obj = fastavro.schemaless_reader(buf, load_schema(record_name), None)
+    except Exception as e:  # fastavro raises many types on garbage
+        return _dead(source, None, data, f"payload is not valid Avro for {record_name}: "
+                     f"{type(e).__name__}: {e}", at)
+    if buf.tell() != len(data):
+        return _dead(source, None, data, f"payload is not valid Avro for {record_name}: "
+                     f"{len(data) - buf.tell()} trailing bytes", at)
+    return validate(record_name, obj, source, raw=data, at=at)
+
+
+# --- files -----------------------------------------------------------------------------
+def _fmt_of(path: Path, fmt: str | None = None) -> str:
+    f = fmt or path.suffix.lstrip(".").lower()
+    if f not in FORMATS:
+        raise CodecError(f"{path}: unknown format {f!r} (expected .avro or .parquet)")
+    return f
+
+
+def sync_marker(record_name: str) -> bytes:
+    """The fixed 16-byte Avro sync marker of a record (so output is byte-identical)."""
+    return hashlib.sha256(f"safetynet.{record_name}".encode()).digest()[:16]
+
+
+class RecordWriter:
+    """Write rows one at a time to an ``.avro`` or ``.parquet`` file, in constant memory.
+
+    >>> import tempfile, os
+    >>> from schemas.rows import DeadLetter
+    >>> p = os.path.join(tempfile.mkdtemp(), "dl.avro")
+    >>> with RecordWriter(p, "DeadLetter", "avro") as w:
+    ...     w.write(DeadLetter("transfers", "{}", "missing required field 'x'", 0))
+    >>> w.count
+    1
+    """
+
+    def __init__(self, path: str | Path, record_name: str, fmt: str | None = None,
+                 row_group_size: int = ROW_GROUP_SIZE) -> None:
+        self.path = Path(path)
+        self.record_name = record_name
+        self.fmt = _fmt_of(self.path, fmt)
+        self.count = 0
+        self._spec = _spec(record_name)
+        self._row_group_size = row_group_size
+        self._fo: Any = None
+        self._avro: Any = None
+        self._pq: Any = None
+        self._cols: list[list] = []
+
+    def __enter__(self) -> RecordWriter:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Open the file (``__enter__`` does this)."""
+        if self.fmt == "avro":
+            self._fo = open(self.path, "wb")
+            self._avro = fastavro.write.Writer(self._fo, load_schema(self.record_name),
+                                               codec="deflate",
+                                               sync_marker=sync_marker(self.record_name))
+        else:
+            import pyarrow.parquet as pq
+
+            self._pq = pq.ParquetWriter(str(self.path), arrow_schema(self.record_name),
+                                        compression="zstd")
+            self._cols = [[] for _ in self._spec.names]
+
+    def write(self, row: Any) -> None:
+        """Write one row (a NamedTuple of this record)."""
+        if self._avro is not None:
+            self._avro.write(to_wire(row))
+        else:
+            for col, v in zip(self._cols, row, strict=True):
+                col.append(v)
+            if len(self._cols[0]) >= self._row_group_size:
+                self._flush_parquet()
+        self.count += 1
+
+    def write_many(self, rows: Iterable[Any]) -> int:
+        """Write rows; return how many."""
+        n = 0
+        for row in rows:
+            self.write(row)
+            n += 1
+        return n
+
+    def _flush_parquet(self) -> None:
+        import pyarrow as pa
+
+        schema = arrow_schema(self.record_name)
+        arrays = [pa.array(col, type=f.type) for col, f in zip(self._cols, schema, strict=True)]
+        self._pq.write_table(pa.Table.from_arrays(arrays, schema=schema),
+                             row_group_size=self._row_group_size)
+        self._cols = [[] for _ in self._spec.names]
+
+    def close(self) -> None:
+        """Flush and close; the file is complete (an empty file still has its schema)."""
+        if self._avro is not None:
+            self._avro.flush()
+            self._fo.close()
+            self._avro = None
+        elif self._pq is not None:
+            if self._cols and self._cols[0]:
+                self._flush_parquet()
+            self._pq.close()
+            self._pq = None
+
+
+def write_records(path: str | Path, record_name: str, rows: Iterable[Any],
+                  fmt: str | None = None) -> int:
+    """Stream rows into an ``.avro`` or ``.parquet`` file; return the row count."""
+    with RecordWriter(path, record_name, fmt) as w:
+        return w.write_many(rows)
+
+
+def _avro_iter(path: Path, fo: Any, rdr: Any, record_name: str, source: str,
+               batch_size: int) -> Iterator[list]:
+    batch: list = []
+    try:
+        with fo:
+            for rec in rdr:
+                batch.append(validate(record_name, rec, source))
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+    except CodecError:
+        raise
+    except Exception as e:
+        raise CodecError(f"{path}: corrupt Avro file: {type(e).__name__}: {e}") from e
+    if batch:
+        yield batch
+
+
+def _parquet_iter(path: Path, pf: Any, record_name: str, source: str,
+                  batch_size: int) -> Iterator[list]:
+    import pyarrow as pa
+
+    names = _spec(record_name).names
+    try:
+        for rb in pf.iter_batches(batch_size=batch_size):
+            present = set(rb.schema.names)
+            cols = []
+            for name in names:
+                if name not in present:
+                    cols.append(None)
+                    continue
+                col = rb.column(name)
+                if pa.types.is_timestamp(col.type):
+                    col = col.cast(pa.timestamp("ms", tz=col.type.tz), safe=False)
+                    col = col.cast(pa.int64())
+                cols.append(col.to_pylist())
+            n = rb.num_rows
+            if not n:
+                continue
+            cols = [c if c is not None else [None] * n for c in cols]
+            yield [validate(record_name, dict(zip(names, vals, strict=True)), source)
+                   for vals in zip(*cols, strict=True)]
+    except CodecError:
+        raise
+    except Exception as e:
+        raise CodecError(f"{path}: corrupt Parquet file: {type(e).__name__}: {e}") from e
+
+
+def read_batches(path: str | Path, record_name: str, source: str | None = None,
+                 batch_size: int = 8192) -> Iterator[list]:
+    """Lists of rows / DeadLetters from an ``.avro`` or ``.parquet`` file.
+
+    Reads with the file's own schema (so files from other tools or older schemas read) and
+    validates each record. A missing or unreadable file raises ``CodecError`` here, before
+    iteration starts.
+    """
+    p = Path(path)
+    fmt = _fmt_of(p)
+    _spec(record_name)
+    src = source if source is not None else p.stem
+    if not p.is_file():
+        raise CodecError(f"{p}: no such file")
+    if fmt == "avro":
+        fo = open(p, "rb")
+        try:
+            rdr = fastavro.reader(fo)
+        except Exception as e:
+            fo.close()
+            raise CodecError(f"{p}: not a readable Avro file: {type(e).__name__}: {e}") from e
+        return _avro_iter(p, fo, rdr, record_name, src, batch_size)
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(str(p))
+    except Exception as e:
+        raise CodecError(f"{p}: not a readable Parquet file: {type(e).__name__}: {e}") from e
+    return _parquet_iter(p, pf, record_name, src, batch_size)
+
+
+def read_records(path: str | Path, record_name: str, source: str | None = None) -> Iterator[Any]:
+    """Rows (or DeadLetters) from an ``.avro`` / ``.parquet`` file, streamed, validated.
+
+    ``source`` names the input in DeadLetters (default: the file's stem).
+    """
+    batches = read_batches(path, record_name, source)
+    return (r for batch in batches for r in batch)
+
+
+def find_input(directory: str | Path, stem: str) -> Path | None:
+    """``directory/stem.avro`` or ``.parquet`` if present; None if neither; error if both."""
+    d = Path(directory)
+    found = [d / f"{stem}.{f}" for f in FORMATS if (d / f"{stem}.{f}").is_file()]
+    if len(found) > 1:
+        raise CodecError(f"{d}: both {stem}.avro and {stem}.parquet exist; keep one")
+    return found[0] if found else None

@@ -1,0 +1,217 @@
+"""Actions (keyed by destination / suspect): holds, refunds, releases, freezes, the live
+blacklist, the silent-sufferer sweep and outreach *requests* (decision rules 1–5, 9).
+
+The 24h hold is an event-time deadline: a hold still pending at ``placed_at + hold_ms`` is
+RELEASED exactly then; a scam confirmed before (a SCAM verdict, a case outcome on the
+transfer or the address) REFUNDS it at that moment. Every hold ends in exactly one
+resolution. Anything decided per user (cool-down, escalation) is left to Outreach.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Optional
+
+from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution
+from transforms.events import AddressFact, LossConfirmed, OutreachRequest, ScoredReport, \
+    ScoredTransfer
+from transforms.machine import METRIC, Machine
+from transforms.policy import Policy
+
+HOLDS, RESOLUTIONS, FREEZES, REQUESTS, LOSSES = (
+    "holds", "resolutions", "freezes", "outreach_requests", "losses")
+
+
+def short_id(*parts) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+class _Dest:
+    __slots__ = ("pending", "sent", "reporters", "report_ids", "frozen", "confirmed",
+                 "owner", "last_t")
+
+    def __init__(self):
+        self.pending: dict = {}  # transfer_id -> Hold
+        self.sent: list = []  # (t, user, transfer_id, refunded_or_pending_flag) in lookback
+        self.reporters: dict = {}  # user -> last report time (lookback)
+        self.report_ids: list = []  # reports against this address (for the freeze record)
+        self.frozen: Optional[tuple] = None  # (freeze_id, t)
+        self.confirmed: Optional[int] = None  # time a scam was confirmed here
+        self.owner: Optional[str] = None  # exchange account behind the address, if any
+        self.last_t: Optional[int] = None
+
+
+# flags in _Dest.sent
+LOST, HELD, REFUNDED = 0, 1, 2
+
+
+class Actions(Machine):
+    def __init__(self, policy: Policy):
+        self.p = policy
+
+    def new_state(self, key):
+        return _Dest()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def is_empty(self, s: _Dest) -> bool:
+        return s.last_t is None and not s.pending and s.frozen is None
+
+    def _ttl(self) -> int:
+        return max(self.p.lookback_ms, self.p.hold_ms)
+
+    def next_deadline(self, s: _Dest) -> Optional[int]:
+        ds = [h.expires_at for h in s.pending.values()]
+        if s.last_t is not None:
+            ds.append(s.last_t + self._ttl())
+        return min(ds) if ds else None
+
+    def advance(self, s: _Dest, now: int) -> list:
+        out = []
+        if s.pending:
+            due = sorted((h.expires_at, tid) for tid, h in s.pending.items()
+                         if h.expires_at <= now)
+            for at, tid in due:
+                out.extend(self._resolve(s, tid, "RELEASED", at,
+                                         "no scam confirmed within the hold"))
+        if s.last_t is not None and s.last_t + self._ttl() <= now:
+            frozen = s.frozen
+            s.__init__()
+            s.frozen = frozen  # a frozen address stays frozen
+        return out
+
+    # -- events --------------------------------------------------------------------------
+    def on_event(self, s: _Dest, ev, now: int) -> list:
+        s.last_t = now
+        horizon = now - self.p.lookback_ms
+        if s.sent and s.sent[0][0] < horizon:
+            s.sent = [x for x in s.sent if x[0] >= horizon]
+        t = type(ev)
+        if t is ScoredTransfer:
+            return self._transfer(s, ev, now)
+        if t is ScoredReport:
+            return self._report(s, ev, now)
+        if t is AddressFact:
+            return self._fact(s, ev, now)
+        if t is BlacklistUpdate:
+            return self._list_update(s, ev, now)
+        raise TypeError(f"Actions cannot handle {t.__name__}")
+
+    def _transfer(self, s: _Dest, ev: ScoredTransfer, now: int) -> list:
+        ft = ev.featured
+        tr = ft.transfer
+        p = self.p
+        if tr.to_user_id and s.owner is None:
+            s.owner = tr.to_user_id
+        reasons: list = []
+        hold = False
+        kind = None
+        if s.frozen is not None:
+            hold = True
+            reasons.append("destination_frozen")
+        if ft.blacklist:
+            hold = True
+            kind = "WARNING"
+            reasons += [f"blacklist:{src}" for src in ft.blacklist]
+            reasons.append(f"list_version={ft.list_version}")
+        if ft.lookalike_of:
+            hold, kind = True, "WARNING"
+            reasons.append(f"lookalike_of={ft.lookalike_of}")
+        if ev.score >= p.hold_threshold:
+            hold = True
+            kind = kind or "HOLD_NOTICE"
+        elif ev.score >= p.warn_threshold:
+            kind = kind or "WARNING"
+        if ev.score >= p.warn_threshold:
+            reasons += list(ev.reasons) or [f"risk_score={ev.score:.2f}"]
+        out = []
+        if hold:
+            h = Hold(short_id("hold", tr.transfer_id), tr.transfer_id, tr.user_id,
+                     tr.to_address, tr.asset, tr.amount, tr.usd_value, now, now + p.hold_ms,
+                     ev.score, reasons, ev.model_version)
+            out.append((HOLDS, now, h))
+            s.pending[tr.transfer_id] = h
+            s.sent.append((now, tr.user_id, tr.transfer_id, HELD))
+            if s.frozen is not None:
+                out.extend(self._resolve(s, tr.transfer_id, "REFUNDED", now,
+                                         "destination frozen"))
+                out.append((LOSSES, now, LossConfirmed(tr.user_id, now, tr.transfer_id,
+                                                       tr.to_address)))
+        else:
+            s.sent.append((now, tr.user_id, tr.transfer_id, LOST))
+        if kind is not None:
+            out.append((REQUESTS, now, OutreachRequest(tr.user_id, now, kind, "APP",
+                                                       tr.transfer_id, tr.to_address,
+                                                       tuple(reasons))))
+        return out
+
+    def _report(self, s: _Dest, ev: ScoredReport, now: int) -> list:
+        rep = ev.featured.report_in.report
+        s.reporters[rep.reporter_user_id] = now
+        s.report_ids.append(rep.report_id)
+        if rep.suspect_user_id and s.owner is None:
+            s.owner = rep.suspect_user_id
+        if ev.verdict != "SCAM":
+            return []
+        return self._confirm(s, ev.featured.report_in.suspect, now, ev.score,
+                             [f"verdict:SCAM report={rep.report_id}"] + list(ev.reasons))
+
+    def _fact(self, s: _Dest, fact: AddressFact, now: int) -> list:
+        if not fact.is_scam:
+            return []
+        out = []
+        if fact.subject_type == "TRANSFER" and fact.subject_id in s.pending:
+            out.extend(self._resolve(s, fact.subject_id, "REFUNDED", now,
+                                     f"case {fact.case_id}: transfer confirmed scam"))
+        out.extend(self._confirm(s, fact.address, now, 1.0,
+                                 [f"case:{fact.case_id} {fact.subject_type.lower()} "
+                                  f"confirmed scam"]))
+        return out
+
+    def _list_update(self, s: _Dest, ev: BlacklistUpdate, now: int) -> list:
+        if ev.action == "REMOVE":
+            return []
+        return self._sweep(s, ev.address, now, f"blacklisted:{ev.source}")
+
+    # -- helpers -------------------------------------------------------------------------
+    def _confirm(self, s: _Dest, address: str, now: int, score: float, reasons: list) -> list:
+        """A scam confirmed on this address: freeze it (once), refund every pending hold,
+        note the losses, sweep for silent sufferers."""
+        out = []
+        if s.confirmed is None:
+            s.confirmed = now
+            for _, user, tid, flag in s.sent:
+                out.append((LOSSES, now, LossConfirmed(user, now, tid, address)))
+        for tid in sorted(s.pending):
+            out.extend(self._resolve(s, tid, "REFUNDED", now, "scam confirmed: " + reasons[0]))
+        if s.frozen is None:
+            fid = short_id("freeze", address, now)
+            s.frozen = (fid, now)
+            out.append((FREEZES, now, Freeze(fid, address, s.owner, now, score,
+                                             sorted(set(s.report_ids)), reasons)))
+            out.append((METRIC, now, ("freezes", 1)))
+        out.extend(self._sweep(s, address, now, "frozen"))
+        return out
+
+    def _sweep(self, s: _Dest, address: str, now: int, why: str) -> list:
+        """Rule 5: everyone who sent here in the lookback, lost the money and has not
+        reported it gets a SILENT_SUFFERER request (Outreach de-duplicates per address)."""
+        out = []
+        seen = set()
+        for t, user, tid, flag in s.sent:
+            if flag != LOST or user in s.reporters or user in seen:
+                continue
+            seen.add(user)
+            out.append((REQUESTS, now, OutreachRequest(
+                user, now, "SILENT_SUFFERER", "CHAT", tid, address,
+                (why, f"sent_at={t}"))))
+        return out
+
+    def _resolve(self, s: _Dest, tid: str, resolution: str, at: int, reason: str) -> list:
+        h = s.pending.pop(tid)
+        if resolution == "REFUNDED":
+            s.sent = [(t, u, x, REFUNDED if x == tid else f) for t, u, x, f in s.sent]
+        else:
+            s.sent = [(t, u, x, LOST if x == tid else f) for t, u, x, f in s.sent]
+        r = HoldResolution(h.hold_id, tid, resolution, at, reason, h.user_id, h.to_address,
+                           h.usd_value)
+        return [(RESOLUTIONS, at, r)]

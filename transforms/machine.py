@@ -1,0 +1,223 @@
+"""Core and shell: a keyed step is a pure state machine with two thin Beam faces.
+
+A :class:`Machine` is plain Python. Given a key's state and one event it returns the
+outputs; given a time ``now`` it fires every deadline due at or before ``now``. The Beam
+code around it never decides anything:
+
+* :class:`RunMachine` with ``mode="stream"`` is a stateful ``DoFn``: it loads the key's
+  state, advances it to the element's event time (deadlines first), feeds the element,
+  stores the state back and sets one event-time timer at the machine's next deadline.
+* ``mode="batch"`` groups by key, sorts the key's events by ``machine.sort_key`` and runs
+  the whole history in one call, deadlines included, then advances to the end of time (as a
+  bounded stream's final watermark does). No per-element state round trips.
+
+Both faces call :func:`run_history` / :func:`step` below, so they decide identically.
+
+Ordering (DESIGN.md): deadlines due at or before t fire first, then the events at t in the
+order blacklist updates, case outcomes, reports, transfers (``RANK``), then by id.
+
+>>> class Count(Machine):
+...     def new_state(self, key): return {"n": 0, "until": None}
+...     def time_of(self, ev): return ev[0]
+...     def on_event(self, s, ev, now):
+...         s["n"] += 1; s["until"] = now + 10
+...         return [("main", now, s["n"])]
+...     def advance(self, s, now):
+...         if s["until"] is not None and s["until"] <= now:
+...             t, s["until"] = s["until"], None
+...             return [("main", t, "expired")]
+...         return []
+...     def next_deadline(self, s): return s["until"]
+...     def is_empty(self, s): return s["until"] is None
+...     def sort_key(self, ev): return ev
+>>> run_history(Count(), "k", [(5, "a"), (1, "b"), (30, "c")])
+[('main', 1, 1), ('main', 5, 2), ('main', 15, 'expired'), ('main', 30, 1), ('main', 40, 'expired')]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.coders import PickleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+
+# Kind ranks at equal event time (DESIGN.md, "Core and shell").
+RANK_BLACKLIST, RANK_OUTCOME, RANK_REPORT, RANK_TRANSFER, RANK_DERIVED = 0, 1, 2, 3, 4
+END_OF_TIME = 2**62  # "advance to the end": every remaining deadline fires
+METRIC = "metric"  # outputs with this tag are counters: (METRIC, t, (name, increment))
+
+Output = tuple  # (tag, event_time_ms, value)
+
+
+class Machine:
+    """A keyed step's logic: no Beam, no I/O, no clocks. Subclasses override the hooks.
+
+    State is a plain picklable object the machine mutates in place; ``is_empty`` tells the
+    shell it may clear the key's state (every state must become empty when idle long
+    enough: that is its expiry).
+    """
+
+    def new_state(self, key: Any) -> Any:
+        raise NotImplementedError
+
+    def time_of(self, event: Any) -> int:
+        return event.event_time
+
+    def sort_key(self, event: Any) -> tuple:
+        """(event time, kind rank, id): deterministic order within a key's history."""
+        from transforms.events import sort_key
+
+        return sort_key(event)
+
+    def on_event(self, state: Any, event: Any, now: int) -> list[Output]:
+        raise NotImplementedError
+
+    def advance(self, state: Any, now: int) -> list[Output]:
+        """Fire every deadline due at or before ``now``, in time order."""
+        return []
+
+    def next_deadline(self, state: Any) -> Optional[int]:
+        return None
+
+    def is_empty(self, state: Any) -> bool:
+        return False
+
+
+def step(machine: Machine, key: Any, state: Any, event: Any) -> tuple[Any, list[Output]]:
+    """One event: deadlines due at or before its time fire first (an expired state starts
+    afresh, as if its expiry timer had cleared it), then the event. Returns the new state."""
+    now = machine.time_of(event)
+    out = machine.advance(state, now)
+    if machine.is_empty(state):
+        state = machine.new_state(key)
+    out.extend(machine.on_event(state, event, now))
+    return state, out
+
+
+def run_history(machine: Machine, key: Any, events: Iterable[Any],
+                until: int = END_OF_TIME) -> list[Output]:
+    """The batch face's core: a key's whole history, sorted, then time runs to ``until``."""
+    state = machine.new_state(key)
+    out: list[Output] = []
+    for ev in sorted(events, key=machine.sort_key):
+        state, more = step(machine, key, state, ev)
+        out.extend(more)
+    out.extend(machine.advance(state, until))
+    return out
+
+
+class _Emitter:
+    """Turns machine outputs into Beam outputs; counters go to Beam metrics."""
+
+    def __init__(self, step_name: str, main_tag: str):
+        self.step_name = step_name
+        self.main_tag = main_tag
+        self.counters: dict[str, Any] = {}
+
+    def emit(self, outputs: list[Output]):
+        for tag, t, value in outputs:
+            if tag == METRIC:
+                name, inc = value
+                c = self.counters.get(name)
+                if c is None:
+                    c = self.counters[name] = Metrics.counter(self.step_name, name)
+                c.inc(inc)
+                continue
+            tv = beam.window.TimestampedValue(value, t / 1000.0)
+            yield tv if tag == self.main_tag else beam.pvalue.TaggedOutput(tag, tv)
+
+
+class _BatchFace(beam.DoFn):
+    def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str):
+        self.factory, self.step_name, self.main_tag = factory, step_name, main_tag
+
+    def setup(self):
+        self.machine = self.factory()
+        self.emitter = _Emitter(self.step_name, self.main_tag)
+
+    def process(self, kv):
+        key, events = kv
+        yield from self.emitter.emit(run_history(self.machine, key, events))
+
+
+class _StreamFace(beam.DoFn):
+    STATE = ReadModifyWriteStateSpec("state", PickleCoder())
+    DEADLINE = TimerSpec("deadline", TimeDomain.WATERMARK)
+
+    def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str):
+        self.factory, self.step_name, self.main_tag = factory, step_name, main_tag
+
+    def setup(self):
+        self.machine = self.factory()
+        self.emitter = _Emitter(self.step_name, self.main_tag)
+
+    def _store(self, key, state, state_cell, timer):
+        m = self.machine
+        if m.is_empty(state):
+            state_cell.clear()
+            timer.clear()
+            return
+        state_cell.write(state)
+        d = m.next_deadline(state)
+        if d is None:
+            timer.clear()
+        else:
+            timer.set(Timestamp(micros=min(d, END_OF_TIME // 1000) * 1000))
+
+    def process(self, kv, state_cell=beam.DoFn.StateParam(STATE),
+                timer=beam.DoFn.TimerParam(DEADLINE)):
+        key, event = kv
+        state = state_cell.read()
+        if state is None:
+            state = self.machine.new_state(key)
+        state, out = step(self.machine, key, state, event)
+        self._store(key, state, state_cell, timer)
+        yield from self.emitter.emit(out)
+
+    @on_timer(DEADLINE)
+    def on_deadline(self, key=beam.DoFn.KeyParam, fire_ts=beam.DoFn.TimestampParam,
+                    state_cell=beam.DoFn.StateParam(STATE),
+                    timer=beam.DoFn.TimerParam(DEADLINE)):
+        state = state_cell.read()
+        if state is None:
+            return
+        now = END_OF_TIME if fire_ts >= MAX_TIMESTAMP else fire_ts.micros // 1000
+        out = self.machine.advance(state, now)
+        self._store(key, state, state_cell, timer)
+        yield from self.emitter.emit(out)
+
+
+class RunMachine(beam.PTransform):
+    """Run ``factory()``'s machine over a PCollection of ``(key, event)``.
+
+    ``mode`` is ``"stream"`` (stateful DoFn with event-time timers) or ``"batch"``
+    (GroupByKey, sort, one call per key). Returns a ``DoOutputsTuple`` with ``main_tag``
+    as the main output and ``tags`` as the others.
+    """
+
+    def __init__(self, factory: Callable[[], Machine], mode: str, main_tag: str,
+                 tags: tuple[str, ...] = (), label: Optional[str] = None):
+        super().__init__(label)
+        if mode not in ("stream", "batch"):
+            raise ValueError(f"mode must be 'stream' or 'batch', not {mode!r}")
+        self.factory, self.mode, self.main_tag, self.tags = factory, mode, main_tag, tags
+
+    def expand(self, keyed):
+        name = self.label or "machine"
+        if self.mode == "batch":
+            grouped = keyed | "GroupByKey" >> beam.GroupByKey()
+            fn = _BatchFace(self.factory, name, self.main_tag)
+            return grouped | "RunHistory" >> beam.ParDo(fn).with_outputs(
+                *self.tags, main=self.main_tag)
+        fn = _StreamFace(self.factory, name, self.main_tag)
+        return keyed | "RunStateful" >> beam.ParDo(fn).with_input_types(
+            Tuple[str, Any]).with_outputs(
+            *self.tags, main=self.main_tag)

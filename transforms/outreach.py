@@ -1,0 +1,82 @@
+"""Outreach (keyed by user), downstream of Actions: cool-down, de-duplication and
+escalation (rules 1 and 6).
+
+* At most one outreach of a kind per user per ``cooldown_ms``; SILENT_SUFFERER outreach
+  instead at most once per user and address.
+* A WARNING to a vulnerable user (profile) or a repeat victim (``repeat_victim_losses`` or
+  more of their transfers went to confirmed scams, seen in Actions' LossConfirmed facts)
+  becomes an INTERVENTION on CALL.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from schemas.rows import Outreach, UserProfile
+from transforms.actions import short_id
+from transforms.events import LossConfirmed, OutreachRequest
+from transforms.machine import METRIC, Machine
+from transforms.policy import Policy
+
+OUTREACH = "outreach"
+
+
+class _User:
+    __slots__ = ("last_sent", "silent_for", "losses", "last_t")
+
+    def __init__(self):
+        self.last_sent: dict = {}  # kind -> time of the last outreach of that kind
+        self.silent_for: dict = {}  # address -> time of its SILENT_SUFFERER outreach
+        self.losses: dict = {}  # transfer_id -> time confirmed lost to a scam
+        self.last_t: Optional[int] = None
+
+
+class OutreachStep(Machine):
+    def __init__(self, policy: Policy, profiles: Callable[[str], Optional[UserProfile]]):
+        self.p = policy
+        self.profiles = profiles
+
+    def new_state(self, key):
+        return _User()
+
+    def _ttl(self) -> int:
+        return max(self.p.lookback_ms, self.p.cooldown_ms, self.p.payee_memory_ms)
+
+    def is_empty(self, s: _User) -> bool:
+        return s.last_t is None
+
+    def next_deadline(self, s: _User) -> Optional[int]:
+        return None if s.last_t is None else s.last_t + self._ttl()
+
+    def advance(self, s: _User, now: int) -> list:
+        if s.last_t is not None and s.last_t + self._ttl() <= now:
+            s.__init__()
+        return []
+
+    def on_event(self, s: _User, ev, now: int) -> list:
+        s.last_t = now
+        if type(ev) is LossConfirmed:
+            s.losses[ev.transfer_id] = now
+            return []
+        req: OutreachRequest = ev
+        kind, channel, reasons = req.kind, req.channel, list(req.reasons)
+        if kind == "SILENT_SUFFERER":
+            if req.address in s.silent_for:
+                return [(METRIC, now, ("outreach_deduplicated", 1))]
+            s.silent_for[req.address] = now
+        else:
+            if kind == "WARNING":
+                prof = self.profiles(req.user_id)
+                if prof is not None and prof.vulnerable:
+                    kind, channel = "INTERVENTION", "CALL"
+                    reasons.append("vulnerable_user")
+                elif len(s.losses) >= self.p.repeat_victim_losses:
+                    kind, channel = "INTERVENTION", "CALL"
+                    reasons.append(f"repeat_victim:losses={len(s.losses)}")
+            last = s.last_sent.get(kind)
+            if last is not None and now - last < self.p.cooldown_ms:
+                return [(METRIC, now, ("outreach_cooldown_suppressed", 1))]
+            s.last_sent[kind] = now
+        o = Outreach(short_id("outreach", req.user_id, kind, now, req.transfer_id, req.address),
+                     req.user_id, kind, channel, now, req.transfer_id, req.address, reasons)
+        return [(OUTREACH, now, o)]

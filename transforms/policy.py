@@ -1,0 +1,76 @@
+"""Every threshold, window and duration of the decision logic, with its default.
+
+:class:`Policy` is what the machines read; ``pipelines/options.py`` maps command-line
+options onto it. Durations are event-time milliseconds. ``scaled(f)`` divides every
+duration by ``f``: the local demo compresses a week into minutes this way.
+
+>>> p = Policy().scaled(24)
+>>> p.hold_ms == HOUR
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+SECOND = 1000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True)
+class Policy:
+    # Holds and warnings (rules 2, 3)
+    hold_threshold: float = 0.75
+    warn_threshold: float = 0.45
+    hold_ms: int = 24 * HOUR
+    # Verdicts (rule 4)
+    scam_threshold: float = 0.80
+    review_threshold: float = 0.50
+    # Silent sufferers and outreach (rules 5, 6)
+    lookback_ms: int = 30 * DAY
+    cooldown_ms: int = 24 * HOUR
+    repeat_victim_losses: int = 2
+    # Features (DESIGN.md, "Windows")
+    short_window_ms: int = 1 * HOUR
+    long_window_ms: int = 24 * HOUR
+    reporter_window_ms: int = 7 * DAY
+    payee_memory_ms: int = 180 * DAY
+    fresh_account_ms: int = 7 * DAY
+    # Rules-only baseline: fan-in threshold (distinct senders in the long window)
+    fan_in_rule: int = 25
+    # Labels (LabelJoin)
+    label_horizon_ms: int = 7 * DAY
+    # Dedup memory and outcome resolution (Ledger)
+    dedup_ms: int = 30 * DAY
+    resolve_wait_ms: int = 24 * HOUR
+    # Models
+    use_models: bool = True
+    model_warmup_labels: int = 200
+    model_snapshot_every: int = 0
+    model_snapshot_path: Optional[str] = None
+    model_warm_start: Optional[str] = None
+    # Files read at start (side data)
+    blacklist_paths: tuple = ()
+    profiles_path: Optional[str] = None
+
+    def scaled(self, factor: float) -> "Policy":
+        """The same policy with every duration divided by ``factor`` (>= 1)."""
+        if factor <= 0:
+            raise ValueError("time scale factor must be positive")
+        changes = {f.name: max(1, int(getattr(self, f.name) / factor))
+                   for f in dataclasses.fields(self) if f.name.endswith("_ms")}
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> "Policy":
+        if not 0.0 <= self.warn_threshold <= self.hold_threshold <= 1.0:
+            raise ValueError("need 0 <= warn_threshold <= hold_threshold <= 1")
+        if not 0.0 <= self.review_threshold <= self.scam_threshold <= 1.0:
+            raise ValueError("need 0 <= review_threshold <= scam_threshold <= 1")
+        for f in dataclasses.fields(self):
+            if f.name.endswith("_ms") and getattr(self, f.name) <= 0:
+                raise ValueError(f"{f.name} must be positive")
+        return self

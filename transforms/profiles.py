@@ -1,0 +1,300 @@
+"""SenderProfile (keyed by user) and CounterpartyProfile (keyed by destination / suspect).
+
+Both keep per-key features in state with event-time expiry, because a hold must be decided
+per transfer, not at a window's end (DESIGN.md, "Windows"). They emit the transfer or the
+report with a ``features`` dict that the models score and the rules read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Callable, Optional
+
+from schemas.blacklist import BlacklistSnapshot
+from schemas.rows import BlacklistUpdate, Transfer, UserProfile
+from transforms.events import FeaturedReport, FeaturedTransfer, ReportIn
+from transforms.machine import Machine
+from transforms.policy import DAY, HOUR, Policy
+
+FEATURED = "featured"
+
+
+def is_evm(address: str) -> bool:
+    return len(address) == 42 and address.startswith("0x")
+
+
+def lookalike_key(address: str) -> Optional[tuple]:
+    """What a wallet shows of an EVM address: the first three hex digits after ``0x`` and
+    the last four. Two different addresses with the same key are look-alikes.
+
+    >>> lookalike_key("0xabc1111111111111111111111111111111111234")
+    ('abc', '1234')
+    >>> lookalike_key("TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE") is None
+    True
+    """
+    if not is_evm(address):
+        return None
+    return (address[2:5], address[-4:])
+
+
+# --------------------------------------------------------------------------- SenderProfile
+class _Sender:
+    __slots__ = ("recent", "payees", "by_look", "n", "mean", "m2", "last_t", "n_reports",
+                 "report_times")
+
+    def __init__(self):
+        self.recent: deque = deque()  # (t, usd) within the long window
+        self.payees: dict = {}  # address -> last time paid (genuine payees only)
+        self.by_look: dict = {}  # lookalike_key -> set of payees with that key
+        self.n = 0  # transfers seen
+        self.mean = 0.0  # running mean / M2 of log1p(usd) (Welford)
+        self.m2 = 0.0
+        self.last_t: Optional[int] = None
+        self.n_reports = 0
+        self.report_times: deque = deque()
+
+
+class SenderProfile(Machine):
+    """Per-user features for transfers (velocity, payees, look-alikes) and for reports (the
+    reporter's record: account age, did it pay the suspect, its past reports)."""
+
+    def __init__(self, policy: Policy, profiles: Callable[[str], Optional[UserProfile]]):
+        self.p = policy
+        self.profiles = profiles
+
+    def new_state(self, key):
+        return _Sender()
+
+    def is_empty(self, s: _Sender) -> bool:
+        return s.last_t is None
+
+    def next_deadline(self, s: _Sender) -> Optional[int]:
+        return None if s.last_t is None else s.last_t + self.p.payee_memory_ms
+
+    def advance(self, s: _Sender, now: int) -> list:
+        if s.last_t is not None and s.last_t + self.p.payee_memory_ms <= now:
+            s.__init__()  # idle past the payee memory: forget the user
+        return []
+
+    def _age_days(self, user_id: str, now: int) -> float:
+        prof = self.profiles(user_id)
+        if prof is None:
+            return -1.0
+        return max(0.0, (now - prof.created_time) / DAY)
+
+    def _forget_old_payees(self, s: _Sender, now: int) -> None:
+        horizon = now - self.p.payee_memory_ms
+        old = [a for a, t in s.payees.items() if t < horizon]
+        for a in old:
+            del s.payees[a]
+            k = lookalike_key(a)
+            if k in s.by_look:
+                s.by_look[k].discard(a)
+                if not s.by_look[k]:
+                    del s.by_look[k]
+
+    def on_event(self, s: _Sender, ev, now: int) -> list:
+        if type(ev) is ReportIn:
+            return self._report(s, ev, now)
+        tr: Transfer = ev
+        p = self.p
+        while s.recent and s.recent[0][0] <= now - p.long_window_ms:
+            s.recent.popleft()
+        n1 = usd1 = 0.0
+        n24 = usd24 = 0.0
+        short_from = now - p.short_window_ms
+        for t, usd in s.recent:
+            n24 += 1
+            usd24 += usd
+            if t > short_from:
+                n1 += 1
+                usd1 += usd
+        dest = tr.to_address
+        known = dest in s.payees
+        imitated = None
+        if not known:
+            k = lookalike_key(dest)
+            if k is not None and k in s.by_look:
+                imitated = min(s.by_look[k])
+        lu = math.log1p(tr.usd_value)
+        if s.n >= 3:
+            std = math.sqrt(s.m2 / (s.n - 1)) or 1.0
+            z = (lu - s.mean) / std
+        else:
+            z = 0.0
+        age = self._age_days(tr.user_id, now)
+        features = {
+            "log_usd": lu,
+            "n_1h": n1, "log_usd_1h": math.log1p(usd1),
+            "n_24h": n24, "log_usd_24h": math.log1p(usd24),
+            "new_dest": 0.0 if known else 1.0,
+            "amount_z": max(-10.0, min(10.0, z)),
+            "account_age_days": age,
+            "fresh_account": 1.0 if 0 <= age * DAY < p.fresh_account_ms else 0.0,
+            "log_tx_count": math.log1p(s.n),
+            "n_payees": float(len(s.payees)),
+            "lookalike": 1.0 if imitated else 0.0,
+            "internal": 1.0 if tr.channel != "WITHDRAWAL" else 0.0,
+        }
+        reasons = (f"lookalike_of={imitated}",) if imitated else ()
+        # update
+        s.recent.append((now, tr.usd_value))
+        s.n += 1
+        d = lu - s.mean
+        s.mean += d / s.n
+        s.m2 += d * (lu - s.mean)
+        if imitated is None:  # an imitation never becomes a known payee (rule 9)
+            if not known:
+                k = lookalike_key(dest)
+                if k is not None:
+                    s.by_look.setdefault(k, set()).add(dest)
+            s.payees[dest] = now
+        if s.n % 64 == 0:
+            self._forget_old_payees(s, now)
+        s.last_t = now
+        return [(FEATURED, now, FeaturedTransfer(tr, now, features, reasons,
+                                                 lookalike_of=imitated))]
+
+    def _report(self, s: _Sender, ev: ReportIn, now: int) -> list:
+        p = self.p
+        while s.report_times and s.report_times[0] <= now - p.reporter_window_ms:
+            s.report_times.popleft()
+        paid_at = ev.paid_at
+        if paid_at is None and ev.suspect in s.payees:
+            paid_at = s.payees[ev.suspect]
+        age = self._age_days(ev.report.reporter_user_id, now)
+        fresh = 0 <= age * DAY < p.fresh_account_ms
+        features = {
+            "reporter_age_days": age,
+            "reporter_fresh": 1.0 if fresh else 0.0,
+            "reporter_log_tx_count": math.log1p(s.n),
+            "reporter_paid_suspect": 1.0 if paid_at is not None else 0.0,
+            "hours_since_paid": (now - paid_at) / HOUR if paid_at is not None else -1.0,
+            "reporter_reports_7d": float(len(s.report_times)),
+            "reporter_reports_total": float(s.n_reports),
+        }
+        s.n_reports += 1
+        s.report_times.append(now)
+        s.last_t = now
+        return [(FEATURED, now, FeaturedReport(ev._replace(paid_at=paid_at), now, features))]
+
+
+# ---------------------------------------------------------------------- CounterpartyProfile
+class _Counterparty:
+    __slots__ = ("senders", "first_t", "last_t", "live", "reports", "n_in")
+
+    def __init__(self):
+        self.senders: deque = deque()  # (t, user) within the long window
+        self.first_t: Optional[int] = None
+        self.last_t: Optional[int] = None
+        self.live: Optional[tuple] = None  # last live update: (action, source, t)
+        self.reports: deque = deque()  # (t, reporter, established) within reporter window
+        self.n_in = 0
+
+
+class CounterpartyProfile(Machine):
+    """Per-destination features: fan-in, age, reports against it, and list state (the
+    snapshot side data plus the live ADD / REMOVE stream; a REMOVE delists the address
+    from every source until a later ADD)."""
+
+    def __init__(self, policy: Policy, snapshot: BlacklistSnapshot):
+        self.p = policy
+        self.snapshot = snapshot
+
+    def new_state(self, key):
+        return _Counterparty()
+
+    def is_empty(self, s: _Counterparty) -> bool:
+        return s.last_t is None and s.live is None
+
+    def next_deadline(self, s: _Counterparty) -> Optional[int]:
+        return None if s.last_t is None else s.last_t + self._ttl()
+
+    def _ttl(self) -> int:
+        return max(self.p.long_window_ms, self.p.reporter_window_ms, self.p.lookback_ms)
+
+    def advance(self, s: _Counterparty, now: int) -> list:
+        if s.last_t is not None and s.last_t + self._ttl() <= now:
+            live = s.live if s.live is not None and s.live[0] == "ADD" else None
+            s.__init__()
+            s.live = live  # list membership outlives activity
+        return []
+
+    def listed(self, address: str, s: _Counterparty) -> tuple[Optional[tuple], Optional[str]]:
+        """(sources, list version) holding ``address`` now, or (None, None)."""
+        if s.live is not None:
+            action, source, t = s.live
+            if action == "REMOVE":
+                return None, None
+            snap = self.snapshot.lookup(address) or ()
+            return tuple(sorted(set(snap) | {source})), f"live@{t}"
+        snap = self.snapshot.lookup(address)
+        if snap:
+            return tuple(snap), self.snapshot.version
+        return None, None
+
+    def on_event(self, s: _Counterparty, ev, now: int) -> list:
+        t = type(ev)
+        if t is BlacklistUpdate:
+            s.live = (ev.action, ev.source, now)
+            return []
+        p = self.p
+        while s.senders and s.senders[0][0] <= now - p.long_window_ms:
+            s.senders.popleft()
+        while s.reports and s.reports[0][0] <= now - p.reporter_window_ms:
+            s.reports.popleft()
+        short_from = now - p.short_window_ms
+        day_from = now - DAY
+        if t is FeaturedTransfer:
+            tr = ev.transfer
+            users24 = {u for _, u in s.senders}
+            users1 = {u for ts, u in s.senders if ts > short_from}
+            users24.add(tr.user_id)
+            users1.add(tr.user_id)
+            address = tr.to_address
+            sources, version = self.listed(address, s)
+            if s.first_t is None:
+                s.first_t = now
+            established = {r for _, r, est in s.reports if est}
+            f = dict(ev.features)
+            f.update({
+                "fan_in_1h": float(len(users1)),
+                "fan_in_24h": float(len(users24)),
+                "log_dest_transfers": math.log1p(s.n_in),
+                "dest_age_days": (now - s.first_t) / DAY,
+                "blacklisted": 1.0 if sources else 0.0,
+                "reports_7d": float(len(s.reports)),
+                "established_reporters_7d": float(len(established)),
+            })
+            s.senders.append((now, tr.user_id))
+            s.n_in += 1
+            s.last_t = now
+            return [(FEATURED, now, ev._replace(features=f, blacklist=sources,
+                                                  list_version=version))]
+        # FeaturedReport against this suspect
+        rep = ev.report_in.report
+        f = dict(ev.features)
+        established = f.get("reporter_paid_suspect", 0.0) > 0 and not f.get("reporter_fresh")
+        reporters24 = {r for ts, r, _ in s.reports if ts > day_from} | {rep.reporter_user_id}
+        est24 = {r for ts, r, e in s.reports if e and ts > day_from}
+        est7 = {r for _, r, e in s.reports if e}
+        if established:
+            est24.add(rep.reporter_user_id)
+            est7.add(rep.reporter_user_id)
+        fresh24 = sum(1 for ts, r, e in s.reports if ts > day_from and not e)
+        sources, version = self.listed(ev.report_in.suspect, s)
+        users24 = {u for _, u in s.senders}
+        f.update({
+            "suspect_fan_in_24h": float(len(users24)),
+            "suspect_log_transfers": math.log1p(s.n_in),
+            "suspect_blacklisted": 1.0 if sources else 0.0,
+            "reporters_24h": float(len(reporters24)),
+            "established_reporters_24h": float(len(est24)),
+            "established_reporters_7d": float(len(est7)),
+            "unestablished_reports_24h": float(fresh24),
+        })
+        s.reports.append((now, rep.reporter_user_id, established))
+        s.last_t = now
+        reasons = tuple(f"blacklist:{x}" for x in sources) if sources else ()
+        return [(FEATURED, now, ev._replace(features=f, reasons=ev.reasons + reasons))]

@@ -1,0 +1,279 @@
+"""The Safety Net: the whole decision logic as one composite PTransform.
+
+``SafetyNet(policy, mode)`` takes a dict of PCollections of validated input rows
+(``transfers``, ``reports``, ``outcomes``, ``blacklist``; any may be missing) and returns a
+dict of PCollections of output rows (``holds``, ``resolutions``, ``freezes``, ``outreach``,
+``verdicts``, ``dead_letter``, and ``scored`` for the backtest's threshold sweep). The
+streaming job, the backtest and the tests all use it unchanged; ``mode`` only picks the
+face of each keyed step ("stream": stateful DoFns with event-time timers; "batch":
+GroupByKey and one call per key's sorted history).
+
+Steps, in order (DESIGN.md, "Dataflow")::
+
+    TransferLedger (transfer id)  ─┐  de-duplication, case outcomes resolved to addresses
+    ReportLedger   (report id)    ─┤
+    SenderProfile  (user)          ├─ features
+    CounterpartyProfile (address) ─┘
+    LabelJoin (address) ─► Models (model name) ─► Actions (address) ─► Outreach (user)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import apache_beam as beam
+from apache_beam.utils.shared import Shared
+
+from schemas.blacklist import BlacklistSnapshot, load_many
+from schemas.codecs import normalize_address, read_records, to_wire
+from schemas.rows import DeadLetter, UserProfile, Verdict
+from transforms import actions as act
+from transforms import ledger as led
+from transforms.actions import Actions
+from transforms.events import AddressFact, ReportIn
+from transforms.labels import EXAMPLES, LabelJoin
+from transforms.machine import RunMachine
+from transforms.models import SCORED_REPORTS, SCORED_TRANSFERS, Models, model_key
+from transforms.outreach import OUTREACH, OutreachStep
+from transforms.policy import Policy
+from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
+
+INPUTS = ("transfers", "reports", "outcomes", "blacklist")
+OUTPUTS = ("holds", "resolutions", "freezes", "outreach", "verdicts", "dead_letter")
+
+
+# ------------------------------------------------------------------------------ side data
+class ProfileBook:
+    """User profiles by id (weak-referenceable, so one copy per worker via ``Shared``)."""
+
+    def __init__(self, profiles: Optional[dict] = None):
+        self.by_id: dict = profiles or {}
+
+    def get(self, user_id: str) -> Optional[UserProfile]:
+        return self.by_id.get(user_id)
+
+    @classmethod
+    def load(cls, path: Optional[str]) -> "ProfileBook":
+        if not path:
+            return cls()
+        rows = {}
+        for r in read_records(path, "UserProfile", source="profiles"):
+            if isinstance(r, UserProfile):
+                rows[r.user_id] = r
+        return cls(rows)
+
+
+class _Ref:
+    """A weak-referenceable box: ``Shared`` keeps what it shares by weak reference."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+class SideData:
+    """Loads the blacklist snapshot and the profiles once per worker process."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+        self._snapshot = Shared()
+        self._profiles = Shared()
+
+    def snapshot(self) -> BlacklistSnapshot:
+        paths = tuple(self.policy.blacklist_paths)
+        return self._snapshot.acquire(lambda: _Ref(load_many(paths)[0]), tag=repr(paths)).value
+
+    def profiles(self) -> ProfileBook:
+        path = self.policy.profiles_path
+        return self._profiles.acquire(lambda: ProfileBook.load(path), tag=repr(path))
+
+
+class _Factory:
+    """Builds a step's machine in the DoFn's ``setup()`` (side data acquired there)."""
+
+    def __init__(self, step: str, policy: Policy, side: SideData):
+        self.step, self.policy, self.side = step, policy, side
+
+    def __call__(self):
+        p, side = self.policy, self.side
+        if self.step == "ledger":
+            return led.Ledger(p)
+        if self.step == "sender":
+            return SenderProfile(p, side.profiles().get)
+        if self.step == "counterparty":
+            return CounterpartyProfile(p, side.snapshot())
+        if self.step == "labels":
+            return LabelJoin(p)
+        if self.step == "models":
+            return Models(p)
+        if self.step == "actions":
+            return Actions(p)
+        if self.step == "outreach":
+            return OutreachStep(p, side.profiles().get)
+        raise ValueError(self.step)
+
+
+# --------------------------------------------------------------------------------- routing
+def _ledger_key(ev) -> str:
+    name = type(ev).__name__
+    if name == "Transfer":
+        return led.transfer_key(ev.transfer_id)
+    if name == "ScamReport":
+        return led.transfer_key(ev.transfer_id)
+    if name == "ReportIn":
+        return led.report_key(ev.report.report_id)
+    # CaseOutcome
+    if ev.subject_type == "TRANSFER":
+        return led.transfer_key(ev.subject_id)
+    return led.report_key(ev.subject_id)
+
+
+class _SplitReports(beam.DoFn):
+    """Reports naming a transfer go through the transfer ledger to learn their suspect;
+    the others name their suspect themselves, or are dead letters."""
+
+    def process(self, r):
+        if r.transfer_id:
+            yield beam.pvalue.TaggedOutput("via_transfer", r)
+        elif r.suspect_address or r.suspect_user_id:
+            yield ReportIn(r, r.event_time, r.suspect_address or r.suspect_user_id)
+        else:
+            yield beam.pvalue.TaggedOutput("dead", DeadLetter(
+                "reports", json.dumps(to_wire(r), sort_keys=True, default=str),
+                "report names neither a suspect (address or user) nor a transfer",
+                r.event_time))
+
+
+class _SplitOutcomes(beam.DoFn):
+    def process(self, o):
+        if o.subject_type == "ADDRESS":
+            yield AddressFact(normalize_address(o.subject_id), o.event_time, o.is_scam,
+                              o.case_id, o.subject_type, o.subject_id)
+        elif o.subject_type == "TRANSFER":
+            yield beam.pvalue.TaggedOutput("transfer", o)
+        else:
+            yield beam.pvalue.TaggedOutput("report", o)
+
+
+def _address_of(ev) -> str:
+    name = type(ev).__name__
+    if name == "FeaturedTransfer":
+        return ev.transfer.to_address
+    if name == "FeaturedReport":
+        return ev.report_in.suspect
+    if name == "ScoredTransfer":
+        return ev.featured.transfer.to_address
+    if name == "ScoredReport":
+        return ev.featured.report_in.suspect
+    return ev.address  # AddressFact, BlacklistUpdate
+
+
+def _user_of(ev) -> str:
+    name = type(ev).__name__
+    if name == "Transfer":
+        return ev.user_id
+    if name == "ReportIn":
+        return ev.report.reporter_user_id
+    return ev.user_id  # OutreachRequest, LossConfirmed
+
+
+def _verdict(sr) -> Verdict:
+    r = sr.featured.report_in
+    return Verdict(r.report.report_id, r.suspect, sr.score, sr.verdict, sr.event_time,
+                   sr.model_version, r.report.reporter_user_id, list(sr.reasons))
+
+
+# ----------------------------------------------------------------------------- the graph
+class SafetyNet(beam.PTransform):
+    """Inputs bundle -> outputs bundle; see the module docstring."""
+
+    def __init__(self, policy: Optional[Policy] = None, mode: str = "batch",
+                 label: Optional[str] = None):
+        super().__init__(label)
+        self.policy = (policy or Policy()).validate()
+        self.mode = mode
+
+    def _run(self, name, keyed, step, main, tags):
+        factory = _Factory(step, self.policy, self.side)
+        return keyed | name >> RunMachine(factory, self.mode, main, tags, label=name)
+
+    def expand(self, inputs: dict):
+        pipeline = next(iter(inputs.values())).pipeline
+        self.side = SideData(self.policy)
+
+        def get(name):
+            if name in inputs:
+                return inputs[name]
+            return pipeline | f"No{name.title()}" >> beam.Create([])
+
+        transfers, reports, outcomes, blacklist = (get(n) for n in INPUTS)
+
+        split_r = reports | "SplitReports" >> beam.ParDo(_SplitReports()).with_outputs(
+            "via_transfer", "dead", main="direct")
+        split_o = outcomes | "SplitOutcomes" >> beam.ParDo(_SplitOutcomes()).with_outputs(
+            "transfer", "report", main="address")
+
+        # Ledgers: de-duplication and resolution.
+        t_in = ((transfers, split_o.transfer, split_r.via_transfer)
+                | "TransferLedgerIn" >> beam.Flatten()
+                | "KeyTransferLedger" >> beam.Map(lambda e: (_ledger_key(e), e)))
+        t_led = self._run("TransferLedger", t_in, "ledger", led.TRANSFERS,
+                          (led.REPORTS, led.FACTS, led.DEAD))
+        r_in = ((split_r.direct, t_led[led.REPORTS], split_o.report)
+                | "ReportLedgerIn" >> beam.Flatten()
+                | "KeyReportLedger" >> beam.Map(lambda e: (_ledger_key(e), e)))
+        r_led = self._run("ReportLedger", r_in, "ledger", led.REPORTS, (led.FACTS, led.DEAD))
+        facts = ((split_o.address, t_led[led.FACTS], r_led[led.FACTS])
+                 | "Facts" >> beam.Flatten())
+
+        # Features.
+        sender = self._run(
+            "SenderProfile",
+            (t_led[led.TRANSFERS], r_led[led.REPORTS]) | "SenderIn" >> beam.Flatten()
+            | "KeySender" >> beam.Map(lambda e: (_user_of(e), e)),
+            "sender", FEATURED, ())
+        keyed_list = blacklist | "KeyList" >> beam.Map(lambda b: (b.address, b))
+        counter = self._run(
+            "CounterpartyProfile",
+            (sender[FEATURED] | "KeyCounterparty" >> beam.Map(lambda e: (_address_of(e), e)),
+             keyed_list) | "CounterpartyIn" >> beam.Flatten(),
+            "counterparty", FEATURED, ())
+        featured = counter[FEATURED]
+
+        # Labels and models.
+        labels = self._run(
+            "LabelJoin",
+            (featured, facts) | "LabelIn" >> beam.Flatten()
+            | "KeyLabels" >> beam.Map(lambda e: (_address_of(e), e)),
+            "labels", EXAMPLES, ())
+        models = self._run(
+            "Models",
+            (featured, labels[EXAMPLES]) | "ModelsIn" >> beam.Flatten()
+            | "KeyModels" >> beam.Map(lambda e: (model_key(e), e)),
+            "models", SCORED_TRANSFERS, (SCORED_REPORTS,))
+
+        # Actions and outreach.
+        actions = self._run(
+            "Actions",
+            (models[SCORED_TRANSFERS], models[SCORED_REPORTS], facts, blacklist)
+            | "ActionsIn" >> beam.Flatten()
+            | "KeyActions" >> beam.Map(lambda e: (_address_of(e), e)),
+            "actions", act.HOLDS, (act.RESOLUTIONS, act.FREEZES, act.REQUESTS, act.LOSSES))
+        outreach = self._run(
+            "Outreach",
+            (actions[act.REQUESTS], actions[act.LOSSES]) | "OutreachIn" >> beam.Flatten()
+            | "KeyOutreach" >> beam.Map(lambda e: (_user_of(e), e)),
+            "outreach", OUTREACH, ())
+
+        verdicts = models[SCORED_REPORTS] | "Verdicts" >> beam.Map(_verdict)
+        dead = ((split_r.dead, t_led[led.DEAD], r_led[led.DEAD])
+                | "DeadLetters" >> beam.Flatten())
+        return {
+            "holds": actions[act.HOLDS],
+            "resolutions": actions[act.RESOLUTIONS],
+            "freezes": actions[act.FREEZES],
+            "outreach": outreach[OUTREACH],
+            "verdicts": verdicts,
+            "dead_letter": dead,
+            "scored": models[SCORED_TRANSFERS],
+        }

@@ -2,21 +2,59 @@
 
 Two models live in keyed state, each a River pipeline learning online:
 
-* ``transfer_risk`` scores every featured transfer (0..1, the hold / warning score);
-* ``scam_verdict`` scores every featured report; thresholds turn it into a verdict.
+* ``transfer_risk`` scores every featured transfer (0..1, the hold / warning score): a
+  :class:`~river.preprocessing.StandardScaler` and a logistic regression on the profile
+  features plus a few crossed ones (fan-in on a young destination, a large payment to a new
+  one). Scams are rare, so a positive example weighs ``sqrt(negatives / positives)`` (capped
+  at :data:`MAX_POS_WEIGHT`), passed as ``learn_one``'s ``w``.
+* ``scam_verdict`` (the Scam Verdict Model) scores every featured report from its text
+  (River's TF-IDF on the description, unigrams and bigrams), its category (one-hot), the
+  claimed loss, and the context features (did the reporter pay the suspect and when, its
+  account age and record, established / unestablished reporters, the suspect's fan-in and
+  list status); thresholds turn the score into ``SCAM`` / ``REVIEW`` / ``NOT_SCAM``.
 
-Until a model has learned from ``model_warmup_labels`` labels (or when models are off, the
-rules-only baseline) the score comes from the documented rules below. Every decision
-carries ``model_version`` naming what scored it.
+Decisions:
+
+* Until a model has learned from ``Policy.model_warmup_labels`` labels, or when
+  ``Policy.use_models`` is false (the rules-only baseline), the score is the documented rule
+  below and ``model_version`` is ``"rules"``.
+* After warm-up, a transfer's score is ``max(model, rule)``: the rules stay a floor, so a
+  young destination with a large fan-in is still held (and a blacklisted one is held by
+  Actions whatever the score).
+* Report-bombing guard (rule 4), structural and model-independent: unless at least one
+  *established* reporter (not a fresh account, and paid the suspect) names the suspect
+  within the reporter window, the verdict score is capped below ``scam_threshold`` and the
+  verdict is never ``SCAM``.
+
+Score before learn: the key's events are ordered (event time, kind) and an
+:class:`~transforms.events.Example` is stamped at least 1 ms after the event it describes,
+so no label can reach the model before that event is scored (transforms/labels.py).
+
+Prequential metrics (test-then-train at label time): just before ``learn_one`` the model
+scores the example; the step keeps a score histogram (ROC AUC) and the confusion counts of
+the *decision* score (rules or model, as the step would decide now) at the hold threshold
+(``transfer_risk``) or the SCAM threshold (``scam_verdict``), counts and USD. Counts go to
+Beam counters (``<model>_tp`` …, step ``Models``); a summary dict goes to the
+``model_metrics`` output every :data:`METRICS_EVERY` labels and once at the end of a bounded
+run (``final=True``).
+
+Lifecycle: ``Policy.model_warm_start`` (a snapshot file or a directory of them, local or any
+Beam filesystem such as ``gs://``) seeds the state; every ``Policy.model_snapshot_every``
+labels and at the end of a bounded run each model writes
+``<model_snapshot_path>/<model>.pkl``. A snapshot is a pickle of ``{"format",
+"river_version", "models", "n_labels", "written_at", "snapshot_id"}``; one written by
+another River version is refused (:class:`SnapshotError`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from typing import Optional
+import pickle
+from typing import Callable, Optional
 
 import river
-from river import compose, linear_model, optim, preprocessing
+from river import compose, feature_extraction, linear_model, optim, preprocessing
 
 from transforms.events import (
     Example,
@@ -26,11 +64,27 @@ from transforms.events import (
     ScoredTransfer,
 )
 from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
-from transforms.machine import METRIC, Machine
+from transforms.machine import END_OF_TIME, METRIC, Machine
 from transforms.policy import Policy
 
 SCORED_TRANSFERS, SCORED_REPORTS = "scored_transfers", "scored_reports"
+MODEL_METRICS = "model_metrics"  # summary dicts (see module docstring)
 RIVER_VERSION = river.__version__
+SNAPSHOT_FORMAT = 1
+METRICS_EVERY = 1000  # labels between two model_metrics summaries
+MAX_POS_WEIGHT = 30.0
+TEXT, CATEGORY = "_text", "_category"  # private keys of a report's features (profiles.py)
+END = END_OF_TIME // 1000  # a time at or past which a bounded run is over (both faces)
+CATEGORIES = ("INVESTMENT", "ROMANCE", "PHISHING", "IMPERSONATION", "FAKE_PLATFORM", "OTHER")
+
+# The numeric context a report is scored on (missing ones are 0).
+REPORT_NUMERIC = (
+    "reporter_age_days", "reporter_fresh", "reporter_log_tx_count", "reporter_paid_suspect",
+    "hours_since_paid", "reporter_reports_7d", "reporter_reports_total", "log_claimed_loss",
+    "claimed_loss_missing", "log_paid_usd", "suspect_fan_in_24h", "suspect_log_transfers",
+    "suspect_blacklisted", "reporters_24h", "established_reporters_24h",
+    "established_reporters_7d", "unestablished_reports_24h", "text_len",
+)
 
 
 # ------------------------------------------------------------------------------- the rules
@@ -75,6 +129,13 @@ def rules_verdict_score(f: dict) -> tuple[float, tuple]:
     return min(score, 0.99), tuple(reasons)
 
 
+def has_established_reporter(f: dict) -> bool:
+    """The report-bombing guard's condition: at least one reporter that is not a fresh
+    account and paid the suspect names it (this report's reporter included)."""
+    return max(f.get("established_reporters_7d", 0.0),
+               f.get("established_reporters_24h", 0.0)) >= 1.0
+
+
 def verdict_of(score: float, policy: Policy) -> str:
     if score >= policy.scam_threshold:
         return "SCAM"
@@ -83,78 +144,428 @@ def verdict_of(score: float, policy: Policy) -> str:
     return "NOT_SCAM"
 
 
+def guarded_verdict(score: float, f: dict, policy: Policy) -> tuple[float, str, tuple]:
+    """Rule 4's guard on any verdict score (rules or model): without an established
+    reporter the score is capped below ``scam_threshold`` and the verdict is at most REVIEW.
+
+    >>> guarded_verdict(0.97, {"unestablished_reports_24h": 20.0}, Policy())[1]
+    'REVIEW'
+    >>> guarded_verdict(0.97, {"established_reporters_7d": 1.0}, Policy())[1]
+    'SCAM'
+    """
+    if has_established_reporter(f):
+        return score, verdict_of(score, policy), ()
+    capped = min(score, max(policy.review_threshold, policy.scam_threshold - 0.01))
+    verdict = verdict_of(capped, policy)
+    if verdict == "SCAM":
+        verdict = "REVIEW"
+    return capped, verdict, ("no_established_reporter",) if capped < score else ()
+
+
+# --------------------------------------------------------------------------- model inputs
+def transfer_x(f: dict) -> dict:
+    """The transfer model's input: the numeric profile features plus crossed ones a linear
+    model cannot make itself. Scoring and learning both call this on the same features."""
+    x = {k: float(v) for k, v in f.items() if not k.startswith("_")}
+    fan = math.log1p(max(0.0, f.get("fan_in_24h", 0.0)))
+    young = 1.0 if f.get("dest_age_days", 99.0) < 2.0 else 0.0
+    new = f.get("new_dest", 0.0)
+    x["log_fan_in_24h"] = fan
+    x["log_fan_in_1h"] = math.log1p(max(0.0, f.get("fan_in_1h", 0.0)))
+    x["young_dest"] = young
+    x["fan_in_young"] = fan * young
+    x["new_dest_log_usd"] = new * f.get("log_usd", 0.0)
+    x["new_dest_young"] = new * young
+    x["fresh_new_dest"] = new * f.get("fresh_account", 0.0)
+    x["reported_dest"] = 1.0 if f.get("reports_7d", 0.0) > 0 else 0.0
+    return x
+
+
+def report_x(f: dict) -> dict:
+    """The verdict model's input: text, category and the numeric context."""
+    x = {k: float(f.get(k, 0.0)) for k in REPORT_NUMERIC}
+    x[TEXT] = str(f.get(TEXT) or "")
+    cat = f.get(CATEGORY)
+    x[CATEGORY] = cat if cat in CATEGORIES else "OTHER"
+    return x
+
+
 # ------------------------------------------------------------------------------ the models
-def new_model():
-    """A scaled logistic regression: ~30 µs per predict + learn (bench/)."""
+def new_transfer_model():
+    """A scaled logistic regression: ~30 µs per predict + learn (bench/models_bench.py)."""
     return compose.Pipeline(
         preprocessing.StandardScaler(),
         linear_model.LogisticRegression(optimizer=optim.SGD(0.02), l2=1e-4),
     )
 
 
-class ModelState:
-    __slots__ = ("model", "n_labels", "n_pos", "river_version")
+def new_verdict_model():
+    """TF-IDF of the description (1-2-grams) + one-hot category + scaled context -> LR."""
+    return compose.Pipeline(
+        compose.TransformerUnion(
+            compose.Select(*REPORT_NUMERIC) | preprocessing.StandardScaler(),
+            feature_extraction.TFIDF(on=TEXT, ngram_range=(1, 2)),
+            compose.Select(CATEGORY) | preprocessing.OneHotEncoder(),
+        ),
+        linear_model.LogisticRegression(optimizer=optim.SGD(0.05), l2=1e-4),
+    )
 
-    def __init__(self):
-        self.model = new_model()
+
+def new_model(name: str = TRANSFER_RISK):
+    return new_verdict_model() if name == SCAM_VERDICT else new_transfer_model()
+
+
+def x_of(name: str, f: dict) -> dict:
+    return report_x(f) if name == SCAM_VERDICT else transfer_x(f)
+
+
+# ------------------------------------------------------------------- prequential metrics
+class Prequential:
+    """Test-then-train metrics: a 1000-bin histogram of model scores per class (ROC AUC to
+    the bin, and recall at any false-positive rate), and confusion counts (and USD) of the
+    decision score at one threshold.
+
+    >>> m = Prequential(0.5)
+    >>> for p, y in [(0.9, True), (0.8, False), (0.2, False), (0.7, True)]:
+    ...     m.update(p, p, y)
+    >>> round(m.auc(), 3), m.tp, m.fp, m.fn, m.tn
+    (0.75, 2, 1, 0, 1)
+    """
+
+    BINS = 1000
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.pos = [0] * self.BINS
+        self.neg = [0] * self.BINS
+        self.pos_usd = [0.0] * self.BINS
+        self.tp = self.fp = self.fn = self.tn = 0
+        self.usd_pos = self.usd_tp = self.usd_neg = self.usd_fp = 0.0
+
+    def update(self, model_p: float, decision: float, y: bool, usd: float = 0.0) -> str:
+        b = min(self.BINS - 1, max(0, int(model_p * self.BINS)))
+        flagged = decision >= self.threshold
+        if y:
+            self.pos[b] += 1
+            self.pos_usd[b] += usd
+            self.usd_pos += usd
+            if flagged:
+                self.tp += 1
+                self.usd_tp += usd
+                return "tp"
+            self.fn += 1
+            return "fn"
+        self.neg[b] += 1
+        self.usd_neg += usd
+        if flagged:
+            self.fp += 1
+            self.usd_fp += usd
+            return "fp"
+        self.tn += 1
+        return "tn"
+
+    def auc(self) -> Optional[float]:
+        """Probability that a positive outranks a negative (ties count one half)."""
+        n_pos, n_neg = sum(self.pos), sum(self.neg)
+        if not n_pos or not n_neg:
+            return None
+        below = 0
+        total = 0.0
+        for b in range(self.BINS):
+            total += self.pos[b] * (below + 0.5 * self.neg[b])
+            below += self.neg[b]
+        return total / (n_pos * n_neg)
+
+    def at_fpr(self, max_fpr: float) -> dict:
+        """Recall (count and USD) of the model score at the lowest bin threshold whose
+        false-positive rate is at most ``max_fpr``."""
+        n_pos, n_neg = sum(self.pos), sum(self.neg)
+        fp = tp = 0
+        usd = 0.0
+        best = {"threshold": 1.0, "fpr": 0.0, "recall": 0.0, "usd_recall": 0.0}
+        for b in range(self.BINS - 1, -1, -1):
+            fp += self.neg[b]
+            tp += self.pos[b]
+            usd += self.pos_usd[b]
+            if n_neg and fp / n_neg > max_fpr:
+                break
+            best = {"threshold": b / self.BINS, "fpr": fp / n_neg if n_neg else 0.0,
+                    "recall": tp / n_pos if n_pos else 0.0,
+                    "usd_recall": usd / self.usd_pos if self.usd_pos else 0.0}
+        return best
+
+    def summary(self) -> dict:
+        tp, fp, fn, tn = self.tp, self.fp, self.fn, self.tn
+        auc = self.auc()
+        return {
+            "threshold": self.threshold, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "precision": tp / (tp + fp) if tp + fp else None,
+            "recall": tp / (tp + fn) if tp + fn else None,
+            "false_positive_rate": fp / (fp + tn) if fp + tn else None,
+            "usd_positive": round(self.usd_pos, 2), "usd_true_positive": round(self.usd_tp, 2),
+            "usd_recall": self.usd_tp / self.usd_pos if self.usd_pos else None,
+            "roc_auc": None if auc is None else round(auc, 4),
+            "model_at_fpr_0.005": self.at_fpr(0.005),
+            "model_at_fpr_0.01": self.at_fpr(0.01),
+        }
+
+
+# ------------------------------------------------------------------------------- the state
+class ModelState:
+    """One model's keyed state: the River pipeline, label counts, metrics, provenance."""
+
+    __slots__ = ("name", "model", "n_labels", "n_pos", "river_version", "origin", "metrics",
+                 "last_t", "finished")
+
+    def __init__(self, name: str = TRANSFER_RISK, threshold: float = 0.5):
+        self.name = name
+        self.model = new_model(name)
         self.n_labels = 0
         self.n_pos = 0
         self.river_version = RIVER_VERSION
+        self.origin: Optional[str] = None  # snapshot id this state was warm-started from
+        self.metrics = Prequential(threshold)
+        self.last_t: Optional[int] = None
+        self.finished = False
+
+    def version(self) -> str:
+        v = f"{self.name}:{self.n_labels}"
+        return f"{v}@{self.origin}" if self.origin else v
+
+
+def pos_weight(s: ModelState) -> float:
+    """Weight of a positive example: sqrt(negatives / positives), within [1, MAX]."""
+    neg = s.n_labels - s.n_pos
+    return max(1.0, min(MAX_POS_WEIGHT, math.sqrt((neg + 1) / (s.n_pos + 1))))
 
 
 def top_contributions(model, x: dict, k: int = 2) -> tuple:
     """The features that pushed a linear model's score up most, for a person to read."""
     try:
-        scaler, lr = model.steps["StandardScaler"], model.steps["LogisticRegression"]
-        xs = scaler.transform_one(x)
+        lr = model.steps["LogisticRegression"]
+        xs = x
+        for name, stepper in model.steps.items():
+            if name == "LogisticRegression":
+                break
+            xs = stepper.transform_one(xs)
         contrib = sorted(((lr.weights.get(n, 0.0) * v, n) for n, v in xs.items()),
                          reverse=True)
         return tuple(f"{n}+{c:.2f}" for c, n in contrib[:k] if c > 0)
-    except (KeyError, AttributeError):
+    except (KeyError, AttributeError, TypeError):
         return ()
 
 
+# ---------------------------------------------------------------------------- snapshots
+class SnapshotError(ValueError):
+    """A snapshot that cannot be loaded (another River version, a bad file)."""
+
+
+def _fs():
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def snapshot_file(base: str, name: str) -> str:
+    """Where the model ``name`` is snapshotted under the directory ``base``."""
+    return _fs().join(base, f"{name}.pkl")
+
+
+def snapshot_bytes(states: dict, at: Optional[int] = None) -> bytes:
+    """A snapshot of ``{model name: ModelState}`` as bytes."""
+    body = {name: s for name, s in sorted(states.items())}
+    payload = pickle.dumps(body, protocol=pickle.HIGHEST_PROTOCOL)
+    sid = hashlib.sha1(payload).hexdigest()[:10]
+    return pickle.dumps({
+        "format": SNAPSHOT_FORMAT,
+        "river_version": RIVER_VERSION,
+        "models": payload,
+        "n_labels": {name: s.n_labels for name, s in body.items()},
+        "written_at": at,
+        "snapshot_id": sid,
+    }, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def snapshot_models(states: dict, path: str, at: Optional[int] = None) -> str:
+    """Write one snapshot file holding every model in ``states`` to ``path`` (local or any
+    Beam filesystem), atomically (write then rename). Returns ``path``."""
+    fs = _fs()
+    data = snapshot_bytes(states, at)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent and "://" not in parent and not fs.exists(parent):
+        try:
+            fs.mkdirs(parent)
+        except OSError:
+            pass  # made concurrently
+    tmp = f"{path}.tmp-{hashlib.sha1(data).hexdigest()[:8]}"
+    with fs.create(tmp) as f:
+        f.write(data)
+    if fs.exists(path):
+        fs.delete([path])
+    fs.rename([tmp], [path])
+    return path
+
+
+def read_snapshot(data: bytes, where: str = "snapshot") -> tuple[dict, str]:
+    """``({model name: ModelState}, snapshot id)`` from a snapshot's bytes; refuses one
+    written by another River version before unpickling any model."""
+    try:
+        head = pickle.loads(data)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise SnapshotError(f"{where}: not a model snapshot ({e})") from e
+    if not isinstance(head, dict) or head.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotError(f"{where}: not a model snapshot (format "
+                            f"{head.get('format') if isinstance(head, dict) else '?'})")
+    if head.get("river_version") != RIVER_VERSION:
+        raise SnapshotError(
+            f"{where}: snapshot was written by River {head.get('river_version')}, this is "
+            f"River {RIVER_VERSION}; retrain, or run the version that wrote it")
+    return pickle.loads(head["models"]), head["snapshot_id"]
+
+
+def load_snapshot(path: str) -> dict:
+    """``{model name: ModelState}`` from a snapshot file, or from every ``*.pkl`` in a
+    directory (what the Models step writes); each state's ``origin`` is its snapshot id."""
+    fs = _fs()
+    files = [m.path for r in fs.match([fs.join(path, "*.pkl")]) for m in r.metadata_list] \
+        if not path.endswith(".pkl") else []
+    if not files:
+        files = [path]
+    out: dict = {}
+    for fp in sorted(files):
+        try:
+            with fs.open(fp) as f:
+                data = f.read()
+        except Exception as e:  # noqa: BLE001 - filesystem errors vary by scheme
+            raise SnapshotError(f"{fp}: cannot read model snapshot ({e})") from e
+        states, sid = read_snapshot(data, fp)
+        for name, s in states.items():
+            s.origin = sid
+            s.finished = False
+            out[name] = s
+    return out
+
+
+# ------------------------------------------------------------------------------ the step
 class Models(Machine):
-    def __init__(self, policy: Policy):
+    """Keyed by model name; see the module docstring. ``save(path_base, state, now)`` is
+    how snapshots are written (injectable for tests; default :func:`snapshot_models`)."""
+
+    def __init__(self, policy: Policy,
+                 save: Optional[Callable[[str, ModelState, int], None]] = None):
         self.p = policy
+        self._save = save
+        self._warm: Optional[dict] = None
+
+    # -- state ---------------------------------------------------------------------------
+    def threshold(self, name: str) -> float:
+        return self.p.scam_threshold if name == SCAM_VERDICT else self.p.hold_threshold
 
     def new_state(self, key):
-        return ModelState()
+        if self.p.model_warm_start:
+            if self._warm is None:
+                self._warm = load_snapshot(self.p.model_warm_start)
+            if key in self._warm:
+                s = pickle.loads(pickle.dumps(self._warm[key]))  # a private copy per key
+                s.metrics = Prequential(self.threshold(key))
+                s.last_t = None
+                return s
+        return ModelState(key, self.threshold(key))
 
     def is_empty(self, s) -> bool:
         return False  # one key per model, kept for the life of the job
 
-    def _score(self, s: ModelState, name: str, x: dict) -> tuple[float, str, tuple]:
-        if not self.p.use_models or s.n_labels < self.p.model_warmup_labels:
-            return -1.0, "rules", ()
-        p = s.model.predict_proba_one(x).get(True, 0.0)
-        return p, f"{name}:{s.n_labels}", top_contributions(s.model, x)
+    def next_deadline(self, s: ModelState) -> Optional[int]:
+        return None if s.finished else END  # the end of a bounded run (stream face)
 
+    def advance(self, s: ModelState, now: int) -> list:
+        if now < END or s.finished:
+            return []
+        s.finished = True  # a bounded run is over: last snapshot, final metrics
+        at = s.last_t if s.last_t is not None else 0
+        if self.p.model_snapshot_path:
+            self.save(s, at)
+        return [(MODEL_METRICS, at, self.summary(s, final=True))]
+
+    def save(self, s: ModelState, at: int) -> None:
+        base = self.p.model_snapshot_path
+        if self._save is not None:
+            self._save(base, s, at)
+        else:
+            snapshot_models({s.name: s}, snapshot_file(base, s.name), at)
+
+    def summary(self, s: ModelState, final: bool = False) -> dict:
+        d = {"model": s.name, "final": final, "at": s.last_t, "labels": s.n_labels,
+             "positives": s.n_pos, "model_version": s.version(),
+             "river_version": RIVER_VERSION, "use_models": self.p.use_models}
+        d.update(s.metrics.summary())
+        return d
+
+    # -- scoring -------------------------------------------------------------------------
+    def _model_on(self, s: ModelState) -> bool:
+        return self.p.use_models and s.n_labels >= self.p.model_warmup_labels
+
+    def score_transfer(self, s: ModelState, f: dict) -> tuple[float, str, tuple]:
+        rule, why = rules_transfer_score(f, self.p)
+        if not self._model_on(s):
+            return rule, "rules", why
+        x = transfer_x(f)
+        pm = s.model.predict_proba_one(x).get(True, 0.0)
+        reasons = (f"model:{TRANSFER_RISK}={pm:.2f}",) + top_contributions(s.model, x) + why
+        return max(pm, rule), s.version(), reasons
+
+    def score_report(self, s: ModelState, f: dict) -> tuple[float, str, str, tuple]:
+        rule, why = rules_verdict_score(f)
+        if self._model_on(s):
+            x = report_x(f)
+            p = s.model.predict_proba_one(x).get(True, 0.0)
+            version = s.version()
+            why = (f"model:{SCAM_VERDICT}={p:.2f}",) + top_contributions(s.model, x) + why
+        else:
+            p, version = rule, "rules"
+        p, verdict, guard = guarded_verdict(p, f, self.p)
+        return p, verdict, version, why + guard
+
+    # -- events --------------------------------------------------------------------------
     def on_event(self, s: ModelState, ev, now: int) -> list:
+        s.last_t = now
+        s.finished = False
         t = type(ev)
         if t is Example:
-            s.model.learn_one(ev.x, ev.y)
-            s.n_labels += 1
-            s.n_pos += int(ev.y)
-            return [(METRIC, now, ("labels_" + ev.model, 1))]
+            return self._learn(s, ev, now)
         if t is FeaturedTransfer:
-            p, version, top = self._score(s, TRANSFER_RISK, ev.features)
-            rule, why = rules_transfer_score(ev.features, self.p)
-            if p < 0:
-                p, reasons = rule, why
-            else:
-                reasons = (f"model:{TRANSFER_RISK}={p:.2f}",) + top + why
+            p, version, reasons = self.score_transfer(s, ev.features)
             return [(SCORED_TRANSFERS, now, ScoredTransfer(ev, now, round(p, 6), version,
                                                            reasons))]
-        p, version, top = self._score(s, SCAM_VERDICT, ev.features)
-        rule, why = rules_verdict_score(ev.features)
-        if p < 0:
-            p, reasons = rule, why
+        if t is FeaturedReport:
+            p, verdict, version, reasons = self.score_report(s, ev.features)
+            return [(SCORED_REPORTS, now, ScoredReport(ev, now, round(p, 6), verdict,
+                                                       version, reasons))]
+        raise TypeError(f"Models cannot handle {t.__name__}")
+
+    def _learn(self, s: ModelState, ex: Example, now: int) -> list:
+        """Test, then train: score the example as the step would now, record it, learn."""
+        f = ex.x
+        x = x_of(s.name, f)
+        pm = s.model.predict_proba_one(x).get(True, 0.0)
+        if s.name == SCAM_VERDICT:
+            decision = self.score_report(s, f)[0]
+            usd = math.expm1(f.get("log_claimed_loss", 0.0))
         else:
-            reasons = (f"model:{SCAM_VERDICT}={p:.2f}",) + top + why
-        p = round(p, 6)
-        return [(SCORED_REPORTS, now, ScoredReport(ev, now, p, verdict_of(p, self.p),
-                                                   version, reasons))]
+            decision = self.score_transfer(s, f)[0]
+            usd = math.expm1(f.get("log_usd", 0.0))
+        cell = s.metrics.update(pm, decision, bool(ex.y), usd)
+        w = pos_weight(s) if ex.y else 1.0
+        s.model.learn_one(x, bool(ex.y), w=w)
+        s.n_labels += 1
+        s.n_pos += int(bool(ex.y))
+        out = [(METRIC, now, ("labels_" + s.name, 1)), (METRIC, now, (f"{s.name}_{cell}", 1))]
+        if self.p.model_snapshot_every and s.n_labels % self.p.model_snapshot_every == 0 \
+                and self.p.model_snapshot_path:
+            self.save(s, now)
+        if s.n_labels % METRICS_EVERY == 0:
+            out.append((MODEL_METRICS, now, self.summary(s)))
+        return out
 
 
 def model_key(ev) -> str:
@@ -163,5 +574,3 @@ def model_key(ev) -> str:
     if t is Example:
         return ev.model
     return TRANSFER_RISK if t is FeaturedTransfer else SCAM_VERDICT
-
-

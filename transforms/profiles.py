@@ -173,6 +173,15 @@ class SenderProfile(Machine):
             "hours_since_paid": (now - paid_at) / HOUR if paid_at is not None else -1.0,
             "reporter_reports_7d": float(len(s.report_times)),
             "reporter_reports_total": float(s.n_reports),
+            # What the Scam Verdict Model reads of the report itself (transforms/models.py);
+            # keys starting with "_" are not numeric. They ride in the features so that
+            # LabelJoin's example carries exactly what the model scored.
+            "log_claimed_loss": math.log1p(max(0.0, ev.report.claimed_loss_usd or 0.0)),
+            "claimed_loss_missing": 1.0 if ev.report.claimed_loss_usd is None else 0.0,
+            "log_paid_usd": math.log1p(max(0.0, ev.paid_usd or 0.0)),
+            "text_len": math.log1p(len(ev.report.description or "")),
+            "_text": ev.report.description or "",
+            "_category": ev.report.category,
         }
         s.n_reports += 1
         s.report_times.append(now)

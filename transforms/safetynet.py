@@ -128,31 +128,45 @@ def _ledger_key(ev) -> str:
     return led.report_key(ev.subject_id)
 
 
+def split_report(r) -> tuple:
+    """(tag, value): reports naming a transfer go through the transfer ledger to learn
+    their suspect ("via_transfer"); the others name their suspect themselves ("direct"), or
+    are dead letters ("dead")."""
+    if r.transfer_id:
+        return "via_transfer", r
+    if r.suspect_address or r.suspect_user_id:
+        return "direct", ReportIn(r, r.event_time, r.suspect_address or r.suspect_user_id)
+    return "dead", DeadLetter(
+        "reports", json.dumps(to_wire(r), sort_keys=True, default=str),
+        "report names neither a suspect (address or user) nor a transfer",
+        r.event_time)
+
+
+def split_outcome(o) -> tuple:
+    """(tag, value): an ADDRESS outcome is already a fact ("address"); TRANSFER and
+    REPORT outcomes go through their ledger ("transfer", "report")."""
+    if o.subject_type == "ADDRESS":
+        return "address", AddressFact(normalize_address(o.subject_id), o.event_time,
+                                      o.is_scam, o.case_id, o.subject_type, o.subject_id)
+    if o.subject_type == "TRANSFER":
+        return "transfer", o
+    return "report", o
+
+
 class _SplitReports(beam.DoFn):
-    """Reports naming a transfer go through the transfer ledger to learn their suspect;
-    the others name their suspect themselves, or are dead letters."""
+    """The Beam face of :func:`split_report` (main output: "direct")."""
 
     def process(self, r):
-        if r.transfer_id:
-            yield beam.pvalue.TaggedOutput("via_transfer", r)
-        elif r.suspect_address or r.suspect_user_id:
-            yield ReportIn(r, r.event_time, r.suspect_address or r.suspect_user_id)
-        else:
-            yield beam.pvalue.TaggedOutput("dead", DeadLetter(
-                "reports", json.dumps(to_wire(r), sort_keys=True, default=str),
-                "report names neither a suspect (address or user) nor a transfer",
-                r.event_time))
+        tag, v = split_report(r)
+        yield v if tag == "direct" else beam.pvalue.TaggedOutput(tag, v)
 
 
 class _SplitOutcomes(beam.DoFn):
+    """The Beam face of :func:`split_outcome` (main output: "address")."""
+
     def process(self, o):
-        if o.subject_type == "ADDRESS":
-            yield AddressFact(normalize_address(o.subject_id), o.event_time, o.is_scam,
-                              o.case_id, o.subject_type, o.subject_id)
-        elif o.subject_type == "TRANSFER":
-            yield beam.pvalue.TaggedOutput("transfer", o)
-        else:
-            yield beam.pvalue.TaggedOutput("report", o)
+        tag, v = split_outcome(o)
+        yield v if tag == "address" else beam.pvalue.TaggedOutput(tag, v)
 
 
 def _address_of(ev) -> str:

@@ -63,14 +63,19 @@ def split_inputs(events) -> dict:
 def test_stream(events) -> TestStream:
     """One TestStream with every event in event-time order, the watermark following."""
     ts = TestStream()
+    watermark = None
     for e in sorted(events, key=sort_key):
-        ts.advance_watermark_to(e.event_time / 1000.0 - 0.001)
+        if watermark is None or e.event_time - 1 > watermark:
+            watermark = e.event_time - 1
+            ts.advance_watermark_to(watermark / 1000.0)
         ts.add_elements([beam.window.TimestampedValue(e, e.event_time / 1000.0)])
     return ts.advance_watermark_to_infinity()
 
 
-def build(p, events, policy, mode: str) -> dict:
-    """Wire the events into SafetyNet the way a driver does, for either face."""
+def build(p, events, policy, mode: str, face: Optional[str] = None) -> dict:
+    """Wire the events into SafetyNet the way a driver does. ``mode`` picks the input
+    (stream: a TestStream; batch: bounded rows) and, unless ``face`` says otherwise, the
+    face of the keyed steps."""
     if mode == "stream":
         stream = p | "Events" >> test_stream(events)
         parts = stream | "Split" >> beam.Partition(
@@ -82,7 +87,7 @@ def build(p, events, policy, mode: str) -> dict:
             inputs[name] = (p | f"Read{name}" >> beam.Create(rows)
                             | f"Stamp{name}" >> beam.Map(
                                 lambda r: beam.window.TimestampedValue(r, r.event_time / 1e3)))
-    return inputs | SafetyNet(policy, mode)
+    return inputs | SafetyNet(policy, face or mode)
 
 
 def _input_of(e) -> str:
@@ -91,6 +96,10 @@ def _input_of(e) -> str:
 
 
 def options(mode: str, extra: Optional[list] = None) -> PipelineOptions:
+    if extra and any(a.startswith("--runner") for a in extra):
+        o = PipelineOptions(extra)
+        o.view_as(StandardOptions).streaming = mode == "stream"
+        return o
     if mode == "stream":
         o = PipelineOptions(["--runner=BundleBasedDirectRunner"] + (extra or []))
         o.view_as(StandardOptions).streaming = True
@@ -98,15 +107,17 @@ def options(mode: str, extra: Optional[list] = None) -> PipelineOptions:
     return PipelineOptions(["--runner=FnApiRunner"] + (extra or []))
 
 
-def run(events, policy, mode: str = "batch", check=None, extra: Optional[list] = None):
+def run(events, policy, mode: str = "batch", check=None, extra: Optional[list] = None,
+        face: Optional[str] = None):
     """Run the graph on the events; ``check(outputs)`` adds assert_that's."""
     with beam.Pipeline(options=options(mode, extra)) as p:
-        outs = build(p, events, policy, mode)
+        outs = build(p, events, policy, mode, face)
         if check is not None:
             check(outs)
 
 
-def collect(events, policy, mode: str = "batch", extra: Optional[list] = None) -> dict:
+def collect(events, policy, mode: str = "batch", extra: Optional[list] = None,
+            face: Optional[str] = None) -> dict:
     """Run and return every output as a sorted list (through a real file sink)."""
     import pickle
     import tempfile
@@ -134,7 +145,7 @@ def collect(events, policy, mode: str = "batch", extra: Optional[list] = None) -
                     lambda s: (s.featured.transfer.transfer_id, s.score))
             pc | f"Dump{name}" >> beam.ParDo(_Dump(name))
 
-    run(events, policy, mode, check, extra)
+    run(events, policy, mode, check, extra, face)
     got = {n: [] for n in ("holds", "resolutions", "freezes", "outreach", "verdicts",
                            "dead_letter", "scored")}
     for sub in d.iterdir():

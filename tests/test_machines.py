@@ -1,0 +1,100 @@
+"""The keyed steps as pure state machines, without a pipeline: expiry and ordering."""
+
+from __future__ import annotations
+
+from schemas.blacklist import BlacklistSnapshot
+from tests.scenario import addr, at, listing, outcome, report, transfer
+from transforms.actions import Actions
+from transforms.events import (
+    AddressFact,
+    FeaturedReport,
+    FeaturedTransfer,
+    OutreachRequest,
+    ReportIn,
+    ScoredTransfer,
+)
+from transforms.labels import LabelJoin
+from transforms.ledger import Ledger
+from transforms.machine import run_history, step
+from transforms.outreach import OutreachStep
+from transforms.policy import DAY, Policy
+from transforms.profiles import CounterpartyProfile, SenderProfile
+
+P = Policy(use_models=False)
+DEST = addr("somewhere")
+
+
+def _expires(machine, key, events):
+    """Feed events, then jump past every deadline: the state must end empty."""
+    state = machine.new_state(key)
+    for ev in events:
+        state, _ = step(machine, key, state, ev)
+    assert not machine.is_empty(state)
+    d = machine.next_deadline(state)
+    while d is not None:
+        machine.advance(state, d)
+        if machine.is_empty(state):
+            break
+        d = machine.next_deadline(state)
+    return machine.is_empty(state)
+
+
+def _featured(tid, t, user="u1"):
+    return FeaturedTransfer(transfer(tid, t, user, DEST), t, {"x": 1.0})
+
+
+def test_every_keyed_state_expires_when_idle():
+    tr = transfer("t1", at(0), "u1", DEST)
+    ft = _featured("t1", at(0))
+    rep = ReportIn(report("r1", at(1), "u1", suspect=DEST), at(1), DEST)
+    assert _expires(Ledger(P), "T:t1", [tr])
+    assert _expires(SenderProfile(P, lambda u: None), "u1", [tr, rep])
+    assert _expires(CounterpartyProfile(P, BlacklistSnapshot({})), DEST, [ft])
+    assert _expires(LabelJoin(P), DEST, [ft])
+    assert _expires(Actions(P), DEST, [ScoredTransfer(ft, at(0), 0.99, "rules")])
+    req = OutreachRequest("u1", at(0), "WARNING", "APP", "t1", DEST)
+    assert _expires(OutreachStep(P, lambda u: None), "u1", [req])
+
+
+def test_deadlines_fire_before_events_at_the_same_time():
+    """A hold expiring at t is released before a confirmation at t can refund it."""
+    ft = _featured("t1", at(0))
+    events = [ScoredTransfer(ft, at(0), 0.99, "rules"),
+              AddressFact(DEST, at(0) + P.hold_ms, True, "c1", "ADDRESS", DEST)]
+    out = run_history(Actions(P), DEST, events)
+    res = [v for tag, _, v in out if tag == "resolutions"]
+    assert [(r.resolution, r.resolved_at) for r in res] == [("RELEASED", at(0) + P.hold_ms)]
+
+
+def test_label_horizon_makes_unconfirmed_examples_negative():
+    out = run_history(LabelJoin(P), DEST, [_featured("t1", at(0))])
+    (ex,) = [v for tag, _, v in out if tag == "examples"]
+    assert (ex.y, ex.event_time) == (False, at(0) + P.label_horizon_ms)
+
+
+def test_confirmed_address_labels_waiting_examples_positive_at_confirmation():
+    fr = FeaturedReport(ReportIn(report("r1", at(1), "u2", suspect=DEST), at(1), DEST),
+                        at(1), {"y": 1.0})
+    events = [_featured("t1", at(0)), fr,
+              AddressFact(DEST, at(hours=5), True, "c1", "ADDRESS", DEST)]
+    out = run_history(LabelJoin(P), DEST, events)
+    ex = sorted((v.subject_id, v.y, v.event_time) for tag, _, v in out if tag == "examples")
+    assert ex == [("R:r1", True, at(hours=5)), ("T:t1", True, at(hours=5))]
+
+
+def test_kind_order_at_equal_time_is_list_outcome_report_transfer():
+    events = [transfer("t", at(0), "u", DEST), report("r", at(0), "u", suspect=DEST),
+              outcome("c", at(0), "ADDRESS", DEST), listing(DEST, at(0))]
+    from transforms.events import sort_key
+
+    kinds = [type(e).__name__ for e in sorted(events, key=sort_key)]
+    assert kinds == ["BlacklistUpdate", "CaseOutcome", "ScamReport", "Transfer"]
+
+
+def test_sender_forgets_payees_after_payee_memory():
+    m = SenderProfile(P, lambda u: None)
+    genuine = "0xabc" + "1" * 33 + "9f3e"
+    fake = "0xabc" + "7" * 33 + "9f3e"
+    out = run_history(m, "u", [transfer("g", at(0), "u", genuine),
+                               transfer("x", at(0) + P.payee_memory_ms + DAY, "u", fake)])
+    assert [v.lookalike_of for _, _, v in out] == [None, None]

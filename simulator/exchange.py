@@ -31,6 +31,7 @@ from schemas import codecs
 from schemas.rows import BlacklistUpdate, CaseOutcome, ScamReport, Transfer, Truth, UserProfile
 from simulator import text
 from simulator.addresses import EVM_NETWORKS, derive, fmt_address, internal_address, lookalike
+from simulator.remote import LocalWriters, RemoteWriters, writers
 from simulator.sinks import Sink
 
 SECOND, MINUTE, HOUR, DAY = 1000, 60_000, 3_600_000, 86_400_000
@@ -43,7 +44,7 @@ TYPOLOGIES = ("pig_butchering", "phishing_drainer", "fake_platform", "romance",
 TYPOLOGY_WEIGHT = {"pig_butchering": 0.22, "phishing_drainer": 0.12, "fake_platform": 0.30,
                    "romance": 0.14, "impersonation": 0.08, "address_poisoning": 0.14}
 SCAM_SHARE = 0.012
-TRANSFERS_PER_USER_DAY = 0.165
+TRANSFERS_PER_USER_DAY = 0.172
 
 NET_NAMES = ("ETH", "BSC", "TRX", "BTC", "SOL", "INTERNAL")
 INTERNAL_NET = 5
@@ -97,7 +98,10 @@ FALSE_CATEGORY = (("OTHER", .35), ("FAKE_PLATFORM", .2), ("PHISHING", .15),
                   ("INVESTMENT", .15), ("IMPERSONATION", .15))
 LIST_SOURCES = (("vendor_chainabuse", .45), ("vendor_trm", .2), ("law_enforcement", .1),
                 ("internal_investigation", .25))
-SNAPSHOT_SHARE = 0.45  # of scam addresses that existed before (not phishing / poisoning)
+# Chance that a scam address is on the list before the period starts (poisoning look-alikes
+# are made for one victim and are always fresh): ~30% of all scam addresses overall.
+SNAPSHOT_SHARE = {"pig_butchering": 0.55, "fake_platform": 0.55, "romance": 0.55,
+                  "impersonation": 0.55, "phishing_drainer": 0.5}
 FILES = ("transfers", "reports", "outcomes", "blacklist", "profiles")
 RECORD = {"transfers": "Transfer", "reports": "ScamReport", "outcomes": "CaseOutcome",
           "blacklist": "BlacklistUpdate", "profiles": "UserProfile",
@@ -306,7 +310,7 @@ class Exchange:
         p = self.prng
         ep = Episode(user, sa.typology, sa.address, sa.network, [], sa.to_user, imitated)
         detail = f"imitates:{imitated}" if imitated else None
-        for t, usd in zip(times, usds):
+        for t, usd in zip(times, usds, strict=True):
             if sa.to_user is not None:
                 tid = self._add_transfer(t, user, sa.address, sa.to_user, "INTERNAL", asset,
                                          usd, "P2P" if p.random() < 0.5 else "INTERNAL",
@@ -349,8 +353,8 @@ class Exchange:
         net, asset = self._route()
         sa = self._scam_address("phishing_drainer", net)
         t0, count = self._when(), 0
-        for _ in range(_pick(p, ((1, .6), (2, .25), (3, .1), (4, .05)))):
-            t = t0 + int(p.random() * 6 * HOUR)
+        for _ in range(_pick(p, ((1, .4), (2, .3), (3, .2), (5, .1)))):
+            t = t0 + int(p.random() * 8 * HOUR)
             count += self._episode(sa, self._victim(t), [t], [self._lognormal(3500, 1.0)], asset)
         return count
 
@@ -358,8 +362,8 @@ class Exchange:
         p = self.prng
         net, asset = self._route()
         sa = self._scam_address("fake_platform", net)
-        span = int(p.uniform(4, 20) * DAY)
-        t0, count = self._when(DAY), 0
+        span = int(min(p.uniform(4, 20) * DAY, 0.7 * (self.end - self.start)))
+        t0, count = self._when(span + DAY), 0
         for _ in range(max(8, min(p.randint(10, 80), int(remaining / 1.7)))):
             t = t0 + int(p.random() * span)
             amount, times, usds = self._lognormal(400, 0.9), [], []
@@ -579,7 +583,7 @@ class Exchange:
             accounts = list(range(first, first + size))
             first += size
             self.bombing.append({"merchant": target, "at": t_b, "reports": size})
-            for user, t in zip(accounts, times):
+            for user, t in zip(accounts, times, strict=True):
                 self.created[user] = day_start + int(p.random() * (t_b - 5 * MINUTE - day_start))
                 row = self._report(t, user, None, target, None,
                                    _pick(p, (("FAKE_PLATFORM", .5), ("OTHER", .3),
@@ -617,9 +621,8 @@ class Exchange:
         for sa in self.addresses.values():
             if not sa.victims:
                 continue
-            fresh = sa.typology in ("phishing_drainer", "address_poisoning")
-            if not fresh and sa.to_user is None and sa.listing == "unlisted" \
-                    and p.random() < SNAPSHOT_SHARE:
+            share = SNAPSHOT_SHARE.get(sa.typology, 0.0) if sa.to_user is None else 0.0
+            if sa.listing == "unlisted" and p.random() < share:
                 sa.listing = "snapshot"
                 src = _pick(p, LIST_SOURCES)
                 self.snapshot.append(BlacklistUpdate(sa.address, sa.network, "ADD", self.start,
@@ -668,7 +671,7 @@ class Exchange:
                 if (day + offset) % period:
                     continue
                 t0 = self.start + day * DAY + 9 * HOUR + int(p.random() * HOUR)
-                for i, (emp, usd) in enumerate(zip(staff, pay)):
+                for i, (emp, usd) in enumerate(zip(staff, pay, strict=True)):
                     if emp == user:
                         continue
                     self._add_transfer(t0 + i * SECOND * 3, user, str(self.acct[emp]), emp,
@@ -704,7 +707,7 @@ class Exchange:
         slot = (rng.random(len(k)) * self.nfav[uk]).astype(np.int64)
         net[k] = self.fav_net[uk, slot]
         usd[k] = self.fav_base[uk, slot] * rng.lognormal(0, 0.35, len(k))
-        addr[k] = [self.fav_address(a, b) for a, b in zip(uk.tolist(), slot.tolist())]
+        addr[k] = [self.fav_address(a, b) for a, b in zip(uk.tolist(), slot.tolist(), strict=True)]
         # 1: merchants (Zipf: the top ones have thousands of senders)
         k = np.flatnonzero(kind == 1)
         mi = rng.choice(len(self.merch_addr), len(k), p=self.merch_p)
@@ -770,40 +773,48 @@ class Exchange:
                 duplicates[name] = sink.duplicates
 
         path = {name: out / f"{name}.{fmt}" for name in RECORD}
-        # profiles (side input), in order of account creation
-        order = np.lexsort((np.arange(self.total_users), self.created))
-        with codecs.RecordWriter(path["profiles"], "UserProfile", fmt) as w:
-            for i in order.tolist():
-                b = int(self.birth[i])
-                w.write(UserProfile(str(self.uid[i]), int(self.created[i]),
-                                    None if self.country_missing[i]
-                                    else COUNTRIES[int(self.country[i])],
-                                    b if b > 0 else None, bool(self.vulnerable[i])))
-            counts["profiles"] = w.count
-        with codecs.RecordWriter(path["blacklist_snapshot"], "BlacklistUpdate", fmt) as w:
-            w.write_many(sorted(self.snapshot, key=lambda r: r.address))
-            counts["blacklist_snapshot"] = w.count
-        for idx, (name, rows) in enumerate((("blacklist", self.live),
-                                            ("outcomes", self.outcomes),
-                                            ("reports", self.reports)), start=1):
-            with codecs.RecordWriter(path[name], RECORD[name], fmt) as w:
-                sink = sink_for(name, w, idx)
-                for t, row in sorted(rows, key=lambda x: (x[0], x[1][0])):
-                    sink.emit(t, row)
-                finish(name, sink)
-        scam = self._write_transfers(path, fmt, sink_for, finish, counts)
+        with writers() as remote:
+            self._write_side_files(remote, path, fmt, counts)
+            for idx, (name, rows) in enumerate((("blacklist", self.live),
+                                                ("outcomes", self.outcomes),
+                                                ("reports", self.reports)), start=1):
+                with codecs.RecordWriter(path[name], RECORD[name], fmt) as w:
+                    sink = sink_for(name, w, idx)
+                    for t, row in sorted(rows, key=lambda x: (x[0], x[1][0])):
+                        sink.emit(t, row)
+                    finish(name, sink)
+            truth = remote.open(path["truth"], "Truth", fmt)
+            scam = self._write_transfers(path, fmt, sink_for, finish, truth)
+            counts["truth"] = truth.close()
         return {"counts": counts, "malformed": malformed, "duplicates": duplicates,
                 "scam": scam}
 
+    def _write_side_files(self, remote: RemoteWriters | LocalWriters, path: dict, fmt: str,
+                          counts: dict) -> None:
+        """Profiles (in order of account creation) and the blacklist snapshot."""
+        order = np.lexsort((np.arange(self.total_users), self.created))
+        w = remote.open(path["profiles"], "UserProfile", fmt)
+        uid, created, birth = self.uid.tolist(), self.created.tolist(), self.birth.tolist()
+        country = [None if miss else COUNTRIES[c] for c, miss in
+                   zip(self.country.tolist(), self.country_missing.tolist(), strict=True)]
+        vulnerable = self.vulnerable.tolist()
+        for i in order.tolist():
+            b = birth[i]
+            w.write(UserProfile(uid[i], created[i], country[i], b if b > 0 else None,
+                                vulnerable[i]))
+        counts["profiles"] = w.close()
+        w = remote.open(path["blacklist_snapshot"], "BlacklistUpdate", fmt)
+        w.write_many(sorted(self.snapshot, key=lambda r: r.address))
+        counts["blacklist_snapshot"] = w.close()
+
     def _write_transfers(self, path: dict, fmt: str, sink_for: Any, finish: Any,
-                         counts: dict) -> dict:
+                         wtruth: Any) -> dict:
         other = sorted(self.truth_other, key=lambda r: (r.event_time, r.subject_type,
                                                         r.subject_id))
         oi, n_other = 0, len(other)
         scam_n, scam_usd = 0, 0.0
         by_typ: dict[str, list] = {t: [0, 0.0] for t in TYPOLOGIES}
-        with codecs.RecordWriter(path["transfers"], "Transfer", fmt) as wt, \
-                codecs.RecordWriter(path["truth"], "Truth", fmt) as wtruth:
+        with codecs.RecordWriter(path["transfers"], "Transfer", fmt) as wt:
             sink = sink_for("transfers", wt, 0)
             emit, twrite = sink.emit, wtruth.write
             pows = [10 ** int(d) for d in DECIMALS]
@@ -812,7 +823,7 @@ class Exchange:
                 cols = self.normal_day(day)
                 scripted = sorted(self.scripted.pop(day, []), key=lambda x: (x[0], x[1]))
                 si, ns = 0, len(scripted)
-                rows = zip(*cols)
+                rows = zip(*cols, strict=True)
                 for tid, t, uid, addr, touid, net, a, units, usd, ch in rows:
                     while si < ns and scripted[si][0] <= t:
                         st, _, srow, struth = scripted[si]
@@ -853,7 +864,6 @@ class Exchange:
             for row in other[oi:]:
                 twrite(row)
             finish("transfers", sink)
-            counts["truth"] = wtruth.count
         return {"transfers": scam_n, "usd": round(scam_usd, 2),
                 "by_typology": {k: {"transfers": v[0], "usd": round(v[1], 2)}
                                 for k, v in by_typ.items()}}

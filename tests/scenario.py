@@ -140,6 +140,8 @@ def collect(events, policy, mode: str = "batch", extra: Optional[list] = None,
 
     def check(outs):
         for name, pc in outs.items():
+            if name == "model_metrics":
+                continue  # summaries, not decisions (tests/test_models.py checks them)
             if name == "scored":
                 pc = pc | f"Unscore{name}" >> beam.Map(
                     lambda s: (s.featured.transfer.transfer_id, s.score))

@@ -23,8 +23,9 @@ Decisions:
   Actions whatever the score).
 * Report-bombing guard (rule 4), structural and model-independent: unless at least one
   *established* reporter (not a fresh account, and paid the suspect) names the suspect
-  within the reporter window, the verdict score is capped below ``scam_threshold`` and the
-  verdict is never ``SCAM``.
+  within the reporter window — and for a busy address one per 100 of its incoming
+  transfers (:data:`BUSY_SHARE`) — the verdict score is capped below ``scam_threshold`` and
+  the verdict is never ``SCAM``.
 
 Score before learn: the key's events are ordered (event time, kind) and an
 :class:`~transforms.events.Example` is stamped at least 1 ms after the event it describes,
@@ -73,6 +74,7 @@ RIVER_VERSION = river.__version__
 SNAPSHOT_FORMAT = 1
 METRICS_EVERY = 1000  # labels between two model_metrics summaries
 MAX_POS_WEIGHT = 30.0
+BUSY_SHARE = 0.01  # established reporters needed per incoming transfer of a busy suspect
 TEXT, CATEGORY = "_text", "_category"  # private keys of a report's features (profiles.py)
 END = END_OF_TIME // 1000  # a time at or past which a bounded run is over (both faces)
 CATEGORIES = ("INVESTMENT", "ROMANCE", "PHISHING", "IMPERSONATION", "FAKE_PLATFORM", "OTHER")
@@ -104,21 +106,30 @@ def rules_verdict_score(f: dict) -> tuple[float, tuple]:
     """Rules-only report verdict: established reporters who paid the suspect count; fresh
     accounts and reporters who never paid it count for little (rule 4).
 
-    >>> rules_verdict_score({"established_reporters_24h": 2.0})[0] >= 0.8
+    >>> two = {"established_reporters_24h": 2.0, "reporter_paid_suspect": 1.0}
+    >>> rules_verdict_score(two)[0] >= 0.8
     True
     >>> rules_verdict_score({"reporters_24h": 30.0, "unestablished_reports_24h": 29.0})[0] < 0.5
+    True
+    >>> busy = {"established_reporters_7d": 3.0, "reporter_paid_suspect": 1.0,
+    ...         "suspect_log_transfers": math.log1p(900)}
+    >>> rules_verdict_score(busy)[0] < 0.8
     True
     """
     est = f.get("established_reporters_7d", f.get("established_reporters_24h", 0.0))
     est24 = f.get("established_reporters_24h", 0.0)
     paid = f.get("reporter_paid_suspect", 0.0) > 0 and not f.get("reporter_fresh", 0.0)
     listed = f.get("suspect_blacklisted", 0.0) > 0
+    # A busy address (a merchant with hundreds of payers) collects disputes from genuine
+    # customers: it needs established reporters in proportion to its volume (1%).
+    n_in = math.expm1(f.get("suspect_log_transfers", 0.0))
+    need = max(0.0, math.ceil(BUSY_SHARE * n_in) - 2.0)
     score = 0.1
     reasons = []
     if paid:
         score += 0.35
         reasons.append("reporter_paid_suspect")
-    if est24 >= 2 or est >= 3:
+    if est24 >= 2 + need or est >= 3 + need:
         score += 0.45
         reasons.append(f"established_reporters_7d={int(est)}")
     elif est >= 1 and paid:
@@ -130,10 +141,20 @@ def rules_verdict_score(f: dict) -> tuple[float, tuple]:
 
 
 def has_established_reporter(f: dict) -> bool:
-    """The report-bombing guard's condition: at least one reporter that is not a fresh
-    account and paid the suspect names it (this report's reporter included)."""
-    return max(f.get("established_reporters_7d", 0.0),
-               f.get("established_reporters_24h", 0.0)) >= 1.0
+    """The guard's condition for a SCAM verdict: at least one reporter that is not a fresh
+    account and paid the suspect names it (this report's reporter included) — and, for a
+    busy address, one per 100 of its incoming transfers (a merchant's disputes are not a
+    scam).
+
+    >>> has_established_reporter({"established_reporters_7d": 1.0})
+    True
+    >>> has_established_reporter({"established_reporters_7d": 3.0,
+    ...                           "suspect_log_transfers": math.log1p(900)})
+    False
+    """
+    est = max(f.get("established_reporters_7d", 0.0), f.get("established_reporters_24h", 0.0))
+    n_in = math.expm1(f.get("suspect_log_transfers", 0.0))
+    return est >= max(1.0, math.ceil(BUSY_SHARE * n_in - 1e-9))
 
 
 def verdict_of(score: float, policy: Policy) -> str:
@@ -227,7 +248,7 @@ class Prequential:
 
     >>> m = Prequential(0.5)
     >>> for p, y in [(0.9, True), (0.8, False), (0.2, False), (0.7, True)]:
-    ...     m.update(p, p, y)
+    ...     _ = m.update(p, p, y)
     >>> round(m.auc(), 3), m.tp, m.fp, m.fn, m.tn
     (0.75, 2, 1, 0, 1)
     """

@@ -3,7 +3,8 @@
 ``SafetyNet(policy, mode)`` takes a dict of PCollections of validated input rows
 (``transfers``, ``reports``, ``outcomes``, ``blacklist``; any may be missing) and returns a
 dict of PCollections of output rows (``holds``, ``resolutions``, ``freezes``, ``outreach``,
-``verdicts``, ``dead_letter``, and ``scored`` for the backtest's threshold sweep). The
+``verdicts``, ``dead_letter``, ``scored`` for the backtest's threshold sweep and
+``model_metrics``, the models' prequential summaries). The
 streaming job, the backtest and the tests all use it unchanged; ``mode`` only picks the
 face of each keyed step ("stream": stateful DoFns with event-time timers; "batch":
 GroupByKey and one call per key's sorted history).
@@ -34,7 +35,13 @@ from transforms.actions import Actions
 from transforms.events import AddressFact, ReportIn
 from transforms.labels import EXAMPLES, LabelJoin
 from transforms.machine import RunMachine
-from transforms.models import SCORED_REPORTS, SCORED_TRANSFERS, Models, model_key
+from transforms.models import (
+    MODEL_METRICS,
+    SCORED_REPORTS,
+    SCORED_TRANSFERS,
+    Models,
+    model_key,
+)
 from transforms.outreach import OUTREACH, OutreachStep
 from transforms.policy import Policy
 from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
@@ -264,7 +271,7 @@ class SafetyNet(beam.PTransform):
             "Models",
             (featured, labels[EXAMPLES]) | "ModelsIn" >> beam.Flatten()
             | "KeyModels" >> beam.Map(lambda e: (model_key(e), e)),
-            "models", SCORED_TRANSFERS, (SCORED_REPORTS,))
+            "models", SCORED_TRANSFERS, (SCORED_REPORTS, MODEL_METRICS))
 
         # Actions and outreach.
         actions = self._run(
@@ -290,4 +297,5 @@ class SafetyNet(beam.PTransform):
             "verdicts": verdicts,
             "dead_letter": dead,
             "scored": models[SCORED_TRANSFERS],
+            "model_metrics": models[MODEL_METRICS],
         }

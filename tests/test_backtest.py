@@ -1,0 +1,220 @@
+"""The backtest end to end: a small simulated history in Avro and in Parquet, real files,
+the real runner (FnApiRunner); reruns, reconciliation, one-line CLI errors, the report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import fastavro
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import backtest, cli
+from pipelines import simulate as simulate_cli
+from schemas import codecs
+from schemas.rows import OUTPUT_FILES
+
+DECISIONS = tuple(OUTPUT_FILES)
+EVIL = "<script>alert('pwned')</script>"
+EVIL_USER = "<img src=x onerror=alert(1)>"
+
+
+def _simulate(d: Path, fmt: str) -> Path:
+    assert simulate_cli.main(["--output", str(d), "--users", "300", "--days", "5",
+                              "--seed", "11", "--format", fmt]) == 0
+    return d
+
+
+def _plant_evil_report(d: Path) -> None:
+    """Add the earliest report of the history, with markup in its text and reporter id.
+    The file's records are copied as they are (malformed ones included)."""
+    path = d / "reports.avro"
+    with open(path, "rb") as f:
+        rdr = fastavro.reader(f)
+        schema, recs = rdr.writer_schema, list(rdr)
+    t = min(r["event_time"] for r in recs if isinstance(r["event_time"], datetime)
+            and r["event_time"].year < 2100) - timedelta(minutes=1)
+    evil = {"report_id": "r-evil", "event_time": t, "reporter_user_id": EVIL_USER,
+            "transfer_id": None, "suspect_address": "0x" + "ab" * 20, "suspect_user_id": None,
+            "category": "OTHER", "description": EVIL, "claimed_loss_usd": 1.0}
+    with open(path, "wb") as f:
+        fastavro.writer(f, schema, [evil] + recs, codec="deflate")
+
+
+@pytest.fixture(scope="module")
+def avro_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("avro")
+    inp = _simulate(base / "in", "avro")
+    _plant_evil_report(inp)
+    out = base / "out"
+    assert backtest.run(["--input", str(inp), "--output", str(out), "--no_progress"]) == 0
+    return inp, out
+
+
+@pytest.fixture(scope="module")
+def parquet_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("parquet")
+    inp = _simulate(base / "in", "parquet")
+    out = base / "out"
+    assert backtest.run(["--input", str(inp), "--output", str(out), "--no_progress"]) == 0
+    return inp, out
+
+
+def test_avro_outputs_read_back_with_plain_fastavro(avro_run):
+    _, out = avro_run
+    for name in DECISIONS:
+        with open(out / f"{name}.avro", "rb") as f:
+            recs = list(fastavro.reader(f))
+        names = {fld[0] for fld in codecs_fields(OUTPUT_FILES[name])}
+        assert all(set(r) >= names for r in recs), name
+    holds = list(fastavro.reader(open(out / "holds.avro", "rb")))
+    res = list(fastavro.reader(open(out / "resolutions.avro", "rb")))
+    assert holds, "the simulated history has scams to hold"
+    # rule 3: every hold ends in exactly one resolution
+    assert sorted(h["hold_id"] for h in holds) == sorted(r["hold_id"] for r in res)
+    assert (out / "metrics.json").exists() and (out / "report.html").exists()
+    assert pq.read_table(out / "scores.parquet").num_rows > 0
+
+
+def codecs_fields(record):
+    from schemas.rows import FIELDS
+
+    return FIELDS[record]
+
+
+def test_parquet_outputs_read_back_with_plain_pyarrow(parquet_run):
+    _, out = parquet_run
+    for name in DECISIONS:
+        t = pq.read_table(out / f"{name}.parquet")
+        assert t.schema.names[:3] == [f[0] for f in codecs_fields(OUTPUT_FILES[name])][:3]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["summary"]["holds"] == pq.read_table(out / "holds.parquet").num_rows
+    assert m["run"]["runner"] == "FnApiRunner"
+
+
+def test_rerun_gives_identical_decision_files(avro_run, tmp_path):
+    inp, out = avro_run
+    again = tmp_path / "again"
+    assert backtest.run(["--input", str(inp), "--output", str(again), "--no_progress",
+                         "--no_report"]) == 0
+    for name in DECISIONS:
+        assert (out / f"{name}.avro").read_bytes() == (again / f"{name}.avro").read_bytes(), name
+    assert (out / "scores.parquet").read_bytes() == (again / "scores.parquet").read_bytes()
+
+
+@pytest.mark.slow
+def test_multi_processing_gives_the_same_decisions(avro_run, tmp_path):
+    """Two worker processes (separate interpreters): the same files, byte for byte."""
+    inp, out = avro_run
+    mp = tmp_path / "mp"
+    assert backtest.run(["--input", str(inp), "--output", str(mp), "--no_progress",
+                         "--no_report", "--direct_num_workers", "2",
+                         "--direct_running_mode", "multi_processing"]) == 0
+    for name in DECISIONS:
+        assert (out / f"{name}.avro").read_bytes() == (mp / f"{name}.avro").read_bytes(), name
+    m = json.loads((mp / "metrics.json").read_text())
+    assert m["reconciliation"]["all_reconcile"] is True
+
+
+@pytest.mark.parametrize("which", ["avro", "parquet"])
+def test_metrics_reconcile(which, avro_run, parquet_run):
+    inp, out = avro_run if which == "avro" else parquet_run
+    m = json.loads((out / "metrics.json").read_text())
+    rec = m["reconciliation"]
+    manifest = json.loads((inp / "manifest.json").read_text())
+    assert set(rec["inputs"]) == {"transfers", "reports", "outcomes", "blacklist"}
+    for src, v in rec["inputs"].items():
+        assert v["read"] == v["valid"] + v["dead_lettered"], src
+        assert v["read"] == backtest.count_records(codecs.find_input(inp, src)), src
+        assert v["dead_lettered"] == manifest["malformed_total"][src], src
+    assert rec["all_reconcile"] is True
+    assert rec["duplicates_ignored"]["transfers"] == manifest["duplicates"]["transfers"]
+    # every dead letter of the run is in the file
+    dl = list(codecs.read_records(out / f"dead_letter.{which}", "DeadLetter"))
+    assert len(dl) == m["summary"]["dead_letters"] >= sum(manifest["malformed_total"].values())
+    s = m["summary"]
+    assert s["scam_prevented"] + s["scam_recovered"] + s["scam_lost"] == s["scam_transfers"]
+
+
+def test_threshold_sweep_is_monotone(avro_run):
+    _, out = avro_run
+    sweep = json.loads((out / "metrics.json").read_text())["threshold_sweep"]
+    assert [r["threshold"] for r in sweep] == sorted(r["threshold"] for r in sweep)
+    for lo, hi in zip(sweep, sweep[1:], strict=False):
+        assert hi["held"] <= lo["held"]
+        assert hi["prevented_usd"] <= lo["prevented_usd"]
+        assert hi["legit_held"] <= lo["legit_held"]
+
+
+def test_report_escapes_data(avro_run):
+    _, out = avro_run
+    page = (out / "report.html").read_text()
+    assert "r-evil" in page
+    assert EVIL not in page and EVIL_USER not in page
+    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count("<script") == 0
+    assert page.count("data:image/png;base64,") >= 3  # the plots are embedded
+
+
+# ----------------------------------------------------------------------------- CLI errors
+def _err(capsys, argv, via_cli=False) -> str:
+    rc = cli.main(["backtest", *argv]) if via_cli else backtest.run(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_missing_input_directory(capsys, tmp_path):
+    err = _err(capsys, ["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")],
+               via_cli=True)
+    assert "does not exist" in err
+
+
+def test_missing_transfers_file(capsys, tmp_path):
+    (tmp_path / "in").mkdir()
+    err = _err(capsys, ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "o")])
+    assert "transfers" in err
+
+
+def test_corrupt_file(capsys, avro_run, tmp_path):
+    inp, _ = avro_run
+    bad = tmp_path / "bad"
+    shutil.copytree(inp, bad)
+    data = (bad / "transfers.avro").read_bytes()
+    (bad / "transfers.avro").write_bytes(data[:200] + b"\x00garbage" * 50 + data[-100:])
+    err = _err(capsys, ["--input", str(bad), "--output", str(tmp_path / "o")])
+    assert "transfers.avro" in err
+    (bad / "transfers.avro").write_bytes(b"not avro at all")
+    err = _err(capsys, ["--input", str(bad), "--output", str(tmp_path / "o")])
+    assert "transfers.avro" in err
+
+
+def test_unknown_flag(capsys, avro_run, tmp_path):
+    inp, _ = avro_run
+    err = _err(capsys, ["--input", str(inp), "--output", str(tmp_path / "o"), "--hold_treshold",
+                        "0.5"])
+    assert "--hold_treshold" in err
+
+
+def test_output_is_a_file(capsys, avro_run, tmp_path):
+    inp, _ = avro_run
+    f = tmp_path / "file"
+    f.write_text("x")
+    err = _err(capsys, ["--input", str(inp), "--output", str(f)])
+    assert "not a directory" in err
+
+
+def test_missing_required_option(capsys, tmp_path):
+    err = _err(capsys, ["--output", str(tmp_path)])
+    assert "--input" in err
+
+
+def test_unknown_subcommand(capsys):
+    assert cli.main(["bactest"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bactest" in err

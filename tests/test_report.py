@@ -1,0 +1,168 @@
+"""The report on hand-made decision files (no pipeline): money figures, escaping, the
+threshold sweep, ground truth from case outcomes when there is no truth file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines import report
+from pipelines.backtest import write_scores
+from schemas import codecs
+from schemas.rows import (
+    CaseOutcome,
+    DeadLetter,
+    Freeze,
+    Hold,
+    HoldResolution,
+    Outreach,
+    ScamReport,
+    Transfer,
+    Truth,
+    Verdict,
+)
+
+T0 = 1_767_225_600_000
+H = 3_600_000
+SCAM = "0x" + "5c" * 20
+SHOP = "0x" + "a1" * 20
+EVIL = '<script>alert("x")</script>'
+EVIL_ADDR = "<b>0xbad</b>"
+
+
+def tr(tid, h, user, to, usd):
+    return Transfer(tid, T0 + int(h * H), user, to, None, "ETH", "ETH", "1", usd, "WITHDRAWAL")
+
+
+def hold(tid, h, user, to, usd, score=0.9):
+    t = T0 + int(h * H)
+    return Hold("h" + tid, tid, user, to, "ETH", "1", usd, t, t + 24 * H, score, ["r"], "rules")
+
+
+def res(tid, h_placed, h, kind, user, to, usd, reason="x"):
+    return HoldResolution("h" + tid, tid, kind, T0 + int(h * H), reason, user, to, usd)
+
+
+def scenario(tmp: Path, with_truth: bool = True):
+    inp, out = tmp / "in", tmp / "out"
+    inp.mkdir()
+    out.mkdir()
+    transfers = [
+        tr("t1", 0, "alice", SCAM, 100.0),    # scam, held, refunded (prevented)
+        tr("t2", 1, "bob", SCAM, 200.0),      # scam, not held (lost; bob stays silent)
+        tr("t3", 2, "carol", SHOP, 50.0),     # legit, held, released after 24h (friction)
+        tr("t4", 30, "dave", SCAM, 400.0),    # scam to a frozen address: recovered
+        tr("t5", 3, "erin", EVIL_ADDR, 10.0),  # legit, markup in the address
+    ]
+    codecs.write_records(inp / "transfers.avro", "Transfer", transfers)
+    reports = [ScamReport("r1", T0 + 5 * H, "alice", "t1", None, None, "PHISHING", EVIL, 100.0)]
+    codecs.write_records(inp / "reports.avro", "ScamReport", reports)
+    codecs.write_records(inp / "outcomes.avro", "CaseOutcome",
+                         [CaseOutcome("c1", T0 + 40 * H, "ADDRESS", SCAM, True)])
+    codecs.write_records(inp / "blacklist.avro", "BlacklistUpdate", [])
+    if with_truth:
+        truth = [Truth("TRANSFER", t.transfer_id, t.to_address == SCAM,
+                       "phishing" if t.to_address == SCAM else None, t.user_id, t.to_address,
+                       t.usd_value, t.event_time, None) for t in transfers]
+        truth += [Truth("USER", "bob", True, "phishing", "bob", SCAM, 200.0, T0 + H, "silent"),
+                  Truth("USER", "alice", True, "phishing", "alice", SCAM, 100.0, T0, "fast"),
+                  Truth("ADDRESS", SCAM, True, "phishing", None, SCAM, 700.0, T0, None)]
+        codecs.write_records(inp / "truth.avro", "Truth", truth)
+    codecs.write_records(out / "holds.avro", "Hold", [
+        hold("t1", 0, "alice", SCAM, 100.0), hold("t3", 2, "carol", SHOP, 50.0, 0.8),
+        hold("t4", 30, "dave", SCAM, 400.0)])
+    codecs.write_records(out / "resolutions.avro", "HoldResolution", [
+        res("t1", 0, 6, "REFUNDED", "alice", SCAM, 100.0),
+        res("t3", 2, 26, "RELEASED", "carol", SHOP, 50.0),
+        res("t4", 30, 30, "REFUNDED", "dave", SCAM, 400.0, "destination frozen")])
+    codecs.write_records(out / "freezes.avro", "Freeze", [
+        Freeze("f1", SCAM, None, T0 + 6 * H, 0.95, ["r1"], ["verdict:SCAM"])])
+    codecs.write_records(out / "outreach.avro", "Outreach", [
+        Outreach("o1", "bob", "SILENT_SUFFERER", "CHAT", T0 + 6 * H, "t2", SCAM, ["frozen"]),
+        Outreach("o2", EVIL_ADDR, "WARNING", "APP", T0, "t5", EVIL_ADDR, [EVIL])])
+    codecs.write_records(out / "verdicts.avro", "Verdict", [
+        Verdict("r1", SCAM, 0.95, "SCAM", T0 + 6 * H, "rules", "alice", [])])
+    codecs.write_records(out / "dead_letter.avro", "DeadLetter", [
+        DeadLetter("transfers", EVIL, "bad <enum>", T0)])
+    write_scores(out / "scores.parquet", [
+        (t.transfer_id, t.event_time, t.user_id, t.to_address, "ETH", "ETH", t.usd_value, s,
+         "rules", False, None)
+        for t, s in zip(transfers, (0.9, 0.5, 0.8, 0.2, 0.1), strict=True)])
+    return inp, out
+
+
+def test_money_figures_and_definitions(tmp_path):
+    inp, out = scenario(tmp_path)
+    m = report.build_report(inp, out, run={"policy": {"hold_ms": 24 * H,
+                                                      "hold_threshold": 0.75}})
+    s = m["summary"]
+    assert (s["scam_transfers"], s["scam_usd"]) == (3, 700.0)
+    assert (s["scam_prevented"], s["scam_usd_prevented"]) == (1, 100.0)
+    assert (s["scam_recovered"], s["scam_usd_recovered"]) == (1, 400.0)
+    assert (s["scam_lost"], s["scam_usd_lost"]) == (1, 200.0)
+    assert (s["legit_held"], s["legit_held_usd"], s["legit_hours_held_total"]) == (1, 50.0, 24.0)
+    assert s["legit_held_share"] == 0.5
+    assert (s["freezes"], s["freezes_on_scam_addresses"]) == (1, 1)
+    assert s["freeze_delay_hours_median"] == 1.0  # report at +5h, freeze at +6h
+    assert (s["silent_sufferers_reached"], s["silent_sufferers_all"]) == (1, 1)
+    assert m["outreach_by_kind"] == {"SILENT_SUFFERER": 1, "WARNING": 1}
+    assert m["money_by_typology"]["phishing"]["lost_usd"] == 200.0
+    assert json.loads((out / "metrics.json").read_text())["summary"] == s
+
+
+def test_html_escapes_everything_from_data(tmp_path):
+    inp, out = scenario(tmp_path)
+    report.build_report(inp, out)
+    page = (out / "report.html").read_text()
+    assert EVIL not in page and "<b>0xbad</b>" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "<script" not in page
+    assert "Content-Security-Policy" in page
+
+
+def test_threshold_sweep_monotone_and_exact(tmp_path):
+    inp, out = scenario(tmp_path)
+    m = report.build_report(inp, out, html=False)
+    sweep = {r["threshold"]: r for r in m["threshold_sweep"]}
+    # t4's destination was frozen before it: held whatever the threshold
+    assert sweep[0.95]["held"] == 1 and sweep[0.95]["prevented"] == 1
+    # at 0.5: t1 (0.9), t2 (0.5), t3 (0.8), t4 (frozen); t1 and t2 prevented (freeze at +6h)
+    assert sweep[0.5]["held"] == 4 and sweep[0.5]["prevented"] == 3
+    assert sweep[0.5]["legit_held"] == 1
+    rows = m["threshold_sweep"]
+    for lo, hi in zip(rows, rows[1:], strict=False):
+        assert hi["held"] <= lo["held"] and hi["prevented_usd"] <= lo["prevented_usd"]
+
+
+def test_case_outcomes_are_the_truth_without_a_truth_file(tmp_path):
+    inp, out = scenario(tmp_path, with_truth=False)
+    m = report.build_report(inp, out, html=True)
+    s = m["summary"]
+    assert s["ground_truth"] == "case outcomes"
+    assert s["scam_transfers"] == 3 and s["scam_usd_lost"] == 200.0
+    assert s["silent_sufferers_all"] is None
+    assert m["money_by_typology"]["phishing"]["scam_n"] == 3  # from the report's category
+
+
+def test_compare_two_runs(tmp_path):
+    inp, out = scenario(tmp_path)
+    report.build_report(inp, out, run={"policy": {"use_models": True}})
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in out.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    report.build_report(inp, other, run={"policy": {"use_models": False}}, compare=out)
+    page = (other / "report.html").read_text()
+    assert "Comparison" in page and "use_models: False vs True" in page
+
+
+@pytest.mark.parametrize("scores,labels,want", [
+    ([0.1, 0.2, 0.3], [False, False, True], 1.0),
+    ([0.3, 0.2, 0.1], [False, False, True], 0.0),
+    ([0.5, 0.5], [False, True], 0.5),
+    ([0.5, 0.5], [True, True], None),
+])
+def test_auc(scores, labels, want):
+    assert report.auc(scores, labels) == want

@@ -1,0 +1,210 @@
+"""The local demo (``./run_local.sh``): a compressed week of a simulated exchange, live.
+
+1. generates a small simulator data set into ``out/demo/replay`` (unless present);
+2. starts gcloud's Pub/Sub emulator on 127.0.0.1 and creates the topics/subscriptions;
+3. starts the streaming job (``python -m pipelines.stream``) with every duration divided by
+   the compression factor (``--time_scale``);
+4. has the simulator publish the week in event-time order, re-timed to the present on a
+   clock running ``factor`` times faster than real time (a week in ~2.5 minutes);
+5. prints a live summary from the output topics, then stops the job and the emulator and
+   writes the decisions it saw to ``out/demo/decisions/*.jsonl``.
+
+Beam's local runner takes the Pub/Sub watermark from the wall clock, so old history cannot
+be published as is (every hold would expire at once): hence the re-timing and scaling.
+Without gcloud's emulator the demo says so and runs the backtest on the same data instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from pipelines import emulator
+from pipelines.pubsub_io import (
+    OUTPUT_NAMES,
+    Collector,
+    Publisher,
+    create_resources,
+    is_probe,
+    topic_path,
+    wait_until_live,
+)
+from schemas.codecs import to_wire
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "safetynet-demo"
+WEEK_MS = 7 * 86_400_000
+
+
+def _args(argv):
+    p = argparse.ArgumentParser(prog="./run_local.sh", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "out" / "demo"), help="output directory")
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--minutes", type=float, default=2.5,
+                   help="wall-clock minutes the simulated days are compressed into")
+    p.add_argument("--payload", choices=("json", "avro"), default="json")
+    p.add_argument("--every", type=float, default=5.0, help="seconds between summaries")
+    return p.parse_args(argv)
+
+
+def _dataset(a) -> Path:
+    replay = Path(a.out) / "replay"
+    if (replay / "manifest.json").is_file():
+        print(f"[demo] using the simulator data in {replay}")
+        return replay
+    from simulator.exchange import generate
+
+    print(f"[demo] simulating {a.users} users for {a.days} days (seed {a.seed}) -> {replay}")
+    m = generate(replay, users=a.users, days=a.days, seed=a.seed, fmt="avro")
+    print(f"[demo]   {m['files']}")
+    return replay
+
+
+def _summary(rows: dict, elapsed: float, sim_ms: float) -> str:
+    res = Counter(r.resolution for r in rows["resolutions"])
+    prevented = sum(r.usd_value or 0.0 for r in rows["resolutions"]
+                    if r.resolution == "REFUNDED")
+    kinds = Counter(o.kind for o in rows["outreach"])
+    dead = sum(1 for d in rows["dead_letter"] if not is_probe(d))
+    day = sim_ms / 86_400_000
+    return (f"[demo] t+{elapsed:5.0f}s  sim day {day:4.1f} | holds {len(rows['holds'])} "
+            f"(refunded {res['REFUNDED']}, released {res['RELEASED']}, "
+            f"pending {len(rows['holds']) - sum(res.values())}) | freezes "
+            f"{len(rows['freezes'])} | verdicts {len(rows['verdicts'])} | outreach "
+            + (", ".join(f"{k.lower()} {v}" for k, v in sorted(kinds.items())) or "0")
+            + f" | dead letters {dead} | $ prevented {prevented:,.0f}")
+
+
+def _write_decisions(rows: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_NAMES:
+        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            for r in rows[name]:
+                if name == "dead_letter" and is_probe(r):
+                    continue
+                f.write(json.dumps(to_wire(r), sort_keys=True, default=str) + "\n")
+
+
+def _backtest_instead(replay: Path, out: Path) -> int:
+    print("[demo] gcloud's Pub/Sub emulator is not installed (install the Google Cloud SDK "
+          "component `pubsub-emulator` and a Java runtime), so the streaming demo cannot "
+          "run here. Running the backtest on the same data instead.")
+    try:
+        from pipelines import backtest
+    except ImportError as e:
+        print(f"[demo] the backtest is not available either: {e}")
+        return 1
+    dest = out / "backtest"
+    rc = backtest.run(["--input", str(replay), "--output", str(dest)])
+    print(f"[demo] backtest outputs: {dest} (open {dest / 'report.html'} in a browser)")
+    return int(rc or 0)
+
+
+def main(argv=None) -> int:
+    a = _args(sys.argv[1:] if argv is None else argv)
+    out = Path(a.out)
+    replay = _dataset(a)
+    manifest = json.loads((replay / "manifest.json").read_text())
+    span_ms = manifest["end_ms"] - manifest["start_ms"]
+    factor = max(1.0, span_ms / (a.minutes * 60_000))
+
+    emu = emulator.start()
+    if emu is None:
+        return _backtest_instead(replay, out)
+    os.environ["PUBSUB_EMULATOR_HOST"] = emu.host
+    from pipelines.stream import start_process, stop_process
+
+    proc = pub = col = None
+    rows: dict = {n: [] for n in OUTPUT_NAMES}
+    log = out / "stream.log"
+    try:
+        print(f"[demo] Pub/Sub emulator on {emu.host}")
+        create_resources(PROJECT)
+        hold_s = 86_400 / factor
+        print("[demo] " + "=" * 78)
+        print(f"[demo] COMPRESSED CLOCK: {span_ms / 86_400_000:.0f} simulated days are played "
+              f"in {a.minutes:.1f} minutes (x{factor:,.0f}).")
+        print("[demo] Event times are RE-TIMED TO THE PRESENT (Beam's local runner takes the "
+              "watermark from the wall clock),")
+        print(f"[demo] and every duration is divided by the same factor: the 24h hold lasts "
+              f"{hold_s:.0f} s, the 30-day lookback {30 * hold_s / 60:.0f} min.")
+        print("[demo] " + "=" * 78)
+        args = ["--time_scale", str(factor), "--payload", a.payload]
+        snap = replay / "blacklist_snapshot.avro"
+        if snap.is_file():
+            args += ["--blacklist", str(snap)]
+        proc = start_process(PROJECT, args, log_path=str(log))
+        pub, col = Publisher(PROJECT, a.payload), Collector(PROJECT, payload=a.payload,
+                                                            pull_timeout=0.5)
+        col.rows = rows
+        print(f"[demo] starting the streaming job (log: {log}) ...")
+        took = wait_until_live(pub, col, timeout=180, is_alive=lambda: proc.poll() is None)
+        print(f"[demo] streaming job live after {took:.0f}s; publishing the simulated week")
+
+        from simulator.publish import publish_replay
+
+        start_ms = int(time.time() * 1000) + 1000
+        published: dict = {}
+        failure: list = []
+
+        def publish():
+            try:
+                published.update(publish_replay(
+                    replay, PROJECT, {n: topic_path(PROJECT, n) for n in
+                                      ("transfers", "reports", "outcomes", "blacklist")},
+                    speedup=factor, fmt=a.payload, retime_to_ms=start_ms))
+            except Exception as e:  # noqa: BLE001 — reported below
+                failure.append(e)
+
+        t = threading.Thread(target=publish, name="publisher", daemon=True)
+        wall0 = time.monotonic()
+        t.start()
+        next_print = wall0 + a.every
+        tail_until = None
+        while True:
+            col.pull_once()
+            now = time.monotonic()
+            if proc.poll() is not None:
+                print(f"[demo] the streaming job exited (code {proc.returncode}); see {log}")
+                break
+            if now >= next_print:
+                sim = min(span_ms, (time.time() * 1000 - start_ms) * factor)
+                print(_summary(rows, now - wall0, max(0.0, sim)), flush=True)
+                next_print = now + a.every
+            if not t.is_alive() and tail_until is None:
+                if failure:
+                    print(f"[demo] publishing failed: {failure[0]}")
+                    break
+                # Let the last holds run out (their deadline is one scaled day later).
+                tail_until = now + hold_s + 10
+                print(f"[demo] all {sum(published.values())} messages published "
+                      f"({dict(published)}); waiting {hold_s + 10:.0f}s for the last holds "
+                      "to resolve")
+            if tail_until is not None and now >= tail_until:
+                break
+        print(_summary(rows, time.monotonic() - wall0, span_ms))
+    except KeyboardInterrupt:
+        print("\n[demo] interrupted; stopping")
+    finally:
+        if proc is not None:
+            stop_process(proc)
+        if col is not None:
+            col.close()
+        emu.stop()
+        print("[demo] streaming job and Pub/Sub emulator stopped")
+        _write_decisions(rows, out / "decisions")
+        print(f"[demo] outputs: decisions seen on the output topics in {out / 'decisions'}"
+              f"/*.jsonl; simulator data (with truth.avro) in {replay}; job log {log}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,32 +1,45 @@
-"""Models benchmark: cost of each model, and its quality on the simulator's data.
+"""Models benchmark: cost of the Models step, and its quality on the simulator's data.
 
-Cost: predictions + updates per second for ``transfer_risk`` and ``scam_verdict`` (median
-of ``--runs`` runs, each one pass of score-then-learn over the same examples), printed with
-the ratio to a plain ``StandardScaler() | LogisticRegression()`` measured in the same run
-on the transfer examples.
+Cost (median of ``--runs`` runs, all in this one process, so ratios are comparable on a
+noisy machine):
 
-Quality (``--sim DIR``, or ``--generate`` to make one with the simulator): the whole
-decision graph is replayed without Beam, each keyed step's machine run over its keys'
-sorted histories exactly as the batch face does (transforms/machine.py ``run_history``),
-twice: rules only (``use_models=False``) and with the models. Against ``truth.*`` it prints
+* ``baseline``: a bare ``StandardScaler() | LogisticRegression()``, ``predict_proba_one`` +
+  ``learn_one`` per labelled transfer, on the same model input (``transfer_x``, built
+  outside the timed loop);
+* ``models_step``: the Models step itself (``transforms.models.Models`` through
+  ``run_history``, exactly as the batch face and ``transforms.reference`` run it) over the
+  featured transfers and their labels: per transfer one score (rule, model, reasons) and
+  one test-then-train update; given as µs per (score + label) pair and as a ratio to the
+  baseline's µs per (predict + learn) pair;
+* ``--old-models FILE``: the same for another version of ``transforms/models.py`` (for
+  before / after figures in one run);
+* ``scam_verdict``: predict + learn per report (TF-IDF etc.), for the record.
+
+Quality (``--sim DIR``, or ``--generate DIR`` to make one with the simulator): the decision
+graph is replayed without Beam with ``transforms.reference``'s machines and routing: the
+steps up to LabelJoin once, then Models and Actions per policy: rules only
+(``use_models=False``) and with the models. Against ``truth.*`` it prints
 
 * ``transfer_risk``: prequential ROC AUC (test-then-train at label time, from the step's
   own metrics) and, per hold threshold, the false-hold rate (legitimate transfers held /
-  legitimate transfers), scam USD held and scam USD prevented (held, then refunded); the
-  lowest threshold with a false-hold rate <= 0.5% is the operating point;
-* ``scam_verdict``: precision and recall of SCAM verdicts against the reports' truth
-  (an honest report of a real scam), and whether any report-bombing target was frozen.
+  legitimate transfers), legitimate USD held, scam USD held and scam USD prevented (held,
+  then refunded), with the false holds split by their first reason; the lowest threshold
+  with a false-hold rate <= 0.5% is the operating point;
+* ``scam_verdict``: precision and recall of SCAM verdicts against the reports' truth, and
+  freezes of addresses that are not scams (report-bombing targets, merchants).
 
 Run::
 
-    PYTHONPATH=. .venv/bin/python bench/models_bench.py --runs 5
-    PYTHONPATH=. .venv/bin/python bench/models_bench.py --generate /tmp/sim --users 20000 --days 30
+    PYTHONPATH=. .venv/bin/python bench/models_bench.py --sim DIR --runs 5 --json out.json
+    PYTHONPATH=. .venv/bin/python bench/models_bench.py --generate /tmp/sim --no-quality
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
+import importlib.util
 import json
 import statistics
 import sys
@@ -37,14 +50,12 @@ from typing import Optional
 
 from river import linear_model, preprocessing
 
-from schemas.blacklist import load_many
-from schemas.codecs import find_input, normalize_address, read_records
+from schemas.codecs import find_input, read_records
 from schemas.rows import DeadLetter
 from transforms import actions as act
 from transforms import ledger as led
-from transforms.actions import Actions
-from transforms.events import AddressFact, ReportIn
-from transforms.labels import EXAMPLES, SCAM_VERDICT, TRANSFER_RISK, LabelJoin
+from transforms.events import FeaturedTransfer
+from transforms.labels import EXAMPLES, SCAM_VERDICT, TRANSFER_RISK
 from transforms.machine import run_history
 from transforms.models import (
     MODEL_METRICS,
@@ -57,94 +68,79 @@ from transforms.models import (
     transfer_x,
 )
 from transforms.policy import Policy
-from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
-from transforms.safetynet import ProfileBook, _address_of, _ledger_key, _user_of
+from transforms.profiles import FEATURED
+from transforms.reference import Stats, _keyed, _stage, load_replay, replay_policy
+from transforms.safetynet import (
+    SideData,
+    _address_of,
+    _ledger_key,
+    _user_of,
+    split_outcome,
+    split_report,
+)
 
 
 # ------------------------------------------------------------------- a Beam-free replay
-def _run_step(machine, keyed: list, tags: tuple) -> dict:
-    """The batch face without Beam: group by key, run each key's history."""
-    by_key: dict = defaultdict(list)
-    for k, ev in keyed:
-        by_key[k].append(ev)
-    out: dict = {t: [] for t in tags}
-    for k in sorted(by_key):
-        for tag, _, v in run_history(machine, k, by_key[k]):
-            if tag in out:
-                out[tag].append(v)
-    return out
+def upstream(inputs: dict, policy: Policy) -> dict:
+    """transforms.reference's steps up to LabelJoin: featured events, examples, facts."""
+    stats, side = Stats(), SideData(policy)
+    clean = {k: [r for r in inputs.get(k, ()) if type(r) is not DeadLetter] for k in
+             ("transfers", "reports", "outcomes", "blacklist")}
+    sr: dict = {"direct": [], "via_transfer": [], "dead": []}
+    for r in clean["reports"]:
+        tag, v = split_report(r)
+        sr[tag].append(v)
+    so: dict = {"address": [], "transfer": [], "report": []}
+    for o in clean["outcomes"]:
+        tag, v = split_outcome(o)
+        so[tag].append(v)
 
+    def run(name, step, keyed):
+        return _stage(name, step, policy, side, keyed, stats)
 
-def load_inputs(sim: Path) -> dict:
-    rows = {}
-    for name, rec in (("transfers", "Transfer"), ("reports", "ScamReport"),
-                      ("outcomes", "CaseOutcome"), ("blacklist", "BlacklistUpdate"),
-                      ("truth", "Truth")):
-        p = find_input(sim, name)
-        rows[name] = [] if p is None else [r for r in read_records(p, rec)
-                                           if not isinstance(r, DeadLetter)]
-    return rows
-
-
-def replay(rows: dict, policy: Policy, sim: Path, upto_models: bool = False) -> dict:
-    """Every step of transforms/safetynet.py, in order, on plain lists."""
-    snap_path = find_input(sim, "blacklist_snapshot")
-    snapshot = load_many([snap_path] if snap_path else [])[0]
-    prof_path = find_input(sim, "profiles")
-    profiles = ProfileBook.load(str(prof_path) if prof_path else None)
-
-    direct, via, facts0, t_out, r_out = [], [], [], [], []
-    for r in rows["reports"]:
-        if r.transfer_id:
-            via.append(r)
-        elif r.suspect_address or r.suspect_user_id:
-            direct.append(ReportIn(r, r.event_time, r.suspect_address or r.suspect_user_id))
-    for o in rows["outcomes"]:
-        if o.subject_type == "ADDRESS":
-            facts0.append(AddressFact(normalize_address(o.subject_id), o.event_time,
-                                      o.is_scam, o.case_id, o.subject_type, o.subject_id))
-        elif o.subject_type == "TRANSFER":
-            t_out.append(o)
-        else:
-            r_out.append(o)
-    t_led = _run_step(led.Ledger(policy),
-                      [(_ledger_key(e), e) for e in rows["transfers"] + t_out + via],
-                      (led.TRANSFERS, led.REPORTS, led.FACTS))
-    r_led = _run_step(led.Ledger(policy),
-                      [(_ledger_key(e), e) for e in direct + t_led[led.REPORTS] + r_out],
-                      (led.REPORTS, led.FACTS))
-    facts = facts0 + t_led[led.FACTS] + r_led[led.FACTS]
-    sender = _run_step(SenderProfile(policy, profiles.get),
-                       [(_user_of(e), e) for e in t_led[led.TRANSFERS] + r_led[led.REPORTS]],
-                       (FEATURED,))
-    counter = _run_step(CounterpartyProfile(policy, snapshot),
-                        [(_address_of(e), e) for e in sender[FEATURED]]
-                        + [(b.address, b) for b in rows["blacklist"]], (FEATURED,))
+    t_led = run("TransferLedger", "ledger",
+                _keyed(_ledger_key, clean["transfers"], so["transfer"], sr["via_transfer"]))
+    r_led = run("ReportLedger", "ledger",
+                _keyed(_ledger_key, sr["direct"], t_led[led.REPORTS], so["report"]))
+    facts = so["address"] + t_led[led.FACTS] + r_led[led.FACTS]
+    sender = run("SenderProfile", "sender",
+                 _keyed(_user_of, t_led[led.TRANSFERS], r_led[led.REPORTS]))
+    counter = run("CounterpartyProfile", "counterparty",
+                  _keyed(_address_of, sender[FEATURED], clean["blacklist"]))
     featured = counter[FEATURED]
-    labels = _run_step(LabelJoin(policy), [(_address_of(e), e) for e in featured + facts],
-                       (EXAMPLES,))
-    models = _run_step(Models(policy),
-                       [(model_key(e), e) for e in featured + labels[EXAMPLES]],
-                       (SCORED_TRANSFERS, SCORED_REPORTS, MODEL_METRICS))
-    models["facts"] = facts
-    models["examples"] = labels[EXAMPLES]
-    if upto_models:
-        return models
-    return actions(models, rows, policy)
+    labels = run("LabelJoin", "labels", _keyed(_address_of, featured, facts))
+    return {"featured": featured, "examples": labels[EXAMPLES], "facts": facts,
+            "blacklist": clean["blacklist"], "side": side}
 
 
-def actions(models: dict, rows: dict, policy: Policy) -> dict:
-    a = _run_step(Actions(policy),
-                  [(_address_of(e), e) for e in models[SCORED_TRANSFERS]
-                   + models[SCORED_REPORTS] + models["facts"] + rows["blacklist"]],
-                  (act.HOLDS, act.RESOLUTIONS, act.FREEZES))
-    a.update(models)
-    return a
+def downstream(up: dict, policy: Policy) -> dict:
+    """The Models step on ``up``'s events (outputs by tag, plus its seconds)."""
+    t0 = time.perf_counter()
+    m = _stage("Models", "models", policy, up["side"],
+               _keyed(model_key, up["featured"], up["examples"]), Stats())
+    m["seconds"] = time.perf_counter() - t0
+    return m
+
+
+def actions(up: dict, m: dict, policy: Policy) -> dict:
+    return _stage("Actions", "actions", policy, up["side"],
+                  _keyed(_address_of, m[SCORED_TRANSFERS], m[SCORED_REPORTS], up["facts"],
+                         up["blacklist"]), Stats())
+
+
+def load_truth(directory) -> dict:
+    truth: dict = defaultdict(dict)
+    path = find_input(directory, "truth")
+    if path is not None:
+        for t in read_records(path, "Truth"):
+            if type(t) is not DeadLetter:
+                truth[t.subject_type][t.subject_id] = t
+    return truth
 
 
 # ------------------------------------------------------------------------------ scoring
-def evaluate(out: dict, truth: dict, rows: dict) -> dict:
-    """Holds against the truth of transfers; verdicts against the truth of reports."""
+def evaluate(out: dict, truth: dict, scored: Optional[list] = None) -> dict:
+    """Holds against the truth of transfers; verdicts and freezes against the truth."""
     t_truth = truth["TRANSFER"]
     legit = sum(1 for v in t_truth.values() if not v.is_scam)
     legit_usd = sum(v.usd_value or 0.0 for v in t_truth.values() if not v.is_scam)
@@ -152,6 +148,7 @@ def evaluate(out: dict, truth: dict, rows: dict) -> dict:
     refunded = {r.transfer_id for r in out[act.RESOLUTIONS] if r.resolution == "REFUNDED"}
     held_legit = held_legit_usd = held_scam_usd = prevented_usd = 0.0
     n_scam_held = 0
+    why: dict = defaultdict(int)
     for h in out[act.HOLDS]:
         tv = t_truth.get(h.transfer_id)
         if tv is None:
@@ -164,10 +161,12 @@ def evaluate(out: dict, truth: dict, rows: dict) -> dict:
         else:
             held_legit += 1
             held_legit_usd += tv.usd_value or 0.0
+            first = h.reasons[0] if h.reasons else "?"
+            why[first.split("=")[0].split(":")[0]] += 1
     r_truth = truth["REPORT"]
     scam_reports = sum(1 for v in r_truth.values() if v.is_scam)
     tp = fp = 0
-    for sr in out[SCORED_REPORTS]:
+    for sr in out.get(SCORED_REPORTS, ()):
         if sr.verdict != "SCAM":
             continue
         tv = r_truth.get(sr.featured.report_in.report.report_id)
@@ -176,45 +175,58 @@ def evaluate(out: dict, truth: dict, rows: dict) -> dict:
         else:
             fp += 1
     frozen = {f.address for f in out[act.FREEZES]}
+    scam_addresses = {a for a, v in truth["ADDRESS"].items() if v.is_scam}
+    scam_addresses |= {v.address for v in t_truth.values() if v.is_scam and v.address}
     bombed = {v.address for v in r_truth.values() if v.detail == "bombing" and v.address}
     return {
         "false_hold_rate": held_legit / legit if legit else 0.0,
+        "false_holds": int(held_legit),
+        "false_holds_by_reason": dict(why),
         "legit_usd_held_share": held_legit_usd / legit_usd if legit_usd else 0.0,
         "scam_usd": round(scam_usd, 2),
         "scam_usd_held": round(held_scam_usd, 2),
+        "scam_usd_prevented": round(prevented_usd, 2),
         "scam_usd_held_share": held_scam_usd / scam_usd if scam_usd else 0.0,
         "scam_usd_prevented_share": prevented_usd / scam_usd if scam_usd else 0.0,
         "scam_transfers_held": n_scam_held,
         "scam_verdicts": tp + fp,
         "scam_verdict_precision": tp / (tp + fp) if tp + fp else None,
         "scam_verdict_recall": tp / scam_reports if scam_reports else None,
+        "freezes": len(frozen),
+        "non_scam_addresses_frozen": sorted(frozen - scam_addresses),
         "bombing_targets": len(bombed),
         "bombing_targets_frozen": len(bombed & frozen),
     }
 
 
-def quality(sim: Path, thresholds=(0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)) -> dict:
-    rows = load_inputs(sim)
-    truth: dict = defaultdict(dict)
-    for t in rows["truth"]:
-        truth[t.subject_type][t.subject_id] = t
-    result = {}
-    for name, policy in (("rules", Policy(use_models=False)), ("models", Policy())):
-        t0 = time.perf_counter()
-        m = replay(rows, policy, sim, upto_models=True)
+THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
+
+
+def quality(sim: Path, policy: Optional[Policy] = None, thresholds=THRESHOLDS) -> dict:
+    base = replay_policy(sim, policy or Policy())
+    inputs = load_replay(sim)
+    truth = load_truth(sim)
+    t0 = time.perf_counter()
+    up = upstream(inputs, base)
+    result: dict = {"upstream_seconds": round(time.perf_counter() - t0, 1)}
+    for name, pol in (("rules", dataclasses.replace(base, use_models=False)),
+                      ("models", base)):
+        m = downstream(up, pol)
         final = {d["model"]: d for d in m[MODEL_METRICS] if d["final"]}
         sweep = {}
-        for thr in (thresholds if name == "models" else (policy.hold_threshold,)):
-            p = dataclasses.replace(policy, hold_threshold=thr,
-                                    warn_threshold=min(thr, policy.warn_threshold))
-            sweep[thr] = evaluate(actions(m, rows, p), truth, rows)
+        for thr in sorted(set(thresholds) | {pol.hold_threshold}):
+            p = dataclasses.replace(pol, hold_threshold=thr,
+                                    warn_threshold=min(thr, pol.warn_threshold))
+            a = actions(up, m, p)
+            a[SCORED_REPORTS] = m[SCORED_REPORTS]
+            sweep[thr] = evaluate(a, truth)
         ok = [t for t, r in sweep.items() if r["false_hold_rate"] <= 0.005]
         result[name] = {
-            "seconds": round(time.perf_counter() - t0, 1),
+            "models_step_seconds": round(m["seconds"], 1),
             "prequential": {k: {kk: final[k].get(kk) for kk in (
                 "labels", "positives", "roc_auc", "precision", "recall", "usd_recall",
                 "false_positive_rate", "model_at_fpr_0.005")} for k in final},
-            "at_default": sweep.get(policy.hold_threshold),
+            "at_default": sweep[pol.hold_threshold],
             "operating_point": min(ok) if ok else None,
             "at_operating_point": sweep[min(ok)] if ok else None,
             "sweep": {t: {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()
@@ -226,58 +238,73 @@ def quality(sim: Path, thresholds=(0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)) -
 
 
 # --------------------------------------------------------------------------------- cost
-def _examples(sim: Optional[Path], n: int) -> tuple[list, list]:
-    """(transfer features, report features) with labels: from the simulator's replay when
-    given, else synthetic."""
-    if sim is not None:
-        rows = load_inputs(sim)
-        m = replay(rows, Policy(use_models=False), sim, upto_models=True)
-        tr = [(e.x, e.y) for e in m["examples"] if e.model == TRANSFER_RISK][:n]
-        rp = [(e.x, e.y) for e in m["examples"] if e.model == SCAM_VERDICT][:n]
-        return tr, rp
-    import random
-
-    rng = random.Random(1)
-    words = "money scam lost platform withdraw refund seller fee address wallet".split()
-    tr = [({"log_usd": rng.random() * 8, "fan_in_24h": rng.randint(1, 40),
-            "dest_age_days": rng.random() * 5, "new_dest": float(rng.random() < .5),
-            "n_24h": rng.randint(0, 5)}, rng.random() < .02) for _ in range(n)]
-    rp = [({"_text": " ".join(rng.choice(words) for _ in range(20)), "_category": "OTHER",
-            "reporter_paid_suspect": float(rng.random() < .5)}, rng.random() < .5)
-          for _ in range(n)]
-    return tr, rp
+def _step_events(up: dict, n: int) -> tuple[list, int, int]:
+    """The first ``n`` featured transfers (by time) and the labels of those transfers."""
+    trs = sorted((e for e in up["featured"] if type(e) is FeaturedTransfer),
+                 key=lambda e: e.event_time)[:n]
+    ids = {"T:" + e.transfer.transfer_id for e in trs}
+    exs = [e for e in up["examples"] if e.model == TRANSFER_RISK and e.subject_id in ids]
+    return trs + exs, len(trs), len(exs)
 
 
-def _rate(make, xs: list, featurize, w: bool) -> float:
-    model = make()
+def _time(fn) -> float:
+    gc.collect()
     t0 = time.perf_counter()
-    for f, y in xs:
-        x = featurize(f)
-        model.predict_proba_one(x)
-        if w:
-            model.learn_one(x, y, w=3.0 if y else 1.0)
-        else:
+    fn()
+    return time.perf_counter() - t0
+
+
+def _load_models_module(path: Path):
+    spec = importlib.util.spec_from_file_location("models_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def cost(up: dict, runs: int, n: int, policy: Policy, old: Optional[Path] = None) -> dict:
+    events, n_tr, n_ex = _step_events(up, n)
+    pairs = (n_tr + n_ex) / 2  # one score + one label per transfer
+    xs = [(transfer_x(e.x), bool(e.y)) for e in events if type(e) is not FeaturedTransfer]
+
+    def bare():
+        model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+        for x, y in xs:
+            model.predict_proba_one(x)
             model.learn_one(x, y)
-    return len(xs) / (time.perf_counter() - t0)
 
-
-def cost(sim: Optional[Path], runs: int, n: int) -> dict:
-    tr, rp = _examples(sim, n)
-    while len(rp) < min(n, 2000):  # few reports: cycle them
+    variants = {"baseline StandardScaler|LogisticRegression": (bare, len(xs))}
+    mods = {"models_step": sys.modules[Models.__module__]}
+    if old is not None:
+        mods["models_step (" + old.name + ")"] = _load_models_module(old)
+    for label, mod in mods.items():
+        for mode, p in (("models", policy), ("rules", dataclasses.replace(
+                policy, use_models=False))):
+            def run(mod=mod, p=p):
+                run_history(mod.Models(p), TRANSFER_RISK, events)
+            variants[f"{label} [{mode}]"] = (run, pairs)
+    rp = [(report_x(e.x), bool(e.y)) for e in up["examples"] if e.model == SCAM_VERDICT]
+    while rp and len(rp) < 2000:  # few reports: cycle them
         rp = rp + rp
-    plain = lambda: preprocessing.StandardScaler() | linear_model.LogisticRegression()  # noqa
-    res = {}
-    for name, make, xs, fz, w in (
-            ("baseline StandardScaler|LogisticRegression", plain, tr,
-             lambda f: {k: float(v) for k, v in f.items() if not k.startswith("_")}, False),
-            (TRANSFER_RISK, lambda: new_model(TRANSFER_RISK), tr, transfer_x, True),
-            (SCAM_VERDICT, lambda: new_model(SCAM_VERDICT), rp, report_x, True)):
-        rates = [_rate(make, xs, fz, w) for _ in range(runs)]
-        res[name] = {"examples": len(xs), "per_second_median": round(statistics.median(rates)),
-                     "runs": [round(r) for r in rates]}
-    base = res["baseline StandardScaler|LogisticRegression"]["per_second_median"]
-    for v in res.values():
-        v["ratio_to_baseline"] = round(v["per_second_median"] / base, 3)
+
+    def verdict():
+        model = new_model(SCAM_VERDICT)
+        for x, y in rp:
+            model.predict_proba_one(x)
+            model.learn_one(x, y)
+
+    if rp:
+        variants[SCAM_VERDICT + " predict+learn"] = (verdict, len(rp))
+    times: dict = defaultdict(list)
+    for _ in range(runs):  # interleaved: each run measures every variant once
+        for name, (fn, count) in variants.items():
+            times[name].append(_time(fn) / count * 1e6)
+    res = {"transfers": n_tr, "labels": n_ex}
+    for name, ts in times.items():
+        res[name] = {"us_per_pair_median": round(statistics.median(ts), 1),
+                     "runs": [round(t, 1) for t in ts]}
+    base = res["baseline StandardScaler|LogisticRegression"]["us_per_pair_median"]
+    for name in times:
+        res[name]["ratio_to_baseline"] = round(res[name]["us_per_pair_median"] / base, 2)
     return res
 
 
@@ -289,7 +316,11 @@ def main(argv=None) -> int:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--examples", type=int, default=20000)
+    ap.add_argument("--transfers", type=int, default=20000,
+                    help="transfers (and their labels) in the cost runs")
+    ap.add_argument("--old-models", type=Path,
+                    help="another transforms/models.py to time in the same run")
+    ap.add_argument("--no-cost", action="store_true")
     ap.add_argument("--no-quality", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     a = ap.parse_args(argv)
@@ -299,9 +330,16 @@ def main(argv=None) -> int:
 
         simulator.generate(a.generate, users=a.users, days=a.days, seed=a.seed)
         sim = a.generate
-    out = {"cost": cost(sim, a.runs, a.examples)}
-    print(json.dumps({"cost": out["cost"]}, indent=1))
-    if sim is not None and not a.no_quality:
+    if sim is None:
+        ap.error("--sim or --generate is required")
+    out: dict = {}
+    if not a.no_cost:
+        pol = replay_policy(sim, Policy())
+        up = upstream(load_replay(sim), pol)
+        out["cost"] = cost(up, a.runs, a.transfers, pol, a.old_models)
+        print(json.dumps({"cost": out["cost"]}, indent=1))
+        del up
+    if not a.no_quality:
         out["quality"] = quality(sim)
         print(json.dumps({"quality": out["quality"]}, indent=1, default=str))
     if a.json:

@@ -102,12 +102,22 @@ def step(machine: Machine, key: Any, state: Any, event: Any) -> tuple[Any, list[
     return state, out
 
 
+def _sort_key_of(machine: Machine) -> Callable[[Any], tuple]:
+    """``machine.sort_key``, or for the default one ``transforms.events.sort_key`` itself
+    (the same function, without a lazy import per event: ~8% of a backtest's time)."""
+    if type(machine).sort_key is Machine.sort_key:
+        from transforms.events import sort_key
+
+        return sort_key
+    return machine.sort_key
+
+
 def run_history(machine: Machine, key: Any, events: Iterable[Any],
                 until: int = END_OF_TIME) -> list[Output]:
     """The batch face's core: a key's whole history, sorted, then time runs to ``until``."""
     state = machine.new_state(key)
     out: list[Output] = []
-    for ev in sorted(events, key=machine.sort_key):
+    for ev in sorted(events, key=_sort_key_of(machine)):
         state, more = step(machine, key, state, ev)
         out.extend(more)
     out.extend(machine.advance(state, until))

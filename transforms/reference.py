@@ -180,14 +180,25 @@ _RECORDS = {"transfers": "Transfer", "reports": "ScamReport", "outcomes": "CaseO
 
 
 def load_replay(directory: str | Path) -> dict[str, list]:
-    """The four inputs of a replay directory as lists of rows (read-time DeadLetters
-    included; ``run_reference`` passes them to ``dead_letter``)."""
-    from schemas.codecs import find_input, read_records
+    """The four inputs of a replay directory as lists of rows. A record the reader cannot
+    validate is a ``DeadLetter`` stamped, as the backtest driver stamps it, with the last
+    valid event time before it in its file (``run_reference`` passes it to ``dead_letter``)."""
+    from schemas.codecs import find_input, read_batches
 
     out = {}
     for name, record in _RECORDS.items():
         path = find_input(directory, name)
-        out[name] = list(read_records(path, record, source=name)) if path else []
+        rows: list = []
+        if path is not None:
+            last = 0
+            for batch in read_batches(path, record, name):
+                for r in batch:
+                    if type(r) is DeadLetter:
+                        rows.append(r._replace(at=last))
+                    else:
+                        last = r.event_time
+                        rows.append(r)
+        out[name] = rows
     return out
 
 

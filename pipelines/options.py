@@ -47,6 +47,8 @@ _HELP = {
     "blacklist_paths": "blacklist snapshot files (Avro/Parquet or vendor formats), "
                        "comma-separated",
     "profiles_path": "UserProfile file (Avro/Parquet)",
+    "stream_ordering": "streaming: event_time (wait for the watermark, decide in the "
+                       "backtest's order) or arrival (decide on arrival, lower latency)",
 }
 
 

@@ -44,7 +44,10 @@ def run_stream(steps, policy, monkeypatch):
     return collect(events, policy, "stream"), events
 
 
-def test_holds_resolve_in_event_time_with_late_and_out_of_order_data(policy, monkeypatch):
+@pytest.mark.parametrize("ordering", ["arrival", "event_time"])
+def test_holds_resolve_in_event_time_with_late_and_out_of_order_data(policy, monkeypatch,
+                                                                     ordering):
+    policy = dataclasses.replace(policy, stream_ordering=ordering)
     other = addr("other-scam")
     steps = [
         [transfer("t1", at(0), "alice", SCAM)],  # released at exactly +24h
@@ -79,6 +82,7 @@ def test_idle_state_is_cleared_by_its_expiry_timer(policy, monkeypatch):
         [transfer("g1", at(0), "alice", genuine)],
         ("at", at(hours=1)),
         [transfer("x1", at(days=1), "alice", fake)],  # within memory: held
+        ("at", at(days=1, hours=1)),
         ("at", at(days=4)),  # alice idle for 3 days > 2: her state expires
         [transfer("x2", at(days=4, hours=1), "alice", fake)],
     ]

@@ -40,6 +40,10 @@ from transforms.models import (
 )
 from transforms.policy import DAY, Policy
 
+# the model decides from the first label (no warm-up, no class minimum) and learns each
+# label as it comes (positives do not wait for the label horizon)
+ON = {"model_warmup_labels": 0, "model_min_negatives": 0, "model_min_positives": 0,
+      "model_sync_labels": False}
 LEGIT = {"log_usd": 4.0, "n_1h": 0.0, "n_24h": 1.0, "new_dest": 0.0, "amount_z": 0.1,
          "account_age_days": 400.0, "fresh_account": 0.0, "fan_in_1h": 1.0,
          "fan_in_24h": 3.0, "dest_age_days": 50.0, "blacklisted": 0.0, "reports_7d": 0.0}
@@ -113,7 +117,7 @@ def trained_state(policy: Policy, name: str, n: int = 300) -> tuple[Models, Mode
 
 # ----------------------------------------------------------------- score before learn
 def test_label_for_a_transfer_never_changes_its_own_score():
-    p = Policy(model_warmup_labels=0)
+    p = Policy(**ON)
     t = at(days=1)
     x = ftransfer("X", t, SCAMMY)
     warm = training(TRANSFER_RISK, 50, at(0))
@@ -154,7 +158,7 @@ def test_score_unchanged_in_the_graph_when_the_transfer_is_confirmed_later():
     the same as in a run without that outcome."""
     from tests.scenario import outcome
 
-    p = Policy(model_warmup_labels=0, label_horizon_ms=30 * 60_000)
+    p = Policy(**ON, label_horizon_ms=30 * 60_000)
     dest = addr("dest")
     base = [transfer(f"t{i}", at(minutes=10 * i), f"u{i}", addr(f"d{i % 3}"))
             for i in range(12)]
@@ -207,7 +211,7 @@ def test_no_label_or_outcome_field_reaches_the_model_input():
 
 # ------------------------------------------------------------------- decisions
 def test_rules_until_warmup_then_the_model_names_its_version():
-    p = Policy(model_warmup_labels=10)
+    p = Policy(**dict(ON, model_warmup_labels=10))
     evs = training(TRANSFER_RISK, 10, at(0)) + [ftransfer("a", at(0) - 1, SCAMMY),
                                                  ftransfer("b", at(hours=1), SCAMMY)]
     got = scores(run_history(Models(p), TRANSFER_RISK, evs))
@@ -217,14 +221,14 @@ def test_rules_until_warmup_then_the_model_names_its_version():
 
 
 def test_rules_only_baseline_never_uses_the_model():
-    p = Policy(use_models=False, model_warmup_labels=0)
+    p = Policy(use_models=False, **ON)
     evs = training(TRANSFER_RISK, 50, at(0)) + [ftransfer("b", at(hours=1), SCAMMY)]
     got = scores(run_history(Models(p), TRANSFER_RISK, evs))
     assert got["b"].model_version == "rules" and got["b"].score == 0.05
 
 
 def test_high_fan_in_young_destination_is_held_whatever_the_model_says():
-    p = Policy(model_warmup_labels=0)
+    p = Policy(**ON)
     m, s = trained_state(p, TRANSFER_RISK)
     f = dict(LEGIT, fan_in_24h=40.0, dest_age_days=0.5)
     (_, _, st), = m.on_event(s, ftransfer("z", at(days=2), f), at(days=2))
@@ -232,7 +236,7 @@ def test_high_fan_in_young_destination_is_held_whatever_the_model_says():
 
 
 def test_the_transfer_model_learns_to_separate_scams():
-    p = Policy(model_warmup_labels=0)
+    p = Policy(**ON)
     m, s = trained_state(p, TRANSFER_RISK, 400)
     t = at(days=2)
     hi = m.on_event(s, ftransfer("s", t, SCAMMY), t)[0][2].score
@@ -243,7 +247,7 @@ def test_the_transfer_model_learns_to_separate_scams():
 # ----------------------------------------------------------------- report bombing
 @pytest.mark.parametrize("use_models", [False, True])
 def test_bombing_reports_never_reach_scam_even_from_a_model_taught_they_are_scams(use_models):
-    p = Policy(model_warmup_labels=0, use_models=use_models)
+    p = Policy(**ON, use_models=use_models)
     m = Models(p)
     s = m.new_state(SCAM_VERDICT)
     for ex in training("evil", 300, at(0)):  # every bombing-like report labelled scam
@@ -274,7 +278,7 @@ def test_report_bombing_of_a_merchant_freezes_nothing_in_the_graph(use_models, t
     """20 reporters who never paid the merchant report it within an hour: no SCAM verdict,
     no freeze, no refund — rules only, and with a warm-started model taught to love them."""
     merchant = addr("merchant")
-    policy = Policy(use_models=use_models, model_warmup_labels=0)
+    policy = Policy(use_models=use_models, **ON)
     if use_models:
         m = Models(policy)
         s = m.new_state(SCAM_VERDICT)
@@ -299,7 +303,7 @@ def test_report_bombing_of_a_merchant_freezes_nothing_in_the_graph(use_models, t
 
 # ----------------------------------------------------------------- lifecycle
 def test_snapshot_round_trip_gives_the_same_predictions(tmp_path):
-    p = Policy(model_warmup_labels=0)
+    p = Policy(**ON)
     m, s = trained_state(p, TRANSFER_RISK, 200)
     path = snapshot_models({TRANSFER_RISK: s}, str(tmp_path / "models" / "snap.pkl"), at(1))
     loaded = load_snapshot(path)[TRANSFER_RISK]
@@ -318,14 +322,14 @@ def test_snapshot_round_trip_gives_the_same_predictions(tmp_path):
 
 def test_warm_start_from_a_directory_of_per_model_snapshots(tmp_path):
     d = str(tmp_path / "snaps")
-    p = Policy(model_warmup_labels=0, model_snapshot_path=d, model_snapshot_every=50)
+    p = Policy(**ON, model_snapshot_path=d, model_snapshot_every=50)
     for name in (TRANSFER_RISK, SCAM_VERDICT):
         out = run_history(Models(p), name, training(name, 120, at(0)))
         assert [o for o in out if o[0] == MODEL_METRICS][-1][2]["final"]
     # every 50 labels and at the end: the last one holds all 120
     states = load_snapshot(d)
     assert {k: v.n_labels for k, v in states.items()} == {TRANSFER_RISK: 120, SCAM_VERDICT: 120}
-    warm = Models(Policy(model_warm_start=d, model_warmup_labels=100))
+    warm = Models(Policy(**dict(ON, model_warm_start=d, model_warmup_labels=100)))
     s = warm.new_state(SCAM_VERDICT)
     (_, _, v), = warm.on_event(s, freport("r", at(days=9), HONEST), at(days=9))
     assert v.model_version.startswith(f"{SCAM_VERDICT}:120@")
@@ -356,7 +360,7 @@ def test_snapshot_from_another_river_version_is_refused(tmp_path):
 
 # ----------------------------------------------------------------- metrics
 def test_prequential_metrics_are_counted_and_summarised_at_the_end():
-    p = Policy(model_warmup_labels=0)
+    p = Policy(**ON)
     out = run_history(Models(p), TRANSFER_RISK, training(TRANSFER_RISK, 300, at(0)))
     counters: dict = {}
     for tag, _, v in out:

@@ -158,25 +158,63 @@ class _BatchFace(beam.DoFn):
         yield from self.emitter.emit(run_history(self.machine, key, events))
 
 
+class _Held:
+    """What the stream face keeps per key: the machine's state, and (ordering
+    "event_time") the events waiting for the watermark to pass their time."""
+
+    __slots__ = ("state", "waiting")
+
+    def __init__(self, state):
+        self.state = state
+        self.waiting: list = []
+
+
+ORDERINGS = ("arrival", "event_time")
+
+
 class _StreamFace(beam.DoFn):
+    """The streaming face. ``ordering``:
+
+    * ``"event_time"``: an event waits in state until the watermark passes its event time,
+      then the key's due events run in (time, kind, id) order — exactly the batch face's
+      order, whatever path each event took through the graph. Late events (behind the
+      watermark) run at once. Costs the watermark's delay in latency, and needs timers
+      that hold the output watermark (Dataflow, Flink); Beam's local runner lets the
+      watermark run ahead of pending timers, so a step's timer outputs can reach the next
+      step late.
+    * ``"arrival"``: each event runs when it arrives (deadlines due by its time first):
+      lowest latency, but an event that overtakes an earlier one on a shorter path is
+      decided before it.
+    """
+
     STATE = ReadModifyWriteStateSpec("state", PickleCoder())
     DEADLINE = TimerSpec("deadline", TimeDomain.WATERMARK)
 
-    def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str):
+    def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str,
+                 ordering: str = "arrival"):
         self.factory, self.step_name, self.main_tag = factory, step_name, main_tag
+        self.ordering = ordering
 
     def setup(self):
         self.machine = self.factory()
         self.emitter = _Emitter(self.step_name, self.main_tag)
+        self.sort_key = _sort_key_of(self.machine)
 
-    def _store(self, key, state, state_cell, timer):
+    def _load(self, key, state_cell) -> _Held:
+        h = state_cell.read()
+        return _Held(self.machine.new_state(key)) if h is None else h
+
+    def _store(self, h: _Held, state_cell, timer):
         m = self.machine
-        if m.is_empty(state):
+        if not h.waiting and m.is_empty(h.state):
             state_cell.clear()
             timer.clear()
             return
-        state_cell.write(state)
-        d = m.next_deadline(state)
+        state_cell.write(h)
+        d = m.next_deadline(h.state)
+        if h.waiting:
+            first = min(m.time_of(e) for e in h.waiting)
+            d = first if d is None else min(d, first)
         if d is None:
             timer.clear()
         else:
@@ -185,23 +223,34 @@ class _StreamFace(beam.DoFn):
     def process(self, kv, state_cell=beam.DoFn.StateParam(STATE),
                 timer=beam.DoFn.TimerParam(DEADLINE)):
         key, event = kv
-        state = state_cell.read()
-        if state is None:
-            state = self.machine.new_state(key)
-        state, out = step(self.machine, key, state, event)
-        self._store(key, state, state_cell, timer)
+        h = self._load(key, state_cell)
+        out: list = []
+        if self.ordering == "event_time":
+            h.waiting.append(event)
+        else:
+            h.state, out = step(self.machine, key, h.state, event)
+        self._store(h, state_cell, timer)
         yield from self.emitter.emit(out)
 
     @on_timer(DEADLINE)
     def on_deadline(self, key=beam.DoFn.KeyParam, fire_ts=beam.DoFn.TimestampParam,
                     state_cell=beam.DoFn.StateParam(STATE),
                     timer=beam.DoFn.TimerParam(DEADLINE)):
-        state = state_cell.read()
-        if state is None:
+        h = state_cell.read()
+        if h is None:
             return
+        m = self.machine
         now = END_OF_TIME if fire_ts >= MAX_TIMESTAMP else fire_ts.micros // 1000
-        out = self.machine.advance(state, now)
-        self._store(key, state, state_cell, timer)
+        out: list = []
+        if h.waiting:
+            due = [e for e in h.waiting if m.time_of(e) <= now]
+            if due:
+                h.waiting = [e for e in h.waiting if m.time_of(e) > now]
+                for e in sorted(due, key=self.sort_key):
+                    h.state, more = step(m, key, h.state, e)
+                    out.extend(more)
+        out.extend(m.advance(h.state, now))
+        self._store(h, state_cell, timer)
         yield from self.emitter.emit(out)
 
 
@@ -214,11 +263,15 @@ class RunMachine(beam.PTransform):
     """
 
     def __init__(self, factory: Callable[[], Machine], mode: str, main_tag: str,
-                 tags: tuple[str, ...] = (), label: Optional[str] = None):
+                 tags: tuple[str, ...] = (), label: Optional[str] = None,
+                 ordering: str = "arrival"):
         super().__init__(label)
         if mode not in ("stream", "batch"):
             raise ValueError(f"mode must be 'stream' or 'batch', not {mode!r}")
+        if ordering not in ORDERINGS:
+            raise ValueError(f"ordering must be one of {ORDERINGS}, not {ordering!r}")
         self.factory, self.mode, self.main_tag, self.tags = factory, mode, main_tag, tags
+        self.ordering = ordering
 
     def expand(self, keyed):
         name = self.label or "machine"
@@ -227,7 +280,7 @@ class RunMachine(beam.PTransform):
             fn = _BatchFace(self.factory, name, self.main_tag)
             return grouped | "RunHistory" >> beam.ParDo(fn).with_outputs(
                 *self.tags, main=self.main_tag)
-        fn = _StreamFace(self.factory, name, self.main_tag)
+        fn = _StreamFace(self.factory, name, self.main_tag, self.ordering)
         return keyed | "RunStateful" >> beam.ParDo(fn).with_input_types(
             Tuple[str, Any]).with_outputs(
             *self.tags, main=self.main_tag)

@@ -50,9 +50,24 @@ class Policy:
     # Models
     use_models: bool = True
     model_warmup_labels: int = 200
+    # ... and until it has seen this many of each class (positives come within hours,
+    # negatives only after label_horizon_ms: a label count alone is nearly all positives)
+    model_min_negatives: int = 200
+    model_min_positives: int = 50
+    # learn a positive only once its event is label_horizon_ms old, as its negatives are
+    # (both classes learned at the same age: see transforms/models.py, Models._learn)
+    model_sync_labels: bool = True
+    # weight of a positive example when learning; 0: sqrt(negatives / positives so far)
+    model_pos_weight: float = 0.0
     model_snapshot_every: int = 0
     model_snapshot_path: Optional[str] = None
     model_warm_start: Optional[str] = None
+    # Streaming face: "arrival" (decide each event when it arrives: lowest latency; an event
+    # that overtakes an earlier one on a shorter path is decided first) or "event_time"
+    # (each step waits for the watermark and decides in the backtest's order; needs a
+    # runner whose timers hold the watermark, as Dataflow and Flink do and Beam's local
+    # runner does not)
+    stream_ordering: str = "arrival"
     # Files read at start (side data)
     blacklist_paths: tuple = ()
     profiles_path: Optional[str] = None
@@ -66,6 +81,8 @@ class Policy:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> "Policy":
+        if self.stream_ordering not in ("event_time", "arrival"):
+            raise ValueError("stream_ordering must be event_time or arrival")
         if not 0.0 <= self.warn_threshold <= self.hold_threshold <= 1.0:
             raise ValueError("need 0 <= warn_threshold <= hold_threshold <= 1")
         if not 0.0 <= self.review_threshold <= self.scam_threshold <= 1.0:

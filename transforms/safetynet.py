@@ -216,7 +216,8 @@ class SafetyNet(beam.PTransform):
 
     def _run(self, name, keyed, step, main, tags):
         factory = _Factory(step, self.policy, self.side)
-        return keyed | name >> RunMachine(factory, self.mode, main, tags, label=name)
+        return keyed | name >> RunMachine(factory, self.mode, main, tags, label=name,
+                                          ordering=self.policy.stream_ordering)
 
     def expand(self, inputs: dict):
         pipeline = next(iter(inputs.values())).pipeline

@@ -5,8 +5,8 @@ freezes and outreach (compared by transfer ids, kinds, users and addresses: time
 differ by construction).
 
 The compression is the demo's: event time t becomes ``now + (t - t0) / 4320`` and every
-duration of the policy is divided by 4320 (``--time_scale``), so 3 hours of history are
-2.5 s of wall clock and the 24h hold 20 s. No fixed waits: every wait pulls with a deadline.
+duration of the policy is divided by 4320 (``--time_scale``), so 6 hours of history are
+5 s of wall clock and the 24h hold 20 s. No fixed waits: every wait pulls with a deadline.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 
 PROJECT = "safetynet-it-replay"
 FACTOR = 4320
-STEP_H = 3  # hours of history between dependent events (2.5 s once compressed)
+STEP_H = 6  # hours of history between dependent events (5 s once compressed)
 SCAM, SCAM2, LISTED, SHOP = (addr("eq-scam"), addr("eq-scam-two"), addr("eq-listed"),
                              addr("eq-shop"))
 

@@ -106,7 +106,7 @@ class Actions(Machine):
         hold = False
         kind = None
         if s.frozen is not None:
-            hold = True
+            hold, kind = True, "WARNING"  # paying a confirmed scam: refunded, and warned
             reasons.append("destination_frozen")
         if ft.blacklist:
             hold = True
@@ -139,9 +139,12 @@ class Actions(Machine):
         else:
             s.sent.append((now, tr.user_id, tr.transfer_id, LOST))
         if kind is not None:
+            # A transfer to a frozen address is a confirmed loss: the request says so
+            # itself, so Outreach never decides on it before the LossConfirmed arrives.
+            losses = (tr.transfer_id,) if s.frozen is not None else ()
             out.append((REQUESTS, now, OutreachRequest(tr.user_id, now, kind, "APP",
                                                        tr.transfer_id, tr.to_address,
-                                                       tuple(reasons))))
+                                                       tuple(reasons), losses)))
         return out
 
     def _report(self, s: _Dest, ev: ScoredReport, now: int) -> list:

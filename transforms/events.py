@@ -96,6 +96,7 @@ class OutreachRequest(NamedTuple):
     transfer_id: Optional[str]
     address: Optional[str]
     reasons: tuple = ()
+    losses: tuple = ()  # transfer ids this request itself confirms lost (to a frozen address)
 
 
 class LossConfirmed(NamedTuple):

@@ -59,6 +59,8 @@ class OutreachStep(Machine):
             s.losses[ev.transfer_id] = now
             return []
         req: OutreachRequest = ev
+        for tid in req.losses:
+            s.losses[tid] = now
         kind, channel, reasons = req.kind, req.channel, list(req.reasons)
         if kind == "SILENT_SUFFERER":
             if req.address in s.silent_for:

@@ -9,7 +9,9 @@ noisy machine):
 * ``models_step``: the Models step itself (``transforms.models.Models`` through
   ``run_history``, exactly as the batch face and ``transforms.reference`` run it) over the
   featured transfers and their labels: per transfer one score (rule, model, reasons) and
-  one test-then-train update; given as µs per (score + label) pair and as a ratio to the
+  one test-then-train update; ``[model on]``: the model decides from the first label (no
+  warm-up), so every score runs the model; ``[rules]``: ``use_models=False`` (the model
+  still learns, in shadow); given as µs per (score + label) pair and as a ratio to the
   baseline's µs per (predict + learn) pair;
 * ``--old-models FILE``: the same for another version of ``transforms/models.py`` (for
   before / after figures in one run);
@@ -32,6 +34,7 @@ Run::
 
     PYTHONPATH=. .venv/bin/python bench/models_bench.py --sim DIR --runs 5 --json out.json
     PYTHONPATH=. .venv/bin/python bench/models_bench.py --generate /tmp/sim --no-quality
+    PYTHONPATH=. .venv/bin/python bench/models_bench.py --eth DIR   # real data (issue 4)
 """
 
 from __future__ import annotations
@@ -237,6 +240,54 @@ def quality(sim: Path, policy: Optional[Policy] = None, thresholds=THRESHOLDS) -
     return result
 
 
+def victim_payments(directory: Path, thresholds=(0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95),
+                    max_held: float = 0.01, max_held_usd: float = 0.05) -> dict:
+    """Issue 4's real-data judgement (a ``pipelines.convert_eth`` directory): share of
+    victim-payment USD and count prevented (held, then refunded), rules only and with the
+    models per hold threshold, and the best threshold with at most ``max_held`` of
+    legitimate transfers and ``max_held_usd`` of their USD held. Legitimate = neither a
+    victim payment nor flagged -> flagged (laundering)."""
+    base = replay_policy(directory, Policy())
+    t_truth = load_truth(directory)["TRANSFER"]
+    up = upstream(load_replay(directory), base)
+    legit = {k for k, v in t_truth.items() if not v.is_scam and v.detail != "laundering"}
+    victim = {k for k, v in t_truth.items() if v.is_scam}
+    n_l, usd_l = len(legit), sum(t_truth[k].usd_value or 0.0 for k in legit)
+    n_v, usd_v = len(victim), sum(t_truth[k].usd_value or 0.0 for k in victim)
+
+    def judge(a):
+        refunded = {r.transfer_id for r in a[act.RESOLUTIONS] if r.resolution == "REFUNDED"}
+        hl = hlu = n_p = usd_p = 0.0
+        for h in a[act.HOLDS]:
+            k = h.transfer_id
+            if k in legit:
+                hl += 1
+                hlu += t_truth[k].usd_value or 0.0
+            elif k in victim and k in refunded:
+                n_p += 1
+                usd_p += t_truth[k].usd_value or 0.0
+        return {"legit_held": round(hl / n_l, 4), "legit_usd_held": round(hlu / usd_l, 4),
+                "victim_usd_prevented": round(usd_p / usd_v, 4),
+                "victim_count_prevented": round(n_p / n_v, 4),
+                "within_limits": hl / n_l <= max_held and hlu / usd_l <= max_held_usd}
+
+    out: dict = {"victim_payments": n_v, "victim_usd": round(usd_v, 2), "legit": n_l}
+    for name, pol in (("rules", dataclasses.replace(base, use_models=False)),
+                      ("models", base)):
+        m = downstream(up, pol)
+        final = {d["model"]: d.get("roc_auc") for d in m[MODEL_METRICS] if d["final"]}
+        sweep = {}
+        for thr in (thresholds if name == "models" else (pol.hold_threshold,)):
+            p = dataclasses.replace(pol, hold_threshold=thr,
+                                    warn_threshold=min(thr, pol.warn_threshold))
+            sweep[thr] = judge(actions(up, m, p))
+        ok = [t for t, r in sweep.items() if r["within_limits"]]
+        best = max(ok, key=lambda t: sweep[t]["victim_usd_prevented"]) if ok else None
+        out[name] = {"roc_auc": final, "sweep": sweep, "best_threshold": best,
+                     "at_best": sweep.get(best)}
+    return out
+
+
 # --------------------------------------------------------------------------------- cost
 def _step_events(up: dict, n: int) -> tuple[list, int, int]:
     """The first ``n`` featured transfers (by time) and the labels of those transfers."""
@@ -277,7 +328,9 @@ def cost(up: dict, runs: int, n: int, policy: Policy, old: Optional[Path] = None
     if old is not None:
         mods["models_step (" + old.name + ")"] = _load_models_module(old)
     for label, mod in mods.items():
-        for mode, p in (("models", policy), ("rules", dataclasses.replace(
+        on = dataclasses.replace(policy, model_warmup_labels=0, model_min_negatives=0,
+                                 model_min_positives=0, model_sync_labels=False)
+        for mode, p in (("model on", on), ("rules", dataclasses.replace(
                 policy, use_models=False))):
             def run(mod=mod, p=p):
                 run_history(mod.Models(p), TRANSFER_RISK, events)
@@ -320,6 +373,8 @@ def main(argv=None) -> int:
                     help="transfers (and their labels) in the cost runs")
     ap.add_argument("--old-models", type=Path,
                     help="another transforms/models.py to time in the same run")
+    ap.add_argument("--eth", type=Path,
+                    help="also judge victim payments on a pipelines.convert_eth directory")
     ap.add_argument("--no-cost", action="store_true")
     ap.add_argument("--no-quality", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures here")
@@ -330,8 +385,10 @@ def main(argv=None) -> int:
 
         simulator.generate(a.generate, users=a.users, days=a.days, seed=a.seed)
         sim = a.generate
+    if sim is None and not a.eth:
+        ap.error("--sim, --generate or --eth is required")
     if sim is None:
-        ap.error("--sim or --generate is required")
+        a.no_cost = a.no_quality = True
     out: dict = {}
     if not a.no_cost:
         pol = replay_policy(sim, Policy())
@@ -342,6 +399,9 @@ def main(argv=None) -> int:
     if not a.no_quality:
         out["quality"] = quality(sim)
         print(json.dumps({"quality": out["quality"]}, indent=1, default=str))
+    if a.eth:
+        out["eth"] = victim_payments(a.eth)
+        print(json.dumps({"eth": out["eth"]}, indent=1, default=str))
     if a.json:
         a.json.write_text(json.dumps(out, indent=1, default=str))
     return 0

@@ -230,9 +230,19 @@ def test_rules_only_baseline_never_uses_the_model():
 def test_high_fan_in_young_destination_is_held_whatever_the_model_says():
     p = Policy(**ON)
     m, s = trained_state(p, TRANSFER_RISK)
-    f = dict(LEGIT, fan_in_24h=40.0, dest_age_days=0.5)
+    f = dict(LEGIT, fan_in_24h=40.0, fan_in_1h=30.0, dest_age_days=0.5)
     (_, _, st), = m.on_event(s, ftransfer("z", at(days=2), f), at(days=2))
     assert st.score >= p.hold_threshold and "fan_in_24h=40" in st.reasons
+
+
+def test_fan_in_rule_spares_a_busy_merchant_first_seen_at_the_start_of_a_replay():
+    # 40 distinct payers in its first 8 hours *of the replay*, 5 of them in the last hour:
+    # a merchant's usual pace, not a burst -> the rule does not fire
+    p = Policy(use_models=False)
+    m = Models(p)
+    f = dict(LEGIT, fan_in_24h=40.0, fan_in_1h=5.0, dest_age_days=0.33)
+    (_, _, st), = m.on_event(m.new_state(TRANSFER_RISK), ftransfer("z", at(0), f), at(0))
+    assert st.score < p.warn_threshold and not st.reasons
 
 
 def test_the_transfer_model_learns_to_separate_scams():
@@ -376,3 +386,63 @@ def test_prequential_metrics_are_counted_and_summarised_at_the_end():
     m = Models(p)
     s = m.new_state(TRANSFER_RISK)
     assert m.advance(s, END_OF_TIME) and not m.advance(s, END_OF_TIME)
+
+
+# ------------------------------------------------------- warm-up, label timing, fast path
+def test_model_switches_on_only_after_enough_labels_of_both_classes():
+    # 300 positives and no negative (what the label delay gives at the start): rules decide
+    p = Policy(model_warmup_labels=10, model_min_negatives=20, model_min_positives=5,
+               model_sync_labels=False)
+    pos = [example(TRANSFER_RISK, f"T:p{i}", at(0) + i, SCAMMY, True) for i in range(300)]
+    neg = [example(TRANSFER_RISK, f"T:n{i}", at(hours=1) + i, LEGIT, False)
+           for i in range(20)]
+    evs = pos + [ftransfer("a", at(minutes=30), LEGIT)] + neg \
+        + [ftransfer("b", at(hours=2), LEGIT)]
+    got = scores(run_history(Models(p), TRANSFER_RISK, evs))
+    assert got["a"].model_version == "rules"
+    assert got["b"].model_version == f"{TRANSFER_RISK}:320"
+
+
+def test_a_positive_is_learned_when_its_event_is_as_old_as_a_negative_would_be():
+    h = 6 * 3_600_000
+    p = Policy(**dict(ON, model_sync_labels=True, label_horizon_ms=h))
+    t = at(0)
+    pos = Example(TRANSFER_RISK, t + 60_000, "T:p", dict(SCAMMY), True, t)  # confirmed fast
+    evs = [pos, ftransfer("early", t + h - 1, SCAMMY), ftransfer("late", t + h, SCAMMY)]
+    got = scores(run_history(Models(p), TRANSFER_RISK, evs))
+    assert got["early"].model_version == f"{TRANSFER_RISK}:0"  # still waiting
+    assert got["late"].model_version == f"{TRANSFER_RISK}:1"  # due at t + horizon: learned
+    # a bounded run's end learns what still waits, before the final summary
+    out = run_history(Models(p), TRANSFER_RISK, [pos])
+    (final,) = [v for tag, _, v in out if tag == MODEL_METRICS and v["final"]]
+    assert final["labels"] == final["positives"] == 1
+
+
+def test_waiting_positives_survive_a_snapshot(tmp_path):
+    p = Policy(**dict(ON, model_sync_labels=True))
+    m = Models(p)
+    s = m.new_state(TRANSFER_RISK)
+    s, _ = step(m, TRANSFER_RISK, s, example(TRANSFER_RISK, "T:p", at(0) + 5, SCAMMY, True))
+    assert len(s.waiting) == 1 and m.next_deadline(s) == at(0) + 4 + p.label_horizon_ms
+    path = snapshot_models({TRANSFER_RISK: s}, str(tmp_path / "m.pkl"))
+    assert len(load_snapshot(path)[TRANSFER_RISK].waiting) == 1
+
+
+def test_the_step_learns_exactly_as_the_river_pipeline_would():
+    from transforms.models import new_transfer_model
+
+    p = Policy(**ON)
+    m, s = trained_state(p, TRANSFER_RISK, 200)
+    ref = new_transfer_model()
+    for ex in training(TRANSFER_RISK, 200, at(0)):
+        w = 1.0
+        if ex.y:  # the step's weight for this positive, from the counts before it
+            n_pos = sum(1 for e in training(TRANSFER_RISK, 200, at(0))
+                        if e.y and e.event_time < ex.event_time)
+            n = ex.event_time - at(0)
+            w = max(1.0, min(30.0, math.sqrt((n - n_pos + 1) / (n_pos + 1))))
+        ref.learn_one(transfer_x(ex.x), ex.y, w=w)
+    for f in (SCAMMY, LEGIT):
+        x = transfer_x(f)
+        assert s.model.predict_proba_one(x)[True] == pytest.approx(
+            ref.predict_proba_one(x)[True], rel=1e-12)

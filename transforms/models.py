@@ -15,9 +15,12 @@ Two models live in keyed state, each a River pipeline learning online:
 
 Decisions:
 
-* Until a model has learned from ``Policy.model_warmup_labels`` labels, or when
-  ``Policy.use_models`` is false (the rules-only baseline), the score is the documented rule
-  below and ``model_version`` is ``"rules"``.
+* Until a model has learned from ``Policy.model_warmup_labels`` labels, of which at least
+  ``model_min_negatives`` negatives and ``model_min_positives`` positives, or when
+  ``Policy.use_models`` is false (the rules-only baseline; the model still learns, in
+  shadow), the score is the documented rule below and ``model_version`` is ``"rules"``.
+* With ``Policy.model_sync_labels`` a positive is learned only once its event is
+  ``label_horizon_ms`` old, like the negatives of its time (see ``Models._learn``).
 * After warm-up, a transfer's score is ``max(model, rule)``: the rules stay a floor, so a
   young destination with a large fan-in is still held (and a blacklisted one is held by
   Actions whatever the score).
@@ -31,8 +34,13 @@ Score before learn: the key's events are ordered (event time, kind) and an
 :class:`~transforms.events.Example` is stamped at least 1 ms after the event it describes,
 so no label can reach the model before that event is scored (transforms/labels.py).
 
-Prequential metrics (test-then-train at label time): just before ``learn_one`` the model
-scores the example; the step keeps a score histogram (ROC AUC) and the confusion counts of
+Cost: the transfer model is driven step by step (:func:`linear_parts`: scaler, then
+regression, no pipeline plumbing; each example featurised and scaled once per use; model
+contributions read from the regression's weights without copying them, and only for scores
+that reach the warning threshold).
+
+Prequential metrics (test-then-train at label time): just before the regression learns the
+model scores the example; the step keeps a score histogram (ROC AUC) and the confusion counts of
 the *decision* score (rules or model, as the step would decide now) at the hold threshold
 (``transfer_risk``) or the SCAM threshold (``scam_verdict``), counts and USD. Counts go to
 Beam counters (``<model>_tp`` …, step ``Models``); a summary dict goes to the
@@ -50,6 +58,7 @@ another River version is refused (:class:`SnapshotError`).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import pickle
 from typing import Callable, Optional
@@ -91,13 +100,24 @@ REPORT_NUMERIC = (
 
 # ------------------------------------------------------------------------------- the rules
 def rules_transfer_score(f: dict, policy: Policy) -> tuple[float, tuple]:
-    """Rules-only transfer risk: a fan-in threshold on young destinations.
+    """Rules-only transfer risk: a fan-in threshold on young destinations, for a *burst*:
+    at least ``fan_in_rule`` distinct senders in 24h to a destination first seen less than
+    2 days ago, of which at least ``fan_in_burst_share`` came within the last hour.
 
-    >>> rules_transfer_score({"fan_in_24h": 40.0, "dest_age_days": 0.5}, Policy())
+    "First seen" can only mean first seen by this job: at the start of a replay every busy
+    merchant is "young" and passes 25 distinct senders within hours, at its usual pace. A
+    scam collection address being hit by a campaign gets them in a burst.
+
+    >>> rules_transfer_score({"fan_in_24h": 40.0, "fan_in_1h": 30.0, "dest_age_days": 0.5},
+    ...                      Policy())
     (0.8, ('fan_in_24h=40',))
+    >>> rules_transfer_score({"fan_in_24h": 40.0, "fan_in_1h": 6.0, "dest_age_days": 0.5},
+    ...                      Policy())[0]
+    0.05
     """
     fan_in = f.get("fan_in_24h", 0.0)
-    if fan_in >= policy.fan_in_rule and f.get("dest_age_days", 99.0) < 2.0:
+    if fan_in >= policy.fan_in_rule and f.get("dest_age_days", 99.0) < 2.0 \
+            and f.get("fan_in_1h", fan_in) >= policy.fan_in_burst_share * fan_in:
         return 0.8, (f"fan_in_24h={int(fan_in)}",)
     return 0.05, ()
 
@@ -186,19 +206,27 @@ def guarded_verdict(score: float, f: dict, policy: Policy) -> tuple[float, str, 
 # --------------------------------------------------------------------------- model inputs
 def transfer_x(f: dict) -> dict:
     """The transfer model's input: the numeric profile features plus crossed ones a linear
-    model cannot make itself. Scoring and learning both call this on the same features."""
-    x = {k: float(v) for k, v in f.items() if not k.startswith("_")}
-    fan = math.log1p(max(0.0, f.get("fan_in_24h", 0.0)))
-    young = 1.0 if f.get("dest_age_days", 99.0) < 2.0 else 0.0
-    new = f.get("new_dest", 0.0)
+    model cannot make itself. Scoring and learning both call this on the same features.
+
+    >>> x = transfer_x({"fan_in_24h": 3.0, "new_dest": 1.0, "log_usd": 5.0, "_note": "x"})
+    >>> x["new_dest_log_usd"], "_note" in x
+    (5.0, False)
+    """
+    x = {k: v for k, v in f.items() if k[0] != "_"}
+    get = f.get
+    fan_in = get("fan_in_24h", 0.0)
+    fan = math.log1p(fan_in) if fan_in > 0 else 0.0
+    young = 1.0 if get("dest_age_days", 99.0) < 2.0 else 0.0
+    new = get("new_dest", 0.0)
+    fan1 = get("fan_in_1h", 0.0)
     x["log_fan_in_24h"] = fan
-    x["log_fan_in_1h"] = math.log1p(max(0.0, f.get("fan_in_1h", 0.0)))
+    x["log_fan_in_1h"] = math.log1p(fan1) if fan1 > 0 else 0.0
     x["young_dest"] = young
     x["fan_in_young"] = fan * young
-    x["new_dest_log_usd"] = new * f.get("log_usd", 0.0)
+    x["new_dest_log_usd"] = new * get("log_usd", 0.0)
     x["new_dest_young"] = new * young
-    x["fresh_new_dest"] = new * f.get("fresh_account", 0.0)
-    x["reported_dest"] = 1.0 if f.get("reports_7d", 0.0) > 0 else 0.0
+    x["fresh_new_dest"] = new * get("fresh_account", 0.0)
+    x["reported_dest"] = 1.0 if get("reports_7d", 0.0) > 0 else 0.0
     return x
 
 
@@ -336,7 +364,7 @@ class ModelState:
     """One model's keyed state: the River pipeline, label counts, metrics, provenance."""
 
     __slots__ = ("name", "model", "n_labels", "n_pos", "river_version", "origin", "metrics",
-                 "last_t", "finished")
+                 "last_t", "finished", "waiting")
 
     def __init__(self, name: str = TRANSFER_RISK, threshold: float = 0.5):
         self.name = name
@@ -348,6 +376,9 @@ class ModelState:
         self.metrics = Prequential(threshold)
         self.last_t: Optional[int] = None
         self.finished = False
+        # positives waiting to be learned: a heap of (due, subject id, seq, Example); see
+        # Policy.model_sync_labels
+        self.waiting: list = []
 
     def version(self) -> str:
         v = f"{self.name}:{self.n_labels}"
@@ -360,18 +391,47 @@ def pos_weight(s: ModelState) -> float:
     return max(1.0, min(MAX_POS_WEIGHT, math.sqrt((neg + 1) / (s.n_pos + 1))))
 
 
-def top_contributions(model, x: dict, k: int = 2) -> tuple:
-    """The features that pushed a linear model's score up most, for a person to read."""
+def linear_parts(model) -> Optional[tuple]:
+    """``(scaler, logistic regression)`` when ``model`` is the plain two-step pipeline of
+    :func:`new_transfer_model` (the Models step then drives the two steps itself, without
+    River's per-call pipeline plumbing), else None (any other model goes through River's
+    pipeline API)."""
+    steps = getattr(model, "steps", None)
+    if steps is None or len(steps) != 2:
+        return None
+    sc, lr = steps.get("StandardScaler"), steps.get("LogisticRegression")
+    if type(sc) is preprocessing.StandardScaler and sc.window_size is None \
+            and type(lr) is linear_model.LogisticRegression and lr.l1 == 0:
+        return sc, lr
+    return None
+
+
+def _top(pairs, k: int) -> tuple:
+    best = heapq.nlargest(k, pairs)
+    return tuple(f"{n}+{c:.2f}" for c, n in best if c > 0)
+
+
+def top_contributions(model, x: dict, k: int = 2, scaled: Optional[dict] = None) -> tuple:
+    """The features that pushed a linear model's score up most, for a person to read.
+    ``scaled`` is ``x`` already through the steps before the regression, when known.
+
+    >>> m = new_transfer_model()
+    >>> m.steps["LogisticRegression"]._weights.update({"a": 2.0, "b": -1.0})
+    >>> top_contributions(m, {"a": 1.0, "b": 1.0}, scaled={"a": 1.0, "b": 1.0})
+    ('a+2.00',)
+    """
     try:
         lr = model.steps["LogisticRegression"]
-        xs = x
-        for name, stepper in model.steps.items():
-            if name == "LogisticRegression":
-                break
-            xs = stepper.transform_one(xs)
-        contrib = sorted(((lr.weights.get(n, 0.0) * v, n) for n, v in xs.items()),
-                         reverse=True)
-        return tuple(f"{n}+{c:.2f}" for c, n in contrib[:k] if c > 0)
+        w = lr._weights  # River's `weights` property copies every weight on each access
+        xs = scaled
+        if xs is None:
+            xs = x
+            for name, stepper in model.steps.items():
+                if name == "LogisticRegression":
+                    break
+                xs = stepper.transform_one(xs)
+        get = w.get
+        return _top([(get(n, 0.0) * v, n) for n, v in xs.items()], k)
     except (KeyError, AttributeError, TypeError):
         return ()
 
@@ -463,6 +523,8 @@ def load_snapshot(path: str) -> dict:
         for name, s in states.items():
             s.origin = sid
             s.finished = False
+            if not hasattr(s, "waiting"):  # written before positives could wait
+                s.waiting = []
             out[name] = s
     return out
 
@@ -497,16 +559,24 @@ class Models(Machine):
         return False  # one key per model, kept for the life of the job
 
     def next_deadline(self, s: ModelState) -> Optional[int]:
+        if s.waiting:
+            return s.waiting[0][0]  # a positive becomes due
         return None if s.finished else END  # the end of a bounded run (stream face)
 
     def advance(self, s: ModelState, now: int) -> list:
+        out = []
+        waiting = s.waiting
+        while waiting and waiting[0][0] <= now:
+            due, _, _, ex = heapq.heappop(waiting)
+            out.extend(self._learn_now(s, ex, due))
         if now < END or s.finished:
-            return []
+            return out
         s.finished = True  # a bounded run is over: last snapshot, final metrics
         at = s.last_t if s.last_t is not None else 0
         if self.p.model_snapshot_path:
             self.save(s, at)
-        return [(MODEL_METRICS, at, self.summary(s, final=True))]
+        out.append((MODEL_METRICS, at, self.summary(s, final=True)))
+        return out
 
     def save(self, s: ModelState, at: int) -> None:
         base = self.p.model_snapshot_path
@@ -524,16 +594,35 @@ class Models(Machine):
 
     # -- scoring -------------------------------------------------------------------------
     def _model_on(self, s: ModelState) -> bool:
-        return self.p.use_models and s.n_labels >= self.p.model_warmup_labels
+        """Rules decide until the model has seen enough labels *of both classes*: positives
+        arrive within hours (a case outcome), negatives only when the label horizon expires,
+        so a count of labels alone switches a model on having seen almost only scams."""
+        p = self.p
+        if not p.use_models or s.n_labels < p.model_warmup_labels:
+            return False
+        return s.n_pos >= p.model_min_positives \
+            and s.n_labels - s.n_pos >= p.model_min_negatives
+
+    def _transfer_proba(self, s: ModelState, x: dict) -> tuple[float, Optional[dict]]:
+        """(model probability, ``x`` scaled) — the scaled dict when the model is the plain
+        scaler + regression (see :func:`linear_parts`), else None."""
+        parts = linear_parts(s.model)
+        if parts is None:
+            return s.model.predict_proba_one(x).get(True, 0.0), None
+        xs = parts[0].transform_one(x)
+        return parts[1].predict_proba_one(xs)[True], xs
 
     def score_transfer(self, s: ModelState, f: dict) -> tuple[float, str, tuple]:
         rule, why = rules_transfer_score(f, self.p)
         if not self._model_on(s):
             return rule, "rules", why
         x = transfer_x(f)
-        pm = s.model.predict_proba_one(x).get(True, 0.0)
-        reasons = (f"model:{TRANSFER_RISK}={pm:.2f}",) + top_contributions(s.model, x) + why
-        return max(pm, rule), s.version(), reasons
+        pm, xs = self._transfer_proba(s, x)
+        score = pm if pm > rule else rule
+        reasons = (f"model:{TRANSFER_RISK}={pm:.2f}",)
+        if score >= self.p.warn_threshold:  # someone will read why: name the features
+            reasons += top_contributions(s.model, x, scaled=xs)
+        return score, s.version(), reasons + why
 
     def score_report(self, s: ModelState, f: dict) -> tuple[float, str, str, tuple]:
         rule, why = rules_verdict_score(f)
@@ -564,22 +653,61 @@ class Models(Machine):
                                                        version, reasons))]
         raise TypeError(f"Models cannot handle {t.__name__}")
 
+    def pos_weight(self, s: ModelState) -> float:
+        """A positive example's weight: ``Policy.model_pos_weight`` when positive, else
+        :func:`pos_weight` (from the label counts so far)."""
+        w = self.p.model_pos_weight
+        return w if w > 0 else pos_weight(s)
+
     def _learn(self, s: ModelState, ex: Example, now: int) -> list:
-        """Test, then train: score the example as the step would now, record it, learn."""
+        """A label: learned now, or for a positive with ``Policy.model_sync_labels`` once its
+        event is ``label_horizon_ms`` old — the age at which the negatives of its time are
+        learned. Positives are confirmed within hours, negatives only at the horizon: learned
+        as they come, the positives of day d meet the negatives of day d - 7, and every
+        feature that drifts with time (a destination's age, a sender's payee count, above
+        all at the start of a replay) looks like a sign of scam."""
+        if ex.y and self.p.model_sync_labels:
+            due = ex.scored_at + self.p.label_horizon_ms
+            if due > now:
+                heapq.heappush(s.waiting, (due, ex.subject_id, s.n_labels + len(s.waiting),
+                                           ex))
+                return []
+        return self._learn_now(s, ex, now)
+
+    def _learn_now(self, s: ModelState, ex: Example, now: int) -> list:
+        """Test, then train: score the example as the step would now, record it, learn.
+
+        For the plain scaler + regression the step drives River's two steps itself, in the
+        order ``Pipeline.learn_one`` uses: the scaler (unsupervised: it never sees the
+        label) learns the example's features, the example is scaled once, the regression
+        scores it (the prequential test) and only then learns from it."""
         f = ex.x
-        x = x_of(s.name, f)
-        pm = s.model.predict_proba_one(x).get(True, 0.0)
+        y = bool(ex.y)
+        w = self.pos_weight(s) if y else 1.0
         if s.name == SCAM_VERDICT:
+            x = report_x(f)
+            pm = s.model.predict_proba_one(x).get(True, 0.0)
             decision = self.score_report(s, f)[0]
             usd = math.expm1(f.get("log_claimed_loss", 0.0))
+            s.model.learn_one(x, y, w=w)
         else:
-            decision = self.score_transfer(s, f)[0]
+            x = transfer_x(f)
+            parts = linear_parts(s.model)
+            rule = rules_transfer_score(f, self.p)[0]
+            if parts is None:
+                pm = s.model.predict_proba_one(x).get(True, 0.0)
+                s.model.learn_one(x, y, w=w)
+            else:
+                sc, lr = parts
+                sc.learn_one(x)
+                xs = sc.transform_one(x)
+                pm = lr.predict_proba_one(xs)[True]
+                lr.learn_one(xs, y, w=w)
+            decision = (pm if pm > rule else rule) if self._model_on(s) else rule
             usd = math.expm1(f.get("log_usd", 0.0))
-        cell = s.metrics.update(pm, decision, bool(ex.y), usd)
-        w = pos_weight(s) if ex.y else 1.0
-        s.model.learn_one(x, bool(ex.y), w=w)
+        cell = s.metrics.update(pm, decision, y, usd)
         s.n_labels += 1
-        s.n_pos += int(bool(ex.y))
+        s.n_pos += y
         out = [(METRIC, now, ("labels_" + s.name, 1)), (METRIC, now, (f"{s.name}_{cell}", 1))]
         if self.p.model_snapshot_every and s.n_labels % self.p.model_snapshot_every == 0 \
                 and self.p.model_snapshot_path:

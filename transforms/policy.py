@@ -42,6 +42,8 @@ class Policy:
     fresh_account_ms: int = 7 * DAY
     # Rules-only baseline: fan-in threshold (distinct senders in the long window)
     fan_in_rule: int = 25
+    # ... arriving as a burst: this share of them within the last hour (short window)
+    fan_in_burst_share: float = 0.5
     # Labels (LabelJoin)
     label_horizon_ms: int = 7 * DAY
     # Dedup memory and outcome resolution (Ledger)

@@ -40,6 +40,13 @@ _HELP = {
     "dedup": "how long transfer and report ids are remembered for de-duplication (rule 8)",
     "resolve_wait": "how long a case outcome or report waits for the transfer it names",
     "use_models": "score with the River models (false: the rules-only baseline)",
+    "fan_in_burst_share": "fan-in rule: share of the day's distinct senders that must have "
+                          "come within the short window",
+    "model_min_negatives": "negative labels a model needs before its scores are used",
+    "model_min_positives": "positive labels a model needs before its scores are used",
+    "model_sync_labels": "learn a positive only once its transfer is as old as the label "
+                         "horizon, like the negatives (true/false)",
+    "model_pos_weight": "weight of a positive example (0: automatic from the class balance)",
     "model_warmup_labels": "labels a model needs before its scores replace the rules",
     "model_snapshot_every": "snapshot the models every N labels (0: only at the end)",
     "model_snapshot_path": "where model snapshots go (local path or gs://)",

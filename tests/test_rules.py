@@ -291,3 +291,23 @@ def test_blacklist_add_on_the_stream_holds_later_transfers(policy):
     out = collect(events, policy)
     assert [h.transfer_id for h in out["holds"]] == ["t1"]
     assert "blacklist:vendor_x" in out["holds"][0].reasons
+
+
+# ------------------------------------------------------------- the real 64k blacklist
+def test_real_union_blacklist_as_snapshot_holds_a_listed_address(tmp_path):
+    """The 64,234-address union of real vendor lists (../shared/data) as the snapshot side
+    input: a payment to one of its addresses is held, the reason naming its sources."""
+    from pathlib import Path
+
+    union = Path(__file__).resolve().parents[2] / "shared" / "data" / "blacklist_union_evm.csv"
+    if not union.exists():
+        pytest.skip(f"real data not found at {union} (a fresh clone has no ../shared)")
+    with open(union) as f:
+        next(f)
+        address, _, sources = next(f).strip().split(",")[:3]
+    p = Policy(use_models=False, blacklist_paths=(str(union),))
+    out = collect([transfer("t1", at(0), "alice", address),
+                   transfer("t2", at(1), "bob", addr("not-listed"))], p)
+    (hold,) = out["holds"]
+    assert hold.transfer_id == "t1"
+    assert {f"blacklist:{s}" for s in sources.split(";")} <= set(hold.reasons)

@@ -30,6 +30,7 @@ file) end with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -46,6 +47,7 @@ from pipelines.options import SafetyNetOptions, policy_from_options
 from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.rows import INPUT_FILES, OUTPUT_FILES, DeadLetter
+from transforms.aggregates import FanIn, HourlyMetrics
 from transforms.policy import Policy
 from transforms.safetynet import INPUTS, SafetyNet
 
@@ -241,6 +243,22 @@ class WriteOutput(beam.DoFn):
         yield self.name, len(rows)
 
 
+class WriteJsonLines(beam.DoFn):
+    """Writes dict rows, sorted, as ``out_dir/NAME.jsonl`` (one JSON object a line)."""
+
+    def __init__(self, name: str, out_dir: str):
+        self.name, self.out_dir = name, out_dir
+
+    def process(self, rows):
+        path = Path(self.out_dir) / f"{self.name}.jsonl"
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w") as f:
+            for r in sorted(rows, key=lambda r: json.dumps(r, sort_keys=True)):
+                f.write(json.dumps(r, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        yield self.name, len(rows)
+
+
 class WriteScores(beam.DoFn):
     def __init__(self, out_dir: str):
         self.out_dir = out_dir
@@ -290,6 +308,15 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
         pc = dead if name == "dead_letter" else outs[name]
         (pc | f"Gather{name.title()}" >> beam.combiners.ToList()
          | f"Write{name.title()}" >> beam.ParDo(WriteOutput(name, out, fmt)))
+    # Windowed aggregates people look at: hourly decision metrics, fan-in per destination.
+    hourly = ({n: outs[n] for n in ("holds", "resolutions", "freezes", "outreach")}
+              | "HourlyMetrics" >> HourlyMetrics())
+    fan_in = (inputs["transfers"]
+              | "FanIn" >> FanIn(min_senders=max(2, policy.fan_in_rule // 2)))
+    for name, pc in (("hourly_metrics", hourly), ("fan_in_hourly", fan_in)):
+        (pc | f"Global{name}" >> beam.WindowInto(beam.window.GlobalWindows())
+         | f"Gather{name}" >> beam.combiners.ToList()
+         | f"Write{name}" >> beam.ParDo(WriteJsonLines(name, out)))
     (outs["scored"]
      | "ScoredProgress" >> beam.ParDo(CountProgress("transfers scored", n_transfers, progress))
      | "ScoreRows" >> beam.Map(score_row)

@@ -812,11 +812,29 @@ class Exchange:
         other = sorted(self.truth_other, key=lambda r: (r.event_time, r.subject_type,
                                                         r.subject_id))
         oi, n_other = 0, len(other)
-        scam_n, scam_usd = 0, 0.0
+        tot = [0, 0.0]  # scam transfers, scam USD
         by_typ: dict[str, list] = {t: [0, 0.0] for t in TYPOLOGIES}
         with codecs.RecordWriter(path["transfers"], "Transfer", fmt) as wt:
             sink = sink_for("transfers", wt, 0)
             emit, twrite = sink.emit, wtruth.write
+
+            def put_scripted(item, oi: int) -> int:
+                """Write a scripted (scam) transfer and its truth, after the other truth
+                rows due by its time; returns the new position in ``other``."""
+                st, _, srow, struth = item
+                while oi < n_other and other[oi].event_time <= st:
+                    twrite(other[oi])
+                    oi += 1
+                emit(st, srow)
+                twrite(struth)
+                if struth.is_scam:
+                    tot[0] += 1
+                    tot[1] += struth.usd_value
+                    bt = by_typ[struth.typology]
+                    bt[0] += 1
+                    bt[1] += struth.usd_value
+                return oi
+
             pows = [10 ** int(d) for d in DECIMALS]
             decs = [int(d) for d in DECIMALS]
             for day in range(self.days):
@@ -826,19 +844,8 @@ class Exchange:
                 rows = zip(*cols, strict=True)
                 for tid, t, uid, addr, touid, net, a, units, usd, ch in rows:
                     while si < ns and scripted[si][0] <= t:
-                        st, _, srow, struth = scripted[si]
+                        oi = put_scripted(scripted[si], oi)
                         si += 1
-                        while oi < n_other and other[oi].event_time <= st:
-                            twrite(other[oi])
-                            oi += 1
-                        emit(st, srow)
-                        twrite(struth)
-                        if struth.is_scam:
-                            scam_n += 1
-                            scam_usd += struth.usd_value
-                            bt = by_typ[struth.typology]
-                            bt[0] += 1
-                            bt[1] += struth.usd_value
                     while oi < n_other and other[oi].event_time <= t:
                         twrite(other[oi])
                         oi += 1
@@ -849,22 +856,12 @@ class Exchange:
                     emit(t, Transfer(tid_s, t, uid, addr, touid, net, ASSETS[a], amount, usd,
                                      ch))
                     twrite(Truth("TRANSFER", tid_s, False, None, uid, addr, usd, t, None))
-                for st, _, srow, struth in scripted[si:]:
-                    while oi < n_other and other[oi].event_time <= st:
-                        twrite(other[oi])
-                        oi += 1
-                    emit(st, srow)
-                    twrite(struth)
-                    if struth.is_scam:
-                        scam_n += 1
-                        scam_usd += struth.usd_value
-                        bt = by_typ[struth.typology]
-                        bt[0] += 1
-                        bt[1] += struth.usd_value
+                for item in scripted[si:]:
+                    oi = put_scripted(item, oi)
             for row in other[oi:]:
                 twrite(row)
             finish("transfers", sink)
-        return {"transfers": scam_n, "usd": round(scam_usd, 2),
+        return {"transfers": tot[0], "usd": round(tot[1], 2),
                 "by_typology": {k: {"transfers": v[0], "usd": round(v[1], 2)}
                                 for k, v in by_typ.items()}}
 

@@ -10,7 +10,6 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream
-from apache_beam.testing.util import assert_that
 
 from schemas.rows import BlacklistUpdate, CaseOutcome, ScamReport, Transfer, UserProfile
 from transforms.events import sort_key

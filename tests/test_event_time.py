@@ -14,7 +14,7 @@ from apache_beam.testing.test_stream import TestStream
 from schemas.codecs import write_records
 from tests import scenario
 from tests.scenario import addr, at, collect, listing, outcome, transfer
-from transforms.policy import DAY, HOUR, Policy
+from transforms.policy import DAY, Policy
 
 SCAM = addr("scam-collector")
 

@@ -21,7 +21,7 @@ from tests.scenario import (
     report,
     transfer,
 )
-from transforms.policy import DAY, HOUR, Policy
+from transforms.policy import HOUR, Policy
 
 SCAM = addr("scam-collector")
 FRIEND = addr("friend-of-alice")

@@ -13,8 +13,13 @@ import hashlib
 from typing import Optional
 
 from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution
-from transforms.events import AddressFact, LossConfirmed, OutreachRequest, ScoredReport, \
-    ScoredTransfer
+from transforms.events import (
+    AddressFact,
+    LossConfirmed,
+    OutreachRequest,
+    ScoredReport,
+    ScoredTransfer,
+)
 from transforms.machine import METRIC, Machine
 from transforms.policy import Policy
 
@@ -182,7 +187,7 @@ class Actions(Machine):
         out = []
         if s.confirmed is None:
             s.confirmed = now
-            for _, user, tid, flag in s.sent:
+            for _, user, tid, _flag in s.sent:
                 out.append((LOSSES, now, LossConfirmed(user, now, tid, address)))
         for tid in sorted(s.pending):
             out.extend(self._resolve(s, tid, "REFUNDED", now, "scam confirmed: " + reasons[0]))

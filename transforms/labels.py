@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from transforms.events import AddressFact, Example, FeaturedReport, FeaturedTransfer
+from transforms.events import AddressFact, Example, FeaturedTransfer
 from transforms.machine import Machine
 from transforms.policy import Policy
 

@@ -56,9 +56,8 @@ from river import linear_model, preprocessing
 from schemas.codecs import find_input, read_records
 from schemas.rows import DeadLetter
 from transforms import actions as act
-from transforms import ledger as led
 from transforms.events import FeaturedTransfer
-from transforms.labels import EXAMPLES, SCAM_VERDICT, TRANSFER_RISK
+from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
 from transforms.machine import run_history
 from transforms.models import (
     MODEL_METRICS,
@@ -71,48 +70,29 @@ from transforms.models import (
     transfer_x,
 )
 from transforms.policy import Policy
-from transforms.profiles import FEATURED
-from transforms.reference import Stats, _keyed, _stage, load_replay, replay_policy
+from transforms.reference import (
+    Stats,
+    _keyed,
+    _stage,
+    load_replay,
+    replay_policy,
+    run_upstream,
+)
 from transforms.safetynet import (
     SideData,
     _address_of,
-    _ledger_key,
-    _user_of,
-    split_outcome,
-    split_report,
 )
 
 
 # ------------------------------------------------------------------- a Beam-free replay
 def upstream(inputs: dict, policy: Policy) -> dict:
     """transforms.reference's steps up to LabelJoin: featured events, examples, facts."""
-    stats, side = Stats(), SideData(policy)
+    side = SideData(policy)
     clean = {k: [r for r in inputs.get(k, ()) if type(r) is not DeadLetter] for k in
              ("transfers", "reports", "outcomes", "blacklist")}
-    sr: dict = {"direct": [], "via_transfer": [], "dead": []}
-    for r in clean["reports"]:
-        tag, v = split_report(r)
-        sr[tag].append(v)
-    so: dict = {"address": [], "transfer": [], "report": []}
-    for o in clean["outcomes"]:
-        tag, v = split_outcome(o)
-        so[tag].append(v)
-
-    def run(name, step, keyed):
-        return _stage(name, step, policy, side, keyed, stats)
-
-    t_led = run("TransferLedger", "ledger",
-                _keyed(_ledger_key, clean["transfers"], so["transfer"], sr["via_transfer"]))
-    r_led = run("ReportLedger", "ledger",
-                _keyed(_ledger_key, sr["direct"], t_led[led.REPORTS], so["report"]))
-    facts = so["address"] + t_led[led.FACTS] + r_led[led.FACTS]
-    sender = run("SenderProfile", "sender",
-                 _keyed(_user_of, t_led[led.TRANSFERS], r_led[led.REPORTS]))
-    counter = run("CounterpartyProfile", "counterparty",
-                  _keyed(_address_of, sender[FEATURED], clean["blacklist"]))
-    featured = counter[FEATURED]
-    labels = run("LabelJoin", "labels", _keyed(_address_of, featured, facts))
-    return {"featured": featured, "examples": labels[EXAMPLES], "facts": facts,
+    up = run_upstream(policy, side, Stats(), clean["transfers"], clean["reports"],
+                      clean["outcomes"], clean["blacklist"])
+    return {"featured": up["featured"], "examples": up["examples"], "facts": up["facts"],
             "blacklist": clean["blacklist"], "side": side}
 
 

@@ -87,6 +87,40 @@ def _keyed(fn: Callable[[Any], Any], *lists: list) -> Iterable[tuple[Any, Any]]:
             yield fn(r), r
 
 
+def run_upstream(policy: Policy, side: SideData, stats: Stats, transfers: list,
+                 reports: list, outcomes: list, blacklist: list) -> dict:
+    """The steps before Models: ledgers, profiles and LabelJoin. Returns the featured
+    transfers and reports, the labelled examples, the address facts and the dead letters."""
+    split_r: dict[str, list] = {"direct": [], "via_transfer": [], "dead": []}
+    for r in reports:
+        tag, v = split_report(r)
+        split_r[tag].append(v)
+    split_o: dict[str, list] = {"address": [], "transfer": [], "report": []}
+    for o in outcomes:
+        tag, v = split_outcome(o)
+        split_o[tag].append(v)
+
+    def run(name, step, keyed):
+        return _stage(name, step, policy, side, keyed, stats)
+
+    # Ledgers: de-duplication and resolution.
+    t_led = run("TransferLedger", "ledger",
+                _keyed(_ledger_key, transfers, split_o["transfer"], split_r["via_transfer"]))
+    r_led = run("ReportLedger", "ledger",
+                _keyed(_ledger_key, split_r["direct"], t_led[led.REPORTS], split_o["report"]))
+    facts = split_o["address"] + t_led[led.FACTS] + r_led[led.FACTS]
+    # Features.
+    sender = run("SenderProfile", "sender",
+                 _keyed(_user_of, t_led[led.TRANSFERS], r_led[led.REPORTS]))
+    counter = run("CounterpartyProfile", "counterparty",
+                  _keyed(_address_of, sender[FEATURED], blacklist))
+    featured = counter[FEATURED]
+    # Labels.
+    labels = run("LabelJoin", "labels", _keyed(_address_of, featured, facts))
+    return {"featured": featured, "examples": labels[EXAMPLES], "facts": facts,
+            "dead_letter": split_r["dead"] + t_led[led.DEAD] + r_led[led.DEAD]}
+
+
 def run_reference(inputs: dict, policy: Optional[Policy] = None,
                   stats: Optional[Stats] = None) -> dict[str, list]:
     """Inputs bundle (lists of validated rows: ``transfers``, ``reports``, ``outcomes``,
@@ -110,35 +144,13 @@ def run_reference(inputs: dict, policy: Optional[Policy] = None,
 
     transfers, reports, outcomes, blacklist = (rows(n) for n in INPUTS)
 
-    split_r: dict[str, list] = {"direct": [], "via_transfer": [], "dead": []}
-    for r in reports:
-        tag, v = split_report(r)
-        split_r[tag].append(v)
-    split_o: dict[str, list] = {"address": [], "transfer": [], "report": []}
-    for o in outcomes:
-        tag, v = split_outcome(o)
-        split_o[tag].append(v)
+    up = run_upstream(policy, side, stats, transfers, reports, outcomes, blacklist)
+    featured, facts = up["featured"], up["facts"]
 
     def run(name, step, keyed):
         return _stage(name, step, policy, side, keyed, stats)
 
-    # Ledgers: de-duplication and resolution.
-    t_led = run("TransferLedger", "ledger",
-                _keyed(_ledger_key, transfers, split_o["transfer"], split_r["via_transfer"]))
-    r_led = run("ReportLedger", "ledger",
-                _keyed(_ledger_key, split_r["direct"], t_led[led.REPORTS], split_o["report"]))
-    facts = split_o["address"] + t_led[led.FACTS] + r_led[led.FACTS]
-
-    # Features.
-    sender = run("SenderProfile", "sender",
-                 _keyed(_user_of, t_led[led.TRANSFERS], r_led[led.REPORTS]))
-    counter = run("CounterpartyProfile", "counterparty",
-                  _keyed(_address_of, sender[FEATURED], blacklist))
-    featured = counter[FEATURED]
-
-    # Labels and models.
-    labels = run("LabelJoin", "labels", _keyed(_address_of, featured, facts))
-    models = run("Models", "models", _keyed(model_key, featured, labels[EXAMPLES]))
+    models = run("Models", "models", _keyed(model_key, featured, up["examples"]))
 
     # Actions and outreach.
     actions = run("Actions", "actions",
@@ -153,7 +165,7 @@ def run_reference(inputs: dict, policy: Optional[Policy] = None,
         "freezes": actions[act.FREEZES],
         "outreach": outreach[OUTREACH],
         "verdicts": [_verdict(sr) for sr in models[SCORED_REPORTS]],
-        "dead_letter": dead_in + split_r["dead"] + t_led[led.DEAD] + r_led[led.DEAD],
+        "dead_letter": dead_in + up["dead_letter"],
         "scored": models[SCORED_TRANSFERS],
     }
 

@@ -308,11 +308,11 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
         pc = dead if name == "dead_letter" else outs[name]
         (pc | f"Gather{name.title()}" >> beam.combiners.ToList()
          | f"Write{name.title()}" >> beam.ParDo(WriteOutput(name, out, fmt)))
-    # Windowed aggregates people look at: hourly decision metrics, fan-in per destination.
+    # Hourly aggregates people look at: decision metrics, fan-in per destination.
     hourly = ({n: outs[n] for n in ("holds", "resolutions", "freezes", "outreach")}
-              | "HourlyMetrics" >> HourlyMetrics())
+              | "HourlyMetrics" >> HourlyMetrics(mode="batch"))
     fan_in = (inputs["transfers"]
-              | "FanIn" >> FanIn(min_senders=max(2, policy.fan_in_rule // 2)))
+              | "FanIn" >> FanIn(min_senders=max(2, policy.fan_in_rule // 2), mode="batch"))
     for name, pc in (("hourly_metrics", hourly), ("fan_in_hourly", fan_in)):
         (pc | f"Global{name}" >> beam.WindowInto(beam.window.GlobalWindows())
          | f"Gather{name}" >> beam.combiners.ToList()

@@ -9,7 +9,8 @@ code around it never decides anything:
   stores the state back and sets one event-time timer at the machine's next deadline.
 * ``mode="batch"`` groups by key, sorts the key's events by ``machine.sort_key`` and runs
   the whole history in one call, deadlines included, then advances to the end of time (as a
-  bounded stream's final watermark does). No per-element state round trips.
+  bounded stream's final watermark does). No per-element state round trips; events are
+  packed into one list per key and bundle before the shuffle.
 
 Both faces call :func:`run_history` / :func:`step` below, so they decide identically.
 
@@ -36,12 +37,14 @@ order blacklist updates, case outcomes, reports, transfers (``RANK``), then by i
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional, Tuple
+from itertools import chain
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.window import GlobalWindows
 from apache_beam.transforms.userstate import (
     ReadModifyWriteStateSpec,
     TimerSpec,
@@ -112,16 +115,22 @@ def _sort_key_of(machine: Machine) -> Callable[[Any], tuple]:
     return machine.sort_key
 
 
-def run_history(machine: Machine, key: Any, events: Iterable[Any],
-                until: int = END_OF_TIME) -> list[Output]:
-    """The batch face's core: a key's whole history, sorted, then time runs to ``until``."""
+def iter_history(machine: Machine, key: Any, events: Iterable[Any],
+                 until: int = END_OF_TIME) -> Iterator[Output]:
+    """The batch face's core: a key's whole history, sorted, then time runs to ``until``.
+    Outputs are yielded as they are decided, so a long history's outputs need not all be
+    held at once."""
     state = machine.new_state(key)
-    out: list[Output] = []
     for ev in sorted(events, key=_sort_key_of(machine)):
         state, more = step(machine, key, state, ev)
-        out.extend(more)
-    out.extend(machine.advance(state, until))
-    return out
+        yield from more
+    yield from machine.advance(state, until)
+
+
+def run_history(machine: Machine, key: Any, events: Iterable[Any],
+                until: int = END_OF_TIME) -> list[Output]:
+    """:func:`iter_history` as a list."""
+    return list(iter_history(machine, key, events, until))
 
 
 class _Emitter:
@@ -132,7 +141,7 @@ class _Emitter:
         self.main_tag = main_tag
         self.counters: dict[str, Any] = {}
 
-    def emit(self, outputs: list[Output]):
+    def emit(self, outputs: Iterable[Output]):
         for tag, t, value in outputs:
             if tag == METRIC:
                 name, inc = value
@@ -145,6 +154,31 @@ class _Emitter:
             yield tv if tag == self.main_tag else beam.pvalue.TaggedOutput(tag, tv)
 
 
+class _PackByKey(beam.DoFn):
+    """Batch face, before the shuffle: ``(key, event)`` -> ``(key, [events])``, one list
+    per key per bundle. The shuffle then moves (and encodes) one element per key and
+    bundle instead of one per event: for a step with few keys (Models: one per model) that
+    turns a million shuffled elements into a handful. Order within a list is irrelevant:
+    the history is sorted before it runs. The batch face runs in the global window (a
+    bounded replay), which the packed lists keep."""
+
+    def start_bundle(self):
+        self.lists: dict = {}
+
+    def process(self, kv):
+        key, event = kv
+        got = self.lists.get(key)
+        if got is None:
+            self.lists[key] = [event]
+        else:
+            got.append(event)
+
+    def finish_bundle(self):
+        lists, self.lists = self.lists, {}
+        for key, events in lists.items():
+            yield GlobalWindows.windowed_value((key, events))
+
+
 class _BatchFace(beam.DoFn):
     def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str):
         self.factory, self.step_name, self.main_tag = factory, step_name, main_tag
@@ -154,8 +188,9 @@ class _BatchFace(beam.DoFn):
         self.emitter = _Emitter(self.step_name, self.main_tag)
 
     def process(self, kv):
-        key, events = kv
-        yield from self.emitter.emit(run_history(self.machine, key, events))
+        key, lists = kv
+        events = chain.from_iterable(lists)
+        yield from self.emitter.emit(iter_history(self.machine, key, events))
 
 
 class _Held:
@@ -276,7 +311,8 @@ class RunMachine(beam.PTransform):
     def expand(self, keyed):
         name = self.label or "machine"
         if self.mode == "batch":
-            grouped = keyed | "GroupByKey" >> beam.GroupByKey()
+            grouped = (keyed | "Pack" >> beam.ParDo(_PackByKey())
+                       | "GroupByKey" >> beam.GroupByKey())
             fn = _BatchFace(self.factory, name, self.main_tag)
             return grouped | "RunHistory" >> beam.ParDo(fn).with_outputs(
                 *self.tags, main=self.main_tag)

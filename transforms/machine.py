@@ -44,12 +44,12 @@ import apache_beam as beam
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.window import GlobalWindows
 from apache_beam.transforms.userstate import (
     ReadModifyWriteStateSpec,
     TimerSpec,
     on_timer,
 )
+from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 # Kind ranks at equal event time (DESIGN.md, "Core and shell").

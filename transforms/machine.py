@@ -10,7 +10,7 @@ code around it never decides anything:
 * ``mode="batch"`` groups by key, sorts the key's events by ``machine.sort_key`` and runs
   the whole history in one call, deadlines included, then advances to the end of time (as a
   bounded stream's final watermark does). No per-element state round trips; events are
-  packed into one list per key and bundle before the shuffle.
+  packed into one pickled list per shard of the key space and bundle before the shuffle.
 
 Both faces call :func:`run_history` / :func:`step` below, so they decide identically.
 
@@ -37,7 +37,8 @@ order blacklist updates, case outcomes, reports, transfers (``RANK``), then by i
 
 from __future__ import annotations
 
-from itertools import chain
+import pickle
+import zlib
 from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
 import apache_beam as beam
@@ -154,32 +155,66 @@ class _Emitter:
             yield tv if tag == self.main_tag else beam.pvalue.TaggedOutput(tag, tv)
 
 
-class _PackByKey(beam.DoFn):
-    """Batch face, before the shuffle: ``(key, event)`` -> ``(key, [events])``, one list
-    per key per bundle. The shuffle then moves (and encodes) one element per key and
-    bundle instead of one per event: for a step with few keys (Models: one per model) that
-    turns a million shuffled elements into a handful. Order within a list is irrelevant:
-    the history is sorted before it runs. The batch face runs in the global window (a
-    bounded replay), which the packed lists keep."""
+DEFAULT_SHARDS = 64
+
+
+def shard_of(key: Any, shards: int) -> int:
+    """A key's shard: stable across processes and machines (``hash()`` of a str is not)."""
+    raw = key.encode() if type(key) is str else repr(key).encode()
+    return zlib.crc32(raw) % shards
+
+
+class _PackByShard(beam.DoFn):
+    """Batch face, before the shuffle: ``(key, event)`` -> ``(shard, blob)``, one pickled
+    list of ``(key, event)`` per shard of the key space per bundle.
+
+    Why: the FnApiRunner materialises every multi-input Flatten (each step's inputs) as a
+    stage of its own, and encodes an element with one pickle per event (Beam's fallback
+    coder for NamedTuples); a shuffle also costs per key. Packed and pickled here, in the
+    producing stage, the Flatten and the GroupByKey move a few opaque blobs (``shards``
+    per bundle at most), and the step unpickles each once: one encode/decode round trip
+    per step, class references written once per blob, no per-key shuffle overhead.
+    ``shards`` bounds the parallelism of the step (and a shard's share of the history
+    held at once): the default suits a machine or a small cluster; raise it for many
+    workers. The batch face runs in the global window (a bounded replay)."""
+
+    def __init__(self, shards: int):
+        self.shards = shards
 
     def start_bundle(self):
         self.lists: dict = {}
 
     def process(self, kv):
-        key, event = kv
-        got = self.lists.get(key)
+        shard = shard_of(kv[0], self.shards)
+        got = self.lists.get(shard)
         if got is None:
-            self.lists[key] = [event]
+            self.lists[shard] = [kv]
         else:
-            got.append(event)
+            got.append(kv)
 
     def finish_bundle(self):
         lists, self.lists = self.lists, {}
-        for key, events in lists.items():
-            yield GlobalWindows.windowed_value((key, events))
+        dumps = pickle.dumps
+        for shard, pairs in lists.items():
+            yield GlobalWindows.windowed_value((shard, dumps(pairs, pickle.HIGHEST_PROTOCOL)))
+
+
+def group_blobs(blobs: Iterable[bytes]) -> dict:
+    """A shard's blobs -> ``{key: [events]}``."""
+    by_key: dict = {}
+    for blob in blobs:
+        for key, event in pickle.loads(blob):
+            got = by_key.get(key)
+            if got is None:
+                by_key[key] = [event]
+            else:
+                got.append(event)
+    return by_key
 
 
 class _BatchFace(beam.DoFn):
+    """Runs each key of a shard: the key's events sorted, deadlines, then the end of time."""
+
     def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str):
         self.factory, self.step_name, self.main_tag = factory, step_name, main_tag
 
@@ -187,10 +222,12 @@ class _BatchFace(beam.DoFn):
         self.machine = self.factory()
         self.emitter = _Emitter(self.step_name, self.main_tag)
 
-    def process(self, kv):
-        key, lists = kv
-        events = chain.from_iterable(lists)
-        yield from self.emitter.emit(iter_history(self.machine, key, events))
+    def process(self, shard_blobs):
+        by_key = group_blobs(shard_blobs[1])
+        emit, machine = self.emitter.emit, self.machine
+        while by_key:
+            key, events = by_key.popitem()
+            yield from emit(iter_history(machine, key, events))
 
 
 class _Held:
@@ -290,17 +327,23 @@ class _StreamFace(beam.DoFn):
 
 
 class RunMachine(beam.PTransform):
-    """Run ``factory()``'s machine over a PCollection of ``(key, event)``.
+    """Run ``factory()``'s machine over ``(key, event)`` pairs: one keyed PCollection, or
+    a tuple of them (the step's inputs; keep the keying in each producer, before any
+    Flatten, so the batch face can pack there).
 
     ``mode`` is ``"stream"`` (stateful DoFn with event-time timers) or ``"batch"``
-    (GroupByKey, sort, one call per key). Returns a ``DoOutputsTuple`` with ``main_tag``
-    as the main output and ``tags`` as the others.
+    (pack by shard of the key, GroupByKey, then per key: sort, one call); ``shards`` is
+    the batch face's number of shards. Returns a ``DoOutputsTuple`` with
+    ``main_tag`` as the main output and ``tags`` as the others.
     """
 
     def __init__(self, factory: Callable[[], Machine], mode: str, main_tag: str,
                  tags: tuple[str, ...] = (), label: Optional[str] = None,
-                 ordering: str = "arrival"):
+                 ordering: str = "arrival", shards: int = DEFAULT_SHARDS):
         super().__init__(label)
+        if shards < 1:
+            raise ValueError(f"shards must be at least 1, not {shards}")
+        self.shards = shards
         if mode not in ("stream", "batch"):
             raise ValueError(f"mode must be 'stream' or 'batch', not {mode!r}")
         if ordering not in ORDERINGS:
@@ -310,13 +353,20 @@ class RunMachine(beam.PTransform):
 
     def expand(self, keyed):
         name = self.label or "machine"
+        parts = tuple(keyed) if isinstance(keyed, (tuple, list)) else (keyed,)
         if self.mode == "batch":
-            grouped = (keyed | "Pack" >> beam.ParDo(_PackByKey())
-                       | "GroupByKey" >> beam.GroupByKey())
+            packed = [pc | f"Pack{i}" >> beam.ParDo(_PackByShard(self.shards))
+                      for i, pc in enumerate(parts)]
+            if len(packed) > 1:
+                packed = packed | "In" >> beam.Flatten()
+            else:
+                packed = packed[0]
+            grouped = packed | "GroupByKey" >> beam.GroupByKey()
             fn = _BatchFace(self.factory, name, self.main_tag)
             return grouped | "RunHistory" >> beam.ParDo(fn).with_outputs(
                 *self.tags, main=self.main_tag)
+        events = parts | "In" >> beam.Flatten() if len(parts) > 1 else parts[0]
         fn = _StreamFace(self.factory, name, self.main_tag, self.ordering)
-        return keyed | "RunStateful" >> beam.ParDo(fn).with_input_types(
+        return events | "RunStateful" >> beam.ParDo(fn).with_input_types(
             Tuple[str, Any]).with_outputs(
             *self.tags, main=self.main_tag)

@@ -7,7 +7,8 @@ dict of PCollections of output rows (``holds``, ``resolutions``, ``freezes``, ``
 ``model_metrics``, the models' prequential summaries). The
 streaming job, the backtest and the tests all use it unchanged; ``mode`` only picks the
 face of each keyed step ("stream": stateful DoFns with event-time timers; "batch":
-GroupByKey and one call per key's sorted history).
+GroupByKey by shard of the key space, then one call per key's sorted history; ``shards``
+sets how many).
 
 Steps, in order (DESIGN.md, "Dataflow")::
 
@@ -34,7 +35,7 @@ from transforms import ledger as led
 from transforms.actions import Actions
 from transforms.events import AddressFact, ReportIn
 from transforms.labels import EXAMPLES, LabelJoin
-from transforms.machine import RunMachine
+from transforms.machine import DEFAULT_SHARDS, RunMachine
 from transforms.models import (
     MODEL_METRICS,
     SCORED_REPORTS,
@@ -209,15 +210,17 @@ class SafetyNet(beam.PTransform):
     """Inputs bundle -> outputs bundle; see the module docstring."""
 
     def __init__(self, policy: Optional[Policy] = None, mode: str = "batch",
-                 label: Optional[str] = None):
+                 label: Optional[str] = None, shards: int = DEFAULT_SHARDS):
         super().__init__(label)
         self.policy = (policy or Policy()).validate()
         self.mode = mode
+        self.shards = shards
 
     def _run(self, name, keyed, step, main, tags):
         factory = _Factory(step, self.policy, self.side)
         return keyed | name >> RunMachine(factory, self.mode, main, tags, label=name,
-                                          ordering=self.policy.stream_ordering)
+                                          ordering=self.policy.stream_ordering,
+                                          shards=self.shards)
 
     def expand(self, inputs: dict):
         pipeline = next(iter(inputs.values())).pipeline
@@ -235,56 +238,47 @@ class SafetyNet(beam.PTransform):
         split_o = outcomes | "SplitOutcomes" >> beam.ParDo(_SplitOutcomes()).with_outputs(
             "transfer", "report", main="address")
 
+        def keyed(step, key_fn, **parts):
+            """Each input keyed in its producer (so the batch face packs it there)."""
+            return tuple(pc | f"Key{step}{part}" >> beam.Map(lambda e: (key_fn(e), e))
+                         for part, pc in parts.items())
+
         # Ledgers: de-duplication and resolution.
-        t_in = ((transfers, split_o.transfer, split_r.via_transfer)
-                | "TransferLedgerIn" >> beam.Flatten()
-                | "KeyTransferLedger" >> beam.Map(lambda e: (_ledger_key(e), e)))
-        t_led = self._run("TransferLedger", t_in, "ledger", led.TRANSFERS,
-                          (led.REPORTS, led.FACTS, led.DEAD))
-        r_in = ((split_r.direct, t_led[led.REPORTS], split_o.report)
-                | "ReportLedgerIn" >> beam.Flatten()
-                | "KeyReportLedger" >> beam.Map(lambda e: (_ledger_key(e), e)))
-        r_led = self._run("ReportLedger", r_in, "ledger", led.REPORTS, (led.FACTS, led.DEAD))
+        t_led = self._run("TransferLedger", keyed(
+            "TransferLedger", _ledger_key, Transfers=transfers, Outcomes=split_o.transfer,
+            Reports=split_r.via_transfer), "ledger", led.TRANSFERS,
+            (led.REPORTS, led.FACTS, led.DEAD))
+        r_led = self._run("ReportLedger", keyed(
+            "ReportLedger", _ledger_key, Direct=split_r.direct,
+            ViaTransfer=t_led[led.REPORTS], Outcomes=split_o.report),
+            "ledger", led.REPORTS, (led.FACTS, led.DEAD))
         facts = ((split_o.address, t_led[led.FACTS], r_led[led.FACTS])
                  | "Facts" >> beam.Flatten())
 
         # Features.
-        sender = self._run(
-            "SenderProfile",
-            (t_led[led.TRANSFERS], r_led[led.REPORTS]) | "SenderIn" >> beam.Flatten()
-            | "KeySender" >> beam.Map(lambda e: (_user_of(e), e)),
+        sender = self._run("SenderProfile", keyed(
+            "Sender", _user_of, Transfers=t_led[led.TRANSFERS], Reports=r_led[led.REPORTS]),
             "sender", FEATURED, ())
-        keyed_list = blacklist | "KeyList" >> beam.Map(lambda b: (b.address, b))
-        counter = self._run(
-            "CounterpartyProfile",
-            (sender[FEATURED] | "KeyCounterparty" >> beam.Map(lambda e: (_address_of(e), e)),
-             keyed_list) | "CounterpartyIn" >> beam.Flatten(),
+        counter = self._run("CounterpartyProfile", keyed(
+            "Counterparty", _address_of, Featured=sender[FEATURED], Blacklist=blacklist),
             "counterparty", FEATURED, ())
         featured = counter[FEATURED]
 
         # Labels and models.
-        labels = self._run(
-            "LabelJoin",
-            (featured, facts) | "LabelIn" >> beam.Flatten()
-            | "KeyLabels" >> beam.Map(lambda e: (_address_of(e), e)),
+        labels = self._run("LabelJoin", keyed(
+            "Labels", _address_of, Featured=featured, Facts=facts),
             "labels", EXAMPLES, ())
-        models = self._run(
-            "Models",
-            (featured, labels[EXAMPLES]) | "ModelsIn" >> beam.Flatten()
-            | "KeyModels" >> beam.Map(lambda e: (model_key(e), e)),
+        models = self._run("Models", keyed(
+            "Models", model_key, Featured=featured, Examples=labels[EXAMPLES]),
             "models", SCORED_TRANSFERS, (SCORED_REPORTS, MODEL_METRICS))
 
         # Actions and outreach.
-        actions = self._run(
-            "Actions",
-            (models[SCORED_TRANSFERS], models[SCORED_REPORTS], facts, blacklist)
-            | "ActionsIn" >> beam.Flatten()
-            | "KeyActions" >> beam.Map(lambda e: (_address_of(e), e)),
+        actions = self._run("Actions", keyed(
+            "Actions", _address_of, Transfers=models[SCORED_TRANSFERS],
+            Reports=models[SCORED_REPORTS], Facts=facts, Blacklist=blacklist),
             "actions", act.HOLDS, (act.RESOLUTIONS, act.FREEZES, act.REQUESTS, act.LOSSES))
-        outreach = self._run(
-            "Outreach",
-            (actions[act.REQUESTS], actions[act.LOSSES]) | "OutreachIn" >> beam.Flatten()
-            | "KeyOutreach" >> beam.Map(lambda e: (_user_of(e), e)),
+        outreach = self._run("Outreach", keyed(
+            "Outreach", _user_of, Requests=actions[act.REQUESTS], Losses=actions[act.LOSSES]),
             "outreach", OUTREACH, ())
 
         verdicts = models[SCORED_REPORTS] | "Verdicts" >> beam.Map(_verdict)

@@ -48,6 +48,7 @@ from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.rows import INPUT_FILES, OUTPUT_FILES, DeadLetter
 from transforms.aggregates import FanIn, HourlyMetrics
+from transforms.machine import Gather
 from transforms.policy import Policy
 from transforms.safetynet import INPUTS, SafetyNet
 
@@ -306,7 +307,7 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
     n_transfers = replay.totals.get("transfers", 0)
     for name in OUTPUT_FILES:
         pc = dead if name == "dead_letter" else outs[name]
-        (pc | f"Gather{name.title()}" >> beam.combiners.ToList()
+        (pc | f"Gather{name.title()}" >> Gather()
          | f"Write{name.title()}" >> beam.ParDo(WriteOutput(name, out, fmt)))
     # Hourly aggregates people look at: decision metrics, fan-in per destination.
     hourly = ({n: outs[n] for n in ("holds", "resolutions", "freezes", "outreach")}
@@ -315,12 +316,12 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
               | "FanIn" >> FanIn(min_senders=max(2, policy.fan_in_rule // 2), mode="batch"))
     for name, pc in (("hourly_metrics", hourly), ("fan_in_hourly", fan_in)):
         (pc | f"Global{name}" >> beam.WindowInto(beam.window.GlobalWindows())
-         | f"Gather{name}" >> beam.combiners.ToList()
+         | f"Gather{name}" >> Gather()
          | f"Write{name}" >> beam.ParDo(WriteJsonLines(name, out)))
     (outs["scored"]
      | "ScoredProgress" >> beam.ParDo(CountProgress("transfers scored", n_transfers, progress))
      | "ScoreRows" >> beam.Map(score_row)
-     | "GatherScores" >> beam.combiners.ToList()
+     | "GatherScores" >> Gather()
      | "WriteScores" >> beam.ParDo(WriteScores(out)))
     return outs
 

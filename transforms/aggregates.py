@@ -107,6 +107,27 @@ class _FanInRows(beam.DoFn):
             yield {"window_start": start, "address": address, "senders": n}
 
 
+class _DistinctCount(beam.CombineFn):
+    """How many distinct values (a set per accumulator; merged by union)."""
+
+    def create_accumulator(self):
+        return set()
+
+    def add_input(self, acc, value):
+        acc.add(value)
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        out = next(accs)
+        for a in accs:
+            out |= a
+        return out
+
+    def extract_output(self, acc):
+        return len(acc)
+
+
 class FanIn(beam.PTransform):
     def __init__(self, min_senders: int = 10, mode: str = "stream"):
         super().__init__()
@@ -114,8 +135,6 @@ class FanIn(beam.PTransform):
 
     def expand(self, transfers):
         return (transfers
-                | "Pairs" >> beam.Map(lambda t: ((t.to_address, t.user_id), None))
-                | "Distinct" >> _Hourly(lambda _: None, self.mode)
-                | "ByAddress" >> beam.Map(lambda kv: ((kv[0][0], kv[0][1][0]), 1))
-                | "Count" >> beam.CombinePerKey(sum)
+                | "Pairs" >> beam.Map(lambda t: (t.to_address, t.user_id))
+                | "Senders" >> _Hourly(_DistinctCount(), self.mode)
                 | "Keep" >> beam.ParDo(_FanInRows(self.min_senders)))

@@ -50,8 +50,9 @@ from apache_beam.transforms.userstate import (
     TimerSpec,
     on_timer,
 )
-from apache_beam.transforms.window import GlobalWindows
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 # Kind ranks at equal event time (DESIGN.md, "Core and shell").
 RANK_BLACKLIST, RANK_OUTCOME, RANK_REPORT, RANK_TRANSFER, RANK_DERIVED = 0, 1, 2, 3, 4
@@ -134,12 +135,20 @@ def run_history(machine: Machine, key: Any, events: Iterable[Any],
     return list(iter_history(machine, key, events, until))
 
 
-class _Emitter:
-    """Turns machine outputs into Beam outputs; counters go to Beam metrics."""
+_GLOBAL = (GlobalWindow(),)
 
-    def __init__(self, step_name: str, main_tag: str):
+
+class _Emitter:
+    """Turns machine outputs into Beam outputs; counters go to Beam metrics.
+
+    ``global_window``: the outputs are windowed values in the global window, built here
+    (the batch face: a bounded replay is in the global window), which spares the SDK its
+    per-element window assignment of a ``TimestampedValue``."""
+
+    def __init__(self, step_name: str, main_tag: str, global_window: bool = False):
         self.step_name = step_name
         self.main_tag = main_tag
+        self.global_window = global_window
         self.counters: dict[str, Any] = {}
 
     def emit(self, outputs: Iterable[Output]):
@@ -151,7 +160,10 @@ class _Emitter:
                     c = self.counters[name] = Metrics.counter(self.step_name, name)
                 c.inc(inc)
                 continue
-            tv = beam.window.TimestampedValue(value, t / 1000.0)
+            if self.global_window:
+                tv = WindowedValue(value, Timestamp(micros=t * 1000), _GLOBAL)
+            else:
+                tv = beam.window.TimestampedValue(value, t / 1000.0)
             yield tv if tag == self.main_tag else beam.pvalue.TaggedOutput(tag, tv)
 
 
@@ -165,8 +177,8 @@ def shard_of(key: Any, shards: int) -> int:
 
 
 class _PackByShard(beam.DoFn):
-    """Batch face, before the shuffle: ``(key, event)`` -> ``(shard, blob)``, one pickled
-    list of ``(key, event)`` per shard of the key space per bundle.
+    """Batch face, before the shuffle: ``event`` -> ``(shard, blob)``, one pickled list of
+    ``(key_fn(event), event)`` per shard of the key space per bundle.
 
     Why: the FnApiRunner materialises every multi-input Flatten (each step's inputs) as a
     stage of its own, and encodes an element with one pickle per event (Beam's fallback
@@ -178,19 +190,20 @@ class _PackByShard(beam.DoFn):
     held at once): the default suits a machine or a small cluster; raise it for many
     workers. The batch face runs in the global window (a bounded replay)."""
 
-    def __init__(self, shards: int):
-        self.shards = shards
+    def __init__(self, shards: int, key_fn: Callable[[Any], Any]):
+        self.shards, self.key_fn = shards, key_fn
 
     def start_bundle(self):
         self.lists: dict = {}
 
-    def process(self, kv):
-        shard = shard_of(kv[0], self.shards)
+    def process(self, event):
+        key = self.key_fn(event)
+        shard = shard_of(key, self.shards)
         got = self.lists.get(shard)
         if got is None:
-            self.lists[shard] = [kv]
+            self.lists[shard] = [(key, event)]
         else:
-            got.append(kv)
+            got.append((key, event))
 
     def finish_bundle(self):
         lists, self.lists = self.lists, {}
@@ -212,6 +225,39 @@ def group_blobs(blobs: Iterable[bytes]) -> dict:
     return by_key
 
 
+class _PackAll(beam.DoFn):
+    """All of a bundle's elements as one pickled list, under the one key ``0``."""
+
+    def start_bundle(self):
+        self.items: list = []
+
+    def process(self, element):
+        self.items.append(element)
+
+    def finish_bundle(self):
+        items, self.items = self.items, []
+        if items:
+            yield GlobalWindows.windowed_value(
+                (0, pickle.dumps(items, pickle.HIGHEST_PROTOCOL)))
+
+
+def _unpack_all(kv) -> list:
+    return [x for blob in kv[1] for x in pickle.loads(blob)]
+
+
+class Gather(beam.PTransform):
+    """A bounded PCollection -> one list of all its elements (``[]`` when it is empty), on
+    one worker: for writing one output file. Like ``beam.combiners.ToList()``, without its
+    side input, whose size the SDK measures object by object (seconds for 100k rows);
+    elements cross the shuffle pickled one list per bundle. Global window only."""
+
+    def expand(self, pcoll):
+        empty = (pcoll.pipeline | "Empty" >> beam.Create([(0, pickle.dumps([]))]))
+        return ((pcoll | "Pack" >> beam.ParDo(_PackAll()), empty) | "In" >> beam.Flatten()
+                | "GroupByKey" >> beam.GroupByKey()
+                | "Unpack" >> beam.Map(_unpack_all))
+
+
 class _BatchFace(beam.DoFn):
     """Runs each key of a shard: the key's events sorted, deadlines, then the end of time."""
 
@@ -220,7 +266,7 @@ class _BatchFace(beam.DoFn):
 
     def setup(self):
         self.machine = self.factory()
-        self.emitter = _Emitter(self.step_name, self.main_tag)
+        self.emitter = _Emitter(self.step_name, self.main_tag, global_window=True)
 
     def process(self, shard_blobs):
         by_key = group_blobs(shard_blobs[1])
@@ -327,9 +373,9 @@ class _StreamFace(beam.DoFn):
 
 
 class RunMachine(beam.PTransform):
-    """Run ``factory()``'s machine over ``(key, event)`` pairs: one keyed PCollection, or
-    a tuple of them (the step's inputs; keep the keying in each producer, before any
-    Flatten, so the batch face can pack there).
+    """Run ``factory()``'s machine over events keyed by ``key_fn``: one PCollection, or a
+    tuple of them (the step's inputs; the batch face keys and packs each in its producer,
+    before any Flatten).
 
     ``mode`` is ``"stream"`` (stateful DoFn with event-time timers) or ``"batch"``
     (pack by shard of the key, GroupByKey, then per key: sort, one call); ``shards`` is
@@ -339,8 +385,12 @@ class RunMachine(beam.PTransform):
 
     def __init__(self, factory: Callable[[], Machine], mode: str, main_tag: str,
                  tags: tuple[str, ...] = (), label: Optional[str] = None,
-                 ordering: str = "arrival", shards: int = DEFAULT_SHARDS):
+                 ordering: str = "arrival", shards: int = DEFAULT_SHARDS,
+                 key_fn: Callable[[Any], Any] = None):
         super().__init__(label)
+        if key_fn is None:
+            raise ValueError("key_fn is required: it keys each event")
+        self.key_fn = key_fn
         if shards < 1:
             raise ValueError(f"shards must be at least 1, not {shards}")
         self.shards = shards
@@ -355,7 +405,7 @@ class RunMachine(beam.PTransform):
         name = self.label or "machine"
         parts = tuple(keyed) if isinstance(keyed, (tuple, list)) else (keyed,)
         if self.mode == "batch":
-            packed = [pc | f"Pack{i}" >> beam.ParDo(_PackByShard(self.shards))
+            packed = [pc | f"Pack{i}" >> beam.ParDo(_PackByShard(self.shards, self.key_fn))
                       for i, pc in enumerate(parts)]
             if len(packed) > 1:
                 packed = packed | "In" >> beam.Flatten()
@@ -366,6 +416,8 @@ class RunMachine(beam.PTransform):
             return grouped | "RunHistory" >> beam.ParDo(fn).with_outputs(
                 *self.tags, main=self.main_tag)
         events = parts | "In" >> beam.Flatten() if len(parts) > 1 else parts[0]
+        key_fn = self.key_fn
+        events = events | "Key" >> beam.Map(lambda e: (key_fn(e), e))
         fn = _StreamFace(self.factory, name, self.main_tag, self.ordering)
         return events | "RunStateful" >> beam.ParDo(fn).with_input_types(
             Tuple[str, Any]).with_outputs(

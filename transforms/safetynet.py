@@ -216,11 +216,11 @@ class SafetyNet(beam.PTransform):
         self.mode = mode
         self.shards = shards
 
-    def _run(self, name, keyed, step, main, tags):
+    def _run(self, name, key_fn, inputs, step, main, tags):
         factory = _Factory(step, self.policy, self.side)
-        return keyed | name >> RunMachine(factory, self.mode, main, tags, label=name,
-                                          ordering=self.policy.stream_ordering,
-                                          shards=self.shards)
+        return inputs | name >> RunMachine(factory, self.mode, main, tags, label=name,
+                                           ordering=self.policy.stream_ordering,
+                                           shards=self.shards, key_fn=key_fn)
 
     def expand(self, inputs: dict):
         pipeline = next(iter(inputs.values())).pipeline
@@ -238,48 +238,37 @@ class SafetyNet(beam.PTransform):
         split_o = outcomes | "SplitOutcomes" >> beam.ParDo(_SplitOutcomes()).with_outputs(
             "transfer", "report", main="address")
 
-        def keyed(step, key_fn, **parts):
-            """Each input keyed in its producer (so the batch face packs it there)."""
-            return tuple(pc | f"Key{step}{part}" >> beam.Map(lambda e: (key_fn(e), e))
-                         for part, pc in parts.items())
-
         # Ledgers: de-duplication and resolution.
-        t_led = self._run("TransferLedger", keyed(
-            "TransferLedger", _ledger_key, Transfers=transfers, Outcomes=split_o.transfer,
-            Reports=split_r.via_transfer), "ledger", led.TRANSFERS,
-            (led.REPORTS, led.FACTS, led.DEAD))
-        r_led = self._run("ReportLedger", keyed(
-            "ReportLedger", _ledger_key, Direct=split_r.direct,
-            ViaTransfer=t_led[led.REPORTS], Outcomes=split_o.report),
-            "ledger", led.REPORTS, (led.FACTS, led.DEAD))
+        t_led = self._run("TransferLedger", _ledger_key,
+                          (transfers, split_o.transfer, split_r.via_transfer),
+                          "ledger", led.TRANSFERS, (led.REPORTS, led.FACTS, led.DEAD))
+        r_led = self._run("ReportLedger", _ledger_key,
+                          (split_r.direct, t_led[led.REPORTS], split_o.report),
+                          "ledger", led.REPORTS, (led.FACTS, led.DEAD))
         facts = ((split_o.address, t_led[led.FACTS], r_led[led.FACTS])
                  | "Facts" >> beam.Flatten())
 
         # Features.
-        sender = self._run("SenderProfile", keyed(
-            "Sender", _user_of, Transfers=t_led[led.TRANSFERS], Reports=r_led[led.REPORTS]),
-            "sender", FEATURED, ())
-        counter = self._run("CounterpartyProfile", keyed(
-            "Counterparty", _address_of, Featured=sender[FEATURED], Blacklist=blacklist),
-            "counterparty", FEATURED, ())
+        sender = self._run("SenderProfile", _user_of,
+                           (t_led[led.TRANSFERS], r_led[led.REPORTS]),
+                           "sender", FEATURED, ())
+        counter = self._run("CounterpartyProfile", _address_of,
+                            (sender[FEATURED], blacklist), "counterparty", FEATURED, ())
         featured = counter[FEATURED]
 
         # Labels and models.
-        labels = self._run("LabelJoin", keyed(
-            "Labels", _address_of, Featured=featured, Facts=facts),
-            "labels", EXAMPLES, ())
-        models = self._run("Models", keyed(
-            "Models", model_key, Featured=featured, Examples=labels[EXAMPLES]),
-            "models", SCORED_TRANSFERS, (SCORED_REPORTS, MODEL_METRICS))
+        labels = self._run("LabelJoin", _address_of, (featured, facts), "labels",
+                           EXAMPLES, ())
+        models = self._run("Models", model_key, (featured, labels[EXAMPLES]), "models",
+                           SCORED_TRANSFERS, (SCORED_REPORTS, MODEL_METRICS))
 
         # Actions and outreach.
-        actions = self._run("Actions", keyed(
-            "Actions", _address_of, Transfers=models[SCORED_TRANSFERS],
-            Reports=models[SCORED_REPORTS], Facts=facts, Blacklist=blacklist),
-            "actions", act.HOLDS, (act.RESOLUTIONS, act.FREEZES, act.REQUESTS, act.LOSSES))
-        outreach = self._run("Outreach", keyed(
-            "Outreach", _user_of, Requests=actions[act.REQUESTS], Losses=actions[act.LOSSES]),
-            "outreach", OUTREACH, ())
+        actions = self._run("Actions", _address_of,
+                            (models[SCORED_TRANSFERS], models[SCORED_REPORTS], facts,
+                             blacklist), "actions", act.HOLDS,
+                            (act.RESOLUTIONS, act.FREEZES, act.REQUESTS, act.LOSSES))
+        outreach = self._run("Outreach", _user_of, (actions[act.REQUESTS], actions[act.LOSSES]),
+                             "outreach", OUTREACH, ())
 
         verdicts = models[SCORED_REPORTS] | "Verdicts" >> beam.Map(_verdict)
         dead = ((split_r.dead, t_led[led.DEAD], r_led[led.DEAD])

@@ -48,7 +48,7 @@ from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.rows import INPUT_FILES, OUTPUT_FILES, DeadLetter
 from transforms.aggregates import FanIn, HourlyMetrics
-from transforms.machine import Gather
+from transforms.machine import Gather, gc_paused, stamped
 from transforms.policy import Policy
 from transforms.safetynet import INPUTS, SafetyNet
 
@@ -170,24 +170,24 @@ class ReadReplayFile(beam.DoFn):
         bar = Progress(f"read {self.source}", self.total, max(self.total // 10, 1)) \
             if show else None
         last = 0
-        tv = beam.window.TimestampedValue
         for c in (self.c_read, self.c_valid, self.c_dead):
             c.inc(0)  # an empty file still shows in the reconciliation
-        for batch in codecs.read_batches(path, self.record_name, self.source):
-            dead = 0
-            for r in batch:
-                if type(r) is DeadLetter:
-                    dead += 1
-                    yield beam.pvalue.TaggedOutput("dead_letter", tv(r._replace(at=last),
-                                                                     last / 1000.0))
-                else:
-                    last = r.event_time
-                    yield tv(r, last / 1000.0)
-            self.c_read.inc(len(batch))
-            self.c_valid.inc(len(batch) - dead)
-            self.c_dead.inc(dead)
-            if bar is not None:
-                bar.add(len(batch))
+        with gc_paused():  # rows stay alive downstream until packed: see gc_paused
+            for batch in codecs.read_batches(path, self.record_name, self.source):
+                dead = 0
+                for r in batch:
+                    if type(r) is DeadLetter:
+                        dead += 1
+                        yield beam.pvalue.TaggedOutput("dead_letter", stamped(
+                            r._replace(at=last), last))
+                    else:
+                        last = r.event_time
+                        yield stamped(r, last)
+                self.c_read.inc(len(batch))
+                self.c_valid.inc(len(batch) - dead)
+                self.c_dead.inc(dead)
+                if bar is not None:
+                    bar.add(len(batch))
 
 
 class CountProgress(beam.DoFn):

@@ -25,7 +25,7 @@ from schemas.rows import DeadLetter
 from transforms import actions as act
 from transforms import ledger as led
 from transforms.labels import EXAMPLES
-from transforms.machine import METRIC, run_history
+from transforms.machine import METRIC, gc_paused, run_history
 from transforms.models import SCORED_REPORTS, SCORED_TRANSFERS, model_key
 from transforms.outreach import OUTREACH
 from transforms.policy import Policy
@@ -62,20 +62,21 @@ class Stats:
 def _stage(name: str, step: str, policy: Policy, side: SideData,
            keyed: Iterable[tuple[Any, Any]], stats: Stats) -> dict[str, list]:
     """One keyed step: group by key, run each key's history, collect outputs by tag."""
-    groups: dict[Any, list] = defaultdict(list)
-    n = 0
-    for k, ev in keyed:
-        groups[k].append(ev)
-        n += 1
-    machine = _Factory(step, policy, side)()
-    out: dict[str, list] = defaultdict(list)
-    counters = stats.counters
-    for k, events in groups.items():
-        for tag, _t, value in run_history(machine, k, events):
-            if tag == METRIC:
-                counters[f"{name}.{value[0]}"] += value[1]
-            else:
-                out[tag].append(value)
+    with gc_paused():  # as the batch face does: bulk work on long-lived objects
+        groups: dict[Any, list] = defaultdict(list)
+        n = 0
+        for k, ev in keyed:
+            groups[k].append(ev)
+            n += 1
+        machine = _Factory(step, policy, side)()
+        out: dict[str, list] = defaultdict(list)
+        counters = stats.counters
+        for k, events in groups.items():
+            for tag, _t, value in run_history(machine, k, events):
+                if tag == METRIC:
+                    counters[f"{name}.{value[0]}"] += value[1]
+                else:
+                    out[tag].append(value)
     stats.keys[name] = len(groups)
     stats.events[name] = n
     return out

@@ -41,7 +41,7 @@ import gc
 import pickle
 import zlib
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -287,23 +287,57 @@ class Gather(beam.PTransform):
                 | "Unpack" >> beam.Map(_unpack_all))
 
 
-class _BatchFace(beam.DoFn):
-    """Runs each key of a shard: the key's events sorted, deadlines, then the end of time."""
+class Then(NamedTuple):
+    """Batch face only: a second step on the same key, fused into the first's shuffle.
+    Per key, ``factory()``'s machine runs after the first one, over the first one's
+    ``feed`` outputs plus the step's own events (those for which ``takes(event)``); the
+    outputs are exactly those of two separate steps, without shuffling the fed events
+    again. ``step_name`` names its counters."""
 
-    def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str):
+    factory: Callable[[], Machine]
+    step_name: str
+    feed: str
+    takes: Callable[[Any], bool]
+
+
+class _BatchFace(beam.DoFn):
+    """Runs each key of a shard: the key's events sorted, deadlines, then the end of time
+    (and then, with ``then``, the fused second step on the same key)."""
+
+    def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str,
+                 then: Optional[Then] = None):
         self.factory, self.step_name, self.main_tag = factory, step_name, main_tag
+        self.then = then
 
     def setup(self):
         self.machine = self.factory()
         self.emitter = _Emitter(self.step_name, self.main_tag, global_window=True)
+        if self.then is not None:
+            self.machine2 = self.then.factory()
+            self.emitter2 = _Emitter(self.then.step_name, self.main_tag, global_window=True)
 
     def process(self, shard_blobs):
         with gc_paused():
             by_key = group_blobs(shard_blobs[1])
-            emit, machine = self.emitter.emit, self.machine
+            emit, machine, then = self.emitter.emit, self.machine, self.then
             while by_key:
                 key, events = by_key.popitem()
-                yield from emit(iter_history(machine, key, events))
+                if then is None:
+                    yield from emit(iter_history(machine, key, events))
+                    continue
+                mine, theirs = [], []
+                for e in events:
+                    (theirs if then.takes(e) else mine).append(e)
+                yield from emit(_tee(iter_history(machine, key, mine), then.feed, theirs))
+                yield from self.emitter2.emit(iter_history(self.machine2, key, theirs))
+
+
+def _tee(outputs: Iterable[Output], tag: str, into: list) -> Iterator[Output]:
+    """Pass ``outputs`` on, appending the values tagged ``tag`` to ``into``."""
+    for out in outputs:
+        if out[0] == tag:
+            into.append(out[2])
+        yield out
 
 
 class _Held:
@@ -409,15 +443,19 @@ class RunMachine(beam.PTransform):
 
     ``mode`` is ``"stream"`` (stateful DoFn with event-time timers) or ``"batch"``
     (pack by shard of the key, GroupByKey, then per key: sort, one call); ``shards`` is
-    the batch face's number of shards. Returns a ``DoOutputsTuple`` with
-    ``main_tag`` as the main output and ``tags`` as the others.
+    the batch face's number of shards; ``then`` fuses a second step on the same key into
+    the batch face (see :class:`Then`; ``tags`` then lists its outputs too). Returns a
+    ``DoOutputsTuple`` with ``main_tag`` as the main output and ``tags`` as the others.
     """
 
     def __init__(self, factory: Callable[[], Machine], mode: str, main_tag: str,
                  tags: tuple[str, ...] = (), label: Optional[str] = None,
                  ordering: str = "arrival", shards: int = DEFAULT_SHARDS,
-                 key_fn: Callable[[Any], Any] = None):
+                 key_fn: Callable[[Any], Any] = None, then: Optional[Then] = None):
         super().__init__(label)
+        if then is not None and mode != "batch":
+            raise ValueError("then (a fused second step) is for the batch face only")
+        self.then = then
         if key_fn is None:
             raise ValueError("key_fn is required: it keys each event")
         self.key_fn = key_fn
@@ -442,7 +480,7 @@ class RunMachine(beam.PTransform):
             else:
                 packed = packed[0]
             grouped = packed | "GroupByKey" >> beam.GroupByKey()
-            fn = _BatchFace(self.factory, name, self.main_tag)
+            fn = _BatchFace(self.factory, name, self.main_tag, self.then)
             return grouped | "RunHistory" >> beam.ParDo(fn).with_outputs(
                 *self.tags, main=self.main_tag)
         events = parts | "In" >> beam.Flatten() if len(parts) > 1 else parts[0]

@@ -35,7 +35,7 @@ from transforms import ledger as led
 from transforms.actions import Actions
 from transforms.events import AddressFact, ReportIn
 from transforms.labels import EXAMPLES, LabelJoin
-from transforms.machine import DEFAULT_SHARDS, RunMachine
+from transforms.machine import DEFAULT_SHARDS, RunMachine, Then
 from transforms.models import (
     MODEL_METRICS,
     SCORED_REPORTS,
@@ -190,6 +190,10 @@ def _address_of(ev) -> str:
     return ev.address  # AddressFact, BlacklistUpdate
 
 
+def _is_fact(ev) -> bool:
+    return type(ev) is AddressFact
+
+
 def _user_of(ev) -> str:
     name = type(ev).__name__
     if name == "Transfer":
@@ -216,11 +220,11 @@ class SafetyNet(beam.PTransform):
         self.mode = mode
         self.shards = shards
 
-    def _run(self, name, key_fn, inputs, step, main, tags):
+    def _run(self, name, key_fn, inputs, step, main, tags, then=None):
         factory = _Factory(step, self.policy, self.side)
         return inputs | name >> RunMachine(factory, self.mode, main, tags, label=name,
                                            ordering=self.policy.stream_ordering,
-                                           shards=self.shards, key_fn=key_fn)
+                                           shards=self.shards, key_fn=key_fn, then=then)
 
     def expand(self, inputs: dict):
         pipeline = next(iter(inputs.values())).pipeline
@@ -252,14 +256,25 @@ class SafetyNet(beam.PTransform):
         sender = self._run("SenderProfile", _user_of,
                            (t_led[led.TRANSFERS], r_led[led.REPORTS]),
                            "sender", FEATURED, ())
-        counter = self._run("CounterpartyProfile", _address_of,
-                            (sender[FEATURED], blacklist), "counterparty", FEATURED, ())
-        featured = counter[FEATURED]
+        if self.mode == "batch":
+            # LabelJoin has CounterpartyProfile's key: the batch face runs it right after,
+            # on the same shuffle (identical outputs, one shuffle of the featured less).
+            then = Then(_Factory("labels", self.policy, self.side), "LabelJoin", FEATURED,
+                        _is_fact)
+            counter = self._run("CounterpartyProfile", _address_of,
+                                (sender[FEATURED], blacklist, facts), "counterparty",
+                                FEATURED, (EXAMPLES,), then=then)
+            featured, examples = counter[FEATURED], counter[EXAMPLES]
+        else:
+            counter = self._run("CounterpartyProfile", _address_of,
+                                (sender[FEATURED], blacklist), "counterparty", FEATURED, ())
+            featured = counter[FEATURED]
+            labels = self._run("LabelJoin", _address_of, (featured, facts), "labels",
+                               EXAMPLES, ())
+            examples = labels[EXAMPLES]
 
-        # Labels and models.
-        labels = self._run("LabelJoin", _address_of, (featured, facts), "labels",
-                           EXAMPLES, ())
-        models = self._run("Models", model_key, (featured, labels[EXAMPLES]), "models",
+        # Models.
+        models = self._run("Models", model_key, (featured, examples), "models",
                            SCORED_TRANSFERS, (SCORED_REPORTS, MODEL_METRICS))
 
         # Actions and outreach.

@@ -48,7 +48,7 @@ from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.rows import INPUT_FILES, OUTPUT_FILES, DeadLetter
 from transforms.aggregates import FanIn, HourlyMetrics
-from transforms.machine import Gather, gc_paused, stamped
+from transforms.machine import DEFAULT_SHARDS, Gather, gc_paused, stamped
 from transforms.policy import Policy
 from transforms.safetynet import INPUTS, SafetyNet
 
@@ -287,7 +287,7 @@ def write_scores(path: Path, rows) -> None:
 
 # ------------------------------------------------------------------------------- the graph
 def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: str,
-          policy: Policy, progress: bool = True) -> dict:
+          policy: Policy, progress: bool = True, shards: int = DEFAULT_SHARDS) -> dict:
     """Wire the replay files through ``SafetyNet(policy, "batch")`` into the output files.
     Graph only: nothing runs until the pipeline does. Returns the SafetyNet outputs."""
     out = str(Path(output_dir).resolve())
@@ -302,7 +302,7 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
                 .with_outputs("dead_letter", main="rows"))
         inputs[name] = read.rows
         parse_dead.append(read.dead_letter)
-    outs = inputs | "SafetyNet" >> SafetyNet(policy, "batch")
+    outs = inputs | "SafetyNet" >> SafetyNet(policy, "batch", shards=shards)
     dead = (*parse_dead, outs["dead_letter"]) | "AllDeadLetters" >> beam.Flatten()
     n_transfers = replay.totals.get("transfers", 0)
     for name in OUTPUT_FILES:
@@ -356,9 +356,22 @@ def arg_parser() -> argparse.ArgumentParser:
                         "--use_models=false) to compare with in the report")
     p.add_argument("--no_report", action="store_true",
                    help="write metrics.json but not report.html")
+    p.add_argument("--batch_shards", type=_positive_int, default=DEFAULT_SHARDS, metavar="N",
+                   help="shards of each step's key space: the most workers a step can use "
+                        f"(default {DEFAULT_SHARDS}; raise it for a large cluster)")
     g = p.add_argument_group("Safety Net policy")
     SafetyNetOptions._add_argparse_args(g)
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
 
 
 def _beam_unknown(flags: list) -> list:
@@ -464,7 +477,7 @@ def run(argv: Optional[list] = None) -> int:
     t0 = time.monotonic()
     try:
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, replay, out, fmt, policy, progress)
+        build(pipeline, replay, out, fmt, policy, progress, args.batch_shards)
         result = pipeline.run()
         result.wait_until_finish()
     except Exception as e:  # noqa: BLE001 - a runner wraps worker errors in its own types

@@ -43,6 +43,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines.argtypes import positive_int
 from pipelines.options import SafetyNetOptions, policy_from_options
 from schemas import codecs
 from schemas.codecs import CodecError
@@ -356,22 +357,12 @@ def arg_parser() -> argparse.ArgumentParser:
                         "--use_models=false) to compare with in the report")
     p.add_argument("--no_report", action="store_true",
                    help="write metrics.json but not report.html")
-    p.add_argument("--batch_shards", type=_positive_int, default=DEFAULT_SHARDS, metavar="N",
+    p.add_argument("--batch_shards", type=positive_int, default=DEFAULT_SHARDS, metavar="N",
                    help="shards of each step's key space: the most workers a step can use "
                         f"(default {DEFAULT_SHARDS}; raise it for a large cluster)")
     g = p.add_argument_group("Safety Net policy")
     SafetyNetOptions._add_argparse_args(g)
     return p
-
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
 
 
 def _beam_unknown(flags: list) -> list:

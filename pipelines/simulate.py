@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn, Optional
 
 import simulator
+from pipelines.argtypes import positive_int
 from simulator.exchange import DEFAULT_START_MS
 
 
@@ -33,25 +34,15 @@ def _share(text: str) -> float:
     return v
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="safetynet simulate",
                 description="Write a synthetic replay directory: transfers, reports, outcomes, "
                             "blacklist, profiles, blacklist_snapshot, truth and manifest.json.")
     p.add_argument("--output", required=True, metavar="DIR",
                    help="directory to write (created if missing; existing files are replaced)")
-    p.add_argument("--users", type=_positive, default=20000,
+    p.add_argument("--users", type=positive_int, default=20000,
                    help="number of users (default 20000; 200000 with 30 days gives ~1M transfers)")
-    p.add_argument("--days", type=_positive, default=30, help="days of history (default 30)")
+    p.add_argument("--days", type=positive_int, default=30, help="days of history (default 30)")
     p.add_argument("--seed", type=int, default=7,
                    help="random seed; the same seed and options give byte-identical files "
                         "(default 7)")

@@ -72,6 +72,32 @@ def test_label_horizon_makes_unconfirmed_examples_negative():
     assert (ex.y, ex.event_time) == (False, at(0) + P.label_horizon_ms)
 
 
+def test_each_horizon_negative_fires_at_its_own_deadline_whatever_the_arrival_order():
+    """The stream face feeds events in arrival order: a later transfer may come first, and
+    an outcome may take the earliest waiting one away. Every other example still leaves
+    as a negative exactly at its own horizon, not before and not late."""
+    h = P.label_horizon_ms
+    lj, state = LabelJoin(P), LabelJoin(P).new_state(DEST)
+    arrivals = [_featured("late", at(30)), _featured("early", at(10)),
+                _featured("gone", at(5)), _featured("mid", at(20))]
+    for ev in arrivals:
+        state, _ = step(lj, DEST, state, ev)
+    cleared = AddressFact(DEST, at(25), False, "c9", "TRANSFER", "gone")
+    state, out = step(lj, DEST, state, cleared)
+    assert [(v.subject_id, v.y) for _, _, v in out] == [("T:gone", False)]
+    fired = []
+    for t in (at(10) + h - 1, at(10) + h, at(20) + h, at(30) + h - 1, at(30) + h):
+        fired.append((t, [(v.subject_id, v.event_time) for _, _, v in lj.advance(state, t)]))
+    assert fired == [
+        (at(10) + h - 1, []),
+        (at(10) + h, [("T:early", at(10) + h)]),
+        (at(20) + h, [("T:mid", at(20) + h)]),
+        (at(30) + h - 1, []),
+        (at(30) + h, [("T:late", at(30) + h)]),
+    ]
+    assert lj.is_empty(state)
+
+
 def test_confirmed_address_labels_waiting_examples_positive_at_confirmation():
     fr = FeaturedReport(ReportIn(report("r1", at(1), "u2", suspect=DEST), at(1), DEST),
                         at(1), {"y": 1.0})

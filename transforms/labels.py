@@ -25,16 +25,11 @@ TRANSFER_RISK, SCAM_VERDICT = "transfer_risk", "scam_verdict"
 
 
 class _Labels:
-    __slots__ = ("pending", "confirmed_at", "due_from")
+    __slots__ = ("pending", "confirmed_at")
 
     def __init__(self):
         self.pending: dict = {}  # subject id -> (deadline, model, t, x)
         self.confirmed_at: Optional[int] = None
-        # No pending deadline is earlier than this (None: nothing pending). It may be
-        # earlier than the true minimum (after a pop): then the next scan corrects it.
-        # Spares ``advance`` a scan of every pending example at every event: a busy
-        # address has thousands waiting for their horizon.
-        self.due_from: Optional[int] = None
 
 
 class LabelJoin(Machine):
@@ -55,12 +50,11 @@ class LabelJoin(Machine):
 
     def advance(self, s: _Labels, now: int) -> list:
         out = []
-        if s.pending and s.due_from is not None and s.due_from <= now:
+        if s.pending:
             due = sorted((w[0], sid) for sid, w in s.pending.items() if w[0] <= now)
             for deadline, sid in due:
                 _, model, t, x = s.pending.pop(sid)
                 out.append((EXAMPLES, deadline, Example(model, deadline, sid, x, False, t)))
-            s.due_from = min((w[0] for w in s.pending.values()), default=None)
         if s.confirmed_at is not None and s.confirmed_at + self.p.label_horizon_ms <= now:
             s.confirmed_at = None
         return out
@@ -77,10 +71,7 @@ class LabelJoin(Machine):
             return []
         if s.confirmed_at is not None:
             return [(EXAMPLES, now + 1, Example(model, now + 1, sid, ev.features, True, now))]
-        deadline = now + self.p.label_horizon_ms
-        s.pending[sid] = (deadline, model, now, ev.features)
-        if s.due_from is None or deadline < s.due_from:
-            s.due_from = deadline
+        s.pending[sid] = (now + self.p.label_horizon_ms, model, now, ev.features)
         return []
 
     def _fact(self, s: _Labels, fact: AddressFact, now: int) -> list:
@@ -95,7 +86,6 @@ class LabelJoin(Machine):
             for sid in sorted(s.pending):
                 out.append(self._example(s.pending[sid], sid, fact.is_scam, now))
             s.pending.clear()
-            s.due_from = None
             s.confirmed_at = now if fact.is_scam else None
         return out
 

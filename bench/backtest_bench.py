@@ -33,12 +33,12 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import ROOT, run_child
+
 SHARED = ROOT.parent / "shared" / "data"
 ETH_CSV = SHARED / "eth_transfers_2018H1_labeled.csv.gz"
 TRANSFERS_PER_USER_DAY = 0.163  # the simulator's default mix, measured (30 days)
@@ -143,14 +143,7 @@ def child_beam(inp: Path, out: Path, flags: list) -> dict:
 
 def measure(mode: str, inp: Path, out: Path) -> dict:
     """Run one measurement in a fresh Python process; return its figures."""
-    cmd = [sys.executable, "-m", "bench.backtest_bench", "--child", mode, "--input", str(inp),
-           "--output", str(out)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.stderr.write(p.stderr[-4000:])
-        raise SystemExit(f"[bench] {mode} failed (status {p.returncode})")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return run_child("bench.backtest_bench", [mode, "--input", inp, "--output", out], mode)
 
 
 def same_files(a: Path, b: Path) -> list[str]:

@@ -27,12 +27,12 @@ import os
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import ROOT, run_child
+
 REAL_LIST = ROOT.parent / "shared" / "data" / "blacklist_union_evm.csv"
 SIZES = {"1m": 1_000_000, "10m": 10_000_000}
 
@@ -101,14 +101,8 @@ def child_state(directory: Path) -> dict:
             "seconds": secs, "holds": len(out["holds"])}
 
 
-def run_child(kind: str, arg: Path) -> dict:
-    cmd = [sys.executable, "-m", "bench.memory_bench", "--child", kind, "--arg", str(arg)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.stderr.write(p.stderr[-4000:])
-        raise SystemExit(f"[bench] {kind} {arg} failed")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+def measure(kind: str, arg: Path) -> dict:
+    return run_child("bench.memory_bench", [kind, "--arg", arg], f"{kind} {arg}")
 
 
 def med(rs: list, k: str) -> float:
@@ -149,7 +143,7 @@ def main(argv=None) -> int:
             path = REAL_LIST
         else:
             path = synthetic_list(SIZES[name], data)
-        rs = [run_child("list", path) for _ in range(a.runs)]
+        rs = [measure("list", path) for _ in range(a.runs)]
         r = {"addresses": rs[0]["addresses"], "resident_mb": med(rs, "resident_mb"),
              "peak_mb": med(rs, "peak_mb"), "load_s": med(rs, "load_s"),
              "lookup_us": med(rs, "lookup_us")}
@@ -174,7 +168,7 @@ def main(argv=None) -> int:
             d = data / f"sim-{u}u-{a.days}d-s7"
             if not (d / "manifest.json").is_file():
                 simulator.generate(d, users=u, days=a.days, seed=7)
-            rs = [run_child("state", d) for _ in range(a.runs)]
+            rs = [measure("state", d) for _ in range(a.runs)]
             r = {"transfers": rs[0]["transfers"], "peak_mb": med(rs, "peak_mb"),
                  "keys": rs[0]["keys"], "seconds": med(rs, "seconds")}
             results["state"][u] = r

@@ -255,8 +255,8 @@ class WriteJsonLines(beam.DoFn):
         path = Path(self.out_dir) / f"{self.name}.jsonl"
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "w") as f:
-            for r in sorted(rows, key=lambda r: json.dumps(r, sort_keys=True)):
-                f.write(json.dumps(r, sort_keys=True) + "\n")
+            for line in sorted(json.dumps(r, sort_keys=True) for r in rows):
+                f.write(line + "\n")
         os.replace(tmp, path)
         yield self.name, len(rows)
 
@@ -316,8 +316,7 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
     fan_in = (inputs["transfers"]
               | "FanIn" >> FanIn(min_senders=max(2, policy.fan_in_rule // 2), mode="batch"))
     for name, pc in (("hourly_metrics", hourly), ("fan_in_hourly", fan_in)):
-        (pc | f"Global{name}" >> beam.WindowInto(beam.window.GlobalWindows())
-         | f"Gather{name}" >> Gather()
+        (pc | f"Gather{name}" >> Gather()
          | f"Write{name}" >> beam.ParDo(WriteJsonLines(name, out)))
     (outs["scored"]
      | "ScoredProgress" >> beam.ParDo(CountProgress("transfers scored", n_transfers, progress))

@@ -241,37 +241,29 @@ def gc_paused():
             gc.enable()
 
 
-def group_blobs(blobs: Iterable[bytes]) -> dict:
-    """A shard's blobs -> ``{key: [events]}``."""
+def group_by_key(pairs: Iterable[tuple[Any, Any]]) -> dict:
+    """``(key, event)`` pairs -> ``{key: [events]}``, events in arrival order."""
     by_key: dict = {}
-    for blob in blobs:
-        for key, event in pickle.loads(blob):
-            got = by_key.get(key)
-            if got is None:
-                by_key[key] = [event]
-            else:
-                got.append(event)
+    for key, event in pairs:
+        got = by_key.get(key)
+        if got is None:
+            by_key[key] = [event]
+        else:
+            got.append(event)
     return by_key
 
 
-class _PackAll(beam.DoFn):
-    """All of a bundle's elements as one pickled list, under the one key ``0``."""
-
-    def start_bundle(self):
-        self.items: list = []
-
-    def process(self, element):
-        self.items.append(element)
-
-    def finish_bundle(self):
-        items, self.items = self.items, []
-        if items:
-            yield GlobalWindows.windowed_value(
-                (0, pickle.dumps(items, pickle.HIGHEST_PROTOCOL)))
+def group_blobs(blobs: Iterable[bytes]) -> dict:
+    """A shard's blobs (from :class:`_PackByShard`) -> ``{key: [events]}``."""
+    return group_by_key(pair for blob in blobs for pair in pickle.loads(blob))
 
 
-def _unpack_all(kv) -> list:
-    return [x for blob in kv[1] for x in pickle.loads(blob)]
+def _no_key(_element) -> None:
+    return None
+
+
+def _gathered(kv) -> list:
+    return group_blobs(kv[1]).get(None, [])
 
 
 class Gather(beam.PTransform):
@@ -281,10 +273,11 @@ class Gather(beam.PTransform):
     elements cross the shuffle pickled one list per bundle. Global window only."""
 
     def expand(self, pcoll):
-        empty = (pcoll.pipeline | "Empty" >> beam.Create([(0, pickle.dumps([]))]))
-        return ((pcoll | "Pack" >> beam.ParDo(_PackAll()), empty) | "In" >> beam.Flatten()
+        packed = pcoll | "Pack" >> beam.ParDo(_PackByShard(1, _no_key))
+        empty = pcoll.pipeline | "Empty" >> beam.Create([(0, pickle.dumps([]))])
+        return ((packed, empty) | "In" >> beam.Flatten()
                 | "GroupByKey" >> beam.GroupByKey()
-                | "Unpack" >> beam.Map(_unpack_all))
+                | "Unpack" >> beam.Map(_gathered))
 
 
 class Then(NamedTuple):
@@ -450,14 +443,12 @@ class RunMachine(beam.PTransform):
 
     def __init__(self, factory: Callable[[], Machine], mode: str, main_tag: str,
                  tags: tuple[str, ...] = (), label: Optional[str] = None,
-                 ordering: str = "arrival", shards: int = DEFAULT_SHARDS,
-                 key_fn: Callable[[Any], Any] = None, then: Optional[Then] = None):
+                 ordering: str = "arrival", shards: int = DEFAULT_SHARDS, *,
+                 key_fn: Callable[[Any], Any], then: Optional[Then] = None):
         super().__init__(label)
         if then is not None and mode != "batch":
             raise ValueError("then (a fused second step) is for the batch face only")
         self.then = then
-        if key_fn is None:
-            raise ValueError("key_fn is required: it keys each event")
         self.key_fn = key_fn
         if shards < 1:
             raise ValueError(f"shards must be at least 1, not {shards}")

@@ -25,7 +25,7 @@ from schemas.rows import DeadLetter
 from transforms import actions as act
 from transforms import ledger as led
 from transforms.labels import EXAMPLES
-from transforms.machine import METRIC, gc_paused, run_history
+from transforms.machine import METRIC, gc_paused, group_by_key, run_history
 from transforms.models import SCORED_REPORTS, SCORED_TRANSFERS, model_key
 from transforms.outreach import OUTREACH
 from transforms.policy import Policy
@@ -63,11 +63,8 @@ def _stage(name: str, step: str, policy: Policy, side: SideData,
            keyed: Iterable[tuple[Any, Any]], stats: Stats) -> dict[str, list]:
     """One keyed step: group by key, run each key's history, collect outputs by tag."""
     with gc_paused():  # as the batch face does: bulk work on long-lived objects
-        groups: dict[Any, list] = defaultdict(list)
-        n = 0
-        for k, ev in keyed:
-            groups[k].append(ev)
-            n += 1
+        groups = group_by_key(keyed)
+        n = sum(len(events) for events in groups.values())
         machine = _Factory(step, policy, side)()
         out: dict[str, list] = defaultdict(list)
         counters = stats.counters

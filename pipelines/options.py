@@ -48,6 +48,16 @@ _HELP = {
                          "horizon, like the negatives (true/false)",
     "model_pos_weight": "weight of a positive example (0: automatic from the class balance)",
     "model_warmup_labels": "labels a model needs before its scores replace the rules",
+    "verdict_warmup_labels": "labels the Scam Verdict Model needs before its verdicts "
+                             "replace the rules",
+    "verdict_min_negatives": "negative labels the Scam Verdict Model needs",
+    "verdict_min_positives": "positive labels the Scam Verdict Model needs",
+    "model_publish_labels": "the learner publishes a new model version every N labels",
+    "model_publish": "... or at the first label this long after the last version",
+    "model_negative_sample": "learn 1 in k negative examples, each weighing k (1: all)",
+    "friction_cap": "rule 10: model-driven holds per user per friction window; past it a "
+                    "model-only hold becomes a warning (0: no cap)",
+    "friction_window": "rule 10: the rolling window of the friction cap",
     "model_snapshot_every": "snapshot the models every N labels (0: only at the end)",
     "model_snapshot_path": "where model snapshots go (local path or gs://)",
     "model_warm_start": "model snapshot to start from",

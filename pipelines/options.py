@@ -58,6 +58,11 @@ _HELP = {
     "friction_cap": "rule 10: model-driven holds per user per friction window; past it a "
                     "model-only hold becomes a warning (0: no cap)",
     "friction_window": "rule 10: the rolling window of the friction cap",
+    "friction_budget": "rule 10: share of legitimate transfers the risk team accepts to hold, "
+                       "e.g. 0.5%% or 0.005; the hold threshold adapts to it, never below "
+                       "--hold_threshold (0: off)",
+    "friction_budget_window": "friction budget: recent legitimate examples whose scores set "
+                              "the threshold",
     "model_snapshot_every": "snapshot the models every N labels (0: only at the end)",
     "model_snapshot_path": "where model snapshots go (local path or gs://)",
     "model_warm_start": "model snapshot to start from",
@@ -79,6 +84,19 @@ def parse_duration(text: str) -> int:
     if not m:
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 24h, 30d)")
     return int(float(m.group(1)) * _UNITS[m.group(2) or "ms"])
+
+
+def parse_share(text: str) -> float:
+    """A share from ``"0.5%"`` or ``"0.005"``.
+
+    >>> parse_share("0.5%"), parse_share("0.005")
+    (0.005, 0.005)
+    """
+    t = str(text).strip()
+    try:
+        return float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
+    except ValueError:
+        raise ValueError(f"not a share: {text!r} (use e.g. 0.5% or 0.005)") from None
 
 
 def _bool(text: str) -> bool:
@@ -104,6 +122,9 @@ class SafetyNetOptions(PipelineOptions):
             elif f.name == "blacklist_paths":
                 parser.add_argument("--blacklist", dest="blacklist_paths", default=None,
                                     help=help_)
+            elif f.name == "friction_budget":
+                parser.add_argument(f"--{name}", type=parse_share, default=None,
+                                    help=f"{help_} (default {default})")
             elif isinstance(default, bool):
                 parser.add_argument(f"--{name}", type=_bool, default=None,
                                     help=f"{help_} (default {default})")

@@ -15,6 +15,10 @@ Nothing is published until a model has learned enough of both classes
 ``verdict_*`` for the Scam Verdict Model), or while ``use_models`` is false (the rules-only
 baseline: the model still learns, for its metrics). Until then the scorers use the rules.
 
+Friction budget (``Policy.friction_budget``, rule 10): the state keeps the decision scores
+of recent legitimate examples (:class:`~transforms.friction.Budget`) and each version of
+``transfer_risk`` carries the hold threshold that keeps them within the budget.
+
 Prequential metrics (test, then train, at label time) and snapshots are as described in
 :mod:`transforms.models`; snapshots leave the machine as bytes (``SNAPSHOTS`` output) and
 the shell writes them: a machine does no I/O.
@@ -28,7 +32,8 @@ import pickle
 from typing import Optional
 
 from transforms.events import Example, ModelVersion
-from transforms.labels import SCAM_VERDICT
+from transforms.friction import Budget
+from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
 from transforms.machine import END_OF_TIME, METRIC, Machine
 from transforms.models import (
     METRICS_EVERY,
@@ -181,8 +186,13 @@ class Learner(Machine):
                 xs = sc.transform_one(x)
                 pm = lr.predict_proba_one(xs)[True]
                 lr.learn_one(xs, y, w=w)
-            decision = (pm if pm > rule else rule) if on else rule
+            candidate = pm if pm > rule else rule  # what a published version decides
+            decision = candidate if on else rule
             usd = math.expm1(f.get("log_usd", 0.0))
+            if not y and self.p.friction_budget:
+                if s.budget is None:
+                    s.budget = Budget(self.p.friction_budget_window)
+                s.budget.add(candidate, ex.weight)
         cell = s.metrics.update(pm, decision, y, usd, 1 if y else ex.weight)
         s.n_labels += 1
         s.n_pos += y
@@ -214,7 +224,16 @@ class Learner(Machine):
         s.published_at, s.published_labels = max(now, s.published_at or now), s.n_labels
         params = pickle.dumps(s.model, pickle.HIGHEST_PROTOCOL)
         return ModelVersion(s.name, now, s.version(), s.n_labels, params,
-                            self.threshold(s.name))
+                            self.hold_threshold(s))
+
+    def hold_threshold(self, s: ModelState) -> float:
+        """The threshold a version of ``s`` is published with: the policy's, or under a
+        friction budget (``transfer_risk`` only) the budget's quantile of the recent
+        legitimate scores, never below it (:mod:`transforms.friction`)."""
+        floor = self.threshold(s.name)
+        if s.name != TRANSFER_RISK or not self.p.friction_budget or s.budget is None:
+            return floor
+        return s.budget.threshold(self.p.friction_budget, floor)
 
 
 def warm_versions(policy: Policy) -> list:

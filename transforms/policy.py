@@ -76,6 +76,13 @@ class Policy:
     # past it a model-only hold becomes a warning (0: no cap)
     friction_cap: int = 0
     friction_window_ms: int = 24 * HOUR
+    # Friction budget (rule 10): the share of legitimate transfers a risk team accepts to
+    # hold (0.005 = 0.5%; 0: off). The Learner publishes with each version of transfer_risk
+    # the hold threshold that would have held at most this share of its recent legitimate
+    # scores, never below hold_threshold (transforms/friction.py)
+    friction_budget: float = 0.0
+    # ... over the decision scores of this many recent legitimate examples
+    friction_budget_window: int = 10000
     model_snapshot_every: int = 0
     model_snapshot_path: Optional[str] = None
     model_warm_start: Optional[str] = None
@@ -121,4 +128,8 @@ class Policy:
             raise ValueError("model_publish_labels and model_negative_sample must be >= 1")
         if self.friction_cap < 0:
             raise ValueError("friction_cap must be >= 0")
+        if not 0.0 <= self.friction_budget < 1.0:
+            raise ValueError("friction_budget must be a share in [0, 1), e.g. 0.005 or 0.5%")
+        if self.friction_budget_window < 1:
+            raise ValueError("friction_budget_window must be >= 1")
         return self

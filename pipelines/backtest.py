@@ -230,6 +230,13 @@ class CountProgress(beam.DoFn):
         yield x
 
 
+def version_row(v) -> dict:
+    """A published model version as a ``versions.jsonl`` row (no parameters): the model,
+    the event time it is valid from (exclusive), its id, labels learned, hold threshold."""
+    return {"model": v.model, "valid_from": v.event_time, "version": v.version,
+            "n_labels": v.n_labels, "hold_threshold": v.hold_threshold}
+
+
 def score_row(s) -> tuple:
     """The columns of ``scores.parquet`` from a ScoredTransfer."""
     ft = s.featured
@@ -364,7 +371,10 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
               | "HourlyMetrics" >> HourlyMetrics(mode="batch"))
     fan_in = (inputs["transfers"]
               | "FanIn" >> FanIn(min_senders=max(2, policy.fan_in_rule // 2), mode="batch"))
-    for name, pc in (("hourly_metrics", hourly), ("fan_in_hourly", fan_in)):
+    # The model versions published (issue 11: the hold threshold over time, for the report)
+    versions_out = outs["versions"] | "VersionRows" >> beam.Map(version_row)
+    for name, pc in (("hourly_metrics", hourly), ("fan_in_hourly", fan_in),
+                     ("versions", versions_out)):
         (pc | f"Gather{name}" >> Gather()
          | f"Write{name}" >> beam.ParDo(WriteJsonLines(name, out)))
     (outs["scored"]

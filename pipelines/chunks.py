@@ -127,7 +127,7 @@ def merge_parts(part_dirs: list, out: Path, fmt: str, names: dict, sort_key: Cal
         codecs.write_records(out / f"{name}.{fmt}", record,
                              _merged(parts, record, sort_key(name)), fmt)
     _merge_scores([d / scores_file for d in part_dirs], out / scores_file)
-    for name in ("hourly_metrics", "fan_in_hourly"):
+    for name in ("hourly_metrics", "fan_in_hourly", "versions"):
         lines = []
         for d in part_dirs:
             p = d / f"{name}.jsonl"

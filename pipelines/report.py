@@ -43,6 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from pipelines.friction import add_friction, with_friction
 from schemas import codecs
 from schemas.rows import (
     OUTPUT_FILES,
@@ -925,6 +926,7 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     """Write ``metrics.json`` (and ``report.html``) into ``out_dir``; return the metrics."""
     out_dir = Path(out_dir)
     metrics, extras = compute(input_dir, out_dir, counters, run)
+    add_friction(metrics, extras, out_dir)  # issue 11: pipelines/friction.py
     cmp_metrics = None
     if compare is not None:
         cmp_metrics = json.loads((Path(compare) / "metrics.json").read_text(encoding="utf-8"))
@@ -932,8 +934,8 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False,
                                                      default=str) + "\n", encoding="utf-8")
     if html:
-        (out_dir / "report.html").write_text(render_html(metrics, extras, cmp_metrics),
-                                             encoding="utf-8")
+        page = with_friction(render_html(metrics, extras, cmp_metrics), metrics["friction"])
+        (out_dir / "report.html").write_text(page, encoding="utf-8")
     return metrics
 
 

@@ -162,6 +162,22 @@ def test_report_escapes_data(avro_run):
     assert page.count("data:image/png;base64,") >= 3  # the plots are embedded
 
 
+def test_friction_section_agrees_with_the_summary_and_versions_are_written(avro_run):
+    _, out = avro_run
+    m = json.loads((out / "metrics.json").read_text())
+    f, s = m["friction"], m["summary"]
+    assert sum(c.get("holds", 0) for c in f["holds_by_reason"].values()) == s["holds"]
+    assert f["legit_held"] == s["legit_held"]
+    assert sum(u["legit_holds"] for u in f["top_users_by_legit_holds"]) <= f["legit_held"]
+    rows = [json.loads(x) for x in (out / "versions.jsonl").read_text().splitlines()]
+    assert f["hold_threshold_versions"] == sum(r["model"] == "transfer_risk" for r in rows)
+    for r in rows:  # no friction budget: every version carries the policy's threshold
+        assert set(r) == {"model", "valid_from", "version", "n_labels", "hold_threshold"}
+        assert r["hold_threshold"] == (0.8 if r["model"] == "scam_verdict" else 0.75)
+    page = (out / "report.html").read_text()
+    assert "Friction: who bears the holds" in page and "Why scam money was lost" in page
+
+
 # ----------------------------------------------------------------------------- CLI errors
 def _err(capsys, argv, via_cli=False) -> str:
     rc = cli.main(["backtest", *argv]) if via_cli else backtest.run(argv)

@@ -208,3 +208,43 @@ def test_cap_window_is_rolling_event_time():
     # holds at 0 and 1h; 2h and 24h-1ms capped; at 24h the first hold left the window,
     # at 25h the second; at 26h the two holds of 24h and 25h fill it again
     assert capped == {0: False, 1: False, 2: True, 3: True, 4: False, 5: False, 6: True}
+
+
+# ------------------------------------------------------------- friction where people see it
+def test_friction_figures_name_reasons_users_and_why_scam_money_was_lost():
+    from pipelines.friction import friction_figures
+    from schemas.rows import Hold, HoldResolution
+
+    trs = [transfer("l1", at(1), "bulk", "0x" + "1" * 40, 10.0),
+           transfer("l2", at(2), "bulk", "0x" + "2" * 40, 30.0),
+           transfer("l3", at(3), "amy", "0x" + "3" * 40, 60.0),
+           transfer("l4", at(4), "amy", "0x" + "4" * 40, 100.0),  # legit, not held
+           transfer("s1", at(5), "vic", "0x" + "5" * 40, 1000.0),  # held, refunded
+           transfer("s2", at(6), "vic", "0x" + "6" * 40, 200.0),  # held, released
+           transfer("s3", at(7), "vic", "0x" + "6" * 40, 300.0),  # after a hold there
+           transfer("s4", at(8), "vic", "0x" + "7" * 40, 400.0)]  # never held
+
+    def hold(t, reasons):
+        return Hold("h" + t.transfer_id, t.transfer_id, t.user_id, t.to_address, "ETH",
+                    t.amount, t.usd_value, t.event_time, t.event_time + DAY, 0.9, reasons)
+
+    by = {t.transfer_id: t for t in trs}
+    holds = [hold(by["l1"], ["model:transfer_risk=0.91"]),
+             hold(by["l2"], ["blacklist:vendor_x", "list_version=1"]),
+             hold(by["l3"], ["lookalike_of=0xabc"]),
+             hold(by["s1"], ["destination_frozen"]),
+             hold(by["s2"], ["model:transfer_risk=0.30", "fan_in_24h=30"])]
+    res = [HoldResolution("hs1", "s1", "REFUNDED", at(5), "destination frozen"),
+           HoldResolution("hs2", "s2", "RELEASED", at(6) + DAY, "no scam confirmed")]
+    f = friction_figures(trs, lambda tid: "scam" if tid[0] == "s" else "legit", holds, res)
+    assert {r: c.get("holds", 0) for r, c in f["holds_by_reason"].items()} == {
+        "blacklist": 1, "frozen": 1, "lookalike": 1, "model": 1, "rule": 1}
+    assert f["legit_held"] == 3 and f["legit_held_share"] == 3 / 4
+    assert f["legit_held_usd_share"] == pytest.approx(100.0 / 200.0)
+    assert [(u["user_id"], u["legit_holds"]) for u in f["top_users_by_legit_holds"]] == [
+        ("bulk", 2), ("amy", 1)]
+    assert f["max_user_share_of_legit_holds"] == pytest.approx(2 / 3)
+    assert f["scam_lost_by_cause"] == {
+        "never_held": {"n": 1, "usd": 400.0}, "sent_after_a_hold": {"n": 1, "usd": 300.0},
+        "held_then_released": {"n": 1, "usd": 200.0}}
+    assert [r["transfer_id"] for r in f["legit_held_table"]] == ["l3", "l2", "l1"]

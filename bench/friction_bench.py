@@ -1,0 +1,160 @@
+"""Friction bench (issue 11): friction budget x per-user cap x hold-threshold floor, tuned on
+one half of a replay and reported on the other.
+
+The replay runs once, continuously, through ``transforms.reference``'s machines (the steps
+up to LabelJoin once; then the Learner per (budget, floor), the Score step and Actions per
+cap). The judgement is split by event time at ``--split``: a configuration is *chosen*
+from the figures of the transfers before it (the tune half) only, and its figures on the
+transfers from it on (the report half) are the ones to quote. One continuous run is what a
+backtest of the first half with ``--write_state`` followed by ``--restore_state`` on the
+second gives (chunked runs are decision-identical, tests/test_checkpoint.py): the second
+half starts with the models, profiles and lists the first half built.
+
+Judged as ``bench/MODELS.md`` says: on a ``pipelines.convert_eth`` directory *victims* are
+victim payments (flagged recipient, sender not flagged) and *legitimate* is neither that
+nor flagged -> flagged; on a simulator directory, ``truth``'s scam transfers and the rest.
+
+Targets: legitimate held <= 0.5% by count and <= 5% by USD, no user > 10% of legitimate
+holds; among configurations within them, the most victim USD prevented (held, refunded).
+
+    PYTHONPATH=. .venv/bin/python bench/friction_bench.py --replay DIR --split 2018-04-01 \
+        --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+from bench.models_bench import STEP, load_truth, upstream
+from pipelines.friction import friction_figures
+from schemas.rows import DeadLetter
+from transforms import actions as act
+from transforms.learner import MODEL_METRICS, VERSIONS
+from transforms.policy import Policy
+from transforms.reference import Stats, _stage, load_replay, replay_policy
+from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS
+
+LIMITS = {"legit_held_share": 0.005, "legit_held_usd_share": 0.05,
+          "max_user_share_of_legit_holds": 0.10}
+
+
+def _ms(day: str) -> int:
+    return int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp()
+               * 1000)
+
+
+def judge(transfers: list, kind_of, out: dict, capped: set) -> dict:
+    f = friction_figures(transfers, kind_of, out[act.HOLDS], out[act.RESOLUTIONS], capped)
+    refunded = {r.transfer_id for r in out[act.RESOLUTIONS] if r.resolution == "REFUNDED"}
+    held = {h.transfer_id for h in out[act.HOLDS]}
+    v_usd = v_prev = v_held = 0.0
+    n_v = n_prev = 0
+    for t in transfers:
+        if kind_of(t.transfer_id) != "scam":
+            continue
+        u = float(t.usd_value or 0.0)
+        n_v += 1
+        v_usd += u
+        if t.transfer_id in held:
+            v_held += u
+        if t.transfer_id in refunded:
+            n_prev += 1
+            v_prev += u
+    f.update(victim_n=n_v, victim_usd=round(v_usd, 2),
+             victim_usd_prevented=v_prev / v_usd if v_usd else None,
+             victim_count_prevented=n_prev / n_v if n_v else None,
+             victim_usd_held=v_held / v_usd if v_usd else None)
+    f["within_limits"] = all(f[k] is not None and f[k] <= lim for k, lim in LIMITS.items())
+    f.pop("legit_held_table")
+    return f
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--replay", type=Path, required=True)
+    ap.add_argument("--split", default="2018-04-01", help="first day of the report half")
+    ap.add_argument("--budgets", default="0,0.0025,0.005")
+    ap.add_argument("--caps", default="0,3,5,10")
+    ap.add_argument("--floors", default="0.5,0.6,0.75")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args(argv)
+    split = _ms(a.split)
+    base = replay_policy(a.replay, Policy())
+    truth = load_truth(a.replay)["TRANSFER"]
+    inputs = load_replay(a.replay)
+    transfers = {}
+    for t in inputs["transfers"]:
+        if type(t) is not DeadLetter:
+            transfers.setdefault(t.transfer_id, t)
+
+    def kind_of(tid):
+        v = truth.get(tid)
+        if v is None or v.detail == "laundering":
+            return None
+        return "scam" if v.is_scam else "legit"
+
+    halves = {"tune": [t for t in transfers.values() if t.event_time < split],
+              "report": [t for t in transfers.values() if t.event_time >= split]}
+    t0 = time.perf_counter()
+    up = upstream(inputs, base)
+    print(f"upstream {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    results = []
+    for budget, floor in itertools.product(map(float, a.budgets.split(",")),
+                                           map(float, a.floors.split(","))):
+        pol = dataclasses.replace(base, friction_budget=budget, hold_threshold=floor,
+                                  warn_threshold=min(floor, base.warn_threshold))
+        t1 = time.perf_counter()
+        learned = _stage(STEP["Learner"], pol, up["side"], up["examples"], Stats())
+        thresholds = [(v.event_time, v.hold_threshold) for v in learned[VERSIONS]
+                      if v.model == "transfer_risk"]
+        for cap in map(int, a.caps.split(",")):
+            p = dataclasses.replace(pol, friction_cap=cap)
+            m = _stage(STEP["Score"], p, up["side"], up["featured"], Stats(),
+                       side_value=learned[VERSIONS])
+            out = _stage(STEP["Actions"], p, up["side"],
+                         m[SCORED_TRANSFERS] + m[SCORED_REPORTS] + up["facts"]
+                         + up["blacklist"], Stats())
+            capped = {s.featured.transfer.transfer_id for s in m[SCORED_TRANSFERS]
+                      if s.capped}
+            row = {"budget": budget, "floor": floor, "cap": cap,
+                   "seconds": round(time.perf_counter() - t1, 1),
+                   "threshold_at_split": next((thr for t, thr in reversed(thresholds)
+                                               if t < split), None),
+                   "threshold_final": thresholds[-1][1] if thresholds else None}
+            for half, trs in halves.items():
+                row[half] = judge(trs, kind_of, out, capped)
+            final = [d for d in learned[MODEL_METRICS] if d["final"]]
+            row["roc_auc"] = {d["model"]: d.get("roc_auc") for d in final}
+            results.append(row)
+            tn, rp = row["tune"], row["report"]
+            print(f"budget={budget:<6} floor={floor} cap={cap:<3} | tune legit "
+                  f"{tn['legit_held_share']:.4f}/{tn['legit_held_usd_share']:.4f} "
+                  f"top {tn['max_user_share_of_legit_holds']:.2f} prevented "
+                  f"{tn['victim_usd_prevented']:.3f} | report legit "
+                  f"{rp['legit_held_share']:.4f}/{rp['legit_held_usd_share']:.4f} "
+                  f"top {rp['max_user_share_of_legit_holds']:.2f} prevented "
+                  f"{rp['victim_usd_prevented']:.3f}", file=sys.stderr, flush=True)
+            t1 = time.perf_counter()
+    ok = [r for r in results if r["tune"]["within_limits"]]
+    chosen = max(ok, key=lambda r: r["tune"]["victim_usd_prevented"]) if ok else None
+    summary = {"split": a.split, "limits": LIMITS, "results": results,
+               "chosen_on_tune_half": chosen and {k: chosen[k] for k in (
+                   "budget", "floor", "cap")},
+               "chosen_tune": chosen and chosen["tune"],
+               "chosen_report": chosen and chosen["report"]}
+    print(json.dumps({k: summary[k] for k in ("chosen_on_tune_half", "chosen_tune",
+                                              "chosen_report")}, indent=1, default=str))
+    if a.json:
+        a.json.write_text(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,8 +50,16 @@ def _ms(day: str) -> int:
                * 1000)
 
 
-def judge(transfers: list, kind_of, out: dict, capped: set) -> dict:
+def judge(transfers: list, kind_of, out: dict, capped: set, hold_ms: int) -> dict:
     f = friction_figures(transfers, kind_of, out[act.HOLDS], out[act.RESOLUTIONS], capped)
+    frozen_at = {}
+    for fz in out[act.FREEZES]:
+        frozen_at[fz.address] = min(fz.frozen_at, frozen_at.get(fz.address, fz.frozen_at))
+    # the ceiling: victim USD whose destination was frozen (a case outcome or a SCAM
+    # verdict) before the end of a hold placed on it; no hold can refund the rest
+    ceiling = sum(float(t.usd_value or 0.0) for t in transfers
+                  if kind_of(t.transfer_id) == "scam"
+                  and frozen_at.get(t.to_address, 1 << 62) < t.event_time + hold_ms)
     refunded = {r.transfer_id for r in out[act.RESOLUTIONS] if r.resolution == "REFUNDED"}
     held = {h.transfer_id for h in out[act.HOLDS]}
     v_usd = v_prev = v_held = 0.0
@@ -70,7 +78,8 @@ def judge(transfers: list, kind_of, out: dict, capped: set) -> dict:
     f.update(victim_n=n_v, victim_usd=round(v_usd, 2),
              victim_usd_prevented=v_prev / v_usd if v_usd else None,
              victim_count_prevented=n_prev / n_v if n_v else None,
-             victim_usd_held=v_held / v_usd if v_usd else None)
+             victim_usd_held=v_held / v_usd if v_usd else None,
+             victim_usd_ceiling=ceiling / v_usd if v_usd else None)
     f["within_limits"] = all(f[k] is not None and f[k] <= lim for k, lim in LIMITS.items())
     f.pop("legit_held_table")
     return f
@@ -83,10 +92,18 @@ def main(argv=None) -> int:
     ap.add_argument("--budgets", default="0,0.0025,0.005")
     ap.add_argument("--caps", default="0,3,5,10")
     ap.add_argument("--floors", default="0.5,0.6,0.75")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a Policy field for every run, e.g. label_horizon_ms=86400000")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     split = _ms(a.split)
-    base = replay_policy(a.replay, Policy())
+    fields = {f.name: f.type for f in dataclasses.fields(Policy)}
+    changes = {}
+    for kv in a.set:
+        k, v = kv.split("=", 1)
+        changes[k] = {"int": int, "float": float, "bool": lambda x: x == "true"}.get(
+            fields[k], str)(v)
+    base = replay_policy(a.replay, dataclasses.replace(Policy(), **changes))
     truth = load_truth(a.replay)["TRANSFER"]
     inputs = load_replay(a.replay)
     transfers = {}
@@ -129,7 +146,7 @@ def main(argv=None) -> int:
                                                if t < split), None),
                    "threshold_final": thresholds[-1][1] if thresholds else None}
             for half, trs in halves.items():
-                row[half] = judge(trs, kind_of, out, capped)
+                row[half] = judge(trs, kind_of, out, capped, p.hold_ms)
             final = [d for d in learned[MODEL_METRICS] if d["final"]]
             row["roc_auc"] = {d["model"]: d.get("roc_auc") for d in final}
             results.append(row)

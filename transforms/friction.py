@@ -22,9 +22,9 @@ the budget and ``q`` is above them all.
 >>> for s in (0.1, 0.9, 0.3, 0.5, 0.7):      # the oldest (0.1) leaves the window
 ...     b.add(s, 1)
 >>> b.threshold(0.25, floor=0.2)             # 1 of 4 may be held: 0.9 alone
-0.900001
->>> b.threshold(0.5, floor=0.2)              # 2 of 4: 0.9 and 0.7
 0.700001
+>>> b.threshold(0.5, floor=0.2)              # 2 of 4: 0.9 and 0.7
+0.500001
 >>> b.threshold(0.5, floor=0.8)              # never below the policy's floor
 0.8
 """

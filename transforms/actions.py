@@ -13,6 +13,7 @@ import hashlib
 from typing import Optional
 
 from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution
+from transforms import lookalike
 from transforms.events import (
     AddressFact,
     LossConfirmed,
@@ -120,7 +121,8 @@ class Actions(Machine):
             reasons.append(f"list_version={ft.list_version}")
         if ft.lookalike_of:
             hold, kind = True, "WARNING"
-            reasons.append(f"lookalike_of={ft.lookalike_of}")
+            reasons.append(lookalike.reason(ft.lookalike_of, lookalike.family(tr.to_address,
+                                                                              tr.network)))
         if ev.score >= p.hold_threshold:
             hold = True
             kind = kind or "HOLD_NOTICE"

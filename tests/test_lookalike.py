@@ -14,6 +14,7 @@ import dataclasses
 
 import pytest
 
+from schemas import codecs
 from schemas.codecs import normalize_address
 from schemas.rows import Transfer
 from tests.scenario import at, collect
@@ -112,6 +113,23 @@ def test_base58_case_difference_is_a_different_head(genuine, net):
     assert lk.family(other, net) is not None
     assert lk.key(other, net) != lk.key(genuine, net)
     assert normalize_address(other, net) == other  # the codecs keep base58 as given
+
+
+@pytest.mark.parametrize("fmt", ["json", "avro", "parquet"])
+def test_codecs_keep_base58_and_bech32_as_given_and_lower_evm_hex(fmt, tmp_path):
+    """On every input path the look-alike test sees base58 exactly as sent (its case is
+    part of the address) and EVM hex lower-cased."""
+    sent = [(TRON_G, "TRX"), (BTC_G, "BTC"), (SOL_G, "SOL"), (BECH_G.upper(), "BTC"),
+            (EVM_G.upper().replace("0X", "0x"), "ETH")]
+    rows = [tr(f"t{i}", i, "u", a, net) for i, (a, net) in enumerate(sent)]
+    if fmt == "json":
+        got = [codecs.decode_json("Transfer", codecs.encode_json(r), "test") for r in rows]
+    elif fmt == "avro":
+        got = [codecs.decode_avro("Transfer", codecs.encode_avro(r), "test") for r in rows]
+    else:
+        codecs.write_records(tmp_path / "transfers.parquet", "Transfer", rows, "parquet")
+        got = list(codecs.read_records(tmp_path / "transfers.parquet", "Transfer"))
+    assert [g.to_address for g in got] == [TRON_G, BTC_G, SOL_G, BECH_G.upper(), EVM_G]
 
 
 def test_bech32_is_case_free():

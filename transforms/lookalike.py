@@ -81,7 +81,6 @@ _B32 = frozenset("qpzry9x8gf2tvdw0s3jn54khce6mua7l")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _CASE_FREE = frozenset({EVM, BECH32})
 _TRON_NETS = frozenset({"TRX", "TRON"})
-_NOT_EVM = frozenset({"TRX", "TRON", "BTC", "SOL", "INTERNAL"})
 
 
 def _base58(s: str) -> bool:
@@ -119,7 +118,7 @@ def family(address: str, network: Optional[str]) -> Optional[str]:
         return BTC if a[0] in "13" and 25 <= n <= 35 and _base58(a) else None
     if net == "SOL":
         return SOL if 32 <= n <= 44 and _base58(a) else None
-    if net not in _NOT_EVM and n == 42 and a[:2] == "0x" and _HEX.issuperset(a[2:]):
+    if n == 42 and a[:2] == "0x" and _HEX.issuperset(a[2:]):  # ETH, BSC, other EVM chains
         return EVM
     return None
 

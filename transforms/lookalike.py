@@ -28,7 +28,7 @@ Where the defaults come from (each is a ``Policy`` option, ``--lookalike_<family
   releases show 7 + 5, which a 5 + 4 match includes). Unchanged from the rule's first form.
 * SOL 4 + 4: Solana's wallet adapter, the connect button every Solana dapp shows
   (``anza-xyz/wallet-adapter``, ``packages/ui/react-ui/src/BaseWalletMultiButton.tsx``:
-  ``base58.slice(0, 4) + '..' + base58.slice(-4)``); Phantom shows the same 4 + 4.
+  ``base58.slice(0, 4) + '..' + base58.slice(-4)``).
 * TRON 4 + 4: TronLink's and Trust Wallet's truncation code is not public; documented TRON
   poisoning cases match at least the first 4 (``T`` included) and the last 4 —
   ``TA9S…spmo`` (Tokenview scam check, via pastorq.com/11516.html), ``TRqt…DUyu``

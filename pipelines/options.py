@@ -64,6 +64,21 @@ _HELP = {
     "blacklist_paths": "blacklist snapshot files (Avro/Parquet or vendor formats), "
                        "comma-separated",
     "profiles_path": "UserProfile file (Avro/Parquet)",
+    "lookalike_evm_head": "look-alikes, EVM (0x hex): characters compared from the start, "
+                          "0x included (rule 9; MetaMask shows 5)",
+    "lookalike_evm_tail": "look-alikes, EVM: characters compared from the end (MetaMask: 4)",
+    "lookalike_tron_head": "look-alikes, TRON (T... base58, case-sensitive): characters "
+                           "compared from the start, T included",
+    "lookalike_tron_tail": "look-alikes, TRON: characters compared from the end",
+    "lookalike_btc_head": "look-alikes, BTC base58 (1... / 3..., case-sensitive): characters "
+                          "compared from the start",
+    "lookalike_btc_tail": "look-alikes, BTC base58: characters compared from the end",
+    "lookalike_bech32_head": "look-alikes, BTC bech32 (bc1..., case-free): characters compared "
+                             "from the start, bc1 included",
+    "lookalike_bech32_tail": "look-alikes, BTC bech32: characters compared from the end",
+    "lookalike_sol_head": "look-alikes, SOL (base58, case-sensitive): characters compared "
+                          "from the start (Solana wallet adapter shows 4)",
+    "lookalike_sol_tail": "look-alikes, SOL: characters compared from the end",
     "stream_ordering": "streaming: event_time (wait for the watermark, decide in the "
                        "backtest's order) or arrival (decide on arrival, lower latency)",
 }

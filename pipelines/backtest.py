@@ -43,8 +43,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines import preflight, provenance
 from pipelines.argtypes import positive_int
 from pipelines.options import SafetyNetOptions, policy_from_options
+from pipelines.validate import add_input_options, dead_letter_excess, read_validated
 from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.rows import INPUT_FILES, OUTPUT_FILES, DeadLetter
@@ -57,6 +59,9 @@ PROG = "backtest"
 REQUIRED = ("transfers",)
 OPTIONAL = ("reports", "outcomes", "blacklist")
 SCORES_FILE = "scores.parquet"
+# What a run writes into --output (any format): refused or cleared first (--overwrite).
+OWNED = preflight.owned_files(OUTPUT_FILES, codecs.FORMATS, extra=(
+    SCORES_FILE, "hourly_metrics.jsonl", "fan_in_hourly.jsonl", "metrics.json", "report.html"))
 # Sort key of each output file: (time field, id field); the row's repr breaks any tie.
 ORDER = {"holds": ("placed_at", "hold_id"), "resolutions": ("resolved_at", "hold_id"),
          "freezes": ("frozen_at", "freeze_id"), "outreach": ("created_at", "outreach_id"),
@@ -157,9 +162,10 @@ class ReadReplayFile(beam.DoFn):
     vs 34-38 s, Parquet 15 s vs 25 s on a busy 2-CPU machine): the codecs read in batches
     and Parquet timestamps arrive as ints, not datetimes. A file is read by one worker."""
 
-    def __init__(self, source: str, record_name: str, total: int, progress: bool):
+    def __init__(self, source: str, record_name: str, total: int, progress: bool,
+                 bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT)):
         self.source, self.record_name = source, record_name
-        self.total, self.progress = total, progress
+        self.total, self.progress, self.bounds = total, progress, bounds
 
     def setup(self):
         self.c_read = Metrics.counter("Read", f"{self.source}_read")
@@ -170,20 +176,17 @@ class ReadReplayFile(beam.DoFn):
         show = self.progress and self.total >= 20_000
         bar = Progress(f"read {self.source}", self.total, max(self.total // 10, 1)) \
             if show else None
-        last = 0
         for c in (self.c_read, self.c_valid, self.c_dead):
             c.inc(0)  # an empty file still shows in the reconciliation
         with gc_paused():  # rows stay alive downstream until packed: see gc_paused
-            for batch in codecs.read_batches(path, self.record_name, self.source):
+            for batch in read_validated(path, self.record_name, self.source, *self.bounds):
                 dead = 0
                 for r in batch:
                     if type(r) is DeadLetter:
                         dead += 1
-                        yield beam.pvalue.TaggedOutput("dead_letter", stamped(
-                            r._replace(at=last), last))
+                        yield beam.pvalue.TaggedOutput("dead_letter", stamped(r, r.at))
                     else:
-                        last = r.event_time
-                        yield stamped(r, last)
+                        yield stamped(r, r.event_time)
                 self.c_read.inc(len(batch))
                 self.c_valid.inc(len(batch) - dead)
                 self.c_dead.inc(dead)
@@ -288,7 +291,8 @@ def write_scores(path: Path, rows) -> None:
 
 # ------------------------------------------------------------------------------- the graph
 def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: str,
-          policy: Policy, progress: bool = True, shards: int = DEFAULT_SHARDS) -> dict:
+          policy: Policy, progress: bool = True, shards: int = DEFAULT_SHARDS,
+          bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT)) -> dict:
     """Wire the replay files through ``SafetyNet(policy, "batch")`` into the output files.
     Graph only: nothing runs until the pipeline does. Returns the SafetyNet outputs."""
     out = str(Path(output_dir).resolve())
@@ -299,7 +303,7 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
         read = (pipeline
                 | f"Path{name.title()}" >> beam.Create([str(replay.files[name])])
                 | f"Read{name.title()}" >> beam.ParDo(ReadReplayFile(
-                    name, INPUT_FILES[name], replay.totals.get(name, 0), progress))
+                    name, INPUT_FILES[name], replay.totals.get(name, 0), progress, bounds))
                 .with_outputs("dead_letter", main="rows"))
         inputs[name] = read.rows
         parse_dead.append(read.dead_letter)
@@ -356,6 +360,11 @@ def arg_parser() -> argparse.ArgumentParser:
                         "--use_models=false) to compare with in the report")
     p.add_argument("--no_report", action="store_true",
                    help="write metrics.json but not report.html")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the output of an earlier run in --output (without it, such a "
+                        "directory is refused before anything runs)")
+    g = p.add_argument_group("input guards")
+    add_input_options(g)
     p.add_argument("--batch_shards", type=positive_int, default=DEFAULT_SHARDS, metavar="N",
                    help="shards of each step's key space: the most workers a step can use "
                         f"(default {DEFAULT_SHARDS}; raise it for a large cluster)")
@@ -437,13 +446,7 @@ def run(argv: Optional[list] = None) -> int:
     try:
         args, options = parse(argv)
         replay = scan_input(args.input)
-        out = Path(args.output)
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"output {out} exists and is not a directory")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"cannot create output directory {out}: {e.strerror}") from None
+        preflight.check_runner(options.view_as(StandardOptions).runner)
         fmt = args.format or replay.files["transfers"].suffix.lstrip(".")
         if args.compare and not (Path(args.compare) / "metrics.json").is_file():
             raise UsageError(f"--compare {args.compare}: no metrics.json there")
@@ -452,7 +455,8 @@ def run(argv: Optional[list] = None) -> int:
 
         if policy.blacklist_paths:
             load_many(tuple(policy.blacklist_paths))
-    except (UsageError, CodecError) as e:
+        out = preflight.prepare_output(args.output, OWNED, args.overwrite)
+    except (UsageError, CodecError, preflight.PreflightError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # bad policy values (thresholds, durations)
@@ -467,7 +471,8 @@ def run(argv: Optional[list] = None) -> int:
     t0 = time.monotonic()
     try:
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, replay, out, fmt, policy, progress, args.batch_shards)
+        build(pipeline, replay, out, fmt, policy, progress, args.batch_shards,
+              (args.max_usd_value, args.max_amount))
         result = pipeline.run()
         result.wait_until_finish()
     except Exception as e:  # noqa: BLE001 - a runner wraps worker errors in its own types
@@ -486,10 +491,11 @@ def run(argv: Optional[list] = None) -> int:
         write_scores(out / SCORES_FILE, [])
     from pipelines import report
 
-    run_info = {"runner": str(options.view_as(StandardOptions).runner),
+    run_info = {**provenance.run_stamp(), "runner": str(options.view_as(StandardOptions).runner),
                 "wall_seconds": round(wall, 3), "format": fmt,
-                "input": str(replay.directory), "argv": argv,
-                "policy": report.policy_dict(policy)}
+                "input": str(replay.directory),
+                "input_fingerprint": provenance.replay_fingerprint(replay.directory),
+                "argv": argv, "policy": report.policy_dict(policy)}
     metrics = report.build_report(replay.directory, out, counters=counters, run=run_info,
                                   html=not args.no_report, compare=args.compare)
     if progress:
@@ -498,6 +504,10 @@ def run(argv: Optional[list] = None) -> int:
               f"transfers/s): {s['holds']:,} holds, {s['freezes']:,} freezes, "
               f"${s['scam_usd_prevented']:,.0f} prevented, ${s['scam_usd_lost']:,.0f} lost; "
               f"{out / 'report.html'}", file=sys.stderr, flush=True)
+    excess = dead_letter_excess(metrics["reconciliation"]["inputs"], args.max_dead_letter_share)
+    if excess:
+        print(f"{PROG}: error: {excess}; outputs in {out}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

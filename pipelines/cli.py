@@ -5,6 +5,9 @@
     safetynet stream      --project P [subscription/topic names] [options]
     safetynet convert-eth --input CSV.gz --output DIR [--seed S] [--report-share X] [--limit N]
     safetynet report      --input DIR --output DIR [--compare DIR]
+    safetynet validate    --input DIR
+    safetynet publish     --input DIR --project P [--speedup F]
+    safetynet --version
 
 ``safetynet SUB-COMMAND --help`` explains every option of one. Each is also
 ``python -m pipelines.<name>``. Sub-command modules are imported only when used (Beam and
@@ -33,14 +36,21 @@ COMMANDS = {
                     "replay directory; user reports are simulated from the labels"),
     "report": ("pipelines.report", "main",
                "re-render metrics.json and report.html of a backtest output directory"),
+    "validate": ("pipelines.validate", "main",
+                 "read and validate a replay directory without running the pipeline: counts "
+                 "and dead-letter reasons per input"),
+    "publish": ("pipelines.publish", "main",
+                "publish a replay directory into Pub/Sub topics, re-timed to the present, "
+                "to drive the streaming job with your own data"),
 }
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: safetynet SUB-COMMAND [options]   (safetynet SUB-COMMAND --help for its "
-             "options)", "", "A streaming anti-scam system for a crypto exchange on Apache "
-             "Beam.", "", "sub-commands:"]
+             "options)", "       safetynet --version", "",
+             "A streaming anti-scam system for a crypto exchange on Apache Beam.", "",
+             "sub-commands:"]
     lines += [f"  {n:<{width}}  {h}" for n, (_, _, h) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -50,6 +60,11 @@ def main(argv: Optional[list] = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2
+    if argv[0] in ("--version", "-V", "version"):
+        from pipelines.provenance import version_line
+
+        print(version_line())
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"safetynet: unknown sub-command {name!r} (choose from "

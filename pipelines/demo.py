@@ -103,7 +103,7 @@ def _backtest_instead(replay: Path, out: Path) -> int:
         print(f"[demo] the backtest is not available either: {e}")
         return 1
     dest = out / "backtest"
-    rc = backtest.run(["--input", str(replay), "--output", str(dest)])
+    rc = backtest.run(["--input", str(replay), "--output", str(dest), "--overwrite"])
     print(f"[demo] backtest outputs: {dest} (open {dest / 'report.html'} in a browser)")
     return int(rc or 0)
 

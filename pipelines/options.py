@@ -1,8 +1,9 @@
 """Pipeline options: every threshold, window and duration of :class:`Policy`, with defaults.
 
-Durations accept a unit: ``90s``, ``15m``, ``24h``, ``30d`` (plain numbers are
-milliseconds). ``--time_scale F`` divides every duration by F (the local demo's compressed
-clock).
+Durations need a unit: ``250ms``, ``90s``, ``15m``, ``24h``, ``30d`` (a bare number is an
+error, not milliseconds). ``--time_scale F`` (F > 0) divides every duration by F (the local
+demo's compressed clock). Error messages name the flags (``--hold``), never the
+:class:`Policy` fields behind them (``hold_ms``).
 
 >>> o = SafetyNetOptions(["--hold", "12h", "--hold_threshold", "0.9"])
 >>> p = policy_from_options(o)
@@ -12,7 +13,9 @@ clock).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import math
 import re
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -59,16 +62,42 @@ _HELP = {
 }
 
 
+DURATION_UNITS = "ms, s, m, h, d"
+
+
 def parse_duration(text: str) -> int:
-    """Milliseconds from ``"24h"``, ``"30d"``, ``"15m"``, ``"90s"``, ``"250ms"`` or ms.
+    """Milliseconds from ``"24h"``, ``"30d"``, ``"15m"``, ``"90s"`` or ``"250ms"``.
+
+    A unit is required: ``"24"`` is refused (it used to mean 24 ms, silently).
 
     >>> parse_duration("1.5h")
     5400000
+    >>> parse_duration("24")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: not a duration: '24' (a number and a unit: ms, s, m, h, d; e.g. 24h)
     """
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*", str(text))
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)\s*", str(text))
     if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 24h, 30d)")
-    return int(float(m.group(1)) * _UNITS[m.group(2) or "ms"])
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (a number and a unit: {DURATION_UNITS}; e.g. 24h)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def format_duration(ms: int) -> str:
+    """A duration as a user would type it: the largest unit that divides it.
+
+    >>> [format_duration(x) for x in (2_592_000_000, 86_400_000, 5_400_000, 90_000, 250)]
+    ['30d', '24h', '90m', '90s', '250ms']
+    """
+    ms = int(ms)
+    for unit in ("d", "h", "m", "s"):
+        if ms and ms % _UNITS[unit] == 0:
+            n = ms // _UNITS[unit]
+            if unit == "d" and n == 1:
+                return "24h"
+            return f"{n}{unit}"
+    return f"{ms}ms"
 
 
 def _bool(text: str) -> bool:
@@ -77,7 +106,49 @@ def _bool(text: str) -> bool:
         return True
     if t in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"not a boolean: {text!r}")
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r} (true or false)")
+
+
+def _number(kind: type):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def time_scale(text: str) -> float:
+    """``--time_scale``: a finite number > 0 (0 used to mean 1, silently)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a number > 0 (every duration is divided by it; e.g. 24), got {text!r}")
+    return v
+
+
+def flag_of(field: str) -> str:
+    """The command-line flag of a :class:`Policy` field: ``hold_ms`` -> ``--hold``."""
+    if field == "blacklist_paths":
+        return "--blacklist"
+    if field == "profiles_path":
+        return "--profiles"
+    return "--" + (field[:-3] if field.endswith("_ms") else field)
+
+
+def flag_names(message: str) -> str:
+    """``message`` with every Policy field name replaced by its flag."""
+    for f in sorted(dataclasses.fields(Policy), key=lambda f: -len(f.name)):
+        message = re.sub(rf"(?<![-\w]){re.escape(f.name)}\b", flag_of(f.name), message)
+    return message
 
 
 class SafetyNetOptions(PipelineOptions):
@@ -89,21 +160,23 @@ class SafetyNetOptions(PipelineOptions):
             help_ = _HELP.get(name, name)
             if f.name.endswith("_ms"):
                 parser.add_argument(f"--{name}", type=parse_duration, default=None,
-                                    help=f"{help_} (default {default // 3_600_000}h)"
-                                    if default % 3_600_000 == 0 else help_)
+                                    metavar="DURATION",
+                                    help=f"{help_} (default {format_duration(default)})")
             elif f.name == "blacklist_paths":
                 parser.add_argument("--blacklist", dest="blacklist_paths", default=None,
                                     help=help_)
             elif isinstance(default, bool):
                 parser.add_argument(f"--{name}", type=_bool, default=None,
-                                    help=f"{help_} (default {default})")
+                                    metavar="{true,false}",
+                                    help=f"{help_} (default {str(default).lower()})")
             elif isinstance(default, (int, float)):
-                parser.add_argument(f"--{name}", type=type(default), default=None,
+                parser.add_argument(f"--{name}", type=_number(type(default)), default=None,
+                                    metavar="N" if type(default) is int else "X",
                                     help=f"{help_} (default {default})")
             else:
                 parser.add_argument(f"--{name}", default=None, help=help_)
-        parser.add_argument("--time_scale", type=float, default=1.0,
-                            help="divide every duration by this (compressed clock)")
+        parser.add_argument("--time_scale", type=time_scale, default=1.0, metavar="F",
+                            help="divide every duration by F > 0 (compressed clock; default 1)")
 
 
 def policy_from_options(options: PipelineOptions, **overrides) -> Policy:
@@ -119,9 +192,13 @@ def policy_from_options(options: PipelineOptions, **overrides) -> Policy:
             value = tuple(x for x in str(value).split(",") if x)
         changes[f.name] = value
     policy = dataclasses.replace(Policy(), **changes)
-    scale = o.get("time_scale") or 1.0
-    if scale != 1.0:
-        policy = policy.scaled(scale)
-    if overrides:
-        policy = dataclasses.replace(policy, **overrides)
-    return policy.validate()
+    scale = o.get("time_scale")
+    scale = 1.0 if scale is None else float(scale)
+    try:
+        if scale != 1.0:
+            policy = policy.scaled(scale)
+        if overrides:
+            policy = dataclasses.replace(policy, **overrides)
+        return policy.validate()
+    except ValueError as e:
+        raise ValueError(flag_names(str(e))) from None

@@ -472,6 +472,7 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
     }
     metrics = {
         "summary": summary,
+        "warnings": warnings(run, model, transfers, outcomes),
         "run": run,
         "money_by_typology": {k: _rounded(v) for k, v in sorted(by_typ.items())},
         "by_month": {k: _rounded(v) for k, v in sorted(by_month.items())},
@@ -499,6 +500,40 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
     return metrics, extras
 
 
+def warnings(run: dict, model: Optional[dict], transfers: dict, outcomes: list) -> list:
+    """What a reader must know before trusting the figures, said plainly (report top)."""
+    out = []
+    pol = run.get("policy") or {}
+    if pol.get("use_models", True) and model and not model["scored_by"].get("model"):
+        from transforms.policy import Policy
+
+        d = Policy()
+        need = {k: pol.get(k, getattr(d, k)) for k in (
+            "model_warmup_labels", "model_min_positives", "model_min_negatives",
+            "label_horizon_ms")}
+        ts = [t.event_time for t in transfers.values()]
+        span = (max(ts) - min(ts)) / DAY_MS if ts else 0.0
+        out.append(
+            "The models never switched on: every transfer was scored by the rules, so the "
+            "model figures (AUC, 'by a model') and the threshold sweep say nothing about the "
+            f"models. A model needs {need['model_warmup_labels']:,} labels, at least "
+            f"{need['model_min_positives']:,} scams and {need['model_min_negatives']:,} "
+            "legitimate transfers, and a transfer becomes a legitimate label only "
+            f"{_duration(need['label_horizon_ms'])} after it (--label_horizon); this replay "
+            f"spans {span:.1f} days with {len(outcomes):,} case outcomes. Replay more history "
+            "(weeks, thousands of users), or read this run as the rules-only baseline.")
+    return out
+
+
+def _duration(ms: Optional[float]) -> str:
+    """A duration as people read it: 30d, 24h, 90m, 45s."""
+    if ms is None:
+        return "–"
+    from pipelines.options import format_duration
+
+    return format_duration(int(ms))
+
+
 def _rounded(c: Counter) -> dict:
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in sorted(c.items())}
 
@@ -511,14 +546,18 @@ def threshold_sweep(scores: list, truth: _Truth, frozen_at: dict, hold_ms: int,
     for tid, t, to, usd, score, _mv, listed, look in scores:
         scam, _typ, detail = truth.transfer.get(tid, (False, None, None))
         fa = frozen_at.get(to)
-        always = bool(listed) or bool(look) or (fa is not None and fa <= t)
-        prevented = scam and fa is not None and fa <= t + hold_ms
+        already = fa is not None and fa <= t
+        always = bool(listed) or bool(look) or already
+        # The summary's definitions: prevented = held, then refunded by a freeze within the
+        # hold; recovered = sent to an address already frozen (held and refunded at once).
+        prevented = scam and fa is not None and t < fa <= t + hold_ms
+        recovered = scam and already
         base.append((score, always, scam, (not scam) and detail != "laundering", prevented,
-                     usd))
+                     usd, recovered))
     n_legit = sum(1 for b in base if b[3])
     for th in thresholds:
         c = Counter()
-        for score, always, scam, legit, prev, usd in base:
+        for score, always, scam, legit, prev, usd, rec in base:
             if not (always or score >= th):
                 continue
             c["held"] += 1
@@ -529,12 +568,16 @@ def threshold_sweep(scores: list, truth: _Truth, frozen_at: dict, hold_ms: int,
                 if prev:
                     c["prevented"] += 1
                     c["prevented_usd"] += usd
+                elif rec:
+                    c["recovered"] += 1
+                    c["recovered_usd"] += usd
             elif legit:
                 c["legit_held"] += 1
                 c["legit_held_usd"] += usd
         rows.append({"threshold": th, "held": c["held"], "held_usd": _r(c["held_usd"]),
                      "scam_held": c["scam_held"], "scam_held_usd": _r(c["scam_held_usd"]),
                      "prevented": c["prevented"], "prevented_usd": _r(c["prevented_usd"]),
+                     "recovered": c["recovered"], "recovered_usd": _r(c["recovered_usd"]),
                      "legit_held": c["legit_held"], "legit_held_usd": _r(c["legit_held_usd"]),
                      "legit_held_share": _share(c["legit_held"], n_legit),
                      "precision": _share(c["scam_held"], c["held"])})
@@ -694,7 +737,9 @@ th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;vertical-align:top}
 th{background:#264653;color:#fff}td.l,th.l{text-align:left}
 tr:nth-child(even) td{background:#f6f6f6}.note{color:#555;font-size:.9em;max-width:950px}
 img{max-width:100%;border:1px solid #eee}code{background:#f1f1f1;padding:0 3px}
-.txt td{text-align:left}
+.txt td{text-align:left}td{overflow-wrap:anywhere;max-width:420px}
+.alert{border:2px solid #e63946;background:#fff0f0;padding:8px 12px;border-radius:6px}
+nav.toc{columns:3;font-size:.9em;margin:8px 0}nav.toc a{display:block}
 """
 
 
@@ -714,7 +759,11 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
     P.append("<h1>Safety Net backtest</h1>")
     P.append(f"<p class='sub'>Input <code>{_e(run.get('input'))}</code> · runner "
              f"{_e(run.get('runner'))} · {_e(run.get('wall_seconds'))} s wall · "
-             f"ground truth: <b>{_e(s['ground_truth'])}</b></p>")
+             f"ground truth: <b>{_e(s['ground_truth'])}</b><br>safetynet "
+             f"{_e(run.get('version'))} · commit <code>{_e(run.get('commit'))}</code> · run "
+             f"at {_e(run.get('run_at'))}</p>")
+    for w in metrics.get("warnings") or ():
+        P.append(f"<p class='alert'><b>Warning.</b> {_e(w)}</p>")
     P.append("<div class='cards'>")
     P.append(_card("holds placed", _e(s["holds"])))
     P.append(_card("scam USD prevented (held → refunded)", _usd(s["scam_usd_prevented"]),
@@ -796,14 +845,19 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
     P.append("<h2>Threshold sweep</h2>")
     P.append("<p class='note'>From the recorded scores (<code>scores.parquet</code>), without "
              "re-running: held = score ≥ threshold, or blacklisted / look-alike / already "
-             "frozen destination (held whatever the threshold); prevented = held scam whose "
-             "destination was frozen within the hold. Assumes freezes stay as they were.</p>")
-    P.append(_table(["threshold", "held", "scam held", "scam USD held", "prevented (est.)",
-                     "prevented USD (est.)", "legit held", "legit held share", "precision"],
+             "frozen destination (held whatever the threshold); prevented and recovered as in "
+             "the summary: prevented = held scam whose destination was frozen within the hold, "
+             "recovered = scam sent to an address already frozen. Assumes freezes stay as they "
+             "were.</p>")
+    P.append(_table(["threshold", "held (transfers)", "scam held (transfers)", "scam held (USD)",
+                     "prevented (transfers, est.)", "prevented (USD, est.)",
+                     "recovered (USD)", "legit held (transfers)", "legit held (share)",
+                     "precision"],
                     [(f"{r['threshold']:.2f}", r["held"], r["scam_held"],
                       _usd(r["scam_held_usd"]), r["prevented"], _usd(r["prevented_usd"]),
-                      r["legit_held"], _pct(r["legit_held_share"]), _pct(r["precision"]))
-                     for r in metrics["threshold_sweep"]], raw_cols=(3, 5, 7, 8)))
+                      _usd(r.get("recovered_usd")), r["legit_held"],
+                      _pct(r["legit_held_share"]), _pct(r["precision"]))
+                     for r in metrics["threshold_sweep"]], raw_cols=(3, 5, 6, 8, 9)))
     if "sweep" in imgs:
         P.append(f"<img alt='threshold sweep' src='data:image/png;base64,{imgs['sweep']}'>")
 
@@ -937,19 +991,52 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     return metrics
 
 
+def mismatch(input_dir: str | Path, out_dir: str | Path, prev: dict) -> Optional[str]:
+    """Why ``out_dir`` (a backtest output, its metrics.json read as ``prev``) cannot be
+    reported against the replay ``input_dir``; None when it can. The backtest records a
+    fingerprint of the replay files it read; the report recomputes it and must find the
+    same replay."""
+    from pipelines.provenance import replay_fingerprint
+
+    if not prev:
+        return (f"--output {out_dir}: no metrics.json there; it is not the output of "
+                "`safetynet backtest`")
+    rec = (prev.get("run") or {}).get("input_fingerprint")
+    if not rec:
+        return (f"--output {out_dir}: its metrics.json does not say which replay it came from "
+                "(written by an older version); rerun the backtest")
+    now = replay_fingerprint(input_dir)
+    if now["sha256"] == rec["sha256"]:
+        return None
+    old, new = rec.get("files", {}), now["files"]
+    if not new:
+        return (f"--input {input_dir} holds no replay files: it is not the replay "
+                f"{(prev.get('run') or {}).get('input')} that {out_dir} came from")
+    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return (f"--input {input_dir} is not the replay {out_dir} came from "
+            f"({(prev.get('run') or {}).get('input')}): {', '.join(differ)} differ")
+
+
 def main(argv: Optional[list] = None) -> int:
     p = argparse.ArgumentParser(prog="safetynet report", description=__doc__.split("\n")[0])
     p.add_argument("--input", required=True, help="the replay directory the backtest read")
     p.add_argument("--output", required=True, help="the backtest's output directory")
     p.add_argument("--compare", default=None,
                    help="another backtest output directory (e.g. rules-only) to compare with")
-    a = p.parse_args(argv)
+    try:
+        a = p.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
     for d in (a.input, a.output) + ((a.compare,) if a.compare else ()):
         if not Path(d).is_dir():
             print(f"report: error: {d} is not a directory", file=sys.stderr)
             return 2
     old = Path(a.output) / "metrics.json"
     prev = json.loads(old.read_text(encoding="utf-8")) if old.exists() else {}
+    problem = mismatch(a.input, a.output, prev)
+    if problem:
+        print(f"report: error: {problem}", file=sys.stderr)
+        return 2
     build_report(a.input, a.output, prev.get("counters"), prev.get("run"), compare=a.compare)
     print(Path(a.output) / "report.html")
     return 0

@@ -1,0 +1,287 @@
+"""The CLI as a risk analyst meets it: no silent footguns, one-line errors, honest figures."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import fastavro
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import backtest, cli, provenance
+from pipelines import report as report_cli
+from pipelines import simulate as simulate_cli
+from pipelines import validate as validate_cli
+from schemas import codecs
+from tests.scenario import at, report, transfer
+from transforms.ledger import DEAD, REPORTS, TRANSFERS, Ledger
+from transforms.machine import METRIC, step
+from transforms.policy import Policy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sim") / "in"
+    assert simulate_cli.main(["--output", str(d), "--users", "300", "--days", "5",
+                              "--seed", "11"]) == 0
+    return d
+
+
+@pytest.fixture(scope="module")
+def run_out(sim, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bt") / "out"
+    assert backtest.run(["--input", str(sim), "--output", str(out), "--no_progress"]) == 0
+    return out
+
+
+def _one_line(capsys, rc, want_rc=2) -> str:
+    err = capsys.readouterr().err.strip()
+    assert rc == want_rc, err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def _bt(capsys, sim, out, *flags, want_rc=2) -> str:
+    rc = backtest.run(["--input", str(sim), "--output", str(out), "--no_progress", *flags])
+    return _one_line(capsys, rc, want_rc)
+
+
+# ------------------------------------------------------------------ durations and scales
+@pytest.mark.parametrize("flag,value", [("--hold", "24"), ("--lookback", "1"),
+                                        ("--cooldown", "1 week")])
+def test_duration_without_a_unit_is_refused_naming_flag_units_and_example(
+        capsys, sim, tmp_path, flag, value):
+    err = _bt(capsys, sim, tmp_path / "o", flag, value)
+    assert f"argument {flag}" in err
+    assert "ms, s, m, h, d" in err and "24h" in err
+    assert "parse_duration" not in err and "_ms" not in err
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_time_scale_zero_is_refused(capsys, sim, tmp_path):
+    err = _bt(capsys, sim, tmp_path / "o", "--time_scale", "0")
+    assert "--time_scale" in err and "> 0" in err
+
+
+def test_policy_errors_name_the_flags_not_the_fields(capsys, sim, tmp_path):
+    err = _bt(capsys, sim, tmp_path / "o", "--lookback", "0s")
+    assert "--lookback" in err and "lookback_ms" not in err
+    err = _bt(capsys, sim, tmp_path / "o", "--warn_threshold", "0.9")
+    assert "--warn_threshold" in err and "--hold_threshold" in err
+
+
+def test_help_shows_placeholders_and_durations_as_typed(capsys):
+    with pytest.raises(SystemExit):
+        backtest.arg_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert "--hold DURATION" in out and "--use_models {true,false}" in out
+    assert "default 30d" in out and "default 180d" in out and "720h" not in out
+    assert "``" not in out  # no reST markup
+
+
+# ------------------------------------------------------------------ runner, output dir
+def test_unknown_runner_is_one_line_before_running(capsys, sim, tmp_path):
+    err = _bt(capsys, sim, tmp_path / "o", "--runner", "NoSuchRunner")
+    assert "--runner NoSuchRunner" in err and "unknown runner" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unwritable_output_dir_is_one_line_before_running(capsys, sim):
+    err = _bt(capsys, sim, "/proc/self")  # a directory nobody, root included, can write to
+    assert "--output /proc/self" in err and "cannot write" in err
+
+
+def test_rerun_into_an_output_dir_is_refused_then_overwrite_clears_both_formats(
+        capsys, sim, run_out, tmp_path):
+    out = tmp_path / "o"
+    shutil.copytree(run_out, out)
+    (out / "notes.txt").write_text("mine")
+    err = _bt(capsys, sim, out, "--format", "parquet")
+    assert "already holds the output of an earlier run" in err and "--overwrite" in err
+    assert (out / "holds.avro").exists()  # nothing touched
+    assert backtest.run(["--input", str(sim), "--output", str(out), "--no_progress",
+                         "--format", "parquet", "--overwrite"]) == 0
+    assert not list(out.glob("*.avro"))  # the other format's decisions are gone
+    assert (out / "holds.parquet").exists() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_simulate_refuses_an_earlier_replay_then_overwrite_replaces_it(capsys, tmp_path):
+    d = tmp_path / "s"
+    args = ["--output", str(d), "--users", "20", "--days", "1"]
+    assert simulate_cli.main(args) == 0
+    capsys.readouterr()
+    err = _one_line(capsys, simulate_cli.main(args + ["--format", "parquet"]))
+    assert "--overwrite" in err
+    assert simulate_cli.main(args + ["--format", "parquet", "--overwrite"]) == 0
+    assert not list(d.glob("*.avro")) and (d / "transfers.parquet").exists()
+
+
+def test_simulate_into_a_closed_pipe_exits_quietly():
+    """`safetynet simulate ... | head -1`: no BrokenPipeError traceback."""
+    proc = subprocess.run(
+        f"{sys.executable} -m pipelines.simulate --output {ROOT}/out/.pipe-test --users 20 "
+        "--days 1 --overwrite | head -c 1", shell=True, capture_output=True, text=True,
+        cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    shutil.rmtree(ROOT / "out" / ".pipe-test", ignore_errors=True)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------ dead letters
+def _all_dead_replay(sim: Path, d: Path) -> Path:
+    """A copy of the replay whose transfers all miss a required field (user_id)."""
+    shutil.copytree(sim, d)
+    with open(d / "transfers.avro", "rb") as f:
+        rdr = fastavro.reader(f)
+        schema, recs = rdr.writer_schema, list(rdr)
+    schema = dict(schema, fields=[x for x in schema["fields"] if x["name"] != "user_id"])
+    for r in recs:
+        r.pop("user_id", None)
+    with open(d / "transfers.avro", "wb") as f:
+        fastavro.writer(f, schema, recs)
+    return d
+
+
+def test_a_replay_whose_transfers_are_all_dead_lettered_fails_loudly(capsys, sim, tmp_path):
+    inp = _all_dead_replay(sim, tmp_path / "in")
+    rc = backtest.run(["--input", str(inp), "--output", str(tmp_path / "o"), "--no_progress"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1
+    assert "--max_dead_letter_share" in err and "transfers (100.0%)" in err
+    # ... with the right source, time and reason on every dead letter
+    dead = list(codecs.read_records(tmp_path / "o" / "dead_letter.avro", "DeadLetter"))
+    tdead = [d for d in dead if d.source == "transfers"]
+    with open(inp / "transfers.avro", "rb") as f:
+        recs = list(fastavro.reader(f))
+    assert len(tdead) == len(recs) and all(type(d).__name__ == "DeadLetter" for d in dead)
+    assert {d.error for d in tdead} >= {"missing required field 'user_id'"}
+    own = {r["transfer_id"]: int(r["event_time"].timestamp() * 1000) for r in recs
+           if isinstance(r["event_time"], datetime) and 2000 < r["event_time"].year < 2100}
+    timed = [d for d in tdead if json.loads(d.payload).get("transfer_id") in own]
+    assert len(timed) > len(recs) * 0.9
+    assert all(d.at == own[json.loads(d.payload)["transfer_id"]] for d in timed)
+    assert min(d.at for d in tdead) >= min(own.values())  # not 1970
+    # --max_dead_letter_share 1 accepts it
+    assert backtest.run(["--input", str(inp), "--output", str(tmp_path / "o2"), "--no_progress",
+                         "--max_dead_letter_share", "1"]) == 0
+
+
+def test_a_parquet_usd_value_typed_as_string_is_dead_lettered_at_its_own_time(tmp_path):
+    rows = [{"transfer_id": f"t{i}", "event_time": at(i), "user_id": "u", "to_address": "0xab",
+             "to_user_id": None, "network": "ETH", "asset": "ETH", "amount": "1",
+             "usd_value": "12.5", "channel": "WITHDRAWAL"} for i in range(3)]
+    p = tmp_path / "transfers.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), str(p))
+    dead = [r for b in validate_cli.read_validated(p, "Transfer", "transfers") for r in b]
+    assert [(d.source, d.at) for d in dead] == [("transfers", at(i)) for i in range(3)]
+    assert {d.error for d in dead} == {"usd_value must be a number, got str"}
+
+
+@pytest.mark.parametrize("field,value", [("usd_value", 1e300), ("amount", "1e400")])
+def test_money_beyond_the_upper_bound_is_dead_lettered(tmp_path, field, value):
+    rows = [{"transfer_id": "t1", "event_time": at(0), "user_id": "u", "to_address": "0xab",
+             "to_user_id": None, "network": "ETH", "asset": "ETH", "amount": "1",
+             "usd_value": 10.0, "channel": "WITHDRAWAL"}]
+    rows.append(dict(rows[0], transfer_id="t2", **{field: value}))
+    codecs.write_records(tmp_path / "transfers.avro", "Transfer",
+                         [codecs.validate("Transfer", r, "x") for r in rows], "avro")
+    res = validate_cli.validate_dir(tmp_path)["transfers"]
+    assert (res["valid"], res["dead_lettered"]) == (1, 1)
+    assert f"--max_{'usd_value' if field == 'usd_value' else 'amount'}" in list(res["reasons"])[0]
+    res = validate_cli.validate_dir(tmp_path, max_usd=1e301, max_amount=1e401)["transfers"]
+    assert res["dead_lettered"] == 0
+
+
+def test_validate_command_counts_and_reasons_per_input(capsys, sim, tmp_path):
+    assert cli.main(["validate", "--input", str(sim)]) == 0
+    out = capsys.readouterr().out
+    manifest = json.loads((sim / "manifest.json").read_text())
+    for name in ("transfers", "reports", "outcomes", "blacklist"):
+        read, dead = manifest["files"][f"{name}.avro"], manifest["malformed_total"][name]
+        assert re.search(rf"{name}\s+{name}\.avro\s+{read}\s+{read - dead}\s+{dead}\n", out)
+    assert "unknown channel … (expected one of WITHDRAWAL, INTERNAL, P2P)" in out
+    inp = _all_dead_replay(sim, tmp_path / "in")
+    assert cli.main(["validate", "--input", str(inp)]) == 1
+    assert "--max_dead_letter_share" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ conflicts (ledger)
+def _feed(machine, key, events):
+    state, outs = machine.new_state(key), []
+    for ev in events:
+        state, o = step(machine, key, state, ev)
+        outs.extend(o)
+    return outs
+
+
+def test_identical_second_delivery_is_an_ignored_duplicate():
+    t = transfer("t1", at(0), "u1", "0x" + "ab" * 20)
+    outs = _feed(Ledger(Policy()), "T:t1", [t, t._replace(event_time=at(0))])
+    assert [tag for tag, _, _ in outs] == [TRANSFERS, METRIC]
+    assert outs[1][2] == ("duplicate_transfers", 1)
+
+
+def test_second_delivery_with_other_content_is_a_conflict_naming_both_versions():
+    first = transfer("t1", at(0), "u1", "0x" + "ab" * 20, usd=100.0)
+    second = first._replace(to_address="0x" + "cd" * 20, usd_value=900.0)
+    outs = _feed(Ledger(Policy()), "T:t1", [first, second])
+    tags = [tag for tag, _, _ in outs]
+    assert tags == [TRANSFERS, METRIC, DEAD]
+    assert outs[1][2] == ("conflicting_transfers", 1)
+    dl = outs[2][2]
+    assert dl.source == "transfers"
+    assert "conflicting delivery of transfer_id 't1'" in dl.error
+    assert "to_address, usd_value" in dl.error
+    assert "ab" * 20 in dl.error and "cd" * 20 in dl.payload  # both versions named
+
+
+def test_report_delivered_twice_with_other_text_is_a_conflict():
+    from transforms.events import ReportIn
+
+    r1 = report("r1", at(1), "u1", suspect="0x" + "ab" * 20)
+    r2 = r1._replace(description="something else")
+    outs = _feed(Ledger(Policy()), "R:r1", [ReportIn(r1, at(1), r1.suspect_address),
+                                            ReportIn(r2, at(1), r2.suspect_address)])
+    assert [tag for tag, _, _ in outs] == [REPORTS, METRIC, DEAD]
+    assert outs[2][2].source == "reports" and "description" in outs[2][2].error
+
+
+# ------------------------------------------------------------------ provenance, report
+def test_version_flag_and_setup_py_agree(capsys):
+    assert cli.main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"safetynet {provenance.__version__}")
+    assert f'version="{provenance.__version__}"' in (ROOT / "setup.py").read_text()
+
+
+def test_metrics_record_version_commit_run_time_and_the_replay(run_out, sim):
+    run = json.loads((run_out / "metrics.json").read_text())["run"]
+    assert run["version"] == provenance.__version__ and "commit" in run
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run["run_at"])
+    assert run["input_fingerprint"] == provenance.replay_fingerprint(sim)
+    page = (run_out / "report.html").read_text()
+    assert provenance.__version__ in page and run["run_at"] in page
+
+
+def test_report_refuses_an_empty_input_dir(capsys, run_out, tmp_path):
+    (tmp_path / "empty").mkdir()
+    err = _one_line(capsys, report_cli.main(["--input", str(tmp_path / "empty"),
+                                             "--output", str(run_out)]))
+    assert "not the replay" in err
+
+
+def test_report_refuses_a_backtest_output_of_another_replay(capsys, run_out, tmp_path):
+    other = tmp_path / "other"
+    assert simulate_cli.main(["--output", str(other), "--users", "300", "--days", "5",
+                              "--seed", "12"]) == 0
+    capsys.readouterr()
+    err = _one_line(capsys, report_cli.main(["--input", str(other), "--output", str(run_out)]))
+    assert "not the replay" in err and "transfers.avro" in err

@@ -45,7 +45,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines import preflight, provenance
 from pipelines.argtypes import positive_int
-from pipelines.options import SafetyNetOptions, policy_from_options
+from pipelines.options import (
+    SafetyNetOptions,
+    expand_policy_file,
+    policy_from_options,
+    policy_options,
+)
 from pipelines.validate import add_input_options, dead_letter_excess, read_validated
 from schemas import codecs
 from schemas.codecs import CodecError
@@ -355,6 +360,7 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=codecs.FORMATS, default=None,
                    help="format of the decision files (default: that of transfers.*)")
     p.add_argument("--no_progress", action="store_true", help="no progress lines on stderr")
+    preflight.add_verbosity(p)
     p.add_argument("--compare", default=None, metavar="DIR",
                    help="another backtest's output directory (e.g. a rules-only run, "
                         "--use_models=false) to compare with in the report")
@@ -373,25 +379,11 @@ def arg_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _beam_unknown(flags: list) -> list:
-    """Flags that no PipelineOptions class knows (Beam itself would only log them)."""
-    from apache_beam.options.pipeline_options import _BeamArgumentParser
-
-    parser = _BeamArgumentParser(allow_abbrev=False)
-    seen = set()
-    todo = list(PipelineOptions.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        todo.extend(cls.__subclasses__())
-        cls._add_argparse_args(parser)
-    _, unknown = parser.parse_known_args(flags)
-    return [u for u in unknown if u.startswith("-")]
+_beam_unknown = preflight.beam_unknown_flags
 
 
 def parse(argv: list) -> tuple[argparse.Namespace, PipelineOptions]:
+    argv = expand_policy_file(argv)
     parser = arg_parser()
     args, rest = parser.parse_known_args(argv)
     unknown = _beam_unknown(rest)
@@ -407,7 +399,7 @@ def _policy(args: argparse.Namespace, replay: Replay) -> Policy:
     o = PipelineOptions([])
     ns = o.view_as(SafetyNetOptions)
     for k, v in vars(args).items():
-        if hasattr(ns, k) and k not in ("input", "output", "format", "compare"):
+        if hasattr(ns, k) and k not in ("input", "output", "format", "compare", "policy"):
             setattr(ns, k, v)
     lists = [str(replay.snapshot)] if replay.snapshot else []
     user = args.blacklist_paths
@@ -463,7 +455,8 @@ def run(argv: Optional[list] = None) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
 
-    progress = not args.no_progress
+    preflight.apply_verbosity(args.quiet, args.verbose)
+    progress = not (args.no_progress or args.quiet)
     if progress:
         tot = ", ".join(f"{k} {v:,}" for k, v in replay.totals.items())
         print(f"[{PROG}] {replay.directory}: {tot}; runner "
@@ -480,7 +473,11 @@ def run(argv: Optional[list] = None) -> int:
         if m:
             print(f"{PROG}: error: {m.group(1).strip()}", file=sys.stderr)
             return 2
-        raise
+        if args.verbose:
+            raise
+        print(f"{PROG}: error: the pipeline failed: {preflight.first_line(e)} (--verbose "
+              "shows the traceback)", file=sys.stderr)
+        return 1
     wall = time.monotonic() - t0
     counters = counters_of(result)
     for name in OUTPUT_FILES:  # a runner that skips a ToList over nothing: still a file
@@ -495,7 +492,9 @@ def run(argv: Optional[list] = None) -> int:
                 "wall_seconds": round(wall, 3), "format": fmt,
                 "input": str(replay.directory),
                 "input_fingerprint": provenance.replay_fingerprint(replay.directory),
-                "argv": argv, "policy": report.policy_dict(policy)}
+                "argv": argv, "policy": report.policy_dict(policy),
+                "policy_options": policy_options(policy, automatic=tuple(
+                    str(p) for p in (replay.snapshot, replay.profiles) if p))}
     metrics = report.build_report(replay.directory, out, counters=counters, run=run_info,
                                   html=not args.no_report, compare=args.compare)
     if progress:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import re
+from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -139,8 +141,6 @@ def flag_of(field: str) -> str:
     """The command-line flag of a :class:`Policy` field: ``hold_ms`` -> ``--hold``."""
     if field == "blacklist_paths":
         return "--blacklist"
-    if field == "profiles_path":
-        return "--profiles"
     return "--" + (field[:-3] if field.endswith("_ms") else field)
 
 
@@ -177,6 +177,12 @@ class SafetyNetOptions(PipelineOptions):
                 parser.add_argument(f"--{name}", default=None, help=help_)
         parser.add_argument("--time_scale", type=time_scale, default=1.0, metavar="F",
                             help="divide every duration by F > 0 (compressed clock; default 1)")
+        if not any(a.dest == "policy" for a in getattr(parser, "_actions", ())):
+            parser.add_argument("--policy", default=None, metavar="FILE",
+                                help="a policy file (YAML or JSON) with these options by name "
+                                     "(hold: 24h, hold_threshold: 0.8, ...), or a backtest's "
+                                     "metrics.json to repeat its policy; flags given on the "
+                                     "command line win")
 
 
 def policy_from_options(options: PipelineOptions, **overrides) -> Policy:
@@ -202,3 +208,122 @@ def policy_from_options(options: PipelineOptions, **overrides) -> Policy:
         return policy.validate()
     except ValueError as e:
         raise ValueError(flag_names(str(e))) from None
+
+
+# ----------------------------------------------------------------------------- policy files
+class _QuietParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise ValueError(message)
+
+
+def _policy_parser() -> argparse.ArgumentParser:
+    p = _QuietParser(add_help=False, allow_abbrev=False)
+    SafetyNetOptions._add_argparse_args(p)
+    return p
+
+
+def policy_keys() -> dict:
+    """{key as written in a policy file: its flag}: every policy option, generically (a
+    field added to :class:`Policy` is a key at once). Dashes may stand for underscores."""
+    out = {}
+    for a in _policy_parser()._actions:
+        for flag in a.option_strings:
+            if flag.startswith("--") and flag != "--policy":
+                out[flag[2:]] = flag
+    return out
+
+
+def read_policy_file(path: str) -> list:
+    """The flags a policy file stands for, in the CLI's names: ``--policy FILE`` expands to
+    these, before the command line's own flags (which win).
+
+    The file is YAML or JSON (``.json``), a mapping of option names to values as they are
+    typed (``hold: 24h``, ``use_models: false``, ``blacklist: [a.avro, b.csv]``), or a
+    backtest's ``metrics.json``: its ``run.policy_options`` are the effective policy of that
+    run, so ``--policy OUT/metrics.json`` repeats it. Unknown names and bad values are errors
+    that name the file and the option.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--policy {path}: no such file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - yaml / json syntax errors
+        raise ValueError(f"--policy {path}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}"
+                         f" ({str(e).splitlines()[0]})") from None
+    if isinstance(data, dict) and isinstance(data.get("run"), dict) \
+            and "policy_options" in data["run"]:
+        data = data["run"]["policy_options"]
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"--policy {path}: expected a mapping of option names to values")
+    keys = policy_keys()
+    parser = _policy_parser()
+    flags = []
+    for k, v in data.items():
+        name = str(k).lstrip("-").replace("-", "_")
+        if name not in keys:
+            raise ValueError(f"--policy {path}: unknown option {k!r} (the names of the policy "
+                             "options in --help, e.g. hold_threshold, hold)")
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, (list, tuple)):
+            v = ",".join(str(x) for x in v)
+        flag = [keys[name], str(v)]
+        try:
+            parser.parse_args(flag)
+        except ValueError as e:
+            why = str(e).split(": ", 1)[-1]
+            raise ValueError(f"--policy {path}: bad value for {name}: {why}") from None
+        flags += flag
+    return flags
+
+
+def expand_policy_file(argv: list) -> list:
+    """``argv`` with ``--policy FILE`` replaced by the file's flags, put first so that the
+    command line's own flags win."""
+    out, file_flags, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--policy":
+            if i + 1 >= len(argv):
+                raise ValueError("argument --policy: expected a FILE (YAML or JSON)")
+            file_flags += read_policy_file(argv[i + 1])
+            i += 2
+            continue
+        if a.startswith("--policy="):
+            file_flags += read_policy_file(a.split("=", 1)[1])
+        else:
+            out.append(a)
+        i += 1
+    return file_flags + out
+
+
+def policy_options(policy: Policy, automatic: tuple = ()) -> dict:
+    """The effective ``policy`` in a policy file's format (the CLI's names, durations as
+    typed): what ``metrics.json`` records, and ``--policy`` reads back. Paths in
+    ``automatic`` (files a driver adds by itself, such as the replay's own blacklist
+    snapshot) are left out."""
+    out = {}
+    for f in dataclasses.fields(Policy):
+        v = getattr(policy, f.name)
+        key = flag_of(f.name)[2:]
+        if f.name.endswith("_ms"):
+            v = format_duration(v)
+        elif isinstance(v, tuple):
+            v = [x for x in v if x not in automatic]
+            if not v:
+                continue
+        elif v is None or (isinstance(v, str) and v in automatic):
+            continue
+        out[key] = v
+    return out

@@ -132,3 +132,53 @@ def check_pubsub_reachable(project: str, is_local: bool) -> None:
             f"no Google Cloud credentials for project {project} on {where} "
             f"({type(e).__name__}); run `gcloud auth application-default login`, or set "
             "PUBSUB_EMULATOR_HOST=127.0.0.1:8085 to use the emulator") from None
+
+
+def add_verbosity(p) -> None:
+    """``--quiet`` / ``--verbose`` on a parser."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quiet", "-q", action="store_true",
+                   help="errors only: no progress lines, no summary")
+    g.add_argument("--verbose", "-v", action="store_true",
+                   help="also Beam's own log (INFO) and warnings, and tracebacks on failure")
+
+
+def apply_verbosity(quiet: bool = False, verbose: bool = False) -> None:
+    """Beam logs and warns a lot that a user of the CLI cannot act on: hidden unless
+    ``--verbose``; ``--quiet`` keeps errors only."""
+    import logging
+    import warnings
+
+    level = logging.INFO if verbose else logging.ERROR
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+    for name in ("apache_beam", "absl", "google", "urllib3"):
+        logging.getLogger(name).setLevel(level)
+    if not verbose:
+        warnings.filterwarnings("ignore")
+
+
+def first_line(e: BaseException) -> str:
+    """An exception as one line: its type and the last informative line of its message
+    (runners wrap worker errors in pages of context)."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    msg = lines[-1] if lines else ""
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def beam_unknown_flags(flags: list) -> list:
+    """Flags that no PipelineOptions class knows (Beam itself would only log them)."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    seen = set()
+    todo = list(PipelineOptions.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        todo.extend(cls.__subclasses__())
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(flags)
+    return [u for u in unknown if u.startswith("-")]

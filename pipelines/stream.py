@@ -23,7 +23,7 @@ Set ``PUBSUB_EMULATOR_HOST`` to run against the emulator.
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from typing import Optional
 
@@ -34,7 +34,8 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from pipelines.options import SafetyNetOptions, policy_from_options
+from pipelines import preflight
+from pipelines.options import SafetyNetOptions, expand_policy_file, policy_from_options
 from pipelines.pubsub_io import (  # noqa: F401 — create_resources is part of this API
     INPUT_NAMES,
     OUTPUT_NAMES,
@@ -70,9 +71,17 @@ class StreamOptions(PipelineOptions):
                             help="UserProfile file (Avro/Parquet), loaded once at start")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2)."""
+
+    def error(self, message):
+        self.exit(2, f"stream: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    """Only for --help: the job's own options, the policy options and the main Beam ones."""
-    p = argparse.ArgumentParser(
+    """The job's own options, the policy options and the main Beam ones: for --help and to
+    check the command line before the job starts."""
+    p = _Parser(
         prog="python -m pipelines.stream", description=__doc__.split("\n\n")[0],
         epilog="Any other Beam pipeline option (--runner, --region, --temp_location, "
                "--setup_file, --flink_master, ...) is passed to Beam.")
@@ -81,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", default=None, help=f"Beam runner (default {LOCAL_RUNNER})")
     StreamOptions._add_argparse_args(p)
     SafetyNetOptions._add_argparse_args(p)
+    preflight.add_verbosity(p)
     return p
 
 
@@ -136,22 +146,48 @@ def main(argv: Optional[list[str]] = None) -> int:
         _parser().print_help()
         return 0
     try:
-        _parser().parse_known_args(argv)
+        argv = expand_policy_file(argv)
+    except ValueError as e:
+        print(f"stream: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        args, rest = _parser().parse_known_args(argv)
     except SystemExit as e:
         return int(e.code or 2)
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    unknown = preflight.beam_unknown_flags(rest)
+    if unknown:
+        print(f"stream: error: unknown option {unknown[0]} (see --help)", file=sys.stderr)
+        return 2
+    argv = [a for a in argv if a not in ("--quiet", "-q", "--verbose", "-v")]
+    preflight.apply_verbosity(args.quiet, args.verbose)
     options = build_options(argv)
     std = options.view_as(StandardOptions)
-    print(f"[stream] runner={std.runner} project={options.get_all_options()['project']} "
-          f"payload={options.view_as(StreamOptions).payload}", flush=True)
+    try:  # what can be checked before the job starts: one line, exit 2
+        preflight.check_runner(std.runner)
+        preflight.check_project(args.project)
+        policy_from_options(options)
+        if is_local_runner(std.runner) or os.environ.get("PUBSUB_EMULATOR_HOST"):
+            preflight.check_pubsub_reachable(args.project, is_local_runner(std.runner))
+    except (preflight.PreflightError, ValueError) as e:
+        print(f"stream: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    if not args.quiet:
+        print(f"[stream] runner={std.runner} project={args.project} "
+              f"payload={options.view_as(StreamOptions).payload}", flush=True)
     try:
         result = run(argv)
-        print("[stream] running; Ctrl-C stops", flush=True)
+        if not args.quiet:
+            print("[stream] running; Ctrl-C stops", flush=True)
         result.wait_until_finish()
     except KeyboardInterrupt:
         print("[stream] interrupted, stopping", flush=True)
         return 130
+    except Exception as e:  # noqa: BLE001 - a runner's failure: one line (--verbose: all)
+        if args.verbose:
+            raise
+        print(f"stream: error: {preflight.first_line(e)} (--verbose shows the traceback)",
+              file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -285,3 +285,107 @@ def test_report_refuses_a_backtest_output_of_another_replay(capsys, run_out, tmp
     capsys.readouterr()
     err = _one_line(capsys, report_cli.main(["--input", str(other), "--output", str(run_out)]))
     assert "not the replay" in err and "transfers.avro" in err
+
+
+# ------------------------------------------------------------------ policy files
+def test_policy_file_in_the_cli_names_and_flags_win(sim, tmp_path):
+    pol = tmp_path / "policy.yaml"
+    pol.write_text("hold: 12h\nhold-threshold: 0.8\nuse_models: false\nlookback: 7d\n")
+    out = tmp_path / "o"
+    assert backtest.run(["--input", str(sim), "--output", str(out), "--quiet",
+                         "--policy", str(pol), "--hold_threshold", "0.7"]) == 0
+    run = json.loads((out / "metrics.json").read_text())["run"]
+    opts = run["policy_options"]
+    assert (opts["hold"], opts["hold_threshold"], opts["use_models"], opts["lookback"]) == (
+        "12h", 0.7, False, "7d")
+    assert run["policy"]["hold_ms"] == 12 * 3_600_000
+    # metrics.json is itself a policy file: the run repeats exactly
+    again = tmp_path / "again"
+    assert backtest.run(["--input", str(sim), "--output", str(again), "--quiet",
+                         "--policy", str(out / "metrics.json")]) == 0
+    run2 = json.loads((again / "metrics.json").read_text())["run"]
+    assert run2["policy_options"] == opts and run2["policy"] == run["policy"]
+    for name in ("holds", "resolutions", "freezes", "outreach"):
+        assert (out / f"{name}.avro").read_bytes() == (again / f"{name}.avro").read_bytes()
+
+
+def test_policy_file_round_trips_every_policy_field(tmp_path):
+    """Generic over Policy: every field (whatever others add) is written and read back."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.options import policy_from_options, policy_options, read_policy_file
+
+    p = Policy(hold_threshold=0.81, hold_ms=5_400_000, use_models=False,
+               blacklist_paths=("a.avro", "b.csv"), profiles_path="prof.avro",
+               model_snapshot_path="snap", stream_ordering="event_time", dedup_ms=1234)
+    f = tmp_path / "policy.json"
+    f.write_text(json.dumps(policy_options(p)))
+    back = policy_from_options(PipelineOptions(read_policy_file(str(f))))
+    assert back == p
+
+
+@pytest.mark.parametrize("text,want", [("hold_treshold: 0.5\n", "unknown option 'hold_treshold'"),
+                                       ("hold: 24\n", "bad value for hold"),
+                                       ("[1, 2]\n", "expected a mapping")])
+def test_bad_policy_file_is_one_line_naming_file_and_option(capsys, sim, tmp_path, text, want):
+    pol = tmp_path / "p.yaml"
+    pol.write_text(text)
+    err = _bt(capsys, sim, tmp_path / "o", "--policy", str(pol))
+    assert str(pol) in err and want in err
+
+
+def test_quiet_backtest_prints_nothing_and_beam_warnings_are_hidden(sim, tmp_path):
+    env = {"PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"}
+    base = [sys.executable, "-m", "pipelines.backtest", "--input", str(sim)]
+    q = subprocess.run(base + ["--output", str(tmp_path / "q"), "--quiet"], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    assert q.returncode == 0 and q.stdout == "" and q.stderr == "", q.stderr
+    d = subprocess.run(base + ["--output", str(tmp_path / "d")], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    assert d.returncode == 0 and "WARNING" not in d.stderr and "[backtest] done" in d.stderr
+
+
+# ------------------------------------------------------------------ stream: one line
+@pytest.mark.parametrize("args,want", [
+    (["--project", "p"], "--project 'p': not a valid project id"),
+    (["--project", "good-project", "--runner", "NoSuchRunner"], "--runner NoSuchRunner"),
+    (["--project", "good-project", "--hold", "24"], "argument --hold: not a duration"),
+    (["--project", "good-project", "--time_scale", "0"], "argument --time_scale"),
+    (["--project", "good-project", "--bogus", "1"], "unknown option --bogus"),
+    (["--project", "good-project"], "does not answer"),
+])
+def test_stream_errors_are_one_line_before_the_job_starts(args, want):
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+           "PUBSUB_EMULATOR_HOST": "127.0.0.1:9"}  # nothing listens on the discard port
+    proc = subprocess.run([sys.executable, "-m", "pipelines.stream", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert want in proc.stderr
+
+
+def test_stream_without_emulator_or_credentials_is_one_line(tmp_path):
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json")}
+    proc = subprocess.run([sys.executable, "-m", "pipelines.stream", "--project",
+                           "good-project"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "credentials" in proc.stderr
+
+
+# ------------------------------------------------------------------ report honesty
+def test_report_says_plainly_when_the_models_never_switched_on(run_out):
+    m = json.loads((run_out / "metrics.json").read_text())
+    assert m["models"]["scored_by"].get("model", 0) == 0  # 5 days: too little to learn
+    assert m["warnings"] and m["warnings"][0].startswith("The models never switched on")
+    assert "200 labels" in m["warnings"][0] and "7d" in m["warnings"][0]
+    page = (run_out / "report.html").read_text()
+    assert page.index("The models never switched on") < page.index("<h2>")
+
+
+def test_no_models_warning_for_a_rules_only_run(sim, tmp_path):
+    out = tmp_path / "o"
+    assert backtest.run(["--input", str(sim), "--output", str(out), "--quiet",
+                         "--use_models", "false"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["warnings"] == []

@@ -17,7 +17,6 @@ REQUIRES = [
     "google-cloud-pubsub==2.44.0",
     "numpy==2.4.6",
     "matplotlib==3.11.2",
-    "PyYAML==6.0.3",  # --policy FILE (already in requirements.lock: Beam needs it)
 ]
 
 setup(

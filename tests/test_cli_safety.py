@@ -389,3 +389,54 @@ def test_no_models_warning_for_a_rules_only_run(sim, tmp_path):
     assert backtest.run(["--input", str(sim), "--output", str(out), "--quiet",
                          "--use_models", "false"]) == 0
     assert json.loads((out / "metrics.json").read_text())["warnings"] == []
+
+
+# ------------------------------------------------------------------ publish
+def test_publish_without_emulator_is_one_line(capsys, sim):
+    import os
+
+    old = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = "127.0.0.1:9"
+    try:
+        rc = cli.main(["publish", "--input", str(sim), "--project", "good-project"])
+    finally:
+        if old is None:
+            del os.environ["PUBSUB_EMULATOR_HOST"]
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = old
+    assert "does not answer" in _one_line(capsys, rc)
+    assert "not a valid project id" in _one_line(
+        capsys, cli.main(["publish", "--input", str(sim), "--project", "p"]))
+
+
+@pytest.mark.emulator
+def test_publish_replays_every_record_of_a_directory_into_the_topics(capsys, sim):
+    import os
+
+    if not os.environ.get("PUBSUB_EMULATOR_HOST"):
+        pytest.skip("PUBSUB_EMULATOR_HOST is not set (./run_local.sh test starts the emulator)")
+    from google.cloud import pubsub_v1
+
+    from pipelines.pubsub_io import create_resources, subscription_path
+
+    project = "safetynet-it-publish"
+    create_resources(project)
+    assert cli.main(["publish", "--input", str(sim), "--project", project, "--speedup", "inf",
+                     "--quiet"]) == 0
+    sub = pubsub_v1.SubscriberClient()
+    manifest = json.loads((sim / "manifest.json").read_text())
+    for name in ("transfers", "reports", "outcomes", "blacklist"):
+        got, times = 0, []
+        while True:
+            r = sub.pull(subscription=subscription_path(project, name), max_messages=1000,
+                         timeout=10)
+            if not r.received_messages:
+                break
+            got += len(r.received_messages)
+            times += [int(m.message.attributes["event_time"]) for m in r.received_messages]
+            sub.acknowledge(subscription=subscription_path(project, name),
+                            ack_ids=[m.ack_id for m in r.received_messages])
+        assert got == manifest["files"][f"{name}.avro"], name
+        valid = [t for t in times if codecs.MIN_TS <= t <= codecs.MAX_TS]
+        assert max(valid) > manifest["end_ms"]  # re-timed to the present
+    sub.close()

@@ -440,3 +440,16 @@ def test_publish_replays_every_record_of_a_directory_into_the_topics(capsys, sim
         valid = [t for t in times if codecs.MIN_TS <= t <= codecs.MAX_TS]
         assert max(valid) > manifest["end_ms"]  # re-timed to the present
     sub.close()
+
+
+# ------------------------------------------------------------------ the demo's command line
+def test_demo_usage_shows_how_it_is_really_called_and_takes_an_input_dir(tmp_path):
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    h = subprocess.run([sys.executable, "-m", "pipelines.demo", "--help"], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    assert h.returncode == 0 and h.stdout.startswith("usage: ./run_local.sh demo")
+    assert "--input DIR" in h.stdout
+    bad = subprocess.run([sys.executable, "-m", "pipelines.demo", "--input", str(tmp_path)],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "not a replay directory" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

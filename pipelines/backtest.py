@@ -64,6 +64,8 @@ PROG = "backtest"
 REQUIRED = ("transfers",)
 OPTIONAL = ("reports", "outcomes", "blacklist")
 SCORES_FILE = "scores.parquet"
+# Policy options that only the streaming job reads (accepted, not shown in --help).
+STREAM_ONLY = ("stream_ordering",)
 # What a run writes into --output (any format): refused or cleared first (--overwrite).
 OWNED = preflight.owned_files(OUTPUT_FILES, codecs.FORMATS, extra=(
     SCORES_FILE, "hourly_metrics.jsonl", "fan_in_hourly.jsonl", "metrics.json", "report.html"))
@@ -376,6 +378,9 @@ def arg_parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_SHARDS}; raise it for a large cluster)")
     g = p.add_argument_group("Safety Net policy")
     SafetyNetOptions._add_argparse_args(g)
+    for a in g._group_actions:  # options of the streaming job only: not shown here
+        if a.dest in STREAM_ONLY:
+            a.help = argparse.SUPPRESS
     return p
 
 

@@ -44,7 +44,7 @@ WEEK_MS = 7 * 86_400_000
 
 def _args(argv):
     p = argparse.ArgumentParser(
-        prog="./run_local.sh demo", description=__doc__.split("\n\n")[0],
+        prog="./run_local.sh demo", description=__doc__.split("\n\n")[0].replace("``", ""),
         epilog="`./run_local.sh` alone runs the demo with these defaults; options need the "
                "`demo` word: ./run_local.sh demo --input DIR --minutes 5")
     p.add_argument("--input", default=None, metavar="DIR",
@@ -144,6 +144,7 @@ def main(argv=None) -> int:
     a = _args(sys.argv[1:] if argv is None else argv)
     out = Path(a.out)
     replay = _dataset(a)
+    out.mkdir(parents=True, exist_ok=True)
     start_ms, end_ms = _span(replay)
     span_ms = max(end_ms - start_ms, 1)
     factor = max(1.0, span_ms / (a.minutes * 60_000))

@@ -164,7 +164,7 @@ class SafetyNetOptions(PipelineOptions):
                                     help=f"{help_} (default {format_duration(default)})")
             elif f.name == "blacklist_paths":
                 parser.add_argument("--blacklist", dest="blacklist_paths", default=None,
-                                    help=help_)
+                                    metavar="FILES", help=help_)
             elif isinstance(default, bool):
                 parser.add_argument(f"--{name}", type=_bool, default=None,
                                     metavar="{true,false}",
@@ -173,8 +173,13 @@ class SafetyNetOptions(PipelineOptions):
                 parser.add_argument(f"--{name}", type=_number(type(default)), default=None,
                                     metavar="N" if type(default) is int else "X",
                                     help=f"{help_} (default {default})")
+            elif f.name == "stream_ordering":
+                parser.add_argument(f"--{name}", default=None, choices=("arrival", "event_time"),
+                                    help=f"{help_} (default {default})")
             else:
-                parser.add_argument(f"--{name}", default=None, help=help_)
+                parser.add_argument(f"--{name}", default=None, help=help_,
+                                    metavar="FILE" if "path" in name or "warm" in name
+                                    else "TEXT")
         parser.add_argument("--time_scale", type=time_scale, default=1.0, metavar="F",
                             help="divide every duration by F > 0 (compressed clock; default 1)")
         if not any(a.dest == "policy" for a in getattr(parser, "_actions", ())):

@@ -1018,10 +1018,14 @@ def mismatch(input_dir: str | Path, out_dir: str | Path, prev: dict) -> Optional
 
 
 def main(argv: Optional[list] = None) -> int:
-    p = argparse.ArgumentParser(prog="safetynet report", description=__doc__.split("\n")[0])
-    p.add_argument("--input", required=True, help="the replay directory the backtest read")
-    p.add_argument("--output", required=True, help="the backtest's output directory")
-    p.add_argument("--compare", default=None,
+    p = argparse.ArgumentParser(prog="safetynet report", description=__doc__.split("\n")[0]
+                                .replace("``", ""))
+    p.add_argument("--input", required=True, metavar="DIR",
+                   help="the replay directory the backtest read (checked: the backtest "
+                        "recorded a fingerprint of its files)")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="the backtest's output directory")
+    p.add_argument("--compare", default=None, metavar="DIR",
                    help="another backtest output directory (e.g. rules-only) to compare with")
     try:
         a = p.parse_args(argv)

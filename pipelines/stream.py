@@ -57,17 +57,20 @@ class StreamOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         for n in INPUT_NAMES:
-            parser.add_argument(f"--{n}_subscription", default=None,
+            parser.add_argument(f"--{n}_subscription", default=None, metavar="SUBSCRIPTION",
                                 help=f"subscription of {RECORD_OF_INPUT[n]} messages "
                                      f"(default projects/PROJECT/subscriptions/safetynet-{n})")
         for n in OUTPUT_NAMES:
-            parser.add_argument(f"--{n}_topic", default=None,
+            parser.add_argument(f"--{n}_topic", default=None, metavar="TOPIC",
                                 help=f"topic for {n} (default "
                                      f"projects/PROJECT/topics/safetynet-{n})")
         parser.add_argument("--payload", choices=("json", "avro"), default="json",
                             help="message encoding of inputs and outputs (default json; "
                                  "avro = schemaless Avro with schemas/*.avsc)")
-        parser.add_argument("--profiles", dest="profiles_path", default=None,
+        from pipelines.validate import add_input_options
+
+        add_input_options(parser, share=False)
+        parser.add_argument("--profiles", dest="profiles_path", default=None, metavar="FILE",
                             help="UserProfile file (Avro/Parquet), loaded once at start")
 
 
@@ -82,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     """The job's own options, the policy options and the main Beam ones: for --help and to
     check the command line before the job starts."""
     p = _Parser(
-        prog="python -m pipelines.stream", description=__doc__.split("\n\n")[0],
+        prog="safetynet stream", description=__doc__.split("\n\n")[0].replace("``", ""),
         epilog="Any other Beam pipeline option (--runner, --region, --temp_location, "
                "--setup_file, --flink_master, ...) is passed to Beam.")
     p.add_argument("--project", required=True, help="Google Cloud project (any name on "
@@ -117,7 +120,8 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     for n in INPUT_NAMES:
         sub = getattr(so, f"{n}_subscription") or subscription_path(project, n)
         parsed = (p | f"Read{n.title()}" >> ReadInput(sub, local)
-                  | f"Parse{n.title()}" >> Parse(RECORD_OF_INPUT[n], n, payload))
+                  | f"Parse{n.title()}" >> Parse(RECORD_OF_INPUT[n], n, payload,
+                                               bounds=(so.max_usd_value, so.max_amount)))
         inputs[n] = parsed.main
         dead.append(parsed[DEAD])
     outs = inputs | "SafetyNet" >> SafetyNet(policy, "stream")

@@ -54,8 +54,9 @@ def _positive(text: str) -> float:
     return v
 
 
-def add_input_options(p) -> None:
-    """The input guards, on any argparse parser (or argument group)."""
+def add_input_options(p, share: bool = True) -> None:
+    """The input guards, on any argparse parser (or argument group); ``share=False``: the
+    money bounds only (a streaming job does not end, so it has no share to fail on)."""
     p.add_argument("--max_usd_value", type=_positive, default=codecs.MAX_USD_VALUE,
                    metavar="USD",
                    help="dead-letter a record whose usd_value or claimed_loss_usd exceeds this "
@@ -63,6 +64,8 @@ def add_input_options(p) -> None:
     p.add_argument("--max_amount", type=_positive, default=codecs.MAX_AMOUNT, metavar="X",
                    help="dead-letter a transfer whose amount (asset units) exceeds this "
                         f"(default {codecs.MAX_AMOUNT:g})")
+    if not share:
+        return
     p.add_argument("--max_dead_letter_share", type=_share,
                    default=DEFAULT_MAX_DEAD_LETTER_SHARE, metavar="SHARE",
                    help="fail the run (exit status 1) when more than this share of any input's "

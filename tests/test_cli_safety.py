@@ -453,3 +453,25 @@ def test_demo_usage_shows_how_it_is_really_called_and_takes_an_input_dir(tmp_pat
                          cwd=ROOT, env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "not a replay directory" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_streaming_parse_dead_letters_money_beyond_the_bound():
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms.ingest import DEAD as PARSE_DEAD
+    from transforms.ingest import Parse
+
+    ok = json.dumps({"transfer_id": "t1", "event_time": at(0), "user_id": "u",
+                     "to_address": "0xab", "network": "ETH", "asset": "ETH", "amount": "1",
+                     "usd_value": 10.0, "channel": "WITHDRAWAL"})
+    huge = ok.replace('"t1"', '"t2"').replace("10.0", "1e300")
+    with TestPipeline() as p:
+        out = (p | beam.Create([ok.encode(), huge.encode()])
+               | Parse("Transfer", "transfers", "json", bounds=(1e10, 1e30)))
+        assert_that(out.main | "Ids" >> beam.Map(lambda r: r.transfer_id), equal_to(["t1"]),
+                    label="valid")
+        assert_that(out[PARSE_DEAD] | "Err" >> beam.Map(lambda d: (d.source, d.error)),
+                    equal_to([("transfers", "usd_value 1e+300 exceeds the upper bound 1e+10 "
+                               "(--max_usd_value)")]), label="dead")

@@ -14,3 +14,17 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return v
+
+
+def dashed_aliases(parser: argparse.ArgumentParser) -> None:
+    """Accept ``--report-share`` for ``--report_share`` (every command spells options with
+    underscores, as Beam does; the dashed spelling is an alias, not shown in --help)."""
+    for a in list(parser._actions):
+        for flag in a.option_strings:
+            alias = "--" + flag[2:].replace("_", "-")
+            if flag.startswith("--") and "_" in flag and alias not in parser._option_string_actions:
+                kw = {"dest": a.dest, "default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+                if a.nargs == 0:  # store_true and friends
+                    parser.add_argument(alias, action="store_const", const=a.const, **kw)
+                else:
+                    parser.add_argument(alias, type=a.type, choices=a.choices, **kw)

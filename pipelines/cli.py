@@ -45,6 +45,19 @@ COMMANDS = {
 }
 
 
+def underscored(arg: str) -> str:
+    """Options are spelt with underscores in every sub-command (as Beam's are); a dashed
+    spelling is accepted as an alias: ``--batch-shards 8`` -> ``--batch_shards 8``.
+
+    >>> [underscored(a) for a in ("--batch-shards=8", "--max-dead-letter-share", "a-b", "-q")]
+    ['--batch_shards=8', '--max_dead_letter_share', 'a-b', '-q']
+    """
+    if not arg.startswith("--"):
+        return arg
+    name, eq, value = arg.partition("=")
+    return "--" + name[2:].replace("-", "_") + eq + value
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: safetynet SUB-COMMAND [options]   (safetynet SUB-COMMAND --help for its "
@@ -65,7 +78,7 @@ def main(argv: Optional[list] = None) -> int:
 
         print(version_line())
         return 0
-    name, rest = argv[0], argv[1:]
+    name, rest = argv[0], [underscored(a) for a in argv[1:]]
     if name not in COMMANDS:
         print(f"safetynet: unknown sub-command {name!r} (choose from "
               f"{', '.join(COMMANDS)}; see safetynet --help)", file=sys.stderr)

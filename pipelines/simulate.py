@@ -19,7 +19,7 @@ from typing import NoReturn, Optional
 
 import simulator
 from pipelines import preflight
-from pipelines.argtypes import positive_int
+from pipelines.argtypes import dashed_aliases, positive_int
 from simulator.exchange import DEFAULT_START_MS
 
 # What simulate writes into --output (either format): refused, or cleared with --overwrite.
@@ -62,13 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file format (default avro)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier replay in --output (both formats)")
-    p.add_argument("--start_ms", "--start-ms", type=int, default=DEFAULT_START_MS,
+    p.add_argument("--start_ms", type=int, default=DEFAULT_START_MS,
                    help="first instant of the period, epoch ms (default 2026-01-05T00:00Z)")
-    p.add_argument("--malformed_share", "--malformed-share", type=_share, default=0.002,
+    p.add_argument("--malformed_share", type=_share, default=0.002,
                    help="share of extra malformed records per input file (default 0.002; "
                         "every kind is also injected once when > 0)")
-    p.add_argument("--duplicate_share", "--duplicate-share", type=_share, default=0.002,
+    p.add_argument("--duplicate_share", type=_share, default=0.002,
                    help="share of transfers and reports delivered twice (default 0.002)")
+    dashed_aliases(p)
     return p
 
 

@@ -475,3 +475,27 @@ def test_streaming_parse_dead_letters_money_beyond_the_bound():
         assert_that(out[PARSE_DEAD] | "Err" >> beam.Map(lambda d: (d.source, d.error)),
                     equal_to([("transfers", "usd_value 1e+300 exceeds the upper bound 1e+10 "
                                "(--max_usd_value)")]), label="dead")
+
+
+@pytest.mark.parametrize("sub", ["simulate", "convert-eth", "backtest", "report", "validate",
+                                 "publish"])
+def test_every_sub_command_help_uses_underscores_and_no_markup(capsys, sub):
+    assert cli.main([sub, "--help"]) == 0
+    out = capsys.readouterr().out
+    flags = re.findall(r"(?<![\w-])--[a-z][\w-]*", out)
+    assert flags and not [f for f in flags if "-" in f[2:]], flags
+    assert "``" not in out and ":func:" not in out
+
+
+def test_dashed_spellings_still_work(tmp_path):
+    assert simulate_cli.main(["--output", str(tmp_path / "s"), "--users", "20", "--days", "1",
+                              "--malformed-share", "0", "--duplicate-share", "0"]) == 0
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert m["malformed_share"] == 0 and m["duplicate_share"] == 0
+
+
+def test_safetynet_accepts_dashed_spellings_of_every_option(capsys, sim, tmp_path):
+    rc = cli.main(["backtest", "--input", str(sim), "--output", str(tmp_path / "o"),
+                   "--batch-shards", "0"])
+    assert "argument --batch_shards: must be >= 1" in _one_line(capsys, rc)
+    assert cli.main(["validate", "--input", str(sim), "--max-dead-letter-share", "1"]) == 0

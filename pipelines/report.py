@@ -473,6 +473,7 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
     metrics = {
         "summary": summary,
         "warnings": warnings(run, model, transfers, outcomes),
+        "holds_by_reason": holds_by_reason(holds, res_by, truth),
         "run": run,
         "money_by_typology": {k: _rounded(v) for k, v in sorted(by_typ.items())},
         "by_month": {k: _rounded(v) for k, v in sorted(by_month.items())},
@@ -498,6 +499,43 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
               "dead_by": dl_by, "holds": holds, "res_by": res_by, "transfers": transfers,
               "truth": truth}
     return metrics, extras
+
+
+HOLD_CAUSES = (("destination_frozen", "destination already frozen"),
+               ("blacklist", "destination blacklisted"),
+               ("lookalike", "look-alike of a known payee"),
+               ("model_score", "risk score ≥ hold threshold (model)"),
+               ("rules_score", "risk score ≥ hold threshold (rules)"))
+
+
+def hold_causes(h) -> list:
+    """Why a hold was placed, as causes (a hold can have several)."""
+    out = []
+    rs = h.reasons or []
+    if "destination_frozen" in rs:
+        out.append("destination_frozen")
+    if any(r.startswith("blacklist:") for r in rs):
+        out.append("blacklist")
+    if any(r.startswith("lookalike_of=") for r in rs):
+        out.append("lookalike")
+    if not out:
+        out.append("rules_score" if (h.model_version or "rules") == "rules" else "model_score")
+    return out
+
+
+def holds_by_reason(holds: list, res_by: dict, truth) -> dict:
+    """{cause: {holds, usd, scam, refunded}} over the holds (see :func:`hold_causes`)."""
+    out = {k: Counter() for k, _ in HOLD_CAUSES}
+    for h in holds:
+        r = res_by.get(h.transfer_id)
+        scam = truth.transfer.get(h.transfer_id, (False,))[0]
+        for c in hold_causes(h):
+            o = out[c]
+            o["holds"] += 1
+            o["usd"] += float(h.usd_value)
+            o["scam"] += int(bool(scam))
+            o["refunded"] += int(r is not None and r.resolution == "REFUNDED")
+    return {k: _rounded(v) for k, v in out.items() if v}
 
 
 def warnings(run: dict, model: Optional[dict], transfers: dict, outcomes: list) -> list:
@@ -620,6 +658,7 @@ def plots(metrics: dict, extras: dict) -> dict:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out = {}
     daily = metrics["daily"]
@@ -640,6 +679,7 @@ def plots(metrics: dict, extras: dict) -> dict:
         ax.bar(days, [daily[d].get("legit_held_n", 0) for d in daily], color="#f4a261",
                label="legitimate transfers held")
         ax.set_ylabel("legitimate transfers held")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax2 = ax.twinx()
         ax2.plot(days, [daily[d].get("legit_held_usd", 0) for d in daily], color="#6d597a",
                  label="their USD")
@@ -665,6 +705,7 @@ def plots(metrics: dict, extras: dict) -> dict:
         ax2.plot(th, [r["legit_held"] for r in sweep], marker="s", color="#f4a261",
                  label="legitimate transfers held")
         ax2.set_ylabel("legitimate transfers held")
+        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
         cur = (metrics.get("run") or {}).get("policy", {}).get("hold_threshold")
         if cur is not None:
             ax.axvline(cur, color="#999", ls="--", lw=1)
@@ -680,6 +721,7 @@ def plots(metrics: dict, extras: dict) -> dict:
         ax.hist(delays, bins=min(40, max(5, len(delays) // 3)), color="#457b9d")
         ax.set_xlabel("hours from first report to freeze")
         ax.set_ylabel("freezes")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title("Freeze delay after the first report (event time)")
         ax.grid(alpha=.3)
         out["delay"] = _png(fig)
@@ -792,6 +834,7 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
              "transfers' <code>usd_value</code>; a few large transfers can dominate a USD "
              "figure, so counts are shown beside it.</p>")
 
+    P.append("<!--toc-->")
     if compare:
         P.append("<h2>Comparison</h2>")
         P.append(_compare_table(metrics, compare))
@@ -818,6 +861,17 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
     if "friction" in imgs:
         P.append(f"<img alt='friction per day' src='data:image/png;base64,{imgs['friction']}'>")
 
+    P.append("<h2>Holds by reason</h2>")
+    P.append("<p class='note'>Why each hold was placed; a hold with several causes (a "
+             "blacklisted destination that is also a look-alike) counts under each.</p>")
+    label = dict(HOLD_CAUSES)
+    P.append(_table(["reason", "holds (transfers)", "held (USD)", "of which scams (transfers)",
+                     "refunded (transfers)"],
+                    [(label[k], v.get("holds", 0), _usd(v.get("usd", 0)), v.get("scam", 0),
+                      v.get("refunded", 0)) for k, v in metrics.get("holds_by_reason",
+                                                                     {}).items()],
+                    raw_cols=(2,)))
+
     P.append("<h2>Per typology</h2>")
     rows = []
     for k, v in metrics["money_by_typology"].items():
@@ -826,8 +880,9 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
                      _usd(v.get("lost_usd", 0)),
                      _pct(_share(v.get("prevented_usd", 0) + v.get("recovered_usd", 0),
                                  v.get("scam_usd", 0)))))
-    P.append(_table(["typology", "scam transfers", "scam USD", "held", "prevented",
-                     "recovered", "lost", "stopped share"], rows, raw_cols=(2, 4, 5, 6, 7)))
+    P.append(_table(["typology", "scam (transfers)", "scam (USD)", "held (transfers)",
+                     "prevented (USD)", "recovered (USD)", "lost (USD)", "stopped (share of USD)"],
+                    rows, raw_cols=(2, 4, 5, 6, 7)))
 
     P.append("<h2>Per month</h2>")
     rows = []
@@ -838,8 +893,9 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
                      v.get("legit_held_n", 0),
                      _pct(_share(v.get("legit_held_n", 0), v.get("legit_n", 0))),
                      v.get("freezes", 0)))
-    P.append(_table(["month", "transfers", "holds", "scam transfers", "scam USD", "prevented",
-                     "recovered", "lost", "legit held", "legit held share", "freezes"], rows,
+    P.append(_table(["month", "transfers", "holds (transfers)", "scam (transfers)", "scam (USD)",
+                     "prevented (USD)", "recovered (USD)", "lost (USD)",
+                     "legit held (transfers)", "legit held (share)", "freezes"], rows,
                     raw_cols=(4, 5, 6, 7, 9)))
 
     P.append("<h2>Threshold sweep</h2>")
@@ -952,10 +1008,48 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
     P.append(_table(["dead letters: source", "error", "count"],
                     [(a, b, n) for (a, b), n in sorted(extras["dead_by"].items())]))
     P.append("<h2>Run</h2>")
-    pol = run.get("policy") or {}
-    P.append(_table(["policy option", "value"], [(k, json.dumps(v)) for k, v in pol.items()]))
+    P.append(_table(["", "value"], [
+        ("safetynet version", run.get("version")), ("git commit", run.get("commit")),
+        ("run at (UTC)", run.get("run_at")), ("runner", run.get("runner")),
+        ("wall time (s)", run.get("wall_seconds")), ("input", run.get("input")),
+        ("input fingerprint (SHA-256)", (run.get("input_fingerprint") or {}).get("sha256"))]))
+    pol = run.get("policy_options") or _as_options(run.get("policy") or {})
+    P.append("<p class='note'>The effective policy, as a policy file: <code>--policy "
+             "metrics.json</code> repeats it.</p>")
+    P.append(_table(["policy option", "value"], [(f"--{k}", _opt(v)) for k, v in pol.items()]))
     P.append("</body></html>")
-    return "\n".join(P)
+    return _with_toc(P)
+
+
+def _slug(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
+
+
+def _with_toc(parts: list) -> str:
+    """Give every <h2> an id and put a table of contents where ``<!--toc-->`` stands."""
+    heads = []
+    for i, x in enumerate(parts):
+        if x.startswith("<h2>") and x.endswith("</h2>"):
+            title = x[4:-5]
+            heads.append((_slug(html.unescape(title)), title))
+            parts[i] = f"<h2 id='{heads[-1][0]}'>{title}</h2>"
+    toc = ("<nav class='toc'><b>Contents</b>" + "".join(
+        f"<a href='#{a}'>{t}</a>" for a, t in heads) + "</nav>")
+    return "\n".join(toc if x == "<!--toc-->" else x for x in parts)
+
+
+def _opt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    return str(v)
+
+
+def _as_options(pol: dict) -> dict:
+    """An older metrics.json's policy (field names, milliseconds) in the CLI's terms."""
+    return {(k[:-3] if k.endswith("_ms") else k): (_duration(v) if k.endswith("_ms") else v)
+            for k, v in pol.items()}
 
 
 def _compare_table(a: dict, b: dict) -> str:
@@ -964,13 +1058,25 @@ def _compare_table(a: dict, b: dict) -> str:
             "legit_hours_held_total", "freezes", "freezes_on_scam_addresses",
             "freeze_delay_hours_median", "silent_sufferers_reached", "outreach")
     sa, sb = a["summary"], b["summary"]
-    rows = [(k, sa.get(k), sb.get(k)) for k in keys]
+
+    def delta(k, x, y):
+        if not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
+            return "–"
+        d = x - y
+        if k.endswith("_share"):
+            return f"{100 * d:+.2f} pp"
+        if "usd" in k:
+            return f"{'+' if d >= 0 else '−'}${abs(d):,.0f}"
+        return f"{d:+,.2f}" if isinstance(d, float) else f"{d:+,}"
+    rows = []
+    for k in keys:
+        rows.append((k, sa.get(k), sb.get(k), delta(k, sa.get(k), sb.get(k))))
     pa = (a.get("run") or {}).get("policy", {})
     pb = (b.get("run") or {}).get("policy", {})
     diff = [k for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)]
     note = ("<p class='note'>Policy differences: " + html.escape(
         ", ".join(f"{k}: {pa.get(k)} vs {pb.get(k)}" for k in diff)) + "</p>") if diff else ""
-    return _table(["figure", "this run", "compared run"], rows) + note
+    return _table(["figure", "this run", "compared run", "this − compared"], rows) + note
 
 
 def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict] = None,

@@ -381,7 +381,7 @@ def test_report_says_plainly_when_the_models_never_switched_on(run_out):
     assert m["warnings"] and m["warnings"][0].startswith("The models never switched on")
     assert "200 labels" in m["warnings"][0] and "7d" in m["warnings"][0]
     page = (run_out / "report.html").read_text()
-    assert page.index("The models never switched on") < page.index("<h2>")
+    assert page.index("The models never switched on") < page.index("<h2")
 
 
 def test_no_models_warning_for_a_rules_only_run(sim, tmp_path):
@@ -499,3 +499,47 @@ def test_safetynet_accepts_dashed_spellings_of_every_option(capsys, sim, tmp_pat
                    "--batch-shards", "0"])
     assert "argument --batch_shards: must be >= 1" in _one_line(capsys, rc)
     assert cli.main(["validate", "--input", str(sim), "--max-dead-letter-share", "1"]) == 0
+
+
+# ------------------------------------------------------------------ the report's reading
+def test_report_has_contents_holds_by_reason_units_and_the_policy_as_typed(run_out):
+    page = (run_out / "report.html").read_text()
+    m = json.loads((run_out / "metrics.json").read_text())
+    toc = page[page.index("<nav class='toc'>"):page.index("</nav>")]
+    for title in ("Money", "Holds by reason", "Threshold sweep", "Reconciliation", "Run"):
+        assert f">{title}</a>" in toc
+        slug = title.lower().replace(" ", "-")
+        assert f"href='#{slug}'" in toc and f"<h2 id='{slug}'>{title}</h2>" in page
+    by = m["holds_by_reason"]
+    assert sum(v["holds"] for v in by.values()) >= m["summary"]["holds"] > 0
+    assert "destination blacklisted" in page
+    assert "<th>held (USD)</th>" in page and "<th>scam (transfers)</th>" in page
+    assert "<td class=l>--hold</td><td class=l>24h</td>" in page
+    assert "<td class=l>--lookback</td><td class=l>30d</td>" in page
+    assert "86400000" not in page
+    assert "overflow-wrap:anywhere" in page  # long unbroken strings wrap inside cells
+
+
+def test_compare_shows_the_difference(run_out, sim, tmp_path):
+    rules = tmp_path / "rules"
+    assert backtest.run(["--input", str(sim), "--output", str(rules), "--quiet",
+                         "--use_models", "false"]) == 0
+    assert report_cli.main(["--input", str(sim), "--output", str(run_out), "--compare",
+                            str(rules)]) == 0
+    page = (run_out / "report.html").read_text()
+    assert "<th>this − compared</th>" in page
+    a = json.loads((run_out / "metrics.json").read_text())["summary"]["holds"]
+    b = json.loads((rules / "metrics.json").read_text())["summary"]["holds"]
+    assert f">{a - b:+,}</td>" in page
+
+
+def test_count_axes_have_integer_ticks(run_out):
+    from matplotlib.ticker import MaxNLocator
+
+    from pipelines.report import plots
+
+    src = Path(report_cli.__file__).read_text()
+    assert src.count("MaxNLocator(integer=True)") >= 3
+    m = json.loads((run_out / "metrics.json").read_text())
+    assert plots(m, {"freeze_rows": []})  # renders
+    assert MaxNLocator(integer=True).tick_values(0, 3).tolist() == [0, 1, 2, 3]

@@ -472,7 +472,7 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
     }
     metrics = {
         "summary": summary,
-        "warnings": warnings(run, model, transfers, outcomes),
+        "warnings": warnings(run, model, transfers, outcomes, recon),
         "holds_by_reason": holds_by_reason(holds, res_by, truth),
         "run": run,
         "money_by_typology": {k: _rounded(v) for k, v in sorted(by_typ.items())},
@@ -490,6 +490,9 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
             "all_reconcile": all(v["reconciles"] for v in recon.values()) if recon else None,
             "dead_letters_by_source": dict(sorted(dl_src.items())),
             "duplicates_ignored": dups,
+            "conflicts_dead_lettered": {
+                "transfers": counters.get("TransferLedger/conflicting_transfers", 0),
+                "reports": counters.get("ReportLedger/conflicting_reports", 0)},
             "profiles": prof,
             "simulator_manifest": check,
         },
@@ -538,9 +541,16 @@ def holds_by_reason(holds: list, res_by: dict, truth) -> dict:
     return {k: _rounded(v) for k, v in out.items() if v}
 
 
-def warnings(run: dict, model: Optional[dict], transfers: dict, outcomes: list) -> list:
+def warnings(run: dict, model: Optional[dict], transfers: dict, outcomes: list,
+             recon: Optional[dict] = None) -> list:
     """What a reader must know before trusting the figures, said plainly (report top)."""
     out = []
+    for src, v in (recon or {}).items():
+        if v.get("read") and v["dead_lettered"] / v["read"] > 0.5:
+            out.append(f"{v['dead_lettered']:,} of {v['read']:,} {src} records "
+                       f"({v['dead_lettered'] / v['read']:.1%}) were dead-lettered: the figures "
+                       f"below describe only the rest. See the dead-letter reasons under "
+                       "Reconciliation.")
     pol = run.get("policy") or {}
     if pol.get("use_models", True) and model and not model["scored_by"].get("model"):
         from transforms.policy import Policy
@@ -1005,6 +1015,8 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
             for k, v in rec["inputs"].items()]
     P.append(_table(["input", "read", "valid", "dead-lettered", "reconciles"], rows))
     P.append(_table(["duplicates ignored", "count"], list(rec["duplicates_ignored"].items())))
+    P.append(_table(["conflicting deliveries (same id, other content), dead-lettered", "count"],
+                    list((rec.get("conflicts_dead_lettered") or {}).items())))
     P.append(_table(["dead letters: source", "error", "count"],
                     [(a, b, n) for (a, b), n in sorted(extras["dead_by"].items())]))
     P.append("<h2>Run</h2>")

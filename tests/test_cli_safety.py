@@ -169,6 +169,8 @@ def test_a_replay_whose_transfers_are_all_dead_lettered_fails_loudly(capsys, sim
     assert len(timed) > len(recs) * 0.9
     assert all(d.at == own[json.loads(d.payload)["transfer_id"]] for d in timed)
     assert min(d.at for d in tdead) >= min(own.values())  # not 1970
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert "transfers records (100.0%) were dead-lettered" in m["warnings"][0]
     # --max_dead_letter_share 1 accepts it
     assert backtest.run(["--input", str(inp), "--output", str(tmp_path / "o2"), "--no_progress",
                          "--max_dead_letter_share", "1"]) == 0
@@ -543,3 +545,25 @@ def test_count_axes_have_integer_ticks(run_out):
     m = json.loads((run_out / "metrics.json").read_text())
     assert plots(m, {"freeze_rows": []})  # renders
     assert MaxNLocator(integer=True).tick_values(0, 3).tolist() == [0, 1, 2, 3]
+
+
+def test_backtest_dead_letters_a_conflicting_redelivery_and_reconciles_it(sim, tmp_path):
+    inp = tmp_path / "in"
+    shutil.copytree(sim, inp)
+    with open(inp / "transfers.avro", "rb") as f:
+        rdr = fastavro.reader(f)
+        schema, recs = rdr.writer_schema, list(rdr)
+    first = next(r for r in recs if isinstance(r["usd_value"], float) and r["usd_value"] > 0
+                 and isinstance(r["event_time"], datetime) and r["event_time"].year < 2100
+                 and r["user_id"] and r["channel"] == "WITHDRAWAL")
+    recs.append(dict(first, usd_value=first["usd_value"] + 1000.0))
+    with open(inp / "transfers.avro", "wb") as f:
+        fastavro.writer(f, schema, recs)
+    out = tmp_path / "o"
+    assert backtest.run(["--input", str(inp), "--output", str(out), "--quiet"]) == 0
+    dead = [d for d in codecs.read_records(out / "dead_letter.avro", "DeadLetter")
+            if "conflicting delivery" in d.error]
+    assert len(dead) == 1 and first["transfer_id"] in dead[0].error
+    assert "usd_value" in dead[0].error and dead[0].source == "transfers"
+    rec = json.loads((out / "metrics.json").read_text())["reconciliation"]
+    assert rec["conflicts_dead_lettered"]["transfers"] == 1

@@ -23,8 +23,11 @@ would try to download Prism). For several processes:
 ``--direct_num_workers 2 --direct_running_mode multi_processing``. Each output is gathered
 on one worker and written once: fine for the histories this targets (millions of rows).
 
-Errors a user can make (missing or corrupt input, unknown flag, an output path that is a
-file) end with one line on stderr and exit status 2.
+Errors a user can make (missing or corrupt input, unknown flag or runner, a bad value, an
+output directory that cannot be written or holds an earlier run without ``--overwrite``)
+end with one line on stderr and exit status 2, before anything runs
+(:mod:`pipelines.preflight`). A run that dead-letters more than ``--max_dead_letter_share``
+of an input ends with one line and exit status 1 (:mod:`pipelines.validate`).
 """
 
 from __future__ import annotations

@@ -28,3 +28,15 @@ def dashed_aliases(parser: argparse.ArgumentParser) -> None:
                     parser.add_argument(alias, action="store_const", const=a.const, **kw)
                 else:
                     parser.add_argument(alias, type=a.type, choices=a.choices, **kw)
+
+
+def reader_left() -> int:
+    """After a BrokenPipeError on stdout (``safetynet ... | head``): the reader has gone,
+    which is not an error. Point stdout at /dev/null so that Python's exit flush does not
+    fail again, and return status 0."""
+    import os
+    import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0

@@ -87,6 +87,11 @@ def main(argv: Optional[list] = None) -> int:
     fn = getattr(importlib.import_module(module), func)
     try:
         rc = fn(rest)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:  # `safetynet ... | head`: the reader left
+        from pipelines.argtypes import reader_left
+
+        return reader_left()
     except SystemExit as e:  # argparse --help, or a main that exits itself
         code = e.code
         return code if isinstance(code, int) else (0 if code is None else 1)

@@ -11,7 +11,6 @@ underscores, like every other command's; the dashed spellings are accepted too.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import NoReturn, Optional
 
 import simulator
 from pipelines import preflight
-from pipelines.argtypes import dashed_aliases, positive_int
+from pipelines.argtypes import dashed_aliases, positive_int, reader_left
 from simulator.exchange import DEFAULT_START_MS
 
 # What simulate writes into --output (either format): refused, or cleared with --overwrite.
@@ -102,8 +101,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         _summary(out, m, elapsed)
     except BrokenPipeError:  # `safetynet simulate ... | head`: the reader left; not an error
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        return reader_left()
     return 0
 
 

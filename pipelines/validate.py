@@ -32,6 +32,7 @@ PROG = "validate"
 DEFAULT_MAX_DEAD_LETTER_SHARE = 0.5
 # Files a replay directory may hold, with their record types (INPUT_FILES: the decided ones).
 EXTRA_FILES = {"truth": "Truth"}
+ID_FIELDS = {"transfers": "transfer_id", "reports": "report_id"}
 
 
 def _share(text: str) -> float:
@@ -171,23 +172,37 @@ def reason_of(error: str) -> str:
 
 def validate_dir(directory: str | Path, max_usd: float = codecs.MAX_USD_VALUE,
                  max_amount: float = codecs.MAX_AMOUNT) -> dict:
-    """{input: {"file", "read", "valid", "dead_lettered", "reasons": {reason: n}}}."""
+    """{input: {"file", "read", "valid", "dead_lettered", "reasons": {reason: n}}}; for
+    transfers and reports also ``duplicates`` (an id again with the same content: ignored by
+    the pipeline) and ``conflicts`` (an id again with other content: dead-lettered by it)."""
     d = Path(directory)
     out = {}
     for name, record in {**INPUT_FILES, **EXTRA_FILES}.items():
         p = codecs.find_input(d, name)
         if p is None:
             continue
-        read = dead = 0
+        read = dead = dups = conflicts = 0
         reasons: Counter = Counter()
+        id_field = ID_FIELDS.get(name)
+        seen: dict = {}
         for batch in read_validated(p, record, name, max_usd, max_amount):
             read += len(batch)
             for r in batch:
                 if type(r) is DeadLetter:
                     dead += 1
                     reasons[reason_of(r.error)] += 1
+                elif id_field is not None:
+                    key, h = getattr(r, id_field), hash(r)  # a row's fields are hashable
+                    if key not in seen:
+                        seen[key] = h
+                    elif seen[key] == h:
+                        dups += 1
+                    else:
+                        conflicts += 1
         out[name] = {"file": p.name, "read": read, "valid": read - dead, "dead_lettered": dead,
                      "reasons": dict(reasons.most_common())}
+        if id_field is not None:
+            out[name].update(duplicates=dups, conflicts=conflicts)
     return out
 
 
@@ -210,16 +225,30 @@ def main(argv: Optional[list] = None) -> int:
         print(f"{parser.prog}: error: {d} holds no transfers.avro or transfers.parquet",
               file=sys.stderr)
         return 2
+    try:
+        rc = _print(res, a, parser.prog)
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:  # `safetynet validate ... | head`
+        from pipelines.argtypes import reader_left
+
+        return reader_left()
+
+
+def _print(res: dict, a: argparse.Namespace, prog: str) -> int:
     print(f"{'input':<20} {'file':<26} {'read':>10} {'valid':>10} {'dead-lettered':>14}")
     for name, v in res.items():
         print(f"{name:<20} {v['file']:<26} {v['read']:>10,} {v['valid']:>10,} "
               f"{v['dead_lettered']:>14,}")
+        if "duplicates" in v:
+            print(f"    duplicate deliveries (ignored) {v['duplicates']:,}; conflicting "
+                  f"deliveries (same id, other content: dead-lettered) {v['conflicts']:,}")
         for reason, n in v["reasons"].items():
             print(f"    {n:>8,}  {reason}")
     msg = dead_letter_excess({k: v for k, v in res.items() if k in INPUT_FILES},
                              a.max_dead_letter_share)
     if msg:
-        print(f"{parser.prog}: error: {msg}", file=sys.stderr)
+        print(f"{prog}: error: {msg}", file=sys.stderr)
         return 1
     return 0
 

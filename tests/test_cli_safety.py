@@ -125,14 +125,20 @@ def test_simulate_refuses_an_earlier_replay_then_overwrite_replaces_it(capsys, t
     assert not list(d.glob("*.avro")) and (d / "transfers.parquet").exists()
 
 
-def test_simulate_into_a_closed_pipe_exits_quietly():
-    """`safetynet simulate ... | head -1`: no BrokenPipeError traceback."""
+def test_simulate_into_a_closed_pipe_exits_quietly(sim):
+    """`safetynet simulate ... | head`: no BrokenPipeError traceback (`| true`: the reader
+    is gone before the first line, every time)."""
     proc = subprocess.run(
         f"{sys.executable} -m pipelines.simulate --output {ROOT}/out/.pipe-test --users 20 "
-        "--days 1 --overwrite | head -c 1", shell=True, capture_output=True, text=True,
+        "--days 1 --overwrite | true", shell=True, capture_output=True, text=True,
         cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     shutil.rmtree(ROOT / "out" / ".pipe-test", ignore_errors=True)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    # ... nor `safetynet validate ... | true` (the reader left before the first line)
+    proc = subprocess.run(f"{sys.executable} -m pipelines.cli validate --input {sim} | true",
+                          shell=True, capture_output=True, text=True, cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.stderr == "", proc.stderr
 
 
 # ------------------------------------------------------------------ dead letters
@@ -199,7 +205,7 @@ def test_money_beyond_the_upper_bound_is_dead_lettered(tmp_path, field, value):
     assert (res["valid"], res["dead_lettered"]) == (1, 1)
     assert f"--max_{'usd_value' if field == 'usd_value' else 'amount'}" in list(res["reasons"])[0]
     res = validate_cli.validate_dir(tmp_path, max_usd=1e301, max_amount=1e401)["transfers"]
-    assert res["dead_lettered"] == 0
+    assert res["dead_lettered"] == 0 and res["conflicts"] == 0
 
 
 def test_validate_command_counts_and_reasons_per_input(capsys, sim, tmp_path):
@@ -210,6 +216,8 @@ def test_validate_command_counts_and_reasons_per_input(capsys, sim, tmp_path):
         read, dead = manifest["files"][f"{name}.avro"], manifest["malformed_total"][name]
         assert re.search(rf"{name}\s+{name}\.avro\s+{read}\s+{read - dead}\s+{dead}\n", out)
     assert "unknown channel … (expected one of WITHDRAWAL, INTERNAL, P2P)" in out
+    assert (f"duplicate deliveries (ignored) {manifest['duplicates']['transfers']}; "
+            "conflicting deliveries (same id, other content: dead-lettered) 0") in out
     inp = _all_dead_replay(sim, tmp_path / "in")
     assert cli.main(["validate", "--input", str(inp)]) == 1
     assert "--max_dead_letter_share" in capsys.readouterr().err
@@ -567,3 +575,11 @@ def test_backtest_dead_letters_a_conflicting_redelivery_and_reconciles_it(sim, t
     assert "usd_value" in dead[0].error and dead[0].source == "transfers"
     rec = json.loads((out / "metrics.json").read_text())["reconciliation"]
     assert rec["conflicts_dead_lettered"]["transfers"] == 1
+
+
+def test_validate_counts_conflicting_redeliveries(tmp_path):
+    t = transfer("t1", at(0), "u1", "0x" + "ab" * 20)
+    rows = [t, t, t._replace(usd_value=999.0), transfer("t2", at(1), "u1", "0x" + "cd" * 20)]
+    codecs.write_records(tmp_path / "transfers.avro", "Transfer", rows, "avro")
+    res = validate_cli.validate_dir(tmp_path)["transfers"]
+    assert (res["read"], res["duplicates"], res["conflicts"]) == (4, 1, 1)

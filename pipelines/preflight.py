@@ -167,10 +167,15 @@ def first_line(e: BaseException) -> str:
 
 
 def beam_unknown_flags(flags: list) -> list:
-    """Flags that no PipelineOptions class knows (Beam itself would only log them)."""
+    """Flags that no PipelineOptions class knows (Beam itself would only log them); a bad
+    value of a Beam option (``--direct_num_workers abc``) raises PreflightError, one line."""
     from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-    parser = _BeamArgumentParser(allow_abbrev=False)
+    class Parser(_BeamArgumentParser):
+        def error(self, message):
+            raise PreflightError(message)
+
+    parser = Parser(allow_abbrev=False)
     seen = set()
     todo = list(PipelineOptions.__subclasses__())
     while todo:

@@ -158,7 +158,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         args, rest = _parser().parse_known_args(argv)
     except SystemExit as e:
         return int(e.code or 2)
-    unknown = preflight.beam_unknown_flags(rest)
+    try:
+        unknown = preflight.beam_unknown_flags(rest)
+    except preflight.PreflightError as e:
+        print(f"stream: error: {e}", file=sys.stderr)
+        return 2
     if unknown:
         print(f"stream: error: unknown option {unknown[0]} (see --help)", file=sys.stderr)
         return 2

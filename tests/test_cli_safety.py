@@ -95,6 +95,11 @@ def test_unknown_runner_is_one_line_before_running(capsys, sim, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_bad_value_of_a_beam_option_is_one_line(capsys, sim, tmp_path):
+    err = _bt(capsys, sim, tmp_path / "o", "--direct_num_workers", "abc")
+    assert err.endswith("argument --direct_num_workers: invalid int value: 'abc'")
+
+
 def test_unwritable_output_dir_is_one_line_before_running(capsys, sim):
     err = _bt(capsys, sim, "/proc/self")  # a directory nobody, root included, can write to
     assert "--output /proc/self" in err and "cannot write" in err
@@ -362,6 +367,7 @@ def test_quiet_backtest_prints_nothing_and_beam_warnings_are_hidden(sim, tmp_pat
     (["--project", "good-project", "--hold", "24"], "argument --hold: not a duration"),
     (["--project", "good-project", "--time_scale", "0"], "argument --time_scale"),
     (["--project", "good-project", "--bogus", "1"], "unknown option --bogus"),
+    (["--project", "good-project", "--direct_running_mode", "x"], "invalid choice: 'x'"),
     (["--project", "good-project"], "does not answer"),
 ])
 def test_stream_errors_are_one_line_before_the_job_starts(args, want):

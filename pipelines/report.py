@@ -1088,6 +1088,12 @@ def _compare_table(a: dict, b: dict) -> str:
     diff = [k for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)]
     note = ("<p class='note'>Policy differences: " + html.escape(
         ", ".join(f"{k}: {pa.get(k)} vs {pb.get(k)}" for k in diff)) + "</p>") if diff else ""
+    fa = ((a.get("run") or {}).get("input_fingerprint") or {}).get("sha256")
+    fb = ((b.get("run") or {}).get("input_fingerprint") or {}).get("sha256")
+    if fa != fb:
+        note = ("<p class='alert'><b>Warning.</b> The compared run read another replay ("
+                + html.escape(str((b.get("run") or {}).get("input"))) + "): its figures are "
+                "not comparable one to one.</p>") + note
     return _table(["figure", "this run", "compared run", "this − compared"], rows) + note
 
 

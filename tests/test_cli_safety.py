@@ -547,6 +547,17 @@ def test_compare_shows_the_difference(run_out, sim, tmp_path):
     a = json.loads((run_out / "metrics.json").read_text())["summary"]["holds"]
     b = json.loads((rules / "metrics.json").read_text())["summary"]["holds"]
     assert f">{a - b:+,}</td>" in page
+    assert "The compared run read another replay" not in page
+
+
+def test_compare_with_a_run_of_another_replay_says_so(run_out, sim, tmp_path):
+    other = tmp_path / "other"
+    assert simulate_cli.main(["--output", str(other), "--users", "30", "--days", "2"]) == 0
+    assert backtest.run(["--input", str(other), "--output", str(tmp_path / "o"), "--quiet",
+                         "--max_dead_letter_share", "1"]) == 0
+    assert report_cli.main(["--input", str(sim), "--output", str(run_out), "--compare",
+                            str(tmp_path / "o")]) == 0
+    assert "The compared run read another replay" in (run_out / "report.html").read_text()
 
 
 def test_count_axes_have_integer_ticks(run_out):

@@ -1162,6 +1162,8 @@ def main(argv: Optional[list] = None) -> int:
     old = Path(a.output) / "metrics.json"
     prev = json.loads(old.read_text(encoding="utf-8")) if old.exists() else {}
     problem = mismatch(a.input, a.output, prev)
+    if a.compare and not (Path(a.compare) / "metrics.json").is_file():
+        problem = f"--compare {a.compare}: no metrics.json there (not a backtest's output)"
     if problem:
         print(f"report: error: {problem}", file=sys.stderr)
         return 2

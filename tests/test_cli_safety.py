@@ -600,3 +600,9 @@ def test_validate_counts_conflicting_redeliveries(tmp_path):
     codecs.write_records(tmp_path / "transfers.avro", "Transfer", rows, "avro")
     res = validate_cli.validate_dir(tmp_path)["transfers"]
     assert (res["read"], res["duplicates"], res["conflicts"]) == (4, 1, 1)
+
+
+def test_report_compare_with_a_non_backtest_dir_is_one_line(capsys, sim, run_out, tmp_path):
+    err = _one_line(capsys, report_cli.main(["--input", str(sim), "--output", str(run_out),
+                                             "--compare", str(tmp_path)]))
+    assert "--compare" in err and "no metrics.json" in err

@@ -270,3 +270,27 @@ def html_section(fig: Optional[dict]) -> str:
                       "; ".join(d["live_reasons"])[:120], "; ".join(d["shadow_reasons"])[:120])
                      for d in fig["sample"]], raw_cols=(4,)))
     return "\n".join(P)
+
+
+def build_stream_shadow(inputs: dict, outs: dict, shadow: Policy, topic_of, payload: str,
+                        local: bool, versions_dir: Optional[str] = None) -> dict:
+    """The streaming job's shadow: ``SafetyNet(shadow, "stream", label="Shadow")`` on the
+    same inputs, its decisions published to ``topic_of("shadow-NAME")`` (never acted on),
+    and the hourly disagreement counts (fixed hourly windows of event time) to
+    ``topic_of("shadow-disagreements")``."""
+    from pipelines.pubsub_io import WriteOutput
+    from transforms.safetynet import SafetyNet
+    from transforms.shadow import SHADOW_OUTPUTS, ShadowDiff
+
+    souts = inputs | "Shadow" >> SafetyNet(shadow, "stream", label="Shadow",
+                                           versions_dir=versions_dir)
+    for n in SHADOW_OUTPUTS:
+        souts[n] | f"ShadowWrite{n.title()}" >> WriteOutput(topic_of(f"shadow-{n}"), payload,
+                                                            local)
+    if shadow.warning_holdout > 0:
+        (souts["warning_holdout"] | "ShadowWriteWarningHoldout"
+         >> WriteOutput(topic_of("shadow-warning_holdout"), payload, local))
+    diff = {"live": outs, "shadow": souts} | "ShadowDiff" >> ShadowDiff()
+    diff["hourly"] | "ShadowWriteHourly" >> PublishJson(topic_of("shadow-disagreements"),
+                                                        local)
+    return {"shadow": souts, **diff}

@@ -103,6 +103,10 @@ def shadow_policy(path: str | Path, live: Policy, time_scale: float = 1.0) -> Po
 
 
 # ------------------------------------------------------------------------- streaming
+# Topics of a streaming job with a shadow, besides the live ones (create them first: the
+# local runner's publisher retries until a topic exists, and stalls the job meanwhile).
+SHADOW_TOPICS = ("shadow-holds", "shadow-resolutions", "shadow-freezes", "shadow-outreach",
+                 "shadow-verdicts", "shadow-disagreements")
 def hourly_attributes(row: dict) -> dict:
     return {"event_time": str(row["window_start"]),
             "record_id": f"shadow-hour-{row['window_start']}",
@@ -273,14 +277,15 @@ def html_section(fig: Optional[dict]) -> str:
 
 
 def build_stream_shadow(inputs: dict, outs: dict, shadow: Policy, topic_of, payload: str,
-                        local: bool, versions_dir: Optional[str] = None) -> dict:
+                        local: bool, time_scale: float = 1.0,
+                        versions_dir: Optional[str] = None) -> dict:
     """The streaming job's shadow: ``SafetyNet(shadow, "stream", label="Shadow")`` on the
     same inputs, its decisions published to ``topic_of("shadow-NAME")`` (never acted on),
-    and the hourly disagreement counts (fixed hourly windows of event time) to
-    ``topic_of("shadow-disagreements")``."""
+    and the hourly disagreement counts (fixed hourly windows of event time, divided by
+    ``time_scale`` like every other duration) to ``topic_of("shadow-disagreements")``."""
     from pipelines.pubsub_io import WriteOutput
     from transforms.safetynet import SafetyNet
-    from transforms.shadow import SHADOW_OUTPUTS, ShadowDiff
+    from transforms.shadow import HOUR_MS, SHADOW_OUTPUTS, ShadowDiff
 
     souts = inputs | "Shadow" >> SafetyNet(shadow, "stream", label="Shadow",
                                            versions_dir=versions_dir)
@@ -290,7 +295,8 @@ def build_stream_shadow(inputs: dict, outs: dict, shadow: Policy, topic_of, payl
     if shadow.warning_holdout > 0:
         (souts["warning_holdout"] | "ShadowWriteWarningHoldout"
          >> WriteOutput(topic_of("shadow-warning_holdout"), payload, local))
-    diff = {"live": outs, "shadow": souts} | "ShadowDiff" >> ShadowDiff()
+    diff = {"live": outs, "shadow": souts} | "ShadowDiff" >> ShadowDiff(
+        window_ms=max(1, int(HOUR_MS / time_scale)))
     diff["hourly"] | "ShadowWriteHourly" >> PublishJson(topic_of("shadow-disagreements"),
                                                         local)
     return {"shadow": souts, **diff}

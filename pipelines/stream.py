@@ -156,7 +156,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
         vdir = f"{so.model_versions_dir.rstrip('/')}/shadow" if so.model_versions_dir else None
         outs["shadow"] = build_stream_shadow(inputs, outs, shadow,
                                              lambda n: topic_path(project, n), payload, local,
-                                             versions_dir=vdir)
+                                             scale, versions_dir=vdir)
     return outs
 
 

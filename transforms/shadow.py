@@ -93,14 +93,14 @@ def disagreement(transfer_id: str, marks: Iterable[Mark]) -> Optional[dict]:
             "live_reasons": reasons(LIVE), "shadow_reasons": reasons(SHADOW)}
 
 
-def hourly_row(window_start_ms: int, pairs: dict) -> dict:
+def hourly_row(window_start_ms: int, pairs: dict, window_ms: int = HOUR_MS) -> dict:
     """One hour's disagreements, in all and by (live>shadow) pair, from pair counts.
 
     >>> hourly_row(0, summarize([{"pair": "hold>none"}, {"pair": "none>warn"},
     ...                          {"pair": "hold>none"}]))["by_pair"]
     {'hold>none': 2, 'none>warn': 1}
     """
-    return {"window_start": window_start_ms, "window_end": window_start_ms + HOUR_MS,
+    return {"window_start": window_start_ms, "window_end": window_start_ms + window_ms,
             "disagreements": sum(pairs.values()), "by_pair": dict(sorted(pairs.items()))}
 
 
@@ -133,7 +133,8 @@ class _CountPairs(beam.CombineFn):
 
 class _HourlyRow(beam.DoFn):
     def process(self, pairs, window=beam.DoFn.WindowParam):
-        yield hourly_row(int(window.start.micros // 1000), pairs)
+        start = int(window.start.micros // 1000)
+        yield hourly_row(start, pairs, int(window.end.micros // 1000) - start)
 
 
 class ShadowDiff(beam.PTransform):
@@ -143,7 +144,7 @@ class ShadowDiff(beam.PTransform):
 
     def __init__(self, window_ms: int = HOUR_MS, label: Optional[str] = None):
         super().__init__(label)
-        self.window_ms = window_ms
+        self.window_ms = int(window_ms)
 
     def expand(self, sides: dict):
         marks = []

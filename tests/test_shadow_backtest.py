@@ -139,3 +139,9 @@ def test_holdout_withholds_warnings_only_and_records_each_one(runs):
     m = json.loads((h / "metrics.json").read_text())
     assert m["warning_efficacy"]["holdout_share"] == 0.3
     assert m["counters"]["Outreach/warning_holdout_suppressed"] == len(withheld)
+    # 5 days of history: no eligible user has the 7 days of follow-up; all are left out
+    e = m["warning_efficacy"]
+    assert e["left_out_short_follow_up"] == len({o.user_id for o in withheld} | {
+        o.user_id for o in sent if o.kind == "WARNING"})
+    assert e["effect"] is None
+    assert "<h2>Warning efficacy (holdout)</h2>" in (h / "report.html").read_text()

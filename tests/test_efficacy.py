@@ -4,6 +4,7 @@ efficacy campaigns on small data."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -13,6 +14,8 @@ from pipelines import efficacy
 from pipelines import simulate as simulate_cli
 from schemas import codecs
 from schemas.rows import Outreach, Transfer, Truth, UserProfile
+from tests import scenario
+from tests.scenario import addr, at, listing, transfer
 from transforms.events import OutreachRequest
 from transforms.holdout import bucket, in_holdout, parse_share
 from transforms.machine import METRIC, run_history
@@ -20,6 +23,7 @@ from transforms.outreach import HOLDOUT, OUTREACH, OutreachStep
 from transforms.policy import DAY, HOUR, Policy
 
 USERS = [f"u{i:07d}" for i in range(40_000)]
+LISTED = addr("holdout-listed")
 
 
 # ------------------------------------------------------------------------ the hash split
@@ -97,6 +101,26 @@ def test_withheld_warnings_keep_the_cooldown_like_sent_ones():
                _warning(user, DAY + HOUR, "t3")]
         got = [(tg, v.transfer_id) for tg, _, v in _run(evs) if tg != METRIC]
         assert got == [(tag, "t1"), (tag, "t3")]
+
+
+def test_holdout_on_both_faces_withholds_the_warning_and_keeps_the_hold(tmp_path):
+    """Rule 1 on a listed address: held and warned; with everyone in the holdout the hold
+    stays and the WARNING goes to ``warning_holdout``, alike on the stream face (TestStream)
+    and the batch face."""
+    snap = tmp_path / "snapshot.avro"
+    codecs.write_records(snap, "BlacklistUpdate", [listing(LISTED, at(days=-1))], "avro")
+    events = [transfer("t1", at(5), "bob", LISTED), transfer("t2", at(9), "carol", LISTED)]
+    base = Policy(use_models=False, blacklist_paths=(str(snap),))
+    sent = scenario.collect(events, base, "stream")
+    held = scenario.collect(events, dataclasses.replace(base, warning_holdout=1.0), "stream")
+    assert [(o.kind, o.transfer_id) for o in sent["outreach"]] == \
+        [("WARNING", "t1"), ("WARNING", "t2")]
+    assert held["outreach"] == []
+    assert [o._replace(reasons=o.reasons[:-1]) for o in held["warning_holdout"]] == \
+        sent["outreach"]
+    assert held["holds"] == sent["holds"] and len(held["holds"]) == 2
+    assert scenario.collect(events, dataclasses.replace(base, warning_holdout=1.0),
+                            "batch") == held
 
 
 # --------------------------------------------------------------------------- estimator

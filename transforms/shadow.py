@@ -77,7 +77,7 @@ def decide(marks: Iterable[Mark], side: str) -> str:
 
 def disagreement(transfer_id: str, marks: Iterable[Mark]) -> Optional[dict]:
     """A JSON-ready row when the two sides acted differently on the transfer, else None."""
-    marks = sorted(marks)
+    marks = sorted(marks, key=lambda m: (m.side, m.action, m.event_time, m.reasons))
     live, shadow = decide(marks, LIVE), decide(marks, SHADOW)
     if live == shadow:
         return None

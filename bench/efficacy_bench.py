@@ -68,8 +68,11 @@ def main(argv=None) -> int:
     for seed in (int(s) for s in a.seeds.split(",") if s):
         m = one(seed, a, base)
         rows.append(m)
-        e, t = m["effect"], m.get("true_effect") or {}
+        e = m["effect"]
         lo, hi = e["lost_share_reduction_ci95"]
+        # no cancelled payment in the truth (--effect 0): the true effect is 0
+        t = m.get("true_effect") or {"lost_share_reduction": 0.0, "within_ci95": lo <= 0 <= hi}
+        m["true_effect"] = t
         print(f"{seed:>4} {m['warned']['eligible_users']:>7} {m['holdout']['eligible_users']:>7} "
               f"{100 * m['warned']['lost_share']:>7.1f}% {100 * m['holdout']['lost_share']:>7.1f}% "
               f"{100 * e['lost_share_reduction']:>8.1f}% [{100 * lo:>6.1f}%, {100 * hi:>6.1f}%] "

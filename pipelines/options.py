@@ -80,7 +80,7 @@ _HELP = {
     "lookalike_sol_head": "look-alikes, SOL (base58, case-sensitive): characters compared "
                           "from the start (Solana wallet adapter shows 4)",
     "lookalike_sol_tail": "look-alikes, SOL: characters compared from the end",
-    "warning_holdout": "share of users (a hash of the user id; 5% or 0.05) who get no "
+    "warning_holdout": "share of users (a hash of the user id; 5%% or 0.05) who get no "
                        "WARNING, to measure warning efficacy (default 0)",
     "stream_ordering": "streaming: event_time (wait for the watermark, decide in the "
                        "backtest's order) or arrival (decide on arrival, lower latency)",

@@ -145,3 +145,14 @@ def test_holdout_withholds_warnings_only_and_records_each_one(runs):
         o.user_id for o in sent if o.kind == "WARNING"})
     assert e["effect"] is None
     assert "<h2>Warning efficacy (holdout)</h2>" in (h / "report.html").read_text()
+
+
+def test_help_explains_the_new_options(capsys):
+    from pipelines import stream
+
+    with pytest.raises(SystemExit) as e:
+        backtest.arg_parser().parse_args(["--help"])
+    assert e.value.code == 0
+    assert stream.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--shadow_policy FILE") >= 2 and "5% or 0.05" in out

@@ -174,7 +174,7 @@ def html_section(fig: Optional[dict]) -> str:
     P.append(f"<p class='note'>{_pct(fig['holdout_share'])} of users (a hash of the user id) "
              "get no WARNING; holds, freezes and interventions are unchanged. Eligible: users "
              "the policy decided to warn, from their first warning. Outcome: lost money to a "
-             f"scam (not refunded) in the {_e(fig['window_days'])} days after it. "
+             f"scam (not refunded) in the {_e(format(fig['window_days'], 'g'))} days after it. "
              f"{_e(fig['left_out_short_follow_up'])} eligible users whose window passes the "
              "end of the replay are left out. Intervals: Wilson (shares), Newcombe (the "
              "difference), Welch (USD), all 95%.</p>")

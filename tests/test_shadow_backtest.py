@@ -156,3 +156,14 @@ def test_help_explains_the_new_options(capsys):
     assert stream.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert out.count("--shadow_policy FILE") >= 2 and "5% or 0.05" in out
+
+
+def test_shadow_and_holdout_refuse_a_chunked_replay_in_one_line(runs, tmp_path, capsys):
+    inp, _ = runs
+    for extra in (["--warning_holdout", "5%"], ["--shadow_policy", str(runs[0].parent /
+                                                                       "same.json")]):
+        assert backtest.run(["--input", str(inp), "--output", str(tmp_path / "o"),
+                             "--chunk", "2d", *extra]) == 2
+        assert capsys.readouterr().err.strip() == (
+            "backtest: error: --shadow_policy and --warning_holdout need a replay in one run "
+            "(no --chunk, --write_state or --restore_state yet)")

@@ -73,6 +73,7 @@ from transforms.graph import STEP_LABELS
 from transforms.machine import DEFAULT_SHARDS, END_OF_TIME, Chunk, Gather, gc_paused, stamped
 from transforms.policy import Policy
 from transforms.safetynet import INPUTS, SafetyNet
+from transforms.shadow import SHADOW_OUTPUTS, ShadowDiff
 
 PROG = "backtest"
 REQUIRED = ("transfers",)
@@ -264,19 +265,21 @@ def _sort_key(name: str):
 
 class WriteOutput(beam.DoFn):
     """Writes one output's rows, sorted, to ``out_dir/NAME.fmt`` (a temp file renamed in
-    place, so a half-written file is never left under the final name)."""
+    place, so a half-written file is never left under the final name); ``file_name``
+    (e.g. ``shadow_holds``) writes output ``name``'s rows under another name."""
 
-    def __init__(self, name: str, out_dir: str, fmt: str):
+    def __init__(self, name: str, out_dir: str, fmt: str, file_name: Optional[str] = None):
         self.name, self.out_dir, self.fmt = name, out_dir, fmt
+        self.file_name = file_name or name
 
     def process(self, rows):
-        path = Path(self.out_dir) / f"{self.name}.{self.fmt}"
+        path = Path(self.out_dir) / f"{self.file_name}.{self.fmt}"
         rows = sorted(rows, key=_sort_key(self.name))
         tmp = path.with_name(f".{path.name}.tmp")
         codecs.write_records(tmp, OUTPUT_FILES[self.name], rows, self.fmt)
         os.replace(tmp, path)
-        Metrics.counter("Write", f"{self.name}_written").inc(len(rows))
-        yield self.name, len(rows)
+        Metrics.counter("Write", f"{self.file_name}_written").inc(len(rows))
+        yield self.file_name, len(rows)
 
 
 class WriteJsonLines(beam.DoFn):
@@ -336,9 +339,10 @@ class ChunkRun(NamedTuple):
 def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: str,
           policy: Policy, progress: bool = True, shards: int = DEFAULT_SHARDS,
           bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT),
-          run: ChunkRun = ChunkRun()) -> dict:
+          run: ChunkRun = ChunkRun(), shadow: Optional[Policy] = None) -> dict:
     """Wire the replay files through ``SafetyNet(policy, "batch")`` into the output files.
-    Graph only: nothing runs until the pipeline does. Returns the SafetyNet outputs."""
+    Graph only: nothing runs until the pipeline does. Returns the SafetyNet outputs.
+    ``shadow``: a second policy on the same inputs, written to ``shadow_*`` files."""
     out = str(Path(output_dir).resolve())
     inputs, parse_dead = {}, []
     for name in INPUTS:
@@ -384,7 +388,40 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
      | "ScoreRows" >> beam.Map(score_row)
      | "GatherScores" >> Gather()
      | "WriteScores" >> beam.ParDo(WriteScores(out)))
+    if policy.warning_holdout > 0:
+        _write_holdout(outs, out, fmt, "")
+    if shadow is not None:
+        build_shadow(inputs, outs, shadow, out, fmt, shards)
     return outs
+
+
+def _write_holdout(outs: dict, out: str, fmt: str, prefix: str) -> None:
+    """The warnings the holdout withheld (``warning_holdout.fmt``): the report's control
+    group for warning efficacy."""
+    (outs["warning_holdout"] | f"Gather{prefix.title()}WarningHoldout" >> Gather()
+     | f"Write{prefix.title()}WarningHoldout" >> beam.ParDo(
+         WriteOutput("outreach", out, fmt, file_name=f"{prefix}warning_holdout")))
+
+
+def build_shadow(inputs: dict, outs: dict, shadow: Policy, out: str, fmt: str,
+                 shards: int) -> dict:
+    """A shadow policy on the same inputs: its own decisions in ``shadow_*`` files, never
+    acted on, and where it disagrees with the live one (``shadow_disagreements.jsonl``,
+    ``shadow_hourly.jsonl``). The live steps and their labels are untouched."""
+    souts = inputs | "Shadow" >> SafetyNet(shadow, "batch", label="Shadow", shards=shards)
+    for name in SHADOW_OUTPUTS:
+        (souts[name] | f"ShadowGather{name.title()}" >> Gather()
+         | f"ShadowWrite{name.title()}" >> beam.ParDo(
+             WriteOutput(name, out, fmt, file_name=f"shadow_{name}")))
+    if shadow.warning_holdout > 0:
+        _write_holdout(souts, out, fmt, "shadow_")
+    diff = {"live": outs, "shadow": souts} | "ShadowDiff" >> ShadowDiff()
+    for name in ("disagreements", "hourly"):
+        (diff[name] | f"ShadowGlobal{name.title()}" >> beam.WindowInto(
+            beam.window.GlobalWindows())
+         | f"ShadowGather{name.title()}" >> Gather()
+         | f"ShadowWrite{name.title()}" >> beam.ParDo(WriteJsonLines(f"shadow_{name}", out)))
+    return souts
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -423,6 +460,10 @@ def arg_parser() -> argparse.ArgumentParser:
                         "directory is refused before anything runs)")
     g = p.add_argument_group("input guards")
     add_input_options(g)
+    p.add_argument("--shadow_policy", default=None, metavar="FILE",
+                   help="a JSON or YAML file of policy options (the flags' names) run as a "
+                        "shadow beside the live policy: its decisions go to shadow_* files "
+                        "and the report compares the two; never acted on")
     p.add_argument("--batch_shards", type=positive_int, default=DEFAULT_SHARDS, metavar="N",
                    help="shards of each step's key space: the most workers a step can use "
                         f"(default {DEFAULT_SHARDS}; raise it for a large cluster)")
@@ -589,6 +630,11 @@ def run(argv: Optional[list] = None) -> int:
         if args.compare and not (Path(args.compare) / "metrics.json").is_file():
             raise UsageError(f"--compare {args.compare}: no metrics.json there")
         policy = _policy(args, replay)
+        shadow = None
+        if args.shadow_policy:
+            from pipelines.shadow import shadow_policy
+
+            shadow = shadow_policy(args.shadow_policy, policy, args.time_scale or 1.0)
         from schemas.blacklist import load_many  # fail early on an unreadable list
 
         if policy.blacklist_paths:
@@ -598,6 +644,10 @@ def run(argv: Optional[list] = None) -> int:
         restored = check_checkpoint(args.restore_state) if args.restore_state else None
         if args.write_state:
             _prepare_state_dir(Path(args.write_state), Path(args.restore_state or "."))
+        if (shadow is not None or policy.warning_holdout > 0) and (
+                chunk_ms or args.write_state or restored is not None):
+            raise UsageError("--shadow_policy and --warning_holdout need a replay in one run "
+                             "(no --chunk, --write_state or --restore_state yet)")
     except (UsageError, CodecError, CheckpointError, preflight.PreflightError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
@@ -619,7 +669,7 @@ def run(argv: Optional[list] = None) -> int:
         else:
             pipeline = beam.Pipeline(options=options)
             build(pipeline, replay, out, fmt, policy, progress, args.batch_shards,
-                  (args.max_usd_value, args.max_amount))
+                  (args.max_usd_value, args.max_amount), shadow=shadow)
             result = pipeline.run()
             result.wait_until_finish()
             counters = counters_of(result)
@@ -641,6 +691,16 @@ def run(argv: Optional[list] = None) -> int:
         p = out / f"{name}.{fmt}"
         if not p.exists():
             codecs.write_records(p, OUTPUT_FILES[name], [], fmt)
+    extra = [f"shadow_{n}" for n in SHADOW_OUTPUTS] if shadow is not None else []
+    if policy.warning_holdout > 0:
+        extra.append("warning_holdout")
+    if shadow is not None and shadow.warning_holdout > 0:
+        extra.append("shadow_warning_holdout")
+    for name in extra:
+        p = out / f"{name}.{fmt}"
+        if not p.exists():
+            codecs.write_records(p, OUTPUT_FILES[name.removeprefix("shadow_").replace(
+                "warning_holdout", "outreach")], [], fmt)
     if not (out / SCORES_FILE).exists():
         write_scores(out / SCORES_FILE, [])
     from pipelines import report
@@ -652,6 +712,8 @@ def run(argv: Optional[list] = None) -> int:
                 "argv": argv, "policy": report.policy_dict(policy),
                 "policy_options": policy_options(policy, automatic=tuple(
                     str(p) for p in (replay.snapshot, replay.profiles) if p))}
+    if shadow is not None:
+        run_info["shadow_policy"] = report.policy_dict(shadow)
     metrics = report.build_report(replay.directory, out, counters=counters, run=run_info,
                                   html=not args.no_report, compare=args.compare)
     if progress:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from transforms.holdout import parse_share
 from transforms.policy import Policy
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -84,6 +85,8 @@ _HELP = {
     "lookalike_sol_head": "look-alikes, SOL (base58, case-sensitive): characters compared "
                           "from the start (Solana wallet adapter shows 4)",
     "lookalike_sol_tail": "look-alikes, SOL: characters compared from the end",
+    "warning_holdout": "share of users (a hash of the user id; 5%% or 0.05) who get no "
+                       "WARNING, to measure warning efficacy (default 0)",
     "stream_ordering": "streaming: event_time (wait for the watermark, decide in the "
                        "backtest's order) or arrival (decide on arrival, lower latency)",
 }
@@ -190,6 +193,9 @@ class SafetyNetOptions(PipelineOptions):
             elif f.name == "blacklist_paths":
                 parser.add_argument("--blacklist", dest="blacklist_paths", default=None,
                                     metavar="FILES", help=help_)
+            elif f.name == "warning_holdout":
+                parser.add_argument("--warning_holdout", type=parse_share, default=None,
+                                    metavar="SHARE", help=help_)
             elif isinstance(default, bool):
                 parser.add_argument(f"--{name}", type=_bool, default=None,
                                     metavar="{true,false}",

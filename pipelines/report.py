@@ -134,6 +134,15 @@ def _output(out_dir: Path, name: str) -> list:
     return [r for r in codecs.read_records(p, rt) if type(r).__name__ == rt]
 
 
+def _output_named(out_dir: Path, file_name: str, name: str) -> list:
+    """Rows of output ``name`` written under another file name (``shadow_holds``, ...)."""
+    p = codecs.find_input(out_dir, file_name)
+    if p is None:
+        return []
+    rt = OUTPUT_FILES[name]
+    return [r for r in codecs.read_records(p, rt) if type(r).__name__ == rt]
+
+
 def read_scores(out_dir: Path) -> list:
     p = out_dir / "scores.parquet"
     if not p.exists():
@@ -1006,6 +1015,11 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
                                            "category", "description", "verdict", "score"],
                                           rows) + "</div>")
 
+    from pipelines import efficacy, shadow
+
+    P.append(shadow.html_section(metrics.get("shadow")))
+    P.append(efficacy.html_section(metrics.get("warning_efficacy")))
+
     rec = metrics["reconciliation"]
     P.append("<h2>Reconciliation</h2>")
     P.append("<p class='note'>Every input record ends processed or dead-lettered (rule 7): "
@@ -1103,6 +1117,12 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     """Write ``metrics.json`` (and ``report.html``) into ``out_dir``; return the metrics."""
     out_dir = Path(out_dir)
     metrics, extras = compute(input_dir, out_dir, counters, run)
+    from pipelines import efficacy, shadow
+
+    pol = (run or {}).get("policy") or {}
+    metrics["shadow"] = shadow.compare(out_dir, extras, pol, (run or {}).get("shadow_policy"))
+    metrics["warning_efficacy"] = efficacy.from_files(input_dir, out_dir, extras,
+                                                      float(pol.get("warning_holdout") or 0.0))
     cmp_metrics = None
     if compare is not None:
         cmp_metrics = json.loads((Path(compare) / "metrics.json").read_text(encoding="utf-8"))

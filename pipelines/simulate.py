@@ -68,8 +68,36 @@ def build_parser() -> argparse.ArgumentParser:
                         "every kind is also injected once when > 0)")
     p.add_argument("--duplicate_share", type=_share, default=0.002,
                    help="share of transfers and reports delivered twice (default 0.002)")
+    p.add_argument("--efficacy_victims", type=int, default=0, metavar="N",
+                   help="add N victims of efficacy campaigns (simulator/efficacy.py): a warned "
+                        "victim cancels later scam payments with probability "
+                        "--warning_effect (default 0: none)")
+    p.add_argument("--warning_effect", type=_unit, default=0.5, metavar="P",
+                   help="probability that a warned efficacy-campaign victim cancels (0.5)")
+    p.add_argument("--warning_holdout", type=_holdout, default=0.0, metavar="SHARE",
+                   help="the backtest's --warning_holdout (e.g. 5%%): holdout victims are "
+                        "never warned, so never cancel (default 0)")
     dashed_aliases(p)
     return p
+
+
+def _unit(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return v
+
+
+def _holdout(text: str) -> float:
+    from transforms.holdout import parse_share
+
+    try:
+        return parse_share(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -93,7 +121,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         m = simulator.generate(out, users=args.users, days=args.days, seed=args.seed,
                                fmt=args.fmt, start_ms=args.start_ms,
                                malformed_share=args.malformed_share,
-                               duplicate_share=args.duplicate_share)
+                               duplicate_share=args.duplicate_share,
+                               warning_effect=args.warning_effect,
+                               warning_holdout=args.warning_holdout,
+                               efficacy_victims=args.efficacy_victims)
     except (ValueError, OSError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
@@ -115,6 +146,11 @@ def _summary(out: Path, m: dict, elapsed: float) -> None:
     print(f"  scam transfers {scam['transfers']:,} ({share:.2%}), ${scam['usd']:,.0f}")
     for typ, v in scam["by_typology"].items():
         print(f"    {typ:<20} {v['transfers']:>7,} transfers  ${v['usd']:>14,.0f}")
+    if "efficacy" in m:
+        e = m["efficacy"]
+        print(f"  efficacy campaigns: {e['victims']} victims, {e['holdout_victims']} in the "
+              f"holdout, {e['cancelling_victims']} cancel {e['cancelled_payments']} payments "
+              f"(${e['cancelled_usd']:,.0f})")
     print(f"  malformed {sum(m['malformed_total'].values()):,}, duplicates "
           f"{sum(m['duplicates'].values()):,}, report-bombing bursts {len(m['report_bombing'])}")
     sys.stdout.flush()

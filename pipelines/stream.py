@@ -84,6 +84,14 @@ class StreamOptions(PipelineOptions):
                                  "scorers read them (a local path or gs://; default: a "
                                  "new local temporary directory, fine for the local runner "
                                  "only: on Dataflow or Flink give a shared location)")
+        parser.add_argument("--shadow_policy", default=None, metavar="FILE",
+                            help="JSON or YAML file of policy options run as a shadow: its "
+                                 "decisions go to safetynet-shadow-NAME topics (never acted "
+                                 "on), hourly disagreement counts to "
+                                 "safetynet-shadow-disagreements")
+        parser.add_argument("--warning_holdout_topic", default=None,
+                            help="topic for the warnings the holdout withheld (default "
+                                 "projects/PROJECT/topics/safetynet-warning_holdout)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,6 +158,19 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     for n in OUTPUT_NAMES:
         topic = getattr(so, f"{n}_topic") or topic_path(project, n)
         outs[n] | f"Write{n.title()}" >> WriteOutput(topic, payload, local)
+    if policy.warning_holdout > 0:
+        outs["warning_holdout"] | "WriteWarningHoldout" >> WriteOutput(
+            so.warning_holdout_topic or topic_path(project, "warning_holdout"), payload, local)
+    if so.shadow_policy:
+        from pipelines.shadow import build_stream_shadow, shadow_policy
+
+        scale = options.view_as(SafetyNetOptions).time_scale or 1.0
+        shadow = shadow_policy(so.shadow_policy, policy, scale)
+        # the shadow's models publish apart from the live ones (its own versions directory)
+        vdir = f"{so.model_versions_dir.rstrip('/')}/shadow" if so.model_versions_dir else None
+        outs["shadow"] = build_stream_shadow(inputs, outs, shadow,
+                                             lambda n: topic_path(project, n), payload, local,
+                                             scale, versions_dir=vdir)
     return outs
 
 
@@ -217,6 +238,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("[stream] interrupted, stopping", flush=True)
         return 130
+    except ValueError as e:  # a bad policy value or shadow policy file
+        print(f"stream: error: {e}", file=sys.stderr)
+        return 2
     except Exception as e:  # noqa: BLE001 - a runner's failure: one line (--verbose: all)
         if args.verbose:
             raise

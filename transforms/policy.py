@@ -97,6 +97,23 @@ class Policy:
     # runner whose timers hold the watermark, as Dataflow and Flink do and Beam's local
     # runner does not)
     stream_ordering: str = "arrival"
+    # Look-alikes (rule 9): characters a wallet shows of an address, per family, from the
+    # start (fixed prefix such as 0x, T, bc1 included) and from the end; defaults and their
+    # sources in transforms/lookalike.py
+    lookalike_evm_head: int = 5
+    lookalike_evm_tail: int = 4
+    lookalike_tron_head: int = 4
+    lookalike_tron_tail: int = 4
+    lookalike_btc_head: int = 4
+    lookalike_btc_tail: int = 4
+    lookalike_bech32_head: int = 6
+    lookalike_bech32_tail: int = 4
+    lookalike_sol_head: int = 4
+    lookalike_sol_tail: int = 4
+    # Warning efficacy (transforms/holdout.py): this share of users, chosen by a hash of
+    # the user id, gets no WARNING (holds, freezes, interventions unchanged); the suppressed
+    # warnings go to the ``warning_holdout`` output so a report can compare the two groups
+    warning_holdout: float = 0.0
     # Files read at start (side data)
     blacklist_paths: tuple = ()
     profiles_path: Optional[str] = None
@@ -126,9 +143,13 @@ class Policy:
             raise ValueError("need 0 <= warn_threshold <= hold_threshold <= 1")
         if not 0.0 <= self.review_threshold <= self.scam_threshold <= 1.0:
             raise ValueError("need 0 <= review_threshold <= scam_threshold <= 1")
+        if not 0.0 <= self.warning_holdout <= 1.0:
+            raise ValueError("warning_holdout must be between 0 and 100%")
         for f in dataclasses.fields(self):
             if f.name.endswith("_ms") and getattr(self, f.name) <= 0:
                 raise ValueError(f"{f.name} must be positive")
+            if f.name.startswith("lookalike_") and getattr(self, f.name) < 1:
+                raise ValueError(f"{f.name} must be at least 1")
         if self.model_publish_labels < 1 or self.model_negative_sample < 1:
             raise ValueError("model_publish_labels and model_negative_sample must be >= 1")
         if self.friction_cap < 0:

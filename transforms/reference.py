@@ -33,6 +33,7 @@ from transforms.graph import (
     Step,
     verdict_row,
 )
+from transforms.learner import warm_versions
 from transforms.machine import METRIC, gc_paused, group_by_key, run_history
 from transforms.policy import Policy
 from transforms.safetynet import SideData
@@ -92,7 +93,9 @@ def run_steps(inputs: dict, policy: Policy, stats: Stats,
             streams[f"{r.input}:{b}"] = rows
     for st in STEPS:
         events = [e for n in st.inputs for e in streams[n]]
-        side_value = streams[st.side] if st.side is not None else None
+        side_value = None
+        if st.side is not None:  # model versions: a warm start's first, as SafetyNet does
+            side_value = warm_versions(policy) + list(streams[st.side])
         out = _stage(st, policy, side, events, stats, side_value)
         for tag in (st.main, *st.tags):
             streams[f"{st.label}:{tag}"] = out.get(tag, [])

@@ -17,7 +17,8 @@ CATEGORIES = ("INVESTMENT", "ROMANCE", "PHISHING", "IMPERSONATION", "FAKE_PLATFO
 SUBJECT_TYPES = ("TRANSFER", "ADDRESS", "REPORT")
 BLACKLIST_ACTIONS = ("ADD", "REMOVE")
 RESOLUTIONS = ("RELEASED", "REFUNDED")
-OUTREACH_KINDS = ("WARNING", "INTERVENTION", "SILENT_SUFFERER", "HOLD_NOTICE", "RECOVERY")
+OUTREACH_KINDS = ("WARNING", "INTERVENTION", "SILENT_SUFFERER", "HOLD_NOTICE", "RECOVERY",
+                  "RISK_ASSESSMENT")
 OUTREACH_CHANNELS = ("APP", "CHAT", "CALL")
 VERDICTS = ("SCAM", "NOT_SCAM", "REVIEW")
 
@@ -119,6 +120,9 @@ class Outreach(NamedTuple):
     transfer_id: Optional[str]
     address: Optional[str]
     reasons: List[str]
+    # What the call-capacity and assessment selections rank by (rules 11, 12): the USD at
+    # risk weighted by its risk score; null where nothing ranks it.
+    expected_loss_usd: Optional[float] = None
 
 
 class Verdict(NamedTuple):
@@ -218,6 +222,7 @@ FIELDS: dict[str, list[F]] = {
         ("kind", "enum:OUTREACH_KINDS", False), ("channel", "enum:OUTREACH_CHANNELS", False),
         ("created_at", "timestamp", False), ("transfer_id", "string", True),
         ("address", "string", True), ("reasons", "array<string>", False),
+        ("expected_loss_usd", "double", True),
     ],
     "Verdict": [
         ("report_id", "string", False), ("suspect", "string", False),

@@ -80,5 +80,6 @@ class OutreachStep(Machine):
                 return [(METRIC, now, ("outreach_cooldown_suppressed", 1))]
             s.last_sent[kind] = now
         o = Outreach(short_id("outreach", req.user_id, kind, now, req.transfer_id, req.address),
-                     req.user_id, kind, channel, now, req.transfer_id, req.address, reasons)
+                     req.user_id, kind, channel, now, req.transfer_id, req.address, reasons,
+                     req.expected_loss)
         return [(OUTREACH, now, o)]

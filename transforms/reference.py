@@ -24,6 +24,8 @@ from typing import Any, Callable, Iterable, Optional
 from schemas.rows import DeadLetter
 from transforms import actions as act
 from transforms import ledger as led
+from transforms.assessments import daily_assessments  # issue 12
+from transforms.capacity import apply_capacity  # issue 12
 from transforms.labels import EXAMPLES
 from transforms.machine import METRIC, gc_paused, group_by_key, run_history
 from transforms.models import SCORED_REPORTS, SCORED_TRANSFERS, model_key
@@ -154,8 +156,12 @@ def run_reference(inputs: dict, policy: Optional[Policy] = None,
     actions = run("Actions", "actions",
                   _keyed(_address_of, models[SCORED_TRANSFERS], models[SCORED_REPORTS],
                          facts, blacklist))
+    # --- issue 12: daily risk assessments (rule 11) into Outreach; call capacity (rule 12)
+    assessments = daily_assessments(models[SCORED_TRANSFERS], actions[act.LOSSES], policy,
+                                    side.profiles().get)
     outreach = run("Outreach", "outreach",
-                   _keyed(_user_of, actions[act.REQUESTS], actions[act.LOSSES]))
+                   _keyed(_user_of, actions[act.REQUESTS], actions[act.LOSSES], assessments))
+    outreach[OUTREACH] = apply_capacity(outreach[OUTREACH], policy)
 
     return {
         "holds": actions[act.HOLDS],

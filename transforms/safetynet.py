@@ -33,6 +33,8 @@ from schemas.rows import DeadLetter, UserProfile, Verdict
 from transforms import actions as act
 from transforms import ledger as led
 from transforms.actions import Actions
+from transforms.assessments import Assessments  # issue 12
+from transforms.capacity import CallCapacity  # issue 12
 from transforms.events import AddressFact, ReportIn
 from transforms.labels import EXAMPLES, LabelJoin
 from transforms.machine import DEFAULT_SHARDS, RunMachine, Then
@@ -282,8 +284,15 @@ class SafetyNet(beam.PTransform):
                             (models[SCORED_TRANSFERS], models[SCORED_REPORTS], facts,
                              blacklist), "actions", act.HOLDS,
                             (act.RESOLUTIONS, act.FREEZES, act.REQUESTS, act.LOSSES))
-        outreach = self._run("Outreach", _user_of, (actions[act.REQUESTS], actions[act.LOSSES]),
+        # --- issue 12 (rule 11): daily risk assessments, a global top-K per day window
+        # from the scored transfers and the confirmed losses, into Outreach (cool-down).
+        assessments = ((models[SCORED_TRANSFERS], actions[act.LOSSES])
+                       | "Assessments" >> Assessments(self.policy, self.side))
+        outreach = self._run("Outreach", _user_of, (actions[act.REQUESTS], actions[act.LOSSES],
+                                                    assessments),
                              "outreach", OUTREACH, ())
+        # --- issue 12 (rule 12): call capacity, a global selection per day window.
+        outreach_out = outreach[OUTREACH] | "CallCapacity" >> CallCapacity(self.policy)
 
         verdicts = models[SCORED_REPORTS] | "Verdicts" >> beam.Map(_verdict)
         dead = ((split_r.dead, t_led[led.DEAD], r_led[led.DEAD])
@@ -292,7 +301,7 @@ class SafetyNet(beam.PTransform):
             "holds": actions[act.HOLDS],
             "resolutions": actions[act.RESOLUTIONS],
             "freezes": actions[act.FREEZES],
-            "outreach": outreach[OUTREACH],
+            "outreach": outreach_out,  # issue 12: after the call capacity
             "verdicts": verdicts,
             "dead_letter": dead,
             "scored": models[SCORED_TRANSFERS],

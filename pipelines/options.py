@@ -64,6 +64,8 @@ _HELP = {
     "assessment_new_payees": "risk assessment signal: this many new payees in a day",
     "assessment_fan_in": "risk assessment signal: a destination paid by this many senders "
                          "in 24h",
+    "case_max_items": "case files: items kept per list (transfers, reports, verdicts, "
+                      "list entries, outreach, timeline); the rest are counted",
     "blacklist_paths": "blacklist snapshot files (Avro/Parquet or vendor formats), "
                        "comma-separated",
     "profiles_path": "UserProfile file (Avro/Parquet)",

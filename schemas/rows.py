@@ -143,6 +143,42 @@ class DeadLetter(NamedTuple):
     at: int
 
 
+class CaseFile(NamedTuple):
+    """An investigation file on one suspect address (issue 12): opened when the address is
+    frozen or blacklisted or gets a SCAM or REVIEW verdict, re-issued whenever it changes
+    (``version``: the events it has seen; the highest is the latest). Items are JSON
+    objects as strings (one per transfer, report, verdict, list entry, outreach, timeline
+    line), at most ``case_max_items`` per list; ``*_omitted`` count what was left out.
+    Totals cover every transfer in the lookback."""
+
+    case_id: str
+    address: str
+    network: Optional[str]
+    user_id: Optional[str]
+    opened_at: int
+    updated_at: int
+    version: int
+    triggers: List[str]
+    transfers: List[str]
+    reports: List[str]
+    verdicts: List[str]
+    freeze: Optional[str]
+    blacklist: List[str]
+    outreach: List[str]
+    timeline: List[str]
+    victims: int
+    usd_sent: float
+    usd_lost: float
+    usd_refunded: float
+    usd_held: float
+    transfers_omitted: int
+    reports_omitted: int
+    verdicts_omitted: int
+    blacklist_omitted: int
+    outreach_omitted: int
+    timeline_omitted: int
+
+
 class Truth(NamedTuple):
     """The simulator's ground truth (``truth.*`` beside a replay directory).
 
@@ -234,6 +270,21 @@ FIELDS: dict[str, list[F]] = {
         ("source", "string", False), ("payload", "string", False),
         ("error", "string", False), ("at", "timestamp", False),
     ],
+    "CaseFile": [
+        ("case_id", "string", False), ("address", "string", False),
+        ("network", "string", True), ("user_id", "string", True),
+        ("opened_at", "timestamp", False), ("updated_at", "timestamp", False),
+        ("version", "long", False), ("triggers", "array<string>", False),
+        ("transfers", "array<string>", False), ("reports", "array<string>", False),
+        ("verdicts", "array<string>", False), ("freeze", "string", True),
+        ("blacklist", "array<string>", False), ("outreach", "array<string>", False),
+        ("timeline", "array<string>", False), ("victims", "long", False),
+        ("usd_sent", "double", False), ("usd_lost", "double", False),
+        ("usd_refunded", "double", False), ("usd_held", "double", False),
+        ("transfers_omitted", "long", False), ("reports_omitted", "long", False),
+        ("verdicts_omitted", "long", False), ("blacklist_omitted", "long", False),
+        ("outreach_omitted", "long", False), ("timeline_omitted", "long", False),
+    ],
     "Truth": [
         ("subject_type", "string", False), ("subject_id", "string", False),
         ("is_scam", "boolean", False), ("typology", "string", True),
@@ -247,12 +298,13 @@ ROW_TYPES: dict[str, type] = {
     "Transfer": Transfer, "ScamReport": ScamReport, "CaseOutcome": CaseOutcome,
     "BlacklistUpdate": BlacklistUpdate, "UserProfile": UserProfile, "Hold": Hold,
     "HoldResolution": HoldResolution, "Freeze": Freeze, "Outreach": Outreach,
-    "Verdict": Verdict, "DeadLetter": DeadLetter, "Truth": Truth,
+    "Verdict": Verdict, "DeadLetter": DeadLetter, "Truth": Truth, "CaseFile": CaseFile,
 }
 
 # Replay-directory file stem of each record (DESIGN.md: replay input / backtest output).
 INPUT_FILES = {"transfers": "Transfer", "reports": "ScamReport", "outcomes": "CaseOutcome",
                "blacklist": "BlacklistUpdate", "profiles": "UserProfile"}
 OUTPUT_FILES = {"holds": "Hold", "resolutions": "HoldResolution", "freezes": "Freeze",
-                "outreach": "Outreach", "verdicts": "Verdict", "dead_letter": "DeadLetter"}
+                "outreach": "Outreach", "verdicts": "Verdict", "dead_letter": "DeadLetter",
+                "cases": "CaseFile"}
 

@@ -20,7 +20,8 @@ loss first. The cap is global across users, so this is Beam windowing, not keyed
 Signals of a day (thresholds are policy options): warnings (score at or above the warning
 threshold, or a listed or look-alike destination), look-alike payments, payments to a
 young destination (first seen less than a day before, already paid by others), to a
-high-fan-in destination (``assessment_fan_in`` senders in 24h), a sudden rise in amount
+high-fan-in destination (``assessment_fan_in`` senders in 24h into an address first seen
+less than two days before: into an old address that is a merchant), a sudden rise in amount
 (``amount_z`` at or above ``assessment_amount_z``), ``assessment_new_payees`` new payees
 in the day, a vulnerable profile, a past scam loss. Expected loss of the day: the sum over
 its transfers of USD x risk score (x 1 for a listed or look-alike destination), in cents.
@@ -54,6 +55,7 @@ from transforms.policy import DAY, Policy
 
 KIND = "RISK_ASSESSMENT"
 TOP_REASONS = 3
+YOUNG_FAN_IN_DAYS = 2.0  # a high fan-in counts only into an address first seen this recently
 
 
 class DaySignals(NamedTuple):
@@ -85,13 +87,16 @@ def transfer_signals(st: ScoredTransfer, policy: Policy) -> DaySignals:
     f = ft.features
     sure = bool(ft.blacklist) or bool(ft.lookalike_of)
     risk = 1.0 if sure else st.score
-    young = f.get("dest_age_days", 99.0) < 1.0 and f.get("log_dest_transfers", 0.0) > 0.0
+    age = f.get("dest_age_days", 99.0)
+    young = age < 1.0 and f.get("log_dest_transfers", 0.0) > 0.0
+    # many senders into an old address is a merchant; into a young one, a campaign
+    crowded = f.get("fan_in_24h", 0.0) >= policy.assessment_fan_in and age < YOUNG_FAN_IN_DAYS
     return DaySignals(
         transfers=1,
         warnings=int(sure or st.score >= policy.warn_threshold),
         lookalikes=int(bool(ft.lookalike_of)),
         young_destinations=int(young),
-        high_fan_in=int(f.get("fan_in_24h", 0.0) >= policy.assessment_fan_in),
+        high_fan_in=int(crowded),
         amount_rises=int(f.get("amount_z", 0.0) >= policy.assessment_amount_z),
         new_payees=int(f.get("new_dest", 0.0) > 0.0),
         loss_cents=int(round(risk * ft.transfer.usd_value * 100)))

@@ -86,6 +86,9 @@ class Policy:
     assessment_amount_z: float = 3.0
     assessment_new_payees: int = 3
     assessment_fan_in: int = 10
+    # Case files: items kept per list of a case (transfers, reports, verdicts, list
+    # entries, outreach, timeline); the rest are counted as left out
+    case_max_items: int = 50
     # Files read at start (side data)
     blacklist_paths: tuple = ()
     profiles_path: Optional[str] = None

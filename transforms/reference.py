@@ -12,7 +12,7 @@ graph's topological order. It is the batch face without Beam's shuffles and code
 >>> from transforms.policy import Policy
 >>> out = run_reference({}, Policy())
 >>> sorted(out)
-['dead_letter', 'freezes', 'holds', 'outreach', 'resolutions', 'scored', 'verdicts']
+['cases', 'dead_letter', 'freezes', 'holds', 'outreach', 'resolutions', 'scored', 'verdicts']
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from transforms import actions as act
 from transforms import ledger as led
 from transforms.assessments import daily_assessments  # issue 12
 from transforms.capacity import apply_capacity  # issue 12
+from transforms.casefiles import case_files  # issue 12
 from transforms.labels import EXAMPLES
 from transforms.machine import METRIC, gc_paused, group_by_key, run_history
 from transforms.models import SCORED_REPORTS, SCORED_TRANSFERS, model_key
@@ -171,6 +172,10 @@ def run_reference(inputs: dict, policy: Optional[Policy] = None,
         "verdicts": [_verdict(sr) for sr in models[SCORED_REPORTS]],
         "dead_letter": dead_in + up["dead_letter"],
         "scored": models[SCORED_TRANSFERS],
+        # issue 12: every version of every case file
+        "cases": case_files(policy, models[SCORED_TRANSFERS], models[SCORED_REPORTS],
+                            actions[act.HOLDS], actions[act.RESOLUTIONS],
+                            actions[act.FREEZES], blacklist, outreach[OUTREACH]),
     }
 
 

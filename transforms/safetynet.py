@@ -35,6 +35,7 @@ from transforms import ledger as led
 from transforms.actions import Actions
 from transforms.assessments import Assessments  # issue 12
 from transforms.capacity import CallCapacity  # issue 12
+from transforms.casefiles import CaseFiles  # issue 12
 from transforms.events import AddressFact, ReportIn
 from transforms.labels import EXAMPLES, LabelJoin
 from transforms.machine import DEFAULT_SHARDS, RunMachine, Then
@@ -294,6 +295,11 @@ class SafetyNet(beam.PTransform):
         # --- issue 12 (rule 12): call capacity, a global selection per day window.
         outreach_out = outreach[OUTREACH] | "CallCapacity" >> CallCapacity(self.policy)
 
+        # --- issue 12: case files, keyed by suspect address, downstream of every decision.
+        cases = ((models[SCORED_TRANSFERS], models[SCORED_REPORTS], actions[act.HOLDS],
+                  actions[act.RESOLUTIONS], actions[act.FREEZES], blacklist, outreach_out)
+                 | "CaseFiles" >> CaseFiles(self.policy, self.mode, self.shards))
+
         verdicts = models[SCORED_REPORTS] | "Verdicts" >> beam.Map(_verdict)
         dead = ((split_r.dead, t_led[led.DEAD], r_led[led.DEAD])
                 | "DeadLetters" >> beam.Flatten())
@@ -306,4 +312,5 @@ class SafetyNet(beam.PTransform):
             "dead_letter": dead,
             "scored": models[SCORED_TRANSFERS],
             "model_metrics": models[MODEL_METRICS],
+            "cases": cases,  # issue 12: every version of every case file
         }

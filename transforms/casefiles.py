@@ -188,7 +188,7 @@ class CaseBook(Machine):
                 s.senders[tr.user_id] = s.senders.get(tr.user_id, 0) + 1
                 s.cents[s.fates.get(tid, LOST)] += _cents(tr.usd_value)
             for src in ft.blacklist or ():
-                self._open(s, now, f"listed:{src}")
+                self._open(s, now, f"blacklisted:{src}")
             line = (f"transfer {tid}: {tr.amount} {tr.asset} (${tr.usd_value:,.2f})"
                     f" from {tr.user_id}, risk {ev.score:.2f}")
         elif t is Hold:

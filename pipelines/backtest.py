@@ -14,9 +14,10 @@ optionally ``profiles``, each as ``NAME.avro`` or ``NAME.parquet``. A
 simulator's ground truth), when present, is used only by the report.
 
 Output (``--output``): ``holds``, ``resolutions``, ``freezes``, ``outreach``, ``verdicts``,
-``dead_letter`` as single ``NAME.avro`` / ``NAME.parquet`` files (rows sorted, so a rerun
-gives byte-identical files), ``scores.parquet`` (every scored transfer: the threshold
-sweep's input), ``metrics.json`` and ``report.html``.
+``dead_letter``, ``cases`` (the latest version of each case file) as single
+``NAME.avro`` / ``NAME.parquet`` files (rows sorted, so a rerun gives byte-identical
+files), ``scores.parquet`` (every scored transfer: the threshold sweep's input),
+``metrics.json``, ``report.html`` and ``cases/*.html`` (one page per case file).
 
 Runner: ``FnApiRunner`` unless ``--runner`` says otherwise (Beam's plain ``DirectRunner``
 would try to download Prism). For several processes:
@@ -49,6 +50,7 @@ from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.rows import INPUT_FILES, OUTPUT_FILES, DeadLetter
 from transforms.aggregates import FanIn, HourlyMetrics
+from transforms.casefiles import latest_cases
 from transforms.machine import DEFAULT_SHARDS, Gather, gc_paused, stamped
 from transforms.policy import Policy
 from transforms.safetynet import INPUTS, SafetyNet
@@ -60,7 +62,8 @@ SCORES_FILE = "scores.parquet"
 # Sort key of each output file: (time field, id field); the row's repr breaks any tie.
 ORDER = {"holds": ("placed_at", "hold_id"), "resolutions": ("resolved_at", "hold_id"),
          "freezes": ("frozen_at", "freeze_id"), "outreach": ("created_at", "outreach_id"),
-         "verdicts": ("decided_at", "report_id"), "dead_letter": ("at", "source")}
+         "verdicts": ("decided_at", "report_id"), "dead_letter": ("at", "source"),
+         "cases": ("opened_at", "case_id")}
 
 
 class UsageError(Exception):
@@ -308,8 +311,10 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
     n_transfers = replay.totals.get("transfers", 0)
     for name in OUTPUT_FILES:
         pc = dead if name == "dead_letter" else outs[name]
-        (pc | f"Gather{name.title()}" >> Gather()
-         | f"Write{name.title()}" >> beam.ParDo(WriteOutput(name, out, fmt)))
+        rows = pc | f"Gather{name.title()}" >> Gather()
+        if name == "cases":  # issue 12: every version of each case -> the latest one
+            rows = rows | "LatestCases" >> beam.Map(latest_cases)
+        rows | f"Write{name.title()}" >> beam.ParDo(WriteOutput(name, out, fmt))
     # Hourly aggregates people look at: decision metrics, fan-in per destination.
     hourly = ({n: outs[n] for n in ("holds", "resolutions", "freezes", "outreach")}
               | "HourlyMetrics" >> HourlyMetrics(mode="batch"))

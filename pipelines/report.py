@@ -43,6 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from pipelines.proactive_report import proactive_html, proactive_metrics, write_case_pages
 from schemas import codecs
 from schemas.rows import (
     OUTPUT_FILES,
@@ -886,6 +887,9 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
                                            "category", "description", "verdict", "score"],
                                           rows) + "</div>")
 
+    # issue 12: daily risk assessments, call capacity, case files
+    P.append(proactive_html(metrics, extras.get("out_dir")))
+
     rec = metrics["reconciliation"]
     P.append("<h2>Reconciliation</h2>")
     P.append("<p class='note'>Every input record ends processed or dead-lettered (rule 7): "
@@ -925,6 +929,9 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     """Write ``metrics.json`` (and ``report.html``) into ``out_dir``; return the metrics."""
     out_dir = Path(out_dir)
     metrics, extras = compute(input_dir, out_dir, counters, run)
+    # issue 12: assessments and calls per day against their caps; the case files
+    metrics["proactive"] = proactive_metrics(out_dir, (run or {}).get("policy"))
+    extras["out_dir"] = out_dir
     cmp_metrics = None
     if compare is not None:
         cmp_metrics = json.loads((Path(compare) / "metrics.json").read_text(encoding="utf-8"))
@@ -934,6 +941,7 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     if html:
         (out_dir / "report.html").write_text(render_html(metrics, extras, cmp_metrics),
                                              encoding="utf-8")
+        write_case_pages(out_dir, CSS)  # issue 12: one page per case
     return metrics
 
 

@@ -137,7 +137,8 @@ class Actions(Machine):
         if ft.lookalike_of:
             hold, kind = True, "WARNING"
             reasons.append(f"lookalike_of={ft.lookalike_of}")
-        if ev.score >= p.hold_threshold:
+        threshold = p.hold_threshold if ev.hold_threshold is None else ev.hold_threshold
+        if ev.score >= threshold and not ev.capped:  # capped: the sender's friction cap
             hold = True
             kind = kind or "HOLD_NOTICE"
         elif ev.score >= p.warn_threshold:

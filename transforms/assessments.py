@@ -184,7 +184,7 @@ class _Candidates(beam.DoFn):
         self.policy, self.side = policy, side
 
     def setup(self):
-        self.profile_of = self.side.profiles().get if self.side is not None else (
+        self.profile_of = self.side.profile() if self.side is not None else (
             lambda _u: None)
         self.c_candidates = Metrics.counter("Assessments", "candidates")
 
@@ -223,7 +223,8 @@ def _loss_copies(policy: Policy):
 class Assessments(beam.PTransform):
     """(scored transfers, confirmed losses) -> RISK_ASSESSMENT OutreachRequests, at most
     ``assessments_per_day`` per day window, in the global window (for the Outreach step).
-    ``side`` provides the profiles (``side.profiles().get``); None: no profiles."""
+    ``side`` provides the profiles (``side.profile()``: a lookup by user id, as
+    ``transforms.graph.Side``); None: no profiles."""
 
     def __init__(self, policy: Policy, side=None, label=None):
         super().__init__(label)

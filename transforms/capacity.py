@@ -144,6 +144,8 @@ class CallCapacity(beam.PTransform):
         self.policy = policy
 
     def expand(self, outreach):
+        if isinstance(outreach, (tuple, list)):  # the graph passes its inputs as a tuple
+            (outreach,) = outreach
         p = self.policy
         parts = outreach | "SplitCalls" >> beam.Partition(
             lambda o, n: 0 if is_call(o) else 1, 2)

@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import bisect
 import json
-from typing import Any, Callable, Iterable, Optional
-
-import apache_beam as beam
+from typing import Iterable, Optional
 
 from schemas.rows import BlacklistUpdate, CaseFile, Freeze, Hold, HoldResolution, Outreach
 from transforms.actions import short_id
 from transforms.events import ScoredReport, ScoredTransfer
-from transforms.machine import Machine, RunMachine, group_by_key, run_history
+from transforms.machine import Machine
 from transforms.policy import Policy
 
 CASES = "cases"
@@ -76,11 +74,12 @@ def case_key(ev) -> str:
         return ev.to_address or ""
     if t is Hold:
         return ev.to_address
-    return ev.address  # Freeze, BlacklistUpdate, Outreach
+    return ev.address or ""  # Freeze, BlacklistUpdate, Outreach (none: "")
 
 
 def about_an_address(ev) -> bool:
-    """Outreach without an address (a daily risk assessment) is about no case."""
+    """Outreach without an address (a daily risk assessment) is about no case: the
+    CaseBook ignores it (it arrives under the key "")."""
     return type(ev) is not Outreach or ev.address is not None
 
 
@@ -169,6 +168,8 @@ class CaseBook(Machine):
 
     # -- events --------------------------------------------------------------------------
     def on_event(self, s: _Case, ev, now: int) -> list:
+        if not about_an_address(ev):
+            return []
         s.last_t = now
         s.max_t = now if s.max_t is None else max(s.max_t, now)
         s.n_events += 1
@@ -302,39 +303,3 @@ def latest_cases(rows: Iterable[CaseFile]) -> list[CaseFile]:
         if b is None or (r.version, r.updated_at) > (b.version, b.updated_at):
             best[r.case_id] = r
     return [best[k] for k in sorted(best)]
-
-
-def case_files(policy: Policy, *inputs: Iterable[Any]) -> list[CaseFile]:
-    """Every version of every case over a bounded history, without Beam (the reference)."""
-    machine = CaseBook(policy)
-    pairs = ((case_key(e), e) for rows in inputs for e in rows if about_an_address(e))
-    out = []
-    for key, events in group_by_key(pairs).items():
-        out += [v for tag, _t, v in run_history(machine, key, events) if tag == CASES]
-    return out
-
-
-class _Factory:
-    def __init__(self, policy: Policy):
-        self.policy = policy
-
-    def __call__(self) -> CaseBook:
-        return CaseBook(self.policy)
-
-
-class CaseFiles(beam.PTransform):
-    """(scored transfers, scored reports, holds, resolutions, freezes, blacklist updates,
-    outreach) -> CaseFile versions (``mode``: the keyed step's face, as in SafetyNet)."""
-
-    def __init__(self, policy: Policy, mode: str, shards: int, label=None):
-        super().__init__(label)
-        self.policy, self.mode, self.shards = policy, mode, shards
-
-    def expand(self, inputs):
-        inputs = tuple(inputs)
-        last = inputs[-1] | "AboutAnAddress" >> beam.Filter(about_an_address)
-        key_fn: Callable[[Any], Any] = case_key
-        run = RunMachine(_Factory(self.policy), self.mode, CASES, (), label="CaseBook",
-                         ordering=self.policy.stream_ordering, shards=self.shards,
-                         key_fn=key_fn)
-        return ((inputs[:-1] + (last,)) | "CaseBook" >> run)[CASES]

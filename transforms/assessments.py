@@ -51,7 +51,7 @@ from apache_beam.transforms import window
 
 from schemas.rows import UserProfile
 from transforms.events import LossConfirmed, OutreachRequest, ScoredTransfer
-from transforms.policy import DAY, Policy
+from transforms.policy import Policy
 
 KIND = "RISK_ASSESSMENT"
 TOP_REASONS = 3
@@ -249,4 +249,4 @@ class Assessments(beam.PTransform):
 
 
 __all__ = ["Assessments", "DaySignals", "assess", "daily_assessments", "top_assessments",
-           "transfer_signals", "loss_days", "DAY"]
+           "transfer_signals", "loss_days"]

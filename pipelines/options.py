@@ -66,6 +66,8 @@ _HELP = {
                          "in 24h",
     "case_max_items": "case files: items kept per list (transfers, reports, verdicts, "
                       "list entries, outreach, timeline); the rest are counted",
+    "case_update": "case files: a changed case is re-issued this long after its first "
+                   "change (changes within it are batched; default 10m)",
     "blacklist_paths": "blacklist snapshot files (Avro/Parquet or vendor formats), "
                        "comma-separated",
     "profiles_path": "UserProfile file (Avro/Parquet)",

@@ -14,7 +14,7 @@ from schemas.codecs import write_records
 from tests.scenario import addr, at, collect, listing, outcome, profile, report, transfer
 from transforms.casefiles import CASES, CaseBook, latest_cases
 from transforms.events import FeaturedReport, ReportIn, ScoredReport
-from transforms.machine import run_history, step
+from transforms.machine import END_OF_TIME, run_history, step
 from transforms.policy import Policy
 from transforms.reference import run_reference
 
@@ -104,7 +104,9 @@ def test_review_verdict_opens_a_case():
                                      {"reporter_paid_suspect": 0.0}), at(0), 0.6, "REVIEW",
                       "m-7", ("reporters_24h=1",))
     ((tag, t, c),) = run_history(CaseBook(Policy()), X, [sr])
-    assert (tag, t, c.triggers, c.opened_at) == (CASES, at(0), ["verdict:REVIEW"], at(0))
+    # issued case_update (10 min) after the change
+    assert (tag, t, c.triggers, c.opened_at, c.updated_at) == (
+        CASES, at(minutes=10), ["verdict:REVIEW"], at(0), at(0))
     (v,) = _load(c.verdicts)
     assert (v["verdict"], v["score"], v["model_version"]) == ("REVIEW", 0.6, "m-7")
     assert _load(c.reports)[0]["established"] is False
@@ -122,6 +124,22 @@ def test_the_case_does_not_depend_on_arrival_order(policy):
         shuffled = list(events)
         random.Random(seed).shuffle(shuffled)
         assert latest_cases(v for _tag, _t, v in _run_all(m, shuffled)) == ordered
+
+
+def test_a_busy_case_is_reissued_at_most_once_per_case_update(policy):
+    """Changes within ``case_update`` after the first are batched into one version."""
+    events = [listing(LISTED, at(0), source="vendor_q")] + [
+        transfer(f"t{i}", at(minutes=2 * i), f"u{i}", LISTED) for i in range(1, 9)]
+    ref = run_reference(_split(events), policy)
+    issued = sorted((c.version, c.updated_at) for c in ref["cases"])
+    # Each transfer brings 3 events (itself, its hold, its warning); a deadline fires
+    # before the events at its time. Listing at 0 -> issued at 10 min with t1..t4 (13
+    # events, last at 8 min); t5 at 10 -> issued at 20 with t5..t8 (25, last at 16); the
+    # releases at 24h + 2..16 min: at 24h+12 with five of them (30), at 24h+22 with the
+    # rest (33).
+    assert issued == [
+        (13, at(minutes=8)), (25, at(minutes=16)), (30, at(hours=24, minutes=10)),
+        (33, at(hours=24, minutes=16))]
 
 
 def test_both_faces_and_the_reference_agree(policy):
@@ -160,3 +178,5 @@ def _run_all(m, events):
         s = states.get(k) or m.new_state(k)
         states[k], out = step(m, k, s, e)
         yield from out
+    for s in states.values():  # the end of input: pending versions are issued
+        yield from m.advance(s, END_OF_TIME)

@@ -12,7 +12,9 @@ or released, refunded, still held).
 :class:`CaseBook` is a pure state machine (``transforms.machine``). It keeps per address
 what the lookback keeps (like Actions), the item lists capped at ``case_max_items`` each
 with counts of what was left out, and forgets an address idle for the lookback. Once the
-case is open it re-issues the file on every change (``version``: events seen): the streaming job
+case is open it re-issues the file after a change (``version``: events seen), at most one
+version per ``case_update_ms`` of event time (the changes within it are batched: a busy
+address does not re-issue its file for every transfer): the streaming job
 publishes each version to ``safetynet-cases``; the backtest writes the latest version of
 each case (:func:`latest_cases`).
 
@@ -114,7 +116,7 @@ _FATE_RANK = {LOST: 0, HELD: 1, REFUNDED: 2, RELEASED: 2}
 class _Case:
     __slots__ = ("network", "owner", "opened_at", "triggers", "sent", "order", "fates",
                  "cents", "senders", "reports", "verdicts", "freeze", "blacklist",
-                 "outreach", "timeline", "n_events", "max_t", "last_t")
+                 "outreach", "timeline", "n_events", "max_t", "last_t", "due", "address")
 
     def __init__(self):
         self.network: Optional[str] = None
@@ -132,6 +134,8 @@ class _Case:
         self.n_events = 0
         self.max_t: Optional[int] = None
         self.last_t: Optional[int] = None
+        self.due: Optional[int] = None  # when the pending new version is issued
+        self.address: str = ""
 
 
 def _cents(usd: float) -> int:
@@ -159,12 +163,19 @@ class CaseBook(Machine):
         return s.last_t is None
 
     def next_deadline(self, s: _Case) -> Optional[int]:
-        return None if s.last_t is None else s.last_t + self.p.lookback_ms
+        if s.last_t is None:
+            return None
+        expiry = s.last_t + self.p.lookback_ms
+        return expiry if s.due is None else min(s.due, expiry)
 
     def advance(self, s: _Case, now: int) -> list:
+        out = []
+        if s.due is not None and s.due <= now:
+            out.append((CASES, s.due, self.case_file(s)))
+            s.due = None
         if s.last_t is not None and s.last_t + self.p.lookback_ms <= now:
             s.__init__()
-        return []
+        return out
 
     # -- events --------------------------------------------------------------------------
     def on_event(self, s: _Case, ev, now: int) -> list:
@@ -242,9 +253,10 @@ class CaseBook(Machine):
         else:
             raise TypeError(f"CaseBook cannot handle {t.__name__}")
         s.timeline.add(key, _j({"at": now, "event": line}), cap)
-        if s.opened_at is None:
-            return []
-        return [(CASES, now, self.case_file(case_key(ev), s))]
+        s.address = case_key(ev)
+        if s.opened_at is not None and s.due is None:
+            s.due = now + self.p.case_update_ms  # one new version for the changes until then
+        return []
 
     def _fate(self, s: _Case, tid: str, fate: str) -> None:
         old = s.fates.get(tid, LOST)
@@ -275,7 +287,8 @@ class CaseBook(Machine):
             else:
                 del s.senders[user]
 
-    def case_file(self, address: str, s: _Case) -> CaseFile:
+    def case_file(self, s: _Case) -> CaseFile:
+        address = s.address
         cap = self.p.case_max_items
         items = []
         for t, tid in s.order[:cap]:

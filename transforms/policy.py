@@ -104,6 +104,8 @@ class Policy:
     # Case files: items kept per list of a case (transfers, reports, verdicts, list
     # entries, outreach, timeline); the rest are counted as left out
     case_max_items: int = 50
+    # ... and a changed case file is re-issued this long after its first change
+    case_update_ms: int = 10 * MINUTE
     # Files read at start (side data)
     blacklist_paths: tuple = ()
     profiles_path: Optional[str] = None

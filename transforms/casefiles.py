@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from schemas.rows import BlacklistUpdate, CaseFile, Freeze, Hold, HoldResolution, Outreach
 from transforms.actions import short_id
@@ -91,22 +91,27 @@ def _j(obj: dict) -> str:
 
 class _Capped:
     """The ``cap`` earliest items by key (any arrival order gives the same list), and a
-    count of the rest."""
+    count of the rest. An item is built (``make()``, a JSON-able dict) only if it is kept,
+    and written as JSON only when a version is issued."""
 
     __slots__ = ("items", "omitted")
 
     def __init__(self):
-        self.items: list = []  # (key, json text), sorted
+        self.items: list = []  # (key, item dict), sorted by key
         self.omitted = 0
 
-    def add(self, key: tuple, text: str, cap: int) -> None:
-        bisect.insort(self.items, (key, text))
-        if len(self.items) > cap:
-            self.items.pop()
+    def add(self, key: tuple, make: Callable[[], dict], cap: int) -> None:
+        items = self.items
+        if len(items) >= cap and (not items or key >= items[-1][0]):
+            self.omitted += 1
+            return
+        bisect.insort(items, (key, make()), key=lambda kv: kv[0])
+        if len(items) > cap:
+            items.pop()
             self.omitted += 1
 
     def texts(self) -> list:
-        return [t for _k, t in self.items]
+        return [_j(item) for _k, item in self.items]
 
 
 # Fates, by precedence: a resolution is final, a hold beats "never held".
@@ -201,16 +206,19 @@ class CaseBook(Machine):
                 s.cents[s.fates.get(tid, LOST)] += _cents(tr.usd_value)
             for src in ft.blacklist or ():
                 self._open(s, now, f"blacklisted:{src}")
-            line = (f"transfer {tid}: {tr.amount} {tr.asset} (${tr.usd_value:,.2f})"
-                    f" from {tr.user_id}, risk {ev.score:.2f}")
+            def line():
+                return (f"transfer {tid}: {tr.amount} {tr.asset} (${tr.usd_value:,.2f})"
+                        f" from {tr.user_id}, risk {ev.score:.2f}")
         elif t is Hold:
             self._fate(s, ev.transfer_id, HELD)
             if "destination_frozen" in ev.reasons:
                 self._open(s, now, "frozen")
-            line = f"hold {ev.hold_id} on transfer {ev.transfer_id}"
+            def line():
+                return f"hold {ev.hold_id} on transfer {ev.transfer_id}"
         elif t is HoldResolution:
             self._fate(s, ev.transfer_id, ev.resolution)
-            line = f"transfer {ev.transfer_id} {ev.resolution.lower()}: {ev.reason}"
+            def line():
+                return f"transfer {ev.transfer_id} {ev.resolution.lower()}: {ev.reason}"
         elif t is ScoredReport:
             ri = ev.featured.report_in
             rep = ri.report
@@ -218,41 +226,46 @@ class CaseBook(Machine):
             established = f.get("reporter_paid_suspect", 0.0) > 0 and not f.get(
                 "reporter_fresh")
             s.owner = s.owner or rep.suspect_user_id
-            s.reports.add(key, _j({"report_id": rep.report_id, "at": now,
-                                   "reporter": rep.reporter_user_id, "category": rep.category,
-                                   "text": rep.description, "claimed_loss_usd":
-                                   rep.claimed_loss_usd, "established": bool(established)}),
-                          cap)
-            s.verdicts.add(key, _j({"report_id": rep.report_id, "at": now,
-                                    "verdict": ev.verdict, "score": round(ev.score, 4),
-                                    "model_version": ev.model_version,
-                                    "reasons": list(ev.reasons)}), cap)
+            s.reports.add(key, lambda: {
+                "report_id": rep.report_id, "at": now, "reporter": rep.reporter_user_id,
+                "category": rep.category, "text": rep.description,
+                "claimed_loss_usd": rep.claimed_loss_usd, "established": bool(established)},
+                cap)
+            s.verdicts.add(key, lambda: {
+                "report_id": rep.report_id, "at": now, "verdict": ev.verdict,
+                "score": round(ev.score, 4), "model_version": ev.model_version,
+                "reasons": list(ev.reasons)}, cap)
             if ev.verdict in ("SCAM", "REVIEW"):
                 self._open(s, now, f"verdict:{ev.verdict}")
-            line = (f"report {rep.report_id} by {rep.reporter_user_id} ({rep.category}): "
-                    f"verdict {ev.verdict} {ev.score:.2f}")
+            def line():
+                return (f"report {rep.report_id} by {rep.reporter_user_id} "
+                        f"({rep.category}): verdict {ev.verdict} {ev.score:.2f}")
         elif t is Freeze:
             s.owner = s.owner or ev.user_id
             s.freeze = {"freeze_id": ev.freeze_id, "at": now,
                         "verdict_score": round(ev.verdict_score, 4),
                         "report_ids": list(ev.report_ids), "reasons": list(ev.reasons)}
             self._open(s, now, "frozen")
-            line = f"frozen ({'; '.join(ev.reasons)[:120]})"
+            def line():
+                return f"frozen ({'; '.join(ev.reasons)[:120]})"
         elif t is BlacklistUpdate:
             s.network = s.network or ev.network
-            s.blacklist.add(key, _j({"at": now, "action": ev.action, "source": ev.source,
-                                     "reason": ev.reason}), cap)
+            s.blacklist.add(key, lambda: {"at": now, "action": ev.action,
+                                          "source": ev.source, "reason": ev.reason}, cap)
             if ev.action == "ADD":
                 self._open(s, now, f"blacklisted:{ev.source}")
-            line = f"list {ev.action} by {ev.source}"
+            def line():
+                return f"list {ev.action} by {ev.source}"
         elif t is Outreach:
-            s.outreach.add(key, _j({"outreach_id": ev.outreach_id, "at": now,
-                                    "user": ev.user_id, "kind": ev.kind,
-                                    "channel": ev.channel}), cap)
-            line = f"outreach {ev.kind} on {ev.channel} to {ev.user_id}"
+            s.outreach.add(key, lambda: {"outreach_id": ev.outreach_id, "at": now,
+                                         "user": ev.user_id, "kind": ev.kind,
+                                         "channel": ev.channel}, cap)
+
+            def line():
+                return f"outreach {ev.kind} on {ev.channel} to {ev.user_id}"
         else:
             raise TypeError(f"CaseBook cannot handle {t.__name__}")
-        s.timeline.add(key, _j({"at": now, "event": line}), cap)
+        s.timeline.add(key, lambda: {"at": now, "event": line()}, cap)
         s.address = case_key(ev)
         if s.opened_at is not None and s.due is None:
             s.due = now + self.p.case_update_ms  # one new version for the changes until then

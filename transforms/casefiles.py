@@ -91,13 +91,13 @@ def _j(obj: dict) -> str:
 
 class _Capped:
     """The ``cap`` earliest items by key (any arrival order gives the same list), and a
-    count of the rest. An item is built (``make()``, a JSON-able dict) only if it is kept,
-    and written as JSON only when a version is issued."""
+    count of the rest. An item is built (``make()``, a JSON-able dict) and written as JSON
+    only if it is kept."""
 
     __slots__ = ("items", "omitted")
 
     def __init__(self):
-        self.items: list = []  # (key, item dict), sorted by key
+        self.items: list = []  # (key, JSON text), sorted by key
         self.omitted = 0
 
     def add(self, key: tuple, make: Callable[[], dict], cap: int) -> None:
@@ -105,13 +105,13 @@ class _Capped:
         if len(items) >= cap and (not items or key >= items[-1][0]):
             self.omitted += 1
             return
-        bisect.insort(items, (key, make()), key=lambda kv: kv[0])
+        bisect.insort(items, (key, _j(make())), key=lambda kv: kv[0])
         if len(items) > cap:
             items.pop()
             self.omitted += 1
 
     def texts(self) -> list:
-        return [_j(item) for _k, item in self.items]
+        return [text for _k, text in self.items]
 
 
 # Fates, by precedence: a resolution is final, a hold beats "never held".
@@ -121,7 +121,8 @@ _FATE_RANK = {LOST: 0, HELD: 1, REFUNDED: 2, RELEASED: 2}
 class _Case:
     __slots__ = ("network", "owner", "opened_at", "triggers", "sent", "order", "fates",
                  "cents", "senders", "reports", "verdicts", "freeze", "blacklist",
-                 "outreach", "timeline", "n_events", "max_t", "last_t", "due", "address")
+                 "outreach", "timeline", "n_events", "max_t", "last_t", "due", "address",
+                 "texts")
 
     def __init__(self):
         self.network: Optional[str] = None
@@ -141,6 +142,7 @@ class _Case:
         self.last_t: Optional[int] = None
         self.due: Optional[int] = None  # when the pending new version is issued
         self.address: str = ""
+        self.texts: dict = {}  # transfer_id -> (fate, JSON text) of the listed transfers
 
 
 def _cents(usd: float) -> int:
@@ -293,6 +295,7 @@ class CaseBook(Machine):
         while s.order and s.order[0][0] < horizon:
             _t, tid = s.order.pop(0)
             _t, user, usd, _a, _asset = s.sent.pop(tid)
+            s.texts.pop(tid, None)
             s.cents[s.fates.pop(tid, LOST)] -= _cents(usd)
             n = s.senders[user] - 1
             if n:
@@ -305,10 +308,14 @@ class CaseBook(Machine):
         cap = self.p.case_max_items
         items = []
         for t, tid in s.order[:cap]:
-            _t, user, usd, amount, asset = s.sent[tid]
-            items.append(_j({"transfer_id": tid, "at": t, "sender": user, "usd_value": usd,
-                             "amount": amount, "asset": asset,
-                             "fate": s.fates.get(tid, LOST)}))
+            fate = s.fates.get(tid, LOST)
+            got = s.texts.get(tid)
+            if got is None or got[0] != fate:
+                _t, user, usd, amount, asset = s.sent[tid]
+                got = s.texts[tid] = (fate, _j({
+                    "transfer_id": tid, "at": t, "sender": user, "usd_value": usd,
+                    "amount": amount, "asset": asset, "fate": fate}))
+            items.append(got[1])
         c = s.cents
         return CaseFile(
             short_id("case", address), address, s.network, s.owner, s.opened_at, s.max_t,

@@ -24,8 +24,11 @@ would try to download Prism). For several processes:
 ``--direct_num_workers 2 --direct_running_mode multi_processing``. Each output is gathered
 on one worker and written once: fine for the histories this targets (millions of rows).
 
-Errors a user can make (missing or corrupt input, unknown flag, an output path that is a
-file) end with one line on stderr and exit status 2.
+Errors a user can make (missing or corrupt input, unknown flag or runner, a bad value, an
+output directory that cannot be written or holds an earlier run without ``--overwrite``)
+end with one line on stderr and exit status 2, before anything runs
+(:mod:`pipelines.preflight`). A run that dead-letters more than ``--max_dead_letter_share``
+of an input ends with one line and exit status 1 (:mod:`pipelines.validate`).
 """
 
 from __future__ import annotations
@@ -34,24 +37,42 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines import chunks, preflight, provenance
 from pipelines.argtypes import positive_int
-from pipelines.options import SafetyNetOptions, policy_from_options
+from pipelines.options import (
+    SafetyNetOptions,
+    expand_policy_file,
+    policy_from_options,
+    policy_options,
+)
+from pipelines.validate import add_input_options, dead_letter_excess, read_validated
 from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.rows import INPUT_FILES, OUTPUT_FILES, DeadLetter
 from transforms.aggregates import FanIn, HourlyMetrics
 from transforms.casefiles import latest_cases
-from transforms.machine import DEFAULT_SHARDS, Gather, gc_paused, stamped
+from transforms.checkpoint import (
+    CheckpointError,
+    ReadSeeds,
+    WriteCheckpoint,
+    read_versions,
+)
+from transforms.checkpoint import check as check_checkpoint
+from transforms.checkpoint import seal as seal_checkpoint
+from transforms.graph import STEP_LABELS
+from transforms.machine import DEFAULT_SHARDS, END_OF_TIME, Chunk, Gather, gc_paused, stamped
 from transforms.policy import Policy
 from transforms.safetynet import INPUTS, SafetyNet
 
@@ -59,6 +80,11 @@ PROG = "backtest"
 REQUIRED = ("transfers",)
 OPTIONAL = ("reports", "outcomes", "blacklist")
 SCORES_FILE = "scores.parquet"
+# Policy options that only the streaming job reads (accepted, not shown in --help).
+STREAM_ONLY = ("stream_ordering",)
+# What a run writes into --output (any format): refused or cleared first (--overwrite).
+OWNED = preflight.owned_files(OUTPUT_FILES, codecs.FORMATS, extra=(
+    SCORES_FILE, "hourly_metrics.jsonl", "fan_in_hourly.jsonl", "metrics.json", "report.html"))
 # Sort key of each output file: (time field, id field); the row's repr breaks any tie.
 ORDER = {"holds": ("placed_at", "hold_id"), "resolutions": ("resolved_at", "hold_id"),
          "freezes": ("frozen_at", "freeze_id"), "outreach": ("created_at", "outreach_id"),
@@ -160,9 +186,15 @@ class ReadReplayFile(beam.DoFn):
     vs 34-38 s, Parquet 15 s vs 25 s on a busy 2-CPU machine): the codecs read in batches
     and Parquet timestamps arrive as ints, not datetimes. A file is read by one worker."""
 
-    def __init__(self, source: str, record_name: str, total: int, progress: bool):
+    def __init__(self, source: str, record_name: str, total: int, progress: bool,
+                 window: tuple = (None, None),
+                 bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT)):
         self.source, self.record_name = source, record_name
-        self.total, self.progress = total, progress
+        self.total, self.progress, self.bounds = total, progress, bounds
+        self.lo, self.hi = window  # a chunk: lo <= event time < hi (None: unbounded)
+
+    def _inside(self, t: int) -> bool:
+        return (self.lo is None or t >= self.lo) and (self.hi is None or t < self.hi)
 
     def setup(self):
         self.c_read = Metrics.counter("Read", f"{self.source}_read")
@@ -173,22 +205,24 @@ class ReadReplayFile(beam.DoFn):
         show = self.progress and self.total >= 20_000
         bar = Progress(f"read {self.source}", self.total, max(self.total // 10, 1)) \
             if show else None
-        last = 0
         for c in (self.c_read, self.c_valid, self.c_dead):
             c.inc(0)  # an empty file still shows in the reconciliation
         with gc_paused():  # rows stay alive downstream until packed: see gc_paused
-            for batch in codecs.read_batches(path, self.record_name, self.source):
-                dead = 0
+            whole = self.lo is None and self.hi is None
+            inside = self._inside
+            for batch in read_validated(path, self.record_name, self.source, *self.bounds):
+                dead = n = 0
                 for r in batch:
                     if type(r) is DeadLetter:
-                        dead += 1
-                        yield beam.pvalue.TaggedOutput("dead_letter", stamped(
-                            r._replace(at=last), last))
-                    else:
-                        last = r.event_time
-                        yield stamped(r, last)
-                self.c_read.inc(len(batch))
-                self.c_valid.inc(len(batch) - dead)
+                        if whole or inside(r.at):  # a chunk takes the dead letters of its time
+                            n += 1
+                            dead += 1
+                            yield beam.pvalue.TaggedOutput("dead_letter", stamped(r, r.at))
+                    elif whole or inside(r.event_time):
+                        n += 1
+                        yield stamped(r, r.event_time)
+                self.c_read.inc(n)
+                self.c_valid.inc(n - dead)
                 self.c_dead.inc(dead)
                 if bar is not None:
                     bar.add(len(batch))
@@ -289,9 +323,35 @@ def write_scores(path: Path, rows) -> None:
     os.replace(tmp, path)
 
 
+def latest_cases_file(path: Path, fmt: str) -> None:
+    """Keep only the latest version of each case in a merged ``cases`` file (a case's state
+    carries from chunk to chunk, so each chunk wrote the version it had then)."""
+    if not path.exists():
+        return
+    rows = [r for r in codecs.read_records(path, "CaseFile") if type(r) is not DeadLetter]
+    rows = sorted(latest_cases(rows), key=_sort_key("cases"))
+    tmp = path.with_name(f".{path.name}.tmp")
+    codecs.write_records(tmp, "CaseFile", rows, fmt)
+    os.replace(tmp, path)
+
+
 # ------------------------------------------------------------------------------- the graph
+class ChunkRun(NamedTuple):
+    """What one pipeline of a chunked replay reads and writes (see pipelines/chunks.py):
+    the inputs' event-time window, the batch faces' Chunk, the checkpoint to start from
+    (None: nothing) and the one to write (None: no state saved)."""
+
+    window: tuple = (None, None)
+    chunk: Chunk = Chunk()
+    restore: Optional[str] = None
+    restore_at: int = 0
+    save: Optional[str] = None
+
+
 def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: str,
-          policy: Policy, progress: bool = True, shards: int = DEFAULT_SHARDS) -> dict:
+          policy: Policy, progress: bool = True, shards: int = DEFAULT_SHARDS,
+          bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT),
+          run: ChunkRun = ChunkRun()) -> dict:
     """Wire the replay files through ``SafetyNet(policy, "batch")`` into the output files.
     Graph only: nothing runs until the pipeline does. Returns the SafetyNet outputs."""
     out = str(Path(output_dir).resolve())
@@ -302,11 +362,24 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
         read = (pipeline
                 | f"Path{name.title()}" >> beam.Create([str(replay.files[name])])
                 | f"Read{name.title()}" >> beam.ParDo(ReadReplayFile(
-                    name, INPUT_FILES[name], replay.totals.get(name, 0), progress))
+                    name, INPUT_FILES[name], replay.totals.get(name, 0), progress,
+                    run.window, bounds))
                 .with_outputs("dead_letter", main="rows"))
         inputs[name] = read.rows
         parse_dead.append(read.dead_letter)
-    outs = inputs | "SafetyNet" >> SafetyNet(policy, "batch", shards=shards)
+    seeds, seed_versions = None, ()
+    if run.restore is not None:
+        seeds = pipeline | "ReadState" >> ReadSeeds(run.restore, STEP_LABELS, run.restore_at)
+        seed_versions = tuple(read_versions(run.restore))
+    outs = inputs | "SafetyNet" >> SafetyNet(policy, "batch", shards=shards, chunk=run.chunk,
+                                             seeds=seeds, seed_versions=seed_versions)
+    if run.save is not None:
+        versions = outs["versions"]
+        if seed_versions:
+            versions = (versions, pipeline | "OldVersions" >> beam.Create(
+                list(seed_versions))) | "KeepVersions" >> beam.Flatten()
+        {"state": outs["state"], "versions": versions} | "WriteState" >> WriteCheckpoint(
+            run.save)
     dead = (*parse_dead, outs["dead_letter"]) | "AllDeadLetters" >> beam.Flatten()
     n_transfers = replay.totals.get("transfers", 0)
     for name in OUTPUT_FILES:
@@ -356,38 +429,44 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=codecs.FORMATS, default=None,
                    help="format of the decision files (default: that of transfers.*)")
     p.add_argument("--no_progress", action="store_true", help="no progress lines on stderr")
+    preflight.add_verbosity(p)
     p.add_argument("--compare", default=None, metavar="DIR",
                    help="another backtest's output directory (e.g. a rules-only run, "
                         "--use_models=false) to compare with in the report")
     p.add_argument("--no_report", action="store_true",
                    help="write metrics.json but not report.html")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the output of an earlier run in --output (without it, such a "
+                        "directory is refused before anything runs)")
+    g = p.add_argument_group("input guards")
+    add_input_options(g)
     p.add_argument("--batch_shards", type=positive_int, default=DEFAULT_SHARDS, metavar="N",
                    help="shards of each step's key space: the most workers a step can use "
                         f"(default {DEFAULT_SHARDS}; raise it for a large cluster)")
+    g = p.add_argument_group("long replays and warm start")
+    g.add_argument("--chunk", default=None, metavar="DURATION",
+                   help="replay in chunks of this much event time (whole hours, e.g. 7d), "
+                        "carrying every step's state from one chunk to the next: memory is "
+                        "bounded by one chunk plus the live state; decisions are identical")
+    g.add_argument("--write_state", default=None, metavar="DIR",
+                   help="write the state the replay ends with (a state checkpoint) to DIR: "
+                        "`safetynet stream --restore_state DIR` starts from it")
+    g.add_argument("--restore_state", default=None, metavar="DIR",
+                   help="start from a state checkpoint (an earlier replay's --write_state); "
+                        "the replay must begin after the checkpoint's end")
     g = p.add_argument_group("Safety Net policy")
     SafetyNetOptions._add_argparse_args(g)
+    for a in g._group_actions:  # options of the streaming job only: not shown here
+        if a.dest in STREAM_ONLY:
+            a.help = argparse.SUPPRESS
     return p
 
 
-def _beam_unknown(flags: list) -> list:
-    """Flags that no PipelineOptions class knows (Beam itself would only log them)."""
-    from apache_beam.options.pipeline_options import _BeamArgumentParser
-
-    parser = _BeamArgumentParser(allow_abbrev=False)
-    seen = set()
-    todo = list(PipelineOptions.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        todo.extend(cls.__subclasses__())
-        cls._add_argparse_args(parser)
-    _, unknown = parser.parse_known_args(flags)
-    return [u for u in unknown if u.startswith("-")]
+_beam_unknown = preflight.beam_unknown_flags
 
 
 def parse(argv: list) -> tuple[argparse.Namespace, PipelineOptions]:
+    argv = expand_policy_file(argv)
     parser = arg_parser()
     args, rest = parser.parse_known_args(argv)
     unknown = _beam_unknown(rest)
@@ -403,7 +482,7 @@ def _policy(args: argparse.Namespace, replay: Replay) -> Policy:
     o = PipelineOptions([])
     ns = o.view_as(SafetyNetOptions)
     for k, v in vars(args).items():
-        if hasattr(ns, k) and k not in ("input", "output", "format", "compare"):
+        if hasattr(ns, k) and k not in ("input", "output", "format", "compare", "policy"):
             setattr(ns, k, v)
     lists = [str(replay.snapshot)] if replay.snapshot else []
     user = args.blacklist_paths
@@ -436,19 +515,94 @@ def counters_of(result) -> dict:
 _CODEC_RE = re.compile(r"CodecError: ([^\n]+)")
 
 
+def _chunk_ms(text: Optional[str]) -> Optional[int]:
+    if not text:
+        return None
+    from pipelines.options import parse_duration
+
+    try:
+        ms = parse_duration(text)
+    except ValueError:
+        raise UsageError(f"--chunk {text!r}: not a duration (e.g. 7d, 24h)") from None
+    if ms < chunks.HOUR_MS or ms % chunks.HOUR_MS:
+        raise UsageError(f"--chunk {text}: use whole hours (e.g. 12h, 7d)")
+    return ms
+
+
+def _prepare_state_dir(d: Path, restore: Path) -> None:
+    """``--write_state DIR``: a new or empty directory, or a checkpoint this command may
+    replace (never the one it restores from)."""
+    if d.exists() and d.resolve() == restore.resolve():
+        raise UsageError("--write_state and --restore_state name the same directory")
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"--write_state {d} exists and is not a directory")
+    if d.is_dir() and any(d.iterdir()):
+        if not (d / "manifest.json").exists():
+            raise UsageError(f"--write_state {d} is not empty and holds no checkpoint: "
+                             "refusing to write into it")
+        shutil.rmtree(d)
+
+
+def run_chunked(args, options, replay: Replay, out: Path, fmt: str, policy: Policy,
+                progress: bool, chunk_ms: Optional[int], restored: Optional[dict]) -> dict:
+    """The replay as one pipeline per chunk of event time (pipelines/chunks.py), each
+    starting from the previous one's state checkpoint; returns the summed counters."""
+    scan = chunks.scan_times([replay.files[n] for n in replay.files], chunk_ms)
+    lo = scan.lo
+    if restored is not None and restored["end_time"] > lo:
+        raise UsageError(
+            f"--restore_state {args.restore_state} holds state up to event time "
+            f"{restored['end_time']} ms, after the replay's first event ({lo} ms): replay "
+            "only what comes after the checkpoint")
+    slices = chunks.plan(scan, chunk_ms)
+    work = Path(tempfile.mkdtemp(prefix=".chunks-", dir=out))
+    counters: dict = {}
+    parts = []
+    prev = args.restore_state
+    prev_at = restored["end_time"] - 1 if restored is not None else 0
+    try:
+        for sl in slices:
+            part = work / f"part-{sl.index:04d}"
+            part.mkdir()
+            if not sl.last:
+                save: Optional[Path] = work / f"state-{sl.index:04d}"
+                chunk = Chunk(end=sl.hi, until=sl.hi - 1, save=True)
+            elif args.write_state:
+                save = Path(args.write_state)
+                chunk = Chunk(end=sl.hi, until=END_OF_TIME, save=True)
+            else:
+                save, chunk = None, Chunk()
+            if progress and len(slices) > 1:
+                print(f"[{PROG}] chunk {sl.index + 1}/{len(slices)}", file=sys.stderr,
+                      flush=True)
+            window = (sl.lo, None if sl.last else sl.hi)
+            plan = ChunkRun(window, chunk, prev, prev_at, str(save) if save else None)
+            pipeline = beam.Pipeline(options=options)
+            build(pipeline, replay, part, fmt, policy, progress, args.batch_shards,
+                  (args.max_usd_value, args.max_amount), plan)
+            result = pipeline.run()
+            result.wait_until_finish()
+            chunks.add_counters(counters, counters_of(result))
+            if save is not None:
+                seal_checkpoint(save, sl.hi)
+            if prev and prev != args.restore_state:
+                shutil.rmtree(prev, ignore_errors=True)
+            prev, prev_at = (str(save) if save else None), sl.hi - 1
+            parts.append(part)
+        chunks.merge_parts(parts, out, fmt, OUTPUT_FILES, _sort_key, SCORES_FILE)
+        latest_cases_file(out / f"cases.{fmt}", fmt)  # issue 12: one version per case
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dict(sorted(counters.items()))
+
+
 def run(argv: Optional[list] = None) -> int:
     """The backtest; returns the exit status (0 ok, 2 usage / input error, 1 failure)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args, options = parse(argv)
         replay = scan_input(args.input)
-        out = Path(args.output)
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"output {out} exists and is not a directory")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"cannot create output directory {out}: {e.strerror}") from None
+        preflight.check_runner(options.view_as(StandardOptions).runner)
         fmt = args.format or replay.files["transfers"].suffix.lstrip(".")
         if args.compare and not (Path(args.compare) / "metrics.json").is_file():
             raise UsageError(f"--compare {args.compare}: no metrics.json there")
@@ -457,32 +611,50 @@ def run(argv: Optional[list] = None) -> int:
 
         if policy.blacklist_paths:
             load_many(tuple(policy.blacklist_paths))
-    except (UsageError, CodecError) as e:
+        out = preflight.prepare_output(args.output, OWNED, args.overwrite)
+        chunk_ms = _chunk_ms(args.chunk)
+        restored = check_checkpoint(args.restore_state) if args.restore_state else None
+        if args.write_state:
+            _prepare_state_dir(Path(args.write_state), Path(args.restore_state or "."))
+    except (UsageError, CodecError, CheckpointError, preflight.PreflightError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # bad policy values (thresholds, durations)
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
 
-    progress = not args.no_progress
+    preflight.apply_verbosity(args.quiet, args.verbose)
+    progress = not (args.no_progress or args.quiet)
     if progress:
         tot = ", ".join(f"{k} {v:,}" for k, v in replay.totals.items())
         print(f"[{PROG}] {replay.directory}: {tot}; runner "
               f"{options.view_as(StandardOptions).runner}", file=sys.stderr, flush=True)
     t0 = time.monotonic()
     try:
-        pipeline = beam.Pipeline(options=options)
-        build(pipeline, replay, out, fmt, policy, progress, args.batch_shards)
-        result = pipeline.run()
-        result.wait_until_finish()
+        if chunk_ms or args.write_state or restored is not None:
+            counters = run_chunked(args, options, replay, out, fmt, policy, progress,
+                                   chunk_ms, restored)
+        else:
+            pipeline = beam.Pipeline(options=options)
+            build(pipeline, replay, out, fmt, policy, progress, args.batch_shards,
+                  (args.max_usd_value, args.max_amount))
+            result = pipeline.run()
+            result.wait_until_finish()
+            counters = counters_of(result)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
     except Exception as e:  # noqa: BLE001 - a runner wraps worker errors in its own types
         m = _CODEC_RE.search(str(e))
         if m:
             print(f"{PROG}: error: {m.group(1).strip()}", file=sys.stderr)
             return 2
-        raise
+        if args.verbose:
+            raise
+        print(f"{PROG}: error: the pipeline failed: {preflight.first_line(e)} (--verbose "
+              "shows the traceback)", file=sys.stderr)
+        return 1
     wall = time.monotonic() - t0
-    counters = counters_of(result)
     for name in OUTPUT_FILES:  # a runner that skips a ToList over nothing: still a file
         p = out / f"{name}.{fmt}"
         if not p.exists():
@@ -491,10 +663,13 @@ def run(argv: Optional[list] = None) -> int:
         write_scores(out / SCORES_FILE, [])
     from pipelines import report
 
-    run_info = {"runner": str(options.view_as(StandardOptions).runner),
+    run_info = {**provenance.run_stamp(), "runner": str(options.view_as(StandardOptions).runner),
                 "wall_seconds": round(wall, 3), "format": fmt,
-                "input": str(replay.directory), "argv": argv,
-                "policy": report.policy_dict(policy)}
+                "input": str(replay.directory),
+                "input_fingerprint": provenance.replay_fingerprint(replay.directory),
+                "argv": argv, "policy": report.policy_dict(policy),
+                "policy_options": policy_options(policy, automatic=tuple(
+                    str(p) for p in (replay.snapshot, replay.profiles) if p))}
     metrics = report.build_report(replay.directory, out, counters=counters, run=run_info,
                                   html=not args.no_report, compare=args.compare)
     if progress:
@@ -503,6 +678,10 @@ def run(argv: Optional[list] = None) -> int:
               f"transfers/s): {s['holds']:,} holds, {s['freezes']:,} freezes, "
               f"${s['scam_usd_prevented']:,.0f} prevented, ${s['scam_usd_lost']:,.0f} lost; "
               f"{out / 'report.html'}", file=sys.stderr, flush=True)
+    excess = dead_letter_excess(metrics["reconciliation"]["inputs"], args.max_dead_letter_share)
+    if excess:
+        print(f"{PROG}: error: {excess}; outputs in {out}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

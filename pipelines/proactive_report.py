@@ -222,12 +222,16 @@ def case_page(c: CaseFile, css: str = "") -> str:
 
 
 def write_case_pages(out_dir: str | Path, css: str = "") -> int:
-    """One page per case under ``out_dir/cases/``; returns how many."""
+    """One page per case under ``out_dir/cases/`` (the pages of an earlier run there are
+    removed first); returns how many."""
     out_dir = Path(out_dir)
     cases = _rows(out_dir, "cases", "CaseFile")
+    d = out_dir / CASE_DIR
+    if d.is_dir():
+        for old in d.glob("*.html"):
+            old.unlink()
     if not cases:
         return 0
-    d = out_dir / CASE_DIR
     d.mkdir(exist_ok=True)
     for c in cases:
         (d / page_name(c.case_id)).write_text(case_page(c, css), encoding="utf-8")

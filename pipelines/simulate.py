@@ -1,7 +1,11 @@
 """``safetynet simulate``: write a synthetic replay directory (see simulator/README.md).
 
     python -m pipelines.simulate --output DIR [--users N] [--days D] [--seed S]
-        [--format avro|parquet] [--malformed-share X] [--duplicate-share X]
+        [--format avro|parquet] [--malformed_share X] [--duplicate_share X] [--overwrite]
+
+A directory that already holds a replay (in either format) is refused unless ``--overwrite``,
+which removes the files this command writes (both formats) first. Options are spelt with
+underscores, like every other command's; the dashed spellings are accepted too.
 """
 
 from __future__ import annotations
@@ -13,8 +17,14 @@ from pathlib import Path
 from typing import NoReturn, Optional
 
 import simulator
-from pipelines.argtypes import positive_int
+from pipelines import preflight
+from pipelines.argtypes import dashed_aliases, positive_int, reader_left
 from simulator.exchange import DEFAULT_START_MS
+
+# What simulate writes into --output (either format): refused, or cleared with --overwrite.
+OWNED = preflight.owned_files(("transfers", "reports", "outcomes", "blacklist", "profiles",
+                               "blacklist_snapshot", "truth"), ("avro", "parquet"),
+                              extra=("manifest.json",))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                 description="Write a synthetic replay directory: transfers, reports, outcomes, "
                             "blacklist, profiles, blacklist_snapshot, truth and manifest.json.")
     p.add_argument("--output", required=True, metavar="DIR",
-                   help="directory to write (created if missing; existing files are replaced)")
+                   help="directory to write (created if missing); one holding an earlier replay "
+                        "is refused unless --overwrite")
     p.add_argument("--users", type=positive_int, default=20000,
                    help="number of users (default 20000; 200000 with 30 days gives ~1M transfers)")
     p.add_argument("--days", type=positive_int, default=30, help="days of history (default 30)")
@@ -48,13 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 7)")
     p.add_argument("--format", choices=("avro", "parquet"), default="avro", dest="fmt",
                    help="file format (default avro)")
-    p.add_argument("--start-ms", type=int, default=DEFAULT_START_MS,
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier replay in --output (both formats)")
+    p.add_argument("--start_ms", type=int, default=DEFAULT_START_MS,
                    help="first instant of the period, epoch ms (default 2026-01-05T00:00Z)")
-    p.add_argument("--malformed-share", type=_share, default=0.002,
+    p.add_argument("--malformed_share", type=_share, default=0.002,
                    help="share of extra malformed records per input file (default 0.002; "
                         "every kind is also injected once when > 0)")
-    p.add_argument("--duplicate-share", type=_share, default=0.002,
+    p.add_argument("--duplicate_share", type=_share, default=0.002,
                    help="share of transfers and reports delivered twice (default 0.002)")
+    dashed_aliases(p)
     return p
 
 
@@ -68,6 +82,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             parser.error(f"argument --users: must be >= 10, got {args.users}")
         if out.exists() and not out.is_dir():
             parser.error(f"argument --output: {out} exists and is not a directory")
+        preflight.prepare_output(out, OWNED, args.overwrite)
+    except preflight.PreflightError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
     except SystemExit as e:  # --help (0) or a usage error (2, one line already printed)
         return e.code if isinstance(e.code, int) else 2
     t = time.perf_counter()
@@ -80,6 +98,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - t
+    try:
+        _summary(out, m, elapsed)
+    except BrokenPipeError:  # `safetynet simulate ... | head`: the reader left; not an error
+        return reader_left()
+    return 0
+
+
+def _summary(out: Path, m: dict, elapsed: float) -> None:
     print(f"wrote {out} (seed {m['seed']}, {m['users']} users, {m['days']} days, "
           f"{m['format']}) in {elapsed:.1f}s")
     for name, n in m["files"].items():
@@ -91,7 +117,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"    {typ:<20} {v['transfers']:>7,} transfers  ${v['usd']:>14,.0f}")
     print(f"  malformed {sum(m['malformed_total'].values()):,}, duplicates "
           f"{sum(m['duplicates'].values()):,}, report-bombing bursts {len(m['report_bombing'])}")
-    return 0
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

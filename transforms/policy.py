@@ -85,6 +85,19 @@ class Policy:
     # runner whose timers hold the watermark, as Dataflow and Flink do and Beam's local
     # runner does not)
     stream_ordering: str = "arrival"
+    # Look-alikes (rule 9): characters a wallet shows of an address, per family, from the
+    # start (fixed prefix such as 0x, T, bc1 included) and from the end; defaults and their
+    # sources in transforms/lookalike.py
+    lookalike_evm_head: int = 5
+    lookalike_evm_tail: int = 4
+    lookalike_tron_head: int = 4
+    lookalike_tron_tail: int = 4
+    lookalike_btc_head: int = 4
+    lookalike_btc_tail: int = 4
+    lookalike_bech32_head: int = 6
+    lookalike_bech32_tail: int = 4
+    lookalike_sol_head: int = 4
+    lookalike_sol_tail: int = 4
     # Daily selections (rules 11, 12): the event-time day they count in (Beam fixed
     # windows aligned to the epoch, UTC days by default)
     day_ms: int = 24 * HOUR
@@ -138,6 +151,8 @@ class Policy:
         for f in dataclasses.fields(self):
             if f.name.endswith("_ms") and getattr(self, f.name) <= 0:
                 raise ValueError(f"{f.name} must be positive")
+            if f.name.startswith("lookalike_") and getattr(self, f.name) < 1:
+                raise ValueError(f"{f.name} must be at least 1")
         if self.model_publish_labels < 1 or self.model_negative_sample < 1:
             raise ValueError("model_publish_labels and model_negative_sample must be >= 1")
         if self.friction_cap < 0:

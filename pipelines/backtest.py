@@ -611,6 +611,11 @@ def run(argv: Optional[list] = None) -> int:
 
         if policy.blacklist_paths:
             load_many(tuple(policy.blacklist_paths))
+        if args.chunk and (_chunk_ms(args.chunk) or 0) % policy.day_ms:
+            # issue 12: the daily selections (rules 11, 12) rank whole days of one chunk
+            raise UsageError(f"--chunk {args.chunk}: use whole days (of --day, "
+                             f"{policy.day_ms // 3_600_000}h) so that no day of the daily "
+                             "risk assessments and call capacity is cut by a chunk")
         out = preflight.prepare_output(args.output, OWNED, args.overwrite)
         chunk_ms = _chunk_ms(args.chunk)
         restored = check_checkpoint(args.restore_state) if args.restore_state else None

@@ -16,15 +16,18 @@ from schemas.rows import Transfer
 from tests import scenario
 from tests.scenario import addr, at, collect, listing, outcome, profile, transfer
 from transforms.assessments import (
+    PAST_LOSSES,
     DaySignals,
+    LossMemory,
+    PastLosses,
     add_signals,
     assess,
     daily_assessments,
-    loss_days,
     top_assessments,
     transfer_signals,
 )
 from transforms.events import FeaturedTransfer, LossConfirmed, ScoredTransfer
+from transforms.machine import run_history
 from transforms.policy import DAY, HOUR, Policy
 
 SCAM = addr("scam-collector")
@@ -85,8 +88,19 @@ def test_top_k_by_expected_loss_ties_by_user():
 def test_a_loss_counts_on_its_day_and_the_days_of_the_lookback_after_it():
     p = Policy(lookback_ms=3 * DAY)
     t = at(hours=10)
-    assert loss_days(LossConfirmed("u", t, "x", SCAM), p) == [
-        t, at(days=1), at(days=2), at(days=3)]
+    out = run_history(LossMemory(p), "u", [LossConfirmed("u", t, "x", SCAM)])
+    assert [(tag, when, m) for tag, when, m in out] == [
+        (PAST_LOSSES, when, PastLosses("u", when, 1))
+        for when in (t, at(days=1), at(days=2), at(days=3))]
+
+
+def test_loss_memory_counts_every_loss_still_within_the_lookback():
+    p = Policy(lookback_ms=2 * DAY)
+    out = run_history(LossMemory(p), "u", [LossConfirmed("u", at(hours=1), "x", SCAM),
+                                          LossConfirmed("u", at(days=1, hours=1), "y", SCAM)])
+    assert [(when, m.n) for _tag, when, m in out] == [
+        (at(hours=1), 1), (at(days=1), 1), (at(days=1, hours=1), 1), (at(days=2), 2),
+        (at(days=3), 1)]
 
 
 def test_daily_cap_holds_per_day():

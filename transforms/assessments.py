@@ -4,10 +4,10 @@ Once per event-time day, every user whose day shows risk gets a ``RISK_ASSESSMEN
 ``APP`` naming its top reasons, at most ``assessments_per_day`` a day, highest expected
 loss first. The cap is global across users, so this is Beam windowing, not keyed state:
 
-1. **Signals** (:func:`transfer_signals`, :func:`loss_signals`): each scored transfer
+1. **Signals** (:func:`transfer_signals`, :class:`LossMemory`): each scored transfer
    becomes a small tuple of counts for its sender; each confirmed loss (``LossConfirmed``
    from Actions) counts as a *past scam loss* on its day and every day of the lookback
-   after it (one copy per day, stamped at that day's start).
+   after it (the keyed LossMemory step tells each day's count at the day's start).
 2. **Per-user day** (``CombinePerKey`` in fixed windows of ``day_ms``): the counts add up
    (integers only, so any combining order gives the same sums).
 3. **Candidates** (:func:`assess`): a user with at least one transfer that day and at
@@ -51,6 +51,7 @@ from apache_beam.transforms import window
 
 from schemas.rows import UserProfile
 from transforms.events import LossConfirmed, OutreachRequest, ScoredTransfer
+from transforms.machine import Machine
 from transforms.policy import Policy
 
 KIND = "RISK_ASSESSMENT"
@@ -102,19 +103,63 @@ def transfer_signals(st: ScoredTransfer, policy: Policy) -> DaySignals:
         loss_cents=int(round(risk * ft.transfer.usd_value * 100)))
 
 
-def loss_days(loss: LossConfirmed, policy: Policy) -> list[int]:
-    """The times at which a confirmed loss counts as a past loss: its own time, then the
-    start of each later day whose start is within the lookback after it."""
-    d = policy.day_ms
-    out = [loss.event_time]
-    start = (loss.event_time // d + 1) * d
-    while start < loss.event_time + policy.lookback_ms:
-        out.append(start)
-        start += d
-    return out
+PAST_LOSSES = "past_losses"
 
 
-_LOSS = DaySignals(past_losses=1)
+class PastLosses(NamedTuple):
+    """``n`` scam losses of ``user_id`` confirmed within the lookback count on the day of
+    ``event_time``."""
+
+    user_id: str
+    event_time: int
+    n: int
+
+
+class LossMemory(Machine):
+    """Keyed by user, between Actions and the assessments: the scam losses confirmed within
+    the lookback (``LossConfirmed``), told to the daily assessments as a count per day: a
+    new loss at its own time, then every loss still within the lookback at the start of
+    each later day. A keyed step (not a window) so that a chunked replay carries the
+    memory from chunk to chunk in its state checkpoint; it forgets a user whose losses are
+    all older than the lookback.
+
+    >>> from transforms.machine import run_history
+    >>> from transforms.policy import DAY
+    >>> m = LossMemory(Policy(lookback_ms=2 * DAY))
+    >>> [(t, x.n) for _tag, t, x in run_history(m, "u", [
+    ...     LossConfirmed("u", 10, "t1", "0xa"), LossConfirmed("u", DAY + 5, "t2", "0xa")])]
+    [(10, 1), (86400000, 1), (86400005, 1), (172800000, 2), (259200000, 1)]
+    """
+
+    def __init__(self, policy: Policy):
+        self.p = policy
+
+    def new_state(self, key):
+        return {"user": key, "losses": [], "next": None}
+
+    def is_empty(self, s) -> bool:
+        return not s["losses"]
+
+    def next_deadline(self, s) -> Optional[int]:
+        return s["next"]
+
+    def advance(self, s, now: int) -> list:
+        out = []
+        while s["next"] is not None and s["next"] <= now:
+            day = s["next"]
+            s["losses"] = [t for t in s["losses"] if day < t + self.p.lookback_ms]
+            if not s["losses"]:
+                s["next"] = None
+                break
+            out.append((PAST_LOSSES, day, PastLosses(s["user"], day, len(s["losses"]))))
+            s["next"] = day + self.p.day_ms
+        return out
+
+    def on_event(self, s, ev: LossConfirmed, now: int) -> list:
+        s["losses"].append(now)
+        if s["next"] is None:
+            s["next"] = (now // self.p.day_ms + 1) * self.p.day_ms
+        return [(PAST_LOSSES, now, PastLosses(s["user"], now, 1))]
 
 
 def assess(user: str, s: DaySignals, profile: Optional[UserProfile], policy: Policy,
@@ -152,7 +197,7 @@ def top_assessments(candidates: Iterable[OutreachRequest], k: int) -> list:
     return sorted(candidates, key=rank_key)[:k]
 
 
-def daily_assessments(scored: Iterable[ScoredTransfer], losses: Iterable[LossConfirmed],
+def daily_assessments(scored: Iterable[ScoredTransfer], losses: Iterable[PastLosses],
                       policy: Policy, profile_of: Callable[[str], Optional[UserProfile]]
                       ) -> list[OutreachRequest]:
     """Rule 11 over a bounded history without Beam (the reference): the requests that
@@ -162,9 +207,9 @@ def daily_assessments(scored: Iterable[ScoredTransfer], losses: Iterable[LossCon
     for st in scored:
         k = (st.featured.transfer.user_id, st.event_time // d)
         days.setdefault(k, []).append(transfer_signals(st, policy))
-    for loss in losses:
-        for t in loss_days(loss, policy):
-            days.setdefault((loss.user_id, t // d), []).append(_LOSS)
+    for m in losses:
+        days.setdefault((m.user_id, m.event_time // d), []).append(
+            DaySignals(past_losses=m.n))
     by_day: dict = {}
     for (user, day), parts in days.items():
         c = assess(user, add_signals(parts), profile_of(user), policy, (day + 1) * d - 1)
@@ -213,15 +258,12 @@ def _signals_of_transfer(policy: Policy):
     return fn
 
 
-def _loss_copies(policy: Policy):
-    def fn(loss):
-        for t in loss_days(loss, policy):
-            yield window.TimestampedValue((loss.user_id, _LOSS), t / 1000.0)
-    return fn
+def _signals_of_losses(m: PastLosses):
+    return m.user_id, DaySignals(past_losses=m.n)
 
 
 class Assessments(beam.PTransform):
-    """(scored transfers, confirmed losses) -> RISK_ASSESSMENT OutreachRequests, at most
+    """(scored transfers, past losses) -> RISK_ASSESSMENT OutreachRequests, at most
     ``assessments_per_day`` per day window, in the global window (for the Outreach step).
     ``side`` provides the profiles (``side.profile()``: a lookup by user id, as
     ``transforms.graph.Side``); None: no profiles."""
@@ -236,7 +278,7 @@ class Assessments(beam.PTransform):
         if p.assessments_per_day == 0:
             return scored.pipeline | "NoAssessments" >> beam.Create([])
         from_transfers = scored | "TransferSignals" >> beam.Map(_signals_of_transfer(p))
-        from_losses = losses | "LossSignals" >> beam.FlatMap(_loss_copies(p))
+        from_losses = losses | "LossSignals" >> beam.Map(_signals_of_losses)
         return (
             (from_transfers, from_losses) | "Signals" >> beam.Flatten()
             | "Days" >> beam.WindowInto(window.FixedWindows(p.day_ms / 1000.0))
@@ -249,4 +291,4 @@ class Assessments(beam.PTransform):
 
 
 __all__ = ["Assessments", "DaySignals", "assess", "daily_assessments", "top_assessments",
-           "transfer_signals", "loss_days"]
+           "transfer_signals", "LossMemory", "PastLosses"]

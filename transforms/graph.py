@@ -19,6 +19,7 @@ order (DESIGN.md, "Dataflow")::
                                     per-user friction cap
     Actions (address)               holds + 24h timers, refunds, freezes, list state,
                                     silent-sufferer sweep, outreach requests
+    LossMemory (user)               rule 11: scam losses within the lookback, per day
     Assessments (global, per day)   rule 11: daily risk assessments, top-K per day
     Outreach (user)                 cool-down, de-duplication, escalation
     CallCapacity (global, per day)  rule 12: calls past the capacity downgraded to CHAT
@@ -38,7 +39,7 @@ from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer, Verdict
 from transforms import actions as act
 from transforms import ledger as led
 from transforms.actions import Actions
-from transforms.assessments import daily_assessments  # issue 12
+from transforms.assessments import PAST_LOSSES, LossMemory, daily_assessments  # issue 12
 from transforms.capacity import apply_capacity  # issue 12
 from transforms.casefiles import CASES, CaseBook, case_key  # issue 12
 from transforms.events import (
@@ -195,6 +196,10 @@ def _outreach(p: Policy, side: Side) -> Machine:
     return OutreachStep(p, side.profile())
 
 
+def _loss_memory(p: Policy, side: Side) -> Machine:
+    return LossMemory(p)
+
+
 def _casebook(p: Policy, side: Side) -> Machine:
     return CaseBook(p)
 
@@ -229,6 +234,8 @@ STEPS = (
     Step("Actions", _actions, address_of,
          ("Score:scored_transfers", "Score:scored_reports", "blacklist") + _FACTS,
          act.HOLDS, (act.RESOLUTIONS, act.FREEZES, act.REQUESTS, act.LOSSES)),
+    # issue 12: the scam losses within the lookback, per user and day (rule 11's signal)
+    Step("LossMemory", _loss_memory, user_of, ("Actions:losses",), PAST_LOSSES),
     Step("Outreach", _outreach, user_of, ("Actions:outreach_requests", "Actions:losses",
                                           "Assessments:requests"), OUTREACH),
     # issue 12: case files, keyed by suspect address, downstream of every decision
@@ -256,8 +263,8 @@ class Global(NamedTuple):
     composite: Callable[..., Any]
 
 
-def _assessments_pure(p: Policy, side: Side, scored: list, losses: list) -> list:
-    return daily_assessments(scored, losses, p, side.profile())
+def _assessments_pure(p: Policy, side: Side, scored: list, past_losses: list) -> list:
+    return daily_assessments(scored, past_losses, p, side.profile())
 
 
 def _assessments_beam(p: Policy, side: Side):
@@ -279,7 +286,7 @@ def _capacity_beam(p: Policy, side: Side):
 GLOBALS = (
     # rule 11: daily risk assessments (day windows, per-user signals, top-K per day),
     # into the Outreach step for its cool-down
-    Global("Assessments", ("Score:scored_transfers", "Actions:losses"), "requests",
+    Global("Assessments", ("Score:scored_transfers", "LossMemory:past_losses"), "requests",
            "Outreach", _assessments_pure, _assessments_beam),
     # rule 12: call capacity (top-K calls per day window, the rest downgraded to CHAT)
     Global("CallCapacity", ("Outreach:outreach",), "outreach", "CaseBook",

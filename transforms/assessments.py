@@ -236,7 +236,7 @@ class _Candidates(beam.DoFn):
     def process(self, kv, win=beam.DoFn.WindowParam):
         user, signals = kv
         day_end = win.end.micros // 1000 - 1
-        c = assess(user, signals, self.profile_of(user), self.policy, day_end)
+        c = assess(user, DaySignals(*signals), self.profile_of(user), self.policy, day_end)
         if c is not None:
             self.c_candidates.inc()
             yield window.TimestampedValue(c, day_end / 1000.0)
@@ -253,13 +253,18 @@ class _Chosen(beam.DoFn):
 
 
 def _signals_of_transfer(policy: Policy):
+    # plain tuples of ints across the shuffle: Beam's fast coder, not a pickle per element
     def fn(st):
-        return st.featured.transfer.user_id, transfer_signals(st, policy)
+        return st.featured.transfer.user_id, tuple(transfer_signals(st, policy))
     return fn
 
 
+def _add_plain(parts: Iterable[tuple]) -> tuple:
+    return tuple(add_signals(parts))
+
+
 def _signals_of_losses(m: PastLosses):
-    return m.user_id, DaySignals(past_losses=m.n)
+    return m.user_id, tuple(DaySignals(past_losses=m.n))
 
 
 class Assessments(beam.PTransform):
@@ -282,7 +287,7 @@ class Assessments(beam.PTransform):
         return (
             (from_transfers, from_losses) | "Signals" >> beam.Flatten()
             | "Days" >> beam.WindowInto(window.FixedWindows(p.day_ms / 1000.0))
-            | "PerUserDay" >> beam.CombinePerKey(add_signals)
+            | "PerUserDay" >> beam.CombinePerKey(_add_plain)
             | "Candidates" >> beam.ParDo(_Candidates(p, self.side))
             | "TopPerDay" >> beam.combiners.Top.Of(
                 p.assessments_per_day, key=rank_key, reverse=True).without_defaults()

@@ -284,6 +284,8 @@ class Assessments(beam.PTransform):
             return scored.pipeline | "NoAssessments" >> beam.Create([])
         from_transfers = scored | "TransferSignals" >> beam.Map(_signals_of_transfer(p))
         from_losses = losses | "LossSignals" >> beam.Map(_signals_of_losses)
+        if self.side is not None and self.side.mode == "batch":
+            return self._batch(from_transfers, from_losses)
         return (
             (from_transfers, from_losses) | "Signals" >> beam.Flatten()
             | "Days" >> beam.WindowInto(window.FixedWindows(p.day_ms / 1000.0))
@@ -293,6 +295,50 @@ class Assessments(beam.PTransform):
                 p.assessments_per_day, key=rank_key, reverse=True).without_defaults()
             | "Chosen" >> beam.ParDo(_Chosen())
             | "BackToGlobal" >> beam.WindowInto(window.GlobalWindows()))
+
+
+    def _batch(self, from_transfers, from_losses):
+        """The batch face (a bounded replay in the global window): the same selection with
+        the day in the key instead of a window. Beam's Python runners group non-global
+        windows through a generic trigger driver (measured: ~30 s of a 65 s backtest on
+        the default simulator data, for ~100k user-days); a global-window key is cheap."""
+        p = self.policy
+        d = p.day_ms
+        return (
+            (from_transfers, from_losses) | "Signals" >> beam.Flatten()
+            | "DayKeys" >> beam.ParDo(_DayKey(d))
+            | "PerUserDay" >> beam.CombinePerKey(_add_plain)
+            | "Candidates" >> beam.ParDo(_DayCandidates(p, self.side))
+            | "TopPerDay" >> beam.combiners.Top.PerKey(
+                p.assessments_per_day, key=rank_key, reverse=True)
+            | "Chosen" >> beam.ParDo(_ChosenPerDay()))
+
+
+class _DayKey(beam.DoFn):
+    """Batch face: (user, signals) at time t -> ((user, day), signals)."""
+
+    def __init__(self, day_ms: int):
+        self.day_ms = day_ms
+
+    def process(self, kv, ts=beam.DoFn.TimestampParam):
+        yield (kv[0], ts.micros // 1000 // self.day_ms), kv[1]
+
+
+class _DayCandidates(_Candidates):
+    """Batch face: ((user, day), signals) -> (day, candidate)."""
+
+    def process(self, kv):
+        (user, day), signals = kv
+        day_end = (day + 1) * self.policy.day_ms - 1
+        c = assess(user, DaySignals(*signals), self.profile_of(user), self.policy, day_end)
+        if c is not None:
+            self.c_candidates.inc()
+            yield day, c
+
+
+class _ChosenPerDay(_Chosen):
+    def process(self, kv):
+        yield from super().process(kv[1])
 
 
 __all__ = ["Assessments", "DaySignals", "assess", "daily_assessments", "top_assessments",

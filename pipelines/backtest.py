@@ -14,9 +14,10 @@ optionally ``profiles``, each as ``NAME.avro`` or ``NAME.parquet``. A
 simulator's ground truth), when present, is used only by the report.
 
 Output (``--output``): ``holds``, ``resolutions``, ``freezes``, ``outreach``, ``verdicts``,
-``dead_letter`` as single ``NAME.avro`` / ``NAME.parquet`` files (rows sorted, so a rerun
-gives byte-identical files), ``scores.parquet`` (every scored transfer: the threshold
-sweep's input), ``metrics.json`` and ``report.html``.
+``dead_letter``, ``cases`` (the latest version of each case file) as single
+``NAME.avro`` / ``NAME.parquet`` files (rows sorted, so a rerun gives byte-identical
+files), ``scores.parquet`` (every scored transfer: the threshold sweep's input),
+``metrics.json``, ``report.html`` and ``cases/*.html`` (one page per case file).
 
 Runner: ``FnApiRunner`` unless ``--runner`` says otherwise (Beam's plain ``DirectRunner``
 would try to download Prism). For several processes:
@@ -61,6 +62,7 @@ from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.rows import INPUT_FILES, OUTPUT_FILES, DeadLetter
 from transforms.aggregates import FanIn, HourlyMetrics
+from transforms.casefiles import latest_cases
 from transforms.checkpoint import (
     CheckpointError,
     ReadSeeds,
@@ -87,7 +89,8 @@ OWNED = preflight.owned_files(OUTPUT_FILES, codecs.FORMATS, extra=(
 # Sort key of each output file: (time field, id field); the row's repr breaks any tie.
 ORDER = {"holds": ("placed_at", "hold_id"), "resolutions": ("resolved_at", "hold_id"),
          "freezes": ("frozen_at", "freeze_id"), "outreach": ("created_at", "outreach_id"),
-         "verdicts": ("decided_at", "report_id"), "dead_letter": ("at", "source")}
+         "verdicts": ("decided_at", "report_id"), "dead_letter": ("at", "source"),
+         "cases": ("opened_at", "case_id")}
 
 
 class UsageError(Exception):
@@ -330,6 +333,18 @@ def write_scores(path: Path, rows) -> None:
     os.replace(tmp, path)
 
 
+def latest_cases_file(path: Path, fmt: str) -> None:
+    """Keep only the latest version of each case in a merged ``cases`` file (a case's state
+    carries from chunk to chunk, so each chunk wrote the version it had then)."""
+    if not path.exists():
+        return
+    rows = [r for r in codecs.read_records(path, "CaseFile") if type(r) is not DeadLetter]
+    rows = sorted(latest_cases(rows), key=_sort_key("cases"))
+    tmp = path.with_name(f".{path.name}.tmp")
+    codecs.write_records(tmp, "CaseFile", rows, fmt)
+    os.replace(tmp, path)
+
+
 # ------------------------------------------------------------------------------- the graph
 class ChunkRun(NamedTuple):
     """What one pipeline of a chunked replay reads and writes (see pipelines/chunks.py):
@@ -380,8 +395,10 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
     n_transfers = replay.totals.get("transfers", 0)
     for name in OUTPUT_FILES:
         pc = dead if name == "dead_letter" else outs[name]
-        (pc | f"Gather{name.title()}" >> Gather()
-         | f"Write{name.title()}" >> beam.ParDo(WriteOutput(name, out, fmt)))
+        rows = pc | f"Gather{name.title()}" >> Gather()
+        if name == "cases":  # issue 12: every version of each case -> the latest one
+            rows = rows | "LatestCases" >> beam.Map(latest_cases)
+        rows | f"Write{name.title()}" >> beam.ParDo(WriteOutput(name, out, fmt))
     # Hourly aggregates people look at: decision metrics, fan-in per destination.
     hourly = ({n: outs[n] for n in ("holds", "resolutions", "freezes", "outreach")}
               | "HourlyMetrics" >> HourlyMetrics(mode="batch"))
@@ -624,6 +641,7 @@ def run_chunked(args, options, replay: Replay, out: Path, fmt: str, policy: Poli
             prev, prev_at = (str(save) if save else None), sl.hi - 1
             parts.append(part)
         chunks.merge_parts(parts, out, fmt, OUTPUT_FILES, _sort_key, SCORES_FILE)
+        latest_cases_file(out / f"cases.{fmt}", fmt)  # issue 12: one version per case
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return dict(sorted(counters.items()))
@@ -649,6 +667,11 @@ def run(argv: Optional[list] = None) -> int:
 
         if policy.blacklist_paths:
             load_many(tuple(policy.blacklist_paths))
+        if args.chunk and (_chunk_ms(args.chunk) or 0) % policy.day_ms:
+            # issue 12: the daily selections (rules 11, 12) rank whole days of one chunk
+            raise UsageError(f"--chunk {args.chunk}: use whole days (of --day, "
+                             f"{policy.day_ms // 3_600_000}h) so that no day of the daily "
+                             "risk assessments and call capacity is cut by a chunk")
         out = preflight.prepare_output(args.output, OWNED, args.overwrite)
         chunk_ms = _chunk_ms(args.chunk)
         restored = check_checkpoint(args.restore_state) if args.restore_state else None

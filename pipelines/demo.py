@@ -112,6 +112,9 @@ def _summary(rows: dict, elapsed: float, sim_ms: float) -> str:
             f"pending {len(rows['holds']) - sum(res.values())}) | freezes "
             f"{len(rows['freezes'])} | verdicts {len(rows['verdicts'])} | outreach "
             + (", ".join(f"{k.lower()} {v}" for k, v in sorted(kinds.items())) or "0")
+            + f" | assessments {kinds.get('RISK_ASSESSMENT', 0)}"
+            + f" | calls {sum(1 for o in rows['outreach'] if o.channel == 'CALL')}"
+            + f" | cases {len({c.case_id for c in rows.get('cases', ())})}"
             + f" | dead letters {dead} | $ prevented {prevented:,.0f}")
 
 

@@ -72,6 +72,23 @@ _HELP = {
     "model_snapshot_every": "snapshot the models every N labels (0: only at the end)",
     "model_snapshot_path": "where model snapshots go (local path or gs://)",
     "model_warm_start": "model snapshot to start from",
+    "day": "the event-time day that rules 11 and 12 count in (fixed windows)",
+    "calls_per_day": "CALL interventions the team can make per day; past it the highest "
+                     "expected losses are called, the rest get a CHAT (rule 12)",
+    "call_slot": "streaming: calls are ranked at the end of each slot of this length, "
+                 "which gets its share of calls_per_day (default the whole day: exact, "
+                 "but a call waits until the day ends)",
+    "assessments_per_day": "daily risk assessments sent per day at most, highest expected "
+                           "loss first (rule 11; sized for the simulator's 20,000 users)",
+    "assessment_amount_z": "risk assessment signal: amount this many standard deviations "
+                           "above the sender's usual",
+    "assessment_new_payees": "risk assessment signal: this many new payees in a day",
+    "assessment_fan_in": "risk assessment signal: a destination paid by this many senders "
+                         "in 24h",
+    "case_max_items": "case files: items kept per list (transfers, reports, verdicts, "
+                      "list entries, outreach, timeline); the rest are counted",
+    "case_update": "case files: a changed case is re-issued this long after its first "
+                   "change (changes within it are batched; default 10m)",
     "blacklist_paths": "blacklist snapshot files (Avro/Parquet or vendor formats), "
                        "comma-separated",
     "profiles_path": "UserProfile file (Avro/Parquet)",

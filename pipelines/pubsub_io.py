@@ -35,13 +35,15 @@ from schemas import codecs
 _LOG = logging.getLogger("safetynet.pubsub")
 
 INPUT_NAMES = ("transfers", "reports", "outcomes", "blacklist")
-OUTPUT_NAMES = ("holds", "resolutions", "freezes", "outreach", "verdicts", "dead_letter")
+OUTPUT_NAMES = ("holds", "resolutions", "freezes", "outreach", "verdicts", "dead_letter",
+                "cases")  # cases: issue 12, every version of each case file
 ALL_NAMES = INPUT_NAMES + OUTPUT_NAMES
 PREFIX = "safetynet-"
 RECORD_OF_INPUT = {"transfers": "Transfer", "reports": "ScamReport",
                    "outcomes": "CaseOutcome", "blacklist": "BlacklistUpdate"}
 RECORD_OF_OUTPUT = {"holds": "Hold", "resolutions": "HoldResolution", "freezes": "Freeze",
-                    "outreach": "Outreach", "verdicts": "Verdict", "dead_letter": "DeadLetter"}
+                    "outreach": "Outreach", "verdicts": "Verdict", "dead_letter": "DeadLetter",
+                    "cases": "CaseFile"}
 PULL_MAX_MESSAGES = 500
 IDLE_PULL_PAUSE_S = 0.005
 
@@ -58,7 +60,7 @@ def subscription_path(project: str, name: str) -> str:
 def decision_time(row: Any) -> int:
     """Epoch ms of a row's event / decision time (the ``event_time`` attribute)."""
     for f in ("event_time", "placed_at", "resolved_at", "frozen_at", "created_at",
-              "decided_at", "at"):
+              "decided_at", "at", "updated_at"):
         v = getattr(row, f, None)
         if v is not None:
             return int(v)
@@ -77,6 +79,8 @@ def record_id(row: Any) -> str:
         return f"{row.hold_id}:{row.resolution}"
     if name == "BlacklistUpdate":
         return f"{row.address}:{row.action}:{row.event_time}"
+    if name == "CaseFile":  # one message per version of a case
+        return f"{row.case_id}:{row.version}"
     if name == "DeadLetter":
         h = hashlib.sha1(f"{row.source}|{row.payload}|{row.error}".encode()).hexdigest()
         return f"dl-{h[:16]}"

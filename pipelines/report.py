@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pipelines.friction import add_friction, with_friction
+from pipelines.proactive_report import proactive_html, proactive_metrics, write_case_pages
 from schemas import codecs
 from schemas.rows import (
     OUTPUT_FILES,
@@ -1020,6 +1021,8 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
 
     P.append(shadow.html_section(metrics.get("shadow")))
     P.append(efficacy.html_section(metrics.get("warning_efficacy")))
+    # issue 12: daily risk assessments, call capacity, case files
+    P.append(proactive_html(metrics, extras.get("out_dir")))
 
     rec = metrics["reconciliation"]
     P.append("<h2>Reconciliation</h2>")
@@ -1125,6 +1128,9 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     metrics["shadow"] = shadow.compare(out_dir, extras, pol, (run or {}).get("shadow_policy"))
     metrics["warning_efficacy"] = efficacy.from_files(input_dir, out_dir, extras,
                                                       float(pol.get("warning_holdout") or 0.0))
+    # issue 12: assessments and calls per day against their caps; the case files
+    metrics["proactive"] = proactive_metrics(out_dir, (run or {}).get("policy"))
+    extras["out_dir"] = out_dir
     cmp_metrics = None
     if compare is not None:
         cmp_metrics = json.loads((Path(compare) / "metrics.json").read_text(encoding="utf-8"))
@@ -1134,6 +1140,7 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     if html:
         page = with_friction(render_html(metrics, extras, cmp_metrics), metrics["friction"])
         (out_dir / "report.html").write_text(page, encoding="utf-8")
+        write_case_pages(out_dir, CSS)  # issue 12: one page per case
     return metrics
 
 

@@ -17,7 +17,8 @@ CATEGORIES = ("INVESTMENT", "ROMANCE", "PHISHING", "IMPERSONATION", "FAKE_PLATFO
 SUBJECT_TYPES = ("TRANSFER", "ADDRESS", "REPORT")
 BLACKLIST_ACTIONS = ("ADD", "REMOVE")
 RESOLUTIONS = ("RELEASED", "REFUNDED")
-OUTREACH_KINDS = ("WARNING", "INTERVENTION", "SILENT_SUFFERER", "HOLD_NOTICE", "RECOVERY")
+OUTREACH_KINDS = ("WARNING", "INTERVENTION", "SILENT_SUFFERER", "HOLD_NOTICE", "RECOVERY",
+                  "RISK_ASSESSMENT")
 OUTREACH_CHANNELS = ("APP", "CHAT", "CALL")
 VERDICTS = ("SCAM", "NOT_SCAM", "REVIEW")
 
@@ -119,6 +120,9 @@ class Outreach(NamedTuple):
     transfer_id: Optional[str]
     address: Optional[str]
     reasons: List[str]
+    # What the call-capacity and assessment selections rank by (rules 11, 12): the USD at
+    # risk weighted by its risk score; null where nothing ranks it.
+    expected_loss_usd: Optional[float] = None
 
 
 class Verdict(NamedTuple):
@@ -137,6 +141,42 @@ class DeadLetter(NamedTuple):
     payload: str
     error: str
     at: int
+
+
+class CaseFile(NamedTuple):
+    """An investigation file on one suspect address (issue 12): opened when the address is
+    frozen or blacklisted or gets a SCAM or REVIEW verdict, re-issued whenever it changes
+    (``version``: the events it has seen; the highest is the latest). Items are JSON
+    objects as strings (one per transfer, report, verdict, list entry, outreach, timeline
+    line), at most ``case_max_items`` per list; ``*_omitted`` count what was left out.
+    Totals cover every transfer in the lookback."""
+
+    case_id: str
+    address: str
+    network: Optional[str]
+    user_id: Optional[str]
+    opened_at: int
+    updated_at: int
+    version: int
+    triggers: List[str]
+    transfers: List[str]
+    reports: List[str]
+    verdicts: List[str]
+    freeze: Optional[str]
+    blacklist: List[str]
+    outreach: List[str]
+    timeline: List[str]
+    victims: int
+    usd_sent: float
+    usd_lost: float
+    usd_refunded: float
+    usd_held: float
+    transfers_omitted: int
+    reports_omitted: int
+    verdicts_omitted: int
+    blacklist_omitted: int
+    outreach_omitted: int
+    timeline_omitted: int
 
 
 class Truth(NamedTuple):
@@ -218,6 +258,7 @@ FIELDS: dict[str, list[F]] = {
         ("kind", "enum:OUTREACH_KINDS", False), ("channel", "enum:OUTREACH_CHANNELS", False),
         ("created_at", "timestamp", False), ("transfer_id", "string", True),
         ("address", "string", True), ("reasons", "array<string>", False),
+        ("expected_loss_usd", "double", True),
     ],
     "Verdict": [
         ("report_id", "string", False), ("suspect", "string", False),
@@ -228,6 +269,21 @@ FIELDS: dict[str, list[F]] = {
     "DeadLetter": [
         ("source", "string", False), ("payload", "string", False),
         ("error", "string", False), ("at", "timestamp", False),
+    ],
+    "CaseFile": [
+        ("case_id", "string", False), ("address", "string", False),
+        ("network", "string", True), ("user_id", "string", True),
+        ("opened_at", "timestamp", False), ("updated_at", "timestamp", False),
+        ("version", "long", False), ("triggers", "array<string>", False),
+        ("transfers", "array<string>", False), ("reports", "array<string>", False),
+        ("verdicts", "array<string>", False), ("freeze", "string", True),
+        ("blacklist", "array<string>", False), ("outreach", "array<string>", False),
+        ("timeline", "array<string>", False), ("victims", "long", False),
+        ("usd_sent", "double", False), ("usd_lost", "double", False),
+        ("usd_refunded", "double", False), ("usd_held", "double", False),
+        ("transfers_omitted", "long", False), ("reports_omitted", "long", False),
+        ("verdicts_omitted", "long", False), ("blacklist_omitted", "long", False),
+        ("outreach_omitted", "long", False), ("timeline_omitted", "long", False),
     ],
     "Truth": [
         ("subject_type", "string", False), ("subject_id", "string", False),
@@ -242,12 +298,13 @@ ROW_TYPES: dict[str, type] = {
     "Transfer": Transfer, "ScamReport": ScamReport, "CaseOutcome": CaseOutcome,
     "BlacklistUpdate": BlacklistUpdate, "UserProfile": UserProfile, "Hold": Hold,
     "HoldResolution": HoldResolution, "Freeze": Freeze, "Outreach": Outreach,
-    "Verdict": Verdict, "DeadLetter": DeadLetter, "Truth": Truth,
+    "Verdict": Verdict, "DeadLetter": DeadLetter, "Truth": Truth, "CaseFile": CaseFile,
 }
 
 # Replay-directory file stem of each record (DESIGN.md: replay input / backtest output).
 INPUT_FILES = {"transfers": "Transfer", "reports": "ScamReport", "outcomes": "CaseOutcome",
                "blacklist": "BlacklistUpdate", "profiles": "UserProfile"}
 OUTPUT_FILES = {"holds": "Hold", "resolutions": "HoldResolution", "freezes": "Freeze",
-                "outreach": "Outreach", "verdicts": "Verdict", "dead_letter": "DeadLetter"}
+                "outreach": "Outreach", "verdicts": "Verdict", "dead_letter": "DeadLetter",
+                "cases": "CaseFile"}
 

@@ -154,6 +154,10 @@ def collect(events, policy, mode: str = "batch", extra: Optional[list] = None,
                            "dead_letter", "scored")}
     for sub in d.iterdir():
         got[sub.name] = sorted((pickle.load(open(f, "rb")) for f in sub.iterdir()), key=repr)
+    if "cases" in got:  # every version of each case file: compare the latest (issue 12)
+        from transforms.casefiles import latest_cases
+
+        got["cases"] = latest_cases(got["cases"])
     return got
 
 

@@ -110,7 +110,7 @@ def test_holdout_on_both_faces_withholds_the_warning_and_keeps_the_hold(tmp_path
     snap = tmp_path / "snapshot.avro"
     codecs.write_records(snap, "BlacklistUpdate", [listing(LISTED, at(days=-1))], "avro")
     events = [transfer("t1", at(5), "bob", LISTED), transfer("t2", at(9), "carol", LISTED)]
-    base = Policy(use_models=False, blacklist_paths=(str(snap),))
+    base = Policy(use_models=False, blacklist_paths=(str(snap),), assessments_per_day=0)
     sent = scenario.collect(events, base, "stream")
     held = scenario.collect(events, dataclasses.replace(base, warning_holdout=1.0), "stream")
     assert [(o.kind, o.transfer_id) for o in sent["outreach"]] == \
@@ -119,8 +119,11 @@ def test_holdout_on_both_faces_withholds_the_warning_and_keeps_the_hold(tmp_path
     assert [o._replace(reasons=o.reasons[:-1]) for o in held["warning_holdout"]] == \
         sent["outreach"]
     assert held["holds"] == sent["holds"] and len(held["holds"]) == 2
-    assert scenario.collect(events, dataclasses.replace(base, warning_holdout=1.0),
-                            "batch") == held
+    batch = scenario.collect(events, dataclasses.replace(base, warning_holdout=1.0), "batch")
+    # case files aside: on Beam's local runner a case's expiry timer can fire before the
+    # releases reach it (tests/test_casefiles.py holds the faces to each other)
+    assert {k: v for k, v in batch.items() if k != "cases"} == \
+        {k: v for k, v in held.items() if k != "cases"}
 
 
 # --------------------------------------------------------------------------- estimator

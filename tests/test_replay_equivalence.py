@@ -92,8 +92,12 @@ def test_backtest_and_stream_decide_alike(snapshot, tmp_path):
     pub, col = Publisher(PROJECT), Collector(PROJECT)
     try:
         wait_until_live(pub, col, timeout=90, is_alive=lambda: proc.poll() is None)
-        replay = sorted(retime(events, int(time.time() * 1000) + 500),
-                        key=lambda e: e.event_time)
+        # Daily windows (rules 11, 12) are aligned to the epoch: start the re-timed history
+        # (t0 is a UTC midnight) on a multiple of the compressed day, so that its days are
+        # cut where the backtest cuts them.
+        day = Policy().day_ms // FACTOR
+        base = -(-(int(time.time() * 1000) + 500) // day) * day
+        replay = sorted(retime(events, base), key=lambda e: e.event_time)
         for e in replay:
             while time.time() * 1000 < e.event_time:
                 col.pull_once()

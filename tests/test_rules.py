@@ -40,7 +40,9 @@ def policy(tmp_path) -> Policy:
     rows = [profile(u, at(days=-400), vulnerable=(u == "vera")) for u in users]
     rows += [profile(f"fresh{i}", at(hours=-3)) for i in range(30)]
     write_records(profs, "UserProfile", rows, "avro")
-    return Policy(use_models=False, blacklist_paths=(str(snap),), profiles_path=str(profs))
+    # Rules 1-10 alone: no daily risk assessments (rule 11, tests/test_assessments.py).
+    return Policy(use_models=False, blacklist_paths=(str(snap),), profiles_path=str(profs),
+                  assessments_per_day=0)
 
 
 def by(rows, field):

@@ -78,10 +78,15 @@ def test_decisions_on_pubsub(job):
     pub.publish_raw("reports", b"\x00\x01 not json either")
     pub.flush()
 
+    def refunded_in_case(r):  # issue 12: the case file on SCAM, as published
+        return any(c.address == SCAM and '"fate":"REFUNDED"' in "".join(c.transfers)
+                   for c in r["cases"])
+
     def done(r):
         return (r["freezes"] and r["resolutions"]
                 and {o.kind for o in r["outreach"]} >= {"SILENT_SUFFERER", "WARNING"}
-                and len([d for d in r["dead_letter"] if not is_probe(d)]) >= 2)
+                and len([d for d in r["dead_letter"] if not is_probe(d)]) >= 2
+                and refunded_in_case(r))
 
     assert col.wait_for(done, timeout=60), f"decisions incomplete: {col.rows}"
     assert proc.poll() is None, "the job died"
@@ -91,8 +96,12 @@ def test_decisions_on_pubsub(job):
     assert any(r.startswith("blacklist:vendor_x") for r in holds["T2"].reasons)
     assert [(r.transfer_id, r.resolution) for r in rows["resolutions"]] == [("T2", "REFUNDED")]
     assert [(f.address, f.frozen_at) for f in rows["freezes"]] == [(SCAM, base + 6000)]
-    kinds = sorted((o.kind, o.user_id, o.transfer_id) for o in rows["outreach"])
+    # (daily risk assessments, rule 11, may come too when a compressed day has ended)
+    kinds = sorted((o.kind, o.user_id, o.transfer_id) for o in rows["outreach"]
+                   if o.kind != "RISK_ASSESSMENT")
     assert kinds == [("SILENT_SUFFERER", "alice", "T1"), ("WARNING", "bob", "T2")]
+    case = max((c for c in rows["cases"] if c.address == SCAM), key=lambda c: c.version)
+    assert "frozen" in case.triggers and case.usd_refunded == 900.0
     dead = sorted(d.source for d in rows["dead_letter"] if not is_probe(d))
     assert dead == ["reports", "transfers"]
     assert all("not valid JSON" in d.error for d in rows["dead_letter"])

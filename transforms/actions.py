@@ -47,6 +47,22 @@ class _Dest:
         self.last_t: Optional[int] = None
 
 
+def expected_loss(ev: ScoredTransfer, certain: bool = False) -> float:
+    """USD at risk weighted by the chance it is a scam: the transfer's USD times its risk
+    score, or times 1 when a list, a freeze or a look-alike makes it ``certain``. What the
+    call capacity (rule 12) ranks by; rounded to the cent.
+
+    >>> from transforms.events import FeaturedTransfer
+    >>> from schemas.rows import Transfer
+    >>> t = Transfer("t", 0, "u", "0xa", None, "ETH", "ETH", "1", 2000.0, "WITHDRAWAL")
+    >>> st = ScoredTransfer(FeaturedTransfer(t, 0, {}), 0, 0.5, "rules")
+    >>> expected_loss(st), expected_loss(st, certain=True)
+    (1000.0, 2000.0)
+    """
+    risk = 1.0 if certain else ev.score
+    return round(risk * ev.featured.transfer.usd_value, 2)
+
+
 # flags in _Dest.sent
 LOST, HELD, REFUNDED = 0, 1, 2
 
@@ -150,9 +166,11 @@ class Actions(Machine):
             # A transfer to a frozen address is a confirmed loss: the request says so
             # itself, so Outreach never decides on it before the LossConfirmed arrives.
             losses = (tr.transfer_id,) if s.frozen is not None else ()
+            sure = s.frozen is not None or bool(ft.blacklist) or bool(ft.lookalike_of)
             out.append((REQUESTS, now, OutreachRequest(tr.user_id, now, kind, "APP",
                                                        tr.transfer_id, tr.to_address,
-                                                       tuple(reasons), losses)))
+                                                       tuple(reasons), losses,
+                                                       expected_loss(ev, sure))))
         return out
 
     def _report(self, s: _Dest, ev: ScoredReport, now: int) -> list:

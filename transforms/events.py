@@ -132,6 +132,7 @@ class OutreachRequest(NamedTuple):
     address: Optional[str]
     reasons: tuple = ()
     losses: tuple = ()  # transfer ids this request itself confirms lost (to a frozen address)
+    expected_loss: Optional[float] = None  # USD at risk x risk (ranks calls, rule 12)
 
 
 class LossConfirmed(NamedTuple):

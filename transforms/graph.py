@@ -19,7 +19,11 @@ order (DESIGN.md, "Dataflow")::
                                     per-user friction cap
     Actions (address)               holds + 24h timers, refunds, freezes, list state,
                                     silent-sufferer sweep, outreach requests
+    LossMemory (user)               rule 11: scam losses within the lookback, per day
+    Assessments (global, per day)   rule 11: daily risk assessments, top-K per day
     Outreach (user)                 cool-down, de-duplication, escalation
+    CallCapacity (global, per day)  rule 12: calls past the capacity downgraded to CHAT
+    CaseBook (address)              case files on frozen / listed / suspected addresses
 
 On the transfer path every step is keyed by something with many values (transfer id,
 user, address); the one key per model (Learner) sees labels only.
@@ -35,6 +39,9 @@ from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer, Verdict
 from transforms import actions as act
 from transforms import ledger as led
 from transforms.actions import Actions
+from transforms.assessments import PAST_LOSSES, LossMemory, daily_assessments  # issue 12
+from transforms.capacity import apply_capacity  # issue 12
+from transforms.casefiles import CASES, CaseBook, case_key  # issue 12
 from transforms.events import (
     AddressFact,
     FeaturedReport,
@@ -189,6 +196,14 @@ def _outreach(p: Policy, side: Side) -> Machine:
     return OutreachStep(p, side.profile())
 
 
+def _loss_memory(p: Policy, side: Side) -> Machine:
+    return LossMemory(p)
+
+
+def _casebook(p: Policy, side: Side) -> Machine:
+    return CaseBook(p)
+
+
 class Step(NamedTuple):
     label: str  # stable: Dataflow's --update and the state checkpoints name steps by it
     make: Callable[[Policy, Side], Machine]
@@ -219,16 +234,76 @@ STEPS = (
     Step("Actions", _actions, address_of,
          ("Score:scored_transfers", "Score:scored_reports", "blacklist") + _FACTS,
          act.HOLDS, (act.RESOLUTIONS, act.FREEZES, act.REQUESTS, act.LOSSES)),
-    Step("Outreach", _outreach, user_of, ("Actions:outreach_requests", "Actions:losses"),
-         OUTREACH, (HOLDOUT,)),
+    # issue 12: the scam losses within the lookback, per user and day (rule 11's signal)
+    Step("LossMemory", _loss_memory, user_of, ("Actions:losses",), PAST_LOSSES),
+    Step("Outreach", _outreach, user_of, ("Actions:outreach_requests", "Actions:losses",
+                                          "Assessments:requests"), OUTREACH, (HOLDOUT,)),
+    # issue 12: case files, keyed by suspect address, downstream of every decision
+    Step("CaseBook", _casebook, case_key,
+         ("Score:scored_transfers", "Score:scored_reports", "Actions:holds",
+          "Actions:resolutions", "Actions:freezes", "blacklist", "CallCapacity:outreach"),
+         CASES),
 )
 STEP_LABELS = tuple(s.label for s in STEPS)
+
+
+# ------------------------------------------------------- global selections (issue 12)
+class Global(NamedTuple):
+    """A global step, not keyed: a selection over all keys per event-time window (a daily
+    top-K, rules 11 and 12). ``pure(policy, side, *input lists) -> list`` is the Beam-free
+    reference; ``composite(policy, side)`` the Beam composite over the tuple of input
+    PCollections. Both runners run it right before the keyed step labelled ``before``; its
+    output is the stream ``LABEL:output``. Off the transfer path (DESIGN.md, "Scale")."""
+
+    label: str
+    inputs: tuple[str, ...]
+    output: str
+    before: str
+    pure: Callable[..., list]
+    composite: Callable[..., Any]
+
+
+def _assessments_pure(p: Policy, side: Side, scored: list, past_losses: list) -> list:
+    return daily_assessments(scored, past_losses, p, side.profile())
+
+
+def _assessments_beam(p: Policy, side: Side):
+    from transforms.assessments import Assessments
+
+    return Assessments(p, side)
+
+
+def _capacity_pure(p: Policy, side: Side, outreach: list) -> list:
+    return apply_capacity(outreach, p)
+
+
+def _capacity_beam(p: Policy, side: Side):
+    from transforms.capacity import CallCapacity
+
+    return CallCapacity(p)
+
+
+GLOBALS = (
+    # rule 11: daily risk assessments (day windows, per-user signals, top-K per day),
+    # into the Outreach step for its cool-down
+    Global("Assessments", ("Score:scored_transfers", "LossMemory:past_losses"), "requests",
+           "Outreach", _assessments_pure, _assessments_beam),
+    # rule 12: call capacity (top-K calls per day window, the rest downgraded to CHAT)
+    Global("CallCapacity", ("Outreach:outreach",), "outreach", "CaseBook",
+           _capacity_pure, _capacity_beam),
+)
+
+
+def globals_before(label: str) -> tuple:
+    """The global selections that run right before the keyed step ``label``."""
+    return tuple(g for g in GLOBALS if g.before == label)
 
 # The graph's outputs: name -> the stream that carries it (verdicts are verdict_row of
 # Score:scored_reports; dead letters are the union of DEAD_LETTERS).
 RESULTS = {
     "holds": "Actions:holds", "resolutions": "Actions:resolutions",
-    "freezes": "Actions:freezes", "outreach": "Outreach:outreach",
+    "freezes": "Actions:freezes", "outreach": "CallCapacity:outreach",  # issue 12
+    "cases": "CaseBook:cases",  # issue 12: every version of every case file
     "scored": "Score:scored_transfers", "model_metrics": "Learner:model_metrics",
     "versions": "Learner:versions", "snapshots": "Learner:snapshots",
     "warning_holdout": "Outreach:warning_holdout",

@@ -86,7 +86,8 @@ class OutreachStep(Machine):
                 return [(METRIC, now, ("outreach_cooldown_suppressed", 1))]
             s.last_sent[kind] = now
         o = Outreach(short_id("outreach", req.user_id, kind, now, req.transfer_id, req.address),
-                     req.user_id, kind, channel, now, req.transfer_id, req.address, reasons)
+                     req.user_id, kind, channel, now, req.transfer_id, req.address, reasons,
+                     req.expected_loss)
         if kind == "WARNING" and in_holdout(req.user_id, self.p.warning_holdout):
             return [(HOLDOUT, now, o._replace(reasons=reasons + ["warning_holdout"])),
                     (METRIC, now, ("warning_holdout_suppressed", 1))]

@@ -114,6 +114,27 @@ class Policy:
     # the user id, gets no WARNING (holds, freezes, interventions unchanged); the suppressed
     # warnings go to the ``warning_holdout`` output so a report can compare the two groups
     warning_holdout: float = 0.0
+    # Daily selections (rules 11, 12): the event-time day they count in (Beam fixed
+    # windows aligned to the epoch, UTC days by default)
+    day_ms: int = 24 * HOUR
+    # Call capacity (rule 12): CALL interventions per day; past it the highest expected
+    # losses are called and the rest downgraded to CHAT. The streaming job ranks the calls
+    # of each slot at the slot's end (a call waits up to a slot); a slot shorter than the
+    # day gets its share of the day's capacity
+    calls_per_day: int = 10
+    call_slot_ms: int = 24 * HOUR
+    # Daily risk assessments (rule 11): at most this many a day, highest expected loss first
+    assessments_per_day: int = 50
+    # ... signals: a sudden rise in amount (z-score of log USD vs the sender's history),
+    # many new payees in a day, a destination paid by many senders in 24h
+    assessment_amount_z: float = 3.0
+    assessment_new_payees: int = 3
+    assessment_fan_in: int = 10
+    # Case files: items kept per list of a case (transfers, reports, verdicts, list
+    # entries, outreach, timeline); the rest are counted as left out
+    case_max_items: int = 50
+    # ... and a changed case file is re-issued this long after its first change
+    case_update_ms: int = 10 * MINUTE
     # Files read at start (side data)
     blacklist_paths: tuple = ()
     profiles_path: Optional[str] = None
@@ -158,4 +179,8 @@ class Policy:
             raise ValueError("friction_budget must be a share in [0, 1), e.g. 0.005 or 0.5%")
         if self.friction_budget_window < 1:
             raise ValueError("friction_budget_window must be >= 1")
+        if self.calls_per_day < 0 or self.assessments_per_day < 0:
+            raise ValueError("calls_per_day and assessments_per_day must be >= 0")
+        if self.call_slot_ms > self.day_ms or self.day_ms % self.call_slot_ms:
+            raise ValueError("call_slot must divide the day (e.g. 1h, 6h, 24h)")
         return self

@@ -12,8 +12,8 @@ graph's topological order. It is the batch face without Beam's shuffles and code
 >>> from transforms.policy import Policy
 >>> out = run_reference({}, Policy())
 >>> sorted(out)  # doctest: +NORMALIZE_WHITESPACE
-['dead_letter', 'freezes', 'holds', 'model_metrics', 'outreach', 'resolutions', 'scored',
- 'snapshots', 'verdicts', 'versions', 'warning_holdout']
+['cases', 'dead_letter', 'freezes', 'holds', 'model_metrics', 'outreach', 'resolutions',
+ 'scored', 'snapshots', 'verdicts', 'versions', 'warning_holdout']
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from transforms.graph import (
     ROUTERS,
     STEPS,
     Step,
+    globals_before,
     verdict_row,
 )
 from transforms.learner import warm_versions
@@ -92,6 +93,9 @@ def run_steps(inputs: dict, policy: Policy, stats: Stats,
         for b, rows in branches.items():
             streams[f"{r.input}:{b}"] = rows
     for st in STEPS:
+        for g in globals_before(st.label):  # issue 12: global selections (daily top-K)
+            streams[f"{g.label}:{g.output}"] = g.pure(
+                policy, side.for_mode("batch"), *(streams[n] for n in g.inputs))
         events = [e for n in st.inputs for e in streams[n]]
         side_value = None
         if st.side is not None:  # model versions: a warm start's first, as SafetyNet does

@@ -40,6 +40,7 @@ from transforms.graph import (
     STEPS,
     Side,
     Step,
+    globals_before,
     verdict_row,
 )
 from transforms.machine import DEFAULT_SHARDS, STATE, Chunk, RunMachine
@@ -188,6 +189,10 @@ class SafetyNet(beam.PTransform):
         states = []
         batch = self.mode == "batch"
         for st in STEPS:
+            for g in globals_before(st.label):  # issue 12: global selections (daily top-K)
+                gin = tuple(streams[n] for n in g.inputs)
+                streams[f"{g.label}:{g.output}"] = gin | g.label >> g.composite(
+                    self.policy, side.for_mode(self.mode))
             parts = tuple(streams[n] for n in st.inputs)
             if st.label in self.seeds:
                 parts += (self.seeds[st.label],)

@@ -1,0 +1,345 @@
+"""Daily risk assessments (decision rule 11), between Actions and Outreach.
+
+Once per event-time day, every user whose day shows risk gets a ``RISK_ASSESSMENT`` on
+``APP`` naming its top reasons, at most ``assessments_per_day`` a day, highest expected
+loss first. The cap is global across users, so this is Beam windowing, not keyed state:
+
+1. **Signals** (:func:`transfer_signals`, :class:`LossMemory`): each scored transfer
+   becomes a small tuple of counts for its sender; each confirmed loss (``LossConfirmed``
+   from Actions) counts as a *past scam loss* on its day and every day of the lookback
+   after it (the keyed LossMemory step tells each day's count at the day's start).
+2. **Per-user day** (``CombinePerKey`` in fixed windows of ``day_ms``): the counts add up
+   (integers only, so any combining order gives the same sums).
+3. **Candidates** (:func:`assess`): a user with at least one transfer that day and at
+   least one signal, with the profile side data (a vulnerable profile is a signal).
+4. **Top-K per window** (``Top.Of``, combined in parts before one merge per day): the
+   ``assessments_per_day`` highest expected losses (ties: lower user id first).
+5. The chosen become ``OutreachRequest``s at the day's last millisecond and go into the
+   Outreach step, which applies the cool-down and de-duplication (rule 6).
+
+Signals of a day (thresholds are policy options): warnings (score at or above the warning
+threshold, or a listed or look-alike destination), look-alike payments, payments to a
+young destination (first seen less than a day before, already paid by others), to a
+high-fan-in destination (``assessment_fan_in`` senders in 24h into an address first seen
+less than two days before: into an old address that is a merchant), a sudden rise in amount
+(``amount_z`` at or above ``assessment_amount_z``), ``assessment_new_payees`` new payees
+in the day, a vulnerable profile, a past scam loss. Expected loss of the day: the sum over
+its transfers of USD x risk score (x 1 for a listed or look-alike destination), in cents.
+
+Inputs are the scored transfers and the confirmed losses, never the Outreach step's own
+outputs (the graph is acyclic). Latency: an assessment is a daily digest, decided when the
+watermark passes the day's end. A candidate later than that (late data) misses the day's
+ranking and is dropped by the window (the cap holds).
+
+>>> from transforms.policy import Policy
+>>> p = Policy()
+>>> s = DaySignals(transfers=2, warnings=1, new_payees=1, loss_cents=150000)
+>>> r = assess("u1", s, None, p, day_end=86_399_999)
+>>> (r.kind, r.channel, r.event_time, r.expected_loss, r.reasons)
+('RISK_ASSESSMENT', 'APP', 86399999, 1500.0, ('warnings=1', 'expected_loss_usd=1500.00'))
+>>> assess("u2", DaySignals(transfers=3, new_payees=1), None, p, 86_399_999) is None
+True
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, NamedTuple, Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import window
+
+from schemas.rows import UserProfile
+from transforms.events import LossConfirmed, OutreachRequest, ScoredTransfer
+from transforms.machine import Machine
+from transforms.policy import Policy
+
+KIND = "RISK_ASSESSMENT"
+TOP_REASONS = 3
+YOUNG_FAN_IN_DAYS = 2.0  # a high fan-in counts only into an address first seen this recently
+
+
+class DaySignals(NamedTuple):
+    """One user's risk signals over one day: counts, added field by field."""
+
+    transfers: int = 0
+    warnings: int = 0
+    lookalikes: int = 0
+    young_destinations: int = 0
+    high_fan_in: int = 0
+    amount_rises: int = 0
+    new_payees: int = 0
+    past_losses: int = 0
+    loss_cents: int = 0  # expected loss, USD cents
+
+
+def add_signals(parts: Iterable[DaySignals]) -> DaySignals:
+    """Field-by-field sum (associative and commutative: a Beam combiner)."""
+    acc = [0] * len(DaySignals._fields)
+    for s in parts:
+        for i, v in enumerate(s):
+            acc[i] += v
+    return DaySignals(*acc)
+
+
+def transfer_signals(st: ScoredTransfer, policy: Policy) -> DaySignals:
+    """What one scored transfer adds to its sender's day."""
+    ft = st.featured
+    f = ft.features
+    sure = bool(ft.blacklist) or bool(ft.lookalike_of)
+    risk = 1.0 if sure else st.score
+    age = f.get("dest_age_days", 99.0)
+    young = age < 1.0 and f.get("log_dest_transfers", 0.0) > 0.0
+    # many senders into an old address is a merchant; into a young one, a campaign
+    crowded = f.get("fan_in_24h", 0.0) >= policy.assessment_fan_in and age < YOUNG_FAN_IN_DAYS
+    return DaySignals(
+        transfers=1,
+        warnings=int(sure or st.score >= policy.warn_threshold),
+        lookalikes=int(bool(ft.lookalike_of)),
+        young_destinations=int(young),
+        high_fan_in=int(crowded),
+        amount_rises=int(f.get("amount_z", 0.0) >= policy.assessment_amount_z),
+        new_payees=int(f.get("new_dest", 0.0) > 0.0),
+        loss_cents=int(round(risk * ft.transfer.usd_value * 100)))
+
+
+PAST_LOSSES = "past_losses"
+
+
+class PastLosses(NamedTuple):
+    """``n`` scam losses of ``user_id`` confirmed within the lookback count on the day of
+    ``event_time``."""
+
+    user_id: str
+    event_time: int
+    n: int
+
+
+class LossMemory(Machine):
+    """Keyed by user, between Actions and the assessments: the scam losses confirmed within
+    the lookback (``LossConfirmed``), told to the daily assessments as a count per day: a
+    new loss at its own time, then every loss still within the lookback at the start of
+    each later day. A keyed step (not a window) so that a chunked replay carries the
+    memory from chunk to chunk in its state checkpoint; it forgets a user whose losses are
+    all older than the lookback.
+
+    >>> from transforms.machine import run_history
+    >>> from transforms.policy import DAY
+    >>> m = LossMemory(Policy(lookback_ms=2 * DAY))
+    >>> [(t, x.n) for _tag, t, x in run_history(m, "u", [
+    ...     LossConfirmed("u", 10, "t1", "0xa"), LossConfirmed("u", DAY + 5, "t2", "0xa")])]
+    [(10, 1), (86400000, 1), (86400005, 1), (172800000, 2), (259200000, 1)]
+    """
+
+    def __init__(self, policy: Policy):
+        self.p = policy
+
+    def new_state(self, key):
+        return {"user": key, "losses": [], "next": None}
+
+    def is_empty(self, s) -> bool:
+        return not s["losses"]
+
+    def next_deadline(self, s) -> Optional[int]:
+        return s["next"]
+
+    def advance(self, s, now: int) -> list:
+        out = []
+        while s["next"] is not None and s["next"] <= now:
+            day = s["next"]
+            s["losses"] = [t for t in s["losses"] if day < t + self.p.lookback_ms]
+            if not s["losses"]:
+                s["next"] = None
+                break
+            out.append((PAST_LOSSES, day, PastLosses(s["user"], day, len(s["losses"]))))
+            s["next"] = day + self.p.day_ms
+        return out
+
+    def on_event(self, s, ev: LossConfirmed, now: int) -> list:
+        s["losses"].append(now)
+        if s["next"] is None:
+            s["next"] = (now // self.p.day_ms + 1) * self.p.day_ms
+        return [(PAST_LOSSES, now, PastLosses(s["user"], now, 1))]
+
+
+def assess(user: str, s: DaySignals, profile: Optional[UserProfile], policy: Policy,
+           day_end: int) -> Optional[OutreachRequest]:
+    """A candidate assessment for ``user``'s day (ending at ``day_end``, its last ms), or
+    None when the day shows no risk (or no transfer)."""
+    if s.transfers == 0:
+        return None
+    named = [
+        (s.past_losses, f"past_scam_losses={s.past_losses}"),
+        (s.lookalikes, f"lookalike_payments={s.lookalikes}"),
+        (s.warnings, f"warnings={s.warnings}"),
+        (s.high_fan_in, f"high_fan_in_destinations={s.high_fan_in}"),
+        (s.young_destinations, f"young_destinations={s.young_destinations}"),
+        (s.amount_rises, f"amount_rises={s.amount_rises}"),
+        (s.new_payees >= policy.assessment_new_payees, f"new_payees={s.new_payees}"),
+        (profile is not None and profile.vulnerable, "vulnerable_user"),
+    ]
+    reasons = [text for hit, text in named if hit]
+    if not reasons:
+        return None
+    loss = s.loss_cents / 100.0
+    return OutreachRequest(user, day_end, KIND, "APP", None, None,
+                           tuple(reasons[:TOP_REASONS]) + (f"expected_loss_usd={loss:.2f}",),
+                           (), loss)
+
+
+def rank_key(req: OutreachRequest) -> tuple:
+    """Smallest first: highest expected loss (in cents: exact), then lower user id."""
+    return (-int(round((req.expected_loss or 0.0) * 100)), req.user_id)
+
+
+def top_assessments(candidates: Iterable[OutreachRequest], k: int) -> list:
+    """The day's ``k`` highest expected losses (pure: the reference and the tests)."""
+    return sorted(candidates, key=rank_key)[:k]
+
+
+def daily_assessments(scored: Iterable[ScoredTransfer], losses: Iterable[PastLosses],
+                      policy: Policy, profile_of: Callable[[str], Optional[UserProfile]]
+                      ) -> list[OutreachRequest]:
+    """Rule 11 over a bounded history without Beam (the reference): the requests that
+    :class:`Assessments` sends to the Outreach step."""
+    d = policy.day_ms
+    days: dict = {}
+    for st in scored:
+        k = (st.featured.transfer.user_id, st.event_time // d)
+        days.setdefault(k, []).append(transfer_signals(st, policy))
+    for m in losses:
+        days.setdefault((m.user_id, m.event_time // d), []).append(
+            DaySignals(past_losses=m.n))
+    by_day: dict = {}
+    for (user, day), parts in days.items():
+        c = assess(user, add_signals(parts), profile_of(user), policy, (day + 1) * d - 1)
+        if c is not None:
+            by_day.setdefault(day, []).append(c)
+    out = []
+    for day in sorted(by_day):
+        out += top_assessments(by_day[day], policy.assessments_per_day)
+    return out
+
+
+# ------------------------------------------------------------------------------ Beam face
+class _Candidates(beam.DoFn):
+    """(user, day signals) in a day window -> a candidate stamped at the day's last ms."""
+
+    def __init__(self, policy: Policy, side):
+        self.policy, self.side = policy, side
+
+    def setup(self):
+        self.profile_of = self.side.profile() if self.side is not None else (
+            lambda _u: None)
+        self.c_candidates = Metrics.counter("Assessments", "candidates")
+
+    def process(self, kv, win=beam.DoFn.WindowParam):
+        user, signals = kv
+        day_end = win.end.micros // 1000 - 1
+        c = assess(user, DaySignals(*signals), self.profile_of(user), self.policy, day_end)
+        if c is not None:
+            self.c_candidates.inc()
+            yield window.TimestampedValue(c, day_end / 1000.0)
+
+
+class _Chosen(beam.DoFn):
+    def setup(self):
+        self.c_chosen = Metrics.counter("Assessments", "chosen")
+
+    def process(self, top):
+        self.c_chosen.inc(len(top))
+        for req in top:
+            yield window.TimestampedValue(req, req.event_time / 1000.0)
+
+
+def _signals_of_transfer(policy: Policy):
+    # plain tuples of ints across the shuffle: Beam's fast coder, not a pickle per element
+    def fn(st):
+        return st.featured.transfer.user_id, tuple(transfer_signals(st, policy))
+    return fn
+
+
+def _add_plain(parts: Iterable[tuple]) -> tuple:
+    return tuple(add_signals(parts))
+
+
+def _signals_of_losses(m: PastLosses):
+    return m.user_id, tuple(DaySignals(past_losses=m.n))
+
+
+class Assessments(beam.PTransform):
+    """(scored transfers, past losses) -> RISK_ASSESSMENT OutreachRequests, at most
+    ``assessments_per_day`` per day window, in the global window (for the Outreach step).
+    ``side`` provides the profiles (``side.profile()``: a lookup by user id, as
+    ``transforms.graph.Side``); None: no profiles."""
+
+    def __init__(self, policy: Policy, side=None, label=None):
+        super().__init__(label)
+        self.policy, self.side = policy, side
+
+    def expand(self, inputs):
+        scored, losses = inputs
+        p = self.policy
+        if p.assessments_per_day == 0:
+            return scored.pipeline | "NoAssessments" >> beam.Create([])
+        from_transfers = scored | "TransferSignals" >> beam.Map(_signals_of_transfer(p))
+        from_losses = losses | "LossSignals" >> beam.Map(_signals_of_losses)
+        if self.side is not None and self.side.mode == "batch":
+            return self._batch(from_transfers, from_losses)
+        return (
+            (from_transfers, from_losses) | "Signals" >> beam.Flatten()
+            | "Days" >> beam.WindowInto(window.FixedWindows(p.day_ms / 1000.0))
+            | "PerUserDay" >> beam.CombinePerKey(_add_plain)
+            | "Candidates" >> beam.ParDo(_Candidates(p, self.side))
+            | "TopPerDay" >> beam.combiners.Top.Of(
+                p.assessments_per_day, key=rank_key, reverse=True).without_defaults()
+            | "Chosen" >> beam.ParDo(_Chosen())
+            | "BackToGlobal" >> beam.WindowInto(window.GlobalWindows()))
+
+
+    def _batch(self, from_transfers, from_losses):
+        """The batch face (a bounded replay in the global window): the same selection with
+        the day in the key instead of a window. Beam's Python runners group non-global
+        windows through a generic trigger driver (measured: ~30 s of a 65 s backtest on
+        the default simulator data, for ~100k user-days); a global-window key is cheap."""
+        p = self.policy
+        d = p.day_ms
+        return (
+            (from_transfers, from_losses) | "Signals" >> beam.Flatten()
+            | "DayKeys" >> beam.ParDo(_DayKey(d))
+            | "PerUserDay" >> beam.CombinePerKey(_add_plain)
+            | "Candidates" >> beam.ParDo(_DayCandidates(p, self.side))
+            | "TopPerDay" >> beam.combiners.Top.PerKey(
+                p.assessments_per_day, key=rank_key, reverse=True)
+            | "Chosen" >> beam.ParDo(_ChosenPerDay()))
+
+
+class _DayKey(beam.DoFn):
+    """Batch face: (user, signals) at time t -> ((user, day), signals)."""
+
+    def __init__(self, day_ms: int):
+        self.day_ms = day_ms
+
+    def process(self, kv, ts=beam.DoFn.TimestampParam):
+        yield (kv[0], ts.micros // 1000 // self.day_ms), kv[1]
+
+
+class _DayCandidates(_Candidates):
+    """Batch face: ((user, day), signals) -> (day, candidate)."""
+
+    def process(self, kv):
+        (user, day), signals = kv
+        day_end = (day + 1) * self.policy.day_ms - 1
+        c = assess(user, DaySignals(*signals), self.profile_of(user), self.policy, day_end)
+        if c is not None:
+            self.c_candidates.inc()
+            yield day, c
+
+
+class _ChosenPerDay(_Chosen):
+    def process(self, kv):
+        yield from super().process(kv[1])
+
+
+__all__ = ["Assessments", "DaySignals", "assess", "daily_assessments", "top_assessments",
+           "transfer_signals", "LossMemory", "PastLosses"]

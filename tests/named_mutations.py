@@ -15,7 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_TESTS = ["tests/test_boundaries.py", "tests/test_live_facts.py",
-              "tests/test_rules_exact.py", "tests/test_machines.py"]
+              "tests/test_rules_exact.py", "tests/test_machines.py", "tests/test_features.py",
+              "tests/test_records.py"]
 
 # (name, file, original line fragment, mutated fragment): each fragment occurs once.
 MUTATIONS = [

@@ -247,3 +247,76 @@ def test_counterparty_state_expires_after_its_longest_window():
     assert not m.is_empty(state)
     m.advance(state, at(0) + ttl)
     assert m.is_empty(state)
+
+
+def test_hourly_velocity_sums_every_transfer_in_the_hour():
+    f = _sender_features([transfer("a", at(0), "u", X, 100.0),
+                          transfer("b", at(10), "u", X, 200.0),
+                          transfer("c", at(20), "u", X, 50.0)])
+    assert (f[2]["n_1h"], f[2]["log_usd_1h"]) == (2, math.log1p(300.0))
+
+
+def test_amount_z_of_a_sender_whose_amounts_never_varied():
+    """No spread yet (all amounts equal): the z-score divides by 1, and is clipped at -10."""
+    f = _sender_features([transfer(f"t{i}", at(i), "u", X, 100.0) for i in range(3)]
+                         + [transfer("up", at(5), "u", X, 1000.0)])
+    assert math.isclose(f[3]["amount_z"], math.log1p(1000.0) - math.log1p(100.0))
+    g = _sender_features([transfer(f"t{i}", at(i), "u", X, 1e6) for i in range(3)]
+                         + [transfer("down", at(5), "u", X, 1.0)])
+    assert math.log1p(1.0) - math.log1p(1e6) < -10 and g[3]["amount_z"] == -10.0
+
+
+def test_an_account_is_fresh_from_its_first_millisecond_and_ages_in_fractions_of_a_day():
+    book = {"n": profile("n", at(0))}
+    _, out = feed(SenderProfile(P, book.get), "n",
+                  [transfer("a", at(0), "n", X), transfer("b", at(hours=3), "n", X),
+                   ReportIn(report("r0", at(0), "n", suspect=X), at(0), X),
+                   ReportIn(report("r7", at(days=7), "n", suspect=X), at(days=7), X)])
+    a, b, r0, r7 = (v.features for v in tagged(out, FEATURED))
+    assert (a["account_age_days"], a["fresh_account"]) == (0.0, 1.0)
+    assert (b["account_age_days"], b["fresh_account"]) == (0.125, 1.0)
+    assert (r0["reporter_fresh"], r7["reporter_fresh"]) == (1.0, 0.0)
+
+
+def test_a_forgotten_payee_is_imitated_by_nobody():
+    genuine, fake = "0xabc" + "1" * 33 + "9f3e", "0xabc" + "7" * 33 + "9f3e"
+    mem = P.payee_memory_ms
+    events = [transfer("g", at(0), "u", genuine)]
+    events += [transfer(f"o{i}", at(0) + mem - DAY + i, "u", X) for i in range(62)]
+    events += [transfer("z", at(0) + mem + 1, "u", X),  # the 64th transfer: the sweep
+               transfer("f", at(0) + mem + 2, "u", fake)]
+    _, out = feed(SenderProfile(P, BOOK.get), "u", events)
+    f = tagged(out, FEATURED)[-1]
+    assert (f.lookalike_of, f.features["new_dest"], f.features["n_payees"]) == (None, 1.0, 1.0)
+
+
+def test_counterparty_state_lasts_its_longest_window_whichever_it_is():
+    from transforms.policy import Policy
+
+    long_fan = Policy(use_models=False, long_window_ms=40 * DAY)
+    _, out = feed(CounterpartyProfile(long_fan, BlacklistSnapshot({})), X,
+                  [_ft("a", at(0), "u1"), _ft("b", at(days=35), "u2")])
+    assert tagged(out, FEATURED)[1].features["fan_in_24h"] == 2.0
+    long_rep = Policy(use_models=False, reporter_window_ms=40 * DAY)
+    _, out = feed(CounterpartyProfile(long_rep, BlacklistSnapshot({})), X,
+                  [_fr("r1", at(0), "e1"), _fr("r2", at(days=35), "e2")])
+    assert tagged(out, FEATURED)[1].features["established_reporters_7d"] == 2.0
+
+
+def test_counterparty_report_edges():
+    """A report exactly 7 days (the reporter window) or 24h old is out of its count; a
+    reporter counts once however often it reports; without the paid flag, not established."""
+    m = CounterpartyProfile(P, BlacklistSnapshot({}))
+    bare = FeaturedReport(ReportIn(report("rb", at(1), "b1", suspect=X), at(1), X), at(1), {})
+    events = [_fr("r1", at(0), "e1"), bare, _fr("r2", at(2), "e1"),
+              _fr("r3", at(1) + DAY, "n1", paid=0.0),  # rb exactly 24h old: out
+              _ft("t", at(1) + 7 * DAY, "u9")]  # rb exactly 7 days old: out
+    _, out = feed(m, X, events)
+    f = [v.features for v in tagged(out, FEATURED)]
+    assert (f[1]["established_reporters_24h"], f[1]["established_reporters_7d"]) == (1.0, 1.0)
+    assert f[1]["unestablished_reports_24h"] == 0.0  # e1's r1 was established
+    assert (f[2]["established_reporters_24h"], f[2]["established_reporters_7d"]) == (1.0, 1.0)
+    assert f[2]["unestablished_reports_24h"] == 1.0  # rb
+    assert (f[3]["unestablished_reports_24h"], f[3]["established_reporters_24h"],
+            f[3]["reporters_24h"]) == (0.0, 1.0, 2.0)  # r2 (e1) and n1 itself
+    assert f[4]["reports_7d"] == 2.0  # r2 and r3

@@ -342,3 +342,77 @@ def test_a_label_is_never_stamped_before_the_event_it_labels():
     state, _ = feed(LabelJoin(P), D, [_ft("t1", at(0))])
     state.pending["T:t1"] = (at(9), *state.pending["T:t1"][1:])
     assert LabelJoin(P).next_deadline(state) == at(9)
+
+
+def test_reasons_accumulate_frozen_then_list_then_score_and_the_warning_band_names_its_score():
+    fact = AddressFact(E, at(0), True, "c1", "ADDRESS", E)
+    listed = scored("t1", at(1), "u1", E, 0.45, blacklist=("ofac_sdn",))
+    _, out = feed(Actions(P), E, [fact, listed])
+    (h,) = tagged(out, HOLDS)
+    assert h.reasons == ["destination_frozen", "blacklist:ofac_sdn", "list_version=snap-1",
+                         "risk_score=0.45"]
+    _, out = feed(Actions(P), D, [scored("t2", at(0), "u2", D, 0.45)])
+    assert [r.reasons for r in tagged(out, REQUESTS)] == [("risk_score=0.45",)]
+
+
+def test_transfer_outcome_refund_is_stamped_at_the_outcome():
+    fact = AddressFact(E, at(5), True, "c7", "TRANSFER", "t5", "u1")
+    _, out = feed(Actions(P), E, [scored("t5", at(0), "u1", E, 0.9), fact])
+    assert [(r.resolved_at, t) for t, r in
+            ((t, v) for g, t, v in out if g == RESOLUTIONS)] == [(at(5), at(5))]
+
+
+def test_the_first_account_named_stays_the_owner():
+    rep = scored_report("r1", at(1), "u2", E)
+    rep = rep._replace(featured=rep.featured._replace(report_in=rep.featured.report_in._replace(
+        report=rep.featured.report_in.report._replace(suspect_user_id="acct5"))))
+    fact = AddressFact(E, at(2), True, "c1", "ADDRESS", E)
+    _, out = feed(Actions(P), E, [_to_account("t", at(0), "u", E, 0.05, "acct9"), rep, fact])
+    assert [f.user_id for f in tagged(out, FREEZES)] == ["acct9"]
+
+
+def test_lookback_pruning_keeps_the_edge_and_drops_what_is_older():
+    events = [scored("t0", at(0) - 1, "u0", E), scored("t1", at(0), "u1", E),
+              scored("t2", at(days=10), "u2", E), listing(E, at(0) + P.lookback_ms)]
+    _, out = feed(Actions(P), E, events)
+    assert [r.user_id for r in tagged(out, REQUESTS)] == ["u1", "u2"]
+
+
+def test_new_states_have_no_deadline():
+    assert Actions(P).next_deadline(Actions(P).new_state(E)) is None
+    assert LabelJoin(P).next_deadline(LabelJoin(P).new_state(E)) is None
+    assert Ledger(P).next_deadline(Ledger(P).new_state("T:x")) is None
+
+
+def test_waiting_records_with_one_deadline_fire_in_arrival_order():
+    o = outcome("zzz", at(0), "TRANSFER", "tx")
+    r = report("aaa", at(0), "u1", transfer_id="tx")
+    o2 = outcome("c0", at(-1), "TRANSFER", "tx")
+    m = Ledger(P)
+    state, _ = feed(m, "T:tx", [o, r, o2])
+    out = m.advance(state, at(days=2))
+    assert [d.source for _, _, d in out] == ["outcomes", "outcomes", "reports"]
+    assert [json.loads(d.payload).get("case_id") for _, _, d in out] == ["c0", "zzz", None]
+
+
+def test_losses_kept_at_the_reset_break_ties_by_transfer_id():
+    state, _ = _outreach([loss("u1", at(0), "c"), loss("u1", at(0), "b"),
+                          loss("u1", at(0), "a")])
+    OutreachStep(P, lambda u: None).advance(state, at(0) + 200 * DAY)
+    assert state.losses == {"a": at(0), "b": at(0)}
+
+
+def test_address_cleared_labels_every_waiting_example_negative_and_confirms_nothing():
+    from transforms.events import Example
+
+    events = [_ft("t1", at(0)), _ft("t2", at(1)),
+              AddressFact(D, at(2), False, "c1", "TRANSFER", "unknown"),
+              AddressFact(D, at(3), False, "c2", "ADDRESS", D), _ft("t3", at(4))]
+    state, out = feed(LabelJoin(P), D, events)
+    assert tagged(out, EXAMPLES) == [
+        Example("transfer_risk", at(3), "T:t1", {"f": 1.0}, False, at(0)),
+        Example("transfer_risk", at(3), "T:t2", {"f": 1.0}, False, at(1))]
+    assert state.confirmed_at is None and list(state.pending) == ["T:t3"]
+    _, out = feed(LabelJoin(P), D, [], until=at(4) + P.label_horizon_ms, state=state)
+    assert tagged(out, EXAMPLES) == [Example("transfer_risk", at(4) + P.label_horizon_ms,
+                                             "T:t3", {"f": 1.0}, False, at(4))]

@@ -17,7 +17,7 @@ from transforms.labels import EXAMPLES, LabelJoin
 from transforms.ledger import REPORTS, TRANSFERS, Ledger
 from transforms.machine import METRIC
 from transforms.outreach import OUTREACH, OutreachStep
-from transforms.policy import DAY, HOUR, Policy
+from transforms.policy import DAY, HOUR, MINUTE, Policy
 from transforms.profiles import FEATURED, SenderProfile
 
 DEST = addr("boundary-dest")
@@ -281,3 +281,14 @@ def test_after_a_confirmation_examples_are_positive_until_the_label_horizon():
     _, out = feed(LabelJoin(P), DEST, evs, until=at(0) + 3 * lh)
     got = [(e.subject_id, e.y, e.event_time) for e in tagged(out, EXAMPLES)]
     assert got == [("T:in", True, at(0) + lh), ("T:out", False, at(0) + 2 * lh)]
+
+
+def test_a_sender_whose_hold_is_still_pending_is_not_a_silent_sufferer():
+    """Another sender's hold is released; this one's money is still held when the address
+    is listed: only the released sender lost money (rule 5)."""
+    events = [scored("t1", at(0), "u1", DEST, 0.9), scored("t2", at(hours=1), "u2", DEST, 0.9),
+              listing(DEST, at(0) + H + MINUTE)]
+    _, out = feed(Actions(P), DEST, events)
+    assert _resolutions(out) == [("t1", "RELEASED", at(0) + H)]
+    assert [(r.user_id, r.kind) for r in tagged(out, REQUESTS)] == [
+        ("u1", "HOLD_NOTICE"), ("u2", "HOLD_NOTICE"), ("u1", "SILENT_SUFFERER")]

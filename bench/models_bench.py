@@ -57,58 +57,49 @@ from schemas.codecs import find_input, read_records
 from schemas.rows import DeadLetter
 from transforms import actions as act
 from transforms.events import FeaturedTransfer
+from transforms.graph import STEPS
 from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
+from transforms.learner import MODEL_METRICS, VERSIONS, Learner
 from transforms.machine import run_history
-from transforms.models import (
-    MODEL_METRICS,
-    SCORED_REPORTS,
-    SCORED_TRANSFERS,
-    Models,
-    model_key,
-    new_model,
-    report_x,
-    transfer_x,
-)
+from transforms.models import new_model, report_x, transfer_x
 from transforms.policy import Policy
-from transforms.reference import (
-    Stats,
-    _keyed,
-    _stage,
-    load_replay,
-    replay_policy,
-    run_upstream,
-)
-from transforms.safetynet import (
-    SideData,
-    _address_of,
-)
+from transforms.reference import Stats, _stage, load_replay, replay_policy, run_steps
+from transforms.safetynet import SideData
+from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
+
+STEP = {st.label: st for st in STEPS}
 
 
 # ------------------------------------------------------------------- a Beam-free replay
 def upstream(inputs: dict, policy: Policy) -> dict:
-    """transforms.reference's steps up to LabelJoin: featured events, examples, facts."""
-    side = SideData(policy)
+    """transforms.reference's steps up to CounterpartyProfile (with LabelJoin): featured
+    events, examples, facts."""
     clean = {k: [r for r in inputs.get(k, ()) if type(r) is not DeadLetter] for k in
              ("transfers", "reports", "outcomes", "blacklist")}
-    up = run_upstream(policy, side, Stats(), clean["transfers"], clean["reports"],
-                      clean["outcomes"], clean["blacklist"])
-    return {"featured": up["featured"], "examples": up["examples"], "facts": up["facts"],
-            "blacklist": clean["blacklist"], "side": side}
+    st = run_steps(clean, policy, Stats(), until="CounterpartyProfile")
+    facts = [f for n in ("outcomes:address", "TransferLedger:facts", "ReportLedger:facts")
+             for f in st[n]]
+    return {"featured": st["CounterpartyProfile:featured"],
+            "examples": st["CounterpartyProfile:examples"], "facts": facts,
+            "blacklist": clean["blacklist"], "side": SideData(policy)}
 
 
 def downstream(up: dict, policy: Policy) -> dict:
-    """The Models step on ``up``'s events (outputs by tag, plus its seconds)."""
+    """The Learner, then the Score step from its versions (outputs by tag, plus their
+    seconds)."""
     t0 = time.perf_counter()
-    m = _stage("Models", "models", policy, up["side"],
-               _keyed(model_key, up["featured"], up["examples"]), Stats())
+    learned = _stage(STEP["Learner"], policy, up["side"], up["examples"], Stats())
+    m = _stage(STEP["Score"], policy, up["side"], up["featured"], Stats(),
+               side_value=learned[VERSIONS])
+    m[MODEL_METRICS] = learned[MODEL_METRICS]
     m["seconds"] = time.perf_counter() - t0
     return m
 
 
 def actions(up: dict, m: dict, policy: Policy) -> dict:
-    return _stage("Actions", "actions", policy, up["side"],
-                  _keyed(_address_of, m[SCORED_TRANSFERS], m[SCORED_REPORTS], up["facts"],
-                         up["blacklist"]), Stats())
+    return _stage(STEP["Actions"], policy, up["side"],
+                  m[SCORED_TRANSFERS] + m[SCORED_REPORTS] + up["facts"] + up["blacklist"],
+                  Stats())
 
 
 def load_truth(directory) -> dict:
@@ -294,7 +285,6 @@ def _load_models_module(path: Path):
 
 def cost(up: dict, runs: int, n: int, policy: Policy, old: Optional[Path] = None) -> dict:
     events, n_tr, n_ex = _step_events(up, n)
-    pairs = (n_tr + n_ex) / 2  # one score + one label per transfer
     xs = [(transfer_x(e.x), bool(e.y)) for e in events if type(e) is not FeaturedTransfer]
 
     def bare():
@@ -304,17 +294,25 @@ def cost(up: dict, runs: int, n: int, policy: Policy, old: Optional[Path] = None
             model.learn_one(x, y)
 
     variants = {"baseline StandardScaler|LogisticRegression": (bare, len(xs))}
-    mods = {"models_step": sys.modules[Models.__module__]}
-    if old is not None:
-        mods["models_step (" + old.name + ")"] = _load_models_module(old)
-    for label, mod in mods.items():
-        on = dataclasses.replace(policy, model_warmup_labels=0, model_min_negatives=0,
-                                 model_min_positives=0, model_sync_labels=False)
-        for mode, p in (("model on", on), ("rules", dataclasses.replace(
-                policy, use_models=False))):
-            def run(mod=mod, p=p):
-                run_history(mod.Models(p), TRANSFER_RISK, events)
-            variants[f"{label} [{mode}]"] = (run, pairs)
+    on = dataclasses.replace(policy, model_warmup_labels=0, model_min_negatives=0,
+                             model_min_positives=0, model_sync_labels=False)
+    labels = [e for e in events if type(e) is not FeaturedTransfer]
+    featured = [e for e in events if type(e) is FeaturedTransfer]
+    versions = [o[2] for o in run_history(Learner(on), TRANSFER_RISK, labels)
+                if o[0] == VERSIONS]
+    for mode, p in (("model on", on), ("rules", dataclasses.replace(
+            policy, use_models=False))):
+        def learn(p=p):
+            run_history(Learner(p), TRANSFER_RISK, labels)
+
+        def score(p=p):
+            sc = Score(p)
+            sc.bind(versions)
+            state = sc.new_state(None)
+            for e in featured:
+                sc.on_event(state, e, e.event_time)
+        variants[f"learner [{mode}]"] = (learn, max(len(labels), 1))
+        variants[f"score [{mode}]"] = (score, max(len(featured), 1))
     rp = [(report_x(e.x), bool(e.y)) for e in up["examples"] if e.model == SCAM_VERDICT]
     while rp and len(rp) < 2000:  # few reports: cycle them
         rp = rp + rp

@@ -33,23 +33,35 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines import chunks
 from pipelines.argtypes import positive_int
 from pipelines.options import SafetyNetOptions, policy_from_options
 from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.rows import INPUT_FILES, OUTPUT_FILES, DeadLetter
 from transforms.aggregates import FanIn, HourlyMetrics
-from transforms.machine import DEFAULT_SHARDS, Gather, gc_paused, stamped
+from transforms.checkpoint import (
+    CheckpointError,
+    ReadSeeds,
+    WriteCheckpoint,
+    read_versions,
+)
+from transforms.checkpoint import check as check_checkpoint
+from transforms.checkpoint import seal as seal_checkpoint
+from transforms.graph import STEP_LABELS
+from transforms.machine import DEFAULT_SHARDS, END_OF_TIME, Chunk, Gather, gc_paused, stamped
 from transforms.policy import Policy
 from transforms.safetynet import INPUTS, SafetyNet
 
@@ -157,9 +169,14 @@ class ReadReplayFile(beam.DoFn):
     vs 34-38 s, Parquet 15 s vs 25 s on a busy 2-CPU machine): the codecs read in batches
     and Parquet timestamps arrive as ints, not datetimes. A file is read by one worker."""
 
-    def __init__(self, source: str, record_name: str, total: int, progress: bool):
+    def __init__(self, source: str, record_name: str, total: int, progress: bool,
+                 window: tuple = (None, None)):
         self.source, self.record_name = source, record_name
         self.total, self.progress = total, progress
+        self.lo, self.hi = window  # a chunk: lo <= event time < hi (None: unbounded)
+
+    def _inside(self, t: int) -> bool:
+        return (self.lo is None or t >= self.lo) and (self.hi is None or t < self.hi)
 
     def setup(self):
         self.c_read = Metrics.counter("Read", f"{self.source}_read")
@@ -174,18 +191,24 @@ class ReadReplayFile(beam.DoFn):
         for c in (self.c_read, self.c_valid, self.c_dead):
             c.inc(0)  # an empty file still shows in the reconciliation
         with gc_paused():  # rows stay alive downstream until packed: see gc_paused
+            whole = self.lo is None and self.hi is None
+            inside = self._inside
             for batch in codecs.read_batches(path, self.record_name, self.source):
-                dead = 0
+                dead = n = 0
                 for r in batch:
                     if type(r) is DeadLetter:
-                        dead += 1
-                        yield beam.pvalue.TaggedOutput("dead_letter", stamped(
-                            r._replace(at=last), last))
+                        if whole or inside(last):  # a dead letter belongs where `last` is
+                            n += 1
+                            dead += 1
+                            yield beam.pvalue.TaggedOutput("dead_letter", stamped(
+                                r._replace(at=last), last))
                     else:
                         last = r.event_time
-                        yield stamped(r, last)
-                self.c_read.inc(len(batch))
-                self.c_valid.inc(len(batch) - dead)
+                        if whole or inside(last):
+                            n += 1
+                            yield stamped(r, last)
+                self.c_read.inc(n)
+                self.c_valid.inc(n - dead)
                 self.c_dead.inc(dead)
                 if bar is not None:
                     bar.add(len(batch))
@@ -287,8 +310,21 @@ def write_scores(path: Path, rows) -> None:
 
 
 # ------------------------------------------------------------------------------- the graph
+class ChunkRun(NamedTuple):
+    """What one pipeline of a chunked replay reads and writes (see pipelines/chunks.py):
+    the inputs' event-time window, the batch faces' Chunk, the checkpoint to start from
+    (None: nothing) and the one to write (None: no state saved)."""
+
+    window: tuple = (None, None)
+    chunk: Chunk = Chunk()
+    restore: Optional[str] = None
+    restore_at: int = 0
+    save: Optional[str] = None
+
+
 def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: str,
-          policy: Policy, progress: bool = True, shards: int = DEFAULT_SHARDS) -> dict:
+          policy: Policy, progress: bool = True, shards: int = DEFAULT_SHARDS,
+          run: ChunkRun = ChunkRun()) -> dict:
     """Wire the replay files through ``SafetyNet(policy, "batch")`` into the output files.
     Graph only: nothing runs until the pipeline does. Returns the SafetyNet outputs."""
     out = str(Path(output_dir).resolve())
@@ -299,11 +335,24 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
         read = (pipeline
                 | f"Path{name.title()}" >> beam.Create([str(replay.files[name])])
                 | f"Read{name.title()}" >> beam.ParDo(ReadReplayFile(
-                    name, INPUT_FILES[name], replay.totals.get(name, 0), progress))
+                    name, INPUT_FILES[name], replay.totals.get(name, 0), progress,
+                    run.window))
                 .with_outputs("dead_letter", main="rows"))
         inputs[name] = read.rows
         parse_dead.append(read.dead_letter)
-    outs = inputs | "SafetyNet" >> SafetyNet(policy, "batch", shards=shards)
+    seeds, seed_versions = None, ()
+    if run.restore is not None:
+        seeds = pipeline | "ReadState" >> ReadSeeds(run.restore, STEP_LABELS, run.restore_at)
+        seed_versions = tuple(read_versions(run.restore))
+    outs = inputs | "SafetyNet" >> SafetyNet(policy, "batch", shards=shards, chunk=run.chunk,
+                                             seeds=seeds, seed_versions=seed_versions)
+    if run.save is not None:
+        versions = outs["versions"]
+        if seed_versions:
+            versions = (versions, pipeline | "OldVersions" >> beam.Create(
+                list(seed_versions))) | "KeepVersions" >> beam.Flatten()
+        {"state": outs["state"], "versions": versions} | "WriteState" >> WriteCheckpoint(
+            run.save)
     dead = (*parse_dead, outs["dead_letter"]) | "AllDeadLetters" >> beam.Flatten()
     n_transfers = replay.totals.get("transfers", 0)
     for name in OUTPUT_FILES:
@@ -359,6 +408,17 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_shards", type=positive_int, default=DEFAULT_SHARDS, metavar="N",
                    help="shards of each step's key space: the most workers a step can use "
                         f"(default {DEFAULT_SHARDS}; raise it for a large cluster)")
+    g = p.add_argument_group("long replays and warm start")
+    g.add_argument("--chunk", default=None, metavar="DURATION",
+                   help="replay in chunks of this much event time (whole hours, e.g. 7d), "
+                        "carrying every step's state from one chunk to the next: memory is "
+                        "bounded by one chunk plus the live state; decisions are identical")
+    g.add_argument("--write_state", default=None, metavar="DIR",
+                   help="write the state the replay ends with (a state checkpoint) to DIR: "
+                        "`safetynet stream --restore_state DIR` starts from it")
+    g.add_argument("--restore_state", default=None, metavar="DIR",
+                   help="start from a state checkpoint (an earlier replay's --write_state); "
+                        "the replay must begin after the checkpoint's end")
     g = p.add_argument_group("Safety Net policy")
     SafetyNetOptions._add_argparse_args(g)
     return p
@@ -431,6 +491,85 @@ def counters_of(result) -> dict:
 _CODEC_RE = re.compile(r"CodecError: ([^\n]+)")
 
 
+def _chunk_ms(text: Optional[str]) -> Optional[int]:
+    if not text:
+        return None
+    from pipelines.options import parse_duration
+
+    try:
+        ms = parse_duration(text)
+    except ValueError:
+        raise UsageError(f"--chunk {text!r}: not a duration (e.g. 7d, 24h)") from None
+    if ms < chunks.HOUR_MS or ms % chunks.HOUR_MS:
+        raise UsageError(f"--chunk {text}: use whole hours (e.g. 12h, 7d)")
+    return ms
+
+
+def _prepare_state_dir(d: Path, restore: Path) -> None:
+    """``--write_state DIR``: a new or empty directory, or a checkpoint this command may
+    replace (never the one it restores from)."""
+    if d.exists() and d.resolve() == restore.resolve():
+        raise UsageError("--write_state and --restore_state name the same directory")
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"--write_state {d} exists and is not a directory")
+    if d.is_dir() and any(d.iterdir()):
+        if not (d / "manifest.json").exists():
+            raise UsageError(f"--write_state {d} is not empty and holds no checkpoint: "
+                             "refusing to write into it")
+        shutil.rmtree(d)
+
+
+def run_chunked(args, options, replay: Replay, out: Path, fmt: str, policy: Policy,
+                progress: bool, chunk_ms: Optional[int], restored: Optional[dict]) -> dict:
+    """The replay as one pipeline per chunk of event time (pipelines/chunks.py), each
+    starting from the previous one's state checkpoint; returns the summed counters."""
+    scan = chunks.scan_times([replay.files[n] for n in replay.files], chunk_ms)
+    lo = scan.lo
+    if restored is not None and restored["end_time"] > lo:
+        raise UsageError(
+            f"--restore_state {args.restore_state} holds state up to event time "
+            f"{restored['end_time']} ms, after the replay's first event ({lo} ms): replay "
+            "only what comes after the checkpoint")
+    slices = chunks.plan(scan, chunk_ms)
+    work = Path(tempfile.mkdtemp(prefix=".chunks-", dir=out))
+    counters: dict = {}
+    parts = []
+    prev = args.restore_state
+    prev_at = restored["end_time"] - 1 if restored is not None else 0
+    try:
+        for sl in slices:
+            part = work / f"part-{sl.index:04d}"
+            part.mkdir()
+            if not sl.last:
+                save: Optional[Path] = work / f"state-{sl.index:04d}"
+                chunk = Chunk(end=sl.hi, until=sl.hi - 1, save=True)
+            elif args.write_state:
+                save = Path(args.write_state)
+                chunk = Chunk(end=sl.hi, until=END_OF_TIME, save=True)
+            else:
+                save, chunk = None, Chunk()
+            if progress and len(slices) > 1:
+                print(f"[{PROG}] chunk {sl.index + 1}/{len(slices)}", file=sys.stderr,
+                      flush=True)
+            window = (sl.lo, None if sl.last else sl.hi)
+            plan = ChunkRun(window, chunk, prev, prev_at, str(save) if save else None)
+            pipeline = beam.Pipeline(options=options)
+            build(pipeline, replay, part, fmt, policy, progress, args.batch_shards, plan)
+            result = pipeline.run()
+            result.wait_until_finish()
+            chunks.add_counters(counters, counters_of(result))
+            if save is not None:
+                seal_checkpoint(save, sl.hi)
+            if prev and prev != args.restore_state:
+                shutil.rmtree(prev, ignore_errors=True)
+            prev, prev_at = (str(save) if save else None), sl.hi - 1
+            parts.append(part)
+        chunks.merge_parts(parts, out, fmt, OUTPUT_FILES, _sort_key, SCORES_FILE)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dict(sorted(counters.items()))
+
+
 def run(argv: Optional[list] = None) -> int:
     """The backtest; returns the exit status (0 ok, 2 usage / input error, 1 failure)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -452,7 +591,11 @@ def run(argv: Optional[list] = None) -> int:
 
         if policy.blacklist_paths:
             load_many(tuple(policy.blacklist_paths))
-    except (UsageError, CodecError) as e:
+        chunk_ms = _chunk_ms(args.chunk)
+        restored = check_checkpoint(args.restore_state) if args.restore_state else None
+        if args.write_state:
+            _prepare_state_dir(Path(args.write_state), Path(args.restore_state or "."))
+    except (UsageError, CodecError, CheckpointError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # bad policy values (thresholds, durations)
@@ -466,10 +609,18 @@ def run(argv: Optional[list] = None) -> int:
               f"{options.view_as(StandardOptions).runner}", file=sys.stderr, flush=True)
     t0 = time.monotonic()
     try:
-        pipeline = beam.Pipeline(options=options)
-        build(pipeline, replay, out, fmt, policy, progress, args.batch_shards)
-        result = pipeline.run()
-        result.wait_until_finish()
+        if chunk_ms or args.write_state or restored is not None:
+            counters = run_chunked(args, options, replay, out, fmt, policy, progress,
+                                   chunk_ms, restored)
+        else:
+            pipeline = beam.Pipeline(options=options)
+            build(pipeline, replay, out, fmt, policy, progress, args.batch_shards)
+            result = pipeline.run()
+            result.wait_until_finish()
+            counters = counters_of(result)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
     except Exception as e:  # noqa: BLE001 - a runner wraps worker errors in its own types
         m = _CODEC_RE.search(str(e))
         if m:
@@ -477,7 +628,6 @@ def run(argv: Optional[list] = None) -> int:
             return 2
         raise
     wall = time.monotonic() - t0
-    counters = counters_of(result)
     for name in OUTPUT_FILES:  # a runner that skips a ToList over nothing: still a file
         p = out / f"{name}.{fmt}"
         if not p.exists():

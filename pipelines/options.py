@@ -48,12 +48,37 @@ _HELP = {
                          "horizon, like the negatives (true/false)",
     "model_pos_weight": "weight of a positive example (0: automatic from the class balance)",
     "model_warmup_labels": "labels a model needs before its scores replace the rules",
+    "verdict_warmup_labels": "labels the Scam Verdict Model needs before its verdicts "
+                             "replace the rules",
+    "verdict_min_negatives": "negative labels the Scam Verdict Model needs",
+    "verdict_min_positives": "positive labels the Scam Verdict Model needs",
+    "model_publish_labels": "the learner publishes a new model version every N labels",
+    "model_publish": "... or at the first label this long after the last version",
+    "model_negative_sample": "learn 1 in k negative examples, each weighing k (1: all)",
+    "friction_cap": "rule 10: model-driven holds per user per friction window; past it a "
+                    "model-only hold becomes a warning (0: no cap)",
+    "friction_window": "rule 10: the rolling window of the friction cap",
     "model_snapshot_every": "snapshot the models every N labels (0: only at the end)",
     "model_snapshot_path": "where model snapshots go (local path or gs://)",
     "model_warm_start": "model snapshot to start from",
     "blacklist_paths": "blacklist snapshot files (Avro/Parquet or vendor formats), "
                        "comma-separated",
     "profiles_path": "UserProfile file (Avro/Parquet)",
+    "lookalike_evm_head": "look-alikes, EVM (0x hex): characters compared from the start, "
+                          "0x included (rule 9; MetaMask shows 5)",
+    "lookalike_evm_tail": "look-alikes, EVM: characters compared from the end (MetaMask: 4)",
+    "lookalike_tron_head": "look-alikes, TRON (T... base58, case-sensitive): characters "
+                           "compared from the start, T included",
+    "lookalike_tron_tail": "look-alikes, TRON: characters compared from the end",
+    "lookalike_btc_head": "look-alikes, BTC base58 (1... / 3..., case-sensitive): characters "
+                          "compared from the start",
+    "lookalike_btc_tail": "look-alikes, BTC base58: characters compared from the end",
+    "lookalike_bech32_head": "look-alikes, BTC bech32 (bc1..., case-free): characters compared "
+                             "from the start, bc1 included",
+    "lookalike_bech32_tail": "look-alikes, BTC bech32: characters compared from the end",
+    "lookalike_sol_head": "look-alikes, SOL (base58, case-sensitive): characters compared "
+                          "from the start (Solana wallet adapter shows 4)",
+    "lookalike_sol_tail": "look-alikes, SOL: characters compared from the end",
     "stream_ordering": "streaming: event_time (wait for the watermark, decide in the "
                        "backtest's order) or arrival (decide on arrival, lower latency)",
 }

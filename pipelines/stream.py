@@ -46,6 +46,9 @@ from pipelines.pubsub_io import (  # noqa: F401 — create_resources is part of 
     subscription_path,
     topic_path,
 )
+from transforms.checkpoint import CheckpointError, ReadSeeds, read_versions
+from transforms.checkpoint import check as check_checkpoint
+from transforms.graph import STEP_LABELS
 from transforms.ingest import DEAD, Parse
 from transforms.safetynet import SafetyNet
 
@@ -68,6 +71,15 @@ class StreamOptions(PipelineOptions):
                                  "avro = schemaless Avro with schemas/*.avsc)")
         parser.add_argument("--profiles", dest="profiles_path", default=None,
                             help="UserProfile file (Avro/Parquet), loaded once at start")
+        parser.add_argument("--restore_state", default=None, metavar="DIR",
+                            help="start every step from a state checkpoint (a backtest's "
+                                 "--write_state DIR): payees, profiles, list state, pending "
+                                 "labels and model versions of the replayed history")
+        parser.add_argument("--model_versions_dir", default=None, metavar="DIR",
+                            help="where the Learner publishes model versions and the "
+                                 "scorers read them (a local path or gs://; default: a "
+                                 "new local temporary directory, fine for the local runner "
+                                 "only: on Dataflow or Flink give a shared location)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,7 +122,15 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
                   | f"Parse{n.title()}" >> Parse(RECORD_OF_INPUT[n], n, payload))
         inputs[n] = parsed.main
         dead.append(parsed[DEAD])
-    outs = inputs | "SafetyNet" >> SafetyNet(policy, "stream")
+    seeds, versions = None, ()
+    if so.restore_state:
+        manifest = check_checkpoint(so.restore_state)
+        seeds = p | "ReadState" >> ReadSeeds(so.restore_state, STEP_LABELS,
+                                             manifest["end_time"] - 1)
+        versions = tuple(read_versions(so.restore_state))
+    outs = inputs | "SafetyNet" >> SafetyNet(policy, "stream", seeds=seeds,
+                                             seed_versions=versions,
+                                             versions_dir=so.model_versions_dir)
     outs = dict(outs)
     outs["dead_letter"] = (dead + [outs["dead_letter"]]) | "AllDeadLetters" >> beam.Flatten()
     for n in OUTPUT_NAMES:
@@ -142,6 +162,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = build_options(argv)
+    restore = options.view_as(StreamOptions).restore_state
+    if restore:
+        try:
+            check_checkpoint(restore)
+        except CheckpointError as e:
+            print(f"stream: error: {e}", file=sys.stderr)
+            return 2
     std = options.view_as(StandardOptions)
     print(f"[stream] runner={std.runner} project={options.get_all_options()['project']} "
           f"payload={options.view_as(StreamOptions).payload}", flush=True)

@@ -73,6 +73,9 @@ SCAM_ROUTES = (("TRX", "USDT", .42), ("ETH", "USDT", .20), ("BSC", "USDT", .10),
                ("ETH", "ETH", .10), ("BTC", "BTC", .10), ("SOL", "SOL", .04),
                ("SOL", "USDC", .04))
 
+# Asset of a poisoned payment that is not USDT (70 % are USDT where USDT exists)
+POISON_ASSET = {"ETH": "ETH", "BSC": "BNB", "TRX": "TRX", "BTC": "BTC", "SOL": "SOL"}
+
 # Normal transfer kinds: favourite payee, merchant, exchange deposit, internal/P2P, new address.
 KIND_P = np.array([0.40, 0.16, 0.14, 0.16, 0.14])
 _HOURLY = np.array([2, 1.5, 1, 1, 1, 1.5, 2.5, 4, 5, 6, 6.5, 6.5, 6.5, 6.5, 6.5, 6, 6, 6, 6, 6,
@@ -403,18 +406,12 @@ class Exchange:
 
     def _address_poisoning(self) -> int:
         p = self.prng
-        for _ in range(50):
-            t = self._when()
-            user = self._victim(t)
-            slots = [s for s in range(int(self.nfav[user]))
-                     if NET_NAMES[int(self.fav_net[user, s])] in EVM_NETWORKS]
-            if slots:
-                break
-        else:
-            return 0
-        slot = p.choice(slots)
+        t = self._when()
+        user = self._victim(t)
+        # any favourite payee: EVM, TRON, BTC (base58 or bech32) or SOL
+        slot = p.randrange(int(self.nfav[user]))
         payee, net = self.fav_address(user, slot), NET_NAMES[int(self.fav_net[user, slot])]
-        asset = "USDT" if p.random() < 0.7 else ("ETH" if net == "ETH" else "BNB")
+        asset = POISON_ASSET[net] if p.random() >= 0.7 or net in ("BTC", "SOL") else "USDT"
         base = float(self.fav_base[user, slot])
         # the genuine payment the poisoner copies (always before the poisoned one)
         t = max(t, self.start + 7 * HOUR)
@@ -423,7 +420,8 @@ class Exchange:
                               base * p.lognormvariate(0, 0.3), "WITHDRAWAL",
                               (False, None, None)) is None:
             return 0
-        sa = ScamAddress(lookalike(payee, p.randbytes(20)), net, "address_poisoning")
+        raw = p.randbytes(20 if net in EVM_NETWORKS else 44)
+        sa = ScamAddress(lookalike(payee, raw, net), net, "address_poisoning")
         self.addresses[sa.address] = sa
         times, usds = [t], [base * p.uniform(0.8, 1.5)]
         if p.random() < 0.25:  # pays the imitation again: held again (rule 9)

@@ -15,14 +15,15 @@ import sys
 from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.machine import (
+    Fused,
     Gather,
     Machine,
     RunMachine,
-    Then,
     gc_paused,
     run_history,
     shard_of,
@@ -59,7 +60,7 @@ class _Log(Machine):
         return ev
 
     def on_event(self, s, ev, now):
-        return [("seen", now, ev)]
+        return [("seen", now, ev)] if len(ev) == 2 else []
 
 
 class _Echo(Machine):
@@ -95,24 +96,31 @@ def test_every_event_reaches_its_keys_history_once_across_inputs_and_shards():
         assert_that(got.seen, equal_to(expected))
 
 
-def test_the_fused_step_sees_exactly_what_it_would_see_as_a_step_of_its_own():
+def _takes(ev):
+    return len(ev) == 3
+
+
+def _fused():
+    return Fused(_Log(), _Echo(), "seen", _takes)
+
+
+@pytest.mark.parametrize("mode", ["batch", "stream"])
+def test_the_fused_step_sees_exactly_what_it_would_see_as_a_step_of_its_own(mode):
     events = [(t, f"k{t % 2}:e{t}") for t in range(6)]
     own = [(t, f"k{t % 2}:own{t}", "mine") for t in (2, 4)]
-
-    def takes(ev):
-        return len(ev) == 3
 
     # As two steps, by hand: the first's outputs fed to the second with its own events.
     expected = []
     for key in ("k0", "k1"):
         first = run_history(_Log(), key, [e for e in events if _key(e) == key])
         fed = [v for _, _, v in first] + [e for e in own if _key(e) == key]
+        fed.sort(key=_Echo().sort_key)
         expected += [v for _, _, v in run_history(_Echo(), key, fed)]
 
     with TestPipeline(runner="FnApiRunner") as p:
         ins = p | "In" >> beam.Create(events + own)
-        outs = ins | RunMachine(_Log, "batch", "seen", ("echo",), key_fn=_key,
-                                then=Then(_Echo, "Echo", "seen", takes))
+        outs = ins | RunMachine(_fused, mode, "seen", ("echo",), key_fn=_key,
+                                ordering="event_time")
         assert_that(outs.echo, equal_to(expected), label="echo")
         assert_that(outs.seen, equal_to(events), label="seen")
 

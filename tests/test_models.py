@@ -1,6 +1,11 @@
-"""The Models step and LabelJoin: score before learn, delayed labels, snapshots, the
-report-bombing guard. Machine-level tests run the pure machines (fast); the graph-level
-ones run the whole SafetyNet in batch mode through tests/scenario.py."""
+"""The Learner, the Score step and LabelJoin: score before learn, delayed labels, model
+versions, snapshots, the report-bombing guard. Machine-level tests run the pure machines
+(fast); the graph-level ones run the whole SafetyNet in batch mode through
+tests/scenario.py.
+
+:class:`Models` below runs the Learner and the Score step in one event-time order, the
+order the graph gives them (a version published at t is used from t + 1 on), with a
+version published after every label unless the policy says otherwise."""
 
 from __future__ import annotations
 
@@ -22,27 +27,72 @@ from transforms.events import (
     sort_key,
 )
 from transforms.labels import EXAMPLES, SCAM_VERDICT, TRANSFER_RISK, LabelJoin
-from transforms.machine import END_OF_TIME, METRIC, run_history, step
+from transforms.learner import MODEL_METRICS, SNAPSHOTS, VERSIONS, Learner, warm_versions
+from transforms.machine import END_OF_TIME, METRIC, Machine, run_history, step
 from transforms.models import (
-    MODEL_METRICS,
     RIVER_VERSION,
-    SCORED_REPORTS,
-    SCORED_TRANSFERS,
     SNAPSHOT_FORMAT,
-    Models,
     ModelState,
     SnapshotError,
     load_snapshot,
+    read_snapshot,
     report_x,
     snapshot_file,
     snapshot_models,
     transfer_x,
+    write_snapshot_bytes,
 )
 from transforms.policy import DAY, Policy
+from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
+
+
+class Models(Machine):
+    """The Learner and the Score step of one model, as the graph composes them: labels
+    go to the learner, its published versions to the scorer, which scores featured
+    events. State: the learner's ModelState (the scorer's friction state is not tested
+    here). ``save(base, state, t)`` receives the snapshots the learner emits."""
+
+    def __init__(self, policy: Policy, save=None):
+        if "model_publish_labels" not in getattr(policy, "_explicit", ()):
+            policy = dataclasses.replace(policy, model_publish_labels=1)
+        self.p = policy
+        self.learner = Learner(policy)
+        self.scorer = Score(policy)
+        self.scorer.bind(warm_versions(policy))
+        self._save = save
+
+    def new_state(self, key):
+        return self.learner.new_state(key)
+
+    def next_deadline(self, s):
+        return self.learner.next_deadline(s)
+
+    def _pass(self, s, out: list) -> list:
+        got = []
+        for o in out:
+            if o[0] == VERSIONS:
+                self.scorer.bind([o[2]])
+            elif o[0] == SNAPSHOTS and self._save is not None:
+                states, _ = read_snapshot(o[2][1])
+                self._save(self.p.model_snapshot_path, states[o[2][0]], o[1])
+            elif o[0] == SNAPSHOTS:  # what the shell does with them
+                write_snapshot_bytes(o[2][1], snapshot_file(self.p.model_snapshot_path,
+                                                            o[2][0]))
+            got.append(o)
+        return got
+
+    def advance(self, s, now):
+        return self._pass(s, self.learner.advance(s, now))
+
+    def on_event(self, s, ev, now):
+        if type(ev) is Example:
+            return self._pass(s, self.learner.on_event(s, ev, now))
+        return self.scorer.on_event(self.scorer.new_state(None), ev, now)
 
 # the model decides from the first label (no warm-up, no class minimum) and learns each
 # label as it comes (positives do not wait for the label horizon)
 ON = {"model_warmup_labels": 0, "model_min_negatives": 0, "model_min_positives": 0,
+      "verdict_warmup_labels": 0, "verdict_min_negatives": 0, "verdict_min_positives": 0,
       "model_sync_labels": False}
 LEGIT = {"log_usd": 4.0, "n_1h": 0.0, "n_24h": 1.0, "new_dest": 0.0, "amount_z": 0.1,
          "account_age_days": 400.0, "fresh_account": 0.0, "fan_in_1h": 1.0,
@@ -339,7 +389,8 @@ def test_warm_start_from_a_directory_of_per_model_snapshots(tmp_path):
     # every 50 labels and at the end: the last one holds all 120
     states = load_snapshot(d)
     assert {k: v.n_labels for k, v in states.items()} == {TRANSFER_RISK: 120, SCAM_VERDICT: 120}
-    warm = Models(Policy(**dict(ON, model_warm_start=d, model_warmup_labels=100)))
+    warm = Models(Policy(**dict(ON, model_warm_start=d, model_warmup_labels=100,
+                                verdict_warmup_labels=100)))
     s = warm.new_state(SCAM_VERDICT)
     (_, _, v), = warm.on_event(s, freport("r", at(days=9), HONEST), at(days=9))
     assert v.model_version.startswith(f"{SCAM_VERDICT}:120@")
@@ -410,7 +461,7 @@ def test_a_positive_is_learned_when_its_event_is_as_old_as_a_negative_would_be()
     pos = Example(TRANSFER_RISK, t + 60_000, "T:p", dict(SCAMMY), True, t)  # confirmed fast
     evs = [pos, ftransfer("early", t + h - 1, SCAMMY), ftransfer("late", t + h, SCAMMY)]
     got = scores(run_history(Models(p), TRANSFER_RISK, evs))
-    assert got["early"].model_version == f"{TRANSFER_RISK}:0"  # still waiting
+    assert got["early"].model_version == "rules"  # still waiting: nothing learned yet
     assert got["late"].model_version == f"{TRANSFER_RISK}:1"  # due at t + horizon: learned
     # a bounded run's end learns what still waits, before the final summary
     out = run_history(Models(p), TRANSFER_RISK, [pos])

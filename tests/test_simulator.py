@@ -24,6 +24,7 @@ from schemas.rows import INPUT_FILES, DeadLetter, Transfer
 from simulator.addresses import is_lookalike
 from simulator.exchange import _ASSET_INDEX, DAY, HOUR, PRICE, TYPOLOGIES
 from simulator.publish import plan_messages, publish_replay
+from transforms import lookalike
 
 SMALL = {"users": 2000, "days": 7, "seed": 7}
 FILES = ("transfers", "reports", "outcomes", "blacklist", "profiles", "blacklist_snapshot",
@@ -214,34 +215,57 @@ def test_report_bombing_burst(data: dict) -> None:
         assert r.reporter_user_id not in senders
 
 
-def test_address_poisoning_imitates_a_payee_paid_before(data: dict) -> None:
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Ten times more users than ``data`` (a few seconds): enough poisoning episodes for
+    every address family."""
+    d = tmp_path_factory.mktemp("wide")
+    simulator.generate(d, users=20_000, days=7, seed=7)
+    return {"transfers": _valid(d, "transfers", "Transfer"),
+            "truth": _valid(d, "truth", "Truth")}
+
+
+def test_address_poisoning_imitates_a_payee_paid_before(wide: dict) -> None:
+    data = wide
     poison = [t for t in data["truth"] if t.subject_type == "TRANSFER"
               and t.typology == "address_poisoning"]
     assert poison
+    network = {t.transfer_id: t.network for t in data["transfers"]}
     first_paid: dict = {}
     for t in data["transfers"]:
         first_paid.setdefault((t.user_id, t.to_address), t.event_time)
+    families = Counter()
     for t in poison:
         genuine = t.detail.removeprefix("imitates:")
-        assert re.fullmatch(r"0x[0-9a-f]{40}", t.address)
-        assert t.address[2:5] == genuine[2:5] and t.address[-4:] == genuine[-4:]
-        assert t.address != genuine and is_lookalike(t.address, genuine)
+        net = network[t.subject_id]
+        assert t.address != genuine and is_lookalike(t.address, genuine, net)
+        # what the wallets of the network show is the same: the rule sees an imitation
+        k = lookalike.key(t.address, net)
+        assert k is not None and k == lookalike.key(genuine, net)
+        families[k[0]] += 1
         assert first_paid[(t.user_id, genuine)] < t.event_time
+    assert {lookalike.EVM, lookalike.TRON} <= set(families)  # TRON poisoning, not only EVM
+    assert families[lookalike.BTC] + families[lookalike.BECH32] > 0
 
 
-def test_no_accidental_lookalikes_among_legitimate_payees(data: dict) -> None:
-    paid = defaultdict(set)
+def test_no_accidental_lookalikes_among_legitimate_payees(wide: dict) -> None:
+    """No honest payment is a look-alike (as the rule sees it) of an earlier payee of its
+    sender, on any network."""
+    data = wide
+    paid = defaultdict(dict)
     scam = {t.subject_id for t in data["truth"] if t.subject_type == "TRANSFER" and t.is_scam}
     for t in data["transfers"]:
-        if t.transfer_id not in scam and t.to_address.startswith("0x"):
-            for g in paid[t.user_id]:
-                assert not is_lookalike(t.to_address, g)
-            paid[t.user_id].add(t.to_address)
+        k = lookalike.key(t.to_address, t.network)
+        if t.transfer_id in scam or k is None:
+            continue
+        g = paid[t.user_id].setdefault(k, t.to_address)
+        assert g == t.to_address, (t, g)
 
 
 def test_amounts_addresses_and_channels_are_realistic(data: dict) -> None:
     patterns = {"ETH": r"0x[0-9a-f]{40}", "BSC": r"0x[0-9a-f]{40}",
-                "TRX": r"T[1-9A-HJ-NP-Za-km-z]{33}", "BTC": r"bc1q[02-9ac-hj-np-z]{38}",
+                "TRX": r"T[1-9A-HJ-NP-Za-km-z]{33}",
+                "BTC": r"bc1q[02-9ac-hj-np-z]{38}|[13][1-9A-HJ-NP-Za-km-z]{33}",
                 "SOL": r"[1-9A-HJ-NP-Za-km-z]{44}", "INTERNAL": r"acct:u\d{7,}"}
     for t in data["transfers"]:
         assert re.fullmatch(patterns[t.network], t.to_address), t
@@ -250,6 +274,7 @@ def test_amounts_addresses_and_channels_are_realistic(data: dict) -> None:
         assert (t.to_user_id is not None) == (t.channel in ("INTERNAL", "P2P"))
     assert {t.channel for t in data["transfers"]} == {"WITHDRAWAL", "INTERNAL", "P2P"}
     assert {t.network for t in data["transfers"]} >= {"ETH", "BSC", "TRX", "BTC", "SOL"}
+    assert {t.to_address[0] for t in data["transfers"] if t.network == "BTC"} == {"b", "1", "3"}
     # recurring payees: most users paying twice or more pay some address again
     pairs = Counter((t.user_id, t.to_address) for t in data["transfers"])
     assert sum(1 for n in pairs.values() if n >= 2) > 100

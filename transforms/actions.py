@@ -13,6 +13,7 @@ import hashlib
 from typing import Optional
 
 from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution
+from transforms import lookalike
 from transforms.events import (
     AddressFact,
     LossConfirmed,
@@ -120,8 +121,10 @@ class Actions(Machine):
             reasons.append(f"list_version={ft.list_version}")
         if ft.lookalike_of:
             hold, kind = True, "WARNING"
-            reasons.append(f"lookalike_of={ft.lookalike_of}")
-        if ev.score >= p.hold_threshold:
+            reasons.append(lookalike.reason(ft.lookalike_of, lookalike.family(tr.to_address,
+                                                                              tr.network)))
+        threshold = p.hold_threshold if ev.hold_threshold is None else ev.hold_threshold
+        if ev.score >= threshold and not ev.capped:  # capped: the sender's friction cap
             hold = True
             kind = kind or "HOLD_NOTICE"
         elif ev.score >= p.warn_threshold:

@@ -10,13 +10,12 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 from schemas.rows import BlacklistUpdate, CaseOutcome, ScamReport, Transfer
-from transforms.machine import (
-    RANK_BLACKLIST,
-    RANK_DERIVED,
-    RANK_OUTCOME,
-    RANK_REPORT,
-    RANK_TRANSFER,
-)
+
+# Kind ranks at equal event time (DESIGN.md, "Core and shell"): a state seed (a checkpoint's
+# state for the key) before anything, then blacklist updates, case outcomes, reports,
+# transfers, and records derived from them.
+RANK_SEED, RANK_BLACKLIST, RANK_OUTCOME, RANK_REPORT, RANK_TRANSFER, RANK_DERIVED = (
+    -1, 0, 1, 2, 3, 4)
 
 
 class AddressFact(NamedTuple):
@@ -61,7 +60,8 @@ class FeaturedReport(NamedTuple):
 
 
 class Example(NamedTuple):
-    """A labelled example for ``model``, stamped with the time its label became known."""
+    """A labelled example for ``model``, stamped with the time its label became known.
+    ``weight``: how many examples it stands for (a kept negative of a 1-in-k sample: k)."""
 
     model: str
     event_time: int
@@ -69,14 +69,49 @@ class Example(NamedTuple):
     x: dict
     y: bool
     scored_at: int
+    weight: int = 1
+
+
+class ModelVersion(NamedTuple):
+    """An immutable, published version of a model: what the scorers use for every event
+    *after* ``event_time`` (the time of the last label it learned), until a newer one.
+
+    ``params`` is the pickled River pipeline; ``hold_threshold`` the hold threshold that
+    goes with it (the policy's, or adapted to the friction budget); ``version`` the id every
+    decision it scores records."""
+
+    model: str
+    event_time: int
+    version: str
+    n_labels: int
+    params: bytes
+    hold_threshold: float
+
+
+class Seed(NamedTuple):
+    """A keyed step's saved state for one key (from a state checkpoint): the step starts
+    the key from it instead of from nothing. ``waiting``: events at or after the checkpoint's
+    end that the step had received but not yet processed."""
+
+    key: object
+    event_time: int
+    state: object
+    waiting: tuple = ()
 
 
 class ScoredTransfer(NamedTuple):
+    """A scored transfer. ``hold_threshold``: the threshold in force for it (the policy's,
+    or the model version's under a friction budget); ``capped``: the score reached it but
+    the sender's friction cap (model-driven holds per rolling window) turned the hold into
+    a warning."""
+
     featured: FeaturedTransfer
     event_time: int
     score: float
     model_version: str
     reasons: tuple = ()
+    hold_threshold: Optional[float] = None  # None: the policy's
+    capped: bool = False
 
 
 class ScoredReport(NamedTuple):
@@ -122,6 +157,8 @@ _RANKS = {
     ScoredTransfer: RANK_TRANSFER,
     OutreachRequest: RANK_TRANSFER,
     Example: RANK_DERIVED,
+    ModelVersion: RANK_DERIVED,
+    Seed: RANK_SEED,
 }
 
 
@@ -158,6 +195,8 @@ def id_of(event) -> str:
         return f"{event.kind}:{event.transfer_id}:{event.address}"
     if t is LossConfirmed:
         return event.transfer_id
+    if t is ModelVersion:
+        return event.version
     return ""
 
 

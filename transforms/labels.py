@@ -7,6 +7,9 @@ A featured transfer or report waits here until its label is known, then leaves a
   address (which confirms every example waiting for it, and every later one at once);
 * negative when a case outcome clears it, or when ``label_horizon_ms`` passes without one.
 
+With ``Policy.model_negative_sample`` k > 1 only 1 in k negatives leave (chosen by a hash
+of the subject id, so every runner keeps the same ones), each weighing k.
+
 Labels come from inputs (case outcomes) only, never from the graph's own verdicts or
 freezes, so a model never learns from its own decisions. An example is stamped at least
 1 ms after the event it describes: it can never reach the model before that event's score.
@@ -14,6 +17,7 @@ freezes, so a model never learns from its own decisions. An example is stamped a
 
 from __future__ import annotations
 
+import zlib
 from typing import Optional
 
 from transforms.events import AddressFact, Example, FeaturedTransfer
@@ -48,13 +52,24 @@ class LabelJoin(Machine):
             ds.append(s.confirmed_at + self.p.label_horizon_ms)
         return min(ds) if ds else None
 
+    def negative(self, sid: str) -> Optional[int]:
+        """The weight of a negative example about ``sid``, or None when the 1-in-k sample
+        (``Policy.model_negative_sample``) leaves it out."""
+        k = self.p.model_negative_sample
+        if k <= 1:
+            return 1
+        return k if zlib.crc32(sid.encode()) % k == 0 else None
+
     def advance(self, s: _Labels, now: int) -> list:
         out = []
         if s.pending:
             due = sorted((w[0], sid) for sid, w in s.pending.items() if w[0] <= now)
             for deadline, sid in due:
                 _, model, t, x = s.pending.pop(sid)
-                out.append((EXAMPLES, deadline, Example(model, deadline, sid, x, False, t)))
+                w = self.negative(sid)
+                if w is not None:
+                    out.append((EXAMPLES, deadline,
+                                Example(model, deadline, sid, x, False, t, w)))
         if s.confirmed_at is not None and s.confirmed_at + self.p.label_horizon_ms <= now:
             s.confirmed_at = None
         return out
@@ -81,16 +96,18 @@ class LabelJoin(Machine):
             sid = ("T:" if fact.subject_type == "TRANSFER" else "R:") + fact.subject_id
             w = s.pending.pop(sid, None)
             if w is not None:
-                out.append(self._example(w, sid, fact.is_scam, now))
+                out.extend(self._example(w, sid, fact.is_scam, now))
         if whole_address:
             for sid in sorted(s.pending):
-                out.append(self._example(s.pending[sid], sid, fact.is_scam, now))
+                out.extend(self._example(s.pending[sid], sid, fact.is_scam, now))
             s.pending.clear()
             s.confirmed_at = now if fact.is_scam else None
         return out
 
-    @staticmethod
-    def _example(w, sid, y, now):
+    def _example(self, w, sid, y, now) -> list:
         _, model, t, x = w
         at = max(now, t + 1)
-        return (EXAMPLES, at, Example(model, at, sid, x, y, t))
+        weight = 1 if y else self.negative(sid)
+        if weight is None:
+            return []
+        return [(EXAMPLES, at, Example(model, at, sid, x, y, t, weight))]

@@ -56,12 +56,22 @@ from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-# Kind ranks at equal event time (DESIGN.md, "Core and shell").
-RANK_BLACKLIST, RANK_OUTCOME, RANK_REPORT, RANK_TRANSFER, RANK_DERIVED = 0, 1, 2, 3, 4
+from transforms.events import Seed, sort_key
+
 END_OF_TIME = 2**62  # "advance to the end": every remaining deadline fires
 METRIC = "metric"  # outputs with this tag are counters: (METRIC, t, (name, increment))
+STATE = "state"  # outputs with this tag are saved states: (STATE, t, (key, blob))
 
 Output = tuple  # (tag, event_time_ms, value)
+
+
+class StateRecord(NamedTuple):
+    """One key's saved state in a state checkpoint: the step's label, the key and
+    ``pickle((state, waiting events))``, both pickled (see :mod:`transforms.checkpoint`)."""
+
+    step: str
+    key: bytes
+    state: bytes
 
 
 class Machine:
@@ -80,9 +90,11 @@ class Machine:
 
     def sort_key(self, event: Any) -> tuple:
         """(event time, kind rank, id): deterministic order within a key's history."""
-        from transforms.events import sort_key
-
         return sort_key(event)
+
+    def bind(self, side: Any) -> None:
+        """Side data of the step (a Beam side input's value), given by the shell before
+        the events that need it. Most machines have none."""
 
     def on_event(self, state: Any, event: Any, now: int) -> list[Output]:
         raise NotImplementedError
@@ -111,23 +123,59 @@ def step(machine: Machine, key: Any, state: Any, event: Any) -> tuple[Any, list[
 
 def _sort_key_of(machine: Machine) -> Callable[[Any], tuple]:
     """``machine.sort_key``, or for the default one ``transforms.events.sort_key`` itself
-    (the same function, without a lazy import per event: ~8% of a backtest's time)."""
+    (the same function without a method call per event)."""
     if type(machine).sort_key is Machine.sort_key:
-        from transforms.events import sort_key
-
         return sort_key
     return machine.sort_key
 
 
 def iter_history(machine: Machine, key: Any, events: Iterable[Any],
-                 until: int = END_OF_TIME) -> Iterator[Output]:
-    """The batch face's core: a key's whole history, sorted, then time runs to ``until``.
+                 until: int = END_OF_TIME, *, end: Optional[int] = None,
+                 save: bool = False) -> Iterator[Output]:
+    """The batch face's core: a key's history, sorted, then time runs to ``until``.
     Outputs are yielded as they are decided, so a long history's outputs need not all be
-    held at once."""
-    state = machine.new_state(key)
-    for ev in sorted(events, key=_sort_key_of(machine)):
+    held at once.
+
+    A :class:`~transforms.events.Seed` among ``events`` is the key's state saved by an
+    earlier chunk: the key starts from it (and its waiting events join the history).
+    ``end`` (a chunked replay) is the exclusive end of this chunk of event time: events at
+    or after it are not run yet; time advances to ``end - 1``; with ``save`` the key's state
+    and the events not run are yielded as ``(STATE, end - 1, (key, blob))`` (nothing for an
+    empty key); then, only if ``until`` lies beyond the chunk (the last chunk), the
+    remaining events run and time advances to ``until``."""
+    sk = _sort_key_of(machine)
+    state = None
+    todo: list = []
+    for ev in events:
+        if type(ev) is Seed:
+            state = ev.state
+            todo.extend(ev.waiting)
+        else:
+            todo.append(ev)
+    if state is None:
+        state = machine.new_state(key)
+    later: list = []
+    if end is not None:
+        time_of = machine.time_of
+        later = [e for e in todo if time_of(e) >= end]
+        if later:
+            todo = [e for e in todo if time_of(e) < end]
+    for ev in sorted(todo, key=sk):
         state, more = step(machine, key, state, ev)
         yield from more
+    if end is not None:
+        yield from machine.advance(state, end - 1)
+        if machine.is_empty(state):
+            state = machine.new_state(key)
+        later.sort(key=sk)
+        if save and (later or not machine.is_empty(state)):
+            blob = pickle.dumps((state, tuple(later)), pickle.HIGHEST_PROTOCOL)
+            yield (STATE, end - 1, (key, blob))
+        if until <= end - 1:
+            return
+        for ev in later:
+            state, more = step(machine, key, state, ev)
+            yield from more
     yield from machine.advance(state, until)
 
 
@@ -167,6 +215,8 @@ class _Emitter:
                 name, inc = value
                 pending[name] = pending.get(name, 0) + inc
                 continue
+            if tag == STATE:
+                value = StateRecord(self.step_name, pickle.dumps(value[0], 4), value[1])
             if self.global_window:
                 tv = stamped(value, t)
             else:
@@ -280,57 +330,97 @@ class Gather(beam.PTransform):
                 | "Unpack" >> beam.Map(_gathered))
 
 
-class Then(NamedTuple):
-    """Batch face only: a second step on the same key, fused into the first's shuffle.
-    Per key, ``factory()``'s machine runs after the first one, over the first one's
-    ``feed`` outputs plus the step's own events (those for which ``takes(event)``); the
-    outputs are exactly those of two separate steps, without shuffling the fed events
-    again. ``step_name`` names its counters."""
+class Fused(Machine):
+    """Two steps on the same key as one machine: ``first`` runs the key's events except
+    those for which ``takes(event)`` is true, which go to ``second``; ``first``'s outputs
+    tagged ``feed`` go on downstream *and* into ``second`` at once. The outputs are exactly
+    those of two separate steps (the fed records keep their event's time and kind, so the
+    second step sees them in the order it would have sorted them), with one shuffle and
+    one stateful stage less on both faces. Both machines must order events alike (the
+    first one's ``sort_key`` orders the fused step)."""
 
-    factory: Callable[[], Machine]
-    step_name: str
-    feed: str
-    takes: Callable[[Any], bool]
+    def __init__(self, first: Machine, second: Machine, feed: str,
+                 takes: Callable[[Any], bool]):
+        self.first, self.second, self.feed, self.takes = first, second, feed, takes
+
+    def new_state(self, key):
+        return [key, self.first.new_state(key), self.second.new_state(key)]
+
+    def time_of(self, event):
+        return self.first.time_of(event)
+
+    def sort_key(self, event):
+        return self.first.sort_key(event)
+
+    def is_empty(self, s) -> bool:
+        return self.first.is_empty(s[1]) and self.second.is_empty(s[2])
+
+    def next_deadline(self, s) -> Optional[int]:
+        a, b = self.first.next_deadline(s[1]), self.second.next_deadline(s[2])
+        return b if a is None else a if b is None else min(a, b)
+
+    def bind(self, side) -> None:
+        self.first.bind(side)
+        self.second.bind(side)
+
+    def advance(self, s, now: int) -> list:
+        out = self.first.advance(s[1], now)
+        out.extend(self.second.advance(s[2], now))
+        return out
+
+    def on_event(self, s, ev, now: int) -> list:
+        key, first, second = s[0], self.first, self.second
+        if self.takes(ev):
+            if second.is_empty(s[2]):
+                s[2] = second.new_state(key)
+            return second.on_event(s[2], ev, now)
+        if first.is_empty(s[1]):
+            s[1] = first.new_state(key)
+        out = first.on_event(s[1], ev, now)
+        fed = [o for o in out if o[0] == self.feed]
+        for _tag, t, value in fed:
+            if second.is_empty(s[2]):
+                s[2] = second.new_state(key)
+            out.extend(second.on_event(s[2], value, t))
+        return out
+
+
+class Chunk(NamedTuple):
+    """Batch face: which slice of event time a run covers (see :func:`iter_history`).
+    ``end``: exclusive end of the slice (None: no slice); ``until``: how far time runs at
+    the end (``END_OF_TIME`` for the last slice); ``save``: emit every key's state."""
+
+    end: Optional[int] = None
+    until: int = END_OF_TIME
+    save: bool = False
 
 
 class _BatchFace(beam.DoFn):
     """Runs each key of a shard: the key's events sorted, deadlines, then the end of time
-    (and then, with ``then``, the fused second step on the same key)."""
+    (or the end of the chunk, saving the key's state)."""
 
     def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str,
-                 then: Optional[Then] = None):
+                 chunk: Chunk = Chunk()):
         self.factory, self.step_name, self.main_tag = factory, step_name, main_tag
-        self.then = then
+        self.chunk = chunk
 
     def setup(self):
         self.machine = self.factory()
         self.emitter = _Emitter(self.step_name, self.main_tag, global_window=True)
-        if self.then is not None:
-            self.machine2 = self.then.factory()
-            self.emitter2 = _Emitter(self.then.step_name, self.main_tag, global_window=True)
+        self._side_id = None
 
-    def process(self, shard_blobs):
+    def process(self, shard_blobs, side=None):
+        if side is not None and id(side) != self._side_id:
+            self._side_id = id(side)
+            self.machine.bind(side)
+        c = self.chunk
         with gc_paused():
             by_key = group_blobs(shard_blobs[1])
-            emit, machine, then = self.emitter.emit, self.machine, self.then
+            emit, machine = self.emitter.emit, self.machine
             while by_key:
                 key, events = by_key.popitem()
-                if then is None:
-                    yield from emit(iter_history(machine, key, events))
-                    continue
-                mine, theirs = [], []
-                for e in events:
-                    (theirs if then.takes(e) else mine).append(e)
-                yield from emit(_tee(iter_history(machine, key, mine), then.feed, theirs))
-                yield from self.emitter2.emit(iter_history(self.machine2, key, theirs))
-
-
-def _tee(outputs: Iterable[Output], tag: str, into: list) -> Iterator[Output]:
-    """Pass ``outputs`` on, appending the values tagged ``tag`` to ``into``."""
-    for out in outputs:
-        if out[0] == tag:
-            into.append(out[2])
-        yield out
+                yield from emit(iter_history(machine, key, events, c.until, end=c.end,
+                                             save=c.save))
 
 
 class _Held:
@@ -362,7 +452,7 @@ class _StreamFace(beam.DoFn):
       decided before it.
     """
 
-    STATE = ReadModifyWriteStateSpec("state", PickleCoder())
+    STATE_SPEC = ReadModifyWriteStateSpec("state", PickleCoder())
     DEADLINE = TimerSpec("deadline", TimeDomain.WATERMARK)
 
     def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str,
@@ -374,6 +464,7 @@ class _StreamFace(beam.DoFn):
         self.machine = self.factory()
         self.emitter = _Emitter(self.step_name, self.main_tag)
         self.sort_key = _sort_key_of(self.machine)
+        self._side_id = None
 
     def _load(self, key, state_cell) -> _Held:
         h = state_cell.read()
@@ -395,9 +486,15 @@ class _StreamFace(beam.DoFn):
         else:
             timer.set(Timestamp(micros=min(d, END_OF_TIME // 1000) * 1000))
 
-    def process(self, kv, state_cell=beam.DoFn.StateParam(STATE),
+    def process(self, kv, state_cell=beam.DoFn.StateParam(STATE_SPEC),
                 timer=beam.DoFn.TimerParam(DEADLINE)):
+        return self._process(kv, state_cell, timer)
+
+    def _process(self, kv, state_cell, timer):
         key, event = kv
+        if type(event) is Seed:
+            yield from self._seed(key, event, state_cell, timer)
+            return
         h = self._load(key, state_cell)
         out: list = []
         if self.ordering == "event_time":
@@ -407,9 +504,26 @@ class _StreamFace(beam.DoFn):
         self._store(h, state_cell, timer)
         yield from self.emitter.emit(out)
 
+    def _seed(self, key, seed: Seed, state_cell, timer):
+        """A saved state (``--restore_state``): the key starts from it, unless events
+        reached the key first (then the live state wins and the seed is counted)."""
+        if state_cell.read() is not None:
+            yield from self.emitter.emit([(METRIC, seed.event_time, ("seeds_too_late", 1))])
+            return
+        h = _Held(seed.state)
+        h.waiting = list(seed.waiting)
+        out: list = [(METRIC, seed.event_time, ("seeds", 1))]
+        if self.ordering != "event_time" and h.waiting:
+            for e in sorted(h.waiting, key=self.sort_key):
+                h.state, more = step(self.machine, key, h.state, e)
+                out.extend(more)
+            h.waiting = []
+        self._store(h, state_cell, timer)
+        yield from self.emitter.emit(out)
+
     @on_timer(DEADLINE)
     def on_deadline(self, key=beam.DoFn.KeyParam, fire_ts=beam.DoFn.TimestampParam,
-                    state_cell=beam.DoFn.StateParam(STATE),
+                    state_cell=beam.DoFn.StateParam(STATE_SPEC),
                     timer=beam.DoFn.TimerParam(DEADLINE)):
         h = state_cell.read()
         if h is None:
@@ -429,27 +543,56 @@ class _StreamFace(beam.DoFn):
         yield from self.emitter.emit(out)
 
 
+def _seed_aware(key_fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def key_of(event):
+        return event.key if type(event) is Seed else key_fn(event)
+    return key_of
+
+
+class _StreamFacePolling(_StreamFace):
+    """The streaming face of a step that reads side data published outside the graph
+    (``poller.fetch()``: e.g. model versions, :mod:`transforms.versions`), polled in
+    processing time and given to the machine through ``Machine.bind``."""
+
+    def __init__(self, factory, step_name, main_tag, ordering, poller):
+        super().__init__(factory, step_name, main_tag, ordering)
+        self.poller = poller
+
+    def setup(self):
+        super().setup()
+        self.machine.bind(self.poller.fetch(force=True))
+
+    def process(self, kv, state_cell=beam.DoFn.StateParam(_StreamFace.STATE_SPEC),
+                timer=beam.DoFn.TimerParam(_StreamFace.DEADLINE)):
+        new = self.poller.fetch()
+        if new:
+            self.machine.bind(new)
+        return self._process(kv, state_cell, timer)
+
+
 class RunMachine(beam.PTransform):
     """Run ``factory()``'s machine over events keyed by ``key_fn``: one PCollection, or a
     tuple of them (the step's inputs; the batch face keys and packs each in its producer,
-    before any Flatten).
+    before any Flatten). :class:`~transforms.events.Seed` events (saved states) may be
+    among them; they carry their own key.
 
     ``mode`` is ``"stream"`` (stateful DoFn with event-time timers) or ``"batch"``
     (pack by shard of the key, GroupByKey, then per key: sort, one call); ``shards`` is
-    the batch face's number of shards; ``then`` fuses a second step on the same key into
-    the batch face (see :class:`Then`; ``tags`` then lists its outputs too). Returns a
-    ``DoOutputsTuple`` with ``main_tag`` as the main output and ``tags`` as the others.
+    the batch face's number of shards; ``chunk`` the batch face's slice of event time
+    (:class:`Chunk`). ``side`` (batch): a side input view whose value the machine receives
+    through ``Machine.bind``; ``poller`` (stream): an object whose ``fetch()`` brings new
+    side data, polled as elements arrive (see :mod:`transforms.versions`). Returns a
+    ``DoOutputsTuple`` with ``main_tag`` as the main output and ``tags`` as the others
+    (plus ``STATE`` in batch).
     """
 
     def __init__(self, factory: Callable[[], Machine], mode: str, main_tag: str,
                  tags: tuple[str, ...] = (), label: Optional[str] = None,
                  ordering: str = "arrival", shards: int = DEFAULT_SHARDS, *,
-                 key_fn: Callable[[Any], Any], then: Optional[Then] = None):
+                 key_fn: Callable[[Any], Any], chunk: Chunk = Chunk(), side=None,
+                 poller=None):
         super().__init__(label)
-        if then is not None and mode != "batch":
-            raise ValueError("then (a fused second step) is for the batch face only")
-        self.then = then
-        self.key_fn = key_fn
+        self.key_fn = _seed_aware(key_fn)
         if shards < 1:
             raise ValueError(f"shards must be at least 1, not {shards}")
         self.shards = shards
@@ -458,11 +601,12 @@ class RunMachine(beam.PTransform):
         if ordering not in ORDERINGS:
             raise ValueError(f"ordering must be one of {ORDERINGS}, not {ordering!r}")
         self.factory, self.mode, self.main_tag, self.tags = factory, mode, main_tag, tags
-        self.ordering = ordering
+        self.ordering, self.chunk, self.side, self.poller = ordering, chunk, side, poller
 
     def expand(self, keyed):
         name = self.label or "machine"
         parts = tuple(keyed) if isinstance(keyed, (tuple, list)) else (keyed,)
+        side = () if self.side is None else (self.side,)
         if self.mode == "batch":
             packed = [pc | f"Pack{i}" >> beam.ParDo(_PackByShard(self.shards, self.key_fn))
                       for i, pc in enumerate(parts)]
@@ -471,13 +615,17 @@ class RunMachine(beam.PTransform):
             else:
                 packed = packed[0]
             grouped = packed | "GroupByKey" >> beam.GroupByKey()
-            fn = _BatchFace(self.factory, name, self.main_tag, self.then)
-            return grouped | "RunHistory" >> beam.ParDo(fn).with_outputs(
-                *self.tags, main=self.main_tag)
+            fn = _BatchFace(self.factory, name, self.main_tag, self.chunk)
+            return grouped | "RunHistory" >> beam.ParDo(fn, *side).with_outputs(
+                *self.tags, STATE, main=self.main_tag)
         events = parts | "In" >> beam.Flatten() if len(parts) > 1 else parts[0]
         key_fn = self.key_fn
         events = events | "Key" >> beam.Map(lambda e: (key_fn(e), e))
-        fn = _StreamFace(self.factory, name, self.main_tag, self.ordering)
+        if self.poller is not None:
+            fn = _StreamFacePolling(self.factory, name, self.main_tag, self.ordering,
+                                    self.poller)
+        else:
+            fn = _StreamFace(self.factory, name, self.main_tag, self.ordering)
         return events | "RunStateful" >> beam.ParDo(fn).with_input_types(
             Tuple[str, Any]).with_outputs(
             *self.tags, main=self.main_tag)

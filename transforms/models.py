@@ -61,31 +61,20 @@ import hashlib
 import heapq
 import math
 import pickle
-from typing import Callable, Optional
+from typing import Optional
 
 import river
 from river import compose, feature_extraction, linear_model, optim, preprocessing
 
-from transforms.events import (
-    Example,
-    FeaturedReport,
-    FeaturedTransfer,
-    ScoredReport,
-    ScoredTransfer,
-)
 from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
-from transforms.machine import END_OF_TIME, METRIC, Machine
 from transforms.policy import Policy
 
-SCORED_TRANSFERS, SCORED_REPORTS = "scored_transfers", "scored_reports"
-MODEL_METRICS = "model_metrics"  # summary dicts (see module docstring)
 RIVER_VERSION = river.__version__
 SNAPSHOT_FORMAT = 1
 METRICS_EVERY = 1000  # labels between two model_metrics summaries
 MAX_POS_WEIGHT = 30.0
 BUSY_SHARE = 0.01  # established reporters needed per incoming transfer of a busy suspect
 TEXT, CATEGORY = "_text", "_category"  # private keys of a report's features (profiles.py)
-END = END_OF_TIME // 1000  # a time at or past which a bounded run is over (both faces)
 CATEGORIES = ("INVESTMENT", "ROMANCE", "PHISHING", "IMPERSONATION", "FAKE_PLATFORM", "OTHER")
 
 # The numeric context a report is scored on (missing ones are 0).
@@ -264,10 +253,6 @@ def new_model(name: str = TRANSFER_RISK):
     return new_verdict_model() if name == SCAM_VERDICT else new_transfer_model()
 
 
-def x_of(name: str, f: dict) -> dict:
-    return report_x(f) if name == SCAM_VERDICT else transfer_x(f)
-
-
 # ------------------------------------------------------------------- prequential metrics
 class Prequential:
     """Test-then-train metrics: a 1000-bin histogram of model scores per class (ROC AUC to
@@ -291,26 +276,30 @@ class Prequential:
         self.tp = self.fp = self.fn = self.tn = 0
         self.usd_pos = self.usd_tp = self.usd_neg = self.usd_fp = 0.0
 
-    def update(self, model_p: float, decision: float, y: bool, usd: float = 0.0) -> str:
+    def update(self, model_p: float, decision: float, y: bool, usd: float = 0.0,
+               w: int = 1) -> str:
+        """Record one example (``w``: how many it stands for, e.g. a sampled negative)."""
         b = min(self.BINS - 1, max(0, int(model_p * self.BINS)))
         flagged = decision >= self.threshold
+        if w != 1:
+            usd *= w
         if y:
-            self.pos[b] += 1
+            self.pos[b] += w
             self.pos_usd[b] += usd
             self.usd_pos += usd
             if flagged:
-                self.tp += 1
+                self.tp += w
                 self.usd_tp += usd
                 return "tp"
-            self.fn += 1
+            self.fn += w
             return "fn"
-        self.neg[b] += 1
+        self.neg[b] += w
         self.usd_neg += usd
         if flagged:
-            self.fp += 1
+            self.fp += w
             self.usd_fp += usd
             return "fp"
-        self.tn += 1
+        self.tn += w
         return "tn"
 
     def auc(self) -> Optional[float]:
@@ -364,7 +353,8 @@ class ModelState:
     """One model's keyed state: the River pipeline, label counts, metrics, provenance."""
 
     __slots__ = ("name", "model", "n_labels", "n_pos", "river_version", "origin", "metrics",
-                 "last_t", "finished", "waiting")
+                 "last_t", "finished", "waiting", "w_neg", "published_at", "published_labels",
+                 "budget")
 
     def __init__(self, name: str = TRANSFER_RISK, threshold: float = 0.5):
         self.name = name
@@ -379,6 +369,20 @@ class ModelState:
         # positives waiting to be learned: a heap of (due, subject id, seq, Example); see
         # Policy.model_sync_labels
         self.waiting: list = []
+        self.w_neg = 0.0  # negatives learned, weighted (a 1-in-k sample weighs k)
+        self.published_at: Optional[int] = None  # event time of the last published version
+        self.published_labels = 0  # n_labels at that version
+        self.budget = None  # the friction budget's recent legitimate scores (friction.py)
+
+    def fill_defaults(self) -> "ModelState":
+        """Fields a state pickled by an older release lacks get their defaults."""
+        for name, value in (("waiting", []), ("w_neg", None), ("published_at", None),
+                            ("published_labels", 0), ("budget", None)):
+            if not hasattr(self, name):
+                setattr(self, name, value)
+        if self.w_neg is None:
+            self.w_neg = float(self.n_labels - self.n_pos)
+        return self
 
     def version(self) -> str:
         v = f"{self.name}:{self.n_labels}"
@@ -386,8 +390,9 @@ class ModelState:
 
 
 def pos_weight(s: ModelState) -> float:
-    """Weight of a positive example: sqrt(negatives / positives), within [1, MAX]."""
-    neg = s.n_labels - s.n_pos
+    """Weight of a positive example: sqrt(negatives / positives), within [1, MAX]
+    (negatives weighted: a 1-in-k sample's negative counts k)."""
+    neg = s.w_neg
     return max(1.0, min(MAX_POS_WEIGHT, math.sqrt((neg + 1) / (s.n_pos + 1))))
 
 
@@ -470,8 +475,18 @@ def snapshot_bytes(states: dict, at: Optional[int] = None) -> bytes:
 def snapshot_models(states: dict, path: str, at: Optional[int] = None) -> str:
     """Write one snapshot file holding every model in ``states`` to ``path`` (local or any
     Beam filesystem), atomically (write then rename). Returns ``path``."""
+    return write_snapshot_bytes(snapshot_bytes(states, at), path)
+
+
+def snapshot_order(data: bytes) -> tuple:
+    """(written at, labels learned): which of two snapshots of a model is the later."""
+    head = pickle.loads(data)
+    return (head.get("written_at") or 0, sum(head.get("n_labels", {}).values()))
+
+
+def write_snapshot_bytes(data: bytes, path: str) -> str:
+    """Write snapshot bytes to ``path`` atomically (write then rename). Returns ``path``."""
     fs = _fs()
-    data = snapshot_bytes(states, at)
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent and "://" not in parent and not fs.exists(parent):
         try:
@@ -521,205 +536,49 @@ def load_snapshot(path: str) -> dict:
             raise SnapshotError(f"{fp}: cannot read model snapshot ({e})") from e
         states, sid = read_snapshot(data, fp)
         for name, s in states.items():
+            s.fill_defaults()
             s.origin = sid
             s.finished = False
-            if not hasattr(s, "waiting"):  # written before positives could wait
-                s.waiting = []
             out[name] = s
     return out
 
 
-# ------------------------------------------------------------------------------ the step
-class Models(Machine):
-    """Keyed by model name; see the module docstring. ``save(path_base, state, now)`` is
-    how snapshots are written (injectable for tests; default :func:`snapshot_models`)."""
-
-    def __init__(self, policy: Policy,
-                 save: Optional[Callable[[str, ModelState, int], None]] = None):
-        self.p = policy
-        self._save = save
-        self._warm: Optional[dict] = None
-
-    # -- state ---------------------------------------------------------------------------
-    def threshold(self, name: str) -> float:
-        return self.p.scam_threshold if name == SCAM_VERDICT else self.p.hold_threshold
-
-    def new_state(self, key):
-        if self.p.model_warm_start:
-            if self._warm is None:
-                self._warm = load_snapshot(self.p.model_warm_start)
-            if key in self._warm:
-                s = pickle.loads(pickle.dumps(self._warm[key]))  # a private copy per key
-                s.metrics = Prequential(self.threshold(key))
-                s.last_t = None
-                return s
-        return ModelState(key, self.threshold(key))
-
-    def is_empty(self, s) -> bool:
-        return False  # one key per model, kept for the life of the job
-
-    def next_deadline(self, s: ModelState) -> Optional[int]:
-        if s.waiting:
-            return s.waiting[0][0]  # a positive becomes due
-        return None if s.finished else END  # the end of a bounded run (stream face)
-
-    def advance(self, s: ModelState, now: int) -> list:
-        out = []
-        waiting = s.waiting
-        while waiting and waiting[0][0] <= now:
-            due, _, _, ex = heapq.heappop(waiting)
-            out.extend(self._learn_now(s, ex, due))
-        if now < END or s.finished:
-            return out
-        s.finished = True  # a bounded run is over: last snapshot, final metrics
-        at = s.last_t if s.last_t is not None else 0
-        if self.p.model_snapshot_path:
-            self.save(s, at)
-        out.append((MODEL_METRICS, at, self.summary(s, final=True)))
-        return out
-
-    def save(self, s: ModelState, at: int) -> None:
-        base = self.p.model_snapshot_path
-        if self._save is not None:
-            self._save(base, s, at)
-        else:
-            snapshot_models({s.name: s}, snapshot_file(base, s.name), at)
-
-    def summary(self, s: ModelState, final: bool = False) -> dict:
-        d = {"model": s.name, "final": final, "at": s.last_t, "labels": s.n_labels,
-             "positives": s.n_pos, "model_version": s.version(),
-             "river_version": RIVER_VERSION, "use_models": self.p.use_models}
-        d.update(s.metrics.summary())
-        return d
-
-    # -- scoring -------------------------------------------------------------------------
-    def _model_on(self, s: ModelState) -> bool:
-        """Rules decide until the model has seen enough labels *of both classes*: positives
-        arrive within hours (a case outcome), negatives only when the label horizon expires,
-        so a count of labels alone switches a model on having seen almost only scams."""
-        p = self.p
-        if not p.use_models or s.n_labels < p.model_warmup_labels:
-            return False
-        return s.n_pos >= p.model_min_positives \
-            and s.n_labels - s.n_pos >= p.model_min_negatives
-
-    def _transfer_proba(self, s: ModelState, x: dict) -> tuple[float, Optional[dict]]:
-        """(model probability, ``x`` scaled) — the scaled dict when the model is the plain
-        scaler + regression (see :func:`linear_parts`), else None."""
-        parts = linear_parts(s.model)
-        if parts is None:
-            return s.model.predict_proba_one(x).get(True, 0.0), None
-        xs = parts[0].transform_one(x)
-        return parts[1].predict_proba_one(xs)[True], xs
-
-    def score_transfer(self, s: ModelState, f: dict) -> tuple[float, str, tuple]:
-        rule, why = rules_transfer_score(f, self.p)
-        if not self._model_on(s):
-            return rule, "rules", why
-        x = transfer_x(f)
-        pm, xs = self._transfer_proba(s, x)
-        score = pm if pm > rule else rule
-        reasons = (f"model:{TRANSFER_RISK}={pm:.2f}",)
-        if score >= self.p.warn_threshold:  # someone will read why: name the features
-            reasons += top_contributions(s.model, x, scaled=xs)
-        return score, s.version(), reasons + why
-
-    def score_report(self, s: ModelState, f: dict) -> tuple[float, str, str, tuple]:
-        rule, why = rules_verdict_score(f)
-        if self._model_on(s):
-            x = report_x(f)
-            p = s.model.predict_proba_one(x).get(True, 0.0)
-            version = s.version()
-            why = (f"model:{SCAM_VERDICT}={p:.2f}",) + top_contributions(s.model, x) + why
-        else:
-            p, version = rule, "rules"
-        p, verdict, guard = guarded_verdict(p, f, self.p)
-        return p, verdict, version, why + guard
-
-    # -- events --------------------------------------------------------------------------
-    def on_event(self, s: ModelState, ev, now: int) -> list:
-        s.last_t = now
-        s.finished = False
-        t = type(ev)
-        if t is Example:
-            return self._learn(s, ev, now)
-        if t is FeaturedTransfer:
-            p, version, reasons = self.score_transfer(s, ev.features)
-            return [(SCORED_TRANSFERS, now, ScoredTransfer(ev, now, round(p, 6), version,
-                                                           reasons))]
-        if t is FeaturedReport:
-            p, verdict, version, reasons = self.score_report(s, ev.features)
-            return [(SCORED_REPORTS, now, ScoredReport(ev, now, round(p, 6), verdict,
-                                                       version, reasons))]
-        raise TypeError(f"Models cannot handle {t.__name__}")
-
-    def pos_weight(self, s: ModelState) -> float:
-        """A positive example's weight: ``Policy.model_pos_weight`` when positive, else
-        :func:`pos_weight` (from the label counts so far)."""
-        w = self.p.model_pos_weight
-        return w if w > 0 else pos_weight(s)
-
-    def _learn(self, s: ModelState, ex: Example, now: int) -> list:
-        """A label: learned now, or for a positive with ``Policy.model_sync_labels`` once its
-        event is ``label_horizon_ms`` old — the age at which the negatives of its time are
-        learned. Positives are confirmed within hours, negatives only at the horizon: learned
-        as they come, the positives of day d meet the negatives of day d - 7, and every
-        feature that drifts with time (a destination's age, a sender's payee count, above
-        all at the start of a replay) looks like a sign of scam."""
-        if ex.y and self.p.model_sync_labels:
-            due = ex.scored_at + self.p.label_horizon_ms
-            if due > now:
-                heapq.heappush(s.waiting, (due, ex.subject_id, s.n_labels + len(s.waiting),
-                                           ex))
-                return []
-        return self._learn_now(s, ex, now)
-
-    def _learn_now(self, s: ModelState, ex: Example, now: int) -> list:
-        """Test, then train: score the example as the step would now, record it, learn.
-
-        For the plain scaler + regression the step drives River's two steps itself, in the
-        order ``Pipeline.learn_one`` uses: the scaler (unsupervised: it never sees the
-        label) learns the example's features, the example is scaled once, the regression
-        scores it (the prequential test) and only then learns from it."""
-        f = ex.x
-        y = bool(ex.y)
-        w = self.pos_weight(s) if y else 1.0
-        if s.name == SCAM_VERDICT:
-            x = report_x(f)
-            pm = s.model.predict_proba_one(x).get(True, 0.0)
-            decision = self.score_report(s, f)[0]
-            usd = math.expm1(f.get("log_claimed_loss", 0.0))
-            s.model.learn_one(x, y, w=w)
-        else:
-            x = transfer_x(f)
-            parts = linear_parts(s.model)
-            rule = rules_transfer_score(f, self.p)[0]
-            if parts is None:
-                pm = s.model.predict_proba_one(x).get(True, 0.0)
-                s.model.learn_one(x, y, w=w)
-            else:
-                sc, lr = parts
-                sc.learn_one(x)
-                xs = sc.transform_one(x)
-                pm = lr.predict_proba_one(xs)[True]
-                lr.learn_one(xs, y, w=w)
-            decision = (pm if pm > rule else rule) if self._model_on(s) else rule
-            usd = math.expm1(f.get("log_usd", 0.0))
-        cell = s.metrics.update(pm, decision, y, usd)
-        s.n_labels += 1
-        s.n_pos += y
-        out = [(METRIC, now, ("labels_" + s.name, 1)), (METRIC, now, (f"{s.name}_{cell}", 1))]
-        if self.p.model_snapshot_every and s.n_labels % self.p.model_snapshot_every == 0 \
-                and self.p.model_snapshot_path:
-            self.save(s, now)
-        if s.n_labels % METRICS_EVERY == 0:
-            out.append((MODEL_METRICS, now, self.summary(s)))
-        return out
+# ------------------------------------------------------------------------------ scoring
+def transfer_proba(model, x: dict) -> tuple[float, Optional[dict]]:
+    """(model probability, ``x`` scaled) — the scaled dict when the model is the plain
+    scaler + regression (see :func:`linear_parts`), else None."""
+    parts = linear_parts(model)
+    if parts is None:
+        return model.predict_proba_one(x).get(True, 0.0), None
+    xs = parts[0].transform_one(x)
+    return parts[1].predict_proba_one(xs)[True], xs
 
 
-def model_key(ev) -> str:
-    """The Models step's key for an event."""
-    t = type(ev)
-    if t is Example:
-        return ev.model
-    return TRANSFER_RISK if t is FeaturedTransfer else SCAM_VERDICT
+def score_transfer(model, version: str, f: dict, policy: Policy) -> tuple[float, str, tuple]:
+    """A transfer's risk score, the version that scored it and why: the rule alone when
+    ``model`` is None (no version published yet, or the rules-only baseline), else
+    ``max(model, rule)`` — the rules stay a floor."""
+    rule, why = rules_transfer_score(f, policy)
+    if model is None:
+        return rule, "rules", why
+    x = transfer_x(f)
+    pm, xs = transfer_proba(model, x)
+    score = pm if pm > rule else rule
+    reasons = (f"model:{TRANSFER_RISK}={pm:.2f}",)
+    if score >= policy.warn_threshold:  # someone will read why: name the features
+        reasons += top_contributions(model, x, scaled=xs)
+    return score, version, reasons + why
+
+
+def score_report(model, version: str, f: dict, policy: Policy) -> tuple[float, str, str, tuple]:
+    """A report's verdict score, verdict, version and reasons (rules when ``model`` is
+    None), always under rule 4's guard (:func:`guarded_verdict`)."""
+    rule, why = rules_verdict_score(f)
+    if model is not None:
+        x = report_x(f)
+        p = model.predict_proba_one(x).get(True, 0.0)
+        why = (f"model:{SCAM_VERDICT}={p:.2f}",) + top_contributions(model, x) + why
+    else:
+        p, version = rule, "rules"
+    p, verdict, guard = guarded_verdict(p, f, policy)
+    return p, verdict, version, why + guard

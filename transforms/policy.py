@@ -61,6 +61,21 @@ class Policy:
     model_sync_labels: bool = True
     # weight of a positive example when learning; 0: sqrt(negatives / positives so far)
     model_pos_weight: float = 0.0
+    # ... the same three for the Scam Verdict Model (reports are far rarer than transfers)
+    verdict_warmup_labels: int = 200
+    verdict_min_negatives: int = 200
+    verdict_min_positives: int = 50
+    # Learner: publish a model version every N labels, or at the first label this long
+    # after the last version (event time); scorers use the latest version before an event
+    model_publish_labels: int = 500
+    model_publish_ms: int = 1 * HOUR
+    # learn 1 in k negative examples (chosen by a hash of the transfer / report id), each
+    # weighing k: the learner's work and the labels shuffled to it shrink k-fold
+    model_negative_sample: int = 1
+    # Friction cap (rule 10): at most this many model-driven holds per user per window;
+    # past it a model-only hold becomes a warning (0: no cap)
+    friction_cap: int = 0
+    friction_window_ms: int = 24 * HOUR
     model_snapshot_every: int = 0
     model_snapshot_path: Optional[str] = None
     model_warm_start: Optional[str] = None
@@ -70,9 +85,32 @@ class Policy:
     # runner whose timers hold the watermark, as Dataflow and Flink do and Beam's local
     # runner does not)
     stream_ordering: str = "arrival"
+    # Look-alikes (rule 9): characters a wallet shows of an address, per family, from the
+    # start (fixed prefix such as 0x, T, bc1 included) and from the end; defaults and their
+    # sources in transforms/lookalike.py
+    lookalike_evm_head: int = 5
+    lookalike_evm_tail: int = 4
+    lookalike_tron_head: int = 4
+    lookalike_tron_tail: int = 4
+    lookalike_btc_head: int = 4
+    lookalike_btc_tail: int = 4
+    lookalike_bech32_head: int = 6
+    lookalike_bech32_tail: int = 4
+    lookalike_sol_head: int = 4
+    lookalike_sol_tail: int = 4
     # Files read at start (side data)
     blacklist_paths: tuple = ()
     profiles_path: Optional[str] = None
+
+    def warmed_up(self, model: str, labels: int, positives: int, negatives: int) -> bool:
+        """Has ``model`` seen enough labels of both classes for its scores to be used?"""
+        if model == "scam_verdict":
+            need = (self.verdict_warmup_labels, self.verdict_min_positives,
+                    self.verdict_min_negatives)
+        else:
+            need = (self.model_warmup_labels, self.model_min_positives,
+                    self.model_min_negatives)
+        return labels >= need[0] and positives >= need[1] and negatives >= need[2]
 
     def scaled(self, factor: float) -> "Policy":
         """The same policy with every duration divided by ``factor`` (>= 1)."""
@@ -92,4 +130,10 @@ class Policy:
         for f in dataclasses.fields(self):
             if f.name.endswith("_ms") and getattr(self, f.name) <= 0:
                 raise ValueError(f"{f.name} must be positive")
+            if f.name.startswith("lookalike_") and getattr(self, f.name) < 1:
+                raise ValueError(f"{f.name} must be at least 1")
+        if self.model_publish_labels < 1 or self.model_negative_sample < 1:
+            raise ValueError("model_publish_labels and model_negative_sample must be >= 1")
+        if self.friction_cap < 0:
+            raise ValueError("friction_cap must be >= 0")
         return self

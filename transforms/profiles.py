@@ -13,29 +13,12 @@ from typing import Callable, Optional
 
 from schemas.blacklist import BlacklistSnapshot
 from schemas.rows import BlacklistUpdate, Transfer, UserProfile
+from transforms import lookalike
 from transforms.events import FeaturedReport, FeaturedTransfer, ReportIn
 from transforms.machine import Machine
 from transforms.policy import DAY, HOUR, Policy
 
 FEATURED = "featured"
-
-
-def is_evm(address: str) -> bool:
-    return len(address) == 42 and address.startswith("0x")
-
-
-def lookalike_key(address: str) -> Optional[tuple]:
-    """What a wallet shows of an EVM address: the first three hex digits after ``0x`` and
-    the last four. Two different addresses with the same key are look-alikes.
-
-    >>> lookalike_key("0xabc1111111111111111111111111111111111234")
-    ('abc', '1234')
-    >>> lookalike_key("TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE") is None
-    True
-    """
-    if not is_evm(address):
-        return None
-    return (address[2:5], address[-4:])
 
 
 # --------------------------------------------------------------------------- SenderProfile
@@ -46,7 +29,7 @@ class _Sender:
     def __init__(self):
         self.recent: deque = deque()  # (t, usd) within the long window
         self.payees: dict = {}  # address -> last time paid (genuine payees only)
-        self.by_look: dict = {}  # lookalike_key -> set of payees with that key
+        self.by_look: dict = {}  # lookalike.key -> set of payees with that key
         self.n = 0  # transfers seen
         self.mean = 0.0  # running mean / M2 of log1p(usd) (Welford)
         self.m2 = 0.0
@@ -62,6 +45,7 @@ class SenderProfile(Machine):
     def __init__(self, policy: Policy, profiles: Callable[[str], Optional[UserProfile]]):
         self.p = policy
         self.profiles = profiles
+        self.shown = lookalike.shown(policy)
 
     def new_state(self, key):
         return _Sender()
@@ -88,11 +72,7 @@ class SenderProfile(Machine):
         old = [a for a, t in s.payees.items() if t < horizon]
         for a in old:
             del s.payees[a]
-            k = lookalike_key(a)
-            if k in s.by_look:
-                s.by_look[k].discard(a)
-                if not s.by_look[k]:
-                    del s.by_look[k]
+        lookalike.forget(s.by_look, old)
 
     def on_event(self, s: _Sender, ev, now: int) -> list:
         if type(ev) is ReportIn:
@@ -113,10 +93,9 @@ class SenderProfile(Machine):
         dest = tr.to_address
         known = dest in s.payees
         imitated = None
-        if not known:
-            k = lookalike_key(dest)
-            if k is not None and k in s.by_look:
-                imitated = min(s.by_look[k])
+        look = None if known else lookalike.key(dest, tr.network, self.shown)
+        if look is not None and look in s.by_look:
+            imitated = lookalike.imitated(dest, look, s.by_look[look])
         lu = math.log1p(tr.usd_value)
         if s.n >= 3:
             std = math.sqrt(s.m2 / (s.n - 1)) or 1.0
@@ -137,7 +116,7 @@ class SenderProfile(Machine):
             "lookalike": 1.0 if imitated else 0.0,
             "internal": 1.0 if tr.channel != "WITHDRAWAL" else 0.0,
         }
-        reasons = (f"lookalike_of={imitated}",) if imitated else ()
+        reasons = (lookalike.reason(imitated, look[0]),) if imitated else ()
         # update
         s.recent.append((now, tr.usd_value))
         s.n += 1
@@ -145,10 +124,8 @@ class SenderProfile(Machine):
         s.mean += d / s.n
         s.m2 += d * (lu - s.mean)
         if imitated is None:  # an imitation never becomes a known payee (rule 9)
-            if not known:
-                k = lookalike_key(dest)
-                if k is not None:
-                    s.by_look.setdefault(k, set()).add(dest)
+            if look is not None:
+                s.by_look.setdefault(look, set()).add(dest)
             s.payees[dest] = now
         if s.n % 64 == 0:
             self._forget_old_payees(s, now)

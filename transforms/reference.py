@@ -1,7 +1,7 @@
 """The reference: SafetyNet's decisions in plain single-process Python, no Beam.
 
-``run_reference(inputs, policy)`` runs the same pure machines (``transforms.machine``) with
-the same routing functions (``transforms.safetynet``) and the same side-data factories
+``run_reference(inputs, policy)`` runs the same pure machines (``transforms.machine``) over
+the same graph (:data:`transforms.graph.STEPS`) with the same side-data factories
 (``Policy.blacklist_paths``, ``Policy.profiles_path``), each keyed step as: group its events
 by key in a dict, ``run_history`` per key, collect the outputs by tag. Steps run in the
 graph's topological order. It is the batch face without Beam's shuffles and coders, so:
@@ -11,39 +11,34 @@ graph's topological order. It is the batch face without Beam's shuffles and code
 
 >>> from transforms.policy import Policy
 >>> out = run_reference({}, Policy())
->>> sorted(out)
-['dead_letter', 'freezes', 'holds', 'outreach', 'resolutions', 'scored', 'verdicts']
+>>> sorted(out)  # doctest: +NORMALIZE_WHITESPACE
+['dead_letter', 'freezes', 'holds', 'model_metrics', 'outreach', 'resolutions', 'scored',
+ 'snapshots', 'verdicts', 'versions']
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from schemas.rows import DeadLetter
-from transforms import actions as act
-from transforms import ledger as led
-from transforms.labels import EXAMPLES
-from transforms.machine import METRIC, gc_paused, group_by_key, run_history
-from transforms.models import SCORED_REPORTS, SCORED_TRANSFERS, model_key
-from transforms.outreach import OUTREACH
-from transforms.policy import Policy
-from transforms.profiles import FEATURED
-from transforms.safetynet import (
+from transforms.graph import (
+    DEAD_LETTERS,
     INPUTS,
     OUTPUTS,
-    SideData,
-    _address_of,
-    _Factory,
-    _ledger_key,
-    _user_of,
-    _verdict,
-    split_outcome,
-    split_report,
+    RESULTS,
+    ROUTERS,
+    STEPS,
+    Step,
+    verdict_row,
 )
+from transforms.machine import METRIC, gc_paused, group_by_key, run_history
+from transforms.policy import Policy
+from transforms.safetynet import SideData
 
-__all__ = ["run_reference", "load_replay", "replay_policy", "Stats", "decisions"]
+__all__ = ["run_reference", "run_steps", "load_replay", "replay_policy", "Stats",
+           "decisions"]
 
 
 class Stats:
@@ -59,64 +54,51 @@ class Stats:
         return f"Stats(keys={self.keys}, events={self.events}, counters={dict(self.counters)})"
 
 
-def _stage(name: str, step: str, policy: Policy, side: SideData,
-           keyed: Iterable[tuple[Any, Any]], stats: Stats) -> dict[str, list]:
+def _stage(st: Step, policy: Policy, side: SideData, events: Iterable[Any], stats: Stats,
+           side_value: Any = None) -> dict[str, list]:
     """One keyed step: group by key, run each key's history, collect outputs by tag."""
     with gc_paused():  # as the batch face does: bulk work on long-lived objects
-        groups = group_by_key(keyed)
+        groups = group_by_key((st.key(e), e) for e in events)
         n = sum(len(events) for events in groups.values())
-        machine = _Factory(step, policy, side)()
+        machine = st.make(policy, side.for_mode("batch"))
+        if side_value is not None:
+            machine.bind(side_value)
         out: dict[str, list] = defaultdict(list)
         counters = stats.counters
-        for k, events in groups.items():
-            for tag, _t, value in run_history(machine, k, events):
+        for k, evs in groups.items():
+            for tag, _t, value in run_history(machine, k, evs):
                 if tag == METRIC:
-                    counters[f"{name}.{value[0]}"] += value[1]
+                    counters[f"{st.label}.{value[0]}"] += value[1]
                 else:
                     out[tag].append(value)
-    stats.keys[name] = len(groups)
-    stats.events[name] = n
+    stats.keys[st.label] = len(groups)
+    stats.events[st.label] = n
     return out
 
 
-def _keyed(fn: Callable[[Any], Any], *lists: list) -> Iterable[tuple[Any, Any]]:
-    for rows in lists:
-        for r in rows:
-            yield fn(r), r
-
-
-def run_upstream(policy: Policy, side: SideData, stats: Stats, transfers: list,
-                 reports: list, outcomes: list, blacklist: list) -> dict:
-    """The steps before Models: ledgers, profiles and LabelJoin. Returns the featured
-    transfers and reports, the labelled examples, the address facts and the dead letters."""
-    split_r: dict[str, list] = {"direct": [], "via_transfer": [], "dead": []}
-    for r in reports:
-        tag, v = split_report(r)
-        split_r[tag].append(v)
-    split_o: dict[str, list] = {"address": [], "transfer": [], "report": []}
-    for o in outcomes:
-        tag, v = split_outcome(o)
-        split_o[tag].append(v)
-
-    def run(name, step, keyed):
-        return _stage(name, step, policy, side, keyed, stats)
-
-    # Ledgers: de-duplication and resolution.
-    t_led = run("TransferLedger", "ledger",
-                _keyed(_ledger_key, transfers, split_o["transfer"], split_r["via_transfer"]))
-    r_led = run("ReportLedger", "ledger",
-                _keyed(_ledger_key, split_r["direct"], t_led[led.REPORTS], split_o["report"]))
-    facts = split_o["address"] + t_led[led.FACTS] + r_led[led.FACTS]
-    # Features.
-    sender = run("SenderProfile", "sender",
-                 _keyed(_user_of, t_led[led.TRANSFERS], r_led[led.REPORTS]))
-    counter = run("CounterpartyProfile", "counterparty",
-                  _keyed(_address_of, sender[FEATURED], blacklist))
-    featured = counter[FEATURED]
-    # Labels.
-    labels = run("LabelJoin", "labels", _keyed(_address_of, featured, facts))
-    return {"featured": featured, "examples": labels[EXAMPLES], "facts": facts,
-            "dead_letter": split_r["dead"] + t_led[led.DEAD] + r_led[led.DEAD]}
+def run_steps(inputs: dict, policy: Policy, stats: Stats,
+              until: Optional[str] = None) -> dict[str, list]:
+    """Every stream of the graph (:mod:`transforms.graph`) as lists: the inputs, the
+    routers' branches and each step's outputs, by stream name; steps run in order, up to
+    and including the step labelled ``until``."""
+    side = SideData(policy)
+    streams: dict[str, list] = {name: list(inputs.get(name, ())) for name in INPUTS}
+    for r in ROUTERS:
+        branches: dict[str, list] = {b: [] for b in r.branches}
+        for x in streams[r.input]:
+            tag, v = r.fn(x)
+            branches[tag].append(v)
+        for b, rows in branches.items():
+            streams[f"{r.input}:{b}"] = rows
+    for st in STEPS:
+        events = [e for n in st.inputs for e in streams[n]]
+        side_value = streams[st.side] if st.side is not None else None
+        out = _stage(st, policy, side, events, stats, side_value)
+        for tag in (st.main, *st.tags):
+            streams[f"{st.label}:{tag}"] = out.get(tag, [])
+        if st.label == until:
+            break
+    return streams
 
 
 def run_reference(inputs: dict, policy: Optional[Policy] = None,
@@ -131,41 +113,17 @@ def run_reference(inputs: dict, policy: Optional[Policy] = None,
     """
     policy = (policy or Policy()).validate()
     stats = stats if stats is not None else Stats()
-    side = SideData(policy)
     dead_in: list = []
-
-    def rows(name):
-        got = []
+    rows: dict[str, list] = {}
+    for name in INPUTS:
+        got = rows[name] = []
         for r in inputs.get(name, ()) or ():
             (dead_in if type(r) is DeadLetter else got).append(r)
-        return got
-
-    transfers, reports, outcomes, blacklist = (rows(n) for n in INPUTS)
-
-    up = run_upstream(policy, side, stats, transfers, reports, outcomes, blacklist)
-    featured, facts = up["featured"], up["facts"]
-
-    def run(name, step, keyed):
-        return _stage(name, step, policy, side, keyed, stats)
-
-    models = run("Models", "models", _keyed(model_key, featured, up["examples"]))
-
-    # Actions and outreach.
-    actions = run("Actions", "actions",
-                  _keyed(_address_of, models[SCORED_TRANSFERS], models[SCORED_REPORTS],
-                         facts, blacklist))
-    outreach = run("Outreach", "outreach",
-                   _keyed(_user_of, actions[act.REQUESTS], actions[act.LOSSES]))
-
-    return {
-        "holds": actions[act.HOLDS],
-        "resolutions": actions[act.RESOLUTIONS],
-        "freezes": actions[act.FREEZES],
-        "outreach": outreach[OUTREACH],
-        "verdicts": [_verdict(sr) for sr in models[SCORED_REPORTS]],
-        "dead_letter": dead_in + up["dead_letter"],
-        "scored": models[SCORED_TRANSFERS],
-    }
+    streams = run_steps(rows, policy, stats)
+    out = {name: streams[s] for name, s in RESULTS.items()}
+    out["verdicts"] = [verdict_row(sr) for sr in streams["Score:scored_reports"]]
+    out["dead_letter"] = dead_in + [d for s in DEAD_LETTERS for d in streams[s]]
+    return out
 
 
 # ------------------------------------------------------------------------ replay directories

@@ -3,52 +3,50 @@
 ``SafetyNet(policy, mode)`` takes a dict of PCollections of validated input rows
 (``transfers``, ``reports``, ``outcomes``, ``blacklist``; any may be missing) and returns a
 dict of PCollections of output rows (``holds``, ``resolutions``, ``freezes``, ``outreach``,
-``verdicts``, ``dead_letter``, ``scored`` for the backtest's threshold sweep and
-``model_metrics``, the models' prequential summaries). The
-streaming job, the backtest and the tests all use it unchanged; ``mode`` only picks the
-face of each keyed step ("stream": stateful DoFns with event-time timers; "batch":
-GroupByKey by shard of the key space, then one call per key's sorted history; ``shards``
-sets how many).
+``verdicts``, ``dead_letter``; ``scored`` for the backtest's threshold sweep;
+``model_metrics``, the models' prequential summaries; ``versions``, the published model
+versions; in batch mode ``state``, the keyed steps' saved states when a chunk asks for
+them). The streaming job, the backtest and the tests all use it unchanged; ``mode`` only
+picks the face of each keyed step ("stream": stateful DoFns with event-time timers;
+"batch": GroupByKey by shard of the key space, then one call per key's sorted history).
 
-Steps, in order (DESIGN.md, "Dataflow")::
+The steps and their wiring are declared once in :mod:`transforms.graph`; this module turns
+each into a :class:`~transforms.machine.RunMachine`. Model versions reach the Score step
+as side data: in batch a side input, the list of every version (a transfer is scored by
+the latest one published before its event time, exactly, in every runner mode); in
+streaming through a directory the Learner writes and the scorers poll
+(:mod:`transforms.versions`, ``versions_dir``).
 
-    TransferLedger (transfer id)  ─┐  de-duplication, case outcomes resolved to addresses
-    ReportLedger   (report id)    ─┤
-    SenderProfile  (user)          ├─ features
-    CounterpartyProfile (address) ─┘
-    LabelJoin (address) ─► Models (model name) ─► Actions (address) ─► Outreach (user)
+``seeds`` (step label -> PCollection of :class:`~transforms.events.Seed`) and
+``seed_versions`` start the steps from a state checkpoint (``transforms.checkpoint``).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
 from schemas.blacklist import BlacklistSnapshot, load_many
-from schemas.codecs import normalize_address, read_records, to_wire
-from schemas.rows import DeadLetter, UserProfile, Verdict
-from transforms import actions as act
-from transforms import ledger as led
-from transforms.actions import Actions
-from transforms.events import AddressFact, ReportIn
-from transforms.labels import EXAMPLES, LabelJoin
-from transforms.machine import DEFAULT_SHARDS, RunMachine, Then
-from transforms.models import (
-    MODEL_METRICS,
-    SCORED_REPORTS,
-    SCORED_TRANSFERS,
-    Models,
-    model_key,
+from schemas.codecs import read_records
+from schemas.rows import UserProfile
+from transforms.graph import (
+    DEAD_LETTERS,
+    INPUTS,
+    OUTPUTS,
+    RESULTS,
+    ROUTERS,
+    STEPS,
+    Side,
+    Step,
+    verdict_row,
 )
-from transforms.outreach import OUTREACH, OutreachStep
+from transforms.machine import DEFAULT_SHARDS, STATE, Chunk, RunMachine
 from transforms.policy import Policy
-from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
+from transforms.versions import PublishVersions, VersionPoller, write_version
 
-INPUTS = ("transfers", "reports", "outcomes", "blacklist")
-OUTPUTS = ("holds", "resolutions", "freezes", "outreach", "verdicts", "dead_letter")
+__all__ = ["SafetyNet", "SideData", "ProfileBook", "INPUTS", "OUTPUTS"]
 
 
 # ------------------------------------------------------------------------------ side data
@@ -95,118 +93,49 @@ class SideData:
         path = self.policy.profiles_path
         return self._profiles.acquire(lambda: ProfileBook.load(path), tag=repr(path))
 
+    def for_mode(self, mode: str) -> Side:
+        return Side(self.snapshot, lambda: self.profiles().get, mode)
 
-class _Factory:
+
+class _Make:
     """Builds a step's machine in the DoFn's ``setup()`` (side data acquired there)."""
 
-    def __init__(self, step: str, policy: Policy, side: SideData):
-        self.step, self.policy, self.side = step, policy, side
+    def __init__(self, step: Step, policy: Policy, side: "SideData", mode: str):
+        self.step, self.policy, self.side, self.mode = step, policy, side, mode
 
     def __call__(self):
-        p, side = self.policy, self.side
-        if self.step == "ledger":
-            return led.Ledger(p)
-        if self.step == "sender":
-            return SenderProfile(p, side.profiles().get)
-        if self.step == "counterparty":
-            return CounterpartyProfile(p, side.snapshot())
-        if self.step == "labels":
-            return LabelJoin(p)
-        if self.step == "models":
-            return Models(p)
-        if self.step == "actions":
-            return Actions(p)
-        if self.step == "outreach":
-            return OutreachStep(p, side.profiles().get)
-        raise ValueError(self.step)
+        return self.step.make(self.policy, self.side.for_mode(self.mode))
 
 
-# --------------------------------------------------------------------------------- routing
-def _ledger_key(ev) -> str:
-    name = type(ev).__name__
-    if name == "Transfer":
-        return led.transfer_key(ev.transfer_id)
-    if name == "ScamReport":
-        return led.transfer_key(ev.transfer_id)
-    if name == "ReportIn":
-        return led.report_key(ev.report.report_id)
-    # CaseOutcome
-    if ev.subject_type == "TRANSFER":
-        return led.transfer_key(ev.subject_id)
-    return led.report_key(ev.subject_id)
+class _Route(beam.DoFn):
+    """The Beam face of a :class:`~transforms.graph.Router` (first branch: main output)."""
+
+    def __init__(self, fn, main: str):
+        self.fn, self.main = fn, main
+
+    def process(self, element):
+        tag, v = self.fn(element)
+        yield v if tag == self.main else beam.pvalue.TaggedOutput(tag, v)
 
 
-def split_report(r) -> tuple:
-    """(tag, value): reports naming a transfer go through the transfer ledger to learn
-    their suspect ("via_transfer"); the others name their suspect themselves ("direct"), or
-    are dead letters ("dead")."""
-    if r.transfer_id:
-        return "via_transfer", r
-    if r.suspect_address or r.suspect_user_id:
-        return "direct", ReportIn(r, r.event_time, r.suspect_address or r.suspect_user_id)
-    return "dead", DeadLetter(
-        "reports", json.dumps(to_wire(r), sort_keys=True, default=str),
-        "report names neither a suspect (address or user) nor a transfer",
-        r.event_time)
+class _WriteSnapshot(beam.DoFn):
+    """Writes a model snapshot (bytes from the Learner) to ``<base>/<model>.pkl``."""
+
+    def __init__(self, base: str):
+        self.base = base
+
+    def process(self, item):
+        from transforms.models import snapshot_file, write_snapshot_bytes
+
+        name, data = item
+        write_snapshot_bytes(data, snapshot_file(self.base, name))
+        yield name
 
 
-def split_outcome(o) -> tuple:
-    """(tag, value): an ADDRESS outcome is already a fact ("address"); TRANSFER and
-    REPORT outcomes go through their ledger ("transfer", "report")."""
-    if o.subject_type == "ADDRESS":
-        return "address", AddressFact(normalize_address(o.subject_id), o.event_time,
-                                      o.is_scam, o.case_id, o.subject_type, o.subject_id)
-    if o.subject_type == "TRANSFER":
-        return "transfer", o
-    return "report", o
+def _latest_snapshot(items):
+    from transforms.models import snapshot_order
 
-
-class _SplitReports(beam.DoFn):
-    """The Beam face of :func:`split_report` (main output: "direct")."""
-
-    def process(self, r):
-        tag, v = split_report(r)
-        yield v if tag == "direct" else beam.pvalue.TaggedOutput(tag, v)
-
-
-class _SplitOutcomes(beam.DoFn):
-    """The Beam face of :func:`split_outcome` (main output: "address")."""
-
-    def process(self, o):
-        tag, v = split_outcome(o)
-        yield v if tag == "address" else beam.pvalue.TaggedOutput(tag, v)
-
-
-def _address_of(ev) -> str:
-    name = type(ev).__name__
-    if name == "FeaturedTransfer":
-        return ev.transfer.to_address
-    if name == "FeaturedReport":
-        return ev.report_in.suspect
-    if name == "ScoredTransfer":
-        return ev.featured.transfer.to_address
-    if name == "ScoredReport":
-        return ev.featured.report_in.suspect
-    return ev.address  # AddressFact, BlacklistUpdate
-
-
-def _is_fact(ev) -> bool:
-    return type(ev) is AddressFact
-
-
-def _user_of(ev) -> str:
-    name = type(ev).__name__
-    if name == "Transfer":
-        return ev.user_id
-    if name == "ReportIn":
-        return ev.report.reporter_user_id
-    return ev.user_id  # OutreachRequest, LossConfirmed
-
-
-def _verdict(sr) -> Verdict:
-    r = sr.featured.report_in
-    return Verdict(r.report.report_id, r.suspect, sr.score, sr.verdict, sr.event_time,
-                   sr.model_version, r.report.reporter_user_id, list(sr.reasons))
+    return max(items, key=snapshot_order)
 
 
 # ----------------------------------------------------------------------------- the graph
@@ -214,87 +143,84 @@ class SafetyNet(beam.PTransform):
     """Inputs bundle -> outputs bundle; see the module docstring."""
 
     def __init__(self, policy: Optional[Policy] = None, mode: str = "batch",
-                 label: Optional[str] = None, shards: int = DEFAULT_SHARDS):
+                 label: Optional[str] = None, shards: int = DEFAULT_SHARDS,
+                 chunk: Chunk = Chunk(), seeds: Optional[dict] = None,
+                 seed_versions: tuple = (), versions_dir: Optional[str] = None):
         super().__init__(label)
         self.policy = (policy or Policy()).validate()
         self.mode = mode
         self.shards = shards
+        self.chunk = chunk
+        self.seeds = seeds or {}
+        if not seed_versions and self.policy.model_warm_start:
+            from transforms.learner import warm_versions
 
-    def _run(self, name, key_fn, inputs, step, main, tags, then=None):
-        factory = _Factory(step, self.policy, self.side)
-        return inputs | name >> RunMachine(factory, self.mode, main, tags, label=name,
-                                           ordering=self.policy.stream_ordering,
-                                           shards=self.shards, key_fn=key_fn, then=then)
+            seed_versions = warm_versions(self.policy)
+        self.seed_versions = tuple(seed_versions)
+        if mode == "stream" and versions_dir is None:
+            import tempfile
+
+            versions_dir = tempfile.mkdtemp(prefix="safetynet-versions-")
+        self.versions_dir = versions_dir
+
+    def _versions_view(self, pipeline, versions):
+        """Batch: every version of the replay (and of the checkpoint) as a side input."""
+        seeds = pipeline | "SeedVersions" >> beam.Create(list(self.seed_versions))
+        both = (versions, seeds) | "AllVersions" >> beam.Flatten()
+        return beam.pvalue.AsList(both)
 
     def expand(self, inputs: dict):
         pipeline = next(iter(inputs.values())).pipeline
-        self.side = SideData(self.policy)
+        side = SideData(self.policy)
 
-        def get(name):
+        def given(name):
             if name in inputs:
                 return inputs[name]
             return pipeline | f"No{name.title()}" >> beam.Create([])
 
-        transfers, reports, outcomes, blacklist = (get(n) for n in INPUTS)
+        streams = {name: given(name) for name in INPUTS}
+        for r in ROUTERS:
+            split = streams[r.input] | f"Split{r.input.title()}" >> beam.ParDo(
+                _Route(r.fn, r.branches[0])).with_outputs(*r.branches[1:],
+                                                          main=r.branches[0])
+            for b in r.branches:
+                streams[f"{r.input}:{b}"] = split[b]
+        states = []
+        batch = self.mode == "batch"
+        for st in STEPS:
+            parts = tuple(streams[n] for n in st.inputs)
+            if st.label in self.seeds:
+                parts += (self.seeds[st.label],)
+            view = poller = None
+            if st.side is not None and batch:
+                view = self._versions_view(pipeline, streams[st.side])
+            elif st.side is not None:
+                poller = VersionPoller(self.versions_dir)
+            out = parts | st.label >> RunMachine(
+                _Make(st, self.policy, side, self.mode), self.mode, st.main, st.tags,
+                label=st.label, ordering=self.policy.stream_ordering, shards=self.shards,
+                key_fn=st.key, chunk=self.chunk if batch else Chunk(), side=view,
+                poller=poller)
+            for tag in (st.main, *st.tags):
+                streams[f"{st.label}:{tag}"] = out[tag]
+            if batch:
+                states.append(out[STATE])
 
-        split_r = reports | "SplitReports" >> beam.ParDo(_SplitReports()).with_outputs(
-            "via_transfer", "dead", main="direct")
-        split_o = outcomes | "SplitOutcomes" >> beam.ParDo(_SplitOutcomes()).with_outputs(
-            "transfer", "report", main="address")
-
-        # Ledgers: de-duplication and resolution.
-        t_led = self._run("TransferLedger", _ledger_key,
-                          (transfers, split_o.transfer, split_r.via_transfer),
-                          "ledger", led.TRANSFERS, (led.REPORTS, led.FACTS, led.DEAD))
-        r_led = self._run("ReportLedger", _ledger_key,
-                          (split_r.direct, t_led[led.REPORTS], split_o.report),
-                          "ledger", led.REPORTS, (led.FACTS, led.DEAD))
-        facts = ((split_o.address, t_led[led.FACTS], r_led[led.FACTS])
-                 | "Facts" >> beam.Flatten())
-
-        # Features.
-        sender = self._run("SenderProfile", _user_of,
-                           (t_led[led.TRANSFERS], r_led[led.REPORTS]),
-                           "sender", FEATURED, ())
-        if self.mode == "batch":
-            # LabelJoin has CounterpartyProfile's key: the batch face runs it right after,
-            # on the same shuffle (identical outputs, one shuffle of the featured less).
-            then = Then(_Factory("labels", self.policy, self.side), "LabelJoin", FEATURED,
-                        _is_fact)
-            counter = self._run("CounterpartyProfile", _address_of,
-                                (sender[FEATURED], blacklist, facts), "counterparty",
-                                FEATURED, (EXAMPLES,), then=then)
-            featured, examples = counter[FEATURED], counter[EXAMPLES]
+        results = {name: streams[s] for name, s in RESULTS.items()}
+        results["verdicts"] = streams["Score:scored_reports"] | "Verdicts" >> beam.Map(
+            verdict_row)
+        results["dead_letter"] = (tuple(streams[s] for s in DEAD_LETTERS)
+                                  | "DeadLetters" >> beam.Flatten())
+        if batch:
+            results["state"] = tuple(states) | "States" >> beam.Flatten()
         else:
-            counter = self._run("CounterpartyProfile", _address_of,
-                                (sender[FEATURED], blacklist), "counterparty", FEATURED, ())
-            featured = counter[FEATURED]
-            labels = self._run("LabelJoin", _address_of, (featured, facts), "labels",
-                               EXAMPLES, ())
-            examples = labels[EXAMPLES]
-
-        # Models.
-        models = self._run("Models", model_key, (featured, examples), "models",
-                           SCORED_TRANSFERS, (SCORED_REPORTS, MODEL_METRICS))
-
-        # Actions and outreach.
-        actions = self._run("Actions", _address_of,
-                            (models[SCORED_TRANSFERS], models[SCORED_REPORTS], facts,
-                             blacklist), "actions", act.HOLDS,
-                            (act.RESOLUTIONS, act.FREEZES, act.REQUESTS, act.LOSSES))
-        outreach = self._run("Outreach", _user_of, (actions[act.REQUESTS], actions[act.LOSSES]),
-                             "outreach", OUTREACH, ())
-
-        verdicts = models[SCORED_REPORTS] | "Verdicts" >> beam.Map(_verdict)
-        dead = ((split_r.dead, t_led[led.DEAD], r_led[led.DEAD])
-                | "DeadLetters" >> beam.Flatten())
-        return {
-            "holds": actions[act.HOLDS],
-            "resolutions": actions[act.RESOLUTIONS],
-            "freezes": actions[act.FREEZES],
-            "outreach": outreach[OUTREACH],
-            "verdicts": verdicts,
-            "dead_letter": dead,
-            "scored": models[SCORED_TRANSFERS],
-            "model_metrics": models[MODEL_METRICS],
-        }
+            for v in self.seed_versions:  # a restored state's versions: readable at start
+                write_version(self.versions_dir, v)
+            results["versions"] | "PublishVersions" >> PublishVersions(self.versions_dir)
+        if self.policy.model_snapshot_path:
+            snaps = results["snapshots"]
+            if batch:  # only each model's last snapshot of the run
+                snaps = snaps | "LastSnapshot" >> beam.CombinePerKey(_latest_snapshot)
+            snaps | "WriteSnapshots" >> beam.ParDo(
+                _WriteSnapshot(self.policy.model_snapshot_path))
+        return results

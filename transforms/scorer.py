@@ -1,0 +1,162 @@
+"""Score (keyed by user: the sender of a transfer, the author of a report): risk scores and
+verdicts from published model versions, and the per-user friction cap (rule 10).
+
+Every featured transfer and report is scored here, in a step with one key per user, from
+the latest :class:`~transforms.events.ModelVersion` published *before* its event time
+(the versions reach this step as side data: :class:`VersionBook`). Before any version, or
+in the rules-only baseline, the documented rules score it (``model_version`` ``"rules"``).
+
+Friction cap (rule 10): at most ``Policy.friction_cap`` model-driven holds per user per
+``friction_window_ms`` of event time. A transfer whose score reaches the hold threshold
+past the cap is marked ``capped``: Actions warns instead of holding, with the reason.
+Blacklist, frozen and look-alike holds are decided by Actions whatever the cap; a transfer
+to a listed or look-alike destination does not use up the cap.
+"""
+
+from __future__ import annotations
+
+import bisect
+import pickle
+from collections import deque
+from typing import Any, Iterable, Optional
+
+from transforms.events import (
+    FeaturedReport,
+    FeaturedTransfer,
+    ModelVersion,
+    ScoredReport,
+    ScoredTransfer,
+)
+from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
+from transforms.machine import METRIC, Machine
+from transforms.models import score_report, score_transfer
+from transforms.policy import Policy
+
+SCORED_TRANSFERS, SCORED_REPORTS = "scored_transfers", "scored_reports"
+
+
+class VersionBook:
+    """The model versions a scorer knows, by model and time. ``latest(model, t)`` is the
+    newest version valid for an event at ``t`` (published strictly before it).
+
+    ``keep``: how many versions per model to keep (streaming: the side input brings only
+    the newest versions, which are merged in); None keeps all it is given (a backtest's
+    chunk). Unpickled models are cached by version id.
+
+    >>> book = VersionBook()
+    >>> book.update([ModelVersion("m", 10, "m:1", 1, pickle.dumps(1), 0.75),
+    ...              ModelVersion("m", 20, "m:2", 2, pickle.dumps(2), 0.75)])
+    >>> [book.latest("m", t) and book.latest("m", t).version for t in (10, 11, 20, 21)]
+    [None, 'm:1', 'm:1', 'm:2']
+    """
+
+    def __init__(self, keep: Optional[int] = None):
+        self.keep = keep
+        self.by_model: dict[str, list] = {}
+        self.times: dict[str, list] = {}
+        self.ids: set = set()
+        self._models: dict[str, Any] = {}
+
+    def update(self, side: Iterable) -> None:
+        """Merge versions (or iterables of versions, as a streaming pane brings them)."""
+        changed = set()
+        for item in side or ():
+            for v in (item,) if type(item) is ModelVersion else item:
+                if v.version in self.ids:
+                    continue
+                self.ids.add(v.version)
+                self.by_model.setdefault(v.model, []).append(v)
+                changed.add(v.model)
+        for m in changed:
+            vs = sorted(self.by_model[m], key=lambda v: (v.event_time, v.n_labels))
+            if self.keep is not None and len(vs) > self.keep:
+                for old in vs[:-self.keep]:
+                    self.ids.discard(old.version)
+                    self._models.pop(old.version, None)
+                vs = vs[-self.keep:]
+            self.by_model[m] = vs
+            self.times[m] = [v.event_time for v in vs]
+
+    def latest(self, model: str, t: int) -> Optional[ModelVersion]:
+        times = self.times.get(model)
+        if not times:
+            return None
+        i = bisect.bisect_left(times, t)
+        return self.by_model[model][i - 1] if i else None
+
+    def model(self, v: ModelVersion):
+        m = self._models.get(v.version)
+        if m is None:
+            m = self._models[v.version] = pickle.loads(v.params)
+        return m
+
+
+class _Friction:
+    __slots__ = ("holds",)
+
+    def __init__(self):
+        self.holds: deque = deque()  # event times of this user's model-driven holds
+
+
+class Score(Machine):
+    """Keyed by user; see the module docstring. ``keep``: see :class:`VersionBook`."""
+
+    def __init__(self, policy: Policy, keep: Optional[int] = None):
+        self.p = policy
+        self.book = VersionBook(keep)
+
+    def bind(self, side) -> None:
+        self.book.update(side)
+
+    def new_state(self, key):
+        return _Friction()
+
+    def is_empty(self, s: _Friction) -> bool:
+        return not s.holds
+
+    def next_deadline(self, s: _Friction) -> Optional[int]:
+        return s.holds[0] + self.p.friction_window_ms if s.holds else None
+
+    def advance(self, s: _Friction, now: int) -> list:
+        window = self.p.friction_window_ms
+        while s.holds and s.holds[0] + window <= now:
+            s.holds.popleft()
+        return []
+
+    def _version(self, model: str, now: int):
+        if not self.p.use_models:
+            return None, "rules", None
+        v = self.book.latest(model, now)
+        if v is None:
+            return None, "rules", None
+        return self.book.model(v), v.version, v
+
+    def on_event(self, s: _Friction, ev, now: int) -> list:
+        t = type(ev)
+        if t is FeaturedTransfer:
+            return self._transfer(s, ev, now)
+        if t is FeaturedReport:
+            model, version, _ = self._version(SCAM_VERDICT, now)
+            p, verdict, version, reasons = score_report(model, version, ev.features, self.p)
+            return [(SCORED_REPORTS, now, ScoredReport(ev, now, round(p, 6), verdict,
+                                                       version, reasons))]
+        raise TypeError(f"Score cannot handle {t.__name__}")
+
+    def _transfer(self, s: _Friction, ev: FeaturedTransfer, now: int) -> list:
+        p = self.p
+        model, version, v = self._version(TRANSFER_RISK, now)
+        score, version, reasons = score_transfer(model, version, ev.features, p)
+        score = round(score, 6)
+        threshold = v.hold_threshold if v is not None else p.hold_threshold
+        capped = False
+        out = []
+        if score >= threshold and p.friction_cap and not ev.blacklist and not ev.lookalike_of:
+            if len(s.holds) >= p.friction_cap:
+                capped = True
+                reasons += (f"friction_cap={p.friction_cap}",)
+                out.append((METRIC, now, ("friction_capped", 1)))
+            else:
+                s.holds.append(now)
+        out.append((SCORED_TRANSFERS, now, ScoredTransfer(ev, now, score, version, reasons,
+                                                         threshold, capped)))
+        return out

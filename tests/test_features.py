@@ -15,8 +15,9 @@ from schemas.blacklist import BlacklistSnapshot
 from tests.kit import P, feed, tagged
 from tests.scenario import addr, at, listing, profile, report, transfer
 from transforms.events import FeaturedReport, FeaturedTransfer, ReportIn
+from transforms.lookalike import key as lookalike_key
 from transforms.policy import DAY, HOUR, MINUTE
-from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile, lookalike_key
+from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
 
 X, Y, Z = addr("feat-x"), "0x" + "1" * 40, "0x" + "2" * 40
 BOOK = {"u": profile("u", at(days=-3)), "old": profile("old", at(days=-400))}
@@ -91,11 +92,10 @@ def test_lookalike_reason_and_features():
         (f"lookalike_of={genuine}",), genuine, 1.0, 1.0)
 
 
-def test_lookalike_key_is_only_for_evm_addresses():
-    assert lookalike_key("0x" + "a" * 40) == ("aaa", "aaaa")
-    assert lookalike_key("0x" + "a" * 39) is None  # 41 characters
-    assert lookalike_key("1x" + "a" * 40) is None
-    assert lookalike_key("T" + "a" * 41) is None
+def test_evm_lookalike_key_is_0x_three_hex_digits_and_the_last_four():
+    assert lookalike_key("0x" + "a" * 36 + "b123", "ETH") == ("EVM", "0xaaa", "b123")
+    assert lookalike_key("0x" + "a" * 39, "ETH") is None  # 41 characters
+    assert lookalike_key("1x" + "a" * 40, "ETH") is None
 
 
 def test_forgotten_payee_is_new_again_and_no_longer_imitated():

@@ -320,3 +320,19 @@ def test_counterparty_report_edges():
     assert (f[3]["unestablished_reports_24h"], f[3]["established_reporters_24h"],
             f[3]["reporters_24h"]) == (0.0, 1.0, 2.0)  # r2 (e1) and n1 itself
     assert f[4]["reports_7d"] == 2.0  # r2 and r3
+
+
+def test_lookalike_follows_the_networks_family_and_the_shown_lengths_option():
+    from transforms.policy import Policy
+
+    genuine, fake = "0xabc" + "1" * 33 + "9f3e", "0xabc" + "7" * 33 + "9f3e"
+    wider = Policy(use_models=False, lookalike_evm_head=7)  # 0x + 5 hex digits shown
+    _, out = feed(SenderProfile(wider, BOOK.get), "u",
+                  [transfer("g", at(0), "u", genuine), transfer("f", at(1), "u", fake)])
+    assert [v.lookalike_of for v in tagged(out, FEATURED)] == [None, None]
+    tg, tf = "TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE", "TQn9ZZZZZZZZZZZZZZZZZZZZZZZZZZbLSE"
+    trx = [transfer("g", at(0), "u", tg)._replace(network="TRX"),
+           transfer("f", at(1), "u", tf)._replace(network="TRX")]
+    _, out = feed(SenderProfile(P, BOOK.get), "u", trx)
+    f = tagged(out, FEATURED)[1]
+    assert (f.lookalike_of, f.reasons) == (tg, (f"lookalike_of={tg} (TRON)",))

@@ -416,3 +416,34 @@ def test_address_cleared_labels_every_waiting_example_negative_and_confirms_noth
     _, out = feed(LabelJoin(P), D, [], until=at(4) + P.label_horizon_ms, state=state)
     assert tagged(out, EXAMPLES) == [Example("transfer_risk", at(4) + P.label_horizon_ms,
                                              "T:t3", {"f": 1.0}, False, at(4))]
+
+
+def test_negative_sampling_keeps_the_same_one_in_k_each_weighing_k_and_every_positive():
+    """``model_negative_sample`` k: 1 in k negatives leave, chosen by a hash of the subject
+    id (CRC-32, so every runner keeps the same ones), each weighing k; positives are never
+    sampled."""
+    import zlib
+
+    from transforms.events import Example
+
+    ids = [f"t{i:02d}" for i in range(40)]
+    for k in (2, 4):
+        p = Policy(use_models=False, model_negative_sample=k)
+        want = {"T:" + i for i in ids if zlib.crc32(("T:" + i).encode()) % k == 0}
+        assert 0 < len(want) < len(ids)
+        _, by_horizon = feed(LabelJoin(p), D, [_ft(i, at(0)) for i in ids],
+                             until=at(0) + p.label_horizon_ms)
+        cleared = [_ft(i, at(0)) for i in ids] + [AddressFact(D, at(1), False, "c", "ADDRESS",
+                                                              D)]
+        _, by_outcome = feed(LabelJoin(p), D, cleared)
+        for out in (by_horizon, by_outcome):
+            ex = tagged(out, EXAMPLES)
+            assert {e.subject_id for e in ex} == want
+            assert {(e.y, e.weight) for e in ex} == {(False, k)}
+        _, pos = feed(LabelJoin(p), D, [_ft(i, at(0)) for i in ids]
+                      + [AddressFact(D, at(1), True, "c", "ADDRESS", D)])
+        assert len(tagged(pos, EXAMPLES)) == len(ids)
+        assert {(e.y, e.weight) for e in tagged(pos, EXAMPLES)} == {(True, 1)}
+    _, out = feed(LabelJoin(P), D, [_ft("t1", at(0))], until=at(0) + P.label_horizon_ms)
+    assert tagged(out, EXAMPLES) == [Example("transfer_risk", at(0) + P.label_horizon_ms,
+                                             "T:t1", {"f": 1.0}, False, at(0), 1)]

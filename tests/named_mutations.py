@@ -21,7 +21,8 @@ FAST_TESTS = ["tests/test_boundaries.py", "tests/test_live_facts.py",
 # (name, file, original line fragment, mutated fragment): each fragment occurs once.
 MUTATIONS = [
     ("hold at > instead of >= the threshold", "transforms/actions.py",
-     "if ev.score >= p.hold_threshold:", "if ev.score > p.hold_threshold:"),
+     "if ev.score >= threshold and not ev.capped:",
+     "if ev.score > threshold and not ev.capped:"),
     ("warning at > instead of >= the threshold", "transforms/actions.py",
      "elif ev.score >= p.warn_threshold:", "elif ev.score > p.warn_threshold:"),
     ("no pruning of the silent-sufferer lookback", "transforms/actions.py",

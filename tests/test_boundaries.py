@@ -292,3 +292,29 @@ def test_a_sender_whose_hold_is_still_pending_is_not_a_silent_sufferer():
     assert _resolutions(out) == [("t1", "RELEASED", at(0) + H)]
     assert [(r.user_id, r.kind) for r in tagged(out, REQUESTS)] == [
         ("u1", "HOLD_NOTICE"), ("u2", "HOLD_NOTICE"), ("u1", "SILENT_SUFFERER")]
+
+
+# ------------------------------------------------------------------ rule 10: the threshold in force
+@pytest.mark.parametrize("threshold, score, capped, expected", [
+    (0.9, 0.9, False, ([("t1", at(0), at(0) + H)], [("u1", "HOLD_NOTICE", "t1")])),
+    (0.9, 0.8, False, ([], [("u1", "WARNING", "t1")])),  # above the policy's 0.75
+    (0.6, 0.6, False, ([("t1", at(0), at(0) + H)], [("u1", "HOLD_NOTICE", "t1")])),
+    (None, 0.75, True, ([], [("u1", "WARNING", "t1")])),  # past the friction cap
+])
+def test_hold_at_exactly_the_threshold_in_force_unless_capped(threshold, score, capped,
+                                                              expected):
+    ev = scored("t1", at(0), "u1", DEST, score)._replace(hold_threshold=threshold,
+                                                          capped=capped)
+    _, out = feed(Actions(P), DEST, [ev])
+    assert ([(h.transfer_id, h.placed_at, h.expires_at) for h in tagged(out, HOLDS)],
+            [(r.user_id, r.kind, r.transfer_id) for r in tagged(out, REQUESTS)]) == expected
+
+
+def test_lookalike_hold_names_the_payee_and_its_family_outside_evm():
+    genuine = "TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE"
+    fake = "TQn9ZZZZZZZZZZZZZZZZZZZZZZZZZZbLSE"
+    ev = scored("t1", at(0), "u1", fake, lookalike_of=genuine)
+    ev = ev._replace(featured=ev.featured._replace(
+        transfer=ev.featured.transfer._replace(network="TRX")))
+    _, out = feed(Actions(P), fake, [ev])
+    assert [h.reasons for h in tagged(out, HOLDS)] == [[f"lookalike_of={genuine} (TRON)"]]

@@ -131,7 +131,7 @@ def child_beam(inp: Path, out: Path, flags: list) -> dict:
     from pipelines import backtest
 
     t0 = time.perf_counter()
-    rc = backtest.run(["--input", str(inp), "--output", str(out), "--no_progress",
+    rc = backtest.run(["--input", str(inp), "--output", str(out), "--no_progress", "--overwrite",
                        "--no_report", *flags])
     total = time.perf_counter() - t0
     if rc != 0:

@@ -60,7 +60,7 @@ def child(args) -> None:
 
 
 def once(inp: Path, out: Path, extra: list) -> dict:
-    r = run_child("bench.scale_bench", ["child", "--input", inp, "--out", out,
+    r = run_child("bench.scale_bench", ["--input", inp, "--out", out,
                                         "--extra", json.dumps(extra)], f"backtest {extra}")
     if r["rc"] != 0:
         raise SystemExit(f"[bench] backtest failed: {extra}")
@@ -134,6 +134,9 @@ def main(argv=None) -> int:
     c.add_argument("--input", required=True)
     c.add_argument("--out", required=True)
     c.add_argument("--extra", default="[]")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--child":  # how bench.run_child starts a measurement
+        argv[0] = "child"
     args = p.parse_args(argv)
     if args.what == "child":
         child(args)

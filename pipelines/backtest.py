@@ -23,8 +23,11 @@ would try to download Prism). For several processes:
 ``--direct_num_workers 2 --direct_running_mode multi_processing``. Each output is gathered
 on one worker and written once: fine for the histories this targets (millions of rows).
 
-Errors a user can make (missing or corrupt input, unknown flag, an output path that is a
-file) end with one line on stderr and exit status 2.
+Errors a user can make (missing or corrupt input, unknown flag or runner, a bad value, an
+output directory that cannot be written or holds an earlier run without ``--overwrite``)
+end with one line on stderr and exit status 2, before anything runs
+(:mod:`pipelines.preflight`). A run that dead-letters more than ``--max_dead_letter_share``
+of an input ends with one line and exit status 1 (:mod:`pipelines.validate`).
 """
 
 from __future__ import annotations
@@ -45,9 +48,15 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import chunks
+from pipelines import chunks, preflight, provenance
 from pipelines.argtypes import positive_int
-from pipelines.options import SafetyNetOptions, policy_from_options
+from pipelines.options import (
+    SafetyNetOptions,
+    expand_policy_file,
+    policy_from_options,
+    policy_options,
+)
+from pipelines.validate import add_input_options, dead_letter_excess, read_validated
 from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.rows import INPUT_FILES, OUTPUT_FILES, DeadLetter
@@ -64,11 +73,17 @@ from transforms.graph import STEP_LABELS
 from transforms.machine import DEFAULT_SHARDS, END_OF_TIME, Chunk, Gather, gc_paused, stamped
 from transforms.policy import Policy
 from transforms.safetynet import INPUTS, SafetyNet
+from transforms.shadow import SHADOW_OUTPUTS, ShadowDiff
 
 PROG = "backtest"
 REQUIRED = ("transfers",)
 OPTIONAL = ("reports", "outcomes", "blacklist")
 SCORES_FILE = "scores.parquet"
+# Policy options that only the streaming job reads (accepted, not shown in --help).
+STREAM_ONLY = ("stream_ordering",)
+# What a run writes into --output (any format): refused or cleared first (--overwrite).
+OWNED = preflight.owned_files(OUTPUT_FILES, codecs.FORMATS, extra=(
+    SCORES_FILE, "hourly_metrics.jsonl", "fan_in_hourly.jsonl", "metrics.json", "report.html"))
 # Sort key of each output file: (time field, id field); the row's repr breaks any tie.
 ORDER = {"holds": ("placed_at", "hold_id"), "resolutions": ("resolved_at", "hold_id"),
          "freezes": ("frozen_at", "freeze_id"), "outreach": ("created_at", "outreach_id"),
@@ -170,9 +185,10 @@ class ReadReplayFile(beam.DoFn):
     and Parquet timestamps arrive as ints, not datetimes. A file is read by one worker."""
 
     def __init__(self, source: str, record_name: str, total: int, progress: bool,
-                 window: tuple = (None, None)):
+                 window: tuple = (None, None),
+                 bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT)):
         self.source, self.record_name = source, record_name
-        self.total, self.progress = total, progress
+        self.total, self.progress, self.bounds = total, progress, bounds
         self.lo, self.hi = window  # a chunk: lo <= event time < hi (None: unbounded)
 
     def _inside(self, t: int) -> bool:
@@ -187,26 +203,22 @@ class ReadReplayFile(beam.DoFn):
         show = self.progress and self.total >= 20_000
         bar = Progress(f"read {self.source}", self.total, max(self.total // 10, 1)) \
             if show else None
-        last = 0
         for c in (self.c_read, self.c_valid, self.c_dead):
             c.inc(0)  # an empty file still shows in the reconciliation
         with gc_paused():  # rows stay alive downstream until packed: see gc_paused
             whole = self.lo is None and self.hi is None
             inside = self._inside
-            for batch in codecs.read_batches(path, self.record_name, self.source):
+            for batch in read_validated(path, self.record_name, self.source, *self.bounds):
                 dead = n = 0
                 for r in batch:
                     if type(r) is DeadLetter:
-                        if whole or inside(last):  # a dead letter belongs where `last` is
+                        if whole or inside(r.at):  # a chunk takes the dead letters of its time
                             n += 1
                             dead += 1
-                            yield beam.pvalue.TaggedOutput("dead_letter", stamped(
-                                r._replace(at=last), last))
-                    else:
-                        last = r.event_time
-                        if whole or inside(last):
-                            n += 1
-                            yield stamped(r, last)
+                            yield beam.pvalue.TaggedOutput("dead_letter", stamped(r, r.at))
+                    elif whole or inside(r.event_time):
+                        n += 1
+                        yield stamped(r, r.event_time)
                 self.c_read.inc(n)
                 self.c_valid.inc(n - dead)
                 self.c_dead.inc(dead)
@@ -253,19 +265,21 @@ def _sort_key(name: str):
 
 class WriteOutput(beam.DoFn):
     """Writes one output's rows, sorted, to ``out_dir/NAME.fmt`` (a temp file renamed in
-    place, so a half-written file is never left under the final name)."""
+    place, so a half-written file is never left under the final name); ``file_name``
+    (e.g. ``shadow_holds``) writes output ``name``'s rows under another name."""
 
-    def __init__(self, name: str, out_dir: str, fmt: str):
+    def __init__(self, name: str, out_dir: str, fmt: str, file_name: Optional[str] = None):
         self.name, self.out_dir, self.fmt = name, out_dir, fmt
+        self.file_name = file_name or name
 
     def process(self, rows):
-        path = Path(self.out_dir) / f"{self.name}.{self.fmt}"
+        path = Path(self.out_dir) / f"{self.file_name}.{self.fmt}"
         rows = sorted(rows, key=_sort_key(self.name))
         tmp = path.with_name(f".{path.name}.tmp")
         codecs.write_records(tmp, OUTPUT_FILES[self.name], rows, self.fmt)
         os.replace(tmp, path)
-        Metrics.counter("Write", f"{self.name}_written").inc(len(rows))
-        yield self.name, len(rows)
+        Metrics.counter("Write", f"{self.file_name}_written").inc(len(rows))
+        yield self.file_name, len(rows)
 
 
 class WriteJsonLines(beam.DoFn):
@@ -324,9 +338,11 @@ class ChunkRun(NamedTuple):
 
 def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: str,
           policy: Policy, progress: bool = True, shards: int = DEFAULT_SHARDS,
-          run: ChunkRun = ChunkRun()) -> dict:
+          bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT),
+          run: ChunkRun = ChunkRun(), shadow: Optional[Policy] = None) -> dict:
     """Wire the replay files through ``SafetyNet(policy, "batch")`` into the output files.
-    Graph only: nothing runs until the pipeline does. Returns the SafetyNet outputs."""
+    Graph only: nothing runs until the pipeline does. Returns the SafetyNet outputs.
+    ``shadow``: a second policy on the same inputs, written to ``shadow_*`` files."""
     out = str(Path(output_dir).resolve())
     inputs, parse_dead = {}, []
     for name in INPUTS:
@@ -336,7 +352,7 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
                 | f"Path{name.title()}" >> beam.Create([str(replay.files[name])])
                 | f"Read{name.title()}" >> beam.ParDo(ReadReplayFile(
                     name, INPUT_FILES[name], replay.totals.get(name, 0), progress,
-                    run.window))
+                    run.window, bounds))
                 .with_outputs("dead_letter", main="rows"))
         inputs[name] = read.rows
         parse_dead.append(read.dead_letter)
@@ -372,7 +388,40 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
      | "ScoreRows" >> beam.Map(score_row)
      | "GatherScores" >> Gather()
      | "WriteScores" >> beam.ParDo(WriteScores(out)))
+    if policy.warning_holdout > 0:
+        _write_holdout(outs, out, fmt, "")
+    if shadow is not None:
+        build_shadow(inputs, outs, shadow, out, fmt, shards)
     return outs
+
+
+def _write_holdout(outs: dict, out: str, fmt: str, prefix: str) -> None:
+    """The warnings the holdout withheld (``warning_holdout.fmt``): the report's control
+    group for warning efficacy."""
+    (outs["warning_holdout"] | f"Gather{prefix.title()}WarningHoldout" >> Gather()
+     | f"Write{prefix.title()}WarningHoldout" >> beam.ParDo(
+         WriteOutput("outreach", out, fmt, file_name=f"{prefix}warning_holdout")))
+
+
+def build_shadow(inputs: dict, outs: dict, shadow: Policy, out: str, fmt: str,
+                 shards: int) -> dict:
+    """A shadow policy on the same inputs: its own decisions in ``shadow_*`` files, never
+    acted on, and where it disagrees with the live one (``shadow_disagreements.jsonl``,
+    ``shadow_hourly.jsonl``). The live steps and their labels are untouched."""
+    souts = inputs | "Shadow" >> SafetyNet(shadow, "batch", label="Shadow", shards=shards)
+    for name in SHADOW_OUTPUTS:
+        (souts[name] | f"ShadowGather{name.title()}" >> Gather()
+         | f"ShadowWrite{name.title()}" >> beam.ParDo(
+             WriteOutput(name, out, fmt, file_name=f"shadow_{name}")))
+    if shadow.warning_holdout > 0:
+        _write_holdout(souts, out, fmt, "shadow_")
+    diff = {"live": outs, "shadow": souts} | "ShadowDiff" >> ShadowDiff()
+    for name in ("disagreements", "hourly"):
+        (diff[name] | f"ShadowGlobal{name.title()}" >> beam.WindowInto(
+            beam.window.GlobalWindows())
+         | f"ShadowGather{name.title()}" >> Gather()
+         | f"ShadowWrite{name.title()}" >> beam.ParDo(WriteJsonLines(f"shadow_{name}", out)))
+    return souts
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -400,11 +449,21 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=codecs.FORMATS, default=None,
                    help="format of the decision files (default: that of transfers.*)")
     p.add_argument("--no_progress", action="store_true", help="no progress lines on stderr")
+    preflight.add_verbosity(p)
     p.add_argument("--compare", default=None, metavar="DIR",
                    help="another backtest's output directory (e.g. a rules-only run, "
                         "--use_models=false) to compare with in the report")
     p.add_argument("--no_report", action="store_true",
                    help="write metrics.json but not report.html")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the output of an earlier run in --output (without it, such a "
+                        "directory is refused before anything runs)")
+    g = p.add_argument_group("input guards")
+    add_input_options(g)
+    p.add_argument("--shadow_policy", default=None, metavar="FILE",
+                   help="a JSON or YAML file of policy options (the flags' names) run as a "
+                        "shadow beside the live policy: its decisions go to shadow_* files "
+                        "and the report compares the two; never acted on")
     p.add_argument("--batch_shards", type=positive_int, default=DEFAULT_SHARDS, metavar="N",
                    help="shards of each step's key space: the most workers a step can use "
                         f"(default {DEFAULT_SHARDS}; raise it for a large cluster)")
@@ -421,28 +480,17 @@ def arg_parser() -> argparse.ArgumentParser:
                         "the replay must begin after the checkpoint's end")
     g = p.add_argument_group("Safety Net policy")
     SafetyNetOptions._add_argparse_args(g)
+    for a in g._group_actions:  # options of the streaming job only: not shown here
+        if a.dest in STREAM_ONLY:
+            a.help = argparse.SUPPRESS
     return p
 
 
-def _beam_unknown(flags: list) -> list:
-    """Flags that no PipelineOptions class knows (Beam itself would only log them)."""
-    from apache_beam.options.pipeline_options import _BeamArgumentParser
-
-    parser = _BeamArgumentParser(allow_abbrev=False)
-    seen = set()
-    todo = list(PipelineOptions.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        todo.extend(cls.__subclasses__())
-        cls._add_argparse_args(parser)
-    _, unknown = parser.parse_known_args(flags)
-    return [u for u in unknown if u.startswith("-")]
+_beam_unknown = preflight.beam_unknown_flags
 
 
 def parse(argv: list) -> tuple[argparse.Namespace, PipelineOptions]:
+    argv = expand_policy_file(argv)
     parser = arg_parser()
     args, rest = parser.parse_known_args(argv)
     unknown = _beam_unknown(rest)
@@ -458,7 +506,7 @@ def _policy(args: argparse.Namespace, replay: Replay) -> Policy:
     o = PipelineOptions([])
     ns = o.view_as(SafetyNetOptions)
     for k, v in vars(args).items():
-        if hasattr(ns, k) and k not in ("input", "output", "format", "compare"):
+        if hasattr(ns, k) and k not in ("input", "output", "format", "compare", "policy"):
             setattr(ns, k, v)
     lists = [str(replay.snapshot)] if replay.snapshot else []
     user = args.blacklist_paths
@@ -554,7 +602,8 @@ def run_chunked(args, options, replay: Replay, out: Path, fmt: str, policy: Poli
             window = (sl.lo, None if sl.last else sl.hi)
             plan = ChunkRun(window, chunk, prev, prev_at, str(save) if save else None)
             pipeline = beam.Pipeline(options=options)
-            build(pipeline, replay, part, fmt, policy, progress, args.batch_shards, plan)
+            build(pipeline, replay, part, fmt, policy, progress, args.batch_shards,
+                  (args.max_usd_value, args.max_amount), plan)
             result = pipeline.run()
             result.wait_until_finish()
             chunks.add_counters(counters, counters_of(result))
@@ -576,33 +625,38 @@ def run(argv: Optional[list] = None) -> int:
     try:
         args, options = parse(argv)
         replay = scan_input(args.input)
-        out = Path(args.output)
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"output {out} exists and is not a directory")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"cannot create output directory {out}: {e.strerror}") from None
+        preflight.check_runner(options.view_as(StandardOptions).runner)
         fmt = args.format or replay.files["transfers"].suffix.lstrip(".")
         if args.compare and not (Path(args.compare) / "metrics.json").is_file():
             raise UsageError(f"--compare {args.compare}: no metrics.json there")
         policy = _policy(args, replay)
+        shadow = None
+        if args.shadow_policy:
+            from pipelines.shadow import shadow_policy
+
+            shadow = shadow_policy(args.shadow_policy, policy, args.time_scale or 1.0)
         from schemas.blacklist import load_many  # fail early on an unreadable list
 
         if policy.blacklist_paths:
             load_many(tuple(policy.blacklist_paths))
+        out = preflight.prepare_output(args.output, OWNED, args.overwrite)
         chunk_ms = _chunk_ms(args.chunk)
         restored = check_checkpoint(args.restore_state) if args.restore_state else None
         if args.write_state:
             _prepare_state_dir(Path(args.write_state), Path(args.restore_state or "."))
-    except (UsageError, CodecError, CheckpointError) as e:
+        if (shadow is not None or policy.warning_holdout > 0) and (
+                chunk_ms or args.write_state or restored is not None):
+            raise UsageError("--shadow_policy and --warning_holdout need a replay in one run "
+                             "(no --chunk, --write_state or --restore_state yet)")
+    except (UsageError, CodecError, CheckpointError, preflight.PreflightError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # bad policy values (thresholds, durations)
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
 
-    progress = not args.no_progress
+    preflight.apply_verbosity(args.quiet, args.verbose)
+    progress = not (args.no_progress or args.quiet)
     if progress:
         tot = ", ".join(f"{k} {v:,}" for k, v in replay.totals.items())
         print(f"[{PROG}] {replay.directory}: {tot}; runner "
@@ -614,7 +668,8 @@ def run(argv: Optional[list] = None) -> int:
                                    chunk_ms, restored)
         else:
             pipeline = beam.Pipeline(options=options)
-            build(pipeline, replay, out, fmt, policy, progress, args.batch_shards)
+            build(pipeline, replay, out, fmt, policy, progress, args.batch_shards,
+                  (args.max_usd_value, args.max_amount), shadow=shadow)
             result = pipeline.run()
             result.wait_until_finish()
             counters = counters_of(result)
@@ -626,20 +681,39 @@ def run(argv: Optional[list] = None) -> int:
         if m:
             print(f"{PROG}: error: {m.group(1).strip()}", file=sys.stderr)
             return 2
-        raise
+        if args.verbose:
+            raise
+        print(f"{PROG}: error: the pipeline failed: {preflight.first_line(e)} (--verbose "
+              "shows the traceback)", file=sys.stderr)
+        return 1
     wall = time.monotonic() - t0
     for name in OUTPUT_FILES:  # a runner that skips a ToList over nothing: still a file
         p = out / f"{name}.{fmt}"
         if not p.exists():
             codecs.write_records(p, OUTPUT_FILES[name], [], fmt)
+    extra = [f"shadow_{n}" for n in SHADOW_OUTPUTS] if shadow is not None else []
+    if policy.warning_holdout > 0:
+        extra.append("warning_holdout")
+    if shadow is not None and shadow.warning_holdout > 0:
+        extra.append("shadow_warning_holdout")
+    for name in extra:
+        p = out / f"{name}.{fmt}"
+        if not p.exists():
+            codecs.write_records(p, OUTPUT_FILES[name.removeprefix("shadow_").replace(
+                "warning_holdout", "outreach")], [], fmt)
     if not (out / SCORES_FILE).exists():
         write_scores(out / SCORES_FILE, [])
     from pipelines import report
 
-    run_info = {"runner": str(options.view_as(StandardOptions).runner),
+    run_info = {**provenance.run_stamp(), "runner": str(options.view_as(StandardOptions).runner),
                 "wall_seconds": round(wall, 3), "format": fmt,
-                "input": str(replay.directory), "argv": argv,
-                "policy": report.policy_dict(policy)}
+                "input": str(replay.directory),
+                "input_fingerprint": provenance.replay_fingerprint(replay.directory),
+                "argv": argv, "policy": report.policy_dict(policy),
+                "policy_options": policy_options(policy, automatic=tuple(
+                    str(p) for p in (replay.snapshot, replay.profiles) if p))}
+    if shadow is not None:
+        run_info["shadow_policy"] = report.policy_dict(shadow)
     metrics = report.build_report(replay.directory, out, counters=counters, run=run_info,
                                   html=not args.no_report, compare=args.compare)
     if progress:
@@ -648,6 +722,10 @@ def run(argv: Optional[list] = None) -> int:
               f"transfers/s): {s['holds']:,} holds, {s['freezes']:,} freezes, "
               f"${s['scam_usd_prevented']:,.0f} prevented, ${s['scam_usd_lost']:,.0f} lost; "
               f"{out / 'report.html'}", file=sys.stderr, flush=True)
+    excess = dead_letter_excess(metrics["reconciliation"]["inputs"], args.max_dead_letter_share)
+    if excess:
+        print(f"{PROG}: error: {excess}; outputs in {out}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

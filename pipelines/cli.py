@@ -5,6 +5,9 @@
     safetynet stream      --project P [subscription/topic names] [options]
     safetynet convert-eth --input CSV.gz --output DIR [--seed S] [--report-share X] [--limit N]
     safetynet report      --input DIR --output DIR [--compare DIR]
+    safetynet validate    --input DIR
+    safetynet publish     --input DIR --project P [--speedup F]
+    safetynet --version
 
 ``safetynet SUB-COMMAND --help`` explains every option of one. Each is also
 ``python -m pipelines.<name>``. Sub-command modules are imported only when used (Beam and
@@ -33,14 +36,34 @@ COMMANDS = {
                     "replay directory; user reports are simulated from the labels"),
     "report": ("pipelines.report", "main",
                "re-render metrics.json and report.html of a backtest output directory"),
+    "validate": ("pipelines.validate", "main",
+                 "read and validate a replay directory without running the pipeline: counts "
+                 "and dead-letter reasons per input"),
+    "publish": ("pipelines.publish", "main",
+                "publish a replay directory into Pub/Sub topics, re-timed to the present, "
+                "to drive the streaming job with your own data"),
 }
+
+
+def underscored(arg: str) -> str:
+    """Options are spelt with underscores in every sub-command (as Beam's are); a dashed
+    spelling is accepted as an alias: ``--batch-shards 8`` -> ``--batch_shards 8``.
+
+    >>> [underscored(a) for a in ("--batch-shards=8", "--max-dead-letter-share", "a-b", "-q")]
+    ['--batch_shards=8', '--max_dead_letter_share', 'a-b', '-q']
+    """
+    if not arg.startswith("--"):
+        return arg
+    name, eq, value = arg.partition("=")
+    return "--" + name[2:].replace("-", "_") + eq + value
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: safetynet SUB-COMMAND [options]   (safetynet SUB-COMMAND --help for its "
-             "options)", "", "A streaming anti-scam system for a crypto exchange on Apache "
-             "Beam.", "", "sub-commands:"]
+             "options)", "       safetynet --version", "",
+             "A streaming anti-scam system for a crypto exchange on Apache Beam.", "",
+             "sub-commands:"]
     lines += [f"  {n:<{width}}  {h}" for n, (_, _, h) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -50,7 +73,12 @@ def main(argv: Optional[list] = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
+    if argv[0] in ("--version", "-V", "version"):
+        from pipelines.provenance import version_line
+
+        print(version_line())
+        return 0
+    name, rest = argv[0], [underscored(a) for a in argv[1:]]
     if name not in COMMANDS:
         print(f"safetynet: unknown sub-command {name!r} (choose from "
               f"{', '.join(COMMANDS)}; see safetynet --help)", file=sys.stderr)
@@ -59,6 +87,11 @@ def main(argv: Optional[list] = None) -> int:
     fn = getattr(importlib.import_module(module), func)
     try:
         rc = fn(rest)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:  # `safetynet ... | head`: the reader left
+        from pipelines.argtypes import reader_left
+
+        return reader_left()
     except SystemExit as e:  # argparse --help, or a main that exits itself
         code = e.code
         return code if isinstance(code, int) else (0 if code is None else 1)

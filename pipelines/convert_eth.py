@@ -51,6 +51,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Optional
 
+from pipelines.argtypes import dashed_aliases
 from schemas import codecs
 from schemas.rows import CaseOutcome, ScamReport, Transfer, Truth
 
@@ -257,14 +258,19 @@ def main(argv: Optional[list] = None) -> int:
                             "case outcomes are simulated from the labels (seeded).")
     p.add_argument("--input", required=True, metavar="CSV.gz", help="the labelled transfer file")
     p.add_argument("--output", required=True, metavar="DIR", help="replay directory to write")
-    p.add_argument("--seed", type=int, default=7, help="seed of the simulated reports (7)")
-    p.add_argument("--report-share", "--report_share", dest="report_share", type=float,
+    p.add_argument("--seed", type=int, default=7, metavar="S",
+                   help="seed of the simulated reports (default 7)")
+    p.add_argument("--report_share", dest="report_share", type=float,
+                   metavar="X",
                    default=0.3, help="share of victim payments their sender reports (0.3)")
-    p.add_argument("--false-report-share", "--false_report_share", dest="false_report_share",
+    p.add_argument("--false_report_share", dest="false_report_share",
+                   metavar="X",
                    type=float, default=0.002,
                    help="share of legitimate payments reported anyway (0.002)")
     p.add_argument("--format", choices=codecs.FORMATS, default="avro", help="file format")
-    p.add_argument("--limit", type=int, default=None, help="convert only the first N rows")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="convert only the first N rows")
+    dashed_aliases(p)
     try:
         a = p.parse_args(argv)
         if a.limit is not None and a.limit <= 0:

@@ -43,7 +43,13 @@ WEEK_MS = 7 * 86_400_000
 
 
 def _args(argv):
-    p = argparse.ArgumentParser(prog="./run_local.sh", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="./run_local.sh demo", description=__doc__.split("\n\n")[0].replace("``", ""),
+        epilog="`./run_local.sh` alone runs the demo with these defaults; options need the "
+               "`demo` word: ./run_local.sh demo --input DIR --minutes 5")
+    p.add_argument("--input", default=None, metavar="DIR",
+                   help="a replay directory to play (yours, or from safetynet simulate / "
+                        "convert-eth) instead of simulating one")
     p.add_argument("--out", default=str(ROOT / "out" / "demo"), help="output directory")
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--days", type=int, default=7)
@@ -55,7 +61,33 @@ def _args(argv):
     return p.parse_args(argv)
 
 
+def _span(replay: Path) -> tuple:
+    """(first, last) event time of the replay's transfers: the manifest's when there is one."""
+    m = replay / "manifest.json"
+    if m.is_file():
+        d = json.loads(m.read_text())
+        if "start_ms" in d and "end_ms" in d:
+            return d["start_ms"], d["end_ms"]
+    from schemas import codecs
+
+    ts = [r.event_time for r in codecs.read_records(codecs.find_input(replay, "transfers"),
+                                                     "Transfer") if hasattr(r, "event_time")]
+    if not ts:
+        raise SystemExit(f"[demo] {replay}: no valid transfer (see safetynet validate --input "
+                         f"{replay})")
+    return min(ts), max(ts)
+
+
 def _dataset(a) -> Path:
+    if a.input:
+        from schemas import codecs
+
+        replay = Path(a.input)
+        if not replay.is_dir() or codecs.find_input(replay, "transfers") is None:
+            raise SystemExit(f"./run_local.sh demo: error: --input {replay}: not a replay "
+                             "directory (it needs transfers.avro or transfers.parquet)")
+        print(f"[demo] playing the replay directory {replay}")
+        return replay
     replay = Path(a.out) / "replay"
     if (replay / "manifest.json").is_file():
         print(f"[demo] using the simulator data in {replay}")
@@ -103,7 +135,7 @@ def _backtest_instead(replay: Path, out: Path) -> int:
         print(f"[demo] the backtest is not available either: {e}")
         return 1
     dest = out / "backtest"
-    rc = backtest.run(["--input", str(replay), "--output", str(dest)])
+    rc = backtest.run(["--input", str(replay), "--output", str(dest), "--overwrite"])
     print(f"[demo] backtest outputs: {dest} (open {dest / 'report.html'} in a browser)")
     return int(rc or 0)
 
@@ -112,8 +144,9 @@ def main(argv=None) -> int:
     a = _args(sys.argv[1:] if argv is None else argv)
     out = Path(a.out)
     replay = _dataset(a)
-    manifest = json.loads((replay / "manifest.json").read_text())
-    span_ms = manifest["end_ms"] - manifest["start_ms"]
+    out.mkdir(parents=True, exist_ok=True)
+    start_ms, end_ms = _span(replay)
+    span_ms = max(end_ms - start_ms, 1)
     factor = max(1.0, span_ms / (a.minutes * 60_000))
 
     emu = emulator.start()
@@ -138,8 +171,10 @@ def main(argv=None) -> int:
               f"{hold_s:.0f} s, the 30-day lookback {30 * hold_s / 60:.0f} min.")
         print("[demo] " + "=" * 78)
         args = ["--time_scale", str(factor), "--payload", a.payload]
-        snap = replay / "blacklist_snapshot.avro"
-        if snap.is_file():
+        from schemas import codecs
+
+        snap = codecs.find_input(replay, "blacklist_snapshot")
+        if snap is not None:
             args += ["--blacklist", str(snap)]
         proc = start_process(PROJECT, args, log_path=str(log))
         pub, col = Publisher(PROJECT, a.payload), Collector(PROJECT, payload=a.payload,

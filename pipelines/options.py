@@ -1,8 +1,9 @@
 """Pipeline options: every threshold, window and duration of :class:`Policy`, with defaults.
 
-Durations accept a unit: ``90s``, ``15m``, ``24h``, ``30d`` (plain numbers are
-milliseconds). ``--time_scale F`` divides every duration by F (the local demo's compressed
-clock).
+Durations need a unit: ``250ms``, ``90s``, ``15m``, ``24h``, ``30d`` (a bare number is an
+error, not milliseconds). ``--time_scale F`` (F > 0) divides every duration by F (the local
+demo's compressed clock). Error messages name the flags (``--hold``), never the
+:class:`Policy` fields behind them (``hold_ms``).
 
 >>> o = SafetyNetOptions(["--hold", "12h", "--hold_threshold", "0.9"])
 >>> p = policy_from_options(o)
@@ -12,11 +13,16 @@ clock).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
+import math
 import re
+from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from transforms.holdout import parse_share
 from transforms.policy import Policy
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -79,21 +85,49 @@ _HELP = {
     "lookalike_sol_head": "look-alikes, SOL (base58, case-sensitive): characters compared "
                           "from the start (Solana wallet adapter shows 4)",
     "lookalike_sol_tail": "look-alikes, SOL: characters compared from the end",
+    "warning_holdout": "share of users (a hash of the user id; 5%% or 0.05) who get no "
+                       "WARNING, to measure warning efficacy (default 0)",
     "stream_ordering": "streaming: event_time (wait for the watermark, decide in the "
                        "backtest's order) or arrival (decide on arrival, lower latency)",
 }
 
 
+DURATION_UNITS = "ms, s, m, h, d"
+
+
 def parse_duration(text: str) -> int:
-    """Milliseconds from ``"24h"``, ``"30d"``, ``"15m"``, ``"90s"``, ``"250ms"`` or ms.
+    """Milliseconds from ``"24h"``, ``"30d"``, ``"15m"``, ``"90s"`` or ``"250ms"``.
+
+    A unit is required: ``"24"`` is refused (it used to mean 24 ms, silently).
 
     >>> parse_duration("1.5h")
     5400000
+    >>> parse_duration("24")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: not a duration: '24' (a number and a unit: ms, s, m, h, d; e.g. 24h)
     """
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*", str(text))
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)\s*", str(text))
     if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 24h, 30d)")
-    return int(float(m.group(1)) * _UNITS[m.group(2) or "ms"])
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (a number and a unit: {DURATION_UNITS}; e.g. 24h)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def format_duration(ms: int) -> str:
+    """A duration as a user would type it: the largest unit that divides it.
+
+    >>> [format_duration(x) for x in (2_592_000_000, 86_400_000, 5_400_000, 90_000, 250)]
+    ['30d', '24h', '90m', '90s', '250ms']
+    """
+    ms = int(ms)
+    for unit in ("d", "h", "m", "s"):
+        if ms and ms % _UNITS[unit] == 0:
+            n = ms // _UNITS[unit]
+            if unit == "d" and n == 1:
+                return "24h"
+            return f"{n}{unit}"
+    return f"{ms}ms"
 
 
 def _bool(text: str) -> bool:
@@ -102,7 +136,47 @@ def _bool(text: str) -> bool:
         return True
     if t in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"not a boolean: {text!r}")
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r} (true or false)")
+
+
+def _number(kind: type):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def time_scale(text: str) -> float:
+    """``--time_scale``: a finite number > 0 (0 used to mean 1, silently)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a number > 0 (every duration is divided by it; e.g. 24), got {text!r}")
+    return v
+
+
+def flag_of(field: str) -> str:
+    """The command-line flag of a :class:`Policy` field: ``hold_ms`` -> ``--hold``."""
+    if field == "blacklist_paths":
+        return "--blacklist"
+    return "--" + (field[:-3] if field.endswith("_ms") else field)
+
+
+def flag_names(message: str) -> str:
+    """``message`` with every Policy field name replaced by its flag."""
+    for f in sorted(dataclasses.fields(Policy), key=lambda f: -len(f.name)):
+        message = re.sub(rf"(?<![-\w]){re.escape(f.name)}\b", flag_of(f.name), message)
+    return message
 
 
 class SafetyNetOptions(PipelineOptions):
@@ -114,21 +188,37 @@ class SafetyNetOptions(PipelineOptions):
             help_ = _HELP.get(name, name)
             if f.name.endswith("_ms"):
                 parser.add_argument(f"--{name}", type=parse_duration, default=None,
-                                    help=f"{help_} (default {default // 3_600_000}h)"
-                                    if default % 3_600_000 == 0 else help_)
+                                    metavar="DURATION",
+                                    help=f"{help_} (default {format_duration(default)})")
             elif f.name == "blacklist_paths":
                 parser.add_argument("--blacklist", dest="blacklist_paths", default=None,
-                                    help=help_)
+                                    metavar="FILES", help=help_)
+            elif f.name == "warning_holdout":
+                parser.add_argument("--warning_holdout", type=parse_share, default=None,
+                                    metavar="SHARE", help=help_)
             elif isinstance(default, bool):
                 parser.add_argument(f"--{name}", type=_bool, default=None,
-                                    help=f"{help_} (default {default})")
+                                    metavar="{true,false}",
+                                    help=f"{help_} (default {str(default).lower()})")
             elif isinstance(default, (int, float)):
-                parser.add_argument(f"--{name}", type=type(default), default=None,
+                parser.add_argument(f"--{name}", type=_number(type(default)), default=None,
+                                    metavar="N" if type(default) is int else "X",
+                                    help=f"{help_} (default {default})")
+            elif f.name == "stream_ordering":
+                parser.add_argument(f"--{name}", default=None, choices=("arrival", "event_time"),
                                     help=f"{help_} (default {default})")
             else:
-                parser.add_argument(f"--{name}", default=None, help=help_)
-        parser.add_argument("--time_scale", type=float, default=1.0,
-                            help="divide every duration by this (compressed clock)")
+                parser.add_argument(f"--{name}", default=None, help=help_,
+                                    metavar="FILE" if "path" in name or "warm" in name
+                                    else "TEXT")
+        parser.add_argument("--time_scale", type=time_scale, default=1.0, metavar="F",
+                            help="divide every duration by F > 0 (compressed clock; default 1)")
+        if not any(a.dest == "policy" for a in getattr(parser, "_actions", ())):
+            parser.add_argument("--policy", default=None, metavar="FILE",
+                                help="a policy file (YAML or JSON) with these options by name "
+                                     "(hold: 24h, hold_threshold: 0.8, ...), or a backtest's "
+                                     "metrics.json to repeat its policy; flags given on the "
+                                     "command line win")
 
 
 def policy_from_options(options: PipelineOptions, **overrides) -> Policy:
@@ -144,9 +234,132 @@ def policy_from_options(options: PipelineOptions, **overrides) -> Policy:
             value = tuple(x for x in str(value).split(",") if x)
         changes[f.name] = value
     policy = dataclasses.replace(Policy(), **changes)
-    scale = o.get("time_scale") or 1.0
-    if scale != 1.0:
-        policy = policy.scaled(scale)
-    if overrides:
-        policy = dataclasses.replace(policy, **overrides)
-    return policy.validate()
+    scale = o.get("time_scale")
+    scale = 1.0 if scale is None else float(scale)
+    try:
+        if scale != 1.0:
+            policy = policy.scaled(scale)
+        if overrides:
+            policy = dataclasses.replace(policy, **overrides)
+        return policy.validate()
+    except ValueError as e:
+        raise ValueError(flag_names(str(e))) from None
+
+
+# ----------------------------------------------------------------------------- policy files
+class _QuietParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise ValueError(message)
+
+
+def _policy_parser() -> argparse.ArgumentParser:
+    p = _QuietParser(add_help=False, allow_abbrev=False)
+    SafetyNetOptions._add_argparse_args(p)
+    return p
+
+
+def policy_keys() -> dict:
+    """{key as written in a policy file: its flag}: every policy option, generically (a
+    field added to :class:`Policy` is a key at once). Dashes may stand for underscores."""
+    out = {}
+    for a in _policy_parser()._actions:
+        for flag in a.option_strings:
+            if flag.startswith("--") and flag != "--policy":
+                out[flag[2:]] = flag
+    return out
+
+
+def read_policy_file(path: str) -> list:
+    """The flags a policy file stands for, in the CLI's names: ``--policy FILE`` expands to
+    these, before the command line's own flags (which win).
+
+    The file is YAML or JSON (``.json``), a mapping of option names to values as they are
+    typed (``hold: 24h``, ``use_models: false``, ``blacklist: [a.avro, b.csv]``), or a
+    backtest's ``metrics.json``: its ``run.policy_options`` are the effective policy of that
+    run, so ``--policy OUT/metrics.json`` repeats it. Unknown names and bad values are errors
+    that name the file and the option.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--policy {path}: no such file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - yaml / json syntax errors
+        raise ValueError(f"--policy {path}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}"
+                         f" ({str(e).splitlines()[0]})") from None
+    if isinstance(data, dict) and isinstance(data.get("run"), dict) \
+            and "policy_options" in data["run"]:
+        data = data["run"]["policy_options"]
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"--policy {path}: expected a mapping of option names to values")
+    keys = policy_keys()
+    parser = _policy_parser()
+    flags = []
+    for k, v in data.items():
+        name = str(k).lstrip("-").replace("-", "_")
+        if name not in keys:
+            raise ValueError(f"--policy {path}: unknown option {k!r} (the names of the policy "
+                             "options in --help, e.g. hold_threshold, hold)")
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, (list, tuple)):
+            v = ",".join(str(x) for x in v)
+        flag = [keys[name], str(v)]
+        try:
+            parser.parse_args(flag)
+        except ValueError as e:
+            why = str(e).split(": ", 1)[-1]
+            raise ValueError(f"--policy {path}: bad value for {name}: {why}") from None
+        flags += flag
+    return flags
+
+
+def expand_policy_file(argv: list) -> list:
+    """``argv`` with ``--policy FILE`` replaced by the file's flags, put first so that the
+    command line's own flags win."""
+    out, file_flags, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--policy":
+            if i + 1 >= len(argv):
+                raise ValueError("argument --policy: expected a FILE (YAML or JSON)")
+            file_flags += read_policy_file(argv[i + 1])
+            i += 2
+            continue
+        if a.startswith("--policy="):
+            file_flags += read_policy_file(a.split("=", 1)[1])
+        else:
+            out.append(a)
+        i += 1
+    return file_flags + out
+
+
+def policy_options(policy: Policy, automatic: tuple = ()) -> dict:
+    """The effective ``policy`` in a policy file's format (the CLI's names, durations as
+    typed): what ``metrics.json`` records, and ``--policy`` reads back. Paths in
+    ``automatic`` (files a driver adds by itself, such as the replay's own blacklist
+    snapshot) are left out."""
+    out = {}
+    for f in dataclasses.fields(Policy):
+        v = getattr(policy, f.name)
+        key = flag_of(f.name)[2:]
+        if f.name.endswith("_ms"):
+            v = format_duration(v)
+        elif isinstance(v, tuple):
+            v = [x for x in v if x not in automatic]
+            if not v:
+                continue
+        elif v is None or (isinstance(v, str) and v in automatic):
+            continue
+        out[key] = v
+    return out

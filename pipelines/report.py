@@ -134,6 +134,15 @@ def _output(out_dir: Path, name: str) -> list:
     return [r for r in codecs.read_records(p, rt) if type(r).__name__ == rt]
 
 
+def _output_named(out_dir: Path, file_name: str, name: str) -> list:
+    """Rows of output ``name`` written under another file name (``shadow_holds``, ...)."""
+    p = codecs.find_input(out_dir, file_name)
+    if p is None:
+        return []
+    rt = OUTPUT_FILES[name]
+    return [r for r in codecs.read_records(p, rt) if type(r).__name__ == rt]
+
+
 def read_scores(out_dir: Path) -> list:
     p = out_dir / "scores.parquet"
     if not p.exists():
@@ -472,6 +481,8 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
     }
     metrics = {
         "summary": summary,
+        "warnings": warnings(run, model, transfers, outcomes, recon),
+        "holds_by_reason": holds_by_reason(holds, res_by, truth),
         "run": run,
         "money_by_typology": {k: _rounded(v) for k, v in sorted(by_typ.items())},
         "by_month": {k: _rounded(v) for k, v in sorted(by_month.items())},
@@ -488,6 +499,9 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
             "all_reconcile": all(v["reconciles"] for v in recon.values()) if recon else None,
             "dead_letters_by_source": dict(sorted(dl_src.items())),
             "duplicates_ignored": dups,
+            "conflicts_dead_lettered": {
+                "transfers": counters.get("TransferLedger/conflicting_transfers", 0),
+                "reports": counters.get("ReportLedger/conflicting_reports", 0)},
             "profiles": prof,
             "simulator_manifest": check,
         },
@@ -497,6 +511,84 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
               "dead_by": dl_by, "holds": holds, "res_by": res_by, "transfers": transfers,
               "truth": truth}
     return metrics, extras
+
+
+HOLD_CAUSES = (("destination_frozen", "destination already frozen"),
+               ("blacklist", "destination blacklisted"),
+               ("lookalike", "look-alike of a known payee"),
+               ("model_score", "risk score ≥ hold threshold (model)"),
+               ("rules_score", "risk score ≥ hold threshold (rules)"))
+
+
+def hold_causes(h) -> list:
+    """Why a hold was placed, as causes (a hold can have several)."""
+    out = []
+    rs = h.reasons or []
+    if "destination_frozen" in rs:
+        out.append("destination_frozen")
+    if any(r.startswith("blacklist:") for r in rs):
+        out.append("blacklist")
+    if any(r.startswith("lookalike_of=") for r in rs):
+        out.append("lookalike")
+    if not out:
+        out.append("rules_score" if (h.model_version or "rules") == "rules" else "model_score")
+    return out
+
+
+def holds_by_reason(holds: list, res_by: dict, truth) -> dict:
+    """{cause: {holds, usd, scam, refunded}} over the holds (see :func:`hold_causes`)."""
+    out = {k: Counter() for k, _ in HOLD_CAUSES}
+    for h in holds:
+        r = res_by.get(h.transfer_id)
+        scam = truth.transfer.get(h.transfer_id, (False,))[0]
+        for c in hold_causes(h):
+            o = out[c]
+            o["holds"] += 1
+            o["usd"] += float(h.usd_value)
+            o["scam"] += int(bool(scam))
+            o["refunded"] += int(r is not None and r.resolution == "REFUNDED")
+    return {k: _rounded(v) for k, v in out.items() if v}
+
+
+def warnings(run: dict, model: Optional[dict], transfers: dict, outcomes: list,
+             recon: Optional[dict] = None) -> list:
+    """What a reader must know before trusting the figures, said plainly (report top)."""
+    out = []
+    for src, v in (recon or {}).items():
+        if v.get("read") and v["dead_lettered"] / v["read"] > 0.5:
+            out.append(f"{v['dead_lettered']:,} of {v['read']:,} {src} records "
+                       f"({v['dead_lettered'] / v['read']:.1%}) were dead-lettered: the figures "
+                       f"below describe only the rest. See the dead-letter reasons under "
+                       "Reconciliation.")
+    pol = run.get("policy") or {}
+    if pol.get("use_models", True) and model and not model["scored_by"].get("model"):
+        from transforms.policy import Policy
+
+        d = Policy()
+        need = {k: pol.get(k, getattr(d, k)) for k in (
+            "model_warmup_labels", "model_min_positives", "model_min_negatives",
+            "label_horizon_ms")}
+        ts = [t.event_time for t in transfers.values()]
+        span = (max(ts) - min(ts)) / DAY_MS if ts else 0.0
+        out.append(
+            "The models never switched on: every transfer was scored by the rules, so the "
+            "model figures (AUC, 'by a model') and the threshold sweep say nothing about the "
+            f"models. A model needs {need['model_warmup_labels']:,} labels, at least "
+            f"{need['model_min_positives']:,} scams and {need['model_min_negatives']:,} "
+            "legitimate transfers, and a transfer becomes a legitimate label only "
+            f"{_duration(need['label_horizon_ms'])} after it (--label_horizon); this replay "
+            f"spans {span:.1f} days with {len(outcomes):,} case outcomes. Replay more history "
+            "(weeks, thousands of users), or read this run as the rules-only baseline.")
+    return out
+
+
+def _duration(ms: Optional[float]) -> str:
+    """A duration as people read it: 30d, 24h, 90m, 45s."""
+    if ms is None:
+        return "–"
+    from pipelines.options import format_duration
+
+    return format_duration(int(ms))
 
 
 def _rounded(c: Counter) -> dict:
@@ -511,14 +603,18 @@ def threshold_sweep(scores: list, truth: _Truth, frozen_at: dict, hold_ms: int,
     for tid, t, to, usd, score, _mv, listed, look in scores:
         scam, _typ, detail = truth.transfer.get(tid, (False, None, None))
         fa = frozen_at.get(to)
-        always = bool(listed) or bool(look) or (fa is not None and fa <= t)
-        prevented = scam and fa is not None and fa <= t + hold_ms
+        already = fa is not None and fa <= t
+        always = bool(listed) or bool(look) or already
+        # The summary's definitions: prevented = held, then refunded by a freeze within the
+        # hold; recovered = sent to an address already frozen (held and refunded at once).
+        prevented = scam and fa is not None and t < fa <= t + hold_ms
+        recovered = scam and already
         base.append((score, always, scam, (not scam) and detail != "laundering", prevented,
-                     usd))
+                     usd, recovered))
     n_legit = sum(1 for b in base if b[3])
     for th in thresholds:
         c = Counter()
-        for score, always, scam, legit, prev, usd in base:
+        for score, always, scam, legit, prev, usd, rec in base:
             if not (always or score >= th):
                 continue
             c["held"] += 1
@@ -529,12 +625,16 @@ def threshold_sweep(scores: list, truth: _Truth, frozen_at: dict, hold_ms: int,
                 if prev:
                     c["prevented"] += 1
                     c["prevented_usd"] += usd
+                elif rec:
+                    c["recovered"] += 1
+                    c["recovered_usd"] += usd
             elif legit:
                 c["legit_held"] += 1
                 c["legit_held_usd"] += usd
         rows.append({"threshold": th, "held": c["held"], "held_usd": _r(c["held_usd"]),
                      "scam_held": c["scam_held"], "scam_held_usd": _r(c["scam_held_usd"]),
                      "prevented": c["prevented"], "prevented_usd": _r(c["prevented_usd"]),
+                     "recovered": c["recovered"], "recovered_usd": _r(c["recovered_usd"]),
                      "legit_held": c["legit_held"], "legit_held_usd": _r(c["legit_held_usd"]),
                      "legit_held_share": _share(c["legit_held"], n_legit),
                      "precision": _share(c["scam_held"], c["held"])})
@@ -577,6 +677,7 @@ def plots(metrics: dict, extras: dict) -> dict:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out = {}
     daily = metrics["daily"]
@@ -597,6 +698,7 @@ def plots(metrics: dict, extras: dict) -> dict:
         ax.bar(days, [daily[d].get("legit_held_n", 0) for d in daily], color="#f4a261",
                label="legitimate transfers held")
         ax.set_ylabel("legitimate transfers held")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax2 = ax.twinx()
         ax2.plot(days, [daily[d].get("legit_held_usd", 0) for d in daily], color="#6d597a",
                  label="their USD")
@@ -622,6 +724,7 @@ def plots(metrics: dict, extras: dict) -> dict:
         ax2.plot(th, [r["legit_held"] for r in sweep], marker="s", color="#f4a261",
                  label="legitimate transfers held")
         ax2.set_ylabel("legitimate transfers held")
+        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
         cur = (metrics.get("run") or {}).get("policy", {}).get("hold_threshold")
         if cur is not None:
             ax.axvline(cur, color="#999", ls="--", lw=1)
@@ -637,6 +740,7 @@ def plots(metrics: dict, extras: dict) -> dict:
         ax.hist(delays, bins=min(40, max(5, len(delays) // 3)), color="#457b9d")
         ax.set_xlabel("hours from first report to freeze")
         ax.set_ylabel("freezes")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title("Freeze delay after the first report (event time)")
         ax.grid(alpha=.3)
         out["delay"] = _png(fig)
@@ -694,7 +798,9 @@ th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;vertical-align:top}
 th{background:#264653;color:#fff}td.l,th.l{text-align:left}
 tr:nth-child(even) td{background:#f6f6f6}.note{color:#555;font-size:.9em;max-width:950px}
 img{max-width:100%;border:1px solid #eee}code{background:#f1f1f1;padding:0 3px}
-.txt td{text-align:left}
+.txt td{text-align:left}td{overflow-wrap:anywhere;max-width:420px}
+.alert{border:2px solid #e63946;background:#fff0f0;padding:8px 12px;border-radius:6px}
+nav.toc{columns:3;font-size:.9em;margin:8px 0}nav.toc a{display:block}
 """
 
 
@@ -714,7 +820,11 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
     P.append("<h1>Safety Net backtest</h1>")
     P.append(f"<p class='sub'>Input <code>{_e(run.get('input'))}</code> · runner "
              f"{_e(run.get('runner'))} · {_e(run.get('wall_seconds'))} s wall · "
-             f"ground truth: <b>{_e(s['ground_truth'])}</b></p>")
+             f"ground truth: <b>{_e(s['ground_truth'])}</b><br>safetynet "
+             f"{_e(run.get('version'))} · commit <code>{_e(run.get('commit'))}</code> · run "
+             f"at {_e(run.get('run_at'))}</p>")
+    for w in metrics.get("warnings") or ():
+        P.append(f"<p class='alert'><b>Warning.</b> {_e(w)}</p>")
     P.append("<div class='cards'>")
     P.append(_card("holds placed", _e(s["holds"])))
     P.append(_card("scam USD prevented (held → refunded)", _usd(s["scam_usd_prevented"]),
@@ -743,6 +853,7 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
              "transfers' <code>usd_value</code>; a few large transfers can dominate a USD "
              "figure, so counts are shown beside it.</p>")
 
+    P.append("<!--toc-->")
     if compare:
         P.append("<h2>Comparison</h2>")
         P.append(_compare_table(metrics, compare))
@@ -769,6 +880,17 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
     if "friction" in imgs:
         P.append(f"<img alt='friction per day' src='data:image/png;base64,{imgs['friction']}'>")
 
+    P.append("<h2>Holds by reason</h2>")
+    P.append("<p class='note'>Why each hold was placed; a hold with several causes (a "
+             "blacklisted destination that is also a look-alike) counts under each.</p>")
+    label = dict(HOLD_CAUSES)
+    P.append(_table(["reason", "holds (transfers)", "held (USD)", "of which scams (transfers)",
+                     "refunded (transfers)"],
+                    [(label[k], v.get("holds", 0), _usd(v.get("usd", 0)), v.get("scam", 0),
+                      v.get("refunded", 0)) for k, v in metrics.get("holds_by_reason",
+                                                                     {}).items()],
+                    raw_cols=(2,)))
+
     P.append("<h2>Per typology</h2>")
     rows = []
     for k, v in metrics["money_by_typology"].items():
@@ -777,8 +899,9 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
                      _usd(v.get("lost_usd", 0)),
                      _pct(_share(v.get("prevented_usd", 0) + v.get("recovered_usd", 0),
                                  v.get("scam_usd", 0)))))
-    P.append(_table(["typology", "scam transfers", "scam USD", "held", "prevented",
-                     "recovered", "lost", "stopped share"], rows, raw_cols=(2, 4, 5, 6, 7)))
+    P.append(_table(["typology", "scam (transfers)", "scam (USD)", "held (transfers)",
+                     "prevented (USD)", "recovered (USD)", "lost (USD)", "stopped (share of USD)"],
+                    rows, raw_cols=(2, 4, 5, 6, 7)))
 
     P.append("<h2>Per month</h2>")
     rows = []
@@ -789,21 +912,27 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
                      v.get("legit_held_n", 0),
                      _pct(_share(v.get("legit_held_n", 0), v.get("legit_n", 0))),
                      v.get("freezes", 0)))
-    P.append(_table(["month", "transfers", "holds", "scam transfers", "scam USD", "prevented",
-                     "recovered", "lost", "legit held", "legit held share", "freezes"], rows,
+    P.append(_table(["month", "transfers", "holds (transfers)", "scam (transfers)", "scam (USD)",
+                     "prevented (USD)", "recovered (USD)", "lost (USD)",
+                     "legit held (transfers)", "legit held (share)", "freezes"], rows,
                     raw_cols=(4, 5, 6, 7, 9)))
 
     P.append("<h2>Threshold sweep</h2>")
     P.append("<p class='note'>From the recorded scores (<code>scores.parquet</code>), without "
              "re-running: held = score ≥ threshold, or blacklisted / look-alike / already "
-             "frozen destination (held whatever the threshold); prevented = held scam whose "
-             "destination was frozen within the hold. Assumes freezes stay as they were.</p>")
-    P.append(_table(["threshold", "held", "scam held", "scam USD held", "prevented (est.)",
-                     "prevented USD (est.)", "legit held", "legit held share", "precision"],
+             "frozen destination (held whatever the threshold); prevented and recovered as in "
+             "the summary: prevented = held scam whose destination was frozen within the hold, "
+             "recovered = scam sent to an address already frozen. Assumes freezes stay as they "
+             "were.</p>")
+    P.append(_table(["threshold", "held (transfers)", "scam held (transfers)", "scam held (USD)",
+                     "prevented (transfers, est.)", "prevented (USD, est.)",
+                     "recovered (USD)", "legit held (transfers)", "legit held (share)",
+                     "precision"],
                     [(f"{r['threshold']:.2f}", r["held"], r["scam_held"],
                       _usd(r["scam_held_usd"]), r["prevented"], _usd(r["prevented_usd"]),
-                      r["legit_held"], _pct(r["legit_held_share"]), _pct(r["precision"]))
-                     for r in metrics["threshold_sweep"]], raw_cols=(3, 5, 7, 8)))
+                      _usd(r.get("recovered_usd")), r["legit_held"],
+                      _pct(r["legit_held_share"]), _pct(r["precision"]))
+                     for r in metrics["threshold_sweep"]], raw_cols=(3, 5, 6, 8, 9)))
     if "sweep" in imgs:
         P.append(f"<img alt='threshold sweep' src='data:image/png;base64,{imgs['sweep']}'>")
 
@@ -886,6 +1015,11 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
                                            "category", "description", "verdict", "score"],
                                           rows) + "</div>")
 
+    from pipelines import efficacy, shadow
+
+    P.append(shadow.html_section(metrics.get("shadow")))
+    P.append(efficacy.html_section(metrics.get("warning_efficacy")))
+
     rec = metrics["reconciliation"]
     P.append("<h2>Reconciliation</h2>")
     P.append("<p class='note'>Every input record ends processed or dead-lettered (rule 7): "
@@ -895,13 +1029,53 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
             for k, v in rec["inputs"].items()]
     P.append(_table(["input", "read", "valid", "dead-lettered", "reconciles"], rows))
     P.append(_table(["duplicates ignored", "count"], list(rec["duplicates_ignored"].items())))
+    P.append(_table(["conflicting deliveries (same id, other content), dead-lettered", "count"],
+                    list((rec.get("conflicts_dead_lettered") or {}).items())))
     P.append(_table(["dead letters: source", "error", "count"],
                     [(a, b, n) for (a, b), n in sorted(extras["dead_by"].items())]))
     P.append("<h2>Run</h2>")
-    pol = run.get("policy") or {}
-    P.append(_table(["policy option", "value"], [(k, json.dumps(v)) for k, v in pol.items()]))
+    P.append(_table(["", "value"], [
+        ("safetynet version", run.get("version")), ("git commit", run.get("commit")),
+        ("run at (UTC)", run.get("run_at")), ("runner", run.get("runner")),
+        ("wall time (s)", run.get("wall_seconds")), ("input", run.get("input")),
+        ("input fingerprint (SHA-256)", (run.get("input_fingerprint") or {}).get("sha256"))]))
+    pol = run.get("policy_options") or _as_options(run.get("policy") or {})
+    P.append("<p class='note'>The effective policy, as a policy file: <code>--policy "
+             "metrics.json</code> repeats it.</p>")
+    P.append(_table(["policy option", "value"], [(f"--{k}", _opt(v)) for k, v in pol.items()]))
     P.append("</body></html>")
-    return "\n".join(P)
+    return _with_toc(P)
+
+
+def _slug(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
+
+
+def _with_toc(parts: list) -> str:
+    """Give every <h2> an id and put a table of contents where ``<!--toc-->`` stands."""
+    heads = []
+    for i, x in enumerate(parts):
+        if x.startswith("<h2>") and x.endswith("</h2>"):
+            title = x[4:-5]
+            heads.append((_slug(html.unescape(title)), title))
+            parts[i] = f"<h2 id='{heads[-1][0]}'>{title}</h2>"
+    toc = ("<nav class='toc'><b>Contents</b>" + "".join(
+        f"<a href='#{a}'>{t}</a>" for a, t in heads) + "</nav>")
+    return "\n".join(toc if x == "<!--toc-->" else x for x in parts)
+
+
+def _opt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    return str(v)
+
+
+def _as_options(pol: dict) -> dict:
+    """An older metrics.json's policy (field names, milliseconds) in the CLI's terms."""
+    return {(k[:-3] if k.endswith("_ms") else k): (_duration(v) if k.endswith("_ms") else v)
+            for k, v in pol.items()}
 
 
 def _compare_table(a: dict, b: dict) -> str:
@@ -910,13 +1084,31 @@ def _compare_table(a: dict, b: dict) -> str:
             "legit_hours_held_total", "freezes", "freezes_on_scam_addresses",
             "freeze_delay_hours_median", "silent_sufferers_reached", "outreach")
     sa, sb = a["summary"], b["summary"]
-    rows = [(k, sa.get(k), sb.get(k)) for k in keys]
+
+    def delta(k, x, y):
+        if not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
+            return "–"
+        d = x - y
+        if k.endswith("_share"):
+            return f"{100 * d:+.2f} pp"
+        if "usd" in k:
+            return f"{'+' if d >= 0 else '−'}${abs(d):,.0f}"
+        return f"{d:+,.2f}" if isinstance(d, float) else f"{d:+,}"
+    rows = []
+    for k in keys:
+        rows.append((k, sa.get(k), sb.get(k), delta(k, sa.get(k), sb.get(k))))
     pa = (a.get("run") or {}).get("policy", {})
     pb = (b.get("run") or {}).get("policy", {})
     diff = [k for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)]
     note = ("<p class='note'>Policy differences: " + html.escape(
         ", ".join(f"{k}: {pa.get(k)} vs {pb.get(k)}" for k in diff)) + "</p>") if diff else ""
-    return _table(["figure", "this run", "compared run"], rows) + note
+    fa = ((a.get("run") or {}).get("input_fingerprint") or {}).get("sha256")
+    fb = ((b.get("run") or {}).get("input_fingerprint") or {}).get("sha256")
+    if fa != fb:
+        note = ("<p class='alert'><b>Warning.</b> The compared run read another replay ("
+                + html.escape(str((b.get("run") or {}).get("input"))) + "): its figures are "
+                "not comparable one to one.</p>") + note
+    return _table(["figure", "this run", "compared run", "this − compared"], rows) + note
 
 
 def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict] = None,
@@ -925,6 +1117,12 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     """Write ``metrics.json`` (and ``report.html``) into ``out_dir``; return the metrics."""
     out_dir = Path(out_dir)
     metrics, extras = compute(input_dir, out_dir, counters, run)
+    from pipelines import efficacy, shadow
+
+    pol = (run or {}).get("policy") or {}
+    metrics["shadow"] = shadow.compare(out_dir, extras, pol, (run or {}).get("shadow_policy"))
+    metrics["warning_efficacy"] = efficacy.from_files(input_dir, out_dir, extras,
+                                                      float(pol.get("warning_holdout") or 0.0))
     cmp_metrics = None
     if compare is not None:
         cmp_metrics = json.loads((Path(compare) / "metrics.json").read_text(encoding="utf-8"))
@@ -937,19 +1135,58 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     return metrics
 
 
+def mismatch(input_dir: str | Path, out_dir: str | Path, prev: dict) -> Optional[str]:
+    """Why ``out_dir`` (a backtest output, its metrics.json read as ``prev``) cannot be
+    reported against the replay ``input_dir``; None when it can. The backtest records a
+    fingerprint of the replay files it read; the report recomputes it and must find the
+    same replay."""
+    from pipelines.provenance import replay_fingerprint
+
+    if not prev:
+        return (f"--output {out_dir}: no metrics.json there; it is not the output of "
+                "`safetynet backtest`")
+    rec = (prev.get("run") or {}).get("input_fingerprint")
+    if not rec:
+        return (f"--output {out_dir}: its metrics.json does not say which replay it came from "
+                "(written by an older version); rerun the backtest")
+    now = replay_fingerprint(input_dir)
+    if now["sha256"] == rec["sha256"]:
+        return None
+    old, new = rec.get("files", {}), now["files"]
+    if not new:
+        return (f"--input {input_dir} holds no replay files: it is not the replay "
+                f"{(prev.get('run') or {}).get('input')} that {out_dir} came from")
+    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return (f"--input {input_dir} is not the replay {out_dir} came from "
+            f"({(prev.get('run') or {}).get('input')}): {', '.join(differ)} differ")
+
+
 def main(argv: Optional[list] = None) -> int:
-    p = argparse.ArgumentParser(prog="safetynet report", description=__doc__.split("\n")[0])
-    p.add_argument("--input", required=True, help="the replay directory the backtest read")
-    p.add_argument("--output", required=True, help="the backtest's output directory")
-    p.add_argument("--compare", default=None,
+    p = argparse.ArgumentParser(prog="safetynet report", description=__doc__.split("\n")[0]
+                                .replace("``", ""))
+    p.add_argument("--input", required=True, metavar="DIR",
+                   help="the replay directory the backtest read (checked: the backtest "
+                        "recorded a fingerprint of its files)")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="the backtest's output directory")
+    p.add_argument("--compare", default=None, metavar="DIR",
                    help="another backtest output directory (e.g. rules-only) to compare with")
-    a = p.parse_args(argv)
+    try:
+        a = p.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
     for d in (a.input, a.output) + ((a.compare,) if a.compare else ()):
         if not Path(d).is_dir():
             print(f"report: error: {d} is not a directory", file=sys.stderr)
             return 2
     old = Path(a.output) / "metrics.json"
     prev = json.loads(old.read_text(encoding="utf-8")) if old.exists() else {}
+    problem = mismatch(a.input, a.output, prev)
+    if a.compare and not (Path(a.compare) / "metrics.json").is_file():
+        problem = f"--compare {a.compare}: no metrics.json there (not a backtest's output)"
+    if problem:
+        print(f"report: error: {problem}", file=sys.stderr)
+        return 2
     build_report(a.input, a.output, prev.get("counters"), prev.get("run"), compare=a.compare)
     print(Path(a.output) / "report.html")
     return 0

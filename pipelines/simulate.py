@@ -1,7 +1,11 @@
 """``safetynet simulate``: write a synthetic replay directory (see simulator/README.md).
 
     python -m pipelines.simulate --output DIR [--users N] [--days D] [--seed S]
-        [--format avro|parquet] [--malformed-share X] [--duplicate-share X]
+        [--format avro|parquet] [--malformed_share X] [--duplicate_share X] [--overwrite]
+
+A directory that already holds a replay (in either format) is refused unless ``--overwrite``,
+which removes the files this command writes (both formats) first. Options are spelt with
+underscores, like every other command's; the dashed spellings are accepted too.
 """
 
 from __future__ import annotations
@@ -13,8 +17,14 @@ from pathlib import Path
 from typing import NoReturn, Optional
 
 import simulator
-from pipelines.argtypes import positive_int
+from pipelines import preflight
+from pipelines.argtypes import dashed_aliases, positive_int, reader_left
 from simulator.exchange import DEFAULT_START_MS
+
+# What simulate writes into --output (either format): refused, or cleared with --overwrite.
+OWNED = preflight.owned_files(("transfers", "reports", "outcomes", "blacklist", "profiles",
+                               "blacklist_snapshot", "truth"), ("avro", "parquet"),
+                              extra=("manifest.json",))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                 description="Write a synthetic replay directory: transfers, reports, outcomes, "
                             "blacklist, profiles, blacklist_snapshot, truth and manifest.json.")
     p.add_argument("--output", required=True, metavar="DIR",
-                   help="directory to write (created if missing; existing files are replaced)")
+                   help="directory to write (created if missing); one holding an earlier replay "
+                        "is refused unless --overwrite")
     p.add_argument("--users", type=positive_int, default=20000,
                    help="number of users (default 20000; 200000 with 30 days gives ~1M transfers)")
     p.add_argument("--days", type=positive_int, default=30, help="days of history (default 30)")
@@ -48,14 +59,45 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 7)")
     p.add_argument("--format", choices=("avro", "parquet"), default="avro", dest="fmt",
                    help="file format (default avro)")
-    p.add_argument("--start-ms", type=int, default=DEFAULT_START_MS,
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier replay in --output (both formats)")
+    p.add_argument("--start_ms", type=int, default=DEFAULT_START_MS,
                    help="first instant of the period, epoch ms (default 2026-01-05T00:00Z)")
-    p.add_argument("--malformed-share", type=_share, default=0.002,
+    p.add_argument("--malformed_share", type=_share, default=0.002,
                    help="share of extra malformed records per input file (default 0.002; "
                         "every kind is also injected once when > 0)")
-    p.add_argument("--duplicate-share", type=_share, default=0.002,
+    p.add_argument("--duplicate_share", type=_share, default=0.002,
                    help="share of transfers and reports delivered twice (default 0.002)")
+    p.add_argument("--efficacy_victims", type=int, default=0, metavar="N",
+                   help="add N victims of efficacy campaigns (simulator/efficacy.py): a warned "
+                        "victim cancels later scam payments with probability "
+                        "--warning_effect (default 0: none)")
+    p.add_argument("--warning_effect", type=_unit, default=0.5, metavar="P",
+                   help="probability that a warned efficacy-campaign victim cancels (0.5)")
+    p.add_argument("--warning_holdout", type=_holdout, default=0.0, metavar="SHARE",
+                   help="the backtest's --warning_holdout (e.g. 5%%): holdout victims are "
+                        "never warned, so never cancel (default 0)")
+    dashed_aliases(p)
     return p
+
+
+def _unit(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return v
+
+
+def _holdout(text: str) -> float:
+    from transforms.holdout import parse_share
+
+    try:
+        return parse_share(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -68,6 +110,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             parser.error(f"argument --users: must be >= 10, got {args.users}")
         if out.exists() and not out.is_dir():
             parser.error(f"argument --output: {out} exists and is not a directory")
+        preflight.prepare_output(out, OWNED, args.overwrite)
+    except preflight.PreflightError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
     except SystemExit as e:  # --help (0) or a usage error (2, one line already printed)
         return e.code if isinstance(e.code, int) else 2
     t = time.perf_counter()
@@ -75,11 +121,22 @@ def main(argv: Optional[list[str]] = None) -> int:
         m = simulator.generate(out, users=args.users, days=args.days, seed=args.seed,
                                fmt=args.fmt, start_ms=args.start_ms,
                                malformed_share=args.malformed_share,
-                               duplicate_share=args.duplicate_share)
+                               duplicate_share=args.duplicate_share,
+                               warning_effect=args.warning_effect,
+                               warning_holdout=args.warning_holdout,
+                               efficacy_victims=args.efficacy_victims)
     except (ValueError, OSError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - t
+    try:
+        _summary(out, m, elapsed)
+    except BrokenPipeError:  # `safetynet simulate ... | head`: the reader left; not an error
+        return reader_left()
+    return 0
+
+
+def _summary(out: Path, m: dict, elapsed: float) -> None:
     print(f"wrote {out} (seed {m['seed']}, {m['users']} users, {m['days']} days, "
           f"{m['format']}) in {elapsed:.1f}s")
     for name, n in m["files"].items():
@@ -89,9 +146,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"  scam transfers {scam['transfers']:,} ({share:.2%}), ${scam['usd']:,.0f}")
     for typ, v in scam["by_typology"].items():
         print(f"    {typ:<20} {v['transfers']:>7,} transfers  ${v['usd']:>14,.0f}")
+    if "efficacy" in m:
+        e = m["efficacy"]
+        print(f"  efficacy campaigns: {e['victims']} victims, {e['holdout_victims']} in the "
+              f"holdout, {e['cancelling_victims']} cancel {e['cancelled_payments']} payments "
+              f"(${e['cancelled_usd']:,.0f})")
     print(f"  malformed {sum(m['malformed_total'].values()):,}, duplicates "
           f"{sum(m['duplicates'].values()):,}, report-bombing bursts {len(m['report_bombing'])}")
-    return 0
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

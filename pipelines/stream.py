@@ -23,7 +23,7 @@ Set ``PUBSUB_EMULATOR_HOST`` to run against the emulator.
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from typing import Optional
 
@@ -34,7 +34,8 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from pipelines.options import SafetyNetOptions, policy_from_options
+from pipelines import preflight
+from pipelines.options import SafetyNetOptions, expand_policy_file, policy_from_options
 from pipelines.pubsub_io import (  # noqa: F401 — create_resources is part of this API
     INPUT_NAMES,
     OUTPUT_NAMES,
@@ -59,17 +60,20 @@ class StreamOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         for n in INPUT_NAMES:
-            parser.add_argument(f"--{n}_subscription", default=None,
+            parser.add_argument(f"--{n}_subscription", default=None, metavar="SUBSCRIPTION",
                                 help=f"subscription of {RECORD_OF_INPUT[n]} messages "
                                      f"(default projects/PROJECT/subscriptions/safetynet-{n})")
         for n in OUTPUT_NAMES:
-            parser.add_argument(f"--{n}_topic", default=None,
+            parser.add_argument(f"--{n}_topic", default=None, metavar="TOPIC",
                                 help=f"topic for {n} (default "
                                      f"projects/PROJECT/topics/safetynet-{n})")
         parser.add_argument("--payload", choices=("json", "avro"), default="json",
                             help="message encoding of inputs and outputs (default json; "
                                  "avro = schemaless Avro with schemas/*.avsc)")
-        parser.add_argument("--profiles", dest="profiles_path", default=None,
+        from pipelines.validate import add_input_options
+
+        add_input_options(parser, share=False)
+        parser.add_argument("--profiles", dest="profiles_path", default=None, metavar="FILE",
                             help="UserProfile file (Avro/Parquet), loaded once at start")
         parser.add_argument("--restore_state", default=None, metavar="DIR",
                             help="start every step from a state checkpoint (a backtest's "
@@ -80,12 +84,28 @@ class StreamOptions(PipelineOptions):
                                  "scorers read them (a local path or gs://; default: a "
                                  "new local temporary directory, fine for the local runner "
                                  "only: on Dataflow or Flink give a shared location)")
+        parser.add_argument("--shadow_policy", default=None, metavar="FILE",
+                            help="JSON or YAML file of policy options run as a shadow: its "
+                                 "decisions go to safetynet-shadow-NAME topics (never acted "
+                                 "on), hourly disagreement counts to "
+                                 "safetynet-shadow-disagreements")
+        parser.add_argument("--warning_holdout_topic", default=None,
+                            help="topic for the warnings the holdout withheld (default "
+                                 "projects/PROJECT/topics/safetynet-warning_holdout)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2)."""
+
+    def error(self, message):
+        self.exit(2, f"stream: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    """Only for --help: the job's own options, the policy options and the main Beam ones."""
-    p = argparse.ArgumentParser(
-        prog="python -m pipelines.stream", description=__doc__.split("\n\n")[0],
+    """The job's own options, the policy options and the main Beam ones: for --help and to
+    check the command line before the job starts."""
+    p = _Parser(
+        prog="safetynet stream", description=__doc__.split("\n\n")[0].replace("``", ""),
         epilog="Any other Beam pipeline option (--runner, --region, --temp_location, "
                "--setup_file, --flink_master, ...) is passed to Beam.")
     p.add_argument("--project", required=True, help="Google Cloud project (any name on "
@@ -93,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", default=None, help=f"Beam runner (default {LOCAL_RUNNER})")
     StreamOptions._add_argparse_args(p)
     SafetyNetOptions._add_argparse_args(p)
+    preflight.add_verbosity(p)
     return p
 
 
@@ -119,7 +140,8 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     for n in INPUT_NAMES:
         sub = getattr(so, f"{n}_subscription") or subscription_path(project, n)
         parsed = (p | f"Read{n.title()}" >> ReadInput(sub, local)
-                  | f"Parse{n.title()}" >> Parse(RECORD_OF_INPUT[n], n, payload))
+                  | f"Parse{n.title()}" >> Parse(RECORD_OF_INPUT[n], n, payload,
+                                               bounds=(so.max_usd_value, so.max_amount)))
         inputs[n] = parsed.main
         dead.append(parsed[DEAD])
     seeds, versions = None, ()
@@ -136,6 +158,19 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     for n in OUTPUT_NAMES:
         topic = getattr(so, f"{n}_topic") or topic_path(project, n)
         outs[n] | f"Write{n.title()}" >> WriteOutput(topic, payload, local)
+    if policy.warning_holdout > 0:
+        outs["warning_holdout"] | "WriteWarningHoldout" >> WriteOutput(
+            so.warning_holdout_topic or topic_path(project, "warning_holdout"), payload, local)
+    if so.shadow_policy:
+        from pipelines.shadow import build_stream_shadow, shadow_policy
+
+        scale = options.view_as(SafetyNetOptions).time_scale or 1.0
+        shadow = shadow_policy(so.shadow_policy, policy, scale)
+        # the shadow's models publish apart from the live ones (its own versions directory)
+        vdir = f"{so.model_versions_dir.rstrip('/')}/shadow" if so.model_versions_dir else None
+        outs["shadow"] = build_stream_shadow(inputs, outs, shadow,
+                                             lambda n: topic_path(project, n), payload, local,
+                                             scale, versions_dir=vdir)
     return outs
 
 
@@ -156,11 +191,24 @@ def main(argv: Optional[list[str]] = None) -> int:
         _parser().print_help()
         return 0
     try:
-        _parser().parse_known_args(argv)
+        argv = expand_policy_file(argv)
+    except ValueError as e:
+        print(f"stream: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        args, rest = _parser().parse_known_args(argv)
     except SystemExit as e:
         return int(e.code or 2)
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        unknown = preflight.beam_unknown_flags(rest)
+    except preflight.PreflightError as e:
+        print(f"stream: error: {e}", file=sys.stderr)
+        return 2
+    if unknown:
+        print(f"stream: error: unknown option {unknown[0]} (see --help)", file=sys.stderr)
+        return 2
+    argv = [a for a in argv if a not in ("--quiet", "-q", "--verbose", "-v")]
+    preflight.apply_verbosity(args.quiet, args.verbose)
     options = build_options(argv)
     restore = options.view_as(StreamOptions).restore_state
     if restore:
@@ -170,15 +218,35 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"stream: error: {e}", file=sys.stderr)
             return 2
     std = options.view_as(StandardOptions)
-    print(f"[stream] runner={std.runner} project={options.get_all_options()['project']} "
-          f"payload={options.view_as(StreamOptions).payload}", flush=True)
+    try:  # what can be checked before the job starts: one line, exit 2
+        preflight.check_runner(std.runner)
+        preflight.check_project(args.project)
+        policy_from_options(options)
+        if is_local_runner(std.runner) or os.environ.get("PUBSUB_EMULATOR_HOST"):
+            preflight.check_pubsub_reachable(args.project, is_local_runner(std.runner))
+    except (preflight.PreflightError, ValueError) as e:
+        print(f"stream: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    if not args.quiet:
+        print(f"[stream] runner={std.runner} project={args.project} "
+              f"payload={options.view_as(StreamOptions).payload}", flush=True)
     try:
         result = run(argv)
-        print("[stream] running; Ctrl-C stops", flush=True)
+        if not args.quiet:
+            print("[stream] running; Ctrl-C stops", flush=True)
         result.wait_until_finish()
     except KeyboardInterrupt:
         print("[stream] interrupted, stopping", flush=True)
         return 130
+    except ValueError as e:  # a bad policy value or shadow policy file
+        print(f"stream: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a runner's failure: one line (--verbose: all)
+        if args.verbose:
+            raise
+        print(f"stream: error: {preflight.first_line(e)} (--verbose shows the traceback)",
+              file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

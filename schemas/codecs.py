@@ -627,3 +627,43 @@ def find_input(directory: str | Path, stem: str) -> Path | None:
     if len(found) > 1:
         raise CodecError(f"{d}: both {stem}.avro and {stem}.parquet exist; keep one")
     return found[0] if found else None
+
+
+# --- bounds ----------------------------------------------------------------------------
+MAX_USD_VALUE = 1e10  # $10 billion: above any single transfer; one 1e300 ruins every USD sum
+MAX_AMOUNT = 1e30  # asset units (memecoins have large supplies; "1e400" is not an amount)
+
+
+def check_bounds(row: Any, source: str, max_usd: float = MAX_USD_VALUE,
+                 max_amount: float = MAX_AMOUNT) -> Any:
+    """``row`` unchanged, or a ``DeadLetter`` when a money field exceeds its upper bound
+    (``usd_value`` / ``claimed_loss_usd`` above ``max_usd``, ``amount`` above
+    ``max_amount``): validation admits any finite number, and one absurd value would turn
+    every USD figure of a run into nonsense.
+
+    >>> from schemas.rows import Transfer
+    >>> t = Transfer("t1", MIN_TS, "u", "0xab", None, "ETH", "ETH", "1e400", 5.0, "WITHDRAWAL")
+    >>> check_bounds(t, "transfers").error
+    'amount 1e400 exceeds the upper bound 1e+30 (--max_amount)'
+    """
+    bad = None
+    usd = getattr(row, "usd_value", None)
+    if usd is None:
+        usd = getattr(row, "claimed_loss_usd", None)
+        name = "claimed_loss_usd"
+    else:
+        name = "usd_value"
+    if usd is not None and usd > max_usd:
+        bad = f"{name} {usd!r} exceeds the upper bound {max_usd:g} (--max_usd_value)"
+    amount = getattr(row, "amount", None)
+    if bad is None and amount is not None:
+        try:
+            too_big = Decimal(amount) > Decimal(repr(float(max_amount)))
+        except (InvalidOperation, ValueError):
+            too_big = False
+        if too_big:
+            bad = f"amount {amount} exceeds the upper bound {max_amount:g} (--max_amount)"
+    if bad is None:
+        return row
+    return DeadLetter(source, json.dumps(to_wire(row), sort_keys=True, default=str), bad,
+                      getattr(row, "event_time", 0))

@@ -177,7 +177,8 @@ class Exchange:
     """The world and the plan; ``write`` streams the files."""
 
     def __init__(self, users: int, days: int, seed: int, start_ms: int,
-                 malformed_share: float, duplicate_share: float):
+                 malformed_share: float, duplicate_share: float,
+                 efficacy: Optional[tuple[float, float, int]] = None):
         self.n, self.days, self.seed, self.start = users, days, seed, start_ms
         self.end = start_ms + days * DAY
         self.malformed_share, self.duplicate_share = malformed_share, duplicate_share
@@ -194,6 +195,11 @@ class Exchange:
         self._seq = 0
         self._build_world()
         self._plan()
+        self.efficacy = None
+        if efficacy is not None:  # (warning effect, holdout share, victims): efficacy.py
+            from simulator import efficacy as eff
+
+            self.efficacy = eff.plan(self, *efficacy)
 
     # --- world ---------------------------------------------------------------------------
     def _build_world(self) -> None:
@@ -866,9 +872,15 @@ class Exchange:
 
 def generate(output_dir: str | Path, users: int = 20000, days: int = 30, seed: int = 7,
              fmt: str = "avro", start_ms: int = DEFAULT_START_MS,
-             malformed_share: float = 0.002, duplicate_share: float = 0.002) -> dict:
+             malformed_share: float = 0.002, duplicate_share: float = 0.002,
+             warning_effect: float = 0.0, warning_holdout: float = 0.0,
+             efficacy_victims: int = 0) -> dict:
     """Write a replay directory (transfers, reports, outcomes, blacklist, profiles,
-    blacklist_snapshot, truth, manifest.json) and return the manifest as a dict."""
+    blacklist_snapshot, truth, manifest.json) and return the manifest as a dict.
+
+    ``efficacy_victims`` > 0 adds efficacy campaigns (``simulator/efficacy.py``): victims
+    outside a ``warning_holdout`` share who are warned cancel their later scam payments with
+    probability ``warning_effect``."""
     if fmt not in codecs.FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(codecs.FORMATS)}, got {fmt!r}")
     if users < 10 or days < 1:
@@ -882,7 +894,12 @@ def generate(output_dir: str | Path, users: int = 20000, days: int = 30, seed: i
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    ex = Exchange(users, days, seed, start_ms, malformed_share, duplicate_share)
+    for name, v in (("warning_effect", warning_effect), ("warning_holdout", warning_holdout)):
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {v}")
+    ex = Exchange(users, days, seed, start_ms, malformed_share, duplicate_share,
+                  (warning_effect, warning_holdout, efficacy_victims) if efficacy_victims > 0
+                  else None)
     written = ex.write(out, fmt)
     counts = written["counts"]
     typ_counts: dict[str, int] = defaultdict(int)
@@ -913,6 +930,8 @@ def generate(output_dir: str | Path, users: int = 20000, days: int = 30, seed: i
         "vulnerable_users": int(ex.vulnerable.sum()),
         "report_bombing": ex.bombing,
     }
+    if ex.efficacy is not None:
+        manifest["efficacy"] = ex.efficacy
     with open(out / "manifest.json", "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
         f.write("\n")

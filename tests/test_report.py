@@ -126,10 +126,14 @@ def test_threshold_sweep_monotone_and_exact(tmp_path):
     inp, out = scenario(tmp_path)
     m = report.build_report(inp, out, html=False)
     sweep = {r["threshold"]: r for r in m["threshold_sweep"]}
-    # t4's destination was frozen before it: held whatever the threshold
-    assert sweep[0.95]["held"] == 1 and sweep[0.95]["prevented"] == 1
+    # t4's destination was frozen before it: held whatever the threshold, and *recovered*
+    # (the summary's word), not prevented: one definition everywhere
+    assert sweep[0.95]["held"] == 1 and sweep[0.95]["prevented"] == 0
+    assert (sweep[0.95]["recovered"], sweep[0.95]["recovered_usd"]) == (
+        m["summary"]["scam_recovered"], m["summary"]["scam_usd_recovered"]) == (1, 400.0)
     # at 0.5: t1 (0.9), t2 (0.5), t3 (0.8), t4 (frozen); t1 and t2 prevented (freeze at +6h)
-    assert sweep[0.5]["held"] == 4 and sweep[0.5]["prevented"] == 3
+    assert sweep[0.5]["held"] == 4 and sweep[0.5]["prevented"] == 2
+    assert sweep[0.5]["recovered"] == 1
     assert sweep[0.5]["legit_held"] == 1
     rows = m["threshold_sweep"]
     for lo, hi in zip(rows, rows[1:], strict=False):

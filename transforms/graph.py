@@ -48,7 +48,7 @@ from transforms.events import (
 from transforms.labels import EXAMPLES, LabelJoin
 from transforms.learner import MODEL_METRICS, SNAPSHOTS, VERSIONS, Learner, learner_key
 from transforms.machine import Fused, Machine
-from transforms.outreach import OUTREACH, OutreachStep
+from transforms.outreach import HOLDOUT, OUTREACH, OutreachStep
 from transforms.policy import Policy
 from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
 from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
@@ -220,7 +220,7 @@ STEPS = (
          ("Score:scored_transfers", "Score:scored_reports", "blacklist") + _FACTS,
          act.HOLDS, (act.RESOLUTIONS, act.FREEZES, act.REQUESTS, act.LOSSES)),
     Step("Outreach", _outreach, user_of, ("Actions:outreach_requests", "Actions:losses"),
-         OUTREACH),
+         OUTREACH, (HOLDOUT,)),
 )
 STEP_LABELS = tuple(s.label for s in STEPS)
 
@@ -231,5 +231,6 @@ RESULTS = {
     "freezes": "Actions:freezes", "outreach": "Outreach:outreach",
     "scored": "Score:scored_transfers", "model_metrics": "Learner:model_metrics",
     "versions": "Learner:versions", "snapshots": "Learner:snapshots",
+    "warning_holdout": "Outreach:warning_holdout",
 }
 DEAD_LETTERS = ("reports:dead", "TransferLedger:dead_letter", "ReportLedger:dead_letter")

@@ -19,8 +19,10 @@ DEAD = "dead_letter"
 
 
 class _ParseFn(beam.DoFn):
-    def __init__(self, record_name: str, source: str, payload: str):
+    def __init__(self, record_name: str, source: str, payload: str,
+                 bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT)):
         self.record_name, self.source, self.payload = record_name, source, payload
+        self.bounds = bounds
 
     def setup(self):
         self.ok = Metrics.counter("Parse", f"{self.source}_valid")
@@ -43,6 +45,8 @@ class _ParseFn(beam.DoFn):
                 row = codecs.decode_avro(self.record_name, data, self.source, at=at)
             else:
                 row = codecs.decode_json(self.record_name, data, self.source, at=at)
+        if type(row) is not DeadLetter:
+            row = codecs.check_bounds(row, self.source, *self.bounds)
         if type(row) is DeadLetter:
             self.bad.inc()
             yield beam.pvalue.TaggedOutput(DEAD, row)
@@ -56,12 +60,15 @@ class Parse(beam.PTransform):
     messages or their bytes). Returns ``DoOutputsTuple`` with ``main`` and ``dead_letter``."""
 
     def __init__(self, record_name: str, source: str, payload: str = "dict",
-                 label: Optional[str] = None):
+                 label: Optional[str] = None,
+                 bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT)):
         super().__init__(label)
         if payload not in ("dict", "json", "avro"):
             raise ValueError(f"payload must be dict, json or avro, not {payload!r}")
         self.record_name, self.source, self.payload = record_name, source, payload
+        self.bounds = bounds
 
     def expand(self, pcoll):
         return pcoll | "Validate" >> beam.ParDo(
-            _ParseFn(self.record_name, self.source, self.payload)).with_outputs(DEAD, main="main")
+            _ParseFn(self.record_name, self.source, self.payload, self.bounds)).with_outputs(
+                DEAD, main="main")

@@ -2,10 +2,13 @@
 
 Keyed by ``"T:" + transfer_id`` (transfers, TRANSFER case outcomes, reports naming a
 transfer) or ``"R:" + report_id`` (reports, REPORT case outcomes). It remembers each id for
-``dedup_ms`` of event time, passes the first delivery on and counts the others, and turns
+``dedup_ms`` of event time, passes the first delivery on and counts the others (a later
+delivery with the same content: rule 8), and turns
 a case outcome about a transfer or a report into an :class:`AddressFact` about the address
 concerned. A record that waits for an id never seen within ``resolve_wait_ms`` becomes a
-dead letter with the reason: nothing is dropped silently (rule 7).
+dead letter with the reason: nothing is dropped silently (rule 7). A later delivery of an
+id whose content differs from the first (another address, amount, ...) is not a duplicate
+but a *conflict*: it becomes a dead letter naming both versions, and the first stands.
 """
 
 from __future__ import annotations
@@ -74,6 +77,10 @@ class Ledger(Machine):
         t = type(ev)
         if t is Transfer or t is ReportIn:
             if s.first_at is not None:
+                first = s.info if t is Transfer else s.info.report
+                second = ev if t is Transfer else ev.report
+                if first != second:
+                    return self._conflict(first, second, now)
                 name = "duplicate_transfers" if t is Transfer else "duplicate_reports"
                 return [(METRIC, now, (name, 1))]
             s.first_at, s.info = now, ev
@@ -108,6 +115,21 @@ class Ledger(Machine):
         return [(REPORTS, max(now, report.event_time), ReportIn(
             report, report.event_time, suspect,
             info.event_time if paid else None, info.usd_value if paid else None))]
+
+    def _conflict(self, first, second, at: int) -> list:
+        """A second delivery of an id with other content: a dead letter naming both."""
+        is_t = type(first) is Transfer
+        a, b = to_wire(first), to_wire(second)
+        differ = [k for k in a if a.get(k) != b.get(k)]
+        id_name = "transfer_id" if is_t else "report_id"
+        err = (f"conflicting delivery of {id_name} {a[id_name]!r}: differs from the first "
+               f"delivery in {', '.join(differ)}; first: "
+               f"{json.dumps(a, sort_keys=True, default=str)}; this one (payload) was not "
+               "used")
+        payload = json.dumps(b, sort_keys=True, default=str)
+        name = "conflicting_transfers" if is_t else "conflicting_reports"
+        return [(METRIC, at, (name, 1)),
+                (DEAD, at, DeadLetter("transfers" if is_t else "reports", payload, err, at))]
 
     def _unresolved(self, ev, at: int):
         if type(ev) is CaseOutcome:

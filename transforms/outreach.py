@@ -6,6 +6,10 @@ escalation (rules 1 and 6).
 * A WARNING to a vulnerable user (profile) or a repeat victim (``repeat_victim_losses`` or
   more of their transfers went to confirmed scams, seen in Actions' LossConfirmed facts)
   becomes an INTERVENTION on CALL.
+* Warning holdout (``policy.warning_holdout``, :mod:`transforms.holdout`): a WARNING that
+  would be sent (after escalation and the cool-down, so both groups are chosen alike) to a
+  user of the holdout is not sent; it goes to the ``warning_holdout`` output instead, with
+  the reason ``warning_holdout``, and is counted. Interventions are never held out.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from typing import Callable, Optional
 from schemas.rows import Outreach, UserProfile
 from transforms.actions import short_id
 from transforms.events import LossConfirmed, OutreachRequest
+from transforms.holdout import in_holdout
 from transforms.machine import METRIC, Machine
 from transforms.policy import Policy
 
 OUTREACH = "outreach"
+HOLDOUT = "warning_holdout"  # WARNINGs not sent because the user is in the holdout
 
 
 class _User:
@@ -85,4 +91,7 @@ class OutreachStep(Machine):
             s.last_sent[kind] = now
         o = Outreach(short_id("outreach", req.user_id, kind, now, req.transfer_id, req.address),
                      req.user_id, kind, channel, now, req.transfer_id, req.address, reasons)
+        if kind == "WARNING" and in_holdout(req.user_id, self.p.warning_holdout):
+            return [(HOLDOUT, now, o._replace(reasons=reasons + ["warning_holdout"])),
+                    (METRIC, now, ("warning_holdout_suppressed", 1))]
         return [(OUTREACH, now, o)]

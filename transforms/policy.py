@@ -98,6 +98,10 @@ class Policy:
     lookalike_bech32_tail: int = 4
     lookalike_sol_head: int = 4
     lookalike_sol_tail: int = 4
+    # Warning efficacy (transforms/holdout.py): this share of users, chosen by a hash of
+    # the user id, gets no WARNING (holds, freezes, interventions unchanged); the suppressed
+    # warnings go to the ``warning_holdout`` output so a report can compare the two groups
+    warning_holdout: float = 0.0
     # Files read at start (side data)
     blacklist_paths: tuple = ()
     profiles_path: Optional[str] = None
@@ -127,6 +131,8 @@ class Policy:
             raise ValueError("need 0 <= warn_threshold <= hold_threshold <= 1")
         if not 0.0 <= self.review_threshold <= self.scam_threshold <= 1.0:
             raise ValueError("need 0 <= review_threshold <= scam_threshold <= 1")
+        if not 0.0 <= self.warning_holdout <= 1.0:
+            raise ValueError("warning_holdout must be between 0 and 100%")
         for f in dataclasses.fields(self):
             if f.name.endswith("_ms") and getattr(self, f.name) <= 0:
                 raise ValueError(f"{f.name} must be positive")

@@ -13,7 +13,7 @@ graph's topological order. It is the batch face without Beam's shuffles and code
 >>> out = run_reference({}, Policy())
 >>> sorted(out)  # doctest: +NORMALIZE_WHITESPACE
 ['dead_letter', 'freezes', 'holds', 'model_metrics', 'outreach', 'resolutions', 'scored',
- 'snapshots', 'verdicts', 'versions']
+ 'snapshots', 'verdicts', 'versions', 'warning_holdout']
 """
 
 from __future__ import annotations

@@ -237,9 +237,15 @@ def test_known_payee_again_is_not_a_lookalike_and_an_imitation_never_becomes_one
 
 # ------------------------------------------------------------------ rule 8: duplicates
 def test_duplicate_after_the_resolution_and_until_the_dedup_window_ends_changes_nothing():
+    """A redelivery of the same record, arriving when time has passed its hold's
+    resolution (24h) and until 1 ms before the dedup window (30 days) ends, is counted and
+    dropped."""
+    m = Ledger(P)
     first = transfer("t1", at(0), "u1", DEST)
-    dups = [first._replace(event_time=t) for t in (at(0) + H + 1, at(0) + P.dedup_ms - 1)]
-    _, out = feed(Ledger(P), "T:t1", [first, *dups])
+    state, out = feed(m, "T:t1", [first], until=at(0) + H + 1)
+    state, more = feed(m, "T:t1", [first], until=at(0) + P.dedup_ms - 1, state=state)
+    state, more2 = feed(m, "T:t1", [first], state=state)
+    out += more + more2
     assert [v.transfer_id for v in tagged(out, TRANSFERS)] == ["t1"]
     assert tagged(out, METRIC) == [("duplicate_transfers", 1)] * 2
 
@@ -247,15 +253,21 @@ def test_duplicate_after_the_resolution_and_until_the_dedup_window_ends_changes_
 def test_after_the_dedup_window_the_ledger_has_forgotten_the_id():
     """The memory is bounded: ``dedup_ms`` after the first delivery the id is forgotten
     and a redelivery passes as new (the documented limit of rule 8)."""
+    m = Ledger(P)
     first = transfer("t1", at(0), "u1", DEST)
-    _, out = feed(Ledger(P), "T:t1", [first, first._replace(event_time=at(0) + P.dedup_ms)])
-    assert [v.event_time for v in tagged(out, TRANSFERS)] == [at(0), at(0) + P.dedup_ms]
+    state, out = feed(m, "T:t1", [first], until=at(0) + P.dedup_ms)
+    assert m.is_empty(state)
+    _, more = feed(m, "T:t1", [first], state=state)
+    assert [v.event_time for v in tagged(out + more, TRANSFERS)] == [at(0), at(0)]
 
 
 def test_duplicate_report_after_its_verdict_changes_nothing():
     r = report("r1", at(0), "u1", suspect=DEST)
     ri = ReportIn(r, at(0), DEST)
-    _, out = feed(Ledger(P), "R:r1", [ri, ri._replace(event_time=at(days=2))])
+    m = Ledger(P)
+    state, out = feed(m, "R:r1", [ri], until=at(days=2))
+    _, more = feed(m, "R:r1", [ri], state=state)
+    out += more
     assert [v.report.report_id for v in tagged(out, REPORTS)] == ["r1"]
     assert tagged(out, METRIC) == [("duplicate_reports", 1)]
 

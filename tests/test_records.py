@@ -447,3 +447,50 @@ def test_negative_sampling_keeps_the_same_one_in_k_each_weighing_k_and_every_pos
     _, out = feed(LabelJoin(P), D, [_ft("t1", at(0))], until=at(0) + P.label_horizon_ms)
     assert tagged(out, EXAMPLES) == [Example("transfer_risk", at(0) + P.label_horizon_ms,
                                              "T:t1", {"f": 1.0}, False, at(0), 1)]
+
+
+def test_a_redelivery_with_other_content_is_a_conflict_dead_letter_and_the_first_stands():
+    first = transfer("t1", at(0), "u1", D, 100.0)
+    other = transfer("t1", at(0), "u1", E, 250.0)
+    o = outcome("c1", at(5), "TRANSFER", "t1")
+    _, out = feed(Ledger(P), "T:t1", [first, other, o])
+    assert [(g, t) for g, t, _ in out] == [(TRANSFERS, at(0)), (METRIC, at(0)), (DEAD, at(0)),
+                                          (FACTS, at(5))]
+    assert tagged(out, METRIC) == [("conflicting_transfers", 1)]
+    (d,) = tagged(out, DEAD)
+    assert (d.source, d.at, json.loads(d.payload)["to_address"]) == ("transfers", at(0), E)
+    assert d.error.startswith("conflicting delivery of transfer_id 't1': differs from the "
+                              "first delivery in to_address, amount, usd_value; first: {")
+    assert d.error.endswith("; this one (payload) was not used")
+    assert json.loads(d.error.split("first: ", 1)[1].rsplit("; this one", 1)[0]) == \
+        json.loads(json.dumps(dict(first._asdict())))
+    assert tagged(out, FACTS)[0].address == D  # the first delivery stands
+
+
+def test_a_report_redelivered_with_other_content_is_a_conflict():
+    r = report("r1", at(0), "u1", suspect=D)
+    ri, other = ReportIn(r, at(0), D), ReportIn(r._replace(category="ROMANCE"), at(0), D)
+    _, out = feed(Ledger(P), "R:r1", [ri, other])
+    assert tagged(out, METRIC) == [("conflicting_reports", 1)]
+    (d,) = tagged(out, DEAD)
+    assert (d.source, json.loads(d.payload)["category"]) == ("reports", "ROMANCE")
+    assert d.error.startswith("conflicting delivery of report_id 'r1': differs from the "
+                              "first delivery in category; first: {")
+
+
+def test_warning_holdout_diverts_warnings_only():
+    from transforms.outreach import HOLDOUT
+
+    everyone = Policy(use_models=False, warning_holdout=1.0)
+    req = request("u1", at(0), tid="t1", address=D)
+    _, out = _outreach([req, request("u1", at(1), "HOLD_NOTICE", tid="t2", address=D)],
+                       policy=everyone)
+    assert out == [
+        (HOLDOUT, at(0), Outreach(sid("outreach", "u1", "WARNING", at(0), "t1", D), "u1",
+                                  "WARNING", "APP", at(0), "t1", D, ["warning_holdout"])),
+        (METRIC, at(0), ("warning_holdout_suppressed", 1)),
+        (OUTREACH, at(1), Outreach(sid("outreach", "u1", "HOLD_NOTICE", at(1), "t2", D), "u1",
+                                   "HOLD_NOTICE", "APP", at(1), "t2", D, [])),
+    ]
+    _, out = _outreach([req])
+    assert [g for g, _, _ in out] == [OUTREACH]

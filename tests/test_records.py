@@ -462,6 +462,9 @@ def test_a_redelivery_with_other_content_is_a_conflict_dead_letter_and_the_first
     assert d.error.startswith("conflicting delivery of transfer_id 't1': differs from the "
                               "first delivery in to_address, amount, usd_value; first: {")
     assert d.error.endswith("; this one (payload) was not used")
+    shown = d.error.split("first: ", 1)[1].rsplit("; this one", 1)[0]
+    assert list(json.loads(shown)) == sorted(json.loads(shown))  # stable text: keys sorted
+    assert list(json.loads(d.payload)) == sorted(json.loads(d.payload))
     assert json.loads(d.error.split("first: ", 1)[1].rsplit("; this one", 1)[0]) == \
         json.loads(json.dumps(dict(first._asdict())))
     assert tagged(out, FACTS)[0].address == D  # the first delivery stands

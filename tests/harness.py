@@ -1,7 +1,8 @@
 """`./run_local.sh test`: start the Pub/Sub emulator, run pytest, stop the emulator.
 
 Tests that need the emulator read PUBSUB_EMULATOR_HOST; where gcloud's emulator is not
-installed they are skipped with that reason (see tests/conftest.py).
+installed they are skipped with that reason, and under CI=true they fail instead
+(tests/conftest.py).
 """
 
 import os
@@ -17,7 +18,9 @@ def main(argv: list[str]) -> int:
     if not os.environ.get("PUBSUB_EMULATOR_HOST"):
         emu = emulator.start()
         if emu is None:
-            print("[test] gcloud's Pub/Sub emulator is not installed: emulator tests will skip")
+            print("[test] gcloud's Pub/Sub emulator is not installed: emulator tests will "
+                  + ("FAIL (CI=true)" if os.environ.get("CI", "").lower() == "true"
+                     else "skip"))
         else:
             os.environ["PUBSUB_EMULATOR_HOST"] = emu.host
             print(f"[test] Pub/Sub emulator on {emu.host}")

@@ -11,7 +11,6 @@ duration of the policy is divided by 4320 (``--time_scale``), so 6 hours of hist
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
@@ -108,8 +107,11 @@ def test_backtest_and_stream_decide_alike(snapshot, tmp_path):
             got = decisions(rows)
             return all(len(got[n]) >= len(batch[n]) for n in batch)
 
-        col.wait_for(complete, timeout=60)
-        # Anything extra would arrive right behind: one more short round of pulls.
+        assert col.wait_for(complete, timeout=60), (
+            f"the stream's decisions were incomplete after 60 s: {decisions(col.rows)}")
+        # Anything extra would arrive right behind: one more short round of pulls (the
+        # condition is never met, so this pulls for 3 s; the comparison below then fails
+        # on any extra decision).
         col.wait_for(lambda rows: False, timeout=3)
         assert proc.poll() is None, "the streaming job died"
         stream = decisions(col.rows)
@@ -118,4 +120,3 @@ def test_backtest_and_stream_decide_alike(snapshot, tmp_path):
         col.close()
     for name in batch:
         assert stream[name] == batch[name], name
-    assert dataclasses.replace(policy).hold_ms // FACTOR == 20_000

@@ -49,14 +49,18 @@ class OutreachStep(Machine):
         return max(self.p.lookback_ms, self.p.cooldown_ms, self.p.payee_memory_ms)
 
     def is_empty(self, s: _User) -> bool:
-        return s.last_t is None
+        return s.last_t is None and not s.losses
 
     def next_deadline(self, s: _User) -> Optional[int]:
         return None if s.last_t is None else s.last_t + self._ttl()
 
     def advance(self, s: _User, now: int) -> list:
         if s.last_t is not None and s.last_t + self._ttl() <= now:
+            # Confirmed losses outlive the idle reset (a repeat victim stays one, rule 1);
+            # only the first ``repeat_victim_losses`` are kept: all the rule can ask for.
+            kept = sorted(s.losses.items(), key=lambda kv: (kv[1], kv[0]))
             s.__init__()
+            s.losses = dict(kept[:self.p.repeat_victim_losses])
         return []
 
     def on_event(self, s: _User, ev, now: int) -> list:

@@ -202,9 +202,13 @@ class CounterpartyProfile(Machine):
 
     def advance(self, s: _Counterparty, now: int) -> list:
         if s.last_t is not None and s.last_t + self._ttl() <= now:
-            live = s.live if s.live is not None and s.live[0] == "ADD" else None
+            live = s.live
             s.__init__()
-            s.live = live  # list membership outlives activity
+            # List membership outlives activity: a live ADD, and a live REMOVE of a
+            # snapshot listing (its tombstone: without it the snapshot would list the
+            # address again). on_event keeps no REMOVE that has no snapshot listing to
+            # override, so this is one small tuple per key at most.
+            s.live = live
         return []
 
     def listed(self, address: str, s: _Counterparty) -> tuple[Optional[tuple], Optional[str]]:
@@ -223,7 +227,10 @@ class CounterpartyProfile(Machine):
     def on_event(self, s: _Counterparty, ev, now: int) -> list:
         t = type(ev)
         if t is BlacklistUpdate:
-            s.live = (ev.action, ev.source, now)
+            if ev.action == "REMOVE" and not self.snapshot.lookup(ev.address):
+                s.live = None  # nothing listed it but a live ADD: no tombstone needed
+            else:
+                s.live = (ev.action, ev.source, now)
             return []
         p = self.p
         while s.senders and s.senders[0][0] <= now - p.long_window_ms:

@@ -1,0 +1,79 @@
+"""Helpers for the machine-level tests: build the events a keyed step receives and read its
+outputs. No Beam: each test runs a pure machine (``transforms/``) in milliseconds.
+
+Times come from ``tests.scenario.at``; addresses from ``tests.scenario.addr``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+from tests.scenario import report, transfer
+from transforms.events import (
+    FeaturedReport,
+    FeaturedTransfer,
+    LossConfirmed,
+    OutreachRequest,
+    ReportIn,
+    ScoredReport,
+    ScoredTransfer,
+)
+from transforms.machine import Machine, step
+from transforms.policy import Policy
+
+P = Policy(use_models=False)
+LOW = 0.05  # a score below every threshold
+
+
+def scored(tid: str, t: int, user: str, dest: str, score: float = LOW,
+           blacklist: Optional[tuple] = None, lookalike_of: Optional[str] = None,
+           reasons: tuple = ()) -> ScoredTransfer:
+    """The transfer as Actions receives it: features, list hits and the score."""
+    ft = FeaturedTransfer(transfer(tid, t, user, dest), t, {},
+                          blacklist=blacklist,
+                          list_version="snap-1" if blacklist else None,
+                          lookalike_of=lookalike_of)
+    return ScoredTransfer(ft, t, score, "rules", reasons)
+
+
+def scored_report(rid: str, t: int, reporter: str, suspect: str,
+                  verdict: str = "NOT_SCAM", score: float = 0.1) -> ScoredReport:
+    ri = ReportIn(report(rid, t, reporter, suspect=suspect), t, suspect)
+    return ScoredReport(FeaturedReport(ri, t, {}), t, score, verdict, "rules")
+
+
+def request(user: str, t: int, kind: str = "WARNING", tid: Optional[str] = "t",
+            address: Optional[str] = "0xdest", channel: str = "APP") -> OutreachRequest:
+    return OutreachRequest(user, t, kind, "CHAT" if kind == "SILENT_SUFFERER" else channel,
+                           tid, address)
+
+
+def loss(user: str, t: int, tid: str, address: str = "0xscam") -> LossConfirmed:
+    return LossConfirmed(user, t, tid, address)
+
+
+def feed(machine: Machine, key: Any, events: Iterable[Any], until: Optional[int] = None,
+         state: Any = None) -> tuple[Any, list]:
+    """Feed ``events`` in the order given (as the streaming face does), then, if ``until``
+    is set, fire every deadline due by then. Returns (state, outputs)."""
+    if state is None:
+        state = machine.new_state(key)
+    out: list = []
+    for ev in events:
+        state, more = step(machine, key, state, ev)
+        out.extend(more)
+    if until is not None:
+        out.extend(machine.advance(state, until))
+        if machine.is_empty(state):
+            state = machine.new_state(key)
+    return state, out
+
+
+def tagged(out: list, tag: str) -> list:
+    """The values of the outputs with ``tag``, in output order."""
+    return [v for g, _, v in out if g == tag]
+
+
+def stamped(out: list, tag: str) -> list:
+    """(time, value) of the outputs with ``tag``, in output order."""
+    return [(t, v) for g, t, v in out if g == tag]

@@ -81,15 +81,18 @@ def test_hold_refund_freeze_and_frozen_destination_records():
         LossConfirmed("u1", at(2), "t1", D), LossConfirmed("u0", at(2), "t0", D),
         LossConfirmed("u4", at(3), "t2", D), LossConfirmed("u5", at(4), "t3", D)]
     assert tagged(out, REQUESTS) == [
+        # expected loss (rule 12's ranking): a listed or frozen destination makes the loss
+        # certain, so the transfer's whole USD
         OutreachRequest("u1", at(0), "WARNING", "APP", "t1", D,
-                        ("blacklist:ofac_sdn", "list_version=snap-1", "fan_in_24h=30"), ()),
+                        ("blacklist:ofac_sdn", "list_version=snap-1", "fan_in_24h=30"), (),
+                        100.0),
         # t0 was lost (not held) and u0 never reported: a silent sufferer at the freeze
         OutreachRequest("u0", at(2), "SILENT_SUFFERER", "CHAT", "t0", D,
                         ("frozen", f"sent_at={at(0) + 1}")),
         OutreachRequest("u4", at(3), "WARNING", "APP", "t2", D, ("destination_frozen",),
-                        ("t2",)),
+                        ("t2",), 100.0),
         OutreachRequest("u5", at(4), "WARNING", "APP", "t3", D,
-                        ("destination_frozen", "risk_score=0.50"), ("t3",)),
+                        ("destination_frozen", "risk_score=0.50"), ("t3",), 100.0),
     ]
 
 

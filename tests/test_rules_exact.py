@@ -49,7 +49,8 @@ def policy(tmp_path_factory) -> Policy:
             for u in ["alice", "bob", "carol", "dave", "erin", "vera", "p1", "p2", "p3"]]
     rows += [profile(f"fresh{i}", at(hours=-3)) for i in range(30)]
     write_records(profs, "UserProfile", rows, "avro")
-    p = Policy(use_models=False, blacklist_paths=(str(snap),), profiles_path=str(profs))
+    p = Policy(use_models=False, blacklist_paths=(str(snap),), profiles_path=str(profs),
+               assessments_per_day=0)  # rules 1-10 alone: no daily risk assessments
     assert (p.hold_ms, p.cooldown_ms, p.lookback_ms, p.fan_in_rule) == (H, H, 30 * 24 * HOUR,
                                                                          25)
     return p

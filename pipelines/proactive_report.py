@@ -19,8 +19,9 @@ import re
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
+from pipelines.htmlcell import cell
 from schemas import codecs
 from schemas.rows import CaseFile, Outreach
 
@@ -104,14 +105,7 @@ def proactive_metrics(out_dir: str | Path, policy: Optional[dict] = None) -> dic
     }
 
 
-def _e(x: Any) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return html.escape(f"{x:,.2f}")
-    if isinstance(x, int) and not isinstance(x, bool):
-        return html.escape(f"{x:,}")
-    return html.escape(str(x))
+_e = cell  # a table cell's escaped text (pipelines/htmlcell.py)
 
 
 def _table(head: list, rows: list, raw_cols: tuple = ()) -> str:

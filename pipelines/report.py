@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pipelines.friction import add_friction, with_friction
+from pipelines.htmlcell import cell
 from pipelines.proactive_report import proactive_html, proactive_metrics, write_case_pages
 from schemas import codecs
 from schemas.rows import (
@@ -750,14 +751,7 @@ def plots(metrics: dict, extras: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- HTML
-def _e(x: Any) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return html.escape(f"{x:,.2f}")
-    if isinstance(x, int) and not isinstance(x, bool):
-        return html.escape(f"{x:,}")
-    return html.escape(str(x))
+_e = cell  # a table cell's escaped text (pipelines/htmlcell.py)
 
 
 def _usd(x: Optional[float]) -> str:

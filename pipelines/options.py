@@ -246,19 +246,25 @@ class SafetyNetOptions(PipelineOptions):
                                      "command line win")
 
 
-def policy_from_options(options: PipelineOptions, **overrides) -> Policy:
-    """The :class:`Policy` the options describe; ``overrides`` win (drivers set paths)."""
-    o = options.view_as(SafetyNetOptions).get_all_options()
+def policy_changes(values: dict) -> dict:
+    """Policy field -> value for every option ``values`` sets (parsed option values by
+    option name: ``hold`` for ``hold_ms``; ``blacklist`` paths comma-separated)."""
     changes = {}
     for f in dataclasses.fields(Policy):
         name = f.name[:-3] if f.name.endswith("_ms") else f.name
-        value = o.get(name)
+        value = values.get(name)
         if value is None:
             continue
         if f.name == "blacklist_paths":
             value = tuple(x for x in str(value).split(",") if x)
         changes[f.name] = value
-    policy = dataclasses.replace(Policy(), **changes)
+    return changes
+
+
+def policy_from_options(options: PipelineOptions, **overrides) -> Policy:
+    """The :class:`Policy` the options describe; ``overrides`` win (drivers set paths)."""
+    o = options.view_as(SafetyNetOptions).get_all_options()
+    policy = dataclasses.replace(Policy(), **policy_changes(o))
     scale = o.get("time_scale")
     scale = 1.0 if scale is None else float(scale)
     try:

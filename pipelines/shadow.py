@@ -20,11 +20,11 @@ import dataclasses
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import apache_beam as beam
 
-from pipelines.options import SafetyNetOptions
+from pipelines.options import SafetyNetOptions, policy_changes
 from transforms.policy import Policy
 
 
@@ -83,17 +83,10 @@ def policy_with(live: Policy, options: dict, time_scale: float = 1.0) -> Policy:
     got = vars(ns)
     scale = float(got.get("time_scale") or 1.0) if "time_scale" in {
         str(k).lstrip("-") for k in options} else time_scale
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(Policy):
-        name = f.name[:-3] if f.name.endswith("_ms") else f.name
-        v = got.get(name)
-        if v is None:
-            continue
-        if f.name == "blacklist_paths":
-            v = tuple(x for x in str(v).split(",") if x)
-        elif f.name.endswith("_ms") and scale != 1.0:
-            v = max(1, int(v / scale))
-        changes[f.name] = v
+    changes = policy_changes(got)
+    if scale != 1.0:
+        changes = {k: max(1, int(v / scale)) if k.endswith("_ms") else v
+                   for k, v in changes.items()}
     return dataclasses.replace(live, **changes).validate()
 
 

@@ -71,6 +71,18 @@ def test_stream(events) -> TestStream:
     return ts.advance_watermark_to_infinity()
 
 
+def scheduled_stream(steps) -> TestStream:
+    """A TestStream from ``steps``: a list of events is added (each stamped with its
+    event time), a ``("watermark", ms)`` tuple advances the watermark; then to infinity."""
+    ts = TestStream()
+    for s in steps:
+        if isinstance(s, tuple):
+            ts.advance_watermark_to(s[1] / 1000.0)
+        else:
+            ts.add_elements([beam.window.TimestampedValue(e, e.event_time / 1000.0) for e in s])
+    return ts.advance_watermark_to_infinity()
+
+
 def build(p, events, policy, mode: str, face: Optional[str] = None) -> dict:
     """Wire the events into SafetyNet the way a driver does. ``mode`` picks the input
     (stream: a TestStream; batch: bounded rows) and, unless ``face`` says otherwise, the

@@ -14,7 +14,7 @@ import pytest
 from schemas.codecs import write_records
 from schemas.rows import Transfer
 from tests import scenario
-from tests.scenario import addr, at, collect, listing, outcome, profile, transfer
+from tests.scenario import addr, at, collect, listing, outcome, profile, scheduled_stream, transfer
 from transforms.assessments import (
     PAST_LOSSES,
     DaySignals,
@@ -181,7 +181,7 @@ def test_stream_cap_holds_when_the_day_arrives_in_pieces(policy, monkeypatch):
     evs = [transfer(f"x{i}", at(hours=20 - 3 * i), u, SCAM, usd=10.0 * (i + 1))
            for i, u in enumerate(users)]
     steps = [evs[:3], ("at", at(hours=12)), evs[3:], ("at", at(days=1, hours=1))]
-    monkeypatch.setattr(scenario, "test_stream", lambda events: _schedule(steps))
+    monkeypatch.setattr(scenario, "test_stream", lambda events: scheduled_stream(steps))
     out = collect(evs, policy, "stream")
     assert [(u, r[-1]) for _t, u, _c, r in _assessments(out)] == [
         ("p4", "expected_loss_usd=50.00"), ("p5", "expected_loss_usd=60.00")]
@@ -197,15 +197,3 @@ def test_outreach_cooldown_applies_to_assessments(policy):
     got = [t for t, u, _c, _r in _assessments(collect(events, p))]
     assert got == [at(days=1) - 1, at(days=3) - 1]
 
-
-def _schedule(steps):
-    import apache_beam as beam
-    from apache_beam.testing.test_stream import TestStream
-
-    ts = TestStream()
-    for s in steps:
-        if isinstance(s, tuple):
-            ts.advance_watermark_to(s[1] / 1000.0)
-        else:
-            ts.add_elements([beam.window.TimestampedValue(e, e.event_time / 1000.0) for e in s])
-    return ts.advance_watermark_to_infinity()

@@ -12,7 +12,7 @@ import pytest
 from schemas.codecs import write_records
 from schemas.rows import Outreach
 from tests import scenario
-from tests.scenario import addr, at, collect, listing, profile, transfer
+from tests.scenario import addr, at, collect, listing, profile, scheduled_stream, transfer
 from transforms.capacity import apply_capacity, select_calls, slot_capacity
 from transforms.policy import HOUR, Policy
 
@@ -137,7 +137,7 @@ def test_late_call_after_the_day_was_ranked_is_downgraded_not_dropped(policy, mo
         [transfer("t-vic", at(hours=5), "vic", SCAM, usd=900.0)],  # late, for day 0
         ("at", at(days=2)),
     ]
-    monkeypatch.setattr(scenario, "test_stream", lambda events: _schedule(steps))
+    monkeypatch.setattr(scenario, "test_stream", lambda events: scheduled_stream(steps))
     events = [e for s in steps if not isinstance(s, tuple) for e in s]
     out = collect(events, dataclasses.replace(policy, stream_ordering="arrival"), "stream")
     assert _calls(out) == {
@@ -145,15 +145,3 @@ def test_late_call_after_the_day_was_ranked_is_downgraded_not_dropped(policy, mo
         "t-vic": ("INTERVENTION", "CHAT", "call_capacity:late"),
     }
 
-
-def _schedule(steps):
-    import apache_beam as beam
-    from apache_beam.testing.test_stream import TestStream
-
-    ts = TestStream()
-    for s in steps:
-        if isinstance(s, tuple):
-            ts.advance_watermark_to(s[1] / 1000.0)
-        else:
-            ts.add_elements([beam.window.TimestampedValue(e, e.event_time / 1000.0) for e in s])
-    return ts.advance_watermark_to_infinity()

@@ -496,7 +496,7 @@ def arg_parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_SHARDS}; raise it for a large cluster)")
     g = p.add_argument_group("long replays and warm start")
     g.add_argument("--chunk", default=None, metavar="DURATION",
-                   help="replay in chunks of this much event time (whole hours, e.g. 7d), "
+                   help="replay in chunks of this much event time (whole days, e.g. 7d), "
                         "carrying every step's state from one chunk to the next: memory is "
                         "bounded by one chunk plus the live state; decisions are identical")
     g.add_argument("--write_state", default=None, metavar="DIR",

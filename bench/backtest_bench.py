@@ -38,12 +38,12 @@ import time
 from pathlib import Path
 
 from bench import ROOT, run_child
+from schemas.streams import DECISIONS
 
 SHARED = ROOT.parent / "shared" / "data"
 ETH_CSV = SHARED / "eth_transfers_2018H1_labeled.csv.gz"
 TRANSFERS_PER_USER_DAY = 0.163  # the simulator's default mix, measured (30 days)
 DAYS = 30
-DECISION_FILES = ("holds", "resolutions", "freezes", "outreach", "verdicts", "dead_letter")
 MODES = ("reference", "beam1", "beam2")
 BEAM_FLAGS = {"beam1": [],
               "beam2": ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]}
@@ -105,9 +105,9 @@ def _peak_rss_mb() -> float:
 
 def child_reference(inp: Path, out: Path) -> dict:
     """Read, decide with the reference, write the backtest's decision files."""
-    from pipelines.backtest import ORDER, SCORES_FILE, _sort_key, score_row, write_scores
+    from pipelines.backtest import SCORES_FILE, _sort_key, score_row, write_scores
     from schemas.codecs import write_records
-    from schemas.rows import OUTPUT_FILES
+    from schemas.streams import FILE_ORDER, OUTPUTS
     from transforms.reference import Stats, load_replay, replay_policy, run_reference
 
     out.mkdir(parents=True, exist_ok=True)
@@ -118,8 +118,8 @@ def child_reference(inp: Path, out: Path) -> dict:
     stats = Stats()
     outs = run_reference(inputs, replay_policy(inp), stats)
     t2 = time.perf_counter()
-    for name in ORDER:
-        write_records(out / f"{name}.{fmt}", OUTPUT_FILES[name],
+    for name in FILE_ORDER:
+        write_records(out / f"{name}.{fmt}", OUTPUTS[name],
                       sorted(outs[name], key=_sort_key(name)), fmt)
     write_scores(out / SCORES_FILE, [score_row(s) for s in outs["scored"]])
     t3 = time.perf_counter()
@@ -149,7 +149,7 @@ def measure(mode: str, inp: Path, out: Path) -> dict:
 def same_files(a: Path, b: Path) -> list[str]:
     """Decision files that differ between two output directories."""
     bad = []
-    for name in DECISION_FILES:
+    for name in DECISIONS:
         fa, fb = a / f"{name}.avro", b / f"{name}.avro"
         if not (fa.is_file() and fb.is_file()) or fa.read_bytes() != fb.read_bytes():
             bad.append(name)

@@ -60,7 +60,8 @@ from pipelines.options import (
 from pipelines.validate import add_input_options, dead_letter_excess, read_validated
 from schemas import codecs
 from schemas.codecs import CodecError
-from schemas.rows import INPUT_FILES, OUTPUT_FILES, DeadLetter
+from schemas.rows import DeadLetter
+from schemas.streams import FILE_ORDER, OUTPUTS, REPLAY_FILES
 from transforms.aggregates import FanIn, HourlyMetrics
 from transforms.casefiles import latest_cases
 from transforms.checkpoint import (
@@ -84,13 +85,8 @@ SCORES_FILE = "scores.parquet"
 # Policy options that only the streaming job reads (accepted, not shown in --help).
 STREAM_ONLY = ("stream_ordering",)
 # What a run writes into --output (any format): refused or cleared first (--overwrite).
-OWNED = preflight.owned_files(OUTPUT_FILES, codecs.FORMATS, extra=(
+OWNED = preflight.owned_files(OUTPUTS, codecs.FORMATS, extra=(
     SCORES_FILE, "hourly_metrics.jsonl", "fan_in_hourly.jsonl", "metrics.json", "report.html"))
-# Sort key of each output file: (time field, id field); the row's repr breaks any tie.
-ORDER = {"holds": ("placed_at", "hold_id"), "resolutions": ("resolved_at", "hold_id"),
-         "freezes": ("frozen_at", "freeze_id"), "outreach": ("created_at", "outreach_id"),
-         "verdicts": ("decided_at", "report_id"), "dead_letter": ("at", "source"),
-         "cases": ("opened_at", "case_id")}
 
 
 class UsageError(Exception):
@@ -266,7 +262,7 @@ SCORE_COLUMNS = ("transfer_id", "event_time", "user_id", "to_address", "network"
 
 
 def _sort_key(name: str):
-    tf, idf = ORDER[name]
+    tf, idf = FILE_ORDER[name]
 
     def key(row):
         return (getattr(row, tf), getattr(row, idf), repr(row))
@@ -286,7 +282,7 @@ class WriteOutput(beam.DoFn):
         path = Path(self.out_dir) / f"{self.file_name}.{self.fmt}"
         rows = sorted(rows, key=_sort_key(self.name))
         tmp = path.with_name(f".{path.name}.tmp")
-        codecs.write_records(tmp, OUTPUT_FILES[self.name], rows, self.fmt)
+        codecs.write_records(tmp, OUTPUTS[self.name], rows, self.fmt)
         os.replace(tmp, path)
         Metrics.counter("Write", f"{self.file_name}_written").inc(len(rows))
         yield self.file_name, len(rows)
@@ -373,7 +369,7 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
         read = (pipeline
                 | f"Path{name.title()}" >> beam.Create([str(replay.files[name])])
                 | f"Read{name.title()}" >> beam.ParDo(ReadReplayFile(
-                    name, INPUT_FILES[name], replay.totals.get(name, 0), progress,
+                    name, REPLAY_FILES[name], replay.totals.get(name, 0), progress,
                     run.window, bounds))
                 .with_outputs("dead_letter", main="rows"))
         inputs[name] = read.rows
@@ -393,7 +389,7 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
             run.save)
     dead = (*parse_dead, outs["dead_letter"]) | "AllDeadLetters" >> beam.Flatten()
     n_transfers = replay.totals.get("transfers", 0)
-    for name in OUTPUT_FILES:
+    for name in OUTPUTS:
         pc = dead if name == "dead_letter" else outs[name]
         rows = pc | f"Gather{name.title()}" >> Gather()
         if name == "cases":  # issue 12: every version of each case -> the latest one
@@ -640,7 +636,7 @@ def run_chunked(args, options, replay: Replay, out: Path, fmt: str, policy: Poli
                 shutil.rmtree(prev, ignore_errors=True)
             prev, prev_at = (str(save) if save else None), sl.hi - 1
             parts.append(part)
-        chunks.merge_parts(parts, out, fmt, OUTPUT_FILES, _sort_key, SCORES_FILE)
+        chunks.merge_parts(parts, out, fmt, OUTPUTS, _sort_key, SCORES_FILE)
         latest_cases_file(out / f"cases.{fmt}", fmt)  # issue 12: one version per case
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -720,10 +716,10 @@ def run(argv: Optional[list] = None) -> int:
               "shows the traceback)", file=sys.stderr)
         return 1
     wall = time.monotonic() - t0
-    for name in OUTPUT_FILES:  # a runner that skips a ToList over nothing: still a file
+    for name in OUTPUTS:  # a runner that skips a ToList over nothing: still a file
         p = out / f"{name}.{fmt}"
         if not p.exists():
-            codecs.write_records(p, OUTPUT_FILES[name], [], fmt)
+            codecs.write_records(p, OUTPUTS[name], [], fmt)
     extra = [f"shadow_{n}" for n in SHADOW_OUTPUTS] if shadow is not None else []
     if policy.warning_holdout > 0:
         extra.append("warning_holdout")
@@ -732,7 +728,7 @@ def run(argv: Optional[list] = None) -> int:
     for name in extra:
         p = out / f"{name}.{fmt}"
         if not p.exists():
-            codecs.write_records(p, OUTPUT_FILES[name.removeprefix("shadow_").replace(
+            codecs.write_records(p, OUTPUTS[name.removeprefix("shadow_").replace(
                 "warning_holdout", "outreach")], [], fmt)
     if not (out / SCORES_FILE).exists():
         write_scores(out / SCORES_FILE, [])

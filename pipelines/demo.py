@@ -27,15 +27,14 @@ from pathlib import Path
 
 from pipelines import emulator
 from pipelines.pubsub_io import (
-    OUTPUT_NAMES,
     Collector,
     Publisher,
     create_resources,
     is_probe,
-    topic_path,
     wait_until_live,
 )
 from schemas.codecs import to_wire
+from schemas.streams import OUTPUTS, topic_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "safetynet-demo"
@@ -120,7 +119,7 @@ def _summary(rows: dict, elapsed: float, sim_ms: float) -> str:
 
 def _write_decisions(rows: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUT_NAMES:
+    for name in OUTPUTS:
         with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
             for r in rows[name]:
                 if name == "dead_letter" and is_probe(r):
@@ -159,7 +158,7 @@ def main(argv=None) -> int:
     from pipelines.stream import start_process, stop_process
 
     proc = pub = col = None
-    rows: dict = {n: [] for n in OUTPUT_NAMES}
+    rows: dict = {n: [] for n in OUTPUTS}
     log = out / "stream.log"
     try:
         print(f"[demo] Pub/Sub emulator on {emu.host}")

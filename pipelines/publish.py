@@ -87,14 +87,15 @@ def main(argv: Optional[list] = None) -> int:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     preflight.apply_verbosity(a.quiet, a.verbose)
-    from pipelines.pubsub_io import ALL_NAMES, create_resources, topic_path
+    from pipelines.pubsub_io import create_resources
+    from schemas.streams import ALL_TOPICS, topic_path
     from simulator.publish import publish_replay
 
     names = [n for n in NAMES if found[n] is not None]
     t0 = time.monotonic()
     try:
         if not a.no_create:
-            create_resources(a.project, ALL_NAMES)
+            create_resources(a.project, ALL_TOPICS)
         if not a.quiet:
             print(f"[{PROG}] {d} -> projects/{a.project}/topics/safetynet-{{{','.join(names)}}}"
                   f", x{a.speedup:g}; start the job with: safetynet stream --project "

@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -31,63 +30,20 @@ from typing import Any, Optional
 import apache_beam as beam
 
 from schemas import codecs
+from schemas.streams import (
+    ALL_TOPICS,
+    INPUTS,
+    OUTPUTS,
+    event_time,
+    record_id,
+    subscription_path,
+    topic_path,
+)
 
 _LOG = logging.getLogger("safetynet.pubsub")
 
-INPUT_NAMES = ("transfers", "reports", "outcomes", "blacklist")
-OUTPUT_NAMES = ("holds", "resolutions", "freezes", "outreach", "verdicts", "dead_letter",
-                "cases")  # cases: issue 12, every version of each case file
-ALL_NAMES = INPUT_NAMES + OUTPUT_NAMES
-PREFIX = "safetynet-"
-RECORD_OF_INPUT = {"transfers": "Transfer", "reports": "ScamReport",
-                   "outcomes": "CaseOutcome", "blacklist": "BlacklistUpdate"}
-RECORD_OF_OUTPUT = {"holds": "Hold", "resolutions": "HoldResolution", "freezes": "Freeze",
-                    "outreach": "Outreach", "verdicts": "Verdict", "dead_letter": "DeadLetter",
-                    "cases": "CaseFile"}
 PULL_MAX_MESSAGES = 500
 IDLE_PULL_PAUSE_S = 0.005
-
-
-def topic_path(project: str, name: str) -> str:
-    return f"projects/{project}/topics/{PREFIX}{name}"
-
-
-def subscription_path(project: str, name: str) -> str:
-    return f"projects/{project}/subscriptions/{PREFIX}{name}"
-
-
-# ------------------------------------------------------------------------- message fields
-def decision_time(row: Any) -> int:
-    """Epoch ms of a row's event / decision time (the ``event_time`` attribute)."""
-    for f in ("event_time", "placed_at", "resolved_at", "frozen_at", "created_at",
-              "decided_at", "at", "updated_at"):
-        v = getattr(row, f, None)
-        if v is not None:
-            return int(v)
-    raise ValueError(f"{type(row).__name__} has no time field")
-
-
-_ID_FIELD = {"Transfer": "transfer_id", "ScamReport": "report_id", "CaseOutcome": "case_id",
-             "Hold": "hold_id", "Freeze": "freeze_id", "Outreach": "outreach_id",
-             "Verdict": "report_id"}
-
-
-def record_id(row: Any) -> str:
-    """A stable id per record (the ``record_id`` attribute, Dataflow's ``id_label``)."""
-    name = type(row).__name__
-    if name == "HoldResolution":
-        return f"{row.hold_id}:{row.resolution}"
-    if name == "BlacklistUpdate":
-        return f"{row.address}:{row.action}:{row.event_time}"
-    if name == "CaseFile":  # one message per version of a case
-        return f"{row.case_id}:{row.version}"
-    if name == "DeadLetter":
-        h = hashlib.sha1(f"{row.source}|{row.payload}|{row.error}".encode()).hexdigest()
-        return f"dl-{h[:16]}"
-    f = _ID_FIELD.get(name)
-    if f and getattr(row, f, None):
-        return str(getattr(row, f))
-    return hashlib.sha1(repr(row).encode()).hexdigest()[:16]
 
 
 def encode(row: Any, payload: str = "json") -> bytes:
@@ -95,7 +51,7 @@ def encode(row: Any, payload: str = "json") -> bytes:
 
 
 def attributes(row: Any) -> dict:
-    return {"event_time": str(decision_time(row)), "record_id": record_id(row),
+    return {"event_time": str(event_time(row)), "record_id": record_id(row),
             "record": type(row).__name__}
 
 
@@ -357,7 +313,7 @@ class WriteOutput(beam.PTransform):
 
 
 # -------------------------------------------------------------------------- admin helpers
-def create_resources(project: str, names: Iterable[str] = ALL_NAMES,
+def create_resources(project: str, names: Iterable[str] = ALL_TOPICS,
                      ack_deadline_s: int = 60) -> dict:
     """Create topic ``safetynet-NAME`` and subscription ``safetynet-NAME`` for each name
     (existing ones are kept). Returns {name: (topic, subscription)}. Talks to
@@ -425,7 +381,7 @@ class Publisher:
 
 
 def input_name(row: Any) -> str:
-    return {v: k for k, v in RECORD_OF_INPUT.items()}[type(row).__name__]
+    return {v: k for k, v in INPUTS.items()}[type(row).__name__]
 
 
 class Collector:
@@ -435,7 +391,7 @@ class Collector:
     until ``cond(rows)`` holds or the deadline passes (no fixed waits: each pull returns as
     soon as messages arrive or after ``pull_timeout``)."""
 
-    def __init__(self, project: str, names: Iterable[str] = OUTPUT_NAMES,
+    def __init__(self, project: str, names: Iterable[str] = tuple(OUTPUTS),
                  payload: str = "json", pull_timeout: float = 1.0):
         from google.cloud import pubsub
 
@@ -463,7 +419,7 @@ class Collector:
             if not msgs:
                 continue
             now = time.time()
-            record = RECORD_OF_OUTPUT[n]
+            record = OUTPUTS[n]
             for rm in msgs:
                 data = rm.message.data
                 row = (codecs.decode_avro(record, data, n) if self.payload == "avro"

@@ -48,13 +48,13 @@ from pipelines.htmlcell import cell
 from pipelines.proactive_report import proactive_html, proactive_metrics, write_case_pages
 from schemas import codecs
 from schemas.rows import (
-    OUTPUT_FILES,
     CaseOutcome,
     ScamReport,
     Transfer,
     Truth,
     UserProfile,
 )
+from schemas.streams import OUTPUTS
 
 SWEEP = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
 HOUR_MS = 3_600_000
@@ -133,7 +133,7 @@ def _output(out_dir: Path, name: str) -> list:
     p = codecs.find_input(out_dir, name)
     if p is None:
         return []
-    rt = OUTPUT_FILES[name]
+    rt = OUTPUTS[name]
     return [r for r in codecs.read_records(p, rt) if type(r).__name__ == rt]
 
 
@@ -142,7 +142,7 @@ def _output_named(out_dir: Path, file_name: str, name: str) -> list:
     p = codecs.find_input(out_dir, file_name)
     if p is None:
         return []
-    rt = OUTPUT_FILES[name]
+    rt = OUTPUTS[name]
     return [r for r in codecs.read_records(p, rt) if type(r).__name__ == rt]
 
 

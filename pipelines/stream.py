@@ -37,16 +37,12 @@ from apache_beam.options.pipeline_options import (
 from pipelines import preflight
 from pipelines.options import SafetyNetOptions, expand_policy_file, policy_from_options
 from pipelines.pubsub_io import (  # noqa: F401 — create_resources is part of this API
-    INPUT_NAMES,
-    OUTPUT_NAMES,
-    RECORD_OF_INPUT,
     ReadInput,
     WriteOutput,
     create_resources,
     is_local_runner,
-    subscription_path,
-    topic_path,
 )
+from schemas.streams import INPUTS, OUTPUTS, subscription_path, topic_path
 from transforms.checkpoint import CheckpointError, ReadSeeds, read_versions
 from transforms.checkpoint import check as check_checkpoint
 from transforms.graph import STEP_LABELS
@@ -59,11 +55,11 @@ LOCAL_RUNNER = "BundleBasedDirectRunner"
 class StreamOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        for n in INPUT_NAMES:
+        for n in INPUTS:
             parser.add_argument(f"--{n}_subscription", default=None, metavar="SUBSCRIPTION",
-                                help=f"subscription of {RECORD_OF_INPUT[n]} messages "
+                                help=f"subscription of {INPUTS[n]} messages "
                                      f"(default projects/PROJECT/subscriptions/safetynet-{n})")
-        for n in OUTPUT_NAMES:
+        for n in OUTPUTS:
             parser.add_argument(f"--{n}_topic", default=None, metavar="TOPIC",
                                 help=f"topic for {n} (default "
                                      f"projects/PROJECT/topics/safetynet-{n})")
@@ -137,10 +133,10 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
                                              if so.profiles_path else {}))
     payload = so.payload
     inputs, dead = {}, []
-    for n in INPUT_NAMES:
+    for n in INPUTS:
         sub = getattr(so, f"{n}_subscription") or subscription_path(project, n)
         parsed = (p | f"Read{n.title()}" >> ReadInput(sub, local)
-                  | f"Parse{n.title()}" >> Parse(RECORD_OF_INPUT[n], n, payload,
+                  | f"Parse{n.title()}" >> Parse(INPUTS[n], n, payload,
                                                bounds=(so.max_usd_value, so.max_amount)))
         inputs[n] = parsed.main
         dead.append(parsed[DEAD])
@@ -155,7 +151,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
                                              versions_dir=so.model_versions_dir)
     outs = dict(outs)
     outs["dead_letter"] = (dead + [outs["dead_letter"]]) | "AllDeadLetters" >> beam.Flatten()
-    for n in OUTPUT_NAMES:
+    for n in OUTPUTS:
         topic = getattr(so, f"{n}_topic") or topic_path(project, n)
         outs[n] | f"Write{n.title()}" >> WriteOutput(topic, payload, local)
     if policy.warning_holdout > 0:

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Iterator, NoReturn, Optional
 
 from schemas import codecs
-from schemas.rows import INPUT_FILES, DeadLetter
+from schemas.rows import DeadLetter
+from schemas.streams import REPLAY_FILES
 
 PROG = "validate"
 DEFAULT_MAX_DEAD_LETTER_SHARE = 0.5
-# Files a replay directory may hold, with their record types (INPUT_FILES: the decided ones).
+# Files a replay directory may hold, with their record types (REPLAY_FILES: the decided ones).
 EXTRA_FILES = {"truth": "Truth"}
 ID_FIELDS = {"transfers": "transfer_id", "reports": "report_id"}
 
@@ -177,7 +178,7 @@ def validate_dir(directory: str | Path, max_usd: float = codecs.MAX_USD_VALUE,
     the pipeline) and ``conflicts`` (an id again with other content: dead-lettered by it)."""
     d = Path(directory)
     out = {}
-    for name, record in {**INPUT_FILES, **EXTRA_FILES}.items():
+    for name, record in {**REPLAY_FILES, **EXTRA_FILES}.items():
         p = codecs.find_input(d, name)
         if p is None:
             continue
@@ -245,7 +246,7 @@ def _print(res: dict, a: argparse.Namespace, prog: str) -> int:
                   f"deliveries (same id, other content: dead-lettered) {v['conflicts']:,}")
         for reason, n in v["reasons"].items():
             print(f"    {n:>8,}  {reason}")
-    msg = dead_letter_excess({k: v for k, v in res.items() if k in INPUT_FILES},
+    msg = dead_letter_excess({k: v for k, v in res.items() if k in REPLAY_FILES},
                              a.max_dead_letter_share)
     if msg:
         print(f"{prog}: error: {msg}", file=sys.stderr)

@@ -300,11 +300,3 @@ ROW_TYPES: dict[str, type] = {
     "HoldResolution": HoldResolution, "Freeze": Freeze, "Outreach": Outreach,
     "Verdict": Verdict, "DeadLetter": DeadLetter, "Truth": Truth, "CaseFile": CaseFile,
 }
-
-# Replay-directory file stem of each record (DESIGN.md: replay input / backtest output).
-INPUT_FILES = {"transfers": "Transfer", "reports": "ScamReport", "outcomes": "CaseOutcome",
-               "blacklist": "BlacklistUpdate", "profiles": "UserProfile"}
-OUTPUT_FILES = {"holds": "Hold", "resolutions": "HoldResolution", "freezes": "Freeze",
-                "outreach": "Outreach", "verdicts": "Verdict", "dead_letter": "DeadLetter",
-                "cases": "CaseFile"}
-

@@ -9,9 +9,8 @@ transfers, as in DESIGN.md) and publishes one message per record:
   (``fmt="avro"``). What the file holds is published as is, malformed records included
   (a non-finite double is written as the JSON token ``NaN`` / ``Infinity``), so the
   streaming job's dead-letter path sees them; ``garbage=N`` adds N unparseable payloads.
-* attributes: ``event_time`` (epoch ms, decimal string) and ``record_id`` (transfer_id,
-  report_id, case_id, ``address@event_time`` for blacklist updates, user_id for profiles;
-  a duplicate delivery has the same record_id as its original).
+* attributes: ``event_time`` (epoch ms, decimal string) and ``record_id`` (``streams.record_id``:
+  the same id the streaming job uses; a duplicate delivery has its original's record_id).
 * pacing: the wall delay between two messages is their event-time gap / ``speedup``
   (``math.inf``: no waiting). Records whose time is before the replay's start (old profiles)
   go out at once.
@@ -40,9 +39,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 from schemas import codecs
-from schemas.rows import FIELDS, INPUT_FILES, ROW_TYPES
+from schemas.rows import FIELDS, ROW_TYPES
+from schemas.streams import PUBLISH_ORDER as ORDER
+from schemas.streams import REPLAY_FILES, record_id
 
-ORDER = ("profiles", "blacklist", "outcomes", "reports", "transfers")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 GARBAGE_JSON = (b"{not json", b"\xff\xfe\x00\x01garbage", b'{"transfer_id": "t1", "event_',
                 b"\x00\x00\x00")
@@ -98,14 +98,8 @@ def read_raw(path: str | Path, record: str) -> Iterator[Any]:
             yield row_type(*vals)
 
 
-def _record_id(name: str, row: Any) -> str:
-    if name == "blacklist":
-        return f"{row.address}@{row.event_time}"
-    return str(row[0])
-
-
 def _keyed(name: str, path: Path) -> Iterator[tuple]:
-    record = INPUT_FILES[name]
+    record = REPLAY_FILES[name]
     tfield = "created_time" if record == "UserProfile" else "event_time"
     rank = ORDER.index(name)
     prev: Optional[int] = None
@@ -150,7 +144,7 @@ def plan_messages(directory: str | Path, names: list[str], fmt: str = "json",
         raise ValueError(f"speedup must be > 0, got {speedup}")
     streams = []
     for name in names:
-        if name not in INPUT_FILES:
+        if name not in REPLAY_FILES:
             raise ValueError(f"unknown input {name!r} (expected one of {', '.join(ORDER)})")
         path = codecs.find_input(directory, name)
         if path is None:
@@ -173,7 +167,7 @@ def plan_messages(directory: str | Path, names: list[str], fmt: str = "json",
         if retime_to_ms is not None:
             row = _retime(row, t0, speedup, retime_to_ms)
         t = row.created_time if name == "profiles" else row.event_time
-        attrs = {"event_time": str(t), "record_id": _record_id(name, row)}
+        attrs = {"event_time": str(t), "record_id": record_id(row)}
         yield Message(name, _encode(row, fmt), attrs, key)
         if published < garbage:
             yield Message(names[published % len(names)], junk[published % len(junk)],

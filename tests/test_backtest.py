@@ -15,9 +15,9 @@ import pytest
 from pipelines import backtest, cli
 from pipelines import simulate as simulate_cli
 from schemas import codecs
-from schemas.rows import OUTPUT_FILES
+from schemas.streams import OUTPUTS
 
-DECISIONS = tuple(OUTPUT_FILES)
+DECISIONS = tuple(OUTPUTS)
 EVIL = "<script>alert('pwned')</script>"
 EVIL_USER = "<img src=x onerror=alert(1)>"
 
@@ -68,7 +68,7 @@ def test_avro_outputs_read_back_with_plain_fastavro(avro_run):
     for name in DECISIONS:
         with open(out / f"{name}.avro", "rb") as f:
             recs = list(fastavro.reader(f))
-        names = {fld[0] for fld in codecs_fields(OUTPUT_FILES[name])}
+        names = {fld[0] for fld in codecs_fields(OUTPUTS[name])}
         assert all(set(r) >= names for r in recs), name
     holds = list(fastavro.reader(open(out / "holds.avro", "rb")))
     res = list(fastavro.reader(open(out / "resolutions.avro", "rb")))
@@ -89,7 +89,7 @@ def test_parquet_outputs_read_back_with_plain_pyarrow(parquet_run):
     _, out = parquet_run
     for name in DECISIONS:
         t = pq.read_table(out / f"{name}.parquet")
-        assert t.schema.names[:3] == [f[0] for f in codecs_fields(OUTPUT_FILES[name])][:3]
+        assert t.schema.names[:3] == [f[0] for f in codecs_fields(OUTPUTS[name])][:3]
     m = json.loads((out / "metrics.json").read_text())
     assert m["summary"]["holds"] == pq.read_table(out / "holds.parquet").num_rows
     assert m["run"]["runner"] == "FnApiRunner"

@@ -13,7 +13,7 @@ import pytest
 
 from pipelines import backtest
 from pipelines import simulate as simulate_cli
-from schemas.rows import OUTPUT_FILES
+from schemas.streams import OUTPUTS
 from transforms.checkpoint import CheckpointError, check
 
 
@@ -39,7 +39,7 @@ def runs(tmp_path_factory):
 
 def test_chunked_replay_decides_exactly_as_one_run(runs):
     _, one, chunked, _ = runs
-    for name in OUTPUT_FILES:
+    for name in OUTPUTS:
         a, b = one / f"{name}.parquet", chunked / f"{name}.parquet"
         assert a.read_bytes() == b.read_bytes(), f"{name} differs"
     sa, sb = pq.read_table(one / "scores.parquet"), pq.read_table(chunked / "scores.parquet")

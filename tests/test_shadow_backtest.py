@@ -14,11 +14,11 @@ from pipelines import backtest
 from pipelines import simulate as simulate_cli
 from pipelines.shadow import read_jsonl
 from schemas import codecs
-from schemas.rows import OUTPUT_FILES
+from schemas.streams import OUTPUTS
 from transforms.holdout import in_holdout
 from transforms.shadow import SHADOW_OUTPUTS
 
-LIVE_FILES = [f"{n}.avro" for n in OUTPUT_FILES] + [
+LIVE_FILES = [f"{n}.avro" for n in OUTPUTS] + [
     "scores.parquet", "hourly_metrics.jsonl", "fan_in_hourly.jsonl"]
 
 
@@ -43,7 +43,7 @@ def runs(tmp_path_factory):
 
 
 def _rows(d: Path, file_name: str, name: str) -> list:
-    return list(codecs.read_records(d / f"{file_name}.avro", OUTPUT_FILES[name]))
+    return list(codecs.read_records(d / f"{file_name}.avro", OUTPUTS[name]))
 
 
 def test_live_outputs_are_byte_identical_with_and_without_a_shadow(runs):

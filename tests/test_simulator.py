@@ -20,7 +20,8 @@ import pytest
 import simulator
 from pipelines import simulate
 from schemas import codecs
-from schemas.rows import INPUT_FILES, DeadLetter, Transfer
+from schemas.rows import DeadLetter, Transfer
+from schemas.streams import REPLAY_FILES
 from simulator.addresses import is_lookalike
 from simulator.exchange import _ASSET_INDEX, DAY, HOUR, PRICE, TYPOLOGIES
 from simulator.publish import plan_messages, publish_replay
@@ -50,7 +51,7 @@ def _valid(directory: Path, name: str, record: str) -> list:
 
 @pytest.fixture(scope="module")
 def data(replay: Path) -> dict:
-    out = {name: _valid(replay, name, rec) for name, rec in INPUT_FILES.items()}
+    out = {name: _valid(replay, name, rec) for name, rec in REPLAY_FILES.items()}
     out["truth"] = _valid(replay, "truth", "Truth")
     out["snapshot"] = _valid(replay, "blacklist_snapshot", "BlacklistUpdate")
     return out
@@ -112,7 +113,7 @@ def test_files_read_with_plain_fastavro_and_pyarrow(tmp_path: Path, replay: Path
 
 
 def test_malformed_counts_in_manifest_match_dead_letters(replay: Path, manifest: dict) -> None:
-    for name, rec in INPUT_FILES.items():
+    for name, rec in REPLAY_FILES.items():
         got = Counter(type(r).__name__ for r in codecs.read_records(replay / f"{name}.avro",
                                                                     rec))
         assert sum(got.values()) == manifest["files"][f"{name}.avro"]
@@ -133,7 +134,7 @@ def test_no_malformed_or_duplicates_when_shares_are_zero(tmp_path: Path) -> None
     m = simulator.generate(tmp_path, users=300, days=2, malformed_share=0.0,
                            duplicate_share=0.0)
     assert sum(m["malformed_total"].values()) == 0 and sum(m["duplicates"].values()) == 0
-    for name, rec in INPUT_FILES.items():
+    for name, rec in REPLAY_FILES.items():
         assert not any(isinstance(r, DeadLetter)
                        for r in codecs.read_records(tmp_path / f"{name}.avro", rec))
 
@@ -365,7 +366,7 @@ def test_publish_plan_is_in_event_time_order_and_retimed(replay: Path, manifest:
     assert last - 2_000_000_000_000 <= math.ceil(SMALL["days"] * DAY / 60) + 1
     assert last - 2_000_000_000_000 > (SMALL["days"] - 1) * DAY / 60
     # payloads decode: valid rows to rows, malformed ones and garbage to dead letters
-    record = {n: INPUT_FILES[n] for n in names}
+    record = {n: REPLAY_FILES[n] for n in names}
     dead = Counter()
     for m in msgs:
         r = codecs.decode_json(record[m.name], m.data, m.name)

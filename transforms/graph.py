@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, NamedTuple, Optional
 
+from schemas import streams
 from schemas.codecs import normalize_address, to_wire
 from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer, Verdict
 from transforms import actions as act
@@ -60,8 +61,8 @@ from transforms.policy import Policy
 from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
 from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
 
-INPUTS = ("transfers", "reports", "outcomes", "blacklist")
-OUTPUTS = ("holds", "resolutions", "freezes", "outreach", "verdicts", "dead_letter")
+INPUTS = tuple(streams.INPUTS)
+OUTPUTS = tuple(streams.DECISIONS)
 VERSIONS_KEPT_STREAMING = 8  # model versions per model a streaming scorer keeps
 
 

@@ -21,6 +21,7 @@ import zlib
 from typing import Optional
 
 from transforms.events import AddressFact, Example, FeaturedTransfer
+from transforms.ledger import report_key, transfer_key
 from transforms.machine import Machine
 from transforms.policy import Policy
 
@@ -79,9 +80,9 @@ class LabelJoin(Machine):
         if t is AddressFact:
             return self._fact(s, ev, now)
         if t is FeaturedTransfer:
-            sid, model = "T:" + ev.transfer.transfer_id, TRANSFER_RISK
+            sid, model = transfer_key(ev.transfer.transfer_id), TRANSFER_RISK
         else:
-            sid, model = "R:" + ev.report_in.report.report_id, SCAM_VERDICT
+            sid, model = report_key(ev.report_in.report.report_id), SCAM_VERDICT
         if sid in s.pending:
             return []
         if s.confirmed_at is not None:
@@ -93,7 +94,7 @@ class LabelJoin(Machine):
         out = []
         whole_address = fact.subject_type == "ADDRESS" or fact.is_scam
         if fact.subject_type != "ADDRESS":
-            sid = ("T:" if fact.subject_type == "TRANSFER" else "R:") + fact.subject_id
+            sid = (transfer_key if fact.subject_type == "TRANSFER" else report_key)(fact.subject_id)
             w = s.pending.pop(sid, None)
             if w is not None:
                 out.extend(self._example(w, sid, fact.is_scam, now))

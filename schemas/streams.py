@@ -1,0 +1,88 @@
+"""Every input and output of safetynet, named once.
+
+A stream has one name everywhere: the graph's input or output (``transforms.graph``), the
+replay / backtest file stem's record (``<Record>.avro``), the Pub/Sub topic
+(``safetynet-<name>``) and the report's tables. Add a stream here and every driver knows it.
+
+* :data:`INPUTS` — the graph's inputs, name -> record type (``schemas/*.avsc``).
+* :data:`REPLAY_FILES` — what a replay directory holds: the inputs plus the optional user
+  profiles (a side input).
+* :data:`DECISIONS` — the graph's decision outputs; :data:`OUTPUTS` adds the case files.
+* :data:`FILE_ORDER` — the sort key (time field, id field) of each output file.
+* :data:`PUBLISH_ORDER` — at equal event times, which input goes first (DESIGN.md: lists
+  before outcomes before reports before transfers; ``transforms.events`` ranks alike).
+* :func:`record_id` / :func:`event_time` — the ``record_id`` and ``event_time`` attributes of
+  a Pub/Sub message (Dataflow's ``id_label`` / ``timestamp_attribute``), one definition for
+  the simulator's publisher and the streaming job's writers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+INPUTS: dict[str, str] = {"transfers": "Transfer", "reports": "ScamReport",
+                          "outcomes": "CaseOutcome", "blacklist": "BlacklistUpdate"}
+PROFILES = "profiles"
+REPLAY_FILES: dict[str, str] = {**INPUTS, PROFILES: "UserProfile"}
+DECISIONS: dict[str, str] = {"holds": "Hold", "resolutions": "HoldResolution",
+                             "freezes": "Freeze", "outreach": "Outreach",
+                             "verdicts": "Verdict", "dead_letter": "DeadLetter"}
+CASES = "cases"  # every version of every case file (issue 12)
+OUTPUTS: dict[str, str] = {**DECISIONS, CASES: "CaseFile"}
+# What one decision on a transfer, an address or a report produces (no dead letters, no
+# cases): the streams a shadow policy mirrors and a demo summarises.
+ACTIONS = ("holds", "resolutions", "freezes", "outreach")
+FILE_ORDER: dict[str, tuple[str, str]] = {
+    "holds": ("placed_at", "hold_id"), "resolutions": ("resolved_at", "hold_id"),
+    "freezes": ("frozen_at", "freeze_id"), "outreach": ("created_at", "outreach_id"),
+    "verdicts": ("decided_at", "report_id"), "dead_letter": ("at", "source"),
+    "cases": ("opened_at", "case_id")}
+PUBLISH_ORDER = (PROFILES, "blacklist", "outcomes", "reports", "transfers")
+
+TOPIC_PREFIX = "safetynet-"
+SHADOW_PREFIX = "shadow-"
+ALL_TOPICS = tuple(INPUTS) + tuple(OUTPUTS)
+
+
+def topic_path(project: str, name: str) -> str:
+    return f"projects/{project}/topics/{TOPIC_PREFIX}{name}"
+
+
+def subscription_path(project: str, name: str) -> str:
+    return f"projects/{project}/subscriptions/{TOPIC_PREFIX}{name}"
+
+
+_TIME_FIELDS = ("event_time", "placed_at", "resolved_at", "frozen_at", "created_at",
+                "decided_at", "at", "updated_at", "created_time")
+_ID_FIELD = {"Transfer": "transfer_id", "ScamReport": "report_id", "CaseOutcome": "case_id",
+             "Hold": "hold_id", "Freeze": "freeze_id", "Outreach": "outreach_id",
+             "Verdict": "report_id", "UserProfile": "user_id"}
+
+
+def event_time(row: Any) -> int:
+    """Epoch ms of a row's event / decision time (the ``event_time`` attribute)."""
+    for f in _TIME_FIELDS:
+        v = getattr(row, f, None)
+        if v is not None:
+            return int(v)
+    raise ValueError(f"{type(row).__name__} has no time field")
+
+
+def record_id(row: Any) -> str:
+    """A stable id per record (the ``record_id`` attribute): a duplicate delivery of a
+    record has its original's id, two different records never share one."""
+    name = type(row).__name__
+    if name == "HoldResolution":
+        return f"{row.hold_id}:{row.resolution}"
+    if name == "BlacklistUpdate":
+        return f"{row.address}:{row.action}:{row.event_time}"
+    if name == "CaseFile":  # one message per version of a case
+        return f"{row.case_id}:{row.version}"
+    if name == "DeadLetter":
+        h = hashlib.sha1(f"{row.source}|{row.payload}|{row.error}".encode()).hexdigest()
+        return f"dl-{h[:16]}"
+    f = _ID_FIELD.get(name)
+    if f and getattr(row, f, None):
+        return str(getattr(row, f))
+    return hashlib.sha1(repr(row).encode()).hexdigest()[:16]

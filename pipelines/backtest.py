@@ -72,8 +72,9 @@ from transforms.checkpoint import (
 )
 from transforms.checkpoint import check as check_checkpoint
 from transforms.checkpoint import seal as seal_checkpoint
+from transforms.faces import DEFAULT_SHARDS, Gather, stamped
 from transforms.graph import STEP_LABELS
-from transforms.machine import DEFAULT_SHARDS, END_OF_TIME, Chunk, Gather, gc_paused, stamped
+from transforms.machine import END_OF_TIME, Chunk, gc_paused
 from transforms.policy import Policy
 from transforms.safetynet import INPUTS, SafetyNet
 from transforms.shadow import SHADOW_OUTPUTS, ShadowDiff

@@ -19,15 +19,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.machine import (
-    Fused,
-    Gather,
-    Machine,
-    RunMachine,
-    gc_paused,
-    run_history,
-    shard_of,
-)
+from transforms.faces import Gather, RunMachine, shard_of
+from transforms.machine import Fused, Machine, gc_paused, run_history
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +30,7 @@ def test_a_key_lands_in_the_same_shard_in_every_process():
     key's events would be split between two histories on a multi-process runner."""
     keys = ["0xabc", "T:t1", "u42", "transfer_risk"]
     here = [shard_of(k, 64) for k in keys]
-    code = ("from transforms.machine import shard_of; "
+    code = ("from transforms.faces import shard_of; "
             f"print([shard_of(k, 64) for k in {keys!r}])")
     for seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(ROOT))

@@ -130,3 +130,34 @@ def test_sender_forgets_payees_after_payee_memory():
     out = run_history(m, "u", [transfer("g", at(0), "u", genuine),
                                transfer("x", at(0) + P.payee_memory_ms + DAY, "u", fake)])
     assert [v.lookalike_of for _, _, v in out] == [None, None]
+
+
+# ------------------------------------------------------------------ the core and the shell
+KEYED_STEPS = ("machine", "events", "ledger", "profiles", "labels", "learner", "scorer",
+               "actions", "outreach", "casefiles", "lookalike", "models", "policy")
+
+
+def test_the_machines_run_without_beam():
+    # the core and every keyed step's logic import no Beam: they run (and are tested) in
+    # plain Python; only transforms.faces and the composites know Beam
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            + "".join(f"import transforms.{m}\n" for m in KEYED_STEPS)
+            + "print(sorted({k.split('.')[0] for k in sys.modules} & {'apache_beam'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_machine_must_say_how_a_key_starts_and_takes_an_event():
+    import pytest
+
+    from transforms.machine import Machine
+
+    class NoHooks(Machine):
+        pass
+
+    with pytest.raises(TypeError, match="new_state"):
+        NoHooks()

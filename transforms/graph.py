@@ -1,7 +1,7 @@
 """The Safety Net's graph, declared once: each keyed step's label, machine, key and inputs.
 
 Both runners of the graph read :data:`STEPS`: the Beam composite
-(:class:`transforms.safetynet.SafetyNet`, each step a :class:`~transforms.machine.RunMachine`)
+(:class:`transforms.safetynet.SafetyNet`, each step a :class:`~transforms.faces.RunMachine`)
 and the Beam-free reference (:mod:`transforms.reference`, each step a dict of key
 histories). A step's inputs are named streams: an input of the graph (``transfers``,
 ``blacklist``), a branch of a router (``reports:direct``), or another step's output

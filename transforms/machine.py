@@ -1,21 +1,15 @@
-"""Core and shell: a keyed step is a pure state machine with two thin Beam faces.
+"""Core and shell, the core: a keyed step is a pure state machine. No Beam here.
 
 A :class:`Machine` is plain Python. Given a key's state and one event it returns the
-outputs; given a time ``now`` it fires every deadline due at or before ``now``. The Beam
-code around it never decides anything:
-
-* :class:`RunMachine` with ``mode="stream"`` is a stateful ``DoFn``: it loads the key's
-  state, advances it to the element's event time (deadlines first), feeds the element,
-  stores the state back and sets one event-time timer at the machine's next deadline.
-* ``mode="batch"`` groups by key, sorts the key's events by ``machine.sort_key`` and runs
-  the whole history in one call, deadlines included, then advances to the end of time (as a
-  bounded stream's final watermark does). No per-element state round trips; events are
-  packed into one pickled list per shard of the key space and bundle before the shuffle.
-
-Both faces call :func:`run_history` / :func:`step` below, so they decide identically.
+outputs; given a time ``now`` it fires every deadline due at or before ``now``.
+:func:`step` runs one event, :func:`iter_history` / :func:`run_history` a key's whole
+history. The Beam shell (:mod:`transforms.faces`) runs the same functions as a stateful
+streaming ``DoFn`` and as a batch replay, so both faces decide identically; the reference
+(:mod:`transforms.reference`) runs them without Beam.
 
 Ordering (DESIGN.md): deadlines due at or before t fire first, then the events at t in the
-order blacklist updates, case outcomes, reports, transfers (``RANK``), then by id.
+order blacklist updates, case outcomes, reports, transfers (``transforms.events`` ranks),
+then by id.
 
 >>> class Count(Machine):
 ...     def new_state(self, key): return {"n": 0, "until": None}
@@ -39,22 +33,9 @@ from __future__ import annotations
 
 import gc
 import pickle
-import zlib
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Tuple
-
-import apache_beam as beam
-from apache_beam.coders import PickleCoder
-from apache_beam.metrics import Metrics
-from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.userstate import (
-    ReadModifyWriteStateSpec,
-    TimerSpec,
-    on_timer,
-)
-from apache_beam.transforms.window import GlobalWindow, GlobalWindows
-from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
-from apache_beam.utils.windowed_value import WindowedValue
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
 
 from transforms.events import Seed, sort_key
 
@@ -74,7 +55,7 @@ class StateRecord(NamedTuple):
     state: bytes
 
 
-class Machine:
+class Machine(ABC):
     """A keyed step's logic: no Beam, no I/O, no clocks. Subclasses override the hooks.
 
     State is a plain picklable object the machine mutates in place; ``is_empty`` tells the
@@ -82,8 +63,9 @@ class Machine:
     enough: that is its expiry).
     """
 
+    @abstractmethod
     def new_state(self, key: Any) -> Any:
-        raise NotImplementedError
+        """A fresh state for ``key``."""
 
     def time_of(self, event: Any) -> int:
         return event.event_time
@@ -95,9 +77,11 @@ class Machine:
     def bind(self, side: Any) -> None:
         """Side data of the step (a Beam side input's value), given by the shell before
         the events that need it. Most machines have none."""
+        return None
 
+    @abstractmethod
     def on_event(self, state: Any, event: Any, now: int) -> list[Output]:
-        raise NotImplementedError
+        """One event at time ``now`` (its event time): mutate ``state``, return outputs."""
 
     def advance(self, state: Any, now: int) -> list[Output]:
         """Fire every deadline due at or before ``now``, in time order."""
@@ -121,7 +105,7 @@ def step(machine: Machine, key: Any, state: Any, event: Any) -> tuple[Any, list[
     return state, out
 
 
-def _sort_key_of(machine: Machine) -> Callable[[Any], tuple]:
+def sort_key_of(machine: Machine) -> Callable[[Any], tuple]:
     """``machine.sort_key``, or for the default one ``transforms.events.sort_key`` itself
     (the same function without a method call per event)."""
     if type(machine).sort_key is Machine.sort_key:
@@ -143,7 +127,7 @@ def iter_history(machine: Machine, key: Any, events: Iterable[Any],
     and the events not run are yielded as ``(STATE, end - 1, (key, blob))`` (nothing for an
     empty key); then, only if ``until`` lies beyond the chunk (the last chunk), the
     remaining events run and time advances to ``until``."""
-    sk = _sort_key_of(machine)
+    sk = sort_key_of(machine)
     state = None
     todo: list = []
     for ev in events:
@@ -185,95 +169,6 @@ def run_history(machine: Machine, key: Any, events: Iterable[Any],
     return list(iter_history(machine, key, events, until))
 
 
-_GLOBAL = (GlobalWindow(),)
-
-
-def stamped(value: Any, t_ms: int) -> WindowedValue:
-    """``value`` at event time ``t_ms`` in the global window, built directly: cheaper than
-    the SDK's window assignment of a ``TimestampedValue`` (for bounded, global-window
-    data: the batch face, the backtest's readers)."""
-    return WindowedValue(value, Timestamp(micros=t_ms * 1000), _GLOBAL)
-
-
-class _Emitter:
-    """Turns machine outputs into Beam outputs; counters go to Beam metrics.
-
-    ``global_window``: the outputs are windowed values in the global window, built here
-    (the batch face: a bounded replay is in the global window), which spares the SDK its
-    per-element window assignment of a ``TimestampedValue``."""
-
-    def __init__(self, step_name: str, main_tag: str, global_window: bool = False):
-        self.step_name = step_name
-        self.main_tag = main_tag
-        self.global_window = global_window
-        self.counters: dict[str, Any] = {}
-
-    def emit(self, outputs: Iterable[Output]):
-        pending: dict[str, int] = {}  # counter increments, added to Beam's once at the end
-        for tag, t, value in outputs:
-            if tag == METRIC:
-                name, inc = value
-                pending[name] = pending.get(name, 0) + inc
-                continue
-            if tag == STATE:
-                value = StateRecord(self.step_name, pickle.dumps(value[0], 4), value[1])
-            if self.global_window:
-                tv = stamped(value, t)
-            else:
-                tv = beam.window.TimestampedValue(value, t / 1000.0)
-            yield tv if tag == self.main_tag else beam.pvalue.TaggedOutput(tag, tv)
-        for name, inc in pending.items():
-            c = self.counters.get(name)
-            if c is None:
-                c = self.counters[name] = Metrics.counter(self.step_name, name)
-            c.inc(inc)
-
-
-DEFAULT_SHARDS = 64
-
-
-def shard_of(key: Any, shards: int) -> int:
-    """A key's shard: stable across processes and machines (``hash()`` of a str is not)."""
-    raw = key.encode() if type(key) is str else repr(key).encode()
-    return zlib.crc32(raw) % shards
-
-
-class _PackByShard(beam.DoFn):
-    """Batch face, before the shuffle: ``event`` -> ``(shard, blob)``, one pickled list of
-    ``(key_fn(event), event)`` per shard of the key space per bundle.
-
-    Why: the FnApiRunner materialises every multi-input Flatten (each step's inputs) as a
-    stage of its own, and encodes an element with one pickle per event (Beam's fallback
-    coder for NamedTuples); a shuffle also costs per key. Packed and pickled here, in the
-    producing stage, the Flatten and the GroupByKey move a few opaque blobs (``shards``
-    per bundle at most), and the step unpickles each once: one encode/decode round trip
-    per step, class references written once per blob, no per-key shuffle overhead.
-    ``shards`` bounds the parallelism of the step (and a shard's share of the history
-    held at once): the default suits a machine or a small cluster; raise it for many
-    workers. The batch face runs in the global window (a bounded replay)."""
-
-    def __init__(self, shards: int, key_fn: Callable[[Any], Any]):
-        self.shards, self.key_fn = shards, key_fn
-
-    def start_bundle(self):
-        self.lists: dict = {}
-
-    def process(self, event):
-        key = self.key_fn(event)
-        shard = shard_of(key, self.shards)
-        got = self.lists.get(shard)
-        if got is None:
-            self.lists[shard] = [(key, event)]
-        else:
-            got.append((key, event))
-
-    def finish_bundle(self):
-        lists, self.lists = self.lists, {}
-        dumps = pickle.dumps
-        for shard, pairs in lists.items():
-            yield GlobalWindows.windowed_value((shard, dumps(pairs, pickle.HIGHEST_PROTOCOL)))
-
-
 @contextmanager
 def gc_paused():
     """Pause Python's cyclic garbage collector for bulk work that builds many objects which
@@ -301,33 +196,6 @@ def group_by_key(pairs: Iterable[tuple[Any, Any]]) -> dict:
         else:
             got.append(event)
     return by_key
-
-
-def group_blobs(blobs: Iterable[bytes]) -> dict:
-    """A shard's blobs (from :class:`_PackByShard`) -> ``{key: [events]}``."""
-    return group_by_key(pair for blob in blobs for pair in pickle.loads(blob))
-
-
-def _no_key(_element) -> None:
-    return None
-
-
-def _gathered(kv) -> list:
-    return group_blobs(kv[1]).get(None, [])
-
-
-class Gather(beam.PTransform):
-    """A bounded PCollection -> one list of all its elements (``[]`` when it is empty), on
-    one worker: for writing one output file. Like ``beam.combiners.ToList()``, without its
-    side input, whose size the SDK measures object by object (seconds for 100k rows);
-    elements cross the shuffle pickled one list per bundle. Global window only."""
-
-    def expand(self, pcoll):
-        packed = pcoll | "Pack" >> beam.ParDo(_PackByShard(1, _no_key))
-        empty = pcoll.pipeline | "Empty" >> beam.Create([(0, pickle.dumps([]))])
-        return ((packed, empty) | "In" >> beam.Flatten()
-                | "GroupByKey" >> beam.GroupByKey()
-                | "Unpack" >> beam.Map(_gathered))
 
 
 class Fused(Machine):
@@ -393,239 +261,3 @@ class Chunk(NamedTuple):
     end: Optional[int] = None
     until: int = END_OF_TIME
     save: bool = False
-
-
-class _BatchFace(beam.DoFn):
-    """Runs each key of a shard: the key's events sorted, deadlines, then the end of time
-    (or the end of the chunk, saving the key's state)."""
-
-    def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str,
-                 chunk: Chunk = Chunk()):
-        self.factory, self.step_name, self.main_tag = factory, step_name, main_tag
-        self.chunk = chunk
-
-    def setup(self):
-        self.machine = self.factory()
-        self.emitter = _Emitter(self.step_name, self.main_tag, global_window=True)
-        self._side_id = None
-
-    def process(self, shard_blobs, side=None):
-        if side is not None and id(side) != self._side_id:
-            self._side_id = id(side)
-            self.machine.bind(side)
-        c = self.chunk
-        with gc_paused():
-            by_key = group_blobs(shard_blobs[1])
-            emit, machine = self.emitter.emit, self.machine
-            while by_key:
-                key, events = by_key.popitem()
-                yield from emit(iter_history(machine, key, events, c.until, end=c.end,
-                                             save=c.save))
-
-
-class _Held:
-    """What the stream face keeps per key: the machine's state, and (ordering
-    "event_time") the events waiting for the watermark to pass their time."""
-
-    __slots__ = ("state", "waiting")
-
-    def __init__(self, state):
-        self.state = state
-        self.waiting: list = []
-
-
-ORDERINGS = ("arrival", "event_time")
-
-
-class _StreamFace(beam.DoFn):
-    """The streaming face. ``ordering``:
-
-    * ``"event_time"``: an event waits in state until the watermark passes its event time,
-      then the key's due events run in (time, kind, id) order — exactly the batch face's
-      order, whatever path each event took through the graph. Late events (behind the
-      watermark) run at once. Costs the watermark's delay in latency, and needs timers
-      that hold the output watermark (Dataflow, Flink); Beam's local runner lets the
-      watermark run ahead of pending timers, so a step's timer outputs can reach the next
-      step late.
-    * ``"arrival"``: each event runs when it arrives (deadlines due by its time first):
-      lowest latency, but an event that overtakes an earlier one on a shorter path is
-      decided before it.
-    """
-
-    STATE_SPEC = ReadModifyWriteStateSpec("state", PickleCoder())
-    DEADLINE = TimerSpec("deadline", TimeDomain.WATERMARK)
-
-    def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str,
-                 ordering: str = "arrival"):
-        self.factory, self.step_name, self.main_tag = factory, step_name, main_tag
-        self.ordering = ordering
-
-    def setup(self):
-        self.machine = self.factory()
-        self.emitter = _Emitter(self.step_name, self.main_tag)
-        self.sort_key = _sort_key_of(self.machine)
-        self._side_id = None
-
-    def _load(self, key, state_cell) -> _Held:
-        h = state_cell.read()
-        return _Held(self.machine.new_state(key)) if h is None else h
-
-    def _store(self, h: _Held, state_cell, timer):
-        m = self.machine
-        if not h.waiting and m.is_empty(h.state):
-            state_cell.clear()
-            timer.clear()
-            return
-        state_cell.write(h)
-        d = m.next_deadline(h.state)
-        if h.waiting:
-            first = min(m.time_of(e) for e in h.waiting)
-            d = first if d is None else min(d, first)
-        if d is None:
-            timer.clear()
-        else:
-            timer.set(Timestamp(micros=min(d, END_OF_TIME // 1000) * 1000))
-
-    def process(self, kv, state_cell=beam.DoFn.StateParam(STATE_SPEC),
-                timer=beam.DoFn.TimerParam(DEADLINE)):
-        return self._process(kv, state_cell, timer)
-
-    def _process(self, kv, state_cell, timer):
-        key, event = kv
-        if type(event) is Seed:
-            yield from self._seed(key, event, state_cell, timer)
-            return
-        h = self._load(key, state_cell)
-        out: list = []
-        if self.ordering == "event_time":
-            h.waiting.append(event)
-        else:
-            h.state, out = step(self.machine, key, h.state, event)
-        self._store(h, state_cell, timer)
-        yield from self.emitter.emit(out)
-
-    def _seed(self, key, seed: Seed, state_cell, timer):
-        """A saved state (``--restore_state``): the key starts from it, unless events
-        reached the key first (then the live state wins and the seed is counted)."""
-        if state_cell.read() is not None:
-            yield from self.emitter.emit([(METRIC, seed.event_time, ("seeds_too_late", 1))])
-            return
-        h = _Held(seed.state)
-        h.waiting = list(seed.waiting)
-        out: list = [(METRIC, seed.event_time, ("seeds", 1))]
-        if self.ordering != "event_time" and h.waiting:
-            for e in sorted(h.waiting, key=self.sort_key):
-                h.state, more = step(self.machine, key, h.state, e)
-                out.extend(more)
-            h.waiting = []
-        self._store(h, state_cell, timer)
-        yield from self.emitter.emit(out)
-
-    @on_timer(DEADLINE)
-    def on_deadline(self, key=beam.DoFn.KeyParam, fire_ts=beam.DoFn.TimestampParam,
-                    state_cell=beam.DoFn.StateParam(STATE_SPEC),
-                    timer=beam.DoFn.TimerParam(DEADLINE)):
-        h = state_cell.read()
-        if h is None:
-            return
-        m = self.machine
-        now = END_OF_TIME if fire_ts >= MAX_TIMESTAMP else fire_ts.micros // 1000
-        out: list = []
-        if h.waiting:
-            due = [e for e in h.waiting if m.time_of(e) <= now]
-            if due:
-                h.waiting = [e for e in h.waiting if m.time_of(e) > now]
-                for e in sorted(due, key=self.sort_key):
-                    h.state, more = step(m, key, h.state, e)
-                    out.extend(more)
-        out.extend(m.advance(h.state, now))
-        self._store(h, state_cell, timer)
-        yield from self.emitter.emit(out)
-
-
-def _seed_aware(key_fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def key_of(event):
-        return event.key if type(event) is Seed else key_fn(event)
-    return key_of
-
-
-class _StreamFacePolling(_StreamFace):
-    """The streaming face of a step that reads side data published outside the graph
-    (``poller.fetch()``: e.g. model versions, :mod:`transforms.versions`), polled in
-    processing time and given to the machine through ``Machine.bind``."""
-
-    def __init__(self, factory, step_name, main_tag, ordering, poller):
-        super().__init__(factory, step_name, main_tag, ordering)
-        self.poller = poller
-
-    def setup(self):
-        super().setup()
-        self.machine.bind(self.poller.fetch(force=True))
-
-    def process(self, kv, state_cell=beam.DoFn.StateParam(_StreamFace.STATE_SPEC),
-                timer=beam.DoFn.TimerParam(_StreamFace.DEADLINE)):
-        new = self.poller.fetch()
-        if new:
-            self.machine.bind(new)
-        return self._process(kv, state_cell, timer)
-
-
-class RunMachine(beam.PTransform):
-    """Run ``factory()``'s machine over events keyed by ``key_fn``: one PCollection, or a
-    tuple of them (the step's inputs; the batch face keys and packs each in its producer,
-    before any Flatten). :class:`~transforms.events.Seed` events (saved states) may be
-    among them; they carry their own key.
-
-    ``mode`` is ``"stream"`` (stateful DoFn with event-time timers) or ``"batch"``
-    (pack by shard of the key, GroupByKey, then per key: sort, one call); ``shards`` is
-    the batch face's number of shards; ``chunk`` the batch face's slice of event time
-    (:class:`Chunk`). ``side`` (batch): a side input view whose value the machine receives
-    through ``Machine.bind``; ``poller`` (stream): an object whose ``fetch()`` brings new
-    side data, polled as elements arrive (see :mod:`transforms.versions`). Returns a
-    ``DoOutputsTuple`` with ``main_tag`` as the main output and ``tags`` as the others
-    (plus ``STATE`` in batch).
-    """
-
-    def __init__(self, factory: Callable[[], Machine], mode: str, main_tag: str,
-                 tags: tuple[str, ...] = (), label: Optional[str] = None,
-                 ordering: str = "arrival", shards: int = DEFAULT_SHARDS, *,
-                 key_fn: Callable[[Any], Any], chunk: Chunk = Chunk(), side=None,
-                 poller=None):
-        super().__init__(label)
-        self.key_fn = _seed_aware(key_fn)
-        if shards < 1:
-            raise ValueError(f"shards must be at least 1, not {shards}")
-        self.shards = shards
-        if mode not in ("stream", "batch"):
-            raise ValueError(f"mode must be 'stream' or 'batch', not {mode!r}")
-        if ordering not in ORDERINGS:
-            raise ValueError(f"ordering must be one of {ORDERINGS}, not {ordering!r}")
-        self.factory, self.mode, self.main_tag, self.tags = factory, mode, main_tag, tags
-        self.ordering, self.chunk, self.side, self.poller = ordering, chunk, side, poller
-
-    def expand(self, keyed):
-        name = self.label or "machine"
-        parts = tuple(keyed) if isinstance(keyed, (tuple, list)) else (keyed,)
-        side = () if self.side is None else (self.side,)
-        if self.mode == "batch":
-            packed = [pc | f"Pack{i}" >> beam.ParDo(_PackByShard(self.shards, self.key_fn))
-                      for i, pc in enumerate(parts)]
-            if len(packed) > 1:
-                packed = packed | "In" >> beam.Flatten()
-            else:
-                packed = packed[0]
-            grouped = packed | "GroupByKey" >> beam.GroupByKey()
-            fn = _BatchFace(self.factory, name, self.main_tag, self.chunk)
-            return grouped | "RunHistory" >> beam.ParDo(fn, *side).with_outputs(
-                *self.tags, STATE, main=self.main_tag)
-        events = parts | "In" >> beam.Flatten() if len(parts) > 1 else parts[0]
-        key_fn = self.key_fn
-        events = events | "Key" >> beam.Map(lambda e: (key_fn(e), e))
-        if self.poller is not None:
-            fn = _StreamFacePolling(self.factory, name, self.main_tag, self.ordering,
-                                    self.poller)
-        else:
-            fn = _StreamFace(self.factory, name, self.main_tag, self.ordering)
-        return events | "RunStateful" >> beam.ParDo(fn).with_input_types(
-            Tuple[str, Any]).with_outputs(
-            *self.tags, main=self.main_tag)

@@ -11,7 +11,7 @@ picks the face of each keyed step ("stream": stateful DoFns with event-time time
 "batch": GroupByKey by shard of the key space, then one call per key's sorted history).
 
 The steps and their wiring are declared once in :mod:`transforms.graph`; this module turns
-each into a :class:`~transforms.machine.RunMachine`. Model versions reach the Score step
+each into a :class:`~transforms.faces.RunMachine`. Model versions reach the Score step
 as side data: in batch a side input, the list of every version (a transfer is scored by
 the latest one published before its event time, exactly, in every runner mode); in
 streaming through a directory the Learner writes and the scorers poll
@@ -31,6 +31,7 @@ from apache_beam.utils.shared import Shared
 from schemas.blacklist import BlacklistSnapshot, load_many
 from schemas.codecs import read_records
 from schemas.rows import UserProfile
+from transforms.faces import DEFAULT_SHARDS, RunMachine
 from transforms.graph import (
     DEAD_LETTERS,
     INPUTS,
@@ -43,7 +44,7 @@ from transforms.graph import (
     globals_before,
     verdict_row,
 )
-from transforms.machine import DEFAULT_SHARDS, STATE, Chunk, RunMachine
+from transforms.machine import STATE, Chunk
 from transforms.policy import Policy
 from transforms.versions import PublishVersions, VersionPoller, write_version
 

@@ -85,43 +85,31 @@ def judge(transfers: list, kind_of, out: dict, capped: set, hold_ms: int) -> dic
     return f
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--replay", type=Path, required=True)
-    ap.add_argument("--split", default="2018-04-01", help="first day of the report half")
-    ap.add_argument("--budgets", default="0,0.0025,0.005")
-    ap.add_argument("--caps", default="0,3,5,10")
-    ap.add_argument("--floors", default="0.5,0.6,0.75")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="a Policy field for every run, e.g. label_horizon_ms=86400000")
-    ap.add_argument("--json", type=Path)
-    a = ap.parse_args(argv)
-    split = _ms(a.split)
+def _policy(replay: Path, sets: list) -> Policy:
+    """The replay's policy with ``--set FIELD=VALUE`` changes."""
     fields = {f.name: f.type for f in dataclasses.fields(Policy)}
     changes = {}
-    for kv in a.set:
+    for kv in sets:
         k, v = kv.split("=", 1)
         changes[k] = {"int": int, "float": float, "bool": lambda x: x == "true"}.get(
             fields[k], str)(v)
-    base = replay_policy(a.replay, dataclasses.replace(Policy(), **changes))
-    truth = load_truth(a.replay)["TRANSFER"]
-    inputs = load_replay(a.replay)
-    transfers = {}
-    for t in inputs["transfers"]:
-        if type(t) is not DeadLetter:
-            transfers.setdefault(t.transfer_id, t)
+    return replay_policy(replay, dataclasses.replace(Policy(), **changes))
 
-    def kind_of(tid):
-        v = truth.get(tid)
-        if v is None or v.detail == "laundering":
-            return None
-        return "scam" if v.is_scam else "legit"
 
-    halves = {"tune": [t for t in transfers.values() if t.event_time < split],
-              "report": [t for t in transfers.values() if t.event_time >= split]}
-    t0 = time.perf_counter()
-    up = upstream(inputs, base)
-    print(f"upstream {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+def _print_row(row: dict) -> None:
+    tn, rp = row["tune"], row["report"]
+    print(f"budget={row['budget']:<6} floor={row['floor']} cap={row['cap']:<3} | tune legit "
+          f"{tn['legit_held_share']:.4f}/{tn['legit_held_usd_share']:.4f} "
+          f"top {tn['max_user_share_of_legit_holds']:.2f} prevented "
+          f"{tn['victim_usd_prevented']:.3f} | report legit "
+          f"{rp['legit_held_share']:.4f}/{rp['legit_held_usd_share']:.4f} "
+          f"top {rp['max_user_share_of_legit_holds']:.2f} prevented "
+          f"{rp['victim_usd_prevented']:.3f}", file=sys.stderr, flush=True)
+
+
+def _runs(a, base: Policy, up: dict, halves: dict, kind_of, split: int) -> list:
+    """One row per (budget, floor, cap): the Learner once per (budget, floor), then Score
+    and Actions per cap, judged on both halves."""
     results = []
     for budget, floor in itertools.product(map(float, a.budgets.split(",")),
                                            map(float, a.floors.split(","))):
@@ -150,15 +138,43 @@ def main(argv=None) -> int:
             final = [d for d in learned[MODEL_METRICS] if d["final"]]
             row["roc_auc"] = {d["model"]: d.get("roc_auc") for d in final}
             results.append(row)
-            tn, rp = row["tune"], row["report"]
-            print(f"budget={budget:<6} floor={floor} cap={cap:<3} | tune legit "
-                  f"{tn['legit_held_share']:.4f}/{tn['legit_held_usd_share']:.4f} "
-                  f"top {tn['max_user_share_of_legit_holds']:.2f} prevented "
-                  f"{tn['victim_usd_prevented']:.3f} | report legit "
-                  f"{rp['legit_held_share']:.4f}/{rp['legit_held_usd_share']:.4f} "
-                  f"top {rp['max_user_share_of_legit_holds']:.2f} prevented "
-                  f"{rp['victim_usd_prevented']:.3f}", file=sys.stderr, flush=True)
+            _print_row(row)
             t1 = time.perf_counter()
+    return results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--replay", type=Path, required=True)
+    ap.add_argument("--split", default="2018-04-01", help="first day of the report half")
+    ap.add_argument("--budgets", default="0,0.0025,0.005")
+    ap.add_argument("--caps", default="0,3,5,10")
+    ap.add_argument("--floors", default="0.5,0.6,0.75")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a Policy field for every run, e.g. label_horizon_ms=86400000")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args(argv)
+    split = _ms(a.split)
+    base = _policy(a.replay, a.set)
+    truth = load_truth(a.replay)["TRANSFER"]
+    inputs = load_replay(a.replay)
+    transfers = {}
+    for t in inputs["transfers"]:
+        if type(t) is not DeadLetter:
+            transfers.setdefault(t.transfer_id, t)
+
+    def kind_of(tid):
+        v = truth.get(tid)
+        if v is None or v.detail == "laundering":
+            return None
+        return "scam" if v.is_scam else "legit"
+
+    halves = {"tune": [t for t in transfers.values() if t.event_time < split],
+              "report": [t for t in transfers.values() if t.event_time >= split]}
+    t0 = time.perf_counter()
+    up = upstream(inputs, base)
+    print(f"upstream {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    results = _runs(a, base, up, halves, kind_of, split)
     ok = [r for r in results if r["tune"]["within_limits"]]
     chosen = max(ok, key=lambda r: r["tune"]["victim_usd_prevented"]) if ok else None
     summary = {"split": a.split, "limits": LIMITS, "results": results,

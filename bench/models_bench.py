@@ -57,14 +57,13 @@ from schemas.codecs import find_input, read_records
 from schemas.rows import DeadLetter
 from transforms import actions as act
 from transforms.events import FeaturedTransfer
-from transforms.graph import STEPS
+from transforms.graph import STEPS, load_side
 from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
 from transforms.learner import MODEL_METRICS, VERSIONS, Learner
 from transforms.machine import run_history
 from transforms.models import new_model, report_x, transfer_x
 from transforms.policy import Policy
 from transforms.reference import Stats, _stage, load_replay, replay_policy, run_steps
-from transforms.safetynet import SideData
 from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
 
 STEP = {st.label: st for st in STEPS}
@@ -81,7 +80,7 @@ def upstream(inputs: dict, policy: Policy) -> dict:
              for f in st[n]]
     return {"featured": st["CounterpartyProfile:featured"],
             "examples": st["CounterpartyProfile:examples"], "facts": facts,
-            "blacklist": clean["blacklist"], "side": SideData(policy)}
+            "blacklist": clean["blacklist"], "side": load_side(policy)}
 
 
 def downstream(up: dict, policy: Policy) -> dict:

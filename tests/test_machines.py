@@ -134,12 +134,13 @@ def test_sender_forgets_payees_after_payee_memory():
 
 # ------------------------------------------------------------------ the core and the shell
 KEYED_STEPS = ("machine", "events", "ledger", "profiles", "labels", "learner", "scorer",
-               "actions", "outreach", "casefiles", "lookalike", "models", "policy")
+               "actions", "outreach", "casefiles", "assessments", "capacity", "lookalike",
+               "models", "policy", "graph", "reference")
 
 
 def test_the_machines_run_without_beam():
-    # the core and every keyed step's logic import no Beam: they run (and are tested) in
-    # plain Python; only transforms.faces and the composites know Beam
+    # the core, every step's logic, the graph and the reference import no Beam: they run
+    # (and are tested) in plain Python; only transforms.faces and the composites know Beam
     import subprocess
     import sys
 

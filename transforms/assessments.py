@@ -45,10 +45,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, NamedTuple, Optional
 
-import apache_beam as beam
-from apache_beam.metrics import Metrics
-from apache_beam.transforms import window
-
 from schemas.rows import UserProfile
 from transforms.events import LossConfirmed, OutreachRequest, ScoredTransfer
 from transforms.machine import Machine
@@ -201,7 +197,7 @@ def daily_assessments(scored: Iterable[ScoredTransfer], losses: Iterable[PastLos
                       policy: Policy, profile_of: Callable[[str], Optional[UserProfile]]
                       ) -> list[OutreachRequest]:
     """Rule 11 over a bounded history without Beam (the reference): the requests that
-    :class:`Assessments` sends to the Outreach step."""
+    :class:`transforms.daily.Assessments` sends to the Outreach step."""
     d = policy.day_ms
     days: dict = {}
     for st in scored:
@@ -221,125 +217,5 @@ def daily_assessments(scored: Iterable[ScoredTransfer], losses: Iterable[PastLos
     return out
 
 
-# ------------------------------------------------------------------------------ Beam face
-class _Candidates(beam.DoFn):
-    """(user, day signals) in a day window -> a candidate stamped at the day's last ms."""
-
-    def __init__(self, policy: Policy, side):
-        self.policy, self.side = policy, side
-
-    def setup(self):
-        self.profile_of = self.side.profile() if self.side is not None else (
-            lambda _u: None)
-        self.c_candidates = Metrics.counter("Assessments", "candidates")
-
-    def process(self, kv, win=beam.DoFn.WindowParam):
-        user, signals = kv
-        day_end = win.end.micros // 1000 - 1
-        c = assess(user, DaySignals(*signals), self.profile_of(user), self.policy, day_end)
-        if c is not None:
-            self.c_candidates.inc()
-            yield window.TimestampedValue(c, day_end / 1000.0)
-
-
-class _Chosen(beam.DoFn):
-    def setup(self):
-        self.c_chosen = Metrics.counter("Assessments", "chosen")
-
-    def process(self, top):
-        self.c_chosen.inc(len(top))
-        for req in top:
-            yield window.TimestampedValue(req, req.event_time / 1000.0)
-
-
-def _signals_of_transfer(policy: Policy):
-    # plain tuples of ints across the shuffle: Beam's fast coder, not a pickle per element
-    def fn(st):
-        return st.featured.transfer.user_id, tuple(transfer_signals(st, policy))
-    return fn
-
-
-def _add_plain(parts: Iterable[tuple]) -> tuple:
-    return tuple(add_signals(parts))
-
-
-def _signals_of_losses(m: PastLosses):
-    return m.user_id, tuple(DaySignals(past_losses=m.n))
-
-
-class Assessments(beam.PTransform):
-    """(scored transfers, past losses) -> RISK_ASSESSMENT OutreachRequests, at most
-    ``assessments_per_day`` per day window, in the global window (for the Outreach step).
-    ``side`` provides the profiles (``side.profile()``: a lookup by user id, as
-    ``transforms.graph.Side``); None: no profiles."""
-
-    def __init__(self, policy: Policy, side=None, label=None):
-        super().__init__(label)
-        self.policy, self.side = policy, side
-
-    def expand(self, inputs):
-        scored, losses = inputs
-        p = self.policy
-        if p.assessments_per_day == 0:
-            return scored.pipeline | "NoAssessments" >> beam.Create([])
-        from_transfers = scored | "TransferSignals" >> beam.Map(_signals_of_transfer(p))
-        from_losses = losses | "LossSignals" >> beam.Map(_signals_of_losses)
-        if self.side is not None and self.side.mode == "batch":
-            return self._batch(from_transfers, from_losses)
-        return (
-            (from_transfers, from_losses) | "Signals" >> beam.Flatten()
-            | "Days" >> beam.WindowInto(window.FixedWindows(p.day_ms / 1000.0))
-            | "PerUserDay" >> beam.CombinePerKey(_add_plain)
-            | "Candidates" >> beam.ParDo(_Candidates(p, self.side))
-            | "TopPerDay" >> beam.combiners.Top.Of(
-                p.assessments_per_day, key=rank_key, reverse=True).without_defaults()
-            | "Chosen" >> beam.ParDo(_Chosen())
-            | "BackToGlobal" >> beam.WindowInto(window.GlobalWindows()))
-
-
-    def _batch(self, from_transfers, from_losses):
-        """The batch face (a bounded replay in the global window): the same selection with
-        the day in the key instead of a window. Beam's Python runners group non-global
-        windows through a generic trigger driver (measured: ~30 s of a 65 s backtest on
-        the default simulator data, for ~100k user-days); a global-window key is cheap."""
-        p = self.policy
-        d = p.day_ms
-        return (
-            (from_transfers, from_losses) | "Signals" >> beam.Flatten()
-            | "DayKeys" >> beam.ParDo(_DayKey(d))
-            | "PerUserDay" >> beam.CombinePerKey(_add_plain)
-            | "Candidates" >> beam.ParDo(_DayCandidates(p, self.side))
-            | "TopPerDay" >> beam.combiners.Top.PerKey(
-                p.assessments_per_day, key=rank_key, reverse=True)
-            | "Chosen" >> beam.ParDo(_ChosenPerDay()))
-
-
-class _DayKey(beam.DoFn):
-    """Batch face: (user, signals) at time t -> ((user, day), signals)."""
-
-    def __init__(self, day_ms: int):
-        self.day_ms = day_ms
-
-    def process(self, kv, ts=beam.DoFn.TimestampParam):
-        yield (kv[0], ts.micros // 1000 // self.day_ms), kv[1]
-
-
-class _DayCandidates(_Candidates):
-    """Batch face: ((user, day), signals) -> (day, candidate)."""
-
-    def process(self, kv):
-        (user, day), signals = kv
-        day_end = (day + 1) * self.policy.day_ms - 1
-        c = assess(user, DaySignals(*signals), self.profile_of(user), self.policy, day_end)
-        if c is not None:
-            self.c_candidates.inc()
-            yield day, c
-
-
-class _ChosenPerDay(_Chosen):
-    def process(self, kv):
-        yield from super().process(kv[1])
-
-
-__all__ = ["Assessments", "DaySignals", "assess", "daily_assessments", "top_assessments",
+__all__ = ["DaySignals", "assess", "daily_assessments", "top_assessments",
            "transfer_signals", "LossMemory", "PastLosses"]

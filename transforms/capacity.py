@@ -36,11 +36,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import apache_beam as beam
-from apache_beam.metrics import Metrics
-from apache_beam.transforms import trigger, window
-from apache_beam.utils.windowed_value import PaneInfoTiming
-
 from schemas.rows import Outreach
 from transforms.policy import Policy
 
@@ -101,64 +96,11 @@ def split_calls(outreach: Iterable[Outreach], policy: Policy) -> dict:
 
 
 def apply_capacity(outreach: Iterable[Outreach], policy: Policy) -> list:
-    """Rule 12 over a bounded history, without Beam: what :class:`CallCapacity` outputs."""
+    """Rule 12 over a bounded history, without Beam: what
+    :class:`transforms.daily.CallCapacity` outputs."""
     parts = split_calls(outreach, policy)
     out = list(parts["rest"])
     for start, calls in sorted(parts["windows"].items()):
         called, down = select_calls(calls, window_capacity(policy, start))
         out += called + down
     return out
-
-
-class _Select(beam.DoFn):
-    """One window's calls -> called and downgraded (a late pane: all downgraded)."""
-
-    def __init__(self, policy: Policy):
-        self.policy = policy
-
-    def setup(self):
-        self.c_asked = Metrics.counter("CallCapacity", "calls_asked")
-        self.c_made = Metrics.counter("CallCapacity", "calls_made")
-        self.c_down = Metrics.counter("CallCapacity", "calls_downgraded")
-
-    def process(self, kv, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
-        calls = list(kv[1])
-        if pane is not None and pane.timing == PaneInfoTiming.LATE:
-            called = []
-            down = [downgrade(o, "call_capacity:late") for o in sorted(calls, key=call_rank)]
-        else:
-            cap = window_capacity(self.policy, win.start.micros // 1000)
-            called, down = select_calls(calls, cap)
-        self.c_asked.inc(len(calls))
-        self.c_made.inc(len(called))
-        self.c_down.inc(len(down))
-        for o in called + down:
-            yield window.TimestampedValue(o, o.created_at / 1000.0)
-
-
-class CallCapacity(beam.PTransform):
-    """Outreach (all kinds) -> the same outreach with rule 12 applied to the CALLs."""
-
-    def __init__(self, policy: Policy, label=None):
-        super().__init__(label)
-        self.policy = policy
-
-    def expand(self, outreach):
-        if isinstance(outreach, (tuple, list)):  # the graph passes its inputs as a tuple
-            (outreach,) = outreach
-        p = self.policy
-        parts = outreach | "SplitCalls" >> beam.Partition(
-            lambda o, n: 0 if is_call(o) else 1, 2)
-        calls, rest = parts[0], parts[1]
-        decided = (
-            calls
-            | "CallWindows" >> beam.WindowInto(
-                window.FixedWindows(p.call_slot_ms / 1000.0),
-                trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-                allowed_lateness=p.lookback_ms / 1000.0)
-            | "OneKeyPerWindow" >> beam.Map(lambda o: (0, o))
-            | "GroupCalls" >> beam.GroupByKey()
-            | "SelectCalls" >> beam.ParDo(_Select(p))
-            | "BackToGlobal" >> beam.WindowInto(window.GlobalWindows()))
-        return (rest, decided) | "Merge" >> beam.Flatten()

@@ -35,8 +35,9 @@ import json
 from typing import Any, Callable, NamedTuple, Optional
 
 from schemas import streams
-from schemas.codecs import normalize_address, to_wire
-from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer, Verdict
+from schemas.blacklist import load_many
+from schemas.codecs import normalize_address, read_records, to_wire
+from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer, UserProfile, Verdict
 from transforms import actions as act
 from transforms import ledger as led
 from transforms.actions import Actions
@@ -169,6 +170,34 @@ class Side(NamedTuple):
     mode: str
 
 
+class ProfileBook:
+    """User profiles by id (weak-referenceable, so one copy per worker via ``Shared``)."""
+
+    def __init__(self, profiles: Optional[dict] = None):
+        self.by_id: dict = profiles or {}
+
+    def get(self, user_id: str) -> Optional[UserProfile]:
+        return self.by_id.get(user_id)
+
+    @classmethod
+    def load(cls, path: Optional[str]) -> "ProfileBook":
+        if not path:
+            return cls()
+        rows = {}
+        for r in read_records(path, "UserProfile", source="profiles"):
+            if isinstance(r, UserProfile):
+                rows[r.user_id] = r
+        return cls(rows)
+
+
+def load_side(policy: Policy, mode: str = "batch") -> Side:
+    """The policy's blacklist files and profiles, loaded now, for one process (the
+    reference, the benches; the Beam composite shares them per worker instead)."""
+    snapshot = load_many(tuple(policy.blacklist_paths))[0]
+    profiles = ProfileBook.load(policy.profiles_path)
+    return Side(lambda: snapshot, lambda: profiles.get, mode)
+
+
 def _ledger(p: Policy, side: Side) -> Machine:
     return led.Ledger(p)
 
@@ -269,7 +298,7 @@ def _assessments_pure(p: Policy, side: Side, scored: list, past_losses: list) ->
 
 
 def _assessments_beam(p: Policy, side: Side):
-    from transforms.assessments import Assessments
+    from transforms.daily import Assessments
 
     return Assessments(p, side)
 
@@ -279,7 +308,7 @@ def _capacity_pure(p: Policy, side: Side, outreach: list) -> list:
 
 
 def _capacity_beam(p: Policy, side: Side):
-    from transforms.capacity import CallCapacity
+    from transforms.daily import CallCapacity
 
     return CallCapacity(p)
 

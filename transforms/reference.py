@@ -30,14 +30,15 @@ from transforms.graph import (
     RESULTS,
     ROUTERS,
     STEPS,
+    Side,
     Step,
     globals_before,
+    load_side,
     verdict_row,
 )
 from transforms.learner import warm_versions
 from transforms.machine import METRIC, gc_paused, group_by_key, run_history
 from transforms.policy import Policy
-from transforms.safetynet import SideData
 
 __all__ = ["run_reference", "run_steps", "load_replay", "replay_policy", "Stats",
            "decisions"]
@@ -56,13 +57,13 @@ class Stats:
         return f"Stats(keys={self.keys}, events={self.events}, counters={dict(self.counters)})"
 
 
-def _stage(st: Step, policy: Policy, side: SideData, events: Iterable[Any], stats: Stats,
+def _stage(st: Step, policy: Policy, side: Side, events: Iterable[Any], stats: Stats,
            side_value: Any = None) -> dict[str, list]:
     """One keyed step: group by key, run each key's history, collect outputs by tag."""
     with gc_paused():  # as the batch face does: bulk work on long-lived objects
         groups = group_by_key((st.key(e), e) for e in events)
         n = sum(len(events) for events in groups.values())
-        machine = st.make(policy, side.for_mode("batch"))
+        machine = st.make(policy, side)
         if side_value is not None:
             machine.bind(side_value)
         out: dict[str, list] = defaultdict(list)
@@ -83,7 +84,7 @@ def run_steps(inputs: dict, policy: Policy, stats: Stats,
     """Every stream of the graph (:mod:`transforms.graph`) as lists: the inputs, the
     routers' branches and each step's outputs, by stream name; steps run in order, up to
     and including the step labelled ``until``."""
-    side = SideData(policy)
+    side = load_side(policy)
     streams: dict[str, list] = {name: list(inputs.get(name, ())) for name in INPUTS}
     for r in ROUTERS:
         branches: dict[str, list] = {b: [] for b in r.branches}
@@ -95,7 +96,7 @@ def run_steps(inputs: dict, policy: Policy, stats: Stats,
     for st in STEPS:
         for g in globals_before(st.label):  # issue 12: global selections (daily top-K)
             streams[f"{g.label}:{g.output}"] = g.pure(
-                policy, side.for_mode("batch"), *(streams[n] for n in g.inputs))
+                policy, side, *(streams[n] for n in g.inputs))
         events = [e for n in st.inputs for e in streams[n]]
         side_value = None
         if st.side is not None:  # model versions: a warm start's first, as SafetyNet does

@@ -29,8 +29,6 @@ import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
 from schemas.blacklist import BlacklistSnapshot, load_many
-from schemas.codecs import read_records
-from schemas.rows import UserProfile
 from transforms.faces import DEFAULT_SHARDS, RunMachine
 from transforms.graph import (
     DEAD_LETTERS,
@@ -39,6 +37,7 @@ from transforms.graph import (
     RESULTS,
     ROUTERS,
     STEPS,
+    ProfileBook,
     Side,
     Step,
     globals_before,
@@ -52,26 +51,6 @@ __all__ = ["SafetyNet", "SideData", "ProfileBook", "INPUTS", "OUTPUTS"]
 
 
 # ------------------------------------------------------------------------------ side data
-class ProfileBook:
-    """User profiles by id (weak-referenceable, so one copy per worker via ``Shared``)."""
-
-    def __init__(self, profiles: Optional[dict] = None):
-        self.by_id: dict = profiles or {}
-
-    def get(self, user_id: str) -> Optional[UserProfile]:
-        return self.by_id.get(user_id)
-
-    @classmethod
-    def load(cls, path: Optional[str]) -> "ProfileBook":
-        if not path:
-            return cls()
-        rows = {}
-        for r in read_records(path, "UserProfile", source="profiles"):
-            if isinstance(r, UserProfile):
-                rows[r.user_id] = r
-        return cls(rows)
-
-
 class _Ref:
     """A weak-referenceable box: ``Shared`` keeps what it shares by weak reference."""
 

@@ -97,7 +97,7 @@ def replica_candidates(exs: list, p: Policy) -> list:
     sc, lr = model.steps["StandardScaler"], model.steps["LogisticRegression"]
     out = []
     for ex in exs:
-        x = transfer_x(ex.x)
+        x = transfer_x(ex.x, p)
         sc.learn_one(x)
         xs = sc.transform_one(x)
         pm = lr.predict_proba_one(xs)[True]

@@ -127,7 +127,7 @@ class SenderProfile(Machine):
             if look is not None:
                 s.by_look.setdefault(look, set()).add(dest)
             s.payees[dest] = now
-        if s.n % 64 == 0:
+        if s.n % p.payee_sweep_every == 0:
             self._forget_old_payees(s, now)
         s.last_t = now
         return [(FEATURED, now, FeaturedTransfer(tr, now, features, reasons,
@@ -238,7 +238,7 @@ class CounterpartyProfile(Machine):
         while s.reports and s.reports[0][0] <= now - p.reporter_window_ms:
             s.reports.popleft()
         short_from = now - p.short_window_ms
-        day_from = now - DAY
+        reporters_from = now - p.reporter_short_window_ms
         if t is FeaturedTransfer:
             tr = ev.transfer
             users24 = {u for _, u in s.senders}
@@ -269,13 +269,13 @@ class CounterpartyProfile(Machine):
         rep = ev.report_in.report
         f = dict(ev.features)
         established = f.get("reporter_paid_suspect", 0.0) > 0 and not f.get("reporter_fresh")
-        reporters24 = {r for ts, r, _ in s.reports if ts > day_from} | {rep.reporter_user_id}
-        est24 = {r for ts, r, e in s.reports if e and ts > day_from}
+        reporters24 = {r for ts, r, _ in s.reports if ts > reporters_from} | {rep.reporter_user_id}
+        est24 = {r for ts, r, e in s.reports if e and ts > reporters_from}
         est7 = {r for _, r, e in s.reports if e}
         if established:
             est24.add(rep.reporter_user_id)
             est7.add(rep.reporter_user_id)
-        fresh24 = sum(1 for ts, r, e in s.reports if ts > day_from and not e)
+        fresh24 = sum(1 for ts, r, e in s.reports if ts > reporters_from and not e)
         sources, version = self.listed(ev.report_in.suspect, s)
         users24 = {u for _, u in s.senders}
         f.update({

@@ -66,6 +66,8 @@ from typing import Optional
 import river
 from river import compose, feature_extraction, linear_model, optim, preprocessing
 
+from schemas.rows import CATEGORIES
+from transforms.events import CATEGORY, TEXT
 from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
 from transforms.policy import DAY, Policy
 
@@ -74,8 +76,6 @@ SNAPSHOT_FORMAT = 1
 METRICS_EVERY = 1000  # labels between two model_metrics summaries
 MAX_POS_WEIGHT = 30.0
 BUSY_SHARE = 0.01  # established reporters needed per incoming transfer of a busy suspect
-TEXT, CATEGORY = "_text", "_category"  # private keys of a report's features (profiles.py)
-CATEGORIES = ("INVESTMENT", "ROMANCE", "PHISHING", "IMPERSONATION", "FAKE_PLATFORM", "OTHER")
 
 # The numeric context a report is scored on (missing ones are 0).
 REPORT_NUMERIC = (
@@ -422,6 +422,13 @@ def linear_parts(model) -> Optional[tuple]:
     return None
 
 
+def regression_weights(lr):
+    """The live weights of River's linear regression ``lr`` (read, never copied: River's
+    ``weights`` property copies every weight on each access). The one place that reads
+    River's private ``_weights``."""
+    return lr._weights
+
+
 def _top(pairs, k: int) -> tuple:
     best = heapq.nlargest(k, pairs)
     return tuple(f"{n}+{c:.2f}" for c, n in best if c > 0)
@@ -432,13 +439,12 @@ def top_contributions(model, x: dict, k: int = 2, scaled: Optional[dict] = None)
     ``scaled`` is ``x`` already through the steps before the regression, when known.
 
     >>> m = new_transfer_model()
-    >>> m.steps["LogisticRegression"]._weights.update({"a": 2.0, "b": -1.0})
+    >>> regression_weights(m.steps["LogisticRegression"]).update({"a": 2.0, "b": -1.0})
     >>> top_contributions(m, {"a": 1.0, "b": 1.0}, scaled={"a": 1.0, "b": 1.0})
     ('a+2.00',)
     """
     try:
-        lr = model.steps["LogisticRegression"]
-        w = lr._weights  # River's `weights` property copies every weight on each access
+        w = regression_weights(model.steps["LogisticRegression"])
         xs = scaled
         if xs is None:
             xs = x

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from schemas.blacklist import BlacklistSnapshot
 from schemas.rows import BlacklistUpdate, Transfer, UserProfile
 from transforms import lookalike
-from transforms.events import FeaturedReport, FeaturedTransfer, ReportIn
+from transforms.events import CATEGORY, TEXT, FeaturedReport, FeaturedTransfer, ReportIn
 from transforms.machine import Machine
 from transforms.policy import DAY, HOUR, Policy
 
@@ -157,8 +157,8 @@ class SenderProfile(Machine):
             "claimed_loss_missing": 1.0 if ev.report.claimed_loss_usd is None else 0.0,
             "log_paid_usd": math.log1p(max(0.0, ev.paid_usd or 0.0)),
             "text_len": math.log1p(len(ev.report.description or "")),
-            "_text": ev.report.description or "",
-            "_category": ev.report.category,
+            TEXT: ev.report.description or "",
+            CATEGORY: ev.report.category,
         }
         s.n_reports += 1
         s.report_times.append(now)

@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from tests.kit import snapshot_models
 from tests.scenario import at, collect, listing, outcome, transfer
 from tests.test_models import LEGIT, ON, SCAMMY, example, ftransfer
 from transforms.events import ScoredTransfer
@@ -20,7 +21,6 @@ from transforms.models import (
     load_snapshot,
     new_transfer_model,
     rules_transfer_score,
-    snapshot_models,
     transfer_x,
 )
 from transforms.policy import DAY, HOUR, Policy

@@ -17,6 +17,7 @@ import random
 import pytest
 
 from schemas.rows import ScamReport
+from tests.kit import snapshot_models
 from tests.scenario import addr, at, collect, report, transfer
 from transforms.events import (
     AddressFact,
@@ -38,7 +39,6 @@ from transforms.models import (
     read_snapshot,
     report_x,
     snapshot_file,
-    snapshot_models,
     transfer_x,
     write_snapshot_bytes,
 )

@@ -489,12 +489,6 @@ def snapshot_bytes(states: dict, at: Optional[int] = None) -> bytes:
     }, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def snapshot_models(states: dict, path: str, at: Optional[int] = None) -> str:
-    """Write one snapshot file holding every model in ``states`` to ``path`` (local or any
-    Beam filesystem), atomically (write then rename). Returns ``path``."""
-    return write_snapshot_bytes(snapshot_bytes(states, at), path)
-
-
 def snapshot_order(data: bytes) -> tuple:
     """(written at, labels learned): which of two snapshots of a model is the later."""
     head = pickle.loads(data)

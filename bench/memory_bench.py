@@ -66,12 +66,12 @@ def synthetic_list(n: int, data: Path) -> Path:
 
 # ----------------------------------------------------------------------------- children
 def child_list(path: Path) -> dict:
-    from schemas.blacklist import load_blacklist
+    from schemas.blacklist import load_many
 
     gc.collect()
     before = rss_mb()
     t = time.perf_counter()
-    snap, problems = load_blacklist(path)
+    snap, problems = load_many([path])
     load_s = time.perf_counter() - t
     gc.collect()
     after = rss_mb()

@@ -284,7 +284,7 @@ def _load_models_module(path: Path):
 
 def cost(up: dict, runs: int, n: int, policy: Policy, old: Optional[Path] = None) -> dict:
     events, n_tr, n_ex = _step_events(up, n)
-    xs = [(transfer_x(e.x), bool(e.y)) for e in events if type(e) is not FeaturedTransfer]
+    xs = [(transfer_x(e.x, policy), bool(e.y)) for e in events if type(e) is not FeaturedTransfer]
 
     def bare():
         model = preprocessing.StandardScaler() | linear_model.LogisticRegression()

@@ -38,10 +38,17 @@ _HELP = {
     "short_window": "short velocity window (count / sum / fan-in)",
     "long_window": "long velocity window (count / sum / fan-in)",
     "reporter_window": "window for counting independent reporters of a suspect",
+    "reporter_short_window": "shorter window for counting the reporters of a suspect "
+                             "(reporters_24h, established_reporters_24h, "
+                             "unestablished_reports_24h), within --reporter_window",
     "payee_memory": "how long a payee stays known (look-alike detection, rule 9)",
+    "payee_sweep_every": "drop the payees older than --payee_memory at every N transfers "
+                         "of a sender",
     "fresh_account": "accounts younger than this count as fresh (rule 4)",
     "fan_in_rule": "rules-only baseline: distinct senders in the long window that flag a "
                    "young destination",
+    "young_dest": "a destination first seen by this job less than this ago is young: the "
+                  "fan-in rule needs one, the transfer model's young_dest feature marks one",
     "label_horizon": "no case outcome within this makes an example negative",
     "dedup": "how long transfer and report ids are remembered for de-duplication (rule 8)",
     "resolve_wait": "how long a case outcome or report waits for the transfer it names",

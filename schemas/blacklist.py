@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -34,7 +33,6 @@ from pathlib import Path
 from schemas.codecs import CodecError, is_evm_address, normalize_address
 
 FORMATS = ("avro", "parquet", "mew", "ofac", "scamsniffer", "forta", "union", "txt", "csv")
-_OFAC_RE = re.compile(r"ofac.*?_([A-Za-z0-9]+)\.txt\Z", re.IGNORECASE)
 
 Key = bytes | str
 
@@ -331,15 +329,6 @@ def _load_into(path: Path, b: _Builder, problems: list[str], fmt: str | None,
                              f"{', '.join(FORMATS)})")
     except UnicodeDecodeError as e:
         raise CodecError(f"{path}: not UTF-8 text: {e}") from e
-
-
-def load_blacklist(path: str | Path, fmt: str | None = None, as_of: int | None = None,
-                   version: str | None = None) -> tuple[BlacklistSnapshot, list[str]]:
-    """Load one blacklist file; return the snapshot and the problems found in it.
-
-    ``as_of`` (epoch ms) applies only contract updates at or before that time.
-    """
-    return load_many([path], fmt=fmt, as_of=as_of, version=version)
 
 
 def load_many(paths: Iterable[str | Path], fmt: str | None = None, as_of: int | None = None,

@@ -10,11 +10,11 @@ True
 ['1', '3', 'b']
 >>> a = "0xabc1111111111111111111111111111111111234"
 >>> b = lookalike(a, bytes(range(20)))
->>> b[:5] == a[:5] and b[-4:] == a[-4:] and b != a and is_lookalike(b, a)
+>>> b[:5] == a[:5] and b[-4:] == a[-4:] and b != a
 True
 >>> t = fmt_address("TRX", bytes(range(44)))
 >>> f = lookalike(t, bytes(range(100, 144)), "TRX")
->>> f[:6] == t[:6] and f[-4:] == t[-4:] and f != t and is_lookalike(f, t, "TRX")
+>>> f[:6] == t[:6] and f[-4:] == t[-4:] and f != t
 True
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 
-NETWORKS = ("ETH", "BSC", "TRX", "BTC", "SOL")
 EVM_NETWORKS = frozenset({"ETH", "BSC"})
 INTERNAL = "INTERNAL"
 
@@ -95,18 +94,3 @@ def lookalike(genuine: str, raw: bytes, network: str = "ETH") -> str:
     if middle == genuine[head:head + n]:
         middle = alphabet[(alphabet.index(middle[0]) + 1) % len(alphabet)] + middle[1:]
     return genuine[:head] + middle + genuine[-tail:]
-
-
-def is_lookalike(addr: str, genuine: str, network: str | None = None) -> bool:
-    """True when ``addr`` imitates ``genuine`` as this simulator's poisoners do: both of the
-    same network and shape, different, with the head and tail of ``POISON_MATCH`` equal
-    (EVM compared lower-cased; base58 and bech32 as made). ``network`` None: EVM only."""
-    kind = _kind(genuine, network)
-    if kind == "EVM":
-        a, g = addr.lower(), genuine.lower()
-        return (len(a) == len(g) == 42 and a.startswith("0x") and g.startswith("0x")
-                and a != g and a[2:5] == g[2:5] and a[-4:] == g[-4:])
-    if network is None or kind != _kind(addr, network) or len(addr) != len(genuine):
-        return False
-    head, tail = POISON_MATCH[kind]
-    return addr != genuine and addr[:head] == genuine[:head] and addr[-tail:] == genuine[-tail:]

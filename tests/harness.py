@@ -1,8 +1,9 @@
 """`./run_local.sh test`: start the Pub/Sub emulator, run pytest, stop the emulator.
 
 Tests that need the emulator read PUBSUB_EMULATOR_HOST; where gcloud's emulator is not
-installed they are skipped with that reason, and under CI=true they fail instead
-(tests/conftest.py).
+installed they are skipped with that reason, and under CI=true each such skip is turned
+into a failure of the run instead (tests/conftest.py: reported as an error when the skip
+comes from a ``skipif`` mark, as a failure when from ``pytest.skip`` in the test).
 """
 
 import os

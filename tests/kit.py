@@ -77,3 +77,11 @@ def tagged(out: list, tag: str) -> list:
 def stamped(out: list, tag: str) -> list:
     """(time, value) of the outputs with ``tag``, in output order."""
     return [(t, v) for g, t, v in out if g == tag]
+
+
+def snapshot_models(states: dict, path: str, at: Optional[int] = None) -> str:
+    """Write one snapshot file holding every model in ``states`` (``{name: ModelState}``)
+    to ``path``. Returns ``path``."""
+    from transforms.models import snapshot_bytes, write_snapshot_bytes  # River: lazily
+
+    return write_snapshot_bytes(snapshot_bytes(states, at), path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.blacklist import BlacklistSnapshot, detect_format, load_blacklist, load_many
+from schemas.blacklist import BlacklistSnapshot, detect_format, load_many
 from schemas.codecs import CodecError, write_records
 from schemas.rows import BlacklistUpdate
 
@@ -20,6 +20,12 @@ T0 = 1_700_000_000_000
 A = "0x52908400098527886e0f7030069857d2e4169ee7"
 B = "0x8617e340b3d01fa5f11f306f4090fd50e238070d"
 BTC = "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"
+
+
+def load_blacklist(path, fmt=None, as_of=None) -> tuple[BlacklistSnapshot, list[str]]:
+    """One blacklist file: the snapshot and the problems found in it (``as_of``: only
+    contract updates at or before that time)."""
+    return load_many([path], fmt=fmt, as_of=as_of)
 
 
 # --- real files --------------------------------------------------------------------------

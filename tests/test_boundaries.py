@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.blacklist import BlacklistSnapshot
 from tests.kit import P, feed, loss, request, scored, scored_report, stamped, tagged
 from tests.scenario import addr, at, listing, report, transfer
 from transforms.actions import FREEZES, HOLDS, LOSSES, REQUESTS, RESOLUTIONS, Actions
-from transforms.events import AddressFact, FeaturedTransfer, ReportIn
+from transforms.events import AddressFact, FeaturedReport, FeaturedTransfer, ReportIn
 from transforms.labels import EXAMPLES, LabelJoin
 from transforms.ledger import REPORTS, TRANSFERS, Ledger
 from transforms.machine import METRIC
+from transforms.models import rules_transfer_score, rules_verdict_score, transfer_x, verdict_of
 from transforms.outreach import OUTREACH, OutreachStep
 from transforms.policy import DAY, HOUR, MINUTE, Policy
-from transforms.profiles import FEATURED, SenderProfile
+from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
 
 DEST = addr("boundary-dest")
 H = P.hold_ms
@@ -330,3 +332,82 @@ def test_lookalike_hold_names_the_payee_and_its_family_outside_evm():
         transfer=ev.featured.transfer._replace(network="TRX")))
     _, out = feed(Actions(P), fake, [ev])
     assert [h.reasons for h in tagged(out, HOLDS)] == [[f"lookalike_of={genuine} (TRON)"]]
+
+
+# ------------------------------------------------------------------ rule 2: the fan-in rule
+def _burst_features(policy: Policy, age_ms: int) -> dict:
+    """The features of the 25th distinct sender of a burst (all within the last minute) to
+    DEST, first seen ``age_ms`` before that transfer (by one of them)."""
+    t = at(0) + age_ms
+    events = [FeaturedTransfer(transfer("first", at(0), "s0", DEST), at(0), {})]
+    events += [FeaturedTransfer(transfer(f"b{i}", t - 24 + i, f"s{i}", DEST), t - 24 + i, {})
+               for i in range(25)]
+    _, out = feed(CounterpartyProfile(policy, BlacklistSnapshot({})), DEST, events)
+    return tagged(out, FEATURED)[-1].features
+
+
+@pytest.mark.parametrize("young_dest_ms, age_ms, held", [
+    (2 * DAY, 2 * DAY - 1, True),  # the default: younger than 2 days
+    (2 * DAY, 2 * DAY, False),
+    (12 * HOUR, 12 * HOUR - 1, True),
+    (12 * HOUR, 12 * HOUR, False),
+    (3 * DAY, 2 * DAY, True),
+])
+def test_fan_in_rule_needs_a_destination_younger_than_young_dest(young_dest_ms, age_ms, held):
+    assert Policy().young_dest_ms == 2 * DAY
+    p = Policy(use_models=False, young_dest_ms=young_dest_ms)
+    f = _burst_features(p, age_ms)
+    assert (f["fan_in_24h"], f["fan_in_1h"]) == (25.0, 25.0)
+    assert rules_transfer_score(f, p) == ((0.8, ("fan_in_24h=25",)) if held else (0.05, ()))
+    assert transfer_x(f, p)["young_dest"] == (1.0 if held else 0.0)  # the model's feature
+
+
+# ------------------------------------------------------------------ rule 4: reporters in 24h
+def _established_report(rid: str, t: int, reporter: str) -> FeaturedReport:
+    ri = ReportIn(report(rid, t, reporter, suspect=DEST), t, DEST)
+    return FeaturedReport(ri, t, {"reporter_paid_suspect": 1.0, "reporter_fresh": 0.0})
+
+
+@pytest.mark.parametrize("window_ms, gap_ms, est24", [
+    (24 * HOUR, 24 * HOUR - 1, 2.0),  # the default: the first report is still counted
+    (24 * HOUR, 24 * HOUR, 1.0),  # exactly 24h old: out
+    (36 * HOUR, 24 * HOUR, 2.0),
+    (36 * HOUR, 36 * HOUR, 1.0),
+])
+def test_reporters_24h_count_within_reporter_short_window(window_ms, gap_ms, est24):
+    """Two established reporters within the short window make a SCAM-level rules score;
+    further apart, one of them counts only in the 7-day window."""
+    assert Policy().reporter_short_window_ms == 24 * HOUR
+    p = Policy(use_models=False, reporter_short_window_ms=window_ms)
+    events = [_established_report("r1", at(0), "e1"),
+              _established_report("r2", at(0) + gap_ms, "e2")]
+    _, out = feed(CounterpartyProfile(p, BlacklistSnapshot({})), DEST, events)
+    f = tagged(out, FEATURED)[-1].features
+    assert (f["established_reporters_24h"], f["reporters_24h"],
+            f["established_reporters_7d"]) == (est24, est24, 2.0)
+    assert verdict_of(rules_verdict_score(f)[0], p) == ("SCAM" if est24 == 2.0 else "REVIEW")
+
+
+# ------------------------------------------------------------------ rule 9: the payee sweep
+@pytest.mark.parametrize("every, n_transfers, forgotten", [
+    (8, 8, True),  # the 8th transfer sweeps out the payee past its memory
+    (8, 7, False),
+    (64, 8, False),  # the default sweeps at the 64th
+])
+def test_payees_past_their_memory_are_dropped_every_payee_sweep_every_transfers(
+        every, n_transfers, forgotten):
+    """A genuine payee paid once, then ``n_transfers - 1`` transfers to another address
+    up to just past the payee memory; then a look-alike of the genuine payee."""
+    assert Policy().payee_sweep_every == 64
+    p = Policy(use_models=False, payee_sweep_every=every)
+    mem = p.payee_memory_ms
+    fake = "0xabc" + "7" * 33 + "9f3e"
+    events = [transfer("g", at(0), "u", GENUINE)]
+    events += [transfer(f"o{i}", at(0) + mem - DAY + i, "u", DEST)
+               for i in range(n_transfers - 2)]
+    events += [transfer("z", at(0) + mem + 1, "u", DEST),  # the n_transfers-th
+               transfer("f", at(0) + mem + 2, "u", fake)]
+    _, out = feed(SenderProfile(p, lambda u: None), "u", events)
+    f = tagged(out, FEATURED)[-1]
+    assert f.lookalike_of == (None if forgotten else GENUINE)
+    assert f.features["n_payees"] == (1.0 if forgotten else 2.0)

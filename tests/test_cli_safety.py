@@ -606,3 +606,24 @@ def test_report_compare_with_a_non_backtest_dir_is_one_line(capsys, sim, run_out
     err = _one_line(capsys, report_cli.main(["--input", str(sim), "--output", str(run_out),
                                              "--compare", str(tmp_path)]))
     assert "--compare" in err and "no metrics.json" in err
+
+
+def test_young_dest_reporter_short_window_and_payee_sweep_are_options():
+    """Issue 15's options: durations with units (scaled by --time_scale like every other),
+    a sweep period of at least 1, errors naming the flag."""
+    from pipelines.options import SafetyNetOptions, policy_from_options
+
+    p = policy_from_options(SafetyNetOptions(["--young_dest", "12h", "--reporter_short_window",
+                                              "36h", "--payee_sweep_every", "8"]))
+    assert (p.young_dest_ms, p.reporter_short_window_ms, p.payee_sweep_every) == (
+        12 * 3_600_000, 36 * 3_600_000, 8)
+    d = policy_from_options(SafetyNetOptions([]))
+    assert (d.young_dest_ms, d.reporter_short_window_ms, d.payee_sweep_every) == (
+        2 * 86_400_000, 86_400_000, 64)
+    s = policy_from_options(SafetyNetOptions(["--time_scale", "24"]))
+    assert (s.young_dest_ms, s.reporter_short_window_ms, s.payee_sweep_every) == (
+        2 * 3_600_000, 3_600_000, 64)
+    with pytest.raises(ValueError, match="--payee_sweep_every must be >= 1"):
+        policy_from_options(SafetyNetOptions(["--payee_sweep_every", "0"]))
+    with pytest.raises(SystemExit):
+        policy_from_options(SafetyNetOptions(["--young_dest", "2"]))  # no unit

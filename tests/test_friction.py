@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from tests.kit import snapshot_models
 from tests.scenario import at, collect, listing, outcome, transfer
 from tests.test_models import LEGIT, ON, SCAMMY, example, ftransfer
 from transforms.events import ScoredTransfer
@@ -20,7 +21,6 @@ from transforms.models import (
     load_snapshot,
     new_transfer_model,
     rules_transfer_score,
-    snapshot_models,
     transfer_x,
 )
 from transforms.policy import DAY, HOUR, Policy
@@ -97,7 +97,7 @@ def replica_candidates(exs: list, p: Policy) -> list:
     sc, lr = model.steps["StandardScaler"], model.steps["LogisticRegression"]
     out = []
     for ex in exs:
-        x = transfer_x(ex.x)
+        x = transfer_x(ex.x, p)
         sc.learn_one(x)
         xs = sc.transform_one(x)
         pm = lr.predict_proba_one(xs)[True]

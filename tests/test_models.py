@@ -17,6 +17,7 @@ import random
 import pytest
 
 from schemas.rows import ScamReport
+from tests.kit import snapshot_models
 from tests.scenario import addr, at, collect, report, transfer
 from transforms.events import (
     AddressFact,
@@ -38,7 +39,6 @@ from transforms.models import (
     read_snapshot,
     report_x,
     snapshot_file,
-    snapshot_models,
     transfer_x,
     write_snapshot_bytes,
 )
@@ -254,7 +254,7 @@ def test_profiles_put_the_report_text_into_the_features():
 
 
 def test_no_label_or_outcome_field_reaches_the_model_input():
-    x = transfer_x(SCAMMY)
+    x = transfer_x(SCAMMY, Policy())
     assert all(isinstance(v, float) for v in x.values())
     assert not {"y", "is_scam", "label"} & set(x) and not {"y", "is_scam"} & set(report_x(BOMB))
 
@@ -369,7 +369,7 @@ def test_snapshot_round_trip_gives_the_same_predictions(tmp_path):
     loaded = load_snapshot(path)[TRANSFER_RISK]
     assert loaded.n_labels == 200 and loaded.origin
     for f in (LEGIT, SCAMMY):
-        x = transfer_x(f)
+        x = transfer_x(f, p)
         assert loaded.model.predict_proba_one(x) == s.model.predict_proba_one(x)
     # warm start through the policy: same score, a version naming the snapshot
     warm = Models(dataclasses.replace(p, model_warm_start=path))
@@ -492,8 +492,8 @@ def test_the_step_learns_exactly_as_the_river_pipeline_would():
                         if e.y and e.event_time < ex.event_time)
             n = ex.event_time - at(0)
             w = max(1.0, min(30.0, math.sqrt((n - n_pos + 1) / (n_pos + 1))))
-        ref.learn_one(transfer_x(ex.x), ex.y, w=w)
+        ref.learn_one(transfer_x(ex.x, p), ex.y, w=w)
     for f in (SCAMMY, LEGIT):
-        x = transfer_x(f)
+        x = transfer_x(f, p)
         assert s.model.predict_proba_one(x)[True] == pytest.approx(
             ref.predict_proba_one(x)[True], rel=1e-12)

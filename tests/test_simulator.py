@@ -22,12 +22,27 @@ from pipelines import simulate
 from schemas import codecs
 from schemas.rows import DeadLetter, Transfer
 from schemas.streams import REPLAY_FILES
-from simulator.addresses import is_lookalike
+from simulator.addresses import POISON_MATCH, _kind
 from simulator.exchange import _ASSET_INDEX, DAY, HOUR, PRICE, TYPOLOGIES
 from simulator.publish import plan_messages, publish_replay
 from transforms import lookalike
 
 SMALL = {"users": 2000, "days": 7, "seed": 7}
+
+
+def is_lookalike(addr: str, genuine: str, network: str | None = None) -> bool:
+    """True when ``addr`` imitates ``genuine`` as the simulator's poisoners do: both of the
+    same network and shape, different, with the head and tail of ``POISON_MATCH`` equal
+    (EVM compared lower-cased; base58 and bech32 as made). ``network`` None: EVM only."""
+    kind = _kind(genuine, network)
+    if kind == "EVM":
+        a, g = addr.lower(), genuine.lower()
+        return (len(a) == len(g) == 42 and a.startswith("0x") and g.startswith("0x")
+                and a != g and a[2:5] == g[2:5] and a[-4:] == g[-4:])
+    if network is None or kind != _kind(addr, network) or len(addr) != len(genuine):
+        return False
+    head, tail = POISON_MATCH[kind]
+    return addr != genuine and addr[:head] == genuine[:head] and addr[-tail:] == genuine[-tail:]
 FILES = ("transfers", "reports", "outcomes", "blacklist", "profiles", "blacklist_snapshot",
          "truth")
 

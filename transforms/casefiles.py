@@ -196,75 +196,19 @@ class CaseBook(Machine):
         cap = self.p.case_max_items
         key = self.sort_key(ev)
         if t is ScoredTransfer:
-            ft = ev.featured
-            tr = ft.transfer
-            s.network = s.network or tr.network
-            s.owner = s.owner or tr.to_user_id
-            tid = tr.transfer_id
-            if tid not in s.sent:
-                s.sent[tid] = (now, tr.user_id, tr.usd_value, tr.amount, tr.asset)
-                bisect.insort(s.order, (now, tid))
-                s.senders[tr.user_id] = s.senders.get(tr.user_id, 0) + 1
-                s.cents[s.fates.get(tid, LOST)] += _cents(tr.usd_value)
-            for src in ft.blacklist or ():
-                self._open(s, now, f"blacklisted:{src}")
-            def line():
-                return (f"transfer {tid}: {tr.amount} {tr.asset} (${tr.usd_value:,.2f})"
-                        f" from {tr.user_id}, risk {ev.score:.2f}")
+            line = self._on_transfer(s, ev, now)
         elif t is Hold:
-            self._fate(s, ev.transfer_id, HELD)
-            if "destination_frozen" in ev.reasons:
-                self._open(s, now, "frozen")
-            def line():
-                return f"hold {ev.hold_id} on transfer {ev.transfer_id}"
+            line = self._on_hold(s, ev, now)
         elif t is HoldResolution:
-            self._fate(s, ev.transfer_id, ev.resolution)
-            def line():
-                return f"transfer {ev.transfer_id} {ev.resolution.lower()}: {ev.reason}"
+            line = self._on_resolution(s, ev)
         elif t is ScoredReport:
-            ri = ev.featured.report_in
-            rep = ri.report
-            f = ev.featured.features
-            established = f.get("reporter_paid_suspect", 0.0) > 0 and not f.get(
-                "reporter_fresh")
-            s.owner = s.owner or rep.suspect_user_id
-            s.reports.add(key, lambda: {
-                "report_id": rep.report_id, "at": now, "reporter": rep.reporter_user_id,
-                "category": rep.category, "text": rep.description,
-                "claimed_loss_usd": rep.claimed_loss_usd, "established": bool(established)},
-                cap)
-            s.verdicts.add(key, lambda: {
-                "report_id": rep.report_id, "at": now, "verdict": ev.verdict,
-                "score": round(ev.score, 4), "model_version": ev.model_version,
-                "reasons": list(ev.reasons)}, cap)
-            if ev.verdict in ("SCAM", "REVIEW"):
-                self._open(s, now, f"verdict:{ev.verdict}")
-            def line():
-                return (f"report {rep.report_id} by {rep.reporter_user_id} "
-                        f"({rep.category}): verdict {ev.verdict} {ev.score:.2f}")
+            line = self._on_report(s, ev, now, key, cap)
         elif t is Freeze:
-            s.owner = s.owner or ev.user_id
-            s.freeze = {"freeze_id": ev.freeze_id, "at": now,
-                        "verdict_score": round(ev.verdict_score, 4),
-                        "report_ids": list(ev.report_ids), "reasons": list(ev.reasons)}
-            self._open(s, now, "frozen")
-            def line():
-                return f"frozen ({'; '.join(ev.reasons)[:120]})"
+            line = self._on_freeze(s, ev, now)
         elif t is BlacklistUpdate:
-            s.network = s.network or ev.network
-            s.blacklist.add(key, lambda: {"at": now, "action": ev.action,
-                                          "source": ev.source, "reason": ev.reason}, cap)
-            if ev.action == "ADD":
-                self._open(s, now, f"blacklisted:{ev.source}")
-            def line():
-                return f"list {ev.action} by {ev.source}"
+            line = self._on_list_update(s, ev, now, key, cap)
         elif t is Outreach:
-            s.outreach.add(key, lambda: {"outreach_id": ev.outreach_id, "at": now,
-                                         "user": ev.user_id, "kind": ev.kind,
-                                         "channel": ev.channel}, cap)
-
-            def line():
-                return f"outreach {ev.kind} on {ev.channel} to {ev.user_id}"
+            line = self._on_outreach(s, ev, now, key, cap)
         else:
             raise TypeError(f"CaseBook cannot handle {t.__name__}")
         s.timeline.add(key, lambda: {"at": now, "event": line()}, cap)
@@ -272,6 +216,77 @@ class CaseBook(Machine):
         if s.opened_at is not None and s.due is None:
             s.due = now + self.p.case_update_ms  # one new version for the changes until then
         return []
+
+    # Each handler updates the case for one kind of event and returns its timeline line,
+    # unbuilt (a callable): the line is written only if the timeline keeps it.
+    def _on_transfer(self, s: _Case, ev: ScoredTransfer, now: int) -> Callable[[], str]:
+        ft = ev.featured
+        tr = ft.transfer
+        s.network = s.network or tr.network
+        s.owner = s.owner or tr.to_user_id
+        tid = tr.transfer_id
+        if tid not in s.sent:
+            s.sent[tid] = (now, tr.user_id, tr.usd_value, tr.amount, tr.asset)
+            bisect.insort(s.order, (now, tid))
+            s.senders[tr.user_id] = s.senders.get(tr.user_id, 0) + 1
+            s.cents[s.fates.get(tid, LOST)] += _cents(tr.usd_value)
+        for src in ft.blacklist or ():
+            self._open(s, now, f"blacklisted:{src}")
+        return lambda: (f"transfer {tid}: {tr.amount} {tr.asset} (${tr.usd_value:,.2f})"
+                        f" from {tr.user_id}, risk {ev.score:.2f}")
+
+    def _on_hold(self, s: _Case, ev: Hold, now: int) -> Callable[[], str]:
+        self._fate(s, ev.transfer_id, HELD)
+        if "destination_frozen" in ev.reasons:
+            self._open(s, now, "frozen")
+        return lambda: f"hold {ev.hold_id} on transfer {ev.transfer_id}"
+
+    def _on_resolution(self, s: _Case, ev: HoldResolution) -> Callable[[], str]:
+        self._fate(s, ev.transfer_id, ev.resolution)
+        return lambda: f"transfer {ev.transfer_id} {ev.resolution.lower()}: {ev.reason}"
+
+    def _on_report(self, s: _Case, ev: ScoredReport, now: int, key: tuple,
+                   cap: int) -> Callable[[], str]:
+        rep = ev.featured.report_in.report
+        f = ev.featured.features
+        established = f.get("reporter_paid_suspect", 0.0) > 0 and not f.get("reporter_fresh")
+        s.owner = s.owner or rep.suspect_user_id
+        s.reports.add(key, lambda: {
+            "report_id": rep.report_id, "at": now, "reporter": rep.reporter_user_id,
+            "category": rep.category, "text": rep.description,
+            "claimed_loss_usd": rep.claimed_loss_usd, "established": bool(established)}, cap)
+        s.verdicts.add(key, lambda: {
+            "report_id": rep.report_id, "at": now, "verdict": ev.verdict,
+            "score": round(ev.score, 4), "model_version": ev.model_version,
+            "reasons": list(ev.reasons)}, cap)
+        if ev.verdict in ("SCAM", "REVIEW"):
+            self._open(s, now, f"verdict:{ev.verdict}")
+        return lambda: (f"report {rep.report_id} by {rep.reporter_user_id} "
+                        f"({rep.category}): verdict {ev.verdict} {ev.score:.2f}")
+
+    def _on_freeze(self, s: _Case, ev: Freeze, now: int) -> Callable[[], str]:
+        s.owner = s.owner or ev.user_id
+        s.freeze = {"freeze_id": ev.freeze_id, "at": now,
+                    "verdict_score": round(ev.verdict_score, 4),
+                    "report_ids": list(ev.report_ids), "reasons": list(ev.reasons)}
+        self._open(s, now, "frozen")
+        return lambda: f"frozen ({'; '.join(ev.reasons)[:120]})"
+
+    def _on_list_update(self, s: _Case, ev: BlacklistUpdate, now: int, key: tuple,
+                        cap: int) -> Callable[[], str]:
+        s.network = s.network or ev.network
+        s.blacklist.add(key, lambda: {"at": now, "action": ev.action,
+                                      "source": ev.source, "reason": ev.reason}, cap)
+        if ev.action == "ADD":
+            self._open(s, now, f"blacklisted:{ev.source}")
+        return lambda: f"list {ev.action} by {ev.source}"
+
+    def _on_outreach(self, s: _Case, ev: Outreach, now: int, key: tuple,
+                     cap: int) -> Callable[[], str]:
+        s.outreach.add(key, lambda: {"outreach_id": ev.outreach_id, "at": now,
+                                     "user": ev.user_id, "kind": ev.kind,
+                                     "channel": ev.channel}, cap)
+        return lambda: f"outreach {ev.kind} on {ev.channel} to {ev.user_id}"
 
     def _fate(self, s: _Case, tid: str, fate: str) -> None:
         old = s.fates.get(tid, LOST)

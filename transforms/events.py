@@ -52,6 +52,11 @@ class FeaturedTransfer(NamedTuple):
     lookalike_of: Optional[str] = None
 
 
+# The non-numeric keys of a report's features (SenderProfile adds them; the Scam Verdict
+# Model reads them): its description and its category
+TEXT, CATEGORY = "_text", "_category"
+
+
 class FeaturedReport(NamedTuple):
     report_in: ReportIn
     event_time: int

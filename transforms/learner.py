@@ -174,7 +174,7 @@ class Learner(Machine):
             usd = math.expm1(f.get("log_claimed_loss", 0.0))
             s.model.learn_one(x, y, w=w)
         else:
-            x = transfer_x(f)
+            x = transfer_x(f, self.p)
             parts = linear_parts(s.model)
             rule = rules_transfer_score(f, self.p)[0]
             if parts is None:

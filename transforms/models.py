@@ -66,16 +66,16 @@ from typing import Optional
 import river
 from river import compose, feature_extraction, linear_model, optim, preprocessing
 
+from schemas.rows import CATEGORIES
+from transforms.events import CATEGORY, TEXT
 from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
-from transforms.policy import Policy
+from transforms.policy import DAY, Policy
 
 RIVER_VERSION = river.__version__
 SNAPSHOT_FORMAT = 1
 METRICS_EVERY = 1000  # labels between two model_metrics summaries
 MAX_POS_WEIGHT = 30.0
 BUSY_SHARE = 0.01  # established reporters needed per incoming transfer of a busy suspect
-TEXT, CATEGORY = "_text", "_category"  # private keys of a report's features (profiles.py)
-CATEGORIES = ("INVESTMENT", "ROMANCE", "PHISHING", "IMPERSONATION", "FAKE_PLATFORM", "OTHER")
 
 # The numeric context a report is scored on (missing ones are 0).
 REPORT_NUMERIC = (
@@ -88,10 +88,20 @@ REPORT_NUMERIC = (
 
 
 # ------------------------------------------------------------------------------- the rules
+def is_young_dest(f: dict, policy: Policy) -> bool:
+    """Was the destination first seen by this job less than ``young_dest_ms`` ago?
+
+    >>> is_young_dest({"dest_age_days": 1.99}, Policy()), is_young_dest({}, Policy())
+    (True, False)
+    """
+    return f.get("dest_age_days", 99.0) < policy.young_dest_ms / DAY
+
+
 def rules_transfer_score(f: dict, policy: Policy) -> tuple[float, tuple]:
     """Rules-only transfer risk: a fan-in threshold on young destinations, for a *burst*:
     at least ``fan_in_rule`` distinct senders in 24h to a destination first seen less than
-    2 days ago, of which at least ``fan_in_burst_share`` came within the last hour.
+    ``young_dest_ms`` (2 days) ago, of which at least ``fan_in_burst_share`` came within
+    the last hour.
 
     "First seen" can only mean first seen by this job: at the start of a replay every busy
     merchant is "young" and passes 25 distinct senders within hours, at its usual pace. A
@@ -105,7 +115,7 @@ def rules_transfer_score(f: dict, policy: Policy) -> tuple[float, tuple]:
     0.05
     """
     fan_in = f.get("fan_in_24h", 0.0)
-    if fan_in >= policy.fan_in_rule and f.get("dest_age_days", 99.0) < 2.0 \
+    if fan_in >= policy.fan_in_rule and is_young_dest(f, policy) \
             and f.get("fan_in_1h", fan_in) >= policy.fan_in_burst_share * fan_in:
         return 0.8, (f"fan_in_24h={int(fan_in)}",)
     return 0.05, ()
@@ -193,11 +203,12 @@ def guarded_verdict(score: float, f: dict, policy: Policy) -> tuple[float, str, 
 
 
 # --------------------------------------------------------------------------- model inputs
-def transfer_x(f: dict) -> dict:
+def transfer_x(f: dict, policy: Policy) -> dict:
     """The transfer model's input: the numeric profile features plus crossed ones a linear
     model cannot make itself. Scoring and learning both call this on the same features.
 
-    >>> x = transfer_x({"fan_in_24h": 3.0, "new_dest": 1.0, "log_usd": 5.0, "_note": "x"})
+    >>> x = transfer_x({"fan_in_24h": 3.0, "new_dest": 1.0, "log_usd": 5.0, "_note": "x"},
+    ...                Policy())
     >>> x["new_dest_log_usd"], "_note" in x
     (5.0, False)
     """
@@ -205,7 +216,7 @@ def transfer_x(f: dict) -> dict:
     get = f.get
     fan_in = get("fan_in_24h", 0.0)
     fan = math.log1p(fan_in) if fan_in > 0 else 0.0
-    young = 1.0 if get("dest_age_days", 99.0) < 2.0 else 0.0
+    young = 1.0 if is_young_dest(f, policy) else 0.0
     new = get("new_dest", 0.0)
     fan1 = get("fan_in_1h", 0.0)
     x["log_fan_in_24h"] = fan
@@ -411,6 +422,13 @@ def linear_parts(model) -> Optional[tuple]:
     return None
 
 
+def regression_weights(lr):
+    """The live weights of River's linear regression ``lr`` (read, never copied: River's
+    ``weights`` property copies every weight on each access). The one place that reads
+    River's private ``_weights``."""
+    return lr._weights
+
+
 def _top(pairs, k: int) -> tuple:
     best = heapq.nlargest(k, pairs)
     return tuple(f"{n}+{c:.2f}" for c, n in best if c > 0)
@@ -421,13 +439,12 @@ def top_contributions(model, x: dict, k: int = 2, scaled: Optional[dict] = None)
     ``scaled`` is ``x`` already through the steps before the regression, when known.
 
     >>> m = new_transfer_model()
-    >>> m.steps["LogisticRegression"]._weights.update({"a": 2.0, "b": -1.0})
+    >>> regression_weights(m.steps["LogisticRegression"]).update({"a": 2.0, "b": -1.0})
     >>> top_contributions(m, {"a": 1.0, "b": 1.0}, scaled={"a": 1.0, "b": 1.0})
     ('a+2.00',)
     """
     try:
-        lr = model.steps["LogisticRegression"]
-        w = lr._weights  # River's `weights` property copies every weight on each access
+        w = regression_weights(model.steps["LogisticRegression"])
         xs = scaled
         if xs is None:
             xs = x
@@ -470,12 +487,6 @@ def snapshot_bytes(states: dict, at: Optional[int] = None) -> bytes:
         "written_at": at,
         "snapshot_id": sid,
     }, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def snapshot_models(states: dict, path: str, at: Optional[int] = None) -> str:
-    """Write one snapshot file holding every model in ``states`` to ``path`` (local or any
-    Beam filesystem), atomically (write then rename). Returns ``path``."""
-    return write_snapshot_bytes(snapshot_bytes(states, at), path)
 
 
 def snapshot_order(data: bytes) -> tuple:
@@ -561,7 +572,7 @@ def score_transfer(model, version: str, f: dict, policy: Policy) -> tuple[float,
     rule, why = rules_transfer_score(f, policy)
     if model is None:
         return rule, "rules", why
-    x = transfer_x(f)
+    x = transfer_x(f, policy)
     pm, xs = transfer_proba(model, x)
     score = pm if pm > rule else rule
     reasons = (f"model:{TRANSFER_RISK}={pm:.2f}",)

@@ -38,12 +38,21 @@ class Policy:
     short_window_ms: int = 1 * HOUR
     long_window_ms: int = 24 * HOUR
     reporter_window_ms: int = 7 * DAY
+    # ... and the reports against a suspect within this (reporters_24h,
+    # established_reporters_24h, unestablished_reports_24h), of those reporter_window_ms keeps
+    reporter_short_window_ms: int = 24 * HOUR
     payee_memory_ms: int = 180 * DAY
+    # ... payees older than payee_memory_ms are dropped at every this many transfers of a
+    # sender (an idle sender forgets all of them at once, at payee_memory_ms)
+    payee_sweep_every: int = 64
     fresh_account_ms: int = 7 * DAY
     # Rules-only baseline: fan-in threshold (distinct senders in the long window)
     fan_in_rule: int = 25
     # ... arriving as a burst: this share of them within the last hour (short window)
     fan_in_burst_share: float = 0.5
+    # ... to a young destination: first seen by this job less than this ago (also the
+    # transfer model's young_dest feature)
+    young_dest_ms: int = 2 * DAY
     # Labels (LabelJoin)
     label_horizon_ms: int = 7 * DAY
     # Dedup memory and outcome resolution (Ledger)
@@ -171,6 +180,8 @@ class Policy:
                 raise ValueError(f"{f.name} must be positive")
             if f.name.startswith("lookalike_") and getattr(self, f.name) < 1:
                 raise ValueError(f"{f.name} must be at least 1")
+        if self.payee_sweep_every < 1:
+            raise ValueError("payee_sweep_every must be >= 1")
         if self.model_publish_labels < 1 or self.model_negative_sample < 1:
             raise ValueError("model_publish_labels and model_negative_sample must be >= 1")
         if self.friction_cap < 0:

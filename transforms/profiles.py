@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from schemas.blacklist import BlacklistSnapshot
 from schemas.rows import BlacklistUpdate, Transfer, UserProfile
 from transforms import lookalike
-from transforms.events import FeaturedReport, FeaturedTransfer, ReportIn
+from transforms.events import CATEGORY, TEXT, FeaturedReport, FeaturedTransfer, ReportIn
 from transforms.machine import Machine
 from transforms.policy import DAY, HOUR, Policy
 
@@ -127,7 +127,7 @@ class SenderProfile(Machine):
             if look is not None:
                 s.by_look.setdefault(look, set()).add(dest)
             s.payees[dest] = now
-        if s.n % 64 == 0:
+        if s.n % p.payee_sweep_every == 0:
             self._forget_old_payees(s, now)
         s.last_t = now
         return [(FEATURED, now, FeaturedTransfer(tr, now, features, reasons,
@@ -157,8 +157,8 @@ class SenderProfile(Machine):
             "claimed_loss_missing": 1.0 if ev.report.claimed_loss_usd is None else 0.0,
             "log_paid_usd": math.log1p(max(0.0, ev.paid_usd or 0.0)),
             "text_len": math.log1p(len(ev.report.description or "")),
-            "_text": ev.report.description or "",
-            "_category": ev.report.category,
+            TEXT: ev.report.description or "",
+            CATEGORY: ev.report.category,
         }
         s.n_reports += 1
         s.report_times.append(now)
@@ -238,7 +238,7 @@ class CounterpartyProfile(Machine):
         while s.reports and s.reports[0][0] <= now - p.reporter_window_ms:
             s.reports.popleft()
         short_from = now - p.short_window_ms
-        day_from = now - DAY
+        reporters_from = now - p.reporter_short_window_ms
         if t is FeaturedTransfer:
             tr = ev.transfer
             users24 = {u for _, u in s.senders}
@@ -269,13 +269,13 @@ class CounterpartyProfile(Machine):
         rep = ev.report_in.report
         f = dict(ev.features)
         established = f.get("reporter_paid_suspect", 0.0) > 0 and not f.get("reporter_fresh")
-        reporters24 = {r for ts, r, _ in s.reports if ts > day_from} | {rep.reporter_user_id}
-        est24 = {r for ts, r, e in s.reports if e and ts > day_from}
+        reporters24 = {r for ts, r, _ in s.reports if ts > reporters_from} | {rep.reporter_user_id}
+        est24 = {r for ts, r, e in s.reports if e and ts > reporters_from}
         est7 = {r for _, r, e in s.reports if e}
         if established:
             est24.add(rep.reporter_user_id)
             est7.add(rep.reporter_user_id)
-        fresh24 = sum(1 for ts, r, e in s.reports if ts > day_from and not e)
+        fresh24 = sum(1 for ts, r, e in s.reports if ts > reporters_from and not e)
         sources, version = self.listed(ev.report_in.suspect, s)
         users24 = {u for _, u in s.senders}
         f.update({

@@ -28,7 +28,6 @@ True
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any, Iterable, NamedTuple, Optional
 
 import apache_beam as beam
@@ -96,17 +95,12 @@ def disagreement(transfer_id: str, marks: Iterable[Mark]) -> Optional[dict]:
 def hourly_row(window_start_ms: int, pairs: dict, window_ms: int = HOUR_MS) -> dict:
     """One hour's disagreements, in all and by (live>shadow) pair, from pair counts.
 
-    >>> hourly_row(0, summarize([{"pair": "hold>none"}, {"pair": "none>warn"},
-    ...                          {"pair": "hold>none"}]))["by_pair"]
-    {'hold>none': 2, 'none>warn': 1}
+    >>> r = hourly_row(0, {"none>warn": 1, "hold>none": 2})
+    >>> r["disagreements"], r["by_pair"]
+    (3, {'hold>none': 2, 'none>warn': 1})
     """
     return {"window_start": window_start_ms, "window_end": window_start_ms + window_ms,
             "disagreements": sum(pairs.values()), "by_pair": dict(sorted(pairs.items()))}
-
-
-def summarize(rows: Iterable[dict]) -> dict:
-    """Disagreements by pair over a whole run (the report's table)."""
-    return dict(sorted(Counter(r["pair"] for r in rows).items()))
 
 
 # ----------------------------------------------------------------------------- Beam face

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from bench.models_bench import STEP, load_truth, upstream
-from pipelines.friction import friction_figures
+from report.friction import friction_figures
 from schemas.rows import DeadLetter
 from transforms import actions as act
 from transforms.learner import MODEL_METRICS, VERSIONS
@@ -85,7 +85,7 @@ def judge(transfers: list, kind_of, out: dict, capped: set, hold_ms: int) -> dic
     return f
 
 
-def main(argv=None) -> int:
+def _args(argv) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--replay", type=Path, required=True)
     ap.add_argument("--split", default="2018-04-01", help="first day of the report half")
@@ -95,7 +95,22 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="a Policy field for every run, e.g. label_horizon_ms=86400000")
     ap.add_argument("--json", type=Path)
-    a = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def _progress(budget: float, floor: float, cap: int, row: dict) -> None:
+    tn, rp = row["tune"], row["report"]
+    print(f"budget={budget:<6} floor={floor} cap={cap:<3} | tune legit "
+          f"{tn['legit_held_share']:.4f}/{tn['legit_held_usd_share']:.4f} "
+          f"top {tn['max_user_share_of_legit_holds']:.2f} prevented "
+          f"{tn['victim_usd_prevented']:.3f} | report legit "
+          f"{rp['legit_held_share']:.4f}/{rp['legit_held_usd_share']:.4f} "
+          f"top {rp['max_user_share_of_legit_holds']:.2f} prevented "
+          f"{rp['victim_usd_prevented']:.3f}", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> int:
+    a = _args(argv)
     split = _ms(a.split)
     fields = {f.name: f.type for f in dataclasses.fields(Policy)}
     changes = {}
@@ -150,14 +165,7 @@ def main(argv=None) -> int:
             final = [d for d in learned[MODEL_METRICS] if d["final"]]
             row["roc_auc"] = {d["model"]: d.get("roc_auc") for d in final}
             results.append(row)
-            tn, rp = row["tune"], row["report"]
-            print(f"budget={budget:<6} floor={floor} cap={cap:<3} | tune legit "
-                  f"{tn['legit_held_share']:.4f}/{tn['legit_held_usd_share']:.4f} "
-                  f"top {tn['max_user_share_of_legit_holds']:.2f} prevented "
-                  f"{tn['victim_usd_prevented']:.3f} | report legit "
-                  f"{rp['legit_held_share']:.4f}/{rp['legit_held_usd_share']:.4f} "
-                  f"top {rp['max_user_share_of_legit_holds']:.2f} prevented "
-                  f"{rp['victim_usd_prevented']:.3f}", file=sys.stderr, flush=True)
+            _progress(budget, floor, cap, row)
             t1 = time.perf_counter()
     ok = [r for r in results if r["tune"]["within_limits"]]
     chosen = max(ok, key=lambda r: r["tune"]["victim_usd_prevented"]) if ok else None

@@ -52,6 +52,13 @@ def hold_reason(h) -> str:
     return "model"
 
 
+def lost_cause(held: bool, destination_held_before: bool) -> str:
+    """Why a scam transfer's money was lost (see the module docstring)."""
+    if held:
+        return "held_then_released"
+    return "sent_after_a_hold" if destination_held_before else "never_held"
+
+
 def friction_figures(transfers: Iterable, kind_of, holds: Iterable, resolutions: Iterable,
                      capped: Optional[set] = None, top: int = TOP_USERS,
                      rows: int = TABLE_ROWS) -> dict:
@@ -91,12 +98,7 @@ def friction_figures(transfers: Iterable, kind_of, holds: Iterable, resolutions:
         elif kind == "scam":
             r = res_by.get(t.transfer_id)
             if r is None or r.resolution != "REFUNDED":
-                if h is not None:
-                    cause = "held_then_released"
-                elif t.to_address in held_before:
-                    cause = "sent_after_a_hold"
-                else:
-                    cause = "never_held"
+                cause = lost_cause(h is not None, t.to_address in held_before)
                 lost[cause]["n"] += 1
                 lost[cause]["usd"] += usd
                 if capped and t.transfer_id in capped:

@@ -20,18 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from schemas import codecs
+from report.files import output
 from schemas.rows import CaseFile, Outreach
 
 CASE_DIR = "cases"
 DAY_MS = 86_400_000
-
-
-def _rows(out_dir: Path, name: str, record: str) -> list:
-    p = codecs.find_input(out_dir, name)
-    if p is None:
-        return []
-    return [r for r in codecs.read_records(p, record) if type(r).__name__ == record]
 
 
 def _day(ms: int, day_ms: int = DAY_MS) -> str:
@@ -56,7 +49,7 @@ def proactive_metrics(out_dir: str | Path, policy: Optional[dict] = None) -> dic
     out_dir = Path(out_dir)
     policy = policy or {}
     day_ms = int(policy.get("day_ms") or DAY_MS)
-    outreach = _rows(out_dir, "outreach", "Outreach")
+    outreach = output(out_dir, "outreach")
     assess: Counter = Counter()
     asked: Counter = Counter()
     made: Counter = Counter()
@@ -71,7 +64,7 @@ def proactive_metrics(out_dir: str | Path, policy: Optional[dict] = None) -> dic
             asked[d] += 1
     cap = policy.get("assessments_per_day")
     calls = policy.get("calls_per_day")
-    cases = _rows(out_dir, "cases", "CaseFile")
+    cases = output(out_dir, "cases")
     triggers: Counter = Counter()
     for c in cases:
         for t in c.triggers:
@@ -114,7 +107,7 @@ def proactive_html(metrics: dict, out_dir: Optional[Path] = None) -> str:
 
     cases = None
     if out_dir is not None:
-        cases = sorted(_rows(Path(out_dir), "cases", "CaseFile"),
+        cases = sorted(output(Path(out_dir), "cases"),
                        key=lambda x: (-x.usd_lost, x.opened_at, x.case_id))
     a, c, k = m["assessments"], m["calls"], m["cases"]
     return render("proactive.html", a=a, c=c, k=k,
@@ -172,7 +165,7 @@ def write_case_pages(out_dir: str | Path) -> int:
     """One page per case under ``out_dir/cases/`` (the pages of an earlier run there are
     removed first); returns how many."""
     out_dir = Path(out_dir)
-    cases = _rows(out_dir, "cases", "CaseFile")
+    cases = output(out_dir, "cases")
     d = out_dir / CASE_DIR
     if d.is_dir():
         for old in d.glob("*.html"):

@@ -171,3 +171,12 @@ def test_compare_two_runs(tmp_path):
 ])
 def test_auc(scores, labels, want):
     assert auc(scores, labels) == want
+
+
+def test_templates_escape_every_value_they_print():
+    from report.html import ENV, render_string
+
+    assert ENV.autoescape is True
+    assert str(render_string("<td>{{ x }}</td>", x=EVIL)) == (
+        "<td>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</td>")
+    assert str(render_string("{{ x|usd }} {{ y|pct }}", x=None, y=0.5)) == "– 50.00%"

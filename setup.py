@@ -1,8 +1,9 @@
 """safetynet: a streaming anti-scam system on Apache Beam.
 
-Also works as Beam's ``--setup_file`` for Dataflow workers: it installs the four packages
-(``pipelines``, ``transforms``, ``schemas``, ``simulator``), the ``.avsc`` schemas, and the
-exact pins below. The full transitive lock used locally is ``requirements.lock``.
+Also works as Beam's ``--setup_file`` for Dataflow workers: it installs the five packages
+(``pipelines``, ``transforms``, ``schemas``, ``simulator``, ``report``), the ``.avsc`` schemas,
+the report's templates and the exact pins below. The full transitive lock used locally is
+``requirements.lock``.
 """
 
 from setuptools import setup
@@ -17,6 +18,8 @@ REQUIRES = [
     "google-cloud-pubsub==2.44.0",
     "numpy==2.4.6",
     "matplotlib==3.11.2",
+    "Jinja2==3.1.6",
+    "MarkupSafe==3.0.4",
 ]
 
 setup(
@@ -24,8 +27,8 @@ setup(
     version="0.1.0",
     description="Streaming anti-scam system: 24h Safety Net holds, rapid recovery, outreach",
     python_requires=">=3.11,<3.12",
-    packages=["pipelines", "transforms", "schemas", "simulator"],
-    package_data={"schemas": ["*.avsc"]},
+    packages=["pipelines", "transforms", "schemas", "simulator", "report"],
+    package_data={"schemas": ["*.avsc"], "report": ["templates/*.html", "templates/*.css"]},
     include_package_data=True,
     install_requires=REQUIRES,
     extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "ruff==0.17.6"]},

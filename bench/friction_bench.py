@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from bench.models_bench import STEP, load_truth, upstream
-from pipelines.friction import friction_figures
+from report.friction import friction_figures
 from schemas.rows import DeadLetter
 from transforms import actions as act
 from transforms.learner import MODEL_METRICS, VERSIONS

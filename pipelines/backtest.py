@@ -733,7 +733,7 @@ def run(argv: Optional[list] = None) -> int:
                 "warning_holdout", "outreach")], [], fmt)
     if not (out / SCORES_FILE).exists():
         write_scores(out / SCORES_FILE, [])
-    from pipelines import report
+    import report
 
     run_info = {**provenance.run_stamp(), "runner": str(options.view_as(StandardOptions).runner),
                 "wall_seconds": round(wall, 3), "format": fmt,

@@ -1,4 +1,5 @@
 """The shadow policy's file, and the streaming job's JSON publisher for its hourly counts.
+(The report's side-by-side of live and shadow is :mod:`report.shadow`.)
 
 ``--shadow_policy FILE`` names a JSON or YAML mapping of policy options, spelt as the
 command-line flags (without the dashes): a candidate policy is the live one with these
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Optional
 
@@ -129,144 +129,6 @@ class PublishJson(beam.PTransform):
                 | "Encode" >> beam.Map(lambda r: PubsubMessage(encode(r), hourly_attributes(r)))
                 .with_output_types(PubsubMessage)
                 | "Publish" >> beam.io.WriteToPubSub(self.topic, with_attributes=True))
-
-
-# ---------------------------------------------------------------------------- the report
-SAMPLE_ROWS = 30
-
-
-def decision_figures(transfers: dict, truth, holds: list, resolutions: list, freezes: list,
-                     outreach: list) -> dict:
-    """One policy's headline figures, with the report's definitions (pipelines/report.py):
-    holds, friction (legitimate transfers held), scam USD prevented / recovered / lost,
-    freezes (on known scams), outreach by kind."""
-    held = {h.transfer_id for h in holds}
-    res = {r.transfer_id: r for r in resolutions}
-    c: dict = defaultdict(float)
-    for tid, t in transfers.items():
-        scam, _typ, detail = truth.transfer.get(tid, (False, None, None))
-        usd = float(t.usd_value)
-        r = res.get(tid)
-        refunded = r is not None and r.resolution == "REFUNDED"
-        if scam:
-            key = ("recovered" if refunded and r.reason == "destination frozen"
-                   else "prevented" if refunded else "lost")
-            c[f"scam_{key}"] += 1
-            c[f"scam_usd_{key}"] += usd
-        elif detail != "laundering":
-            c["legit"] += 1
-            if tid in held:
-                c["legit_held"] += 1
-                c["legit_held_usd"] += usd
-    kinds = Counter(o.kind for o in outreach)
-    return {"holds": len(holds), "legit_held": int(c["legit_held"]),
-            "legit_held_share": round(c["legit_held"] / c["legit"], 6) if c["legit"] else None,
-            "legit_held_usd": round(c["legit_held_usd"], 2),
-            "scam_usd_prevented": round(c["scam_usd_prevented"], 2),
-            "scam_usd_recovered": round(c["scam_usd_recovered"], 2),
-            "scam_usd_lost": round(c["scam_usd_lost"], 2),
-            "scam_prevented": int(c["scam_prevented"]),
-            "freezes": len(freezes),
-            "freezes_on_scam_addresses": sum(1 for f in freezes if f.address in truth.addresses),
-            "outreach_by_kind": dict(sorted(kinds.items()))}
-
-
-def read_jsonl(path: Path) -> list:
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def compare(out_dir: str | Path, extras: dict, live_policy: Optional[dict],
-            shadow_policy_: Optional[dict]) -> Optional[dict]:
-    """The report's side-by-side of the live and the shadow policy (None without a shadow
-    in ``out_dir``)."""
-    from pipelines.report import _output_named
-
-    out_dir = Path(out_dir)
-    if not any(out_dir.glob("shadow_holds.*")):
-        return None
-    transfers, truth = extras["transfers"], extras["truth"]
-    sides = {}
-    for side, prefix in (("live", ""), ("shadow", "shadow_")):
-        rows = {n: _output_named(out_dir, prefix + n, n)
-                for n in ("holds", "resolutions", "freezes", "outreach")}
-        sides[side] = decision_figures(transfers, truth, rows["holds"], rows["resolutions"],
-                                       rows["freezes"], rows["outreach"])
-    dis = read_jsonl(out_dir / "shadow_disagreements.jsonl")
-    by_pair: dict = defaultdict(lambda: {"transfers": 0, "scam": 0, "legit": 0, "usd": 0.0})
-    for d in dis:
-        t = transfers.get(d["transfer_id"])
-        scam = truth.transfer.get(d["transfer_id"], (False,))[0]
-        usd = float(t.usd_value) if t is not None else float(d.get("usd_value") or 0.0)
-        d["usd_value"], d["scam"] = usd, bool(scam)
-        x = by_pair[d["pair"]]
-        x["transfers"] += 1
-        x["scam" if scam else "legit"] += 1
-        x["usd"] += usd
-    lp, sp = live_policy or {}, shadow_policy_ or {}
-    diff = {k: [lp.get(k), sp.get(k)] for k in sorted(set(lp) | set(sp))
-            if lp.get(k) != sp.get(k)}
-    sample = sorted(dis, key=lambda d: (-d["usd_value"], d["event_time"], d["transfer_id"]))
-    hourly = read_jsonl(out_dir / "shadow_hourly.jsonl")
-    return {"live": sides["live"], "shadow": sides["shadow"], "policy_differences": diff,
-            "disagreements": len(dis),
-            "disagreements_by_pair": {k: {**v, "usd": round(v["usd"], 2)}
-                                      for k, v in sorted(by_pair.items())},
-            "hours_with_disagreements": len(hourly),
-            "max_disagreements_per_hour": max((h["disagreements"] for h in hourly), default=0),
-            "sample": sample[:SAMPLE_ROWS]}
-
-
-def html_section(fig: Optional[dict]) -> str:
-    """The report's "Shadow policy" section (empty without a shadow)."""
-    if not fig:
-        return ""
-    from pipelines.report import _e, _iso, _pct, _short, _table, _usd
-
-    lv, sh = fig["live"], fig["shadow"]
-    P = ["<h2>Shadow policy</h2>"]
-    diffs = "; ".join(f"{k}: {a} → {b}" for k, (a, b) in fig["policy_differences"].items())
-    P.append("<p class='note'>A second policy ran on the same stream in the same job; its "
-             "decisions were written to <code>shadow_*</code> files and never acted on. "
-             f"Policy changes: {_e(diffs or 'none')}.</p>")
-    rows = [("holds", lv["holds"], sh["holds"]),
-            ("legitimate transfers held (friction)", lv["legit_held"], sh["legit_held"]),
-            ("… share of legitimate transfers", _pct(lv["legit_held_share"]),
-             _pct(sh["legit_held_share"])),
-            ("… their USD", _usd(lv["legit_held_usd"]), _usd(sh["legit_held_usd"])),
-            ("scam USD prevented (held → refunded)", _usd(lv["scam_usd_prevented"]),
-             _usd(sh["scam_usd_prevented"])),
-            ("scam USD recovered (sent to frozen)", _usd(lv["scam_usd_recovered"]),
-             _usd(sh["scam_usd_recovered"])),
-            ("scam USD lost", _usd(lv["scam_usd_lost"]), _usd(sh["scam_usd_lost"])),
-            ("freezes", lv["freezes"], sh["freezes"]),
-            ("… on known scams", lv["freezes_on_scam_addresses"],
-             sh["freezes_on_scam_addresses"])]
-    for k in sorted(set(lv["outreach_by_kind"]) | set(sh["outreach_by_kind"])):
-        rows.append((f"outreach: {k}", lv["outreach_by_kind"].get(k, 0),
-                     sh["outreach_by_kind"].get(k, 0)))
-    P.append(_table(["", "live", "shadow"], rows, raw_cols=()))
-    P.append(f"<p class='note'>{_e(fig['disagreements'])} transfers decided differently "
-             "(hold &gt; warning &gt; nothing), in "
-             f"{_e(fig['hours_with_disagreements'])} hours of event time (at most "
-             f"{_e(fig['max_disagreements_per_hour'])} in one hour; hourly counts in "
-             "<code>shadow_hourly.jsonl</code>, every one in "
-             "<code>shadow_disagreements.jsonl</code>).</p>")
-    P.append(_table(["live → shadow", "transfers", "scams", "legitimate", "USD"],
-                    [(k.replace(">", " → "), v["transfers"], v["scam"], v["legit"],
-                      _usd(v["usd"])) for k, v in fig["disagreements_by_pair"].items()],
-                    raw_cols=(4,)))
-    P.append(f"<p class='note'>The {_e(len(fig['sample']))} largest by USD:</p>")
-    P.append(_table(["time (UTC)", "transfer", "user", "destination", "USD", "scam", "live",
-                     "shadow", "live reasons", "shadow reasons"],
-                    [(_iso(d["event_time"]), d["transfer_id"], d["user_id"],
-                      _short(d["address"], 24), _usd(d["usd_value"]),
-                      "yes" if d["scam"] else "no", d["live"], d["shadow"],
-                      "; ".join(d["live_reasons"])[:120], "; ".join(d["shadow_reasons"])[:120])
-                     for d in fig["sample"]], raw_cols=(4,)))
-    return "\n".join(P)
 
 
 def build_stream_shadow(inputs: dict, outs: dict, shadow: Policy, topic_of, payload: str,

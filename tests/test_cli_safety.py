@@ -563,9 +563,10 @@ def test_compare_with_a_run_of_another_replay_says_so(run_out, sim, tmp_path):
 def test_count_axes_have_integer_ticks(run_out):
     from matplotlib.ticker import MaxNLocator
 
-    from pipelines.report import plots
+    from report import plots as plots_module
+    from report.plots import plots
 
-    src = Path(report_cli.__file__).read_text()
+    src = Path(plots_module.__file__).read_text()
     assert src.count("MaxNLocator(integer=True)") >= 3
     m = json.loads((run_out / "metrics.json").read_text())
     assert plots(m, {"freeze_rows": []})  # renders

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines import efficacy
 from pipelines import simulate as simulate_cli
+from report import efficacy
 from schemas import codecs
 from schemas.rows import Outreach, Transfer, Truth, UserProfile
 from tests import scenario

@@ -212,7 +212,7 @@ def test_cap_window_is_rolling_event_time():
 
 # ------------------------------------------------------------- friction where people see it
 def test_friction_figures_name_reasons_users_and_why_scam_money_was_lost():
-    from pipelines.friction import friction_figures
+    from report.friction import friction_figures
     from schemas.rows import Hold, HoldResolution
 
     trs = [transfer("l1", at(1), "bulk", "0x" + "1" * 40, 10.0),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines import proactive_report as pr
+from report import proactive as pr
 from schemas.codecs import write_records
 from schemas.rows import CaseFile, Outreach
 from tests.scenario import at

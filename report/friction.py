@@ -1,6 +1,6 @@
 """Friction where people can see it (issue 11): holds by reason, the legitimate transfers
 held, the users who bear them, and why scam money was lost. Used by ``metrics.json`` /
-``report.html`` (``pipelines/report.py``) and by ``bench/friction_bench.py``.
+``report.html`` (:mod:`report.build`) and by ``bench/friction_bench.py``.
 
 A hold's reason is the first that applies, in this order: ``blacklist`` (a list source
 named), ``frozen`` (the destination was already frozen), ``lookalike`` (address poisoning),
@@ -23,9 +23,10 @@ Scam money lost (not refunded), by cause:
 
 from __future__ import annotations
 
-import html
 from collections import Counter, defaultdict
 from typing import Iterable, Optional
+
+from report.numbers import day
 
 REASONS = ("blacklist", "frozen", "lookalike", "model", "rule")
 LOST_CAUSES = ("never_held", "sent_after_a_hold", "held_then_released")
@@ -49,6 +50,13 @@ def hold_reason(h) -> str:
     if any(r.startswith("fan_in_24h=") for r in rs) and (model is None or model < 0.8):
         return "rule"
     return "model"
+
+
+def lost_cause(held: bool, destination_held_before: bool) -> str:
+    """Why a scam transfer's money was lost (see the module docstring)."""
+    if held:
+        return "held_then_released"
+    return "sent_after_a_hold" if destination_held_before else "never_held"
 
 
 def friction_figures(transfers: Iterable, kind_of, holds: Iterable, resolutions: Iterable,
@@ -90,12 +98,7 @@ def friction_figures(transfers: Iterable, kind_of, holds: Iterable, resolutions:
         elif kind == "scam":
             r = res_by.get(t.transfer_id)
             if r is None or r.resolution != "REFUNDED":
-                if h is not None:
-                    cause = "held_then_released"
-                elif t.to_address in held_before:
-                    cause = "sent_after_a_hold"
-                else:
-                    cause = "never_held"
+                cause = lost_cause(h is not None, t.to_address in held_before)
                 lost[cause]["n"] += 1
                 lost[cause]["usd"] += usd
                 if capped and t.transfer_id in capped:
@@ -131,55 +134,6 @@ def friction_figures(transfers: Iterable, kind_of, holds: Iterable, resolutions:
     }
 
 
-def _usd(x) -> str:
-    return "—" if x is None else f"${x:,.0f}"
-
-
-def _pct(x) -> str:
-    return "—" if x is None else f"{100 * x:.2f}%"
-
-
-def render_friction(f: dict) -> str:
-    """The report's friction section (HTML; every value from data is escaped)."""
-    e = html.escape
-    P = ["<h2>Friction: who bears the holds</h2>"]
-    P.append(f"<p>Legitimate transfers held: {f['legit_held']} "
-             f"({_pct(f['legit_held_share'])} of legitimate transfers, "
-             f"{_usd(f['legit_held_usd'])} = {_pct(f['legit_held_usd_share'])} of their "
-             f"USD); the most-held user has "
-             f"{_pct(f['max_user_share_of_legit_holds'])} of them.</p>")
-    P.append("<h3>Holds by reason</h3><table><tr><th>reason</th><th>holds</th>"
-             "<th>legitimate</th><th>scam</th><th>USD</th></tr>")
-    for r in REASONS:
-        c = f["holds_by_reason"].get(r, {})
-        P.append(f"<tr><td>{e(r)}</td><td>{int(c.get('holds', 0))}</td>"
-                 f"<td>{int(c.get('legit', 0))}</td><td>{int(c.get('scam', 0))}</td>"
-                 f"<td>{_usd(c.get('usd', 0.0))}</td></tr>")
-    P.append("</table>")
-    P.append("<h3>Top users by legitimate holds</h3><table><tr><th>user</th>"
-             "<th>legitimate holds</th><th>share of all</th></tr>")
-    for u in f["top_users_by_legit_holds"]:
-        P.append(f"<tr><td>{e(str(u['user_id']))}</td><td>{u['legit_holds']}</td>"
-                 f"<td>{_pct(u['share'])}</td></tr>")
-    P.append("</table>")
-    P.append("<h3>Why scam money was lost</h3><table><tr><th>cause</th><th>transfers</th>"
-             "<th>USD</th></tr>")
-    for c, v in f["scam_lost_by_cause"].items():
-        P.append(f"<tr><td>{e(c.replace('_', ' '))}</td><td>{v['n']}</td>"
-                 f"<td>{_usd(v['usd'])}</td></tr>")
-    P.append("</table>")
-    P.append(f"<h3>Legitimate transfers held (largest {len(f['legit_held_table'])})</h3>"
-             "<table><tr><th>transfer</th><th>user</th><th>to</th><th>USD</th>"
-             "<th>reason</th><th>score</th><th>resolution</th></tr>")
-    for row in f["legit_held_table"]:
-        P.append("<tr>" + "".join(f"<td>{e(str(row[k]))}</td>" for k in (
-            "transfer_id", "user_id", "to_address")) + f"<td>{_usd(row['usd'])}</td>"
-                 f"<td>{e(row['reason'])}</td><td>{row['risk_score']}</td>"
-                 f"<td>{e(str(row['resolution']))}</td></tr>")
-    P.append("</table>")
-    return "\n".join(P)
-
-
 def threshold_series(versions: Iterable[dict], model: str = "transfer_risk") -> list:
     """(valid from, hold threshold, n_labels) of ``model``'s published versions, in time
     order, from ``versions.jsonl`` rows."""
@@ -210,7 +164,7 @@ def read_versions_jsonl(out_dir) -> list:
 
 def add_friction(metrics: dict, extras: dict, out_dir) -> dict:
     """Put the friction figures (and the hold threshold over time) into ``metrics``
-    (section ``"friction"``), from what ``pipelines.report.compute`` gathered."""
+    (section ``"friction"``), from what :func:`report.metrics.compute` gathered."""
     truth = extras["truth"].transfer
 
     def kind_of(tid):
@@ -222,60 +176,17 @@ def add_friction(metrics: dict, extras: dict, out_dir) -> dict:
     series = threshold_series(read_versions_jsonl(out_dir))
     f["hold_threshold_versions"] = len(series)
     f["hold_threshold_by_day"] = [
-        {"day": _day(t), "hold_threshold": thr} for t, thr in by_day(series)]
+        {"day": day(t), "hold_threshold": thr} for t, thr in by_day(series)]
     metrics["friction"] = f
     return f
 
 
-def _day(ms: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
-
-
-def threshold_plot(f: dict) -> str:
-    """The hold threshold of each day's last version, as a base64 PNG ('' if none)."""
-    rows = f.get("hold_threshold_by_day") or []
-    if not rows:
+def html_section(f: Optional[dict]) -> str:
+    """The report's friction section, with the hold threshold over time ('' without
+    figures)."""
+    if not f:
         return ""
-    import base64
-    import datetime as dt
-    import io
+    from report.html import render
+    from report.plots import threshold_plot
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    days = [dt.datetime.strptime(r["day"], "%Y-%m-%d") for r in rows]
-    fig, ax = plt.subplots(figsize=(10, 3.0))
-    ax.step(days, [r["hold_threshold"] for r in rows], where="post", color="#264653")
-    ax.set_ylabel("hold threshold")
-    ax.set_title("Hold threshold of the published transfer_risk versions (last of each day)")
-    ax.grid(alpha=.3)
-    fig.autofmt_xdate()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def with_friction(page: str, f: dict) -> str:
-    """``page`` (the report's HTML) with the friction section and the threshold over time
-    inserted before the reconciliation section (or at the end)."""
-    part = [render_friction(f)]
-    rows = f.get("hold_threshold_by_day") or []
-    if rows:
-        part.append("<h3>Hold threshold over time (friction budget)</h3>")
-        img = threshold_plot(f)
-        if img:
-            part.append(f"<img alt='hold threshold per day' src='data:image/png;base64,"
-                        f"{img}'>")
-        part.append("<table><tr><th>day</th><th>hold threshold</th></tr>" + "".join(
-            f"<tr><td>{html.escape(r['day'])}</td><td>{r['hold_threshold']:.6f}</td></tr>"
-            for r in rows) + "</table>")
-    block = "\n".join(part) + "\n"
-    for mark in ("<h2>Reconciliation</h2>", "</body>"):
-        if mark in page:
-            return page.replace(mark, block + mark, 1)
-    return page + block
+    return render("friction.html", f=f, reasons=REASONS, plot=threshold_plot(f))

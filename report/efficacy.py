@@ -168,43 +168,16 @@ def html_section(fig: Optional[dict]) -> str:
     """The report's "Warning efficacy" section (empty without a holdout)."""
     if not fig:
         return ""
-    from pipelines.report import _e, _pct, _table, _usd
+    from report.html import pct, render, usd
 
-    P = ["<h2>Warning efficacy (holdout)</h2>"]
-    P.append(f"<p class='note'>{_pct(fig['holdout_share'])} of users (a hash of the user id) "
-             "get no WARNING; holds, freezes and interventions are unchanged. Eligible: users "
-             "the policy decided to warn, from their first warning. Outcome: lost money to a "
-             f"scam (not refunded) in the {_e(format(fig['window_days'], 'g'))} days after it. "
-             f"{_e(fig['left_out_short_follow_up'])} eligible users whose window passes the "
-             "end of the replay are left out. Intervals: Wilson (shares), Newcombe (the "
-             "difference), Welch (USD), all 95%.</p>")
-    rows = []
+    groups = []
     for name in ("warned", "holdout"):
         g = fig[name]
         ci = g["lost_share_ci95"]
-        rows.append((name, g["eligible_users"], g["lost_users"], _pct(g["lost_share"]),
-                     "–" if ci is None else f"{_pct(ci[0])} – {_pct(ci[1])}",
-                     _usd(g["usd_lost"]), _usd(g["usd_lost_per_user"])))
-    P.append(_table(["group", "eligible users", "lost within window", "share",
-                     "95% interval", "USD lost", "USD lost per user"], rows,
-                    raw_cols=(3, 4, 5, 6)))
-    e = fig.get("effect")
-    if e:
-        lo, hi = e["lost_share_reduction_ci95"]
-        ulo, uhi = e["usd_per_user_reduction_ci95"]
-        P.append(f"<p class='note'><b>Effect of a warning</b> (holdout minus warned): the share "
-                 f"who lost falls by {_pct(e['lost_share_reduction'])} (95% interval "
-                 f"{_pct(lo)} to {_pct(hi)}); USD lost per eligible user falls by "
-                 f"{_usd(e['usd_per_user_reduction'])} ({_usd(ulo)} to {_usd(uhi)}). An "
-                 "interval that contains 0 means this run cannot tell whether warnings help; "
-                 "a larger holdout or a longer replay narrows it.</p>")
-    t = fig.get("true_effect")
-    if t:
-        P.append(f"<p class='note'>Simulator truth: {_e(t['cancelled_payments'])} scam payments "
-                 f"were cancelled by warned users; the true reduction among the warned is "
-                 f"{_pct(t['lost_share_reduction'])} ({_e(t['averted_users'])} users), "
-                 f"{'inside' if t['within_ci95'] else 'OUTSIDE'} the measured interval.</p>")
-    return "\n".join(P)
+        groups.append((name, g["eligible_users"], g["lost_users"], pct(g["lost_share"]),
+                       "–" if ci is None else f"{pct(ci[0])} – {pct(ci[1])}",
+                       usd(g["usd_lost"]), usd(g["usd_lost_per_user"])))
+    return render("efficacy.html", fig=fig, groups=groups)
 
 
 def from_files(input_dir, out_dir, extras: dict, share: float) -> Optional[dict]:
@@ -212,12 +185,12 @@ def from_files(input_dir, out_dir, extras: dict, share: float) -> Optional[dict]
     the replay's ``truth.*`` for the simulator's cancelled payments)."""
     from pathlib import Path
 
-    from pipelines.report import _output_named
+    from report.files import output_named
     from schemas import codecs
     from schemas.rows import Truth
 
     out_dir, input_dir = Path(out_dir), Path(input_dir)
-    holdout_rows = _output_named(out_dir, "warning_holdout", "outreach")
+    holdout_rows = output_named(out_dir, "warning_holdout", "outreach")
     if share <= 0 and not holdout_rows:
         return None
     tp = codecs.find_input(input_dir, "truth")
@@ -225,6 +198,6 @@ def from_files(input_dir, out_dir, extras: dict, share: float) -> Optional[dict]
         r for r in codecs.read_records(tp, "Truth") if type(r) is Truth
         and r.subject_type == CANCELLED]
     return measure(extras["transfers"], extras["truth"],
-                   _output_named(out_dir, "resolutions", "resolutions"),
-                   _output_named(out_dir, "outreach", "outreach"), holdout_rows, truth_rows,
+                   output_named(out_dir, "resolutions", "resolutions"),
+                   output_named(out_dir, "outreach", "outreach"), holdout_rows, truth_rows,
                    share)

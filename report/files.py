@@ -1,0 +1,48 @@
+"""Reading a replay's and a backtest's files for the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from schemas import codecs
+from schemas.streams import OUTPUTS
+
+
+def rows(path: Optional[Path], row_type: type) -> list:
+    """The rows of ``row_type`` in the file at ``path`` (none without a file)."""
+    if path is None:
+        return []
+    return [r for r in codecs.read_records(path, row_type.__name__) if type(r) is row_type]
+
+
+def output(out_dir: Path, name: str) -> list:
+    """The rows of the backtest output ``name`` (``holds``, ``freezes``, ...)."""
+    return output_named(out_dir, name, name)
+
+
+def output_named(out_dir: Path, file_name: str, name: str) -> list:
+    """Rows of output ``name`` written under another file name (``shadow_holds``, ...)."""
+    p = codecs.find_input(out_dir, file_name)
+    if p is None:
+        return []
+    rt = OUTPUTS[name]
+    return [r for r in codecs.read_records(p, rt) if type(r).__name__ == rt]
+
+
+def read_scores(out_dir: Path) -> list:
+    """``scores.parquet`` as tuples (transfer_id, event_time, to_address, usd_value, score,
+    model_version, blacklisted, lookalike_of)."""
+    p = out_dir / "scores.parquet"
+    if not p.exists():
+        return []
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(str(p))
+    cols = {n: t.column(n) for n in t.column_names}
+    ts = cols["event_time"].cast("int64").to_pylist()
+    return list(zip(cols["transfer_id"].to_pylist(), ts, cols["to_address"].to_pylist(),
+                    cols["usd_value"].to_pylist(), cols["score"].to_pylist(),
+                    cols["model_version"].to_pylist(), cols["blacklisted"].to_pylist(),
+                    cols["lookalike_of"].to_pylist(), strict=True))
+

@@ -1,0 +1,439 @@
+"""The figures of ``metrics.json``, computed from a replay and a backtest's output files.
+
+Definitions (also in the report):
+
+* **prevented** — scam transfers held and then REFUNDED (a scam confirmed within the hold);
+* **recovered** — scam transfers to an address already frozen: held and refunded at once;
+* **lost** — scam transfers not refunded (not held, or held and released);
+* **friction** — legitimate transfers held: count, share of legitimate transfers, USD, hours
+  held (payments between two labelled fraud accounts, ``detail`` = ``laundering``, are
+  neither scam nor legitimate);
+* **freeze delay** — event time from the first report against an address to its freeze;
+* **silent sufferers** — victims (``Truth`` USER rows with ``detail`` ``silent``) who never
+  reported; *reached* when they got a SILENT_SUFFERER outreach;
+* **threshold sweep** — see :mod:`report.scores`.
+
+Without ``truth.*`` the case outcomes are the ground truth (:mod:`report.truth`): then
+"lost" counts only scams that someone confirmed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Optional
+
+from report.files import output, read_scores, rows
+from report.numbers import DAY_MS, HOUR_MS, day, duration, month, quantile, r, rounded, share
+from report.scores import model_figures, threshold_sweep
+from report.truth import GroundTruth, ground_truth, suspect
+from schemas import codecs
+from schemas.rows import CaseOutcome, ScamReport, Transfer, UserProfile
+
+HOLD_CAUSES = (("destination_frozen", "destination already frozen"),
+               ("blacklist", "destination blacklisted"),
+               ("lookalike", "look-alike of a known payee"),
+               ("model_score", "risk score ≥ hold threshold (model)"),
+               ("rules_score", "risk score ≥ hold threshold (rules)"))
+SOURCES = ("transfers", "reports", "outcomes", "blacklist")
+
+
+def policy_dict(policy) -> dict:
+    """A Policy as metrics.json records it (tuples as lists)."""
+    d = dataclasses.asdict(policy)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+@dataclasses.dataclass
+class Backtest:
+    """The replay's inputs and the backtest's decisions, as read from their files."""
+
+    input_dir: Path
+    transfers: dict
+    n_read_transfers: int
+    reports: dict
+    outcomes: list
+    truth: GroundTruth
+    holds: list
+    resolutions: list
+    freezes: list
+    outreach: list
+    verdicts: list
+    dead: list
+    scores: list
+
+    @classmethod
+    def read(cls, input_dir: Path, out_dir: Path) -> "Backtest":
+        transfers: dict = {}
+        n = 0
+        for t in rows(codecs.find_input(input_dir, "transfers"), Transfer):
+            n += 1
+            transfers.setdefault(t.transfer_id, t)
+        reports: dict = {}
+        for rep in rows(codecs.find_input(input_dir, "reports"), ScamReport):
+            reports.setdefault(rep.report_id, rep)
+        outcomes = rows(codecs.find_input(input_dir, "outcomes"), CaseOutcome)
+        return cls(input_dir, transfers, n, reports, outcomes,
+                   ground_truth(input_dir, transfers, reports, outcomes),
+                   output(out_dir, "holds"), output(out_dir, "resolutions"),
+                   output(out_dir, "freezes"), output(out_dir, "outreach"),
+                   output(out_dir, "verdicts"), output(out_dir, "dead_letter"),
+                   read_scores(out_dir))
+
+
+def _count_scam(c: Counter, usd: float, held: bool, refunded: bool, recovered: bool) -> None:
+    c["scam_n"] += 1
+    c["scam_usd"] += usd
+    if held:
+        c["scam_held_n"] += 1
+        c["scam_held_usd"] += usd
+    if refunded and not recovered:
+        c["prevented_n"] += 1
+        c["prevented_usd"] += usd
+    elif recovered:
+        c["recovered_n"] += 1
+        c["recovered_usd"] += usd
+    else:
+        c["lost_n"] += 1
+        c["lost_usd"] += usd
+
+
+def money(b: Backtest) -> dict:
+    """Scam and legitimate money: totals, per typology, per month, per day; hours held."""
+    hold_by = {h.transfer_id: h for h in b.holds}
+    res_by = {x.transfer_id: x for x in b.resolutions}
+    tot = Counter()
+    by_typ: dict = defaultdict(Counter)
+    by_month: dict = defaultdict(Counter)
+    daily: dict = defaultdict(Counter)
+    legit_hours: list = []
+    for tid, t in b.transfers.items():
+        scam, typ, detail = b.truth.transfer.get(tid, (False, None, None))
+        usd = float(t.usd_value)
+        h, x = hold_by.get(tid), res_by.get(tid)
+        refunded = x is not None and x.resolution == "REFUNDED"
+        recovered = refunded and x.reason == "destination frozen"
+        d, mon = day(t.event_time), by_month[month(t.event_time)]
+        mon["transfers"] += 1
+        mon["usd"] += usd
+        if h is not None:
+            daily[d]["held_usd"] += usd
+            mon["holds"] += 1
+        if scam:
+            for c in (tot, by_typ[typ or "unknown"], mon):
+                _count_scam(c, usd, h is not None, refunded, recovered)
+            daily[d]["refunded_usd" if refunded else "lost_usd"] += usd
+        elif detail == "laundering":
+            tot["laundering_n"] += 1
+            tot["laundering_usd"] += usd
+            if h is not None:
+                tot["laundering_held_n"] += 1
+        else:
+            for c in (tot, mon):
+                c["legit_n"] += 1
+                c["legit_usd"] += usd
+            if h is not None:
+                for c in (tot, mon):
+                    c["legit_held_n"] += 1
+                    c["legit_held_usd"] += usd
+                daily[d]["legit_held_n"] += 1
+                daily[d]["legit_held_usd"] += usd
+                if x is not None:
+                    legit_hours.append((x.resolved_at - h.placed_at) / HOUR_MS)
+                if refunded:
+                    tot["legit_refunded_n"] += 1
+                    tot["legit_refunded_usd"] += usd
+    return {"tot": tot, "by_typ": by_typ, "by_month": by_month, "daily": daily,
+            "legit_hours": legit_hours, "res_by": res_by}
+
+
+def first_reports(b: Backtest) -> dict:
+    """Normalised suspect address -> event time of the first report against it."""
+    first: dict = {}
+    for rep in b.reports.values():
+        s = suspect(rep, b.transfers)
+        if s is None:
+            continue
+        s = codecs.normalize_address(s)
+        if s not in first or rep.event_time < first[s]:
+            first[s] = rep.event_time
+    return first
+
+
+def freezes(b: Backtest, by_month: dict) -> dict:
+    """Each freeze with its first report, delay, correctness and the refunds it caused."""
+    first_report = first_reports(b)
+    refunds_to: dict = defaultdict(lambda: [0, 0.0, 0])  # address -> [n, usd, legit n]
+    for x in b.resolutions:
+        if x.resolution == "REFUNDED" and x.to_address is not None:
+            y = refunds_to[x.to_address]
+            y[0] += 1
+            y[1] += float(x.usd_value or 0.0)
+            y[2] += not b.truth.transfer.get(x.transfer_id, (False,))[0]
+    out = {"rows": [], "delays": [], "before_report": 0, "no_report": 0, "correct": 0}
+    for f in sorted(b.freezes, key=lambda f: (f.frozen_at, f.freeze_id)):
+        fr = first_report.get(f.address)
+        delay = None
+        if fr is None:
+            out["no_report"] += 1
+        elif fr > f.frozen_at:
+            out["before_report"] += 1
+        else:
+            delay = (f.frozen_at - fr) / HOUR_MS
+            out["delays"].append(delay)
+        ok = f.address in b.truth.addresses
+        out["correct"] += ok
+        by_month[month(f.frozen_at)]["freezes"] += 1
+        out["rows"].append((f, fr, delay, ok, refunds_to.get(f.address, (0, 0.0, 0))))
+    out["scam_addr_reported"] = sum(1 for a in b.truth.addresses if a in first_report)
+    out["frozen_addrs"] = {f.address for f in b.freezes}
+    return out
+
+
+def silent_sufferers(b: Backtest) -> Optional[dict]:
+    """Silent victims reached by SILENT_SUFFERER outreach (only with a truth file)."""
+    truth = b.truth
+    if not (truth.source == "truth" and (truth.victims or truth.silent)):
+        return None
+    ss_pairs = {(o.user_id, o.address) for o in b.outreach if o.kind == "SILENT_SUFFERER"}
+    ss_users = {u for u, _ in ss_pairs}
+    reached = sum(1 for u, a, _, _ in truth.silent if (u, a) in ss_pairs)
+    reached_any = sum(1 for u, _, _, _ in truth.silent if u in ss_users)
+    victims_of = {(t.user_id, t.to_address) for tid, t in b.transfers.items()
+                  if truth.transfer.get(tid, (False,))[0]}
+    return {"silent_victims": len(truth.silent), "reached": reached,
+            "reached_any_address": reached_any,
+            "reached_share": share(reached, len(truth.silent)),
+            "silent_victims_usd": r(sum(x[2] for x in truth.silent)),
+            "all_victims": truth.victims,
+            "outreach_sent": len(ss_pairs),
+            "outreach_to_true_victims": sum(1 for p in ss_pairs if p in victims_of)}
+
+
+def verdict_quality(b: Backtest) -> Optional[dict]:
+    """Precision and recall of SCAM verdicts against the truth about reports."""
+    rep = b.truth.report
+    if not rep:
+        return None
+    tp_ = sum(1 for v in b.verdicts if v.verdict == "SCAM" and rep.get(v.report_id))
+    fp_ = sum(1 for v in b.verdicts if v.verdict == "SCAM" and rep.get(v.report_id) is False)
+    pos = sum(1 for v in b.verdicts if rep.get(v.report_id))
+    return {"scam_verdict_precision": share(tp_, tp_ + fp_),
+            "scam_verdict_recall": share(tp_, pos), "true_scam_reports": pos}
+
+
+def _profiles(input_dir: Path) -> Optional[dict]:
+    path = codecs.find_input(input_dir, "profiles")
+    if path is None:
+        return None
+    n = bad = 0
+    for x in codecs.read_records(path, "UserProfile", "profiles"):
+        n += 1
+        bad += type(x) is not UserProfile
+    return {"read": n, "valid": n - bad, "invalid_ignored": bad}
+
+
+def _manifest_check(input_dir: Path, recon: dict, dups: dict) -> Optional[dict]:
+    """The simulator's manifest (malformed and duplicate records written) beside what the
+    backtest saw."""
+    manifest = None
+    mp = input_dir / "manifest.json"
+    if mp.exists():
+        try:
+            manifest = json.loads(mp.read_text(encoding="utf-8"))
+        except ValueError:
+            manifest = None
+    if not (manifest and recon):
+        return None
+    mt = manifest.get("malformed_total", {})
+    md = manifest.get("duplicates", {})
+    return {src: {"malformed_written": mt.get(src), "dead_lettered_at_read":
+                  recon.get(src, {}).get("dead_lettered"),
+                  "duplicates_written": md.get(src), "duplicates_seen": dups.get(src)}
+            for src in SOURCES}
+
+
+def read_counts(counters: dict) -> dict:
+    """Per input: records read, valid, dead-lettered, and whether they add up."""
+    recon = {}
+    for src in SOURCES:
+        rd = counters.get(f"Read/{src}_read")
+        if rd is None:
+            continue
+        va = counters.get(f"Read/{src}_valid", 0)
+        dl = counters.get(f"Read/{src}_dead_lettered", 0)
+        recon[src] = {"read": rd, "valid": va, "dead_lettered": dl,
+                      "reconciles": rd == va + dl}
+    return recon
+
+
+def reconciliation(b: Backtest, counters: dict, recon: dict) -> dict:
+    """metrics.json's ``reconciliation``: every input record processed or dead-lettered."""
+    dl_src = Counter(d.source for d in b.dead)
+    dups = {"transfers": counters.get("TransferLedger/duplicate_transfers", 0),
+            "reports": counters.get("ReportLedger/duplicate_reports", 0)}
+    return {
+        "inputs": recon,
+        "all_reconcile": all(v["reconciles"] for v in recon.values()) if recon else None,
+        "dead_letters_by_source": dict(sorted(dl_src.items())),
+        "duplicates_ignored": dups,
+        "conflicts_dead_lettered": {
+            "transfers": counters.get("TransferLedger/conflicting_transfers", 0),
+            "reports": counters.get("ReportLedger/conflicting_reports", 0)},
+        "profiles": _profiles(b.input_dir),
+        "simulator_manifest": _manifest_check(b.input_dir, recon, dups),
+    }
+
+
+def summary(b: Backtest, mo: dict, fz: dict, silent: Optional[dict], wall) -> dict:
+    """metrics.json's ``summary``: the headline figures."""
+    tot, legit_hours = mo["tot"], mo["legit_hours"]
+    return {
+        "ground_truth": b.truth.source,
+        "transfers_read": b.n_read_transfers,
+        "transfers_unique": len(b.transfers),
+        "holds": len(b.holds),
+        "holds_usd": r(sum(h.usd_value for h in b.holds)),
+        "refunded": sum(1 for x in b.resolutions if x.resolution == "REFUNDED"),
+        "released": sum(1 for x in b.resolutions if x.resolution == "RELEASED"),
+        "scam_transfers": tot["scam_n"], "scam_usd": r(tot["scam_usd"]),
+        "scam_held": tot["scam_held_n"], "scam_usd_held": r(tot["scam_held_usd"]),
+        "scam_prevented": tot["prevented_n"], "scam_usd_prevented": r(tot["prevented_usd"]),
+        "scam_recovered": tot["recovered_n"], "scam_usd_recovered": r(tot["recovered_usd"]),
+        "scam_lost": tot["lost_n"], "scam_usd_lost": r(tot["lost_usd"]),
+        "scam_usd_prevented_or_recovered_share": share(
+            tot["prevented_usd"] + tot["recovered_usd"], tot["scam_usd"]),
+        "scam_count_prevented_or_recovered_share": share(
+            tot["prevented_n"] + tot["recovered_n"], tot["scam_n"]),
+        "legit_transfers": tot["legit_n"],
+        "legit_held": tot["legit_held_n"],
+        "legit_held_share": share(tot["legit_held_n"], tot["legit_n"]),
+        "legit_held_usd": r(tot["legit_held_usd"]),
+        "legit_held_usd_share": share(tot["legit_held_usd"], tot["legit_usd"]),
+        "legit_hours_held_total": r(sum(legit_hours), 1),
+        "legit_hours_held_median": r(quantile(legit_hours, 0.5), 2),
+        "legit_refunded": tot["legit_refunded_n"],
+        "legit_refunded_usd": r(tot["legit_refunded_usd"]),
+        "laundering_transfers": tot["laundering_n"],
+        "laundering_held": tot["laundering_held_n"],
+        "freezes": len(b.freezes),
+        "freezes_on_scam_addresses": fz["correct"],
+        "freezes_not_known_scam": len(b.freezes) - fz["correct"],
+        "legit_refunded_by_false_freezes": sum(x[4][2] for x in fz["rows"] if not x[3]),
+        "freeze_delay_hours_median": r(quantile(fz["delays"], 0.5), 2),
+        "freeze_delay_hours_p90": r(quantile(fz["delays"], 0.9), 2),
+        "freezes_before_any_report": fz["before_report"],
+        "freezes_without_report": fz["no_report"],
+        "scam_addresses": len(b.truth.addresses),
+        "scam_addresses_reported": fz["scam_addr_reported"],
+        "scam_addresses_frozen": len(b.truth.addresses & fz["frozen_addrs"]),
+        "outreach": len(b.outreach),
+        "silent_sufferers_reached": silent["reached"] if silent else None,
+        "silent_sufferers_all": silent["silent_victims"] if silent else None,
+        "dead_letters": len(b.dead),
+        "transfers_per_second": r(b.n_read_transfers / wall, 0) if wall else None,
+    }
+
+
+def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict] = None,
+            run: Optional[dict] = None) -> tuple[dict, dict]:
+    """(metrics, extras): the figures of metrics.json, and what only the HTML shows."""
+    counters = dict(counters or {})
+    run = dict(run or {})
+    hold_ms = (run.get("policy") or {}).get("hold_ms", DAY_MS)
+    b = Backtest.read(Path(input_dir), Path(out_dir))
+    mo = money(b)
+    fz = freezes(b, mo["by_month"])
+    silent = silent_sufferers(b)
+    frozen_at: dict = {}
+    for f in b.freezes:
+        frozen_at[f.address] = min(frozen_at.get(f.address, f.frozen_at), f.frozen_at)
+    model = model_figures(b.scores, b.truth)
+    recon = read_counts(counters)
+    metrics = {
+        "summary": summary(b, mo, fz, silent, run.get("wall_seconds")),
+        "warnings": warnings(run, model, b.transfers, b.outcomes, recon),
+        "holds_by_reason": holds_by_reason(b.holds, mo["res_by"], b.truth),
+        "run": run,
+        "money_by_typology": {k: rounded(v) for k, v in sorted(mo["by_typ"].items())},
+        "by_month": {k: rounded(v) for k, v in sorted(mo["by_month"].items())},
+        "daily": {k: rounded(v) for k, v in sorted(mo["daily"].items())},
+        "outreach_by_kind": dict(sorted(Counter(o.kind for o in b.outreach).items())),
+        "outreach_by_channel": dict(sorted(Counter(o.channel for o in b.outreach).items())),
+        "silent_sufferers": silent,
+        "verdicts": dict(sorted(Counter(v.verdict for v in b.verdicts).items())),
+        "verdict_quality": verdict_quality(b),
+        "threshold_sweep": threshold_sweep(b.scores, b.truth, frozen_at, hold_ms),
+        "models": model,
+        "reconciliation": reconciliation(b, counters, recon),
+        "counters": counters,
+    }
+    extras = {"freeze_rows": fz["rows"], "reports": b.reports, "verdicts": b.verdicts,
+              "dead_by": Counter((d.source, d.error.split(":")[0][:60]) for d in b.dead),
+              "holds": b.holds, "res_by": mo["res_by"], "transfers": b.transfers,
+              "truth": b.truth}
+    return metrics, extras
+
+
+def hold_causes(h) -> list:
+    """Why a hold was placed, as causes (a hold can have several)."""
+    out = []
+    rs = h.reasons or []
+    if "destination_frozen" in rs:
+        out.append("destination_frozen")
+    if any(x.startswith("blacklist:") for x in rs):
+        out.append("blacklist")
+    if any(x.startswith("lookalike_of=") for x in rs):
+        out.append("lookalike")
+    if not out:
+        out.append("rules_score" if (h.model_version or "rules") == "rules" else "model_score")
+    return out
+
+
+def holds_by_reason(holds: list, res_by: dict, truth) -> dict:
+    """{cause: {holds, usd, scam, refunded}} over the holds (see :func:`hold_causes`)."""
+    out = {k: Counter() for k, _ in HOLD_CAUSES}
+    for h in holds:
+        x = res_by.get(h.transfer_id)
+        scam = truth.transfer.get(h.transfer_id, (False,))[0]
+        for c in hold_causes(h):
+            o = out[c]
+            o["holds"] += 1
+            o["usd"] += float(h.usd_value)
+            o["scam"] += int(bool(scam))
+            o["refunded"] += int(x is not None and x.resolution == "REFUNDED")
+    return {k: rounded(v) for k, v in out.items() if v}
+
+
+def warnings(run: dict, model: Optional[dict], transfers: dict, outcomes: list,
+             recon: Optional[dict] = None) -> list:
+    """What a reader must know before trusting the figures, said plainly (report top)."""
+    out = []
+    for src, v in (recon or {}).items():
+        if v.get("read") and v["dead_lettered"] / v["read"] > 0.5:
+            out.append(f"{v['dead_lettered']:,} of {v['read']:,} {src} records "
+                       f"({v['dead_lettered'] / v['read']:.1%}) were dead-lettered: the figures "
+                       f"below describe only the rest. See the dead-letter reasons under "
+                       "Reconciliation.")
+    pol = run.get("policy") or {}
+    if pol.get("use_models", True) and model and not model["scored_by"].get("model"):
+        from transforms.policy import Policy
+
+        d = Policy()
+        need = {k: pol.get(k, getattr(d, k)) for k in (
+            "model_warmup_labels", "model_min_positives", "model_min_negatives",
+            "label_horizon_ms")}
+        ts = [t.event_time for t in transfers.values()]
+        span = (max(ts) - min(ts)) / DAY_MS if ts else 0.0
+        out.append(
+            "The models never switched on: every transfer was scored by the rules, so the "
+            "model figures (AUC, 'by a model') and the threshold sweep say nothing about the "
+            f"models. A model needs {need['model_warmup_labels']:,} labels, at least "
+            f"{need['model_min_positives']:,} scams and {need['model_min_negatives']:,} "
+            "legitimate transfers, and a transfer becomes a legitimate label only "
+            f"{duration(need['label_horizon_ms'])} after it (--label_horizon); this replay "
+            f"spans {span:.1f} days with {len(outcomes):,} case outcomes. Replay more history "
+            "(weeks, thousands of users), or read this run as the rules-only baseline.")
+    return out

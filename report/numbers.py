@@ -1,0 +1,54 @@
+"""Small helpers for the report's figures: days and months of event time, quantiles,
+rounding, shares, durations.
+
+>>> quantile([1, 2, 3, 4], 0.5), share(1, 3), share(1, 0), duration(90 * 60_000)
+(2.5, 0.333333, None, '90m')
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Optional
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+def day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def month(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m")
+
+
+def quantile(xs: list, q: float) -> Optional[float]:
+    if not xs:
+        return None
+    s = sorted(xs)
+    i = (len(s) - 1) * q
+    lo, hi = math.floor(i), math.ceil(i)
+    return s[lo] + (s[hi] - s[lo]) * (i - lo)
+
+
+def r(x: Optional[float], nd: int = 2) -> Optional[float]:
+    return None if x is None else round(float(x), nd)
+
+
+def share(a: float, b: float) -> Optional[float]:
+    return None if not b else round(a / b, 6)
+
+
+def rounded(c: Counter) -> dict:
+    return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in sorted(c.items())}
+
+
+def duration(ms: Optional[float]) -> str:
+    """A duration as people read it: 30d, 24h, 90m, 45s."""
+    if ms is None:
+        return "–"
+    from pipelines.options import format_duration
+
+    return format_duration(int(ms))

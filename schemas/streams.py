@@ -41,7 +41,6 @@ FILE_ORDER: dict[str, tuple[str, str]] = {
 PUBLISH_ORDER = (PROFILES, "blacklist", "outcomes", "reports", "transfers")
 
 TOPIC_PREFIX = "safetynet-"
-SHADOW_PREFIX = "shadow-"
 ALL_TOPICS = tuple(INPUTS) + tuple(OUTPUTS)
 
 

@@ -25,6 +25,8 @@ import math
 import apache_beam as beam
 from apache_beam.transforms import window
 
+from schemas.streams import ACTIONS
+
 HOUR_S = 3600
 HOUR_MS = HOUR_S * 1000
 MODES = ("stream", "batch")
@@ -90,7 +92,7 @@ class HourlyMetrics(beam.PTransform):
 
     def expand(self, outputs: dict):
         parts = []
-        for name in ("holds", "resolutions", "freezes", "outreach", "dead_letter"):
+        for name in (*ACTIONS, "dead_letter"):
             if name in outputs:
                 parts.append(outputs[name] | f"Items{name}" >> beam.FlatMap(_metric_items(name)))
         return (parts | "All" >> beam.Flatten()

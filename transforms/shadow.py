@@ -33,6 +33,8 @@ from typing import Any, Iterable, NamedTuple, Optional
 import apache_beam as beam
 from apache_beam.transforms.window import FixedWindows
 
+from schemas.streams import ACTIONS
+
 LIVE, SHADOW = "live", "shadow"
 HOLD, WARN, NONE = "hold", "warn", "none"
 WARN_KINDS = ("WARNING", "INTERVENTION")
@@ -40,7 +42,7 @@ HOUR_MS = 3_600_000
 # The SafetyNet outputs the diff reads, per side.
 SOURCES = ("holds", "outreach", "warning_holdout")
 # Outputs of a shadow written apart (its dead letters are the live ones: same inputs).
-SHADOW_OUTPUTS = ("holds", "resolutions", "freezes", "outreach", "verdicts")
+SHADOW_OUTPUTS = (*ACTIONS, "verdicts")
 
 
 class Mark(NamedTuple):

@@ -65,23 +65,23 @@ def _sweep_base(scores: list, truth: GroundTruth, frozen_at: dict, hold_ms: int)
 
 def _at_threshold(base: list, th: float, n_legit: int) -> dict:
     c = Counter()
+
+    def count(name: str, usd: float) -> None:
+        c[name] += 1
+        c[name + "_usd"] += usd
+
     for score, always, scam, legit, prev, usd, rec in base:
         if not (always or score >= th):
             continue
-        c["held"] += 1
-        c["held_usd"] += usd
+        count("held", usd)
         if scam:
-            c["scam_held"] += 1
-            c["scam_held_usd"] += usd
+            count("scam_held", usd)
             if prev:
-                c["prevented"] += 1
-                c["prevented_usd"] += usd
+                count("prevented", usd)
             elif rec:
-                c["recovered"] += 1
-                c["recovered_usd"] += usd
+                count("recovered", usd)
         elif legit:
-            c["legit_held"] += 1
-            c["legit_held_usd"] += usd
+            count("legit_held", usd)
     return {"threshold": th, "held": c["held"], "held_usd": r(c["held_usd"]),
             "scam_held": c["scam_held"], "scam_held_usd": r(c["scam_held_usd"]),
             "prevented": c["prevented"], "prevented_usd": r(c["prevented_usd"]),

@@ -24,14 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines import emulator  # noqa: E402
-from pipelines.pubsub_io import (
+from connectors import emulator  # noqa: E402
+from connectors.emulator import start_process, stop_process  # noqa: E402
+from connectors.pubsub_client import (  # noqa: E402
     Collector,
     Publisher,
     create_resources,
-    wait_until_live,  # noqa: E402
+    wait_until_live,
 )
-from pipelines.stream import start_process, stop_process  # noqa: E402
 from schemas.codecs import write_records  # noqa: E402
 from tests.scenario import addr, listing, transfer  # noqa: E402
 

@@ -25,8 +25,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pipelines import emulator
-from pipelines.pubsub_io import (
+from connectors import emulator
+from connectors.pubsub_client import (
     Collector,
     Publisher,
     create_resources,
@@ -38,7 +38,6 @@ from schemas.streams import OUTPUTS, topic_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "safetynet-demo"
-WEEK_MS = 7 * 86_400_000
 
 
 def _args(argv):
@@ -142,6 +141,80 @@ def _backtest_instead(replay: Path, out: Path) -> int:
     return int(rc or 0)
 
 
+def _print_clock(span_ms: int, minutes: float, factor: float) -> None:
+    hold_s = 86_400 / factor
+    print("[demo] " + "=" * 78)
+    print(f"[demo] COMPRESSED CLOCK: {span_ms / 86_400_000:.0f} simulated days are played "
+          f"in {minutes:.1f} minutes (x{factor:,.0f}).")
+    print("[demo] Event times are RE-TIMED TO THE PRESENT (Beam's local runner takes the "
+          "watermark from the wall clock),")
+    print(f"[demo] and every duration is divided by the same factor: the 24h hold lasts "
+          f"{hold_s:.0f} s, the 30-day lookback {30 * hold_s / 60:.0f} min.")
+    print("[demo] " + "=" * 78)
+
+
+def _job_args(replay: Path, factor: float, payload: str) -> list:
+    args = ["--time_scale", str(factor), "--payload", payload]
+    from schemas import codecs
+
+    snap = codecs.find_input(replay, "blacklist_snapshot")
+    if snap is not None:
+        args += ["--blacklist", str(snap)]
+    return args
+
+
+def _publish_in_background(replay: Path, factor: float, payload: str, start_ms: int):
+    """Start publishing the replay on a thread; returns (thread, counts, failures)."""
+    from simulator.publish import publish_replay
+
+    published: dict = {}
+    failure: list = []
+
+    def publish():
+        try:
+            published.update(publish_replay(
+                replay, PROJECT, {n: topic_path(PROJECT, n) for n in
+                                  ("transfers", "reports", "outcomes", "blacklist")},
+                speedup=factor, fmt=payload, retime_to_ms=start_ms))
+        except Exception as e:  # noqa: BLE001 — reported below
+            failure.append(e)
+
+    return threading.Thread(target=publish, name="publisher", daemon=True), published, failure
+
+
+def _play(a, replay: Path, span_ms: int, factor: float, proc, col, log: Path) -> None:
+    """Publish the replay while printing summaries, until the last holds have resolved."""
+    rows, hold_s = col.rows, 86_400 / factor
+    start_ms = int(time.time() * 1000) + 1000
+    t, published, failure = _publish_in_background(replay, factor, a.payload, start_ms)
+    wall0 = time.monotonic()
+    t.start()
+    next_print = wall0 + a.every
+    tail_until = None
+    while True:
+        col.pull_once()
+        now = time.monotonic()
+        if proc.poll() is not None:
+            print(f"[demo] the streaming job exited (code {proc.returncode}); see {log}")
+            break
+        if now >= next_print:
+            sim = min(span_ms, (time.time() * 1000 - start_ms) * factor)
+            print(_summary(rows, now - wall0, max(0.0, sim)), flush=True)
+            next_print = now + a.every
+        if not t.is_alive() and tail_until is None:
+            if failure:
+                print(f"[demo] publishing failed: {failure[0]}")
+                break
+            # Let the last holds run out (their deadline is one scaled day later).
+            tail_until = now + hold_s + 10
+            print(f"[demo] all {sum(published.values())} messages published "
+                  f"({dict(published)}); waiting {hold_s + 10:.0f}s for the last holds "
+                  "to resolve")
+        if tail_until is not None and now >= tail_until:
+            break
+    print(_summary(rows, time.monotonic() - wall0, span_ms))
+
+
 def main(argv=None) -> int:
     a = _args(sys.argv[1:] if argv is None else argv)
     out = Path(a.out)
@@ -155,84 +228,27 @@ def main(argv=None) -> int:
     if emu is None:
         return _backtest_instead(replay, out)
     os.environ["PUBSUB_EMULATOR_HOST"] = emu.host
-    from pipelines.stream import start_process, stop_process
-
-    proc = pub = col = None
+    proc = col = None
     rows: dict = {n: [] for n in OUTPUTS}
     log = out / "stream.log"
     try:
         print(f"[demo] Pub/Sub emulator on {emu.host}")
         create_resources(PROJECT)
-        hold_s = 86_400 / factor
-        print("[demo] " + "=" * 78)
-        print(f"[demo] COMPRESSED CLOCK: {span_ms / 86_400_000:.0f} simulated days are played "
-              f"in {a.minutes:.1f} minutes (x{factor:,.0f}).")
-        print("[demo] Event times are RE-TIMED TO THE PRESENT (Beam's local runner takes the "
-              "watermark from the wall clock),")
-        print(f"[demo] and every duration is divided by the same factor: the 24h hold lasts "
-              f"{hold_s:.0f} s, the 30-day lookback {30 * hold_s / 60:.0f} min.")
-        print("[demo] " + "=" * 78)
-        args = ["--time_scale", str(factor), "--payload", a.payload]
-        from schemas import codecs
-
-        snap = codecs.find_input(replay, "blacklist_snapshot")
-        if snap is not None:
-            args += ["--blacklist", str(snap)]
-        proc = start_process(PROJECT, args, log_path=str(log))
+        _print_clock(span_ms, a.minutes, factor)
+        proc = emulator.start_process(PROJECT, _job_args(replay, factor, a.payload),
+                                      log_path=str(log))
         pub, col = Publisher(PROJECT, a.payload), Collector(PROJECT, payload=a.payload,
                                                             pull_timeout=0.5)
         col.rows = rows
         print(f"[demo] starting the streaming job (log: {log}) ...")
         took = wait_until_live(pub, col, timeout=180, is_alive=lambda: proc.poll() is None)
         print(f"[demo] streaming job live after {took:.0f}s; publishing the simulated week")
-
-        from simulator.publish import publish_replay
-
-        start_ms = int(time.time() * 1000) + 1000
-        published: dict = {}
-        failure: list = []
-
-        def publish():
-            try:
-                published.update(publish_replay(
-                    replay, PROJECT, {n: topic_path(PROJECT, n) for n in
-                                      ("transfers", "reports", "outcomes", "blacklist")},
-                    speedup=factor, fmt=a.payload, retime_to_ms=start_ms))
-            except Exception as e:  # noqa: BLE001 — reported below
-                failure.append(e)
-
-        t = threading.Thread(target=publish, name="publisher", daemon=True)
-        wall0 = time.monotonic()
-        t.start()
-        next_print = wall0 + a.every
-        tail_until = None
-        while True:
-            col.pull_once()
-            now = time.monotonic()
-            if proc.poll() is not None:
-                print(f"[demo] the streaming job exited (code {proc.returncode}); see {log}")
-                break
-            if now >= next_print:
-                sim = min(span_ms, (time.time() * 1000 - start_ms) * factor)
-                print(_summary(rows, now - wall0, max(0.0, sim)), flush=True)
-                next_print = now + a.every
-            if not t.is_alive() and tail_until is None:
-                if failure:
-                    print(f"[demo] publishing failed: {failure[0]}")
-                    break
-                # Let the last holds run out (their deadline is one scaled day later).
-                tail_until = now + hold_s + 10
-                print(f"[demo] all {sum(published.values())} messages published "
-                      f"({dict(published)}); waiting {hold_s + 10:.0f}s for the last holds "
-                      "to resolve")
-            if tail_until is not None and now >= tail_until:
-                break
-        print(_summary(rows, time.monotonic() - wall0, span_ms))
+        _play(a, replay, span_ms, factor, proc, col, log)
     except KeyboardInterrupt:
         print("\n[demo] interrupted; stopping")
     finally:
         if proc is not None:
-            stop_process(proc)
+            emulator.stop_process(proc)
         if col is not None:
             col.close()
         emu.stop()

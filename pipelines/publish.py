@@ -87,7 +87,7 @@ def main(argv: Optional[list] = None) -> int:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     preflight.apply_verbosity(a.quiet, a.verbose)
-    from pipelines.pubsub_io import create_resources
+    from connectors.pubsub_client import create_resources
     from schemas.streams import ALL_TOPICS, topic_path
     from simulator.publish import publish_replay
 

@@ -118,7 +118,7 @@ class PublishJson(beam.PTransform):
             return json.dumps(r, sort_keys=True).encode("utf-8")
 
         if self.local:
-            from pipelines.pubsub_io import _ResilientPublishFn
+            from connectors.pubsub import ResilientPublishFn as _ResilientPublishFn
 
             return (rows
                     | "Encode" >> beam.Map(lambda r: (encode(r), hourly_attributes(r)))
@@ -138,7 +138,7 @@ def build_stream_shadow(inputs: dict, outs: dict, shadow: Policy, topic_of, payl
     same inputs, its decisions published to ``topic_of("shadow-NAME")`` (never acted on),
     and the hourly disagreement counts (fixed hourly windows of event time, divided by
     ``time_scale`` like every other duration) to ``topic_of("shadow-disagreements")``."""
-    from pipelines.pubsub_io import WriteOutput
+    from connectors.pubsub import WriteOutput
     from transforms.safetynet import SafetyNet
     from transforms.shadow import HOUR_MS, SHADOW_OUTPUTS, ShadowDiff
 

@@ -34,14 +34,11 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
+from connectors import local_runner
+from connectors.local_runner import is_local_runner
+from connectors.pubsub import ReadInput, WriteOutput
 from pipelines import preflight
 from pipelines.options import SafetyNetOptions, expand_policy_file, policy_from_options
-from pipelines.pubsub_io import (  # noqa: F401 — create_resources is part of this API
-    ReadInput,
-    WriteOutput,
-    create_resources,
-    is_local_runner,
-)
 from schemas.streams import INPUTS, OUTPUTS, subscription_path, topic_path
 from transforms.checkpoint import CheckpointError, ReadSeeds, read_versions
 from transforms.checkpoint import check as check_checkpoint
@@ -125,10 +122,14 @@ def build_options(argv: list[str]) -> PipelineOptions:
 
 
 def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
-    """Wire subscriptions -> Parse -> SafetyNet -> topics on ``p``; returns the outputs."""
+    """Wire subscriptions -> Parse -> SafetyNet -> topics on ``p``; returns the outputs.
+    For Beam's local runner it first installs the runner's patches
+    (:mod:`connectors.local_runner`)."""
     so = options.view_as(StreamOptions)
     project = options.get_all_options()["project"]
     local = is_local_runner(options.view_as(StandardOptions).runner)
+    if local:
+        local_runner.install()
     policy = policy_from_options(options, **({"profiles_path": so.profiles_path}
                                              if so.profiles_path else {}))
     payload = so.payload
@@ -244,44 +245,6 @@ def main(argv: Optional[list[str]] = None) -> int:
               file=sys.stderr, flush=True)
         return 1
     return 0
-
-
-
-def start_process(project: str, args: list[str], env: Optional[dict] = None,
-                  log_path: Optional[str] = None):
-    """Start ``python -m pipelines.stream --project P ARGS`` as a child process (its own
-    session, so ``stop_process`` can end it and its threads cleanly)."""
-    import os
-    import subprocess
-    from pathlib import Path
-
-    root = str(Path(__file__).resolve().parent.parent)
-    e = dict(os.environ if env is None else env)
-    e["PYTHONPATH"] = root + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.stream", "--project", project,
-                             *args], cwd=root, env=e, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    proc.log_path = log_path
-    return proc
-
-
-def stop_process(proc, kill: bool = False, timeout: float = 15.0) -> None:
-    """SIGINT (or SIGKILL with ``kill``) the job's process group and wait for it."""
-    import os
-    import signal
-    import subprocess
-
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGINT)
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
 
 
 if __name__ == "__main__":

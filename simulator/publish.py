@@ -186,14 +186,15 @@ def publish_replay(directory: str | Path, project: str, topics: Mapping[str, str
     """Publish the inputs named in ``topics`` (input name -> topic name or full path).
 
     Returns the number of messages published per input name; unparseable payloads asked
-    for with ``garbage`` are counted under ``"<name>:garbage"``. Uses
-    ``google.cloud.pubsub_v1.PublisherClient`` (the emulator when PUBSUB_EMULATOR_HOST is
-    set) unless a ``publisher`` is given.
+    for with ``garbage`` are counted under ``"<name>:garbage"``. Uses a new
+    ``PublisherClient`` (``connectors.pubsub_client``; the emulator when
+    PUBSUB_EMULATOR_HOST is set) unless a ``publisher`` is given; topics are created with
+    ``connectors.pubsub_client.create_topics`` / ``create_resources``.
     """
     if publisher is None:
-        from google.cloud import pubsub_v1
+        from connectors.pubsub_client import publisher_client
 
-        publisher = pubsub_v1.PublisherClient()
+        publisher = publisher_client()
     paths = {name: (topic if "/" in topic else publisher.topic_path(project, topic))
              for name, topic in topics.items()}
     names = [n for n in ORDER if n in paths] + [n for n in paths if n not in ORDER]
@@ -219,19 +220,3 @@ def publish_replay(directory: str | Path, project: str, topics: Mapping[str, str
     for f in pending:
         f.result()
     return counts
-
-
-def create_topics(project: str, topics: Mapping[str, str], publisher: Any = None) -> None:
-    """Create the topics that do not exist yet (handy against the emulator)."""
-    from google.api_core.exceptions import AlreadyExists
-
-    if publisher is None:
-        from google.cloud import pubsub_v1
-
-        publisher = pubsub_v1.PublisherClient()
-    for topic in topics.values():
-        path = topic if "/" in topic else publisher.topic_path(project, topic)
-        try:
-            publisher.create_topic(name=path)
-        except AlreadyExists:
-            pass

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from pipelines import emulator
+from connectors import emulator
 
 
 def main(argv: list[str]) -> int:

@@ -112,9 +112,9 @@ def options(mode: str, extra: Optional[list] = None) -> PipelineOptions:
         o.view_as(StandardOptions).streaming = mode == "stream"
         return o
     if mode == "stream":
-        from pipelines.pubsub_io import install_local_speedups
+        from connectors import local_runner
 
-        install_local_speedups()  # what the local streaming job does too
+        local_runner.install()  # what the local streaming job does too
         o = PipelineOptions(["--runner=BundleBasedDirectRunner"] + (extra or []))
         o.view_as(StandardOptions).streaming = True
         return o

@@ -433,7 +433,8 @@ def test_publish_replays_every_record_of_a_directory_into_the_topics(capsys, sim
         pytest.skip("PUBSUB_EMULATOR_HOST is not set (./run_local.sh test starts the emulator)")
     from google.cloud import pubsub_v1
 
-    from pipelines.pubsub_io import create_resources, subscription_path
+    from connectors.pubsub_client import create_resources
+    from schemas.streams import subscription_path
 
     project = "safetynet-it-publish"
     create_resources(project)

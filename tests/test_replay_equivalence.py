@@ -16,8 +16,14 @@ import time
 
 import pytest
 
-from pipelines.pubsub_io import Collector, Publisher, create_resources, input_name, wait_until_live
-from pipelines.stream import start_process, stop_process
+from connectors.emulator import start_process, stop_process
+from connectors.pubsub_client import (
+    Collector,
+    Publisher,
+    create_resources,
+    input_name,
+    wait_until_live,
+)
 from schemas.codecs import write_records
 from tests.scenario import addr, at, collect, listing, outcome, transfer
 from transforms.policy import Policy

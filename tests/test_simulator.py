@@ -408,7 +408,7 @@ def test_publish_plan_avro_payloads_decode(replay: Path) -> None:
 def test_publish_replay_to_the_emulator(tmp_path: Path) -> None:
     from google.cloud import pubsub_v1
 
-    from simulator.publish import create_topics
+    from connectors.pubsub_client import create_topics
 
     m = simulator.generate(tmp_path, users=300, days=2, seed=5)
     project = "safetynet-sim-test"
@@ -416,7 +416,7 @@ def test_publish_replay_to_the_emulator(tmp_path: Path) -> None:
     topics = {n: f"sim-{n}-{tag}" for n in ("transfers", "reports", "outcomes", "blacklist")}
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
-    create_topics(project, topics, publisher)
+    create_topics(project, topics.values(), publisher)
     subs = {}
     for n, t in topics.items():
         subs[n] = subscriber.subscription_path(project, f"{t}-sub")

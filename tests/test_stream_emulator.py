@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from pipelines.pubsub_io import (
+from connectors.emulator import start_process, stop_process
+from connectors.pubsub_client import (
     Collector,
     Publisher,
     create_resources,
@@ -22,7 +23,6 @@ from pipelines.pubsub_io import (
     is_probe,
     wait_until_live,
 )
-from pipelines.stream import start_process, stop_process
 from tests.scenario import addr, listing, outcome, transfer
 
 pytestmark = pytest.mark.skipif(

@@ -13,16 +13,11 @@ import time
 
 import pytest
 
-from pipelines.pubsub_io import (
-    Collector,
-    Publisher,
-    create_resources,
-    subscription_path,
-    wait_until_live,
-)
+from connectors.emulator import start_process, stop_process
+from connectors.pubsub_client import Collector, Publisher, create_resources, wait_until_live
 from pipelines.shadow import SHADOW_TOPICS
-from pipelines.stream import start_process, stop_process
 from schemas import codecs
+from schemas.streams import subscription_path
 from tests.scenario import addr, listing, transfer
 from tests.test_stream_emulator import publish_paced
 

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
+from connectors.emulator import start_process, stop_process
+from connectors.pubsub_client import Collector, Publisher, create_resources, wait_until_live
 from pipelines import backtest
-from pipelines.pubsub_io import Collector, Publisher, create_resources, wait_until_live
-from pipelines.stream import start_process, stop_process
 from schemas.codecs import write_records
 from tests.scenario import transfer
 

@@ -1,4 +1,6 @@
-"""Start and stop gcloud's Pub/Sub emulator on 127.0.0.1 (for the demo and the tests).
+"""Child processes of local runs: gcloud's Pub/Sub emulator on 127.0.0.1 (``start``) and
+the streaming job (``start_process`` / ``stop_process``), for the demo, the tests and the
+benchmarks.
 
 >>> find_emulator() is None or find_emulator().name == "cloud-pubsub-emulator"
 True
@@ -11,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -84,3 +87,32 @@ def start(port: Optional[int] = None) -> Optional[Emulator]:
     emu = Emulator(launcher, port)
     emu.wait_ready()
     return emu
+
+
+def start_process(project: str, args: list[str], env: Optional[dict] = None,
+                  log_path: Optional[str] = None):
+    """Start ``python -m pipelines.stream --project P ARGS`` as a child process (its own
+    session, so ``stop_process`` can end it and its threads cleanly)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    e = dict(os.environ if env is None else env)
+    e["PYTHONPATH"] = root + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.stream", "--project", project,
+                             *args], cwd=root, env=e, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    proc.log_path = log_path
+    return proc
+
+
+def stop_process(proc, kill: bool = False, timeout: float = 15.0) -> None:
+    """SIGINT (or SIGKILL with ``kill``) the job's process group and wait for it."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGINT)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass

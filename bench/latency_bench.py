@@ -54,6 +54,65 @@ def pct(xs, q):
     return xs[k]
 
 
+def _load(a, pub, users: list, stop: threading.Event, sent: dict) -> None:
+    """Background load at ``a.rate`` transfers/s (5% to the listed address) until stopped."""
+    rng = random.Random(7)
+    n, t0 = 0, time.monotonic()
+    while not stop.is_set():
+        due = t0 + n / a.rate
+        now = time.monotonic()
+        if due > now:
+            stop.wait(due - now)
+            continue
+        u = rng.choice(users)
+        to = LISTED if rng.random() < 0.05 else addr(f"payee-{rng.randrange(5000)}")
+        pub.publish("transfers", transfer(f"L{n}", int(time.time() * 1000), u, to,
+                                          rng.uniform(10, 500)))
+        n += 1
+        sent["load"] = n
+
+
+def _probe(a, pub, col, users: list) -> tuple[dict, dict]:
+    """Every ``a.seconds / a.probes``: a transfer to the listed address (-> a hold) and a
+    confirmed scam outcome (-> a freeze); returns when each was published."""
+    hold_pub, freeze_pub = {}, {}
+    probe_every = a.seconds / a.probes
+    t_start = time.monotonic()
+    k = 0
+    while time.monotonic() - t_start < a.seconds:
+        due = t_start + k * probe_every
+        if time.monotonic() >= due:
+            tid = f"P{k}"
+            hold_pub[tid] = time.time()
+            pub.publish("transfers", transfer(tid, int(time.time() * 1000),
+                                              users[k % len(users)], LISTED, 100.0))
+            scam = addr(f"bench-scam-{k}")
+            freeze_pub[scam] = time.time()
+            pub.publish("outcomes", outcome(f"C{k}", int(time.time() * 1000),
+                                            "ADDRESS", scam, True))
+            k += 1
+        col.pull_once()
+    return hold_pub, freeze_pub
+
+
+def _latencies(a, col, hold_pub: dict, freeze_pub: dict, sent: dict) -> dict:
+    col.wait_for(lambda r: {h.transfer_id for h in r["holds"]} >= set(hold_pub)
+                 and {f.address for f in r["freezes"]} >= set(freeze_pub), timeout=60)
+    got_hold = {h.transfer_id: t for h, t in zip(col.rows["holds"],
+                                                  col.received_at["holds"], strict=True)}
+    got_freeze = {f.address: t for f, t in zip(col.rows["freezes"],
+                                                col.received_at["freezes"], strict=True)}
+    h_lat = [got_hold[t] - s for t, s in hold_pub.items() if t in got_hold]
+    f_lat = [got_freeze[x] - s for x, s in freeze_pub.items() if x in got_freeze]
+    return {"offered_per_s": a.rate, "load_sent": sent["load"],
+            "achieved_per_s": sent["load"] / a.seconds,
+            "holds_seen": len(col.rows["holds"]),
+            "transfer_hold_p50": pct(h_lat, 50), "transfer_hold_p99": pct(h_lat, 99),
+            "outcome_freeze_p50": pct(f_lat, 50), "outcome_freeze_p99": pct(f_lat, 99),
+            "probes": len(hold_pub), "hold_probes_seen": len(h_lat),
+            "freeze_probes_seen": len(f_lat)}
+
+
 def one_run(a, workdir: Path) -> dict:
     from connectors.emulator import start_process, stop_process
 
@@ -79,59 +138,12 @@ def one_run(a, workdir: Path) -> dict:
         wait_until_live(pub, col, timeout=180, is_alive=lambda: proc.poll() is None)
         stop = threading.Event()
         sent = {"load": 0}
-        rng = random.Random(7)
-
-        def load():
-            n, t0 = 0, time.monotonic()
-            while not stop.is_set():
-                due = t0 + n / a.rate
-                now = time.monotonic()
-                if due > now:
-                    stop.wait(due - now)
-                    continue
-                u = rng.choice(users)
-                to = LISTED if rng.random() < 0.05 else addr(f"payee-{rng.randrange(5000)}")
-                pub.publish("transfers", transfer(f"L{n}", int(time.time() * 1000), u, to,
-                                                  rng.uniform(10, 500)))
-                n += 1
-                sent["load"] = n
-
-        th = threading.Thread(target=load, daemon=True)
+        th = threading.Thread(target=_load, args=(a, pub, users, stop, sent), daemon=True)
         th.start()
-        hold_pub, freeze_pub = {}, {}
-        probe_every = a.seconds / a.probes
-        t_start = time.monotonic()
-        k = 0
-        while time.monotonic() - t_start < a.seconds:
-            due = t_start + k * probe_every
-            if time.monotonic() >= due:
-                tid = f"P{k}"
-                hold_pub[tid] = time.time()
-                pub.publish("transfers", transfer(tid, int(time.time() * 1000),
-                                                  users[k % len(users)], LISTED, 100.0))
-                scam = addr(f"bench-scam-{k}")
-                freeze_pub[scam] = time.time()
-                pub.publish("outcomes", outcome(f"C{k}", int(time.time() * 1000),
-                                                "ADDRESS", scam, True))
-                k += 1
-            col.pull_once()
+        hold_pub, freeze_pub = _probe(a, pub, col, users)
         stop.set()
         th.join()
-        col.wait_for(lambda r: {h.transfer_id for h in r["holds"]} >= set(hold_pub)
-                     and {f.address for f in r["freezes"]} >= set(freeze_pub), timeout=60)
-        got_hold = {h.transfer_id: t for h, t in zip(col.rows["holds"],
-                                                      col.received_at["holds"], strict=True)}
-        got_freeze = {f.address: t for f, t in zip(col.rows["freezes"],
-                                                    col.received_at["freezes"], strict=True)}
-        h_lat = [got_hold[t] - s for t, s in hold_pub.items() if t in got_hold]
-        f_lat = [got_freeze[x] - s for x, s in freeze_pub.items() if x in got_freeze]
-        res = {"offered_per_s": a.rate, "load_sent": sent["load"],
-               "achieved_per_s": sent["load"] / a.seconds,
-               "holds_seen": len(col.rows["holds"]),
-               "transfer_hold_p50": pct(h_lat, 50), "transfer_hold_p99": pct(h_lat, 99),
-               "outcome_freeze_p50": pct(f_lat, 50), "outcome_freeze_p99": pct(f_lat, 99),
-               "probes": len(hold_pub), "hold_probes_seen": len(h_lat),
-               "freeze_probes_seen": len(f_lat)}
+        res = _latencies(a, col, hold_pub, freeze_pub, sent)
         pub.close()
         col.close()
         return res

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Optional
@@ -111,5 +112,30 @@ class WriteOutput(beam.PTransform):
         return (rows
                 | "Encode" >> beam.Map(
                     lambda r: PubsubMessage(encode(r, payload), attributes(r)))
+                .with_output_types(PubsubMessage)
+                | "Publish" >> beam.io.WriteToPubSub(self.topic, with_attributes=True))
+
+
+class PublishJson(beam.PTransform):
+    """Publish dict rows as JSON messages (sorted keys) with ``attributes_of(row)``."""
+
+    def __init__(self, topic: str, local: bool, attributes_of, label: Optional[str] = None):
+        super().__init__(label)
+        self.topic, self.local, self.attributes_of = topic, local, attributes_of
+
+    def expand(self, rows):
+        attributes_of = self.attributes_of
+
+        def encode_row(r: dict) -> bytes:
+            return json.dumps(r, sort_keys=True).encode("utf-8")
+
+        if self.local:
+            return (rows
+                    | "Encode" >> beam.Map(lambda r: (encode_row(r), attributes_of(r)))
+                    | "Publish" >> beam.ParDo(ResilientPublishFn(self.topic)))
+        from apache_beam.io.gcp.pubsub import PubsubMessage
+
+        return (rows
+                | "Encode" >> beam.Map(lambda r: PubsubMessage(encode_row(r), attributes_of(r)))
                 .with_output_types(PubsubMessage)
                 | "Publish" >> beam.io.WriteToPubSub(self.topic, with_attributes=True))

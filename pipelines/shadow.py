@@ -1,5 +1,6 @@
-"""The shadow policy's file, and the streaming job's JSON publisher for its hourly counts.
-(The report's side-by-side of live and shadow is :mod:`report.shadow`.)
+"""The shadow policy's file: a candidate policy as changes to the live one. (The streaming
+job's shadow is built in :mod:`pipelines.stream`; the report's side-by-side of live and
+shadow is :mod:`report.shadow`.)
 
 ``--shadow_policy FILE`` names a JSON or YAML mapping of policy options, spelt as the
 command-line flags (without the dashes): a candidate policy is the live one with these
@@ -20,9 +21,6 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Optional
-
-import apache_beam as beam
 
 from pipelines.options import SafetyNetOptions, policy_changes
 from transforms.policy import Policy
@@ -93,65 +91,3 @@ def policy_with(live: Policy, options: dict, time_scale: float = 1.0) -> Policy:
 def shadow_policy(path: str | Path, live: Policy, time_scale: float = 1.0) -> Policy:
     """The policy a ``--shadow_policy`` file describes, on top of the live one."""
     return policy_with(live, read_options_file(path), time_scale)
-
-
-# ------------------------------------------------------------------------- streaming
-# Topics of a streaming job with a shadow, besides the live ones (create them first: the
-# local runner's publisher retries until a topic exists, and stalls the job meanwhile).
-SHADOW_TOPICS = ("shadow-holds", "shadow-resolutions", "shadow-freezes", "shadow-outreach",
-                 "shadow-verdicts", "shadow-disagreements")
-def hourly_attributes(row: dict) -> dict:
-    return {"event_time": str(row["window_start"]),
-            "record_id": f"shadow-hour-{row['window_start']}",
-            "record": "ShadowDisagreementsHourly"}
-
-
-class PublishJson(beam.PTransform):
-    """Publish dict rows as JSON messages (``event_time`` = the hour's start)."""
-
-    def __init__(self, topic: str, local: bool, label: Optional[str] = None):
-        super().__init__(label)
-        self.topic, self.local = topic, local
-
-    def expand(self, rows):
-        def encode(r: dict) -> bytes:
-            return json.dumps(r, sort_keys=True).encode("utf-8")
-
-        if self.local:
-            from connectors.pubsub import ResilientPublishFn as _ResilientPublishFn
-
-            return (rows
-                    | "Encode" >> beam.Map(lambda r: (encode(r), hourly_attributes(r)))
-                    | "Publish" >> beam.ParDo(_ResilientPublishFn(self.topic)))
-        from apache_beam.io.gcp.pubsub import PubsubMessage
-
-        return (rows
-                | "Encode" >> beam.Map(lambda r: PubsubMessage(encode(r), hourly_attributes(r)))
-                .with_output_types(PubsubMessage)
-                | "Publish" >> beam.io.WriteToPubSub(self.topic, with_attributes=True))
-
-
-def build_stream_shadow(inputs: dict, outs: dict, shadow: Policy, topic_of, payload: str,
-                        local: bool, time_scale: float = 1.0,
-                        versions_dir: Optional[str] = None) -> dict:
-    """The streaming job's shadow: ``SafetyNet(shadow, "stream", label="Shadow")`` on the
-    same inputs, its decisions published to ``topic_of("shadow-NAME")`` (never acted on),
-    and the hourly disagreement counts (fixed hourly windows of event time, divided by
-    ``time_scale`` like every other duration) to ``topic_of("shadow-disagreements")``."""
-    from connectors.pubsub import WriteOutput
-    from transforms.safetynet import SafetyNet
-    from transforms.shadow import HOUR_MS, SHADOW_OUTPUTS, ShadowDiff
-
-    souts = inputs | "Shadow" >> SafetyNet(shadow, "stream", label="Shadow",
-                                           versions_dir=versions_dir)
-    for n in SHADOW_OUTPUTS:
-        souts[n] | f"ShadowWrite{n.title()}" >> WriteOutput(topic_of(f"shadow-{n}"), payload,
-                                                            local)
-    if shadow.warning_holdout > 0:
-        (souts["warning_holdout"] | "ShadowWriteWarningHoldout"
-         >> WriteOutput(topic_of("shadow-warning_holdout"), payload, local))
-    diff = {"live": outs, "shadow": souts} | "ShadowDiff" >> ShadowDiff(
-        window_ms=max(1, int(HOUR_MS / time_scale)))
-    diff["hourly"] | "ShadowWriteHourly" >> PublishJson(topic_of("shadow-disagreements"),
-                                                        local)
-    return {"shadow": souts, **diff}

@@ -36,14 +36,22 @@ from apache_beam.options.pipeline_options import (
 
 from connectors import local_runner
 from connectors.local_runner import is_local_runner
-from connectors.pubsub import ReadInput, WriteOutput
+from connectors.pubsub import PublishJson, ReadInput, WriteOutput
 from pipelines import preflight
 from pipelines.options import SafetyNetOptions, expand_policy_file, policy_from_options
-from schemas.streams import INPUTS, OUTPUTS, subscription_path, topic_path
+from schemas.streams import (
+    INPUTS,
+    OUTPUTS,
+    SHADOW_DISAGREEMENTS,
+    SHADOWED,
+    subscription_path,
+    topic_path,
+)
 from transforms.checkpoint import CheckpointError, ReadSeeds, read_versions
 from transforms.checkpoint import check as check_checkpoint
 from transforms.graph import STEP_LABELS
 from transforms.ingest import DEAD, Parse
+from transforms.policy import Policy
 from transforms.safetynet import SafetyNet
 
 LOCAL_RUNNER = "BundleBasedDirectRunner"
@@ -159,7 +167,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
         outs["warning_holdout"] | "WriteWarningHoldout" >> WriteOutput(
             so.warning_holdout_topic or topic_path(project, "warning_holdout"), payload, local)
     if so.shadow_policy:
-        from pipelines.shadow import build_stream_shadow, shadow_policy
+        from pipelines.shadow import shadow_policy
 
         scale = options.view_as(SafetyNetOptions).time_scale or 1.0
         shadow = shadow_policy(so.shadow_policy, policy, scale)
@@ -169,6 +177,37 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
                                              lambda n: topic_path(project, n), payload, local,
                                              scale, versions_dir=vdir)
     return outs
+
+
+def hourly_attributes(row: dict) -> dict:
+    """A shadow's hourly disagreement counts: stamped at the hour's start."""
+    return {"event_time": str(row["window_start"]),
+            "record_id": f"shadow-hour-{row['window_start']}",
+            "record": "ShadowDisagreementsHourly"}
+
+
+def build_stream_shadow(inputs: dict, outs: dict, shadow: Policy, topic_of, payload: str,
+                        local: bool, time_scale: float = 1.0,
+                        versions_dir: Optional[str] = None) -> dict:
+    """The streaming job's shadow: ``SafetyNet(shadow, "stream", label="Shadow")`` on the
+    same inputs, its decisions published to ``topic_of("shadow-NAME")`` (never acted on),
+    and the hourly disagreement counts (fixed hourly windows of event time, divided by
+    ``time_scale`` like every other duration) to ``topic_of("shadow-disagreements")``."""
+    from transforms.shadow import HOUR_MS, ShadowDiff
+
+    souts = inputs | "Shadow" >> SafetyNet(shadow, "stream", label="Shadow",
+                                           versions_dir=versions_dir)
+    for n in SHADOWED:
+        souts[n] | f"ShadowWrite{n.title()}" >> WriteOutput(topic_of(f"shadow-{n}"), payload,
+                                                            local)
+    if shadow.warning_holdout > 0:
+        (souts["warning_holdout"] | "ShadowWriteWarningHoldout"
+         >> WriteOutput(topic_of("shadow-warning_holdout"), payload, local))
+    diff = {"live": outs, "shadow": souts} | "ShadowDiff" >> ShadowDiff(
+        window_ms=max(1, int(HOUR_MS / time_scale)))
+    diff["hourly"] | "ShadowWriteHourly" >> PublishJson(topic_of(SHADOW_DISAGREEMENTS), local,
+                                                        hourly_attributes)
+    return {"shadow": souts, **diff}
 
 
 def run(argv: Optional[list[str]] = None):

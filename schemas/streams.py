@@ -33,6 +33,11 @@ OUTPUTS: dict[str, str] = {**DECISIONS, CASES: "CaseFile"}
 # What one decision on a transfer, an address or a report produces (no dead letters, no
 # cases): the streams a shadow policy mirrors and a demo summarises.
 ACTIONS = ("holds", "resolutions", "freezes", "outreach")
+# What a shadow policy decides (never acted on): its own files (``shadow_NAME``) and
+# topics (``safetynet-shadow-NAME``), beside the hourly disagreements.
+SHADOWED = (*ACTIONS, "verdicts")
+SHADOW_DISAGREEMENTS = "shadow-disagreements"
+SHADOW_TOPICS = tuple(f"shadow-{n}" for n in SHADOWED) + (SHADOW_DISAGREEMENTS,)
 FILE_ORDER: dict[str, tuple[str, str]] = {
     "holds": ("placed_at", "hold_id"), "resolutions": ("resolved_at", "hold_id"),
     "freezes": ("frozen_at", "freeze_id"), "outreach": ("created_at", "outreach_id"),

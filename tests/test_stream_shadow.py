@@ -15,9 +15,8 @@ import pytest
 
 from connectors.emulator import start_process, stop_process
 from connectors.pubsub_client import Collector, Publisher, create_resources, wait_until_live
-from pipelines.shadow import SHADOW_TOPICS
 from schemas import codecs
-from schemas.streams import subscription_path
+from schemas.streams import SHADOW_TOPICS, subscription_path
 from tests.scenario import addr, listing, transfer
 from tests.test_stream_emulator import publish_paced
 
@@ -91,9 +90,16 @@ def test_shadow_decisions_and_hourly_disagreements_on_pubsub(job):
     def counts() -> int:
         return sum(json.loads(m)["disagreements"] for m in raw.data["shadow-disagreements"])
 
+    # (a day lasts 20 s at this time scale: a day's risk assessments may follow; rule 11's
+    # own tests pin those, this one pins the warnings)
+    def shadow_warnings() -> list:
+        return sorted((o.kind, o.user_id, o.transfer_id) for o in (
+            codecs.decode_json("Outreach", m, "shadow-outreach")
+            for m in raw.data["shadow-outreach"]) if o.kind == "WARNING")
+
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (
-            counts() >= 1 and len(raw.data["shadow-outreach"]) >= 2
+            counts() >= 1 and len(shadow_warnings()) >= 2
             and raw.data["shadow-holds"] and col.rows["outreach"]):
         raw.pull_once()
         col.pull_once()
@@ -101,9 +107,7 @@ def test_shadow_decisions_and_hourly_disagreements_on_pubsub(job):
     shadow_holds = [codecs.decode_json("Hold", m, "shadow-holds")
                     for m in raw.data["shadow-holds"]]
     assert [h.transfer_id for h in shadow_holds] == ["S1"]
-    shadow_out = sorted((o.kind, o.user_id, o.transfer_id) for o in (
-        codecs.decode_json("Outreach", m, "shadow-outreach") for m in raw.data["shadow-outreach"]))
-    assert shadow_out == [("WARNING", "alice", "S2"), ("WARNING", "bob", "S1")]
+    assert shadow_warnings() == [("WARNING", "alice", "S2"), ("WARNING", "bob", "S1")]
     hourly = [json.loads(m) for m in raw.data["shadow-disagreements"]]
     assert sum(h["disagreements"] for h in hourly) == 1
     (h,) = hourly
@@ -112,4 +116,5 @@ def test_shadow_decisions_and_hourly_disagreements_on_pubsub(job):
     assert h["window_end"] - h["window_start"] == 3_600_000 // 4320
     # The live policy acted as without a shadow: bob held and warned, alice untouched.
     assert [x.transfer_id for x in col.rows["holds"]] == ["S1"]
-    assert [(o.kind, o.user_id) for o in col.rows["outreach"]] == [("WARNING", "bob")]
+    assert [(o.kind, o.user_id) for o in col.rows["outreach"]
+            if o.kind == "WARNING"] == [("WARNING", "bob")]

@@ -33,7 +33,7 @@ from typing import Any, Iterable, NamedTuple, Optional
 import apache_beam as beam
 from apache_beam.transforms.window import FixedWindows
 
-from schemas.streams import ACTIONS
+from schemas.streams import SHADOWED
 
 LIVE, SHADOW = "live", "shadow"
 HOLD, WARN, NONE = "hold", "warn", "none"
@@ -42,7 +42,7 @@ HOUR_MS = 3_600_000
 # The SafetyNet outputs the diff reads, per side.
 SOURCES = ("holds", "outreach", "warning_holdout")
 # Outputs of a shadow written apart (its dead letters are the live ones: same inputs).
-SHADOW_OUTPUTS = (*ACTIONS, "verdicts")
+SHADOW_OUTPUTS = SHADOWED
 
 
 class Mark(NamedTuple):

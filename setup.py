@@ -1,8 +1,8 @@
 """safetynet: a streaming anti-scam system on Apache Beam.
 
-Also works as Beam's ``--setup_file`` for Dataflow workers: it installs the four packages
-(``pipelines``, ``transforms``, ``schemas``, ``simulator``), the ``.avsc`` schemas, and the
-exact pins below. The full transitive lock used locally is ``requirements.lock``.
+Also works as Beam's ``--setup_file`` for Dataflow workers: it installs the five packages
+(``pipelines``, ``transforms``, ``schemas``, ``simulator``, ``connectors``), the ``.avsc``
+schemas, and the exact pins below. The full transitive lock used locally is ``requirements.lock``.
 """
 
 from setuptools import setup
@@ -24,7 +24,7 @@ setup(
     version="0.1.0",
     description="Streaming anti-scam system: 24h Safety Net holds, rapid recovery, outreach",
     python_requires=">=3.11,<3.12",
-    packages=["pipelines", "transforms", "schemas", "simulator"],
+    packages=["pipelines", "transforms", "schemas", "simulator", "connectors"],
     package_data={"schemas": ["*.avsc"]},
     include_package_data=True,
     install_requires=REQUIRES,

@@ -1,0 +1,1 @@
+"""Where the Safety Net graph meets storage: files and their layout."""

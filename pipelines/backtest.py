@@ -492,7 +492,7 @@ def _chunk_ms(text: Optional[str], day_ms: int) -> Optional[int]:
         return None
     try:
         ms = parse_duration(text)
-    except ValueError:
+    except (ValueError, argparse.ArgumentTypeError):
         raise UsageError(f"--chunk {text!r}: not a duration (e.g. 7d, 24h)") from None
     if ms < chunks.HOUR_MS or ms % chunks.HOUR_MS:
         raise UsageError(f"--chunk {text}: use whole hours (e.g. 12h, 7d)")

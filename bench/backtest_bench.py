@@ -105,7 +105,7 @@ def _peak_rss_mb() -> float:
 
 def child_reference(inp: Path, out: Path) -> dict:
     """Read, decide with the reference, write the backtest's decision files."""
-    from pipelines.backtest import SCORES_FILE, _sort_key, score_row, write_scores
+    from connectors.files import SCORES_FILE, score_row, sort_key, write_scores
     from schemas.codecs import write_records
     from schemas.streams import FILE_ORDER, OUTPUTS
     from transforms.reference import Stats, load_replay, replay_policy, run_reference
@@ -120,7 +120,7 @@ def child_reference(inp: Path, out: Path) -> dict:
     t2 = time.perf_counter()
     for name in FILE_ORDER:
         write_records(out / f"{name}.{fmt}", OUTPUTS[name],
-                      sorted(outs[name], key=_sort_key(name)), fmt)
+                      sorted(outs[name], key=sort_key(name)), fmt)
     write_scores(out / SCORES_FILE, [score_row(s) for s in outs["scored"]])
     t3 = time.perf_counter()
     return {"seconds": t3 - t0, "total": t3 - t0, "read": t1 - t0, "decide": t2 - t1,

@@ -1,1 +1,1 @@
-"""Connectors: how the pipelines meet Pub/Sub, files and Beam's local runner."""
+"""Connectors: where the graph meets the outside world — Pub/Sub, files, Beam's local runner."""

@@ -3,9 +3,10 @@
     python -m pipelines.backtest --input DIR --output DIR [--format avro|parquet]
         [--blacklist FILES] [Safety Net policy options] [Beam pipeline options]
 
-Shaped like Google's flex-template samples: parse the options, ``build`` the graph (no
-side effects, nothing runs), run it, then write ``metrics.json`` and ``report.html``
-(:mod:`pipelines.report`).
+Shaped like Beam's examples: the flags are :class:`BacktestOptions` (the policy flags
+:class:`~pipelines.options.SafetyNetOptions`), ``build`` wires the graph (no side effects,
+nothing runs) into :class:`connectors.files.WriteDecisionFiles`, ``run`` runs it, then
+writes ``metrics.json`` and ``report.html`` (:mod:`report`).
 
 Input (``--input``): ``transfers`` (required), ``reports``, ``outcomes``, ``blacklist`` and
 optionally ``profiles``, each as ``NAME.avro`` or ``NAME.parquet``. A
@@ -34,8 +35,6 @@ of an input ends with one line and exit status 1 (:mod:`pipelines.validate`).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import shutil
 import sys
@@ -49,11 +48,23 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines import chunks, preflight, provenance
+from connectors import chunks
+from connectors.files import (
+    SCORES_FILE,
+    WriteDecisionFiles,
+    WriteJsonLines,
+    WriteScores,
+    latest_cases_file,
+    sort_key,
+    write_empty,
+    write_scores,
+)
+from pipelines import preflight, provenance
 from pipelines.argtypes import positive_int
 from pipelines.options import (
     SafetyNetOptions,
     expand_policy_file,
+    parse_duration,
     policy_from_options,
     policy_options,
 )
@@ -61,9 +72,8 @@ from pipelines.validate import add_input_options, dead_letter_excess, read_valid
 from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.rows import DeadLetter
-from schemas.streams import FILE_ORDER, OUTPUTS, REPLAY_FILES
+from schemas.streams import OUTPUTS, REPLAY_FILES
 from transforms.aggregates import FanIn, HourlyMetrics
-from transforms.casefiles import latest_cases
 from transforms.checkpoint import (
     CheckpointError,
     ReadSeeds,
@@ -72,7 +82,7 @@ from transforms.checkpoint import (
 )
 from transforms.checkpoint import check as check_checkpoint
 from transforms.checkpoint import seal as seal_checkpoint
-from transforms.faces import DEFAULT_SHARDS, Gather, stamped
+from transforms.faces import DEFAULT_SHARDS, stamped
 from transforms.graph import STEP_LABELS
 from transforms.machine import END_OF_TIME, Chunk, gc_paused
 from transforms.policy import Policy
@@ -82,7 +92,6 @@ from transforms.shadow import SHADOW_OUTPUTS, ShadowDiff
 PROG = "backtest"
 REQUIRED = ("transfers",)
 OPTIONAL = ("reports", "outcomes", "blacklist")
-SCORES_FILE = "scores.parquet"
 # Policy options that only the streaming job reads (accepted, not shown in --help).
 STREAM_ONLY = ("stream_ordering",)
 # What a run writes into --output (any format): refused or cleared first (--overwrite).
@@ -249,102 +258,11 @@ def version_row(v) -> dict:
             "n_labels": v.n_labels, "hold_threshold": v.hold_threshold}
 
 
-def score_row(s) -> tuple:
-    """The columns of ``scores.parquet`` from a ScoredTransfer."""
-    ft = s.featured
-    t = ft.transfer
-    return (t.transfer_id, t.event_time, t.user_id, t.to_address, t.network, t.asset,
-            float(t.usd_value), float(s.score), s.model_version, bool(ft.blacklist),
-            ft.lookalike_of)
-
-
-SCORE_COLUMNS = ("transfer_id", "event_time", "user_id", "to_address", "network", "asset",
-                 "usd_value", "score", "model_version", "blacklisted", "lookalike_of")
-
-
-def _sort_key(name: str):
-    tf, idf = FILE_ORDER[name]
-
-    def key(row):
-        return (getattr(row, tf), getattr(row, idf), repr(row))
-    return key
-
-
-class WriteOutput(beam.DoFn):
-    """Writes one output's rows, sorted, to ``out_dir/NAME.fmt`` (a temp file renamed in
-    place, so a half-written file is never left under the final name); ``file_name``
-    (e.g. ``shadow_holds``) writes output ``name``'s rows under another name."""
-
-    def __init__(self, name: str, out_dir: str, fmt: str, file_name: Optional[str] = None):
-        self.name, self.out_dir, self.fmt = name, out_dir, fmt
-        self.file_name = file_name or name
-
-    def process(self, rows):
-        path = Path(self.out_dir) / f"{self.file_name}.{self.fmt}"
-        rows = sorted(rows, key=_sort_key(self.name))
-        tmp = path.with_name(f".{path.name}.tmp")
-        codecs.write_records(tmp, OUTPUTS[self.name], rows, self.fmt)
-        os.replace(tmp, path)
-        Metrics.counter("Write", f"{self.file_name}_written").inc(len(rows))
-        yield self.file_name, len(rows)
-
-
-class WriteJsonLines(beam.DoFn):
-    """Writes dict rows, sorted, as ``out_dir/NAME.jsonl`` (one JSON object a line)."""
-
-    def __init__(self, name: str, out_dir: str):
-        self.name, self.out_dir = name, out_dir
-
-    def process(self, rows):
-        path = Path(self.out_dir) / f"{self.name}.jsonl"
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w") as f:
-            for line in sorted(json.dumps(r, sort_keys=True) for r in rows):
-                f.write(line + "\n")
-        os.replace(tmp, path)
-        yield self.name, len(rows)
-
-
-class WriteScores(beam.DoFn):
-    def __init__(self, out_dir: str):
-        self.out_dir = out_dir
-
-    def process(self, rows):
-        write_scores(Path(self.out_dir) / SCORES_FILE, rows)
-        yield "scores", len(rows)
-
-
-def write_scores(path: Path, rows) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = sorted(rows, key=lambda r: (r[1], r[0]))
-    cols = list(zip(*rows, strict=False)) if rows else [[] for _ in SCORE_COLUMNS]
-    types = [pa.string(), pa.timestamp("ms", tz="UTC"), pa.string(), pa.string(), pa.string(),
-             pa.string(), pa.float64(), pa.float64(), pa.string(), pa.bool_(), pa.string()]
-    schema = pa.schema([pa.field(n, t) for n, t in zip(SCORE_COLUMNS, types, strict=True)])
-    table = pa.Table.from_arrays([pa.array(list(c), type=t) for c, t in
-                                  zip(cols, types, strict=True)], schema=schema)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, str(tmp), compression="zstd")
-    os.replace(tmp, path)
-
-
-def latest_cases_file(path: Path, fmt: str) -> None:
-    """Keep only the latest version of each case in a merged ``cases`` file (a case's state
-    carries from chunk to chunk, so each chunk wrote the version it had then)."""
-    if not path.exists():
-        return
-    rows = [r for r in codecs.read_records(path, "CaseFile") if type(r) is not DeadLetter]
-    rows = sorted(latest_cases(rows), key=_sort_key("cases"))
-    tmp = path.with_name(f".{path.name}.tmp")
-    codecs.write_records(tmp, "CaseFile", rows, fmt)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------- the graph
 class ChunkRun(NamedTuple):
-    """What one pipeline of a chunked replay reads and writes (see pipelines/chunks.py):
+    """What one pipeline of a chunked replay reads and writes (see connectors/chunks.py):
     the inputs' event-time window, the batch faces' Chunk, the checkpoint to start from
     (None: nothing) and the one to write (None: no state saved)."""
 
@@ -355,6 +273,24 @@ class ChunkRun(NamedTuple):
     save: Optional[str] = None
 
 
+def read_inputs(pipeline: beam.Pipeline, replay: Replay, progress: bool, window: tuple,
+                bounds: tuple) -> tuple[dict, list]:
+    """The replay's files as ``{input: rows}``, and their parse dead letters."""
+    inputs, dead = {}, []
+    for name in INPUTS:
+        if name not in replay.files:
+            continue
+        read = (pipeline
+                | f"Path{name.title()}" >> beam.Create([str(replay.files[name])])
+                | f"Read{name.title()}" >> beam.ParDo(ReadReplayFile(
+                    name, REPLAY_FILES[name], replay.totals.get(name, 0), progress,
+                    window, bounds))
+                .with_outputs("dead_letter", main="rows"))
+        inputs[name] = read.rows
+        dead.append(read.dead_letter)
+    return inputs, dead
+
+
 def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: str,
           policy: Policy, progress: bool = True, shards: int = DEFAULT_SHARDS,
           bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT),
@@ -363,18 +299,7 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
     Graph only: nothing runs until the pipeline does. Returns the SafetyNet outputs.
     ``shadow``: a second policy on the same inputs, written to ``shadow_*`` files."""
     out = str(Path(output_dir).resolve())
-    inputs, parse_dead = {}, []
-    for name in INPUTS:
-        if name not in replay.files:
-            continue
-        read = (pipeline
-                | f"Path{name.title()}" >> beam.Create([str(replay.files[name])])
-                | f"Read{name.title()}" >> beam.ParDo(ReadReplayFile(
-                    name, REPLAY_FILES[name], replay.totals.get(name, 0), progress,
-                    run.window, bounds))
-                .with_outputs("dead_letter", main="rows"))
-        inputs[name] = read.rows
-        parse_dead.append(read.dead_letter)
+    inputs, parse_dead = read_inputs(pipeline, replay, progress, run.window, bounds)
     seeds, seed_versions = None, ()
     if run.restore is not None:
         seeds = pipeline | "ReadState" >> ReadSeeds(run.restore, STEP_LABELS, run.restore_at)
@@ -389,13 +314,8 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
         {"state": outs["state"], "versions": versions} | "WriteState" >> WriteCheckpoint(
             run.save)
     dead = (*parse_dead, outs["dead_letter"]) | "AllDeadLetters" >> beam.Flatten()
-    n_transfers = replay.totals.get("transfers", 0)
-    for name in OUTPUTS:
-        pc = dead if name == "dead_letter" else outs[name]
-        rows = pc | f"Gather{name.title()}" >> Gather()
-        if name == "cases":  # issue 12: every version of each case -> the latest one
-            rows = rows | "LatestCases" >> beam.Map(latest_cases)
-        rows | f"Write{name.title()}" >> beam.ParDo(WriteOutput(name, out, fmt))
+    ({name: dead if name == "dead_letter" else outs[name] for name in OUTPUTS}
+     | "WriteDecisions" >> WriteDecisionFiles(out, fmt))
     # Hourly aggregates people look at: decision metrics, fan-in per destination.
     hourly = ({n: outs[n] for n in ("holds", "resolutions", "freezes", "outreach")}
               | "HourlyMetrics" >> HourlyMetrics(mode="batch"))
@@ -403,28 +323,18 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
               | "FanIn" >> FanIn(min_senders=max(2, policy.fan_in_rule // 2), mode="batch"))
     # The model versions published (issue 11: the hold threshold over time, for the report)
     versions_out = outs["versions"] | "VersionRows" >> beam.Map(version_row)
-    for name, pc in (("hourly_metrics", hourly), ("fan_in_hourly", fan_in),
-                     ("versions", versions_out)):
-        (pc | f"Gather{name}" >> Gather()
-         | f"Write{name}" >> beam.ParDo(WriteJsonLines(name, out)))
+    ({"hourly_metrics": hourly, "fan_in_hourly": fan_in, "versions": versions_out}
+     | "WriteJsonLines" >> WriteJsonLines(out))
+    n_transfers = replay.totals.get("transfers", 0)
     (outs["scored"]
      | "ScoredProgress" >> beam.ParDo(CountProgress("transfers scored", n_transfers, progress))
-     | "ScoreRows" >> beam.Map(score_row)
-     | "GatherScores" >> Gather()
-     | "WriteScores" >> beam.ParDo(WriteScores(out)))
-    if policy.warning_holdout > 0:
-        _write_holdout(outs, out, fmt, "")
+     | "WriteScores" >> WriteScores(out))
+    if policy.warning_holdout > 0:  # the report's control group for warning efficacy
+        ({"warning_holdout": outs["warning_holdout"]}
+         | "WriteWarningHoldout" >> WriteDecisionFiles(out, fmt))
     if shadow is not None:
         build_shadow(inputs, outs, shadow, out, fmt, shards)
     return outs
-
-
-def _write_holdout(outs: dict, out: str, fmt: str, prefix: str) -> None:
-    """The warnings the holdout withheld (``warning_holdout.fmt``): the report's control
-    group for warning efficacy."""
-    (outs["warning_holdout"] | f"Gather{prefix.title()}WarningHoldout" >> Gather()
-     | f"Write{prefix.title()}WarningHoldout" >> beam.ParDo(
-         WriteOutput("outreach", out, fmt, file_name=f"{prefix}warning_holdout")))
 
 
 def build_shadow(inputs: dict, outs: dict, shadow: Policy, out: str, fmt: str,
@@ -433,19 +343,74 @@ def build_shadow(inputs: dict, outs: dict, shadow: Policy, out: str, fmt: str,
     acted on, and where it disagrees with the live one (``shadow_disagreements.jsonl``,
     ``shadow_hourly.jsonl``). The live steps and their labels are untouched."""
     souts = inputs | "Shadow" >> SafetyNet(shadow, "batch", label="Shadow", shards=shards)
-    for name in SHADOW_OUTPUTS:
-        (souts[name] | f"ShadowGather{name.title()}" >> Gather()
-         | f"ShadowWrite{name.title()}" >> beam.ParDo(
-             WriteOutput(name, out, fmt, file_name=f"shadow_{name}")))
+    ({name: souts[name] for name in SHADOW_OUTPUTS}
+     | "ShadowWriteDecisions" >> WriteDecisionFiles(out, fmt, prefix="shadow_"))
     if shadow.warning_holdout > 0:
-        _write_holdout(souts, out, fmt, "shadow_")
+        ({"warning_holdout": souts["warning_holdout"]}
+         | "ShadowWriteWarningHoldout" >> WriteDecisionFiles(out, fmt, prefix="shadow_"))
     diff = {"live": outs, "shadow": souts} | "ShadowDiff" >> ShadowDiff()
-    for name in ("disagreements", "hourly"):
-        (diff[name] | f"ShadowGlobal{name.title()}" >> beam.WindowInto(
-            beam.window.GlobalWindows())
-         | f"ShadowGather{name.title()}" >> Gather()
-         | f"ShadowWrite{name.title()}" >> beam.ParDo(WriteJsonLines(f"shadow_{name}", out)))
+    ({f"shadow_{name}": diff[name] | f"ShadowGlobal{name.title()}" >> beam.WindowInto(
+        beam.window.GlobalWindows()) for name in ("disagreements", "hourly")}
+     | "ShadowWriteDiff" >> WriteJsonLines(out))
     return souts
+
+
+# ----------------------------------------------------------------------------- the options
+def _add_flags(parser, required: bool) -> None:
+    """The backtest's own flags, in --help's order."""
+    parser.add_argument("--input", required=required, metavar="DIR",
+                        help="replay directory: transfers (required), reports, outcomes, "
+                             "blacklist, profiles, blacklist_snapshot, truth as NAME.avro or "
+                             "NAME.parquet")
+    parser.add_argument("--output", required=required, metavar="DIR",
+                        help="output directory (created if missing)")
+    parser.add_argument("--format", choices=codecs.FORMATS, default=None,
+                        help="format of the decision files (default: that of transfers.*)")
+    parser.add_argument("--no_progress", action="store_true",
+                        help="no progress lines on stderr")
+    preflight.add_verbosity(parser)
+    parser.add_argument("--compare", default=None, metavar="DIR",
+                        help="another backtest's output directory (e.g. a rules-only run, "
+                             "--use_models=false) to compare with in the report")
+    parser.add_argument("--no_report", action="store_true",
+                        help="write metrics.json but not report.html")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output of an earlier run in --output (without it, "
+                             "such a directory is refused before anything runs)")
+    add_input_options(parser.add_argument_group("input guards"))
+    parser.add_argument("--shadow_policy", default=None, metavar="FILE",
+                        help="a JSON or YAML file of policy options (the flags' names) run as "
+                             "a shadow beside the live policy: its decisions go to shadow_* "
+                             "files and the report compares the two; never acted on")
+    parser.add_argument("--batch_shards", type=positive_int, default=DEFAULT_SHARDS,
+                        metavar="N",
+                        help="shards of each step's key space: the most workers a step can "
+                             f"use (default {DEFAULT_SHARDS}; raise it for a large cluster)")
+    g = parser.add_argument_group("long replays and warm start")
+    g.add_argument("--chunk", default=None, metavar="DURATION",
+                   help="replay in chunks of this much event time (whole days, e.g. 7d), "
+                        "carrying every step's state from one chunk to the next: memory is "
+                        "bounded by one chunk plus the live state; decisions are identical")
+    g.add_argument("--write_state", default=None, metavar="DIR",
+                   help="write the state the replay ends with (a state checkpoint) to DIR: "
+                        "`safetynet stream --restore_state DIR` starts from it")
+    g.add_argument("--restore_state", default=None, metavar="DIR",
+                   help="start from a state checkpoint (an earlier replay's --write_state); "
+                        "the replay must begin after the checkpoint's end")
+
+
+class BacktestOptions(PipelineOptions):
+    """The backtest's flags (``--input``, ``--output``, ``--format``, ``--chunk``, ...); the
+    policy flags are :class:`~pipelines.options.SafetyNetOptions`'."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        # --restore_state, --shadow_policy and the money bounds are the streaming job's flags
+        # too, with the same meaning. Beam declares every options class on one parser: in a
+        # process that imports both drivers, a second declaration replaces the first.
+        for container in (parser, *parser._action_groups):
+            container.conflict_handler = "resolve"
+        _add_flags(parser, required=False)
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -457,6 +422,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def arg_parser() -> argparse.ArgumentParser:
+    """The command line's own flags and the policy flags: --help, and one-line errors."""
     p = _Parser(
         prog=f"safetynet {PROG}", add_help=True, allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -465,43 +431,7 @@ def arg_parser() -> argparse.ArgumentParser:
         epilog="Beam pipeline options are accepted too, e.g. --runner (default FnApiRunner), "
                "--direct_num_workers N --direct_running_mode multi_processing.\n"
                "Durations take a unit: 90s, 15m, 24h, 30d.")
-    p.add_argument("--input", required=True, metavar="DIR",
-                   help="replay directory: transfers (required), reports, outcomes, blacklist, "
-                        "profiles, blacklist_snapshot, truth as NAME.avro or NAME.parquet")
-    p.add_argument("--output", required=True, metavar="DIR",
-                   help="output directory (created if missing)")
-    p.add_argument("--format", choices=codecs.FORMATS, default=None,
-                   help="format of the decision files (default: that of transfers.*)")
-    p.add_argument("--no_progress", action="store_true", help="no progress lines on stderr")
-    preflight.add_verbosity(p)
-    p.add_argument("--compare", default=None, metavar="DIR",
-                   help="another backtest's output directory (e.g. a rules-only run, "
-                        "--use_models=false) to compare with in the report")
-    p.add_argument("--no_report", action="store_true",
-                   help="write metrics.json but not report.html")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the output of an earlier run in --output (without it, such a "
-                        "directory is refused before anything runs)")
-    g = p.add_argument_group("input guards")
-    add_input_options(g)
-    p.add_argument("--shadow_policy", default=None, metavar="FILE",
-                   help="a JSON or YAML file of policy options (the flags' names) run as a "
-                        "shadow beside the live policy: its decisions go to shadow_* files "
-                        "and the report compares the two; never acted on")
-    p.add_argument("--batch_shards", type=positive_int, default=DEFAULT_SHARDS, metavar="N",
-                   help="shards of each step's key space: the most workers a step can use "
-                        f"(default {DEFAULT_SHARDS}; raise it for a large cluster)")
-    g = p.add_argument_group("long replays and warm start")
-    g.add_argument("--chunk", default=None, metavar="DURATION",
-                   help="replay in chunks of this much event time (whole days, e.g. 7d), "
-                        "carrying every step's state from one chunk to the next: memory is "
-                        "bounded by one chunk plus the live state; decisions are identical")
-    g.add_argument("--write_state", default=None, metavar="DIR",
-                   help="write the state the replay ends with (a state checkpoint) to DIR: "
-                        "`safetynet stream --restore_state DIR` starts from it")
-    g.add_argument("--restore_state", default=None, metavar="DIR",
-                   help="start from a state checkpoint (an earlier replay's --write_state); "
-                        "the replay must begin after the checkpoint's end")
+    _add_flags(p, required=True)
     g = p.add_argument_group("Safety Net policy")
     SafetyNetOptions._add_argparse_args(g)
     for a in g._group_actions:  # options of the streaming job only: not shown here
@@ -510,40 +440,33 @@ def arg_parser() -> argparse.ArgumentParser:
     return p
 
 
-_beam_unknown = preflight.beam_unknown_flags
-
-
-def parse(argv: list) -> tuple[argparse.Namespace, PipelineOptions]:
+def parse(argv: list) -> PipelineOptions:
+    """The command line as PipelineOptions (views: BacktestOptions, SafetyNetOptions and
+    Beam's own); a bad or unknown flag raises UsageError or PreflightError."""
     argv = expand_policy_file(argv)
-    parser = arg_parser()
-    args, rest = parser.parse_known_args(argv)
-    unknown = _beam_unknown(rest)
+    _, rest = arg_parser().parse_known_args(argv)
+    unknown = preflight.beam_unknown_flags(rest)
     if unknown:
         raise UsageError(f"unknown option {unknown[0]} (see --help)")
-    flags = list(rest)
-    if not any(f == "--runner" or f.startswith("--runner=") for f in flags):
-        flags.append("--runner=FnApiRunner")
-    return args, PipelineOptions(flags)
+    if not any(f == "--runner" or f.startswith("--runner=") for f in rest):
+        argv = [*argv, "--runner=FnApiRunner"]
+    return PipelineOptions(argv)
 
 
-def _policy(args: argparse.Namespace, replay: Replay) -> Policy:
-    o = PipelineOptions([])
-    ns = o.view_as(SafetyNetOptions)
-    for k, v in vars(args).items():
-        if hasattr(ns, k) and k not in ("input", "output", "format", "compare", "policy"):
-            setattr(ns, k, v)
+def _policy(options: PipelineOptions, replay: Replay) -> Policy:
+    """The policy of the flags, with the replay's blacklist snapshot and profiles."""
+    so = options.view_as(SafetyNetOptions)
     lists = [str(replay.snapshot)] if replay.snapshot else []
-    user = args.blacklist_paths
-    if user:
-        for x in str(user).split(","):
+    if so.blacklist_paths:
+        for x in str(so.blacklist_paths).split(","):
             if x:
                 if not Path(x).is_file():
                     raise UsageError(f"blacklist file {x} does not exist")
                 lists.append(str(Path(x).resolve()))
-    profiles = args.profiles_path or (str(replay.profiles) if replay.profiles else None)
+    profiles = so.profiles_path or (str(replay.profiles) if replay.profiles else None)
     if profiles and not Path(profiles).is_file():
         raise UsageError(f"profiles file {profiles} does not exist")
-    return policy_from_options(o, blacklist_paths=tuple(lists), profiles_path=profiles)
+    return policy_from_options(options, blacklist_paths=tuple(lists), profiles_path=profiles)
 
 
 def counters_of(result) -> dict:
@@ -563,17 +486,21 @@ def counters_of(result) -> dict:
 _CODEC_RE = re.compile(r"CodecError: ([^\n]+)")
 
 
-def _chunk_ms(text: Optional[str]) -> Optional[int]:
+def _chunk_ms(text: Optional[str], day_ms: int) -> Optional[int]:
+    """``--chunk``: whole hours, and whole days of ``--day`` (issue 12: the daily selections,
+    rules 11 and 12, rank whole days of one chunk)."""
     if not text:
         return None
-    from pipelines.options import parse_duration
-
     try:
         ms = parse_duration(text)
-    except ValueError:
+    except (ValueError, argparse.ArgumentTypeError):
         raise UsageError(f"--chunk {text!r}: not a duration (e.g. 7d, 24h)") from None
     if ms < chunks.HOUR_MS or ms % chunks.HOUR_MS:
         raise UsageError(f"--chunk {text}: use whole hours (e.g. 12h, 7d)")
+    if ms % day_ms:
+        raise UsageError(f"--chunk {text}: use whole days (of --day, {day_ms // 3_600_000}h) "
+                         "so that no day of the daily risk assessments and call capacity is "
+                         "cut by a chunk")
     return ms
 
 
@@ -591,22 +518,87 @@ def _prepare_state_dir(d: Path, restore: Path) -> None:
         shutil.rmtree(d)
 
 
-def run_chunked(args, options, replay: Replay, out: Path, fmt: str, policy: Policy,
-                progress: bool, chunk_ms: Optional[int], restored: Optional[dict]) -> dict:
-    """The replay as one pipeline per chunk of event time (pipelines/chunks.py), each
+class Job(NamedTuple):
+    """A checked command line: the options, what to replay, and how."""
+
+    options: PipelineOptions
+    replay: Replay
+    fmt: str
+    policy: Policy
+    shadow: Optional[Policy]
+    out: Path
+    chunk_ms: Optional[int]
+    restored: Optional[dict]  # the manifest of --restore_state
+
+    @property
+    def flags(self) -> BacktestOptions:
+        return self.options.view_as(BacktestOptions)
+
+    @property
+    def chunked(self) -> bool:
+        return bool(self.chunk_ms or self.flags.write_state or self.restored is not None)
+
+
+def prepare(argv: list) -> Job:
+    """Check the command line, the input and the output directory before anything runs;
+    raises UsageError, CodecError, CheckpointError, PreflightError or ValueError."""
+    options = parse(argv)
+    o = options.view_as(BacktestOptions)
+    replay = scan_input(o.input)
+    preflight.check_runner(options.view_as(StandardOptions).runner)
+    fmt = o.format or replay.files["transfers"].suffix.lstrip(".")
+    if o.compare and not (Path(o.compare) / "metrics.json").is_file():
+        raise UsageError(f"--compare {o.compare}: no metrics.json there")
+    policy = _policy(options, replay)
+    shadow = None
+    if o.shadow_policy:
+        from pipelines.shadow import shadow_policy
+
+        scale = options.view_as(SafetyNetOptions).time_scale or 1.0
+        shadow = shadow_policy(o.shadow_policy, policy, scale)
+    from schemas.blacklist import load_many  # fail early on an unreadable list
+
+    if policy.blacklist_paths:
+        load_many(tuple(policy.blacklist_paths))
+    chunk_ms = _chunk_ms(o.chunk, policy.day_ms)
+    out = preflight.prepare_output(o.output, OWNED, o.overwrite)
+    restored = check_checkpoint(o.restore_state) if o.restore_state else None
+    if o.write_state:
+        _prepare_state_dir(Path(o.write_state), Path(o.restore_state or "."))
+    if (shadow is not None or policy.warning_holdout > 0) and (
+            chunk_ms or o.write_state or restored is not None):
+        raise UsageError("--shadow_policy and --warning_holdout need a replay in one run "
+                         "(no --chunk, --write_state or --restore_state yet)")
+    return Job(options, replay, fmt, policy, shadow, out, chunk_ms, restored)
+
+
+def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(),
+                  shadow: Optional[Policy] = None) -> dict:
+    """One pipeline of the replay, run to the end; returns its counters."""
+    o = job.flags
+    pipeline = beam.Pipeline(options=job.options)
+    build(pipeline, job.replay, out, job.fmt, job.policy, progress, o.batch_shards,
+          (o.max_usd_value, o.max_amount), run, shadow=shadow)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return counters_of(result)
+
+
+def run_chunked(job: Job, progress: bool) -> dict:
+    """The replay as one pipeline per chunk of event time (connectors/chunks.py), each
     starting from the previous one's state checkpoint; returns the summed counters."""
-    scan = chunks.scan_times([replay.files[n] for n in replay.files], chunk_ms)
-    lo = scan.lo
-    if restored is not None and restored["end_time"] > lo:
+    o, replay, restored = job.flags, job.replay, job.restored
+    scan = chunks.scan_times([replay.files[n] for n in replay.files], job.chunk_ms)
+    if restored is not None and restored["end_time"] > scan.lo:
         raise UsageError(
-            f"--restore_state {args.restore_state} holds state up to event time "
-            f"{restored['end_time']} ms, after the replay's first event ({lo} ms): replay "
-            "only what comes after the checkpoint")
-    slices = chunks.plan(scan, chunk_ms)
-    work = Path(tempfile.mkdtemp(prefix=".chunks-", dir=out))
+            f"--restore_state {o.restore_state} holds state up to event time "
+            f"{restored['end_time']} ms, after the replay's first event ({scan.lo} ms): "
+            "replay only what comes after the checkpoint")
+    slices = chunks.plan(scan, job.chunk_ms)
+    work = Path(tempfile.mkdtemp(prefix=".chunks-", dir=job.out))
     counters: dict = {}
     parts = []
-    prev = args.restore_state
+    prev = o.restore_state
     prev_at = restored["end_time"] - 1 if restored is not None else 0
     try:
         for sl in slices:
@@ -615,8 +607,8 @@ def run_chunked(args, options, replay: Replay, out: Path, fmt: str, policy: Poli
             if not sl.last:
                 save: Optional[Path] = work / f"state-{sl.index:04d}"
                 chunk = Chunk(end=sl.hi, until=sl.hi - 1, save=True)
-            elif args.write_state:
-                save = Path(args.write_state)
+            elif o.write_state:
+                save = Path(o.write_state)
                 chunk = Chunk(end=sl.hi, until=END_OF_TIME, save=True)
             else:
                 save, chunk = None, Chunk()
@@ -625,84 +617,92 @@ def run_chunked(args, options, replay: Replay, out: Path, fmt: str, policy: Poli
                       flush=True)
             window = (sl.lo, None if sl.last else sl.hi)
             plan = ChunkRun(window, chunk, prev, prev_at, str(save) if save else None)
-            pipeline = beam.Pipeline(options=options)
-            build(pipeline, replay, part, fmt, policy, progress, args.batch_shards,
-                  (args.max_usd_value, args.max_amount), plan)
-            result = pipeline.run()
-            result.wait_until_finish()
-            chunks.add_counters(counters, counters_of(result))
+            chunks.add_counters(counters, _run_pipeline(job, part, progress, plan))
             if save is not None:
                 seal_checkpoint(save, sl.hi)
-            if prev and prev != args.restore_state:
+            if prev and prev != o.restore_state:
                 shutil.rmtree(prev, ignore_errors=True)
             prev, prev_at = (str(save) if save else None), sl.hi - 1
             parts.append(part)
-        chunks.merge_parts(parts, out, fmt, OUTPUTS, _sort_key, SCORES_FILE)
-        latest_cases_file(out / f"cases.{fmt}", fmt)  # issue 12: one version per case
+        chunks.merge_parts(parts, job.out, job.fmt, OUTPUTS, sort_key, SCORES_FILE)
+        latest_cases_file(job.out / f"cases.{job.fmt}", job.fmt)  # issue 12: latest versions
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return dict(sorted(counters.items()))
+
+
+def _fill_missing(job: Job) -> None:
+    """An empty file for every output a runner skipped (a Gather over nothing)."""
+    out, fmt, shadow = job.out, job.fmt, job.shadow
+    names = list(OUTPUTS)
+    if shadow is not None:
+        names += [f"shadow_{n}" for n in SHADOW_OUTPUTS]
+    if job.policy.warning_holdout > 0:
+        names.append("warning_holdout")
+    if shadow is not None and shadow.warning_holdout > 0:
+        names.append("shadow_warning_holdout")
+    for name in names:
+        p = out / f"{name}.{fmt}"
+        if not p.exists():
+            write_empty(p, name, fmt)
+    if not (out / SCORES_FILE).exists():
+        write_scores(out / SCORES_FILE, [])
+
+
+def finish(job: Job, argv: list, counters: dict, wall: float, progress: bool) -> int:
+    """``metrics.json`` and the report of a finished run; returns the exit status (1 when
+    too much of an input was dead-lettered)."""
+    import report
+
+    _fill_missing(job)
+    o, out, policy, replay = job.flags, job.out, job.policy, job.replay
+    run_info = {**provenance.run_stamp(),
+                "runner": str(job.options.view_as(StandardOptions).runner),
+                "wall_seconds": round(wall, 3), "format": job.fmt,
+                "input": str(replay.directory),
+                "input_fingerprint": provenance.replay_fingerprint(replay.directory),
+                "argv": argv, "policy": report.policy_dict(policy),
+                "policy_options": policy_options(policy, automatic=tuple(
+                    str(p) for p in (replay.snapshot, replay.profiles) if p))}
+    if job.shadow is not None:
+        run_info["shadow_policy"] = report.policy_dict(job.shadow)
+    metrics = report.build_report(replay.directory, out, counters=counters, run=run_info,
+                                  html=not o.no_report, compare=o.compare)
+    if progress:
+        s = metrics["summary"]
+        print(f"[{PROG}] done in {wall:.1f}s ({s['transfers_read'] / max(wall, 1e-9):,.0f} "
+              f"transfers/s): {s['holds']:,} holds, {s['freezes']:,} freezes, "
+              f"${s['scam_usd_prevented']:,.0f} prevented, ${s['scam_usd_lost']:,.0f} lost; "
+              f"{out / 'report.html'}", file=sys.stderr, flush=True)
+    excess = dead_letter_excess(metrics["reconciliation"]["inputs"], o.max_dead_letter_share)
+    if excess:
+        print(f"{PROG}: error: {excess}; outputs in {out}", file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def run(argv: Optional[list] = None) -> int:
     """The backtest; returns the exit status (0 ok, 2 usage / input error, 1 failure)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args, options = parse(argv)
-        replay = scan_input(args.input)
-        preflight.check_runner(options.view_as(StandardOptions).runner)
-        fmt = args.format or replay.files["transfers"].suffix.lstrip(".")
-        if args.compare and not (Path(args.compare) / "metrics.json").is_file():
-            raise UsageError(f"--compare {args.compare}: no metrics.json there")
-        policy = _policy(args, replay)
-        shadow = None
-        if args.shadow_policy:
-            from pipelines.shadow import shadow_policy
-
-            shadow = shadow_policy(args.shadow_policy, policy, args.time_scale or 1.0)
-        from schemas.blacklist import load_many  # fail early on an unreadable list
-
-        if policy.blacklist_paths:
-            load_many(tuple(policy.blacklist_paths))
-        if args.chunk and (_chunk_ms(args.chunk) or 0) % policy.day_ms:
-            # issue 12: the daily selections (rules 11, 12) rank whole days of one chunk
-            raise UsageError(f"--chunk {args.chunk}: use whole days (of --day, "
-                             f"{policy.day_ms // 3_600_000}h) so that no day of the daily "
-                             "risk assessments and call capacity is cut by a chunk")
-        out = preflight.prepare_output(args.output, OWNED, args.overwrite)
-        chunk_ms = _chunk_ms(args.chunk)
-        restored = check_checkpoint(args.restore_state) if args.restore_state else None
-        if args.write_state:
-            _prepare_state_dir(Path(args.write_state), Path(args.restore_state or "."))
-        if (shadow is not None or policy.warning_holdout > 0) and (
-                chunk_ms or args.write_state or restored is not None):
-            raise UsageError("--shadow_policy and --warning_holdout need a replay in one run "
-                             "(no --chunk, --write_state or --restore_state yet)")
-    except (UsageError, CodecError, CheckpointError, preflight.PreflightError) as e:
+        job = prepare(argv)
+    except (UsageError, CodecError, CheckpointError, preflight.PreflightError,
+            ValueError) as e:  # ValueError: bad policy values (thresholds, durations)
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:  # bad policy values (thresholds, durations)
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-
-    preflight.apply_verbosity(args.quiet, args.verbose)
-    progress = not (args.no_progress or args.quiet)
+    o = job.flags
+    preflight.apply_verbosity(o.quiet, o.verbose)
+    progress = not (o.no_progress or o.quiet)
     if progress:
-        tot = ", ".join(f"{k} {v:,}" for k, v in replay.totals.items())
-        print(f"[{PROG}] {replay.directory}: {tot}; runner "
-              f"{options.view_as(StandardOptions).runner}", file=sys.stderr, flush=True)
+        tot = ", ".join(f"{k} {v:,}" for k, v in job.replay.totals.items())
+        print(f"[{PROG}] {job.replay.directory}: {tot}; runner "
+              f"{job.options.view_as(StandardOptions).runner}", file=sys.stderr, flush=True)
     t0 = time.monotonic()
     try:
-        if chunk_ms or args.write_state or restored is not None:
-            counters = run_chunked(args, options, replay, out, fmt, policy, progress,
-                                   chunk_ms, restored)
+        if job.chunked:
+            counters = run_chunked(job, progress)
         else:
-            pipeline = beam.Pipeline(options=options)
-            build(pipeline, replay, out, fmt, policy, progress, args.batch_shards,
-                  (args.max_usd_value, args.max_amount), shadow=shadow)
-            result = pipeline.run()
-            result.wait_until_finish()
-            counters = counters_of(result)
+            counters = _run_pipeline(job, job.out, progress, shadow=job.shadow)
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
@@ -711,52 +711,12 @@ def run(argv: Optional[list] = None) -> int:
         if m:
             print(f"{PROG}: error: {m.group(1).strip()}", file=sys.stderr)
             return 2
-        if args.verbose:
+        if o.verbose:
             raise
         print(f"{PROG}: error: the pipeline failed: {preflight.first_line(e)} (--verbose "
               "shows the traceback)", file=sys.stderr)
         return 1
-    wall = time.monotonic() - t0
-    for name in OUTPUTS:  # a runner that skips a ToList over nothing: still a file
-        p = out / f"{name}.{fmt}"
-        if not p.exists():
-            codecs.write_records(p, OUTPUTS[name], [], fmt)
-    extra = [f"shadow_{n}" for n in SHADOW_OUTPUTS] if shadow is not None else []
-    if policy.warning_holdout > 0:
-        extra.append("warning_holdout")
-    if shadow is not None and shadow.warning_holdout > 0:
-        extra.append("shadow_warning_holdout")
-    for name in extra:
-        p = out / f"{name}.{fmt}"
-        if not p.exists():
-            codecs.write_records(p, OUTPUTS[name.removeprefix("shadow_").replace(
-                "warning_holdout", "outreach")], [], fmt)
-    if not (out / SCORES_FILE).exists():
-        write_scores(out / SCORES_FILE, [])
-    import report
-
-    run_info = {**provenance.run_stamp(), "runner": str(options.view_as(StandardOptions).runner),
-                "wall_seconds": round(wall, 3), "format": fmt,
-                "input": str(replay.directory),
-                "input_fingerprint": provenance.replay_fingerprint(replay.directory),
-                "argv": argv, "policy": report.policy_dict(policy),
-                "policy_options": policy_options(policy, automatic=tuple(
-                    str(p) for p in (replay.snapshot, replay.profiles) if p))}
-    if shadow is not None:
-        run_info["shadow_policy"] = report.policy_dict(shadow)
-    metrics = report.build_report(replay.directory, out, counters=counters, run=run_info,
-                                  html=not args.no_report, compare=args.compare)
-    if progress:
-        s = metrics["summary"]
-        print(f"[{PROG}] done in {wall:.1f}s ({s['transfers_read'] / max(wall, 1e-9):,.0f} "
-              f"transfers/s): {s['holds']:,} holds, {s['freezes']:,} freezes, "
-              f"${s['scam_usd_prevented']:,.0f} prevented, ${s['scam_usd_lost']:,.0f} lost; "
-              f"{out / 'report.html'}", file=sys.stderr, flush=True)
-    excess = dead_letter_excess(metrics["reconciliation"]["inputs"], args.max_dead_letter_share)
-    if excess:
-        print(f"{PROG}: error: {excess}; outputs in {out}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return finish(job, argv, counters, time.monotonic() - t0, progress)
 
 
 def main(argv: Optional[list] = None) -> None:

@@ -134,10 +134,127 @@ def read_rows(path: Path, limit: Optional[int] = None):
         raise ConvertError(f"{path}: bad row: {type(e).__name__}: {e}") from None
 
 
-def convert(input_path: str | Path, output_dir: str | Path, seed: int = 7,
-            report_share: float = 0.3, false_report_share: float = 0.002,
-            fmt: str = "avro", limit: Optional[int] = None) -> dict:
-    """Write the replay directory; return the figures (also in ``manifest.json``)."""
+class _Gathered:
+    """The rows of the replay files and the figures, gathered transfer by transfer; the
+    simulated reports and outcomes draw from ``rng`` in the order of the transfers."""
+
+    def __init__(self, rng: random.Random, report_share: float, false_report_share: float):
+        self.rng, self.report_share = rng, report_share
+        self.false_report_share = false_report_share
+        self.transfers: list = []
+        self.truth: list = []
+        self.reports: list = []
+        self.outcomes: list = []
+        self.first_report: dict = {}  # flagged address -> first report time
+        self.victim_pairs: dict = {}  # (user, address) -> [first_t, usd, reported_delay or None]
+        self.flagged: dict = {}  # flagged recipient -> first payment time
+        self.fig = defaultdict(float)
+        self.months: set = set()
+        self.silent = 0
+
+    def add(self, tx, t, frm, to, wei, to_f, from_f) -> None:
+        """One CSV row: its transfer and truth, and any report simulated for it."""
+        m = month_of(t)
+        if m not in ETH_USD:
+            raise ConvertError(f"{tx}: {m} is outside the price table (2018-01..2018-06)")
+        self.months.add(m)
+        amt = eth_amount(wei)
+        usd = round(float(Decimal(amt) * Decimal(str(ETH_USD[m]))), 2)
+        self.transfers.append(Transfer(tx, t, frm, to, None, "ETH", "ETH", amt, usd,
+                                       "WITHDRAWAL"))
+        victim = to_f and not from_f
+        detail = "laundering" if to_f and from_f else None
+        self.truth.append(Truth("TRANSFER", tx, victim, "phish_hack" if victim else None, frm,
+                                to, usd, t, detail))
+        fig = self.fig
+        fig["rows"] += 1
+        fig["usd"] += usd
+        if to_f:
+            self.flagged.setdefault(to, t)
+        if victim:
+            self._victim_payment(tx, t, frm, to, amt, usd)
+        elif detail == "laundering":
+            fig["laundering_payments"] += 1
+            fig["laundering_usd"] += usd
+        elif self.rng.random() < self.false_report_share:
+            self._false_report(tx, t, frm, to, amt, usd)
+
+    def _victim_payment(self, tx, t, frm, to, amt, usd) -> None:
+        rng = self.rng
+        self.fig["victim_payments"] += 1
+        self.fig["victim_usd"] += usd
+        pair = self.victim_pairs.setdefault((frm, to), [t, 0.0, None])
+        pair[1] += usd
+        if rng.random() < self.report_share:
+            delay = int(min(7 * DAY_MS, rng.lognormvariate(math.log(6 * HOUR_MS), 1.3)))
+            rt = t + delay
+            text = rng.choice(_TEMPLATES).format(amt=amt, addr=to)
+            rid = _rid("r-", tx, "victim")
+            self.reports.append(ScamReport(rid, rt, frm, tx, to, None, "PHISHING", text, usd))
+            self.truth.append(Truth("REPORT", rid, True, "phish_hack", frm, to, usd, rt, None))
+            self.first_report[to] = min(self.first_report.get(to, rt), rt)
+            if pair[2] is None or delay < pair[2]:
+                pair[2] = delay
+
+    def _false_report(self, tx, t, frm, to, amt, usd) -> None:
+        rng = self.rng
+        rt = t + int(rng.uniform(1, 72) * HOUR_MS)
+        rid = _rid("r-", tx, "false")
+        text = rng.choice(_FALSE_TEMPLATES).format(amt=amt, addr=to)
+        self.reports.append(ScamReport(rid, rt, frm, tx, to, None, "OTHER", text, usd))
+        self.truth.append(Truth("REPORT", rid, False, None, frm, to, usd, rt, "false_report"))
+        self.outcomes.append(CaseOutcome(_rid("c-", rid),
+                                         rt + int(rng.uniform(3, 10) * DAY_MS),
+                                         "REPORT", rid, False))
+        self.fig["false_reports"] += 1
+
+    def close(self) -> None:
+        """After the last row: the investigations, the addresses' and victims' truth, and
+        every file in event-time order."""
+        for a, t0 in sorted(self.first_report.items()):
+            self.outcomes.append(CaseOutcome(_rid("c-", a),
+                                             t0 + int(self.rng.uniform(2, 6) * DAY_MS),
+                                             "ADDRESS", a, True))
+        for a, t in sorted(self.flagged.items()):
+            self.truth.append(Truth("ADDRESS", a, True, "phish_hack", None, a, None, t,
+                                    "reported" if a in self.first_report else "unreported"))
+        for (u, a), (t, usd, delay) in sorted(self.victim_pairs.items()):
+            beh = "silent" if delay is None else "fast" if delay <= 2 * HOUR_MS else "late"
+            self.silent += beh == "silent"
+            self.truth.append(Truth("USER", u, True, "phish_hack", u, a, round(usd, 2), t,
+                                    beh))
+        self.reports.sort(key=lambda r: (r.event_time, r.report_id))
+        self.outcomes.sort(key=lambda o: (o.event_time, o.case_id))
+        self.truth.sort(key=lambda r: (r.event_time, r.subject_type, r.subject_id))
+
+    def files(self) -> dict:
+        """file stem -> (record type, rows)."""
+        return {"transfers": ("Transfer", self.transfers),
+                "reports": ("ScamReport", self.reports),
+                "outcomes": ("CaseOutcome", self.outcomes),
+                "blacklist": ("BlacklistUpdate", []), "truth": ("Truth", self.truth)}
+
+    def figures(self) -> dict:
+        fig = self.fig
+        return {
+            "eth_usd_monthly": ETH_USD, "months": sorted(self.months),
+            "rows": int(fig["rows"]), "usd": round(fig["usd"], 2),
+            "victim_payments": int(fig["victim_payments"]),
+            "victim_usd": round(fig["victim_usd"], 2),
+            "laundering_payments": int(fig["laundering_payments"]),
+            "laundering_usd": round(fig["laundering_usd"], 2),
+            "flagged_recipients": len(self.flagged),
+            "reported_addresses": len(self.first_report),
+            "victims": len(self.victim_pairs), "silent_victims": self.silent,
+            "reports_simulated": len(self.reports),
+            "false_reports_simulated": int(fig["false_reports"]),
+            "outcomes_simulated": len(self.outcomes),
+        }
+
+
+def _output_dir(output_dir: str | Path, fmt: str, report_share: float,
+                false_report_share: float) -> Path:
+    """Check the arguments; the output directory, created if missing."""
     if fmt not in codecs.FORMATS:
         raise ConvertError(f"format must be avro or parquet, not {fmt!r}")
     if not 0.0 <= report_share <= 1.0 or not 0.0 <= false_report_share <= 1.0:
@@ -146,97 +263,35 @@ def convert(input_path: str | Path, output_dir: str | Path, seed: int = 7,
     if out.exists() and not out.is_dir():
         raise ConvertError(f"output {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    transfers: list = []
-    truth: list = []
-    reports: list = []
-    outcomes: list = []
-    first_report: dict = {}  # flagged address -> first report time
-    victim_pairs: dict = {}  # (user, address) -> [first_t, usd, reported_delay or None]
-    flagged: dict = {}  # flagged recipient -> first payment time
-    fig = defaultdict(float)
-    months = set()
-    for tx, t, frm, to, wei, to_f, from_f in read_rows(Path(input_path), limit):
-        m = month_of(t)
-        if m not in ETH_USD:
-            raise ConvertError(f"{tx}: {m} is outside the price table (2018-01..2018-06)")
-        months.add(m)
-        amt = eth_amount(wei)
-        usd = round(float(Decimal(amt) * Decimal(str(ETH_USD[m]))), 2)
-        transfers.append(Transfer(tx, t, frm, to, None, "ETH", "ETH", amt, usd, "WITHDRAWAL"))
-        victim = to_f and not from_f
-        detail = "laundering" if to_f and from_f else None
-        truth.append(Truth("TRANSFER", tx, victim, "phish_hack" if victim else None, frm, to,
-                           usd, t, detail))
-        fig["rows"] += 1
-        fig["usd"] += usd
-        if to_f:
-            flagged.setdefault(to, t)
-        if victim:
-            fig["victim_payments"] += 1
-            fig["victim_usd"] += usd
-            pair = victim_pairs.setdefault((frm, to), [t, 0.0, None])
-            pair[1] += usd
-            if rng.random() < report_share:
-                delay = int(min(7 * DAY_MS, rng.lognormvariate(math.log(6 * HOUR_MS), 1.3)))
-                rt = t + delay
-                text = rng.choice(_TEMPLATES).format(amt=amt, addr=to)
-                rid = _rid("r-", tx, "victim")
-                reports.append(ScamReport(rid, rt, frm, tx, to, None, "PHISHING", text, usd))
-                truth.append(Truth("REPORT", rid, True, "phish_hack", frm, to, usd, rt, None))
-                first_report[to] = min(first_report.get(to, rt), rt)
-                if pair[2] is None or delay < pair[2]:
-                    pair[2] = delay
-        elif detail == "laundering":
-            fig["laundering_payments"] += 1
-            fig["laundering_usd"] += usd
-        elif rng.random() < false_report_share:
-            rt = t + int(rng.uniform(1, 72) * HOUR_MS)
-            rid = _rid("r-", tx, "false")
-            text = rng.choice(_FALSE_TEMPLATES).format(amt=amt, addr=to)
-            reports.append(ScamReport(rid, rt, frm, tx, to, None, "OTHER", text, usd))
-            truth.append(Truth("REPORT", rid, False, None, frm, to, usd, rt, "false_report"))
-            outcomes.append(CaseOutcome(_rid("c-", rid), rt + int(rng.uniform(3, 10) * DAY_MS),
-                                        "REPORT", rid, False))
-            fig["false_reports"] += 1
-    for a, t0 in sorted(first_report.items()):
-        outcomes.append(CaseOutcome(_rid("c-", a), t0 + int(rng.uniform(2, 6) * DAY_MS),
-                                    "ADDRESS", a, True))
-    for a, t in sorted(flagged.items()):
-        truth.append(Truth("ADDRESS", a, True, "phish_hack", None, a, None, t,
-                           "reported" if a in first_report else "unreported"))
-    silent = 0
-    for (u, a), (t, usd, delay) in sorted(victim_pairs.items()):
-        beh = "silent" if delay is None else "fast" if delay <= 2 * HOUR_MS else "late"
-        silent += beh == "silent"
-        truth.append(Truth("USER", u, True, "phish_hack", u, a, round(usd, 2), t, beh))
-    reports.sort(key=lambda r: (r.event_time, r.report_id))
-    outcomes.sort(key=lambda o: (o.event_time, o.case_id))
-    truth.sort(key=lambda r: (r.event_time, r.subject_type, r.subject_id))
-    files = {
-        "transfers": ("Transfer", transfers), "reports": ("ScamReport", reports),
-        "outcomes": ("CaseOutcome", outcomes), "blacklist": ("BlacklistUpdate", []),
-        "truth": ("Truth", truth)}
+    return out
+
+
+def _write_files(out: Path, fmt: str, files: dict) -> dict:
+    """Every replay file in ``fmt`` (no stale file of another format); returns the counts."""
     for name in ("transfers", "reports", "outcomes", "blacklist", "truth", "profiles",
                  "blacklist_snapshot"):
-        for f in codecs.FORMATS:  # no stale file of the other format
+        for f in codecs.FORMATS:
             (out / f"{name}.{f}").unlink(missing_ok=True)
     counts = {}
     for name, (rec, rows) in files.items():
         counts[f"{name}.{fmt}"] = codecs.write_records(out / f"{name}.{fmt}", rec, rows, fmt)
+    return counts
+
+
+def convert(input_path: str | Path, output_dir: str | Path, seed: int = 7,
+            report_share: float = 0.3, false_report_share: float = 0.002,
+            fmt: str = "avro", limit: Optional[int] = None) -> dict:
+    """Write the replay directory; return the figures (also in ``manifest.json``)."""
+    out = _output_dir(output_dir, fmt, report_share, false_report_share)
+    g = _Gathered(random.Random(seed), report_share, false_report_share)
+    for row in read_rows(Path(input_path), limit):
+        g.add(*row)
+    g.close()
+    counts = _write_files(out, fmt, g.files())
     figures = {
         "source": str(input_path), "seed": seed, "report_share": report_share,
         "false_report_share": false_report_share, "format": fmt, "limit": limit,
-        "eth_usd_monthly": ETH_USD, "months": sorted(months), "files": counts,
-        "rows": int(fig["rows"]), "usd": round(fig["usd"], 2),
-        "victim_payments": int(fig["victim_payments"]),
-        "victim_usd": round(fig["victim_usd"], 2),
-        "laundering_payments": int(fig["laundering_payments"]),
-        "laundering_usd": round(fig["laundering_usd"], 2),
-        "flagged_recipients": len(flagged), "reported_addresses": len(first_report),
-        "victims": len(victim_pairs), "silent_victims": silent,
-        "reports_simulated": len(reports), "false_reports_simulated": int(fig["false_reports"]),
-        "outcomes_simulated": len(outcomes),
+        "files": counts, **g.figures(),
         "note": "reports, case outcomes and victim reporting behaviour are simulated from the "
                 "labels (seeded); no blacklist (the public lists were compiled years later)",
     }

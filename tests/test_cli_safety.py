@@ -67,6 +67,29 @@ def test_duration_without_a_unit_is_refused_naming_flag_units_and_example(
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize("value,want", [("abc", "not a duration"), ("90m", "whole hours"),
+                                        ("36h", "whole days")])
+def test_chunk_that_is_not_whole_days_is_one_line(capsys, sim, tmp_path, value, want):
+    err = _bt(capsys, sim, tmp_path / "o", "--chunk", value)
+    assert f"--chunk {value}" in err.replace("'", "") and want in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_stream_and_backtest_options_in_one_process_either_order():
+    """Both drivers declare --restore_state, --shadow_policy and the money bounds; Beam puts
+    every options class on one parser, whichever module was imported first."""
+    for first, second in (("stream", "backtest"), ("backtest", "stream")):
+        code = (f"from pipelines import {first}, {second}\n"
+                "from pipelines import backtest, stream\n"
+                "o = backtest.parse(['--input', 'i', '--output', 'o', '--restore_state', 'r'])\n"
+                "assert o.get_all_options()['restore_state'] == 'r'\n"
+                "s = stream.build_options(['--project', 'p', '--max_usd_value', '5'])\n"
+                "assert s.get_all_options()['max_usd_value'] == 5.0\n")
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                              text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_time_scale_zero_is_refused(capsys, sim, tmp_path):
     err = _bt(capsys, sim, tmp_path / "o", "--time_scale", "0")
     assert "--time_scale" in err and "> 0" in err

@@ -63,6 +63,9 @@ from pipelines import preflight, provenance
 from pipelines.argtypes import positive_int
 from pipelines.options import (
     SafetyNetOptions,
+    SharedOptions,
+    add_restore_state,
+    add_shadow_policy,
     expand_policy_file,
     parse_duration,
     policy_from_options,
@@ -356,8 +359,9 @@ def build_shadow(inputs: dict, outs: dict, shadow: Policy, out: str, fmt: str,
 
 
 # ----------------------------------------------------------------------------- the options
-def _add_flags(parser, required: bool) -> None:
-    """The backtest's own flags, in --help's order."""
+def _add_flags(parser, required: bool, shared: bool) -> None:
+    """The backtest's own flags, in --help's order; ``shared``: with the flags the stream
+    driver takes too (:class:`~pipelines.options.SharedOptions`), for --help."""
     parser.add_argument("--input", required=required, metavar="DIR",
                         help="replay directory: transfers (required), reports, outcomes, "
                              "blacklist, profiles, blacklist_snapshot, truth as NAME.avro or "
@@ -377,11 +381,9 @@ def _add_flags(parser, required: bool) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the output of an earlier run in --output (without it, "
                              "such a directory is refused before anything runs)")
-    add_input_options(parser.add_argument_group("input guards"))
-    parser.add_argument("--shadow_policy", default=None, metavar="FILE",
-                        help="a JSON or YAML file of policy options (the flags' names) run as "
-                             "a shadow beside the live policy: its decisions go to shadow_* "
-                             "files and the report compares the two; never acted on")
+    add_input_options(parser.add_argument_group("input guards"), bounds=shared)
+    if shared:
+        add_shadow_policy(parser)
     parser.add_argument("--batch_shards", type=positive_int, default=DEFAULT_SHARDS,
                         metavar="N",
                         help="shards of each step's key space: the most workers a step can "
@@ -394,23 +396,19 @@ def _add_flags(parser, required: bool) -> None:
     g.add_argument("--write_state", default=None, metavar="DIR",
                    help="write the state the replay ends with (a state checkpoint) to DIR: "
                         "`safetynet stream --restore_state DIR` starts from it")
-    g.add_argument("--restore_state", default=None, metavar="DIR",
-                   help="start from a state checkpoint (an earlier replay's --write_state); "
-                        "the replay must begin after the checkpoint's end")
+    if shared:
+        add_restore_state(g)
 
 
 class BacktestOptions(PipelineOptions):
     """The backtest's flags (``--input``, ``--output``, ``--format``, ``--chunk``, ...); the
-    policy flags are :class:`~pipelines.options.SafetyNetOptions`'."""
+    policy flags are :class:`~pipelines.options.SafetyNetOptions`', the flags it shares with
+    the stream driver (``--restore_state``, ``--shadow_policy``, the money bounds)
+    :class:`~pipelines.options.SharedOptions`'."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        # --restore_state, --shadow_policy and the money bounds are the streaming job's flags
-        # too, with the same meaning. Beam declares every options class on one parser: in a
-        # process that imports both drivers, a second declaration replaces the first.
-        for container in (parser, *parser._action_groups):
-            container.conflict_handler = "resolve"
-        _add_flags(parser, required=False)
+        _add_flags(parser, required=False, shared=False)
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -431,7 +429,7 @@ def arg_parser() -> argparse.ArgumentParser:
         epilog="Beam pipeline options are accepted too, e.g. --runner (default FnApiRunner), "
                "--direct_num_workers N --direct_running_mode multi_processing.\n"
                "Durations take a unit: 90s, 15m, 24h, 30d.")
-    _add_flags(p, required=True)
+    _add_flags(p, required=True, shared=True)
     g = p.add_argument_group("Safety Net policy")
     SafetyNetOptions._add_argparse_args(g)
     for a in g._group_actions:  # options of the streaming job only: not shown here
@@ -535,6 +533,10 @@ class Job(NamedTuple):
         return self.options.view_as(BacktestOptions)
 
     @property
+    def shared(self) -> SharedOptions:
+        return self.options.view_as(SharedOptions)
+
+    @property
     def chunked(self) -> bool:
         return bool(self.chunk_ms or self.flags.write_state or self.restored is not None)
 
@@ -543,7 +545,7 @@ def prepare(argv: list) -> Job:
     """Check the command line, the input and the output directory before anything runs;
     raises UsageError, CodecError, CheckpointError, PreflightError or ValueError."""
     options = parse(argv)
-    o = options.view_as(BacktestOptions)
+    o, sh = options.view_as(BacktestOptions), options.view_as(SharedOptions)
     replay = scan_input(o.input)
     preflight.check_runner(options.view_as(StandardOptions).runner)
     fmt = o.format or replay.files["transfers"].suffix.lstrip(".")
@@ -551,20 +553,20 @@ def prepare(argv: list) -> Job:
         raise UsageError(f"--compare {o.compare}: no metrics.json there")
     policy = _policy(options, replay)
     shadow = None
-    if o.shadow_policy:
+    if sh.shadow_policy:
         from pipelines.shadow import shadow_policy
 
         scale = options.view_as(SafetyNetOptions).time_scale or 1.0
-        shadow = shadow_policy(o.shadow_policy, policy, scale)
+        shadow = shadow_policy(sh.shadow_policy, policy, scale)
     from schemas.blacklist import load_many  # fail early on an unreadable list
 
     if policy.blacklist_paths:
         load_many(tuple(policy.blacklist_paths))
     chunk_ms = _chunk_ms(o.chunk, policy.day_ms)
     out = preflight.prepare_output(o.output, OWNED, o.overwrite)
-    restored = check_checkpoint(o.restore_state) if o.restore_state else None
+    restored = check_checkpoint(sh.restore_state) if sh.restore_state else None
     if o.write_state:
-        _prepare_state_dir(Path(o.write_state), Path(o.restore_state or "."))
+        _prepare_state_dir(Path(o.write_state), Path(sh.restore_state or "."))
     if (shadow is not None or policy.warning_holdout > 0) and (
             chunk_ms or o.write_state or restored is not None):
         raise UsageError("--shadow_policy and --warning_holdout need a replay in one run "
@@ -575,10 +577,9 @@ def prepare(argv: list) -> Job:
 def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(),
                   shadow: Optional[Policy] = None) -> dict:
     """One pipeline of the replay, run to the end; returns its counters."""
-    o = job.flags
     pipeline = beam.Pipeline(options=job.options)
-    build(pipeline, job.replay, out, job.fmt, job.policy, progress, o.batch_shards,
-          (o.max_usd_value, o.max_amount), run, shadow=shadow)
+    build(pipeline, job.replay, out, job.fmt, job.policy, progress, job.flags.batch_shards,
+          (job.shared.max_usd_value, job.shared.max_amount), run, shadow=shadow)
     result = pipeline.run()
     result.wait_until_finish()
     return counters_of(result)
@@ -588,17 +589,18 @@ def run_chunked(job: Job, progress: bool) -> dict:
     """The replay as one pipeline per chunk of event time (connectors/chunks.py), each
     starting from the previous one's state checkpoint; returns the summed counters."""
     o, replay, restored = job.flags, job.replay, job.restored
+    restore = job.shared.restore_state
     scan = chunks.scan_times([replay.files[n] for n in replay.files], job.chunk_ms)
     if restored is not None and restored["end_time"] > scan.lo:
         raise UsageError(
-            f"--restore_state {o.restore_state} holds state up to event time "
+            f"--restore_state {restore} holds state up to event time "
             f"{restored['end_time']} ms, after the replay's first event ({scan.lo} ms): "
             "replay only what comes after the checkpoint")
     slices = chunks.plan(scan, job.chunk_ms)
     work = Path(tempfile.mkdtemp(prefix=".chunks-", dir=job.out))
     counters: dict = {}
     parts = []
-    prev = o.restore_state
+    prev = restore
     prev_at = restored["end_time"] - 1 if restored is not None else 0
     try:
         for sl in slices:
@@ -620,7 +622,7 @@ def run_chunked(job: Job, progress: bool) -> dict:
             chunks.add_counters(counters, _run_pipeline(job, part, progress, plan))
             if save is not None:
                 seal_checkpoint(save, sl.hi)
-            if prev and prev != o.restore_state:
+            if prev and prev != restore:
                 shutil.rmtree(prev, ignore_errors=True)
             prev, prev_at = (str(save) if save else None), sl.hi - 1
             parts.append(part)

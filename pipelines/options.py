@@ -208,6 +208,44 @@ def flag_names(message: str) -> str:
     return message
 
 
+def add_shared_flags(parser) -> None:
+    """The flags both drivers take, with one meaning each: the input guards' money bounds
+    (:func:`pipelines.validate.add_input_options`), a state checkpoint to start from, a
+    shadow policy."""
+    from pipelines.validate import add_input_options
+
+    add_input_options(parser, share=False)
+    add_restore_state(parser)
+    add_shadow_policy(parser)
+
+
+def add_restore_state(parser) -> None:
+    parser.add_argument("--restore_state", default=None, metavar="DIR",
+                        help="start every step from a state checkpoint (a backtest's "
+                             "--write_state DIR): payees, profiles, list state, pending "
+                             "labels and model versions of the replayed history (a "
+                             "backtest's replay must begin after the checkpoint's end)")
+
+
+def add_shadow_policy(parser) -> None:
+    parser.add_argument("--shadow_policy", default=None, metavar="FILE",
+                        help="a JSON or YAML file of policy options (the flags' names) run "
+                             "as a shadow beside the live policy, never acted on: its "
+                             "decisions go to shadow_* files, which the report compares with "
+                             "the live ones (backtest), or to safetynet-shadow-NAME topics, "
+                             "with hourly disagreement counts on "
+                             "safetynet-shadow-disagreements (stream)")
+
+
+class SharedOptions(PipelineOptions):
+    """The flags of :func:`add_shared_flags` (Beam gathers every options class on one
+    parser: a flag both drivers take is declared once, here)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        add_shared_flags(parser)
+
+
 class SafetyNetOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):

@@ -38,7 +38,12 @@ from connectors import local_runner
 from connectors.local_runner import is_local_runner
 from connectors.pubsub import PublishJson, ReadInput, WriteOutput
 from pipelines import preflight
-from pipelines.options import SafetyNetOptions, expand_policy_file, policy_from_options
+from pipelines.options import (
+    SafetyNetOptions,
+    SharedOptions,
+    expand_policy_file,
+    policy_from_options,
+)
 from schemas.streams import (
     INPUTS,
     OUTPUTS,
@@ -71,25 +76,13 @@ class StreamOptions(PipelineOptions):
         parser.add_argument("--payload", choices=("json", "avro"), default="json",
                             help="message encoding of inputs and outputs (default json; "
                                  "avro = schemaless Avro with schemas/*.avsc)")
-        from pipelines.validate import add_input_options
-
-        add_input_options(parser, share=False)
         parser.add_argument("--profiles", dest="profiles_path", default=None, metavar="FILE",
                             help="UserProfile file (Avro/Parquet), loaded once at start")
-        parser.add_argument("--restore_state", default=None, metavar="DIR",
-                            help="start every step from a state checkpoint (a backtest's "
-                                 "--write_state DIR): payees, profiles, list state, pending "
-                                 "labels and model versions of the replayed history")
         parser.add_argument("--model_versions_dir", default=None, metavar="DIR",
                             help="where the Learner publishes model versions and the "
                                  "scorers read them (a local path or gs://; default: a "
                                  "new local temporary directory, fine for the local runner "
                                  "only: on Dataflow or Flink give a shared location)")
-        parser.add_argument("--shadow_policy", default=None, metavar="FILE",
-                            help="JSON or YAML file of policy options run as a shadow: its "
-                                 "decisions go to safetynet-shadow-NAME topics (never acted "
-                                 "on), hourly disagreement counts to "
-                                 "safetynet-shadow-disagreements")
         parser.add_argument("--warning_holdout_topic", default=None,
                             help="topic for the warnings the holdout withheld (default "
                                  "projects/PROJECT/topics/safetynet-warning_holdout)")
@@ -113,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
                    "the emulator)")
     p.add_argument("--runner", default=None, help=f"Beam runner (default {LOCAL_RUNNER})")
     StreamOptions._add_argparse_args(p)
+    SharedOptions._add_argparse_args(p)
     SafetyNetOptions._add_argparse_args(p)
     preflight.add_verbosity(p)
     return p
@@ -134,6 +128,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     For Beam's local runner it first installs the runner's patches
     (:mod:`connectors.local_runner`)."""
     so = options.view_as(StreamOptions)
+    shared = options.view_as(SharedOptions)
     project = options.get_all_options()["project"]
     local = is_local_runner(options.view_as(StandardOptions).runner)
     if local:
@@ -146,15 +141,15 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
         sub = getattr(so, f"{n}_subscription") or subscription_path(project, n)
         parsed = (p | f"Read{n.title()}" >> ReadInput(sub, local)
                   | f"Parse{n.title()}" >> Parse(INPUTS[n], n, payload,
-                                               bounds=(so.max_usd_value, so.max_amount)))
+                                               bounds=(shared.max_usd_value, shared.max_amount)))
         inputs[n] = parsed.main
         dead.append(parsed[DEAD])
     seeds, versions = None, ()
-    if so.restore_state:
-        manifest = check_checkpoint(so.restore_state)
-        seeds = p | "ReadState" >> ReadSeeds(so.restore_state, STEP_LABELS,
+    if shared.restore_state:
+        manifest = check_checkpoint(shared.restore_state)
+        seeds = p | "ReadState" >> ReadSeeds(shared.restore_state, STEP_LABELS,
                                              manifest["end_time"] - 1)
-        versions = tuple(read_versions(so.restore_state))
+        versions = tuple(read_versions(shared.restore_state))
     outs = inputs | "SafetyNet" >> SafetyNet(policy, "stream", seeds=seeds,
                                              seed_versions=versions,
                                              versions_dir=so.model_versions_dir)
@@ -166,11 +161,11 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     if policy.warning_holdout > 0:
         outs["warning_holdout"] | "WriteWarningHoldout" >> WriteOutput(
             so.warning_holdout_topic or topic_path(project, "warning_holdout"), payload, local)
-    if so.shadow_policy:
+    if shared.shadow_policy:
         from pipelines.shadow import shadow_policy
 
         scale = options.view_as(SafetyNetOptions).time_scale or 1.0
-        shadow = shadow_policy(so.shadow_policy, policy, scale)
+        shadow = shadow_policy(shared.shadow_policy, policy, scale)
         # the shadow's models publish apart from the live ones (its own versions directory)
         vdir = f"{so.model_versions_dir.rstrip('/')}/shadow" if so.model_versions_dir else None
         outs["shadow"] = build_stream_shadow(inputs, outs, shadow,
@@ -246,7 +241,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = [a for a in argv if a not in ("--quiet", "-q", "--verbose", "-v")]
     preflight.apply_verbosity(args.quiet, args.verbose)
     options = build_options(argv)
-    restore = options.view_as(StreamOptions).restore_state
+    restore = options.view_as(SharedOptions).restore_state
     if restore:
         try:
             check_checkpoint(restore)

@@ -56,9 +56,21 @@ def _positive(text: str) -> float:
     return v
 
 
-def add_input_options(p, share: bool = True) -> None:
+def add_input_options(p, share: bool = True, bounds: bool = True) -> None:
     """The input guards, on any argparse parser (or argument group); ``share=False``: the
-    money bounds only (a streaming job does not end, so it has no share to fail on)."""
+    money bounds only (a streaming job does not end, so it has no share to fail on);
+    ``bounds=False``: the share only (the bounds declared elsewhere)."""
+    if bounds:
+        _add_bounds(p)
+    if share:
+        p.add_argument("--max_dead_letter_share", type=_share,
+                       default=DEFAULT_MAX_DEAD_LETTER_SHARE, metavar="SHARE",
+                       help="fail the run (exit status 1) when more than this share of any "
+                            f"input's records is dead-lettered (default "
+                            f"{DEFAULT_MAX_DEAD_LETTER_SHARE}; 1 never fails)")
+
+
+def _add_bounds(p) -> None:
     p.add_argument("--max_usd_value", type=_positive, default=codecs.MAX_USD_VALUE,
                    metavar="USD",
                    help="dead-letter a record whose usd_value or claimed_loss_usd exceeds this "
@@ -66,13 +78,6 @@ def add_input_options(p, share: bool = True) -> None:
     p.add_argument("--max_amount", type=_positive, default=codecs.MAX_AMOUNT, metavar="X",
                    help="dead-letter a transfer whose amount (asset units) exceeds this "
                         f"(default {codecs.MAX_AMOUNT:g})")
-    if not share:
-        return
-    p.add_argument("--max_dead_letter_share", type=_share,
-                   default=DEFAULT_MAX_DEAD_LETTER_SHARE, metavar="SHARE",
-                   help="fail the run (exit status 1) when more than this share of any input's "
-                        f"records is dead-lettered (default {DEFAULT_MAX_DEAD_LETTER_SHARE}; "
-                        "1 never fails)")
 
 
 _TS = codecs._check_timestamp("event_time")

@@ -76,8 +76,9 @@ def test_chunk_that_is_not_whole_days_is_one_line(capsys, sim, tmp_path, value, 
 
 
 def test_stream_and_backtest_options_in_one_process_either_order():
-    """Both drivers declare --restore_state, --shadow_policy and the money bounds; Beam puts
-    every options class on one parser, whichever module was imported first."""
+    """Both drivers take --restore_state, --shadow_policy and the money bounds (declared
+    once, SharedOptions); Beam puts every options class on one parser, whichever module was
+    imported first."""
     for first, second in (("stream", "backtest"), ("backtest", "stream")):
         code = (f"from pipelines import {first}, {second}\n"
                 "from pipelines import backtest, stream\n"

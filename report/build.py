@@ -8,8 +8,8 @@ from typing import Optional
 
 from report import efficacy, shadow
 from report.friction import add_friction
-from report.html import render_html
 from report.metrics import compute
+from report.page import render_html
 from report.proactive import proactive_metrics, write_case_pages
 
 

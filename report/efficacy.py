@@ -35,6 +35,8 @@ import math
 from collections import defaultdict
 from typing import Optional
 
+from report.html import pct, render, usd
+
 Z95 = 1.959963984540054
 DAY_MS = 86_400_000
 WINDOW_MS = 7 * DAY_MS
@@ -168,8 +170,6 @@ def html_section(fig: Optional[dict]) -> str:
     """The report's "Warning efficacy" section (empty without a holdout)."""
     if not fig:
         return ""
-    from report.html import pct, render, usd
-
     groups = []
     for name in ("warned", "holdout"):
         g = fig[name]

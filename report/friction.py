@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Iterable, Optional
 
+from report.html import render
 from report.numbers import day
 
 REASONS = ("blacklist", "frozen", "lookalike", "model", "rule")
@@ -186,7 +187,6 @@ def html_section(f: Optional[dict]) -> str:
     figures)."""
     if not f:
         return ""
-    from report.html import render
     from report.plots import threshold_plot
 
     return render("friction.html", f=f, reasons=REASONS, plot=threshold_plot(f))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from report.files import output
+from report.html import render
 from schemas.rows import CaseFile, Outreach
 
 CASE_DIR = "cases"
@@ -103,8 +104,6 @@ def proactive_html(metrics: dict, out_dir: Optional[Path] = None) -> str:
     m = metrics.get("proactive")
     if not m:
         return ""
-    from report.html import render
-
     cases = None
     if out_dir is not None:
         cases = sorted(output(Path(out_dir), "cases"),
@@ -149,8 +148,6 @@ CASE_SECTIONS = (
 
 def case_page(c: CaseFile) -> str:
     """One case file as a standalone HTML page (everything escaped)."""
-    from report.html import render
-
     freeze = None
     if c.freeze:
         f = json.loads(c.freeze)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from report.files import output_named
+from report.html import iso, pct, render, short, usd
 
 SAMPLE_ROWS = 30
 
@@ -101,8 +102,6 @@ def html_section(fig: Optional[dict]) -> str:
     """The report's "Shadow policy" section (empty without a shadow)."""
     if not fig:
         return ""
-    from report.html import iso, pct, render, short, usd
-
     lv, sh = fig["live"], fig["shadow"]
     rows = [("holds", lv["holds"], sh["holds"]),
             ("legitimate transfers held (friction)", lv["legit_held"], sh["legit_held"]),

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from schemas import codecs
 from schemas.streams import (
     ALL_TOPICS,
-    INPUTS,
+    INPUT_OF_TYPE,
     OUTPUTS,
     event_time,
     record_id,
@@ -142,7 +142,7 @@ class Publisher:
 
 
 def input_name(row: Any) -> str:
-    return {v: k for k, v in INPUTS.items()}[type(row).__name__]
+    return INPUT_OF_TYPE[type(row)]
 
 
 class Collector:

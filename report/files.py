@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from schemas import codecs
+from schemas.rows import ROW_TYPES
 from schemas.streams import OUTPUTS
 
 
@@ -27,7 +28,8 @@ def output_named(out_dir: Path, file_name: str, name: str) -> list:
     if p is None:
         return []
     rt = OUTPUTS[name]
-    return [r for r in codecs.read_records(p, rt) if type(r).__name__ == rt]
+    row_type = ROW_TYPES[rt]
+    return [r for r in codecs.read_records(p, rt) if type(r) is row_type]
 
 
 def read_scores(out_dir: Path) -> list:

@@ -21,6 +21,22 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from schemas.rows import (
+    ROW_TYPES,
+    BlacklistUpdate,
+    CaseFile,
+    CaseOutcome,
+    DeadLetter,
+    Freeze,
+    Hold,
+    HoldResolution,
+    Outreach,
+    ScamReport,
+    Transfer,
+    UserProfile,
+    Verdict,
+)
+
 INPUTS: dict[str, str] = {"transfers": "Transfer", "reports": "ScamReport",
                           "outcomes": "CaseOutcome", "blacklist": "BlacklistUpdate"}
 PROFILES = "profiles"
@@ -59,9 +75,24 @@ def subscription_path(project: str, name: str) -> str:
 
 _TIME_FIELDS = ("event_time", "placed_at", "resolved_at", "frozen_at", "created_at",
                 "decided_at", "at", "updated_at", "created_time")
-_ID_FIELD = {"Transfer": "transfer_id", "ScamReport": "report_id", "CaseOutcome": "case_id",
-             "Hold": "hold_id", "Freeze": "freeze_id", "Outreach": "outreach_id",
-             "Verdict": "report_id", "UserProfile": "user_id"}
+_ID_FIELD = {Transfer: "transfer_id", ScamReport: "report_id", CaseOutcome: "case_id",
+             Hold: "hold_id", Freeze: "freeze_id", Outreach: "outreach_id",
+             Verdict: "report_id", UserProfile: "user_id"}
+INPUT_OF_TYPE = {ROW_TYPES[record]: name for name, record in INPUTS.items()}
+
+
+def _dead_letter_id(row: DeadLetter) -> str:
+    h = hashlib.sha1(f"{row.source}|{row.payload}|{row.error}".encode()).hexdigest()
+    return f"dl-{h[:16]}"
+
+
+# records with no single id field: what tells two of them apart
+_COMPOSITE_ID = {
+    HoldResolution: lambda r: f"{r.hold_id}:{r.resolution}",
+    BlacklistUpdate: lambda r: f"{r.address}:{r.action}:{r.event_time}",
+    CaseFile: lambda r: f"{r.case_id}:{r.version}",  # one message per version of a case
+    DeadLetter: _dead_letter_id,
+}
 
 
 def event_time(row: Any) -> int:
@@ -76,17 +107,11 @@ def event_time(row: Any) -> int:
 def record_id(row: Any) -> str:
     """A stable id per record (the ``record_id`` attribute): a duplicate delivery of a
     record has its original's id, two different records never share one."""
-    name = type(row).__name__
-    if name == "HoldResolution":
-        return f"{row.hold_id}:{row.resolution}"
-    if name == "BlacklistUpdate":
-        return f"{row.address}:{row.action}:{row.event_time}"
-    if name == "CaseFile":  # one message per version of a case
-        return f"{row.case_id}:{row.version}"
-    if name == "DeadLetter":
-        h = hashlib.sha1(f"{row.source}|{row.payload}|{row.error}".encode()).hexdigest()
-        return f"dl-{h[:16]}"
-    f = _ID_FIELD.get(name)
+    t = type(row)
+    composite = _COMPOSITE_ID.get(t)
+    if composite is not None:
+        return composite(row)
+    f = _ID_FIELD.get(t)
     if f and getattr(row, f, None):
         return str(getattr(row, f))
     return hashlib.sha1(repr(row).encode()).hexdigest()[:16]

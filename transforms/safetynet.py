@@ -153,7 +153,23 @@ class SafetyNet(beam.PTransform):
     def expand(self, inputs: dict):
         pipeline = next(iter(inputs.values())).pipeline
         side = SideData(self.policy)
+        streams = self._inputs(pipeline, inputs)
+        states = []
+        for st in STEPS:
+            for g in globals_before(st.label):  # issue 12: global selections (daily top-K)
+                gin = tuple(streams[n] for n in g.inputs)
+                streams[f"{g.label}:{g.output}"] = gin | g.label >> g.composite(
+                    self.policy, side.for_mode(self.mode))
+            out = self._step(pipeline, st, side, streams)
+            for tag in (st.main, *st.tags):
+                streams[f"{st.label}:{tag}"] = out[tag]
+            if self.mode == "batch":
+                states.append(out[STATE])
+        return self._results(streams, states)
 
+    def _inputs(self, pipeline, inputs: dict) -> dict:
+        """The graph's inputs (an empty PCollection for a missing one) and the routers'
+        branches, by stream name."""
         def given(name):
             if name in inputs:
                 return inputs[name]
@@ -166,31 +182,31 @@ class SafetyNet(beam.PTransform):
                                                           main=r.branches[0])
             for b in r.branches:
                 streams[f"{r.input}:{b}"] = split[b]
-        states = []
-        batch = self.mode == "batch"
-        for st in STEPS:
-            for g in globals_before(st.label):  # issue 12: global selections (daily top-K)
-                gin = tuple(streams[n] for n in g.inputs)
-                streams[f"{g.label}:{g.output}"] = gin | g.label >> g.composite(
-                    self.policy, side.for_mode(self.mode))
-            parts = tuple(streams[n] for n in st.inputs)
-            if st.label in self.seeds:
-                parts += (self.seeds[st.label],)
-            view = poller = None
-            if st.side is not None and batch:
-                view = self._versions_view(pipeline, streams[st.side])
-            elif st.side is not None:
-                poller = VersionPoller(self.versions_dir)
-            out = parts | st.label >> RunMachine(
-                _Make(st, self.policy, side, self.mode), self.mode, st.main, st.tags,
-                label=st.label, ordering=self.policy.stream_ordering, shards=self.shards,
-                key_fn=st.key, chunk=self.chunk if batch else Chunk(), side=view,
-                poller=poller)
-            for tag in (st.main, *st.tags):
-                streams[f"{st.label}:{tag}"] = out[tag]
-            if batch:
-                states.append(out[STATE])
+        return streams
 
+    def _step(self, pipeline, st: Step, side: "SideData", streams: dict):
+        """One keyed step of the graph as a RunMachine over its input streams (and its
+        saved states); side data: the model versions (batch: a side input; stream: a
+        poller of the versions directory)."""
+        batch = self.mode == "batch"
+        parts = tuple(streams[n] for n in st.inputs)
+        if st.label in self.seeds:
+            parts += (self.seeds[st.label],)
+        view = poller = None
+        if st.side is not None and batch:
+            view = self._versions_view(pipeline, streams[st.side])
+        elif st.side is not None:
+            poller = VersionPoller(self.versions_dir)
+        return parts | st.label >> RunMachine(
+            _Make(st, self.policy, side, self.mode), self.mode, st.main, st.tags,
+            label=st.label, ordering=self.policy.stream_ordering, shards=self.shards,
+            key_fn=st.key, chunk=self.chunk if batch else Chunk(), side=view,
+            poller=poller)
+
+    def _results(self, streams: dict, states: list) -> dict:
+        """The graph's outputs by name; model versions published (stream) and snapshots
+        written where the policy asks."""
+        batch = self.mode == "batch"
         results = {name: streams[s] for name, s in RESULTS.items()}
         results["verdicts"] = streams["Score:scored_reports"] | "Verdicts" >> beam.Map(
             verdict_row)

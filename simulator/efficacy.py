@@ -27,6 +27,7 @@ from typing import Any
 
 from schemas.rows import BlacklistUpdate, Transfer, Truth
 from simulator.addresses import fmt_address
+from simulator.assets import make_amount
 from transforms.holdout import in_holdout
 
 HOUR, DAY = 3_600_000, 86_400_000
@@ -39,7 +40,6 @@ FOLLOW_UP = 8 * DAY  # the report's 7-day window, and a day of margin
 def plan(ex: Any, effect: float, holdout: float, victims: int) -> dict:
     """Add efficacy campaigns to the plan of ``ex`` (a ``simulator.exchange.Exchange``);
     return what was planned (the manifest's ``efficacy`` entry)."""
-    from simulator.exchange import make_amount
 
     rng = random.Random(f"safetynet-efficacy-{ex.seed}")
     summary = {"warning_effect": effect, "warning_holdout": holdout, "victims": 0,

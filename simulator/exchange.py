@@ -31,6 +31,7 @@ from schemas import codecs
 from schemas.rows import BlacklistUpdate, CaseOutcome, ScamReport, Transfer, Truth, UserProfile
 from simulator import text
 from simulator.addresses import EVM_NETWORKS, derive, fmt_address, internal_address, lookalike
+from simulator.assets import ASSETS, DECIMALS, PRICE, make_amount
 from simulator.remote import LocalWriters, RemoteWriters, writers
 from simulator.sinks import Sink
 
@@ -50,9 +51,6 @@ NET_NAMES = ("ETH", "BSC", "TRX", "BTC", "SOL", "INTERNAL")
 INTERNAL_NET = 5
 NET_P = np.array([0.25, 0.15, 0.35, 0.15, 0.10])  # withdrawals to new addresses
 FAV_NET_P = np.array([0.30, 0.15, 0.30, 0.15, 0.10])  # favourite payees
-ASSETS = ("USDT", "USDC", "ETH", "BNB", "TRX", "BTC", "SOL")
-PRICE = np.array([1.0, 1.0, 3200.0, 620.0, 0.25, 95000.0, 180.0])  # fixed USD per unit
-DECIMALS = np.array([6, 6, 8, 8, 6, 8, 9])
 POW10 = 10.0 ** DECIMALS
 _NET_CUM = np.cumsum(NET_P).tolist()
 # per network: (asset index, probability)
@@ -67,7 +65,6 @@ for _n, _opts in enumerate(NET_ASSETS):
         _c += _p
         _ASSET_CUM[_n, _k] = _c if _k < len(_opts) - 1 else 2.0
     _ASSET_CUM[_n, len(_opts):] = 2.0
-_ASSET_INDEX = {a: i for i, a in enumerate(ASSETS)}
 # Networks/assets scams use (USDT on Tron dominates, as in public reports).
 SCAM_ROUTES = (("TRX", "USDT", .42), ("ETH", "USDT", .20), ("BSC", "USDT", .10),
                ("ETH", "ETH", .10), ("BTC", "BTC", .10), ("SOL", "SOL", .04),
@@ -119,28 +116,6 @@ def _pick(rng: random.Random, options: tuple) -> Any:
             return value
         r -= p
     return options[-1][0]
-
-
-def make_amount(usd: float, asset: str) -> tuple[str, float]:
-    """(exact decimal amount of ``asset`` worth about ``usd``, the usd value of that amount).
-
-    >>> make_amount(100.0, "USDT")
-    ('100', 100.0)
-    >>> make_amount(1000.0, "BTC")
-    ('0.01052632', 1000.0)
-    """
-    i = _ASSET_INDEX[asset]
-    d = int(DECIMALS[i])
-    units = max(1, round(usd / PRICE[i] * 10 ** d))
-    return fmt_units(units, d), round(units * float(PRICE[i]) / 10 ** d, 2)
-
-
-def fmt_units(units: int, decimals: int) -> str:
-    """An integer number of base units as an exact decimal string."""
-    q, r = divmod(units, 10 ** decimals)
-    if r == 0:
-        return str(q)
-    return f"{q}.{r:0{decimals}d}".rstrip("0")
 
 
 @dataclass

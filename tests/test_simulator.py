@@ -23,7 +23,8 @@ from schemas import codecs
 from schemas.rows import DeadLetter, Transfer
 from schemas.streams import REPLAY_FILES
 from simulator.addresses import POISON_MATCH, _kind
-from simulator.exchange import _ASSET_INDEX, DAY, HOUR, PRICE, TYPOLOGIES
+from simulator.assets import _ASSET_INDEX, PRICE
+from simulator.exchange import DAY, HOUR, TYPOLOGIES
 from simulator.publish import plan_messages, publish_replay
 from transforms import lookalike
 

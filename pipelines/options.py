@@ -345,9 +345,11 @@ def policy_keys() -> dict:
     return out
 
 
-def read_policy_file(path: str) -> list:
+def read_policy_file(path: str, what: str = "--policy") -> list:
     """The flags a policy file stands for, in the CLI's names: ``--policy FILE`` expands to
-    these, before the command line's own flags (which win).
+    these, before the command line's own flags (which win); ``--shadow_policy FILE`` is
+    the live policy with these changed (:mod:`pipelines.shadow`). ``what`` names the flag in
+    error messages.
 
     The file is YAML or JSON (``.json``), a mapping of option names to values as they are
     typed (``hold: 24h``, ``use_models: false``, ``blacklist: [a.avro, b.csv]``), or a
@@ -357,7 +359,7 @@ def read_policy_file(path: str) -> list:
     """
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"--policy {path}: no such file")
+        raise ValueError(f"{what} {path}: no such file")
     text = p.read_text(encoding="utf-8")
     try:
         if p.suffix == ".json":
@@ -367,7 +369,7 @@ def read_policy_file(path: str) -> list:
 
             data = yaml.safe_load(text)
     except Exception as e:  # noqa: BLE001 - yaml / json syntax errors
-        raise ValueError(f"--policy {path}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}"
+        raise ValueError(f"{what} {path}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}"
                          f" ({str(e).splitlines()[0]})") from None
     if isinstance(data, dict) and isinstance(data.get("run"), dict) \
             and "policy_options" in data["run"]:
@@ -375,14 +377,26 @@ def read_policy_file(path: str) -> list:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ValueError(f"--policy {path}: expected a mapping of option names to values")
+        raise ValueError(f"{what} {path}: expected a mapping of option names to values")
+    return policy_flags(data, f"{what} {path}")
+
+
+def parse_policy_flags(flags: list) -> dict:
+    """Policy flags (as :func:`policy_flags` gives them) -> {option dest: value}, every
+    option present (None where not given)."""
+    return vars(_policy_parser().parse_args(flags))
+
+
+def policy_flags(options: dict, where: str) -> list:
+    """A mapping of policy option names to values (as typed on the command line) as flags;
+    an unknown name or a bad value is a ValueError naming ``where`` and the option."""
     keys = policy_keys()
     parser = _policy_parser()
     flags = []
-    for k, v in data.items():
+    for k, v in options.items():
         name = str(k).lstrip("-").replace("-", "_")
         if name not in keys:
-            raise ValueError(f"--policy {path}: unknown option {k!r} (the names of the policy "
+            raise ValueError(f"{where}: unknown option {k!r} (the names of the policy "
                              "options in --help, e.g. hold_threshold, hold)")
         if v is None:
             continue
@@ -395,7 +409,7 @@ def read_policy_file(path: str) -> list:
             parser.parse_args(flag)
         except ValueError as e:
             why = str(e).split(": ", 1)[-1]
-            raise ValueError(f"--policy {path}: bad value for {name}: {why}") from None
+            raise ValueError(f"{where}: bad value for {name}: {why}") from None
         flags += flag
     return flags
 

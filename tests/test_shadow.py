@@ -9,7 +9,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.shadow import policy_with, read_options_file, shadow_policy
+from pipelines.shadow import policy_with, shadow_policy
 from schemas.codecs import write_records
 from schemas.rows import Hold, Outreach
 from tests import scenario
@@ -97,7 +97,7 @@ def test_policy_file_durations_follow_the_live_time_scale():
 
 @pytest.mark.parametrize("content, message", [
     ('{"hold_treshold": 0.6}', "unknown option 'hold_treshold'"),
-    ('{"hold": "soon"}', "--hold"),
+    ('{"hold": "soon"}', "bad value for hold"),
     ('[1, 2]', "expected a mapping"),
     ('{"warn_threshold": 0.9}', "warn_threshold <= hold_threshold"),
 ])
@@ -109,8 +109,17 @@ def test_bad_policy_files_fail_with_a_message(tmp_path, content, message):
 
 
 def test_missing_policy_file_fails(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
-        read_options_file(tmp_path / "none.json")
+    with pytest.raises(ValueError, match="--shadow_policy .*none.json: no such file"):
+        shadow_policy(tmp_path / "none.json", Policy())
+
+
+def test_a_backtests_metrics_json_is_a_shadow_policy(tmp_path):
+    # the policy a backtest ran with, recorded in its metrics.json, can be shadowed as is
+    f = tmp_path / "metrics.json"
+    f.write_text(json.dumps({"run": {"policy_options": {"hold_threshold": 0.55,
+                                                        "hold": "6h"}}}))
+    p = shadow_policy(f, Policy())
+    assert (p.hold_threshold, p.hold_ms) == (0.55, 6 * HOUR)
 
 
 # -------------------------------------------------------- live and shadow on one graph

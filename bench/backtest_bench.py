@@ -82,7 +82,7 @@ def eth_case(data: Path) -> Path | None:
 
 
 def n_transfers_of(d: Path) -> int:
-    from pipelines.backtest import count_records
+    from connectors.replay import count_records
     from schemas.codecs import find_input
 
     return count_records(find_input(d, "transfers"))

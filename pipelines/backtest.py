@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -59,6 +58,8 @@ from connectors.files import (
     write_empty,
     write_scores,
 )
+from connectors.reader import CountProgress, read_inputs
+from connectors.replay import Replay, scan_input
 from pipelines import preflight, provenance
 from pipelines.argtypes import positive_int
 from pipelines.options import (
@@ -71,11 +72,10 @@ from pipelines.options import (
     policy_from_options,
     policy_options,
 )
-from pipelines.validate import add_input_options, dead_letter_excess, read_validated
+from pipelines.validate import add_input_options, dead_letter_excess
 from schemas import codecs
 from schemas.codecs import CodecError
-from schemas.rows import DeadLetter
-from schemas.streams import OUTPUTS, REPLAY_FILES
+from schemas.streams import OUTPUTS
 from transforms.aggregates import FanIn, HourlyMetrics
 from transforms.checkpoint import (
     CheckpointError,
@@ -85,16 +85,14 @@ from transforms.checkpoint import (
 )
 from transforms.checkpoint import check as check_checkpoint
 from transforms.checkpoint import seal as seal_checkpoint
-from transforms.faces import DEFAULT_SHARDS, stamped
+from transforms.faces import DEFAULT_SHARDS
 from transforms.graph import STEP_LABELS
-from transforms.machine import END_OF_TIME, Chunk, gc_paused
+from transforms.machine import END_OF_TIME, Chunk
 from transforms.policy import Policy
-from transforms.safetynet import INPUTS, SafetyNet
+from transforms.safetynet import SafetyNet
 from transforms.shadow import SHADOW_OUTPUTS, ShadowDiff
 
 PROG = "backtest"
-REQUIRED = ("transfers",)
-OPTIONAL = ("reports", "outcomes", "blacklist")
 # Policy options that only the streaming job reads (accepted, not shown in --help).
 STREAM_ONLY = ("stream_ordering",)
 # What a run writes into --output (any format): refused or cleared first (--overwrite).
@@ -107,153 +105,6 @@ class UsageError(Exception):
 
 
 # ------------------------------------------------------------------------------ the inputs
-class Replay:
-    """What an input directory holds: the files found, and their record counts."""
-
-    def __init__(self, directory: Path, files: dict, totals: dict, snapshot: Optional[Path],
-                 profiles: Optional[Path], truth: Optional[Path]):
-        self.directory, self.files, self.totals = directory, files, totals
-        self.snapshot, self.profiles, self.truth = snapshot, profiles, truth
-
-
-def count_records(path: Path) -> int:
-    """Records in a file, from its structure alone (Avro blocks, Parquet footer); checks
-    the whole Avro file decompresses, so a corrupt file fails here, before the run."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.ParquetFile(str(path)).metadata.num_rows
-        except Exception as e:
-            raise CodecError(f"{path}: not a readable Parquet file: {type(e).__name__}: {e}") \
-                from e
-    import fastavro
-
-    n = 0
-    try:
-        with open(path, "rb") as fo:
-            for block in fastavro.block_reader(fo):
-                n += block.num_records
-    except Exception as e:
-        raise CodecError(f"{path}: not a readable Avro file: {type(e).__name__}: {e}") from e
-    return n
-
-
-def scan_input(input_dir: str | Path) -> Replay:
-    """Find the replay files in ``input_dir``; raise UsageError / CodecError if unusable."""
-    d = Path(input_dir)
-    if not d.exists():
-        raise UsageError(f"input directory {d} does not exist")
-    if not d.is_dir():
-        raise UsageError(f"input {d} is not a directory")
-    files, totals = {}, {}
-    for name in (*REQUIRED, *OPTIONAL):
-        p = codecs.find_input(d, name)
-        if p is None:
-            if name in REQUIRED:
-                raise UsageError(f"{d} holds no {name}.avro or {name}.parquet "
-                                 f"(a replay directory needs at least {name})")
-            continue
-        files[name] = p.resolve()
-        totals[name] = count_records(p)
-    extra = {}
-    for name in ("blacklist_snapshot", "profiles", "truth"):
-        p = codecs.find_input(d, name)
-        if p is not None:
-            count_records(p)
-            extra[name] = p.resolve()
-    return Replay(d.resolve(), files, totals, extra.get("blacklist_snapshot"),
-                  extra.get("profiles"), extra.get("truth"))
-
-
-class Progress:
-    """A cheap progress line on stderr: every ``every`` records, and at the end."""
-
-    def __init__(self, label: str, total: int, every: int):
-        self.label, self.total, self.every = label, max(total, 1), max(every, 1)
-        self.n, self.next, self.t0 = 0, self.every, time.monotonic()
-
-    def add(self, k: int) -> None:
-        self.n += k
-        if self.n >= self.next:
-            self.next += self.every
-            self._print()
-
-    def _print(self) -> None:
-        frac = min(self.n / self.total, 1.0)
-        bar = "#" * int(frac * 30)
-        rate = self.n / max(time.monotonic() - self.t0, 1e-9)
-        print(f"[{PROG}] {self.label:<18} [{bar:<30}] {frac:6.1%} {self.n:>10,} "
-              f"({rate:,.0f}/s)", file=sys.stderr, flush=True)
-
-
-class ReadReplayFile(beam.DoFn):
-    """A replay file -> validated rows stamped with their event time, or DeadLetters
-    (tag ``dead_letter``) stamped with the last valid event time before them.
-
-    Faster than ``beam.io.ReadFromAvro`` / ``ReadFromParquet`` followed by ``ingest.Parse``
-    (measured on 95,630 simulated transfers, FnApiRunner, read + a keyed count: Avro 19-28 s
-    vs 34-38 s, Parquet 15 s vs 25 s on a busy 2-CPU machine): the codecs read in batches
-    and Parquet timestamps arrive as ints, not datetimes. A file is read by one worker."""
-
-    def __init__(self, source: str, record_name: str, total: int, progress: bool,
-                 window: tuple = (None, None),
-                 bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT)):
-        self.source, self.record_name = source, record_name
-        self.total, self.progress, self.bounds = total, progress, bounds
-        self.lo, self.hi = window  # a chunk: lo <= event time < hi (None: unbounded)
-
-    def _inside(self, t: int) -> bool:
-        return (self.lo is None or t >= self.lo) and (self.hi is None or t < self.hi)
-
-    def setup(self):
-        self.c_read = Metrics.counter("Read", f"{self.source}_read")
-        self.c_valid = Metrics.counter("Read", f"{self.source}_valid")
-        self.c_dead = Metrics.counter("Read", f"{self.source}_dead_lettered")
-
-    def process(self, path: str):
-        show = self.progress and self.total >= 20_000
-        bar = Progress(f"read {self.source}", self.total, max(self.total // 10, 1)) \
-            if show else None
-        for c in (self.c_read, self.c_valid, self.c_dead):
-            c.inc(0)  # an empty file still shows in the reconciliation
-        with gc_paused():  # rows stay alive downstream until packed: see gc_paused
-            whole = self.lo is None and self.hi is None
-            inside = self._inside
-            for batch in read_validated(path, self.record_name, self.source, *self.bounds):
-                dead = n = 0
-                for r in batch:
-                    if type(r) is DeadLetter:
-                        if whole or inside(r.at):  # a chunk takes the dead letters of its time
-                            n += 1
-                            dead += 1
-                            yield beam.pvalue.TaggedOutput("dead_letter", stamped(r, r.at))
-                    elif whole or inside(r.event_time):
-                        n += 1
-                        yield stamped(r, r.event_time)
-                self.c_read.inc(n)
-                self.c_valid.inc(n - dead)
-                self.c_dead.inc(dead)
-                if bar is not None:
-                    bar.add(len(batch))
-
-
-class CountProgress(beam.DoFn):
-    """Passes elements through, printing a progress line every ``every`` of them."""
-
-    def __init__(self, label: str, total: int, enabled: bool):
-        self.label, self.total, self.enabled = label, total, enabled
-
-    def start_bundle(self):
-        self.bar = Progress(self.label, self.total, max(self.total // 10, 1)) \
-            if self.enabled and self.total >= 20_000 else None
-
-    def process(self, x):
-        if self.bar is not None:
-            self.bar.add(1)
-        yield x
-
-
 def version_row(v) -> dict:
     """A published model version as a ``versions.jsonl`` row (no parameters): the model,
     the event time it is valid from (exclusive), its id, labels learned, hold threshold."""
@@ -274,24 +125,6 @@ class ChunkRun(NamedTuple):
     restore: Optional[str] = None
     restore_at: int = 0
     save: Optional[str] = None
-
-
-def read_inputs(pipeline: beam.Pipeline, replay: Replay, progress: bool, window: tuple,
-                bounds: tuple) -> tuple[dict, list]:
-    """The replay's files as ``{input: rows}``, and their parse dead letters."""
-    inputs, dead = {}, []
-    for name in INPUTS:
-        if name not in replay.files:
-            continue
-        read = (pipeline
-                | f"Path{name.title()}" >> beam.Create([str(replay.files[name])])
-                | f"Read{name.title()}" >> beam.ParDo(ReadReplayFile(
-                    name, REPLAY_FILES[name], replay.totals.get(name, 0), progress,
-                    window, bounds))
-                .with_outputs("dead_letter", main="rows"))
-        inputs[name] = read.rows
-        dead.append(read.dead_letter)
-    return inputs, dead
 
 
 def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: str,

@@ -8,23 +8,21 @@ reasons with their counts (most frequent first). Exit status 0 when every input 
 ``--max_dead_letter_share``, 1 when one is not, 2 on a usage error (a missing directory, an
 unreadable file).
 
-Also the home of what the backtest shares with it: the input guards (upper bounds on money
-fields, the dead-letter share that fails a run) and :func:`read_validated`, which stamps each
-dead letter with the right event time: its own ``event_time`` when that field is valid, else
-that of the nearest record of the same file before it with a valid time (after it, for the
-first ones).
+Also the home of what the backtest's command line shares with it: the input guards (upper
+bounds on money fields, the dead-letter share that fails a run). Both read the replay with
+:func:`connectors.replay.read_validated`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Iterator, NoReturn, Optional
+from typing import NoReturn, Optional
 
+from connectors.replay import read_validated
 from schemas import codecs
 from schemas.rows import DeadLetter
 from schemas.streams import REPLAY_FILES
@@ -78,54 +76,6 @@ def _add_bounds(p) -> None:
     p.add_argument("--max_amount", type=_positive, default=codecs.MAX_AMOUNT, metavar="X",
                    help="dead-letter a transfer whose amount (asset units) exceeds this "
                         f"(default {codecs.MAX_AMOUNT:g})")
-
-
-_TS = codecs._check_timestamp("event_time")
-
-
-def _own_time(dead: DeadLetter) -> Optional[int]:
-    """The dead record's own ``event_time``, when that field is valid."""
-    try:
-        data = json.loads(dead.payload)
-        return _TS(data["event_time"]) if isinstance(data, dict) else None
-    except Exception:  # noqa: BLE001 - anything unusable: no own time
-        return None
-
-
-def read_validated(path: str | Path, record_name: str, source: str,
-                   max_usd: float = codecs.MAX_USD_VALUE,
-                   max_amount: float = codecs.MAX_AMOUNT) -> Iterator[list]:
-    """Batches of valid rows and DeadLetters (source ``source``, ``at`` = a real event time,
-    see the module doc) from one replay file, the money bounds applied."""
-    last: Optional[int] = None
-    pending: list = []  # dead letters before the first valid record, with no own time
-    for batch in codecs.read_batches(path, record_name, source):
-        out = []
-        for r in batch:
-            if type(r) is not DeadLetter:
-                r = codecs.check_bounds(r, source, max_usd, max_amount)
-            if type(r) is DeadLetter:
-                own = _own_time(r)
-                if own is not None:
-                    last = own
-                    if pending:
-                        out.extend(d._replace(at=own) for d in pending)
-                        pending = []
-                    out.append(r._replace(source=source, at=own))
-                elif last is not None:
-                    out.append(r._replace(source=source, at=last))
-                else:
-                    pending.append(r._replace(source=source))
-            else:
-                last = getattr(r, "event_time", last)
-                if pending and last is not None:
-                    out.extend(d._replace(at=last) for d in pending)
-                    pending = []
-                out.append(r)
-        if out:
-            yield out
-    if pending:  # no record of the file has a valid time: the earliest time there can be
-        yield [d._replace(at=codecs.MIN_TS) for d in pending]
 
 
 def dead_letter_excess(recon: dict, max_share: float) -> Optional[str]:

@@ -12,6 +12,7 @@ import fastavro
 import pyarrow.parquet as pq
 import pytest
 
+from connectors.replay import count_records
 from pipelines import backtest, cli
 from pipelines import simulate as simulate_cli
 from schemas import codecs
@@ -130,7 +131,7 @@ def test_metrics_reconcile(which, avro_run, parquet_run):
     assert set(rec["inputs"]) == {"transfers", "reports", "outcomes", "blacklist"}
     for src, v in rec["inputs"].items():
         assert v["read"] == v["valid"] + v["dead_lettered"], src
-        assert v["read"] == backtest.count_records(codecs.find_input(inp, src)), src
+        assert v["read"] == count_records(codecs.find_input(inp, src)), src
         assert v["dead_lettered"] == manifest["malformed_total"][src], src
     assert rec["all_reconcile"] is True
     assert rec["duplicates_ignored"]["transfers"] == manifest["duplicates"]["transfers"]

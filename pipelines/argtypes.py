@@ -16,6 +16,37 @@ def positive_int(text: str) -> int:
     return v
 
 
+def positive_number(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0.0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return v
+
+
+def share(text: str) -> float:
+    """A share between 0 and 1: ``0.05`` or ``5%``
+    (:func:`transforms.holdout.parse_share`, with argparse's error)."""
+    from transforms.holdout import parse_share
+
+    try:
+        return parse_share(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def parse_or_status(parser: argparse.ArgumentParser, argv) -> argparse.Namespace | int:
+    """``parser.parse_args(argv)``, or the exit status argparse ended with (``--help``: 0; a
+    usage error, its one line already printed: 2), for a ``main`` that returns statuses."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+
+
 def dashed_aliases(parser: argparse.ArgumentParser) -> None:
     """Accept ``--report-share`` for ``--report_share`` (every command spells options with
     underscores, as Beam does; the dashed spelling is an alias, not shown in --help)."""

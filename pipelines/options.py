@@ -22,7 +22,7 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.holdout import parse_share
+from pipelines.argtypes import share
 from transforms.policy import Policy
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -261,10 +261,10 @@ class SafetyNetOptions(PipelineOptions):
                 parser.add_argument("--blacklist", dest="blacklist_paths", default=None,
                                     metavar="FILES", help=help_)
             elif f.name == "warning_holdout":
-                parser.add_argument("--warning_holdout", type=parse_share, default=None,
+                parser.add_argument("--warning_holdout", type=share, default=None,
                                     metavar="SHARE", help=help_)
             elif f.name == "friction_budget":
-                parser.add_argument(f"--{name}", type=parse_share, default=None,
+                parser.add_argument(f"--{name}", type=share, default=None,
                                     metavar="SHARE", help=f"{help_} (default {default})")
             elif isinstance(default, bool):
                 parser.add_argument(f"--{name}", type=_bool, default=None,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NoReturn, Optional
 
 from pipelines import preflight
+from pipelines.argtypes import parse_or_status
 from schemas import codecs
 
 PROG = "publish"
@@ -69,10 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list] = None) -> int:
     parser = build_parser()
-    try:
-        a = parser.parse_args(argv)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 2
+    a = parse_or_status(parser, argv)
+    if isinstance(a, int):
+        return a
     d = Path(a.input)
     try:
         if not d.is_dir():

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from pipelines.argtypes import parse_or_status
 from report import build_report
 
 
@@ -56,10 +57,9 @@ def main(argv: Optional[list] = None) -> int:
                    help="the backtest's output directory")
     p.add_argument("--compare", default=None, metavar="DIR",
                    help="another backtest output directory (e.g. rules-only) to compare with")
-    try:
-        a = p.parse_args(argv)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 2
+    a = parse_or_status(p, argv)
+    if isinstance(a, int):
+        return a
     for d in (a.input, a.output) + ((a.compare,) if a.compare else ()):
         if not Path(d).is_dir():
             print(f"report: error: {d} is not a directory", file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import NoReturn, Optional
 
 import simulator
 from pipelines import preflight
-from pipelines.argtypes import dashed_aliases, positive_int, reader_left
+from pipelines.argtypes import dashed_aliases, positive_int, reader_left, share
 from simulator.exchange import DEFAULT_START_MS
 
 # What simulate writes into --output (either format): refused, or cleared with --overwrite.
@@ -35,11 +35,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _share(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= v < 0.5:
+    """A share of injected records: below one half."""
+    v = share(text)
+    if v >= 0.5:
         raise argparse.ArgumentTypeError(f"must be in [0, 0.5), got {text}")
     return v
 
@@ -72,32 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add N victims of efficacy campaigns (simulator/efficacy.py): a warned "
                         "victim cancels later scam payments with probability "
                         "--warning_effect (default 0: none)")
-    p.add_argument("--warning_effect", type=_unit, default=0.5, metavar="P",
+    p.add_argument("--warning_effect", type=share, default=0.5, metavar="P",
                    help="probability that a warned efficacy-campaign victim cancels (0.5)")
-    p.add_argument("--warning_holdout", type=_holdout, default=0.0, metavar="SHARE",
+    p.add_argument("--warning_holdout", type=share, default=0.0, metavar="SHARE",
                    help="the backtest's --warning_holdout (e.g. 5%%): holdout victims are "
                         "never warned, so never cancel (default 0)")
     dashed_aliases(p)
     return p
-
-
-def _unit(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return v
-
-
-def _holdout(text: str) -> float:
-    from transforms.holdout import parse_share
-
-    try:
-        return parse_share(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: Optional[list[str]] = None) -> int:

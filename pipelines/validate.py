@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import NoReturn, Optional
 
 from connectors.replay import read_validated
+from pipelines import argtypes
+from pipelines.argtypes import parse_or_status, positive_number
 from schemas import codecs
 from schemas.rows import DeadLetter
 from schemas.streams import REPLAY_FILES
@@ -34,26 +36,6 @@ EXTRA_FILES = {"truth": "Truth"}
 ID_FIELDS = {"transfers": "transfer_id", "reports": "report_id"}
 
 
-def _share(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text!r}")
-    return v
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not 0.0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return v
-
-
 def add_input_options(p, share: bool = True, bounds: bool = True) -> None:
     """The input guards, on any argparse parser (or argument group); ``share=False``: the
     money bounds only (a streaming job does not end, so it has no share to fail on);
@@ -61,7 +43,7 @@ def add_input_options(p, share: bool = True, bounds: bool = True) -> None:
     if bounds:
         _add_bounds(p)
     if share:
-        p.add_argument("--max_dead_letter_share", type=_share,
+        p.add_argument("--max_dead_letter_share", type=argtypes.share,
                        default=DEFAULT_MAX_DEAD_LETTER_SHARE, metavar="SHARE",
                        help="fail the run (exit status 1) when more than this share of any "
                             f"input's records is dead-lettered (default "
@@ -69,11 +51,11 @@ def add_input_options(p, share: bool = True, bounds: bool = True) -> None:
 
 
 def _add_bounds(p) -> None:
-    p.add_argument("--max_usd_value", type=_positive, default=codecs.MAX_USD_VALUE,
+    p.add_argument("--max_usd_value", type=positive_number, default=codecs.MAX_USD_VALUE,
                    metavar="USD",
                    help="dead-letter a record whose usd_value or claimed_loss_usd exceeds this "
                         f"(default {codecs.MAX_USD_VALUE:g})")
-    p.add_argument("--max_amount", type=_positive, default=codecs.MAX_AMOUNT, metavar="X",
+    p.add_argument("--max_amount", type=positive_number, default=codecs.MAX_AMOUNT, metavar="X",
                    help="dead-letter a transfer whose amount (asset units) exceeds this "
                         f"(default {codecs.MAX_AMOUNT:g})")
 
@@ -164,10 +146,9 @@ def validate_dir(directory: str | Path, max_usd: float = codecs.MAX_USD_VALUE,
 
 def main(argv: Optional[list] = None) -> int:
     parser = build_parser()
-    try:
-        a = parser.parse_args(argv)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 2
+    a = parse_or_status(parser, argv)
+    if isinstance(a, int):
+        return a
     d = Path(a.input)
     if not d.is_dir():
         print(f"{parser.prog}: error: --input {d}: not a directory", file=sys.stderr)

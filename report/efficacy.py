@@ -182,7 +182,8 @@ def html_section(fig: Optional[dict]) -> str:
 
 def from_files(input_dir, out_dir, extras: dict, share: float) -> Optional[dict]:
     """:func:`measure` on a backtest's files (``warning_holdout.*`` beside the decisions;
-    the replay's ``truth.*`` for the simulator's cancelled payments)."""
+    the replay's ``truth.*`` for the simulator's cancelled payments); the decisions and
+    transfers already read are in ``extras`` (:func:`report.metrics.compute`)."""
     from pathlib import Path
 
     from report.files import output_named
@@ -197,7 +198,5 @@ def from_files(input_dir, out_dir, extras: dict, share: float) -> Optional[dict]
     truth_rows = [] if tp is None else [
         r for r in codecs.read_records(tp, "Truth") if type(r) is Truth
         and r.subject_type == CANCELLED]
-    return measure(extras["transfers"], extras["truth"],
-                   output_named(out_dir, "resolutions", "resolutions"),
-                   output_named(out_dir, "outreach", "outreach"), holdout_rows, truth_rows,
-                   share)
+    return measure(extras["transfers"], extras["truth"], extras["resolutions"],
+                   extras["outreach"], holdout_rows, truth_rows, share)

@@ -50,6 +50,20 @@ def profile(user, created, vulnerable=False) -> UserProfile:
     return UserProfile(user, created, "DE", 1980, vulnerable)
 
 
+def side_files(directory, listed: str, users, vulnerable=()) -> dict:
+    """A blacklist snapshot listing ``listed`` (OFAC, a day before ``at()``) and the
+    profiles of ``users`` (old accounts; ``vulnerable`` ones flagged), written as Avro into
+    ``directory``: the Policy fields that point at them."""
+    from schemas.codecs import write_records
+
+    snap, profs = directory / "snapshot.avro", directory / "profiles.avro"
+    write_records(snap, "BlacklistUpdate", [listing(listed, at(days=-1), source="ofac_sdn")],
+                  "avro")
+    write_records(profs, "UserProfile",
+                  [profile(u, at(days=-400), vulnerable=u in vulnerable) for u in users], "avro")
+    return {"blacklist_paths": (str(snap),), "profiles_path": str(profs)}
+
+
 def split_inputs(events) -> dict:
     out = {n: [] for n in INPUTS}
     for e in events:

@@ -11,10 +11,9 @@ from collections import Counter
 
 import pytest
 
-from schemas.codecs import write_records
 from schemas.rows import Transfer
 from tests import scenario
-from tests.scenario import addr, at, collect, listing, outcome, profile, scheduled_stream, transfer
+from tests.scenario import addr, at, collect, outcome, profile, scheduled_stream, transfer
 from transforms.assessments import (
     PAST_LOSSES,
     DaySignals,
@@ -116,15 +115,9 @@ def test_daily_cap_holds_per_day():
 # ------------------------------------------------------------------------------ graph
 @pytest.fixture
 def policy(tmp_path) -> Policy:
-    snap = tmp_path / "snapshot.avro"
-    write_records(snap, "BlacklistUpdate", [listing(SCAM, at(days=-1), source="ofac_sdn")],
-                  "avro")
-    profs = tmp_path / "profiles.avro"
-    rows = [profile(u, at(days=-400), vulnerable=(u == "vera"))
-            for u in ("alice", "bob", "carol", "dave", "vera")]
-    write_records(profs, "UserProfile", rows, "avro")
-    return Policy(use_models=False, blacklist_paths=(str(snap),), profiles_path=str(profs),
-                  assessments_per_day=2)
+    files = scenario.side_files(tmp_path, SCAM, ("alice", "bob", "carol", "dave", "vera"),
+                                vulnerable=("vera",))
+    return Policy(use_models=False, assessments_per_day=2, **files)
 
 
 def _events():

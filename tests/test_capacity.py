@@ -9,10 +9,9 @@ import dataclasses
 
 import pytest
 
-from schemas.codecs import write_records
 from schemas.rows import Outreach
 from tests import scenario
-from tests.scenario import addr, at, collect, listing, profile, scheduled_stream, transfer
+from tests.scenario import addr, at, collect, scheduled_stream, transfer
 from transforms.capacity import apply_capacity, select_calls, slot_capacity
 from transforms.policy import HOUR, Policy
 
@@ -85,15 +84,9 @@ def test_call_slot_must_divide_the_day():
 @pytest.fixture
 def policy(tmp_path) -> Policy:
     """Rules only, SCAM listed, three vulnerable users (their warnings are CALLs)."""
-    snap = tmp_path / "snapshot.avro"
-    write_records(snap, "BlacklistUpdate", [listing(SCAM, at(days=-1), source="ofac_sdn")],
-                  "avro")
-    profs = tmp_path / "profiles.avro"
-    rows = [profile(u, at(days=-400), vulnerable=u.startswith("v"))
-            for u in ("vera", "vic", "val", "alice")]
-    write_records(profs, "UserProfile", rows, "avro")
-    return Policy(use_models=False, blacklist_paths=(str(snap),), profiles_path=str(profs),
-                  assessments_per_day=0, calls_per_day=1)
+    files = scenario.side_files(tmp_path, SCAM, ("vera", "vic", "val", "alice"),
+                                vulnerable=("vera", "vic", "val"))
+    return Policy(use_models=False, assessments_per_day=0, calls_per_day=1, **files)
 
 
 def _events():

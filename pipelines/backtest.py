@@ -95,9 +95,14 @@ from transforms.shadow import SHADOW_OUTPUTS, ShadowDiff
 PROG = "backtest"
 # Policy options that only the streaming job reads (accepted, not shown in --help).
 STREAM_ONLY = ("stream_ordering",)
-# What a run writes into --output (any format): refused or cleared first (--overwrite).
-OWNED = preflight.owned_files(OUTPUTS, codecs.FORMATS, extra=(
-    SCORES_FILE, "hourly_metrics.jsonl", "fan_in_hourly.jsonl", "metrics.json", "report.html"))
+# Decision files beside the live ones: a shadow policy's, and the warnings held out.
+OPTIONAL_OUTPUTS = (*(f"shadow_{n}" for n in SHADOW_OUTPUTS), "warning_holdout",
+                    "shadow_warning_holdout")
+# What a run writes into --output (any format), whatever its options: refused or cleared
+# first (--overwrite), so no file of an earlier run (a shadow's, say) outlives it.
+OWNED = preflight.owned_files((*OUTPUTS, *OPTIONAL_OUTPUTS), codecs.FORMATS, extra=(
+    SCORES_FILE, "hourly_metrics.jsonl", "fan_in_hourly.jsonl", "versions.jsonl",
+    "shadow_disagreements.jsonl", "shadow_hourly.jsonl", "metrics.json", "report.html"))
 
 
 class UsageError(Exception):

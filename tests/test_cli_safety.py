@@ -143,6 +143,24 @@ def test_rerun_into_an_output_dir_is_refused_then_overwrite_clears_both_formats(
     assert (out / "holds.parquet").exists() and (out / "notes.txt").read_text() == "mine"
 
 
+def test_overwrite_clears_an_earlier_runs_shadow_and_holdout_files(sim, run_out, tmp_path):
+    # an earlier run with a shadow policy and a warning holdout left their files; a rerun
+    # without them must not report the old shadow or efficacy figures
+    out = tmp_path / "o"
+    shutil.copytree(run_out, out)
+    for stale in ("shadow_holds.avro", "warning_holdout.avro"):
+        shutil.copy(out / "holds.avro" if "holds" in stale else out / "outreach.avro",
+                    out / stale)
+    (out / "shadow_disagreements.jsonl").write_text("{}\n")
+    assert backtest.run(["--input", str(sim), "--output", str(out), "--no_progress",
+                         "--overwrite"]) == 0
+    assert not (out / "shadow_holds.avro").exists()
+    assert not (out / "warning_holdout.avro").exists()
+    assert not (out / "shadow_disagreements.jsonl").exists()
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["shadow"] is None and m["warning_efficacy"] is None
+
+
 def test_simulate_refuses_an_earlier_replay_then_overwrite_replaces_it(capsys, tmp_path):
     d = tmp_path / "s"
     args = ["--output", str(d), "--users", "20", "--days", "1"]

@@ -17,7 +17,6 @@ that is due later than another chunk's still lands in order).
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import shutil
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Callable, Iterator, NamedTuple, Optional
 
 from schemas import codecs
 
-DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 
 
@@ -115,8 +113,9 @@ def _times(path: Path) -> Iterator[int]:
 
 
 def _merged(parts: list, record: str, key: Callable) -> Iterator:
-    streams = [sorted(codecs.read_records(p, record), key=key) for p in parts]
-    return heapq.merge(*streams, key=key)
+    """The parts' rows in one order: each part was written sorted by ``key``
+    (:class:`connectors.files.WriteDecisionFiles`), so they are merged as they stream."""
+    return heapq.merge(*(codecs.read_records(p, record) for p in parts), key=key)
 
 
 def merge_parts(part_dirs: list, out: Path, fmt: str, names: dict, sort_key: Callable,
@@ -164,7 +163,3 @@ def _merge_scores(parts: list, dest: Path) -> None:
 def add_counters(total: dict, more: dict) -> None:
     for k, v in more.items():
         total[k] = total.get(k, 0) + v
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=True))

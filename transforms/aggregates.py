@@ -20,7 +20,7 @@ Both emit plain dicts: ``{"window_start": ms, "metric": name, "value": x}`` and
 
 from __future__ import annotations
 
-import math
+from fractions import Fraction
 
 import apache_beam as beam
 from apache_beam.transforms import window
@@ -102,29 +102,30 @@ class HourlyMetrics(beam.PTransform):
 
 
 class ExactSum(beam.CombineFn):
-    """A sum of floats that does not depend on the order the runner combines them in
-    (``math.fsum`` over every value): a chunked or multi-worker replay writes the same
-    figures as one run.
+    """A sum of floats that does not depend on the order the runner combines them in: the
+    exact rational sum, rounded once at the end (as ``math.fsum`` rounds), so a chunked or
+    multi-worker replay writes the same figures as one run. The accumulator is one number,
+    whatever the traffic of the hour.
 
-    >>> ExactSum().extract_output([0.1] * 10)
-    1.0
+    >>> fn = ExactSum()
+    >>> acc = fn.create_accumulator()
+    >>> for v in [0.1] * 10:
+    ...     acc = fn.add_input(acc, v)
+    >>> fn.extract_output(acc), sum([0.1] * 10)
+    (1.0, 0.9999999999999999)
     """
 
     def create_accumulator(self):
-        return []
+        return Fraction(0)
 
     def add_input(self, acc, value):
-        acc.append(value)
-        return acc
+        return acc + Fraction(value)
 
     def merge_accumulators(self, accs):
-        out = []
-        for a in accs:
-            out.extend(a)
-        return out
+        return sum(accs, Fraction(0))
 
     def extract_output(self, acc):
-        return math.fsum(acc)
+        return float(acc)
 
 
 class _FanInRows(beam.DoFn):

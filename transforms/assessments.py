@@ -21,9 +21,9 @@ Signals of a day (thresholds are policy options): warnings (score at or above th
 threshold, or a listed or look-alike destination), look-alike payments, payments to a
 young destination (first seen less than a day before, already paid by others), to a
 high-fan-in destination (``assessment_fan_in`` senders in 24h into an address first seen
-less than two days before: into an old address that is a merchant), a sudden rise in amount
-(``amount_z`` at or above ``assessment_amount_z``), ``assessment_new_payees`` new payees
-in the day, a vulnerable profile, a past scam loss. Expected loss of the day: the sum over
+less than ``young_dest`` before, as the fan-in rule: into an old address it is a merchant),
+a sudden rise in amount (``amount_z`` at or above ``assessment_amount_z``),
+``assessment_new_payees`` new payees in the day, a vulnerable profile, a past scam loss. Expected loss of the day: the sum over
 its transfers of USD x risk score (x 1 for a listed or look-alike destination), in cents.
 
 Inputs are the scored transfers and the confirmed losses, never the Outreach step's own
@@ -48,11 +48,11 @@ from typing import Callable, Iterable, NamedTuple, Optional
 from schemas.rows import UserProfile
 from transforms.events import LossConfirmed, OutreachRequest, ScoredTransfer
 from transforms.machine import Machine
+from transforms.models import is_young_dest
 from transforms.policy import Policy
 
 KIND = "RISK_ASSESSMENT"
 TOP_REASONS = 3
-YOUNG_FAN_IN_DAYS = 2.0  # a high fan-in counts only into an address first seen this recently
 
 
 class DaySignals(NamedTuple):
@@ -87,7 +87,8 @@ def transfer_signals(st: ScoredTransfer, policy: Policy) -> DaySignals:
     age = f.get("dest_age_days", 99.0)
     young = age < 1.0 and f.get("log_dest_transfers", 0.0) > 0.0
     # many senders into an old address is a merchant; into a young one, a campaign
-    crowded = f.get("fan_in_24h", 0.0) >= policy.assessment_fan_in and age < YOUNG_FAN_IN_DAYS
+    crowded = (f.get("fan_in_24h", 0.0) >= policy.assessment_fan_in
+               and is_young_dest(f, policy))
     return DaySignals(
         transfers=1,
         warnings=int(sure or st.score >= policy.warn_threshold),

@@ -23,8 +23,9 @@ young destination (first seen less than a day before, already paid by others), t
 high-fan-in destination (``assessment_fan_in`` senders in 24h into an address first seen
 less than ``young_dest`` before, as the fan-in rule: into an old address it is a merchant),
 a sudden rise in amount (``amount_z`` at or above ``assessment_amount_z``),
-``assessment_new_payees`` new payees in the day, a vulnerable profile, a past scam loss. Expected loss of the day: the sum over
-its transfers of USD x risk score (x 1 for a listed or look-alike destination), in cents.
+``assessment_new_payees`` new payees in the day, a vulnerable profile, a past scam loss.
+Expected loss of the day: the sum over its transfers of USD x risk score (x 1 for a listed
+or look-alike destination), in cents.
 
 Inputs are the scored transfers and the confirmed losses, never the Outreach step's own
 outputs (the graph is acyclic). Latency: an assessment is a daily digest, decided when the

@@ -34,11 +34,12 @@ import apache_beam as beam
 from apache_beam.transforms.window import FixedWindows
 
 from schemas.streams import SHADOWED
+from transforms.policy import HOUR
 
 LIVE, SHADOW = "live", "shadow"
 HOLD, WARN, NONE = "hold", "warn", "none"
 WARN_KINDS = ("WARNING", "INTERVENTION")
-HOUR_MS = 3_600_000
+HOUR_MS = HOUR
 # The SafetyNet outputs the diff reads, per side.
 SOURCES = ("holds", "outreach", "warning_holdout")
 # Outputs of a shadow written apart (its dead letters are the live ones: same inputs).

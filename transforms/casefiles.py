@@ -307,8 +307,11 @@ class CaseBook(Machine):
 
     def _forget_old(self, s: _Case, now: int) -> None:
         horizon = now - self.p.lookback_ms
-        while s.order and s.order[0][0] < horizon:
-            _t, tid = s.order.pop(0)
+        k = bisect.bisect_left(s.order, (horizon,))  # s.order is sorted: the old ones lead
+        if not k:
+            return
+        old, s.order[:k] = s.order[:k], []
+        for _t, tid in old:
             _t, user, usd, _a, _asset = s.sent.pop(tid)
             s.texts.pop(tid, None)
             s.cents[s.fates.pop(tid, LOST)] -= _cents(usd)

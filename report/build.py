@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from report import efficacy, shadow
+from report.files import output
 from report.friction import add_friction
 from report.metrics import compute
 from report.page import render_html
@@ -25,7 +26,9 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     metrics["warning_efficacy"] = efficacy.from_files(input_dir, out_dir, extras,
                                                       float(pol.get("warning_holdout") or 0.0))
     # issue 12: assessments and calls per day against their caps; the case files
-    metrics["proactive"] = proactive_metrics(out_dir, (run or {}).get("policy"))
+    extras["cases"] = output(out_dir, "cases")  # read once: figures, section, pages
+    metrics["proactive"] = proactive_metrics(out_dir, (run or {}).get("policy"),
+                                             extras["outreach"], extras["cases"])
     extras["out_dir"] = out_dir
     cmp_metrics = None
     if compare is not None:
@@ -36,5 +39,5 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     if html:
         page = render_html(metrics, extras, cmp_metrics)
         (out_dir / "report.html").write_text(page, encoding="utf-8")
-        write_case_pages(out_dir)  # issue 12: one page per case
+        write_case_pages(out_dir, extras["cases"])  # issue 12: one page per case
     return metrics

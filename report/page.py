@@ -111,7 +111,8 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
     warning efficacy and proactive protection."""
     sections = {"shadow": shadow.html_section(metrics.get("shadow")),
                 "efficacy": efficacy.html_section(metrics.get("warning_efficacy")),
-                "proactive": proactive.proactive_html(metrics, extras.get("out_dir")),
+                "proactive": proactive.proactive_html(metrics, extras.get("out_dir"),
+                                                     extras.get("cases")),
                 "friction": friction.html_section(metrics.get("friction"))}
     return render("report.html", m=metrics, s=metrics["summary"], run=metrics.get("run") or {},
                   imgs=plots(metrics, extras), rows=_rows(metrics, extras),

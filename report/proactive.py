@@ -44,13 +44,14 @@ def is_downgraded_call(o: Outreach) -> bool:
         r.startswith("call_capacity:") for r in o.reasons)
 
 
-def proactive_metrics(out_dir: str | Path, policy: Optional[dict] = None) -> dict:
+def proactive_metrics(out_dir: str | Path, policy: Optional[dict] = None,
+                      outreach: Optional[list] = None, cases: Optional[list] = None) -> dict:
     """Figures for metrics.json: assessments and calls per day against their caps, and a
-    summary of the case files."""
+    summary of the case files (``outreach``, ``cases``: the rows, when already read)."""
     out_dir = Path(out_dir)
     policy = policy or {}
     day_ms = int(policy.get("day_ms") or DAY_MS)
-    outreach = output(out_dir, "outreach")
+    outreach = output(out_dir, "outreach") if outreach is None else outreach
     assess: Counter = Counter()
     asked: Counter = Counter()
     made: Counter = Counter()
@@ -65,7 +66,7 @@ def proactive_metrics(out_dir: str | Path, policy: Optional[dict] = None) -> dic
             asked[d] += 1
     cap = policy.get("assessments_per_day")
     calls = policy.get("calls_per_day")
-    cases = output(out_dir, "cases")
+    cases = output(out_dir, "cases") if cases is None else cases
     triggers: Counter = Counter()
     for c in cases:
         for t in c.triggers:
@@ -99,15 +100,17 @@ def page_name(case_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", case_id)[:80] + ".html"
 
 
-def proactive_html(metrics: dict, out_dir: Optional[Path] = None) -> str:
-    """The report.html sections (escaped); the cases table links to the case pages."""
+def proactive_html(metrics: dict, out_dir: Optional[Path] = None,
+                   cases: Optional[list] = None) -> str:
+    """The report.html sections (escaped); the cases table links to the case pages
+    (``cases``: the case files, when already read from ``out_dir``)."""
     m = metrics.get("proactive")
     if not m:
         return ""
     cases = None
     if out_dir is not None:
-        cases = sorted(output(Path(out_dir), "cases"),
-                       key=lambda x: (-x.usd_lost, x.opened_at, x.case_id))
+        rows = output(Path(out_dir), "cases") if cases is None else cases
+        cases = sorted(rows, key=lambda x: (-x.usd_lost, x.opened_at, x.case_id))
     a, c, k = m["assessments"], m["calls"], m["cases"]
     return render("proactive.html", a=a, c=c, k=k,
                   assessments=[(d, n, a["per_day_cap"]) for d, n in a["per_day"].items()],
@@ -158,11 +161,11 @@ def case_page(c: CaseFile) -> str:
     return render("case.html", c=c, iso=_iso, freeze=freeze, sections=sections)
 
 
-def write_case_pages(out_dir: str | Path) -> int:
+def write_case_pages(out_dir: str | Path, cases: Optional[list] = None) -> int:
     """One page per case under ``out_dir/cases/`` (the pages of an earlier run there are
-    removed first); returns how many."""
+    removed first); returns how many. ``cases``: the case files, when already read."""
     out_dir = Path(out_dir)
-    cases = output(out_dir, "cases")
+    cases = output(out_dir, "cases") if cases is None else cases
     d = out_dir / CASE_DIR
     if d.is_dir():
         for old in d.glob("*.html"):

@@ -68,9 +68,11 @@ def compare(out_dir: str | Path, extras: dict, live_policy: Optional[dict],
         return None
     transfers, truth = extras["transfers"], extras["truth"]
     sides = {}
-    for side, prefix in (("live", ""), ("shadow", "shadow_")):
-        rows = {n: output_named(out_dir, prefix + n, n)
-                for n in ("holds", "resolutions", "freezes", "outreach")}
+    names = ("holds", "resolutions", "freezes", "outreach")
+    for side in ("live", "shadow"):
+        # the live decisions were read for the report already (extras); the shadow's here
+        rows = ({n: extras[n] for n in names} if side == "live"
+                else {n: output_named(out_dir, f"shadow_{n}", n) for n in names})
         sides[side] = decision_figures(transfers, truth, rows["holds"], rows["resolutions"],
                                        rows["freezes"], rows["outreach"])
     dis = read_jsonl(out_dir / "shadow_disagreements.jsonl")

@@ -32,8 +32,8 @@ import tempfile
 from pathlib import Path
 
 from bench import ROOT
+from bench.backtest_bench import ETH_CSV
 
-ETH_CSV = ROOT.parent / "shared" / "data" / "eth_transfers_2018H1_labeled.csv.gz"
 CASES = ("sim", "chunked", "eth")
 
 

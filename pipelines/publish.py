@@ -21,19 +21,14 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Optional
 
 from pipelines import preflight
-from pipelines.argtypes import parse_or_status
+from pipelines.argtypes import OneLineParser, parse_or_status
 from schemas import codecs
 
 PROG = "publish"
 NAMES = ("transfers", "reports", "outcomes", "blacklist")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _speedup(text: str) -> float:
@@ -48,7 +43,7 @@ def _speedup(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=f"safetynet {PROG}", allow_abbrev=False,
+    p = OneLineParser(prog=f"safetynet {PROG}", allow_abbrev=False,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Publish a replay directory into the streaming job's Pub/Sub "
                             "topics, in event-time order, re-timed to the present.",

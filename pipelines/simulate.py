@@ -14,24 +14,17 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Optional
 
 import simulator
 from pipelines import preflight
-from pipelines.argtypes import dashed_aliases, positive_int, reader_left, share
+from pipelines.argtypes import OneLineParser, dashed_aliases, positive_int, reader_left, share
 from simulator.exchange import DEFAULT_START_MS
 
 # What simulate writes into --output (either format): refused, or cleared with --overwrite.
 OWNED = preflight.owned_files(("transfers", "reports", "outcomes", "blacklist", "profiles",
                                "blacklist_snapshot", "truth"), ("avro", "parquet"),
                               extra=("manifest.json",))
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _share(text: str) -> float:
@@ -43,7 +36,7 @@ def _share(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="safetynet simulate",
+    p = OneLineParser(prog="safetynet simulate",
                 description="Write a synthetic replay directory: transfers, reports, outcomes, "
                             "blacklist, profiles, blacklist_snapshot, truth and manifest.json.")
     p.add_argument("--output", required=True, metavar="DIR",

@@ -20,11 +20,11 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Optional
 
 from connectors.replay import read_validated
 from pipelines import argtypes
-from pipelines.argtypes import parse_or_status, positive_number
+from pipelines.argtypes import OneLineParser, parse_or_status, positive_number
 from schemas import codecs
 from schemas.rows import DeadLetter
 from schemas.streams import REPLAY_FILES
@@ -76,13 +76,8 @@ def dead_letter_excess(recon: dict, max_share: float) -> Optional[str]:
 
 
 # ------------------------------------------------------------------------------ the command
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=f"safetynet {PROG}", allow_abbrev=False,
+    p = OneLineParser(prog=f"safetynet {PROG}", allow_abbrev=False,
                 description="Read and validate a replay directory without running the "
                             "pipeline: records read, valid and dead-lettered per input, and "
                             "the dead-letter reasons.")

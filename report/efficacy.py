@@ -36,9 +36,9 @@ from collections import defaultdict
 from typing import Optional
 
 from report.html import pct, render, usd
+from report.numbers import DAY_MS, r
 
 Z95 = 1.959963984540054
-DAY_MS = 86_400_000
 WINDOW_MS = 7 * DAY_MS
 CANCELLED = "CANCELLED"
 
@@ -102,14 +102,10 @@ def group(usd_lost: dict) -> dict:
     n = len(usd_lost)
     k = sum(1 for v in usd_lost.values() if v > 0)
     lo, hi = wilson(k, n)
-    return {"eligible_users": n, "lost_users": k, "lost_share": _r(k / n if n else None),
-            "lost_share_ci95": [_r(lo), _r(hi)] if n else None,
+    return {"eligible_users": n, "lost_users": k, "lost_share": r(k / n if n else None, 6),
+            "lost_share_ci95": [r(lo, 6), r(hi, 6)] if n else None,
             "usd_lost": round(sum(usd_lost.values()), 2),
-            "usd_lost_per_user": _r(sum(usd_lost.values()) / n if n else None, 2)}
-
-
-def _r(x: Optional[float], nd: int = 6) -> Optional[float]:
-    return None if x is None else round(float(x), nd)
+            "usd_lost_per_user": r(sum(usd_lost.values()) / n if n else None, 2)}
 
 
 def estimate(warned: dict, holdout: dict) -> dict:
@@ -121,10 +117,10 @@ def estimate(warned: dict, holdout: dict) -> dict:
         lo, hi = newcombe(gh["lost_users"], gh["eligible_users"],
                           gw["lost_users"], gw["eligible_users"])
         d, ulo, uhi = mean_diff(list(holdout.values()), list(warned.values()))
-        out["effect"] = {"lost_share_reduction": _r(gh["lost_share"] - gw["lost_share"]),
-                         "lost_share_reduction_ci95": [_r(lo), _r(hi)],
-                         "usd_per_user_reduction": _r(d, 2),
-                         "usd_per_user_reduction_ci95": [_r(ulo, 2), _r(uhi, 2)]}
+        out["effect"] = {"lost_share_reduction": r(gh["lost_share"] - gw["lost_share"], 6),
+                         "lost_share_reduction_ci95": [r(lo, 6), r(hi, 6)],
+                         "usd_per_user_reduction": r(d, 2),
+                         "usd_per_user_reduction_ci95": [r(ulo, 2), r(uhi, 2)]}
     return out
 
 
@@ -151,16 +147,16 @@ def measure(transfers: dict, truth, resolutions: list, outreach: list, holdout_r
     out.update({"holdout_share": share, "window_days": window_ms / DAY_MS,
                 "left_out_short_follow_up": len(iw) + len(ih) - len(warned) - len(hold)})
     cancelled: dict = defaultdict(list)
-    for r in truth_rows:
-        if r.subject_type == CANCELLED and r.user_id:
-            cancelled[r.user_id].append(r.event_time)
+    for row in truth_rows:
+        if row.subject_type == CANCELLED and row.user_id:
+            cancelled[row.user_id].append(row.event_time)
     if cancelled and warned:
         averted = sum(1 for u, usd in warned.items() if usd == 0 and any(
             iw[u] < t <= iw[u] + window_ms for t in cancelled.get(u, ())))
         truth_eff = averted / len(warned)
         ci = (out["effect"] or {}).get("lost_share_reduction_ci95")
         out["true_effect"] = {
-            "averted_users": averted, "lost_share_reduction": _r(truth_eff),
+            "averted_users": averted, "lost_share_reduction": r(truth_eff, 6),
             "within_ci95": None if ci is None else bool(ci[0] <= truth_eff <= ci[1]),
             "cancelled_payments": sum(len(v) for v in cancelled.values())}
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -48,3 +49,10 @@ def read_scores(out_dir: Path) -> list:
                     cols["model_version"].to_pylist(), cols["blacklisted"].to_pylist(),
                     cols["lookalike_of"].to_pylist(), strict=True))
 
+
+def read_jsonl(path: Path) -> list:
+    """The rows of a JSON-lines file a backtest wrote (none if it is absent)."""
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -26,8 +26,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Iterable, Optional
 
+from report.files import read_jsonl
 from report.html import render
-from report.numbers import day
+from report.numbers import DAY_MS, day
 
 REASONS = ("blacklist", "frozen", "lookalike", "model", "rule")
 LOST_CAUSES = ("never_held", "sent_after_a_hold", "held_then_released")
@@ -144,23 +145,18 @@ def threshold_series(versions: Iterable[dict], model: str = "transfer_risk") -> 
 
 def by_day(series: list) -> list:
     """The last threshold published each day: (day start ms, threshold)."""
-    day = 86_400_000
     last: dict = defaultdict(float)
     for t, thr, _ in series:
-        last[t // day * day] = thr
+        last[t // DAY_MS * DAY_MS] = thr
     return sorted(last.items())
 
 
 # ------------------------------------------------------------- metrics.json / report.html
 def read_versions_jsonl(out_dir) -> list:
     """The rows of ``versions.jsonl`` a backtest wrote (none if absent)."""
-    import json
     from pathlib import Path
 
-    p = Path(out_dir) / "versions.jsonl"
-    if not p.exists():
-        return []
-    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line]
+    return read_jsonl(Path(out_dir) / "versions.jsonl")
 
 
 def add_friction(metrics: dict, extras: dict, out_dir) -> dict:

@@ -22,10 +22,10 @@ from typing import Optional
 
 from report.files import output
 from report.html import render
+from report.numbers import DAY_MS
 from schemas.rows import CaseFile, Outreach
 
 CASE_DIR = "cases"
-DAY_MS = 86_400_000
 
 
 def _day(ms: int, day_ms: int = DAY_MS) -> str:

@@ -5,12 +5,11 @@ transfers they decided differently (``shadow_disagreements.jsonl``, ``shadow_hou
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Optional
 
-from report.files import output_named
+from report.files import output_named, read_jsonl
 from report.html import iso, pct, render, short, usd
 
 SAMPLE_ROWS = 30
@@ -50,13 +49,6 @@ def decision_figures(transfers: dict, truth, holds: list, resolutions: list, fre
             "freezes": len(freezes),
             "freezes_on_scam_addresses": sum(1 for f in freezes if f.address in truth.addresses),
             "outreach_by_kind": dict(sorted(kinds.items()))}
-
-
-def read_jsonl(path: Path) -> list:
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def compare(out_dir: str | Path, extras: dict, live_policy: Optional[dict],

@@ -12,7 +12,7 @@ import pytest
 
 from pipelines import backtest
 from pipelines import simulate as simulate_cli
-from report.shadow import read_jsonl
+from report.files import read_jsonl
 from schemas import codecs
 from schemas.streams import OUTPUTS
 from transforms.holdout import in_holdout

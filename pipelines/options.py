@@ -22,7 +22,7 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.argtypes import share
+from pipelines.argtypes import positive_number, share
 from transforms.policy import Policy
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -185,13 +185,11 @@ def _number(kind: type):
 def time_scale(text: str) -> float:
     """``--time_scale``: a finite number > 0 (0 used to mean 1, silently)."""
     try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not (math.isfinite(v) and v > 0):
+        return positive_number(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"must be a number > 0 (every duration is divided by it; e.g. 24), got {text!r}")
-    return v
+            f"must be a number > 0 (every duration is divided by it; e.g. 24), got {text!r}"
+        ) from None
 
 
 def flag_of(field: str) -> str:

@@ -2,8 +2,9 @@
 # The two commands of the README:
 #   ./run_local.sh          set up .venv, then run the local demo (simulator -> Pub/Sub
 #                           emulator -> streaming job), or a backtest where no emulator exists
-#   ./run_local.sh test     set up .venv, start the Pub/Sub emulator, run the whole test suite
-# Anything after `test` goes to pytest (e.g. ./run_local.sh test -k holds).
+#   ./run_local.sh test     set up .venv, start the Pub/Sub emulator(s), run the whole test
+#                           suite on 2 pytest-xdist workers (tests/harness.py)
+# Anything after `test` goes to pytest (e.g. ./run_local.sh test -k holds; serially: -n 0).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)

@@ -31,6 +31,7 @@ setup(
     package_data={"schemas": ["*.avsc"], "report": ["templates/*.html", "templates/*.css"]},
     include_package_data=True,
     install_requires=REQUIRES,
-    extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "ruff==0.17.6"]},
+    extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0",
+                            "ruff==0.17.6"]},
     entry_points={"console_scripts": ["safetynet=pipelines.cli:main"]},
 )

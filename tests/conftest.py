@@ -1,29 +1,169 @@
 """Suite-wide hooks.
 
-Under ``CI=true`` a test skipped because the Pub/Sub emulator is missing (its skip reason
-names PUBSUB_EMULATOR_HOST) fails instead: CI must run the emulator tests, and a green run
-that skipped them would hide a broken install. Elsewhere they skip with the reason.
+* Under ``CI=true`` a test skipped because the Pub/Sub emulator is missing (its skip reason
+  names PUBSUB_EMULATOR_HOST) fails instead: CI must run the emulator tests, and a green run
+  that skipped them would hide a broken install. Elsewhere they skip with the reason.
+* Parallel runs (pytest-xdist, ``-n``; ``tests/harness.py`` adds ``-n 2``):
+  - each worker talks to its own emulator (the harness lists one host per worker in
+    SAFETYNET_TEST_EMULATORS; ``gwN`` takes the N-th);
+  - the tests that use a module-, class- or package-scoped fixture of one module run on
+    one worker (an ``xdist_group`` per module, ``--dist loadgroup``): such a fixture is
+    built once, and a streaming job started by one is never started twice on the same
+    subscriptions; every other test is scheduled on its own;
+  - the order handed to the workers: units that need the emulator first (they wait on
+    the wall clock: started early, they overlap with the rest), then the grouped units,
+    largest first, then the others as collected. Nothing here names a test file.
+* ``--cpu-durations N``: the N slowest test phases in CPU-seconds (the test's process and
+  the children it waited for), a measure that a busy shared machine distorts less than
+  wall time (``--durations``).
 """
 
 from __future__ import annotations
 
 import os
+import resource
+from typing import Optional
 
 import pytest
 
 EMULATOR_VAR = "PUBSUB_EMULATOR_HOST"
+EMULATORS_VAR = "SAFETYNET_TEST_EMULATORS"
+_CPU = pytest.StashKey[dict]()
 
 
 def _ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+# ------------------------------------------------------------------ options and workers
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cpu-durations", type=int, default=None, metavar="N",
+                     help="show the N test phases that used the most CPU-seconds "
+                          "(this process and its waited-for children); 0 for all")
+
+
+def _distributed(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) or hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = getattr(config, "workerinput", None)
+    hosts = [h for h in os.environ.get(EMULATORS_VAR, "").split(",") if h]
+    if worker is not None and hosts:
+        n = int(worker["workerid"].removeprefix("gw") or 0)
+        os.environ[EMULATOR_VAR] = hosts[n % len(hosts)]
+    if worker is None and getattr(config.option, "numprocesses", None):
+        args = config.invocation_params.args
+        if not any(str(a) == "--dist" or str(a).startswith("--dist=") for a in args):
+            config.option.dist = "loadgroup"  # keep a module's shared fixture on one worker
+        config.option.loadscopereorder = False  # the order below, not by test count
+
+
+# ------------------------------------------------------------------ grouping and order
+def _needs_emulator(item: pytest.Item) -> bool:
+    if item.get_closest_marker("emulator") is not None:
+        return True
+    return any(EMULATOR_VAR in str(m.kwargs.get("reason", ""))
+               for m in item.iter_markers("skipif"))
+
+
+def _shared_scope(item: pytest.Item) -> Optional[str]:
+    """The group of an item that uses a fixture shared beyond one test (module, class or
+    package scope); None when each test builds its own (or a session-wide one)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    scopes = {getattr(d, "scope", "function") for defs in info.name2fixturedefs.values()
+              for d in defs}
+    module = item.nodeid.split("::", 1)[0]
+    if "package" in scopes:
+        return os.path.dirname(module) or module
+    if "module" in scopes or "class" in scopes:
+        return module
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    if not _distributed(config):
+        return
+    units: dict = {}
+    for i, item in enumerate(items):
+        group = _shared_scope(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        key = group or item.nodeid
+        u = units.setdefault(key, {"first": i, "size": 0, "emulator": False,
+                                   "grouped": group is not None})
+        u["size"] += 1
+        u["emulator"] |= _needs_emulator(item)
+
+    def rank(item_and_index):
+        i, item = item_and_index
+        u = units[_shared_scope(item) or item.nodeid]
+        return (0 if u["emulator"] else 1 if u["grouped"] else 2,
+                -u["size"] if u["grouped"] else 0, u["first"], i)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=rank)]
+
+
+# ------------------------------------------------------------------ CI and CPU time
+def _cpu_seconds() -> float:
+    me, kids = (resource.getrusage(resource.RUSAGE_SELF),
+                resource.getrusage(resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _timed(item: pytest.Item, when: str):
+    start = _cpu_seconds()
+    yield
+    item.stash.setdefault(_CPU, {})[when] = _cpu_seconds() - start
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    yield from _timed(item, "setup")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    yield from _timed(item, "call")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item):
+    yield from _timed(item, "teardown")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     rep = outcome.get_result()
+    cpu = item.stash.get(_CPU, {}).get(call.when)
+    if cpu is not None:
+        rep.user_properties.append(("cpu_seconds", round(cpu, 3)))
     if rep.skipped and _ci() and EMULATOR_VAR in str(rep.longrepr):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
         rep.longrepr = (f"CI=true but the Pub/Sub emulator is missing ({reason}): install "
                         "gcloud's pubsub-emulator component; CI must not skip these tests")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == "cpu_seconds" and value >= 0.005:
+            _SEEN.append((value, report.when, report.nodeid))
+
+
+_SEEN: list = []
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    n = config.getoption("cpu_durations")
+    if n is None or hasattr(config, "workerinput"):
+        return
+    rows = sorted(_SEEN, reverse=True)
+    total = sum(v for v, _, _ in rows)
+    terminalreporter.write_sep("=", f"CPU-seconds per test phase (all: {total:.1f} s)")
+    for v, when, nodeid in rows[: n or None]:
+        terminalreporter.write_line(f"{v:8.2f}s {when:<8} {nodeid}")

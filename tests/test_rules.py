@@ -1,7 +1,10 @@
-"""The nine decision rules of DESIGN.md, each pinned on the whole graph (batch face).
-
-Event-time behaviour on the streaming face (TestStream) is in test_event_time.py; both
-faces are compared on the same data in test_reference.py.
+"""The nine decision rules of DESIGN.md, each pinned on the whole graph: its machines run
+in plain Python by ``tests.scenario.decide`` (``transforms.reference``: the batch face's
+steps, keys and order, without Beam). That both faces decide exactly as the reference is
+pinned once, on a data set that takes every decision path, in test_reference.py;
+event-time behaviour on the streaming face (TestStream) is in test_event_time.py. The
+snapshot of real vendor lists (the last test) still goes through the batch face's side
+input.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from tests.scenario import (
     addr,
     at,
     collect,
+    decide,
     listing,
     outcome,
     profile,
@@ -51,7 +55,7 @@ def by(rows, field):
 
 # ----------------------------------------------------------------------------- rule 1
 def test_transfer_to_blacklisted_address_is_held_with_list_source_and_warning(policy):
-    out = collect([transfer("t1", at(0), "alice", SCAM)], policy)
+    out = decide([transfer("t1", at(0), "alice", SCAM)], policy)
     (hold,) = out["holds"]
     assert hold.transfer_id == "t1"
     assert "blacklist:ofac_sdn" in hold.reasons
@@ -61,7 +65,7 @@ def test_transfer_to_blacklisted_address_is_held_with_list_source_and_warning(po
 
 
 def test_vulnerable_sender_to_blacklisted_address_gets_intervention_call(policy):
-    out = collect([transfer("t1", at(0), "vera", SCAM)], policy)
+    out = decide([transfer("t1", at(0), "vera", SCAM)], policy)
     assert len(out["holds"]) == 1
     assert [(o.kind, o.channel) for o in out["outreach"]] == [("INTERVENTION", "CALL")]
 
@@ -74,7 +78,7 @@ def test_repeat_victim_gets_intervention_call(policy):
         outcome("c2", at(hours=3), "ADDRESS", scam3),
         transfer("a3", at(days=3), "bob", SCAM),
     ]
-    out = collect(events, policy)
+    out = decide(events, policy)
     warn = [o for o in out["outreach"] if o.transfer_id == "a3"]
     assert [(o.kind, o.channel) for o in warn] == [("INTERVENTION", "CALL")]
     assert any("repeat_victim" in r for r in warn[0].reasons)
@@ -88,7 +92,7 @@ def _fan_in_burst(dest, n=30):
 
 def test_score_at_or_above_hold_threshold_is_held(policy):
     dest = addr("young-collector")
-    out = collect(_fan_in_burst(dest), policy)
+    out = decide(_fan_in_burst(dest), policy)
     held = {h.transfer_id for h in out["holds"]}
     assert held == {f"f{i}" for i in range(24, 30)}  # from the 25th distinct sender on
     assert all(any(r.startswith("fan_in_24h=") for r in h.reasons) for h in out["holds"])
@@ -97,7 +101,7 @@ def test_score_at_or_above_hold_threshold_is_held(policy):
 def test_score_between_warning_and_hold_threshold_warns_only(policy):
     dest = addr("young-collector")
     p = dataclasses.replace(policy, hold_threshold=0.9, warn_threshold=0.5)
-    out = collect(_fan_in_burst(dest), p)
+    out = decide(_fan_in_burst(dest), p)
     assert out["holds"] == []
     assert {o.transfer_id for o in out["outreach"] if o.kind == "WARNING"} == {
         f"f{i}" for i in range(24, 30)}
@@ -105,7 +109,7 @@ def test_score_between_warning_and_hold_threshold_warns_only(policy):
 
 # ----------------------------------------------------------------------------- rule 3
 def test_hold_released_exactly_at_its_deadline(policy):
-    out = collect([transfer("t1", at(0), "alice", SCAM)], policy)
+    out = decide([transfer("t1", at(0), "alice", SCAM)], policy)
     (hold,), (res,) = out["holds"], out["resolutions"]
     assert hold.expires_at - hold.placed_at == 24 * HOUR
     assert (res.resolution, res.resolved_at) == ("RELEASED", hold.expires_at)
@@ -114,7 +118,7 @@ def test_hold_released_exactly_at_its_deadline(policy):
 def test_hold_refunded_when_case_outcome_confirms_transfer_and_never_released(policy):
     events = [transfer("t1", at(0), "alice", SCAM),
               outcome("c1", at(hours=5), "TRANSFER", "t1")]
-    out = collect(events, policy)
+    out = decide(events, policy)
     assert [(r.transfer_id, r.resolution, r.resolved_at) for r in out["resolutions"]] == [
         ("t1", "REFUNDED", at(hours=5))]
 
@@ -122,7 +126,7 @@ def test_hold_refunded_when_case_outcome_confirms_transfer_and_never_released(po
 def test_transfer_to_frozen_address_is_held_and_refunded_at_once(policy):
     dest = addr("frozen-one")
     events = [outcome("c1", at(0), "ADDRESS", dest), transfer("t9", at(hours=1), "carol", dest)]
-    out = collect(events, policy)
+    out = decide(events, policy)
     (hold,), (res,) = out["holds"], out["resolutions"]
     assert (res.transfer_id, res.resolution, res.resolved_at) == ("t9", "REFUNDED", at(hours=1))
     assert "destination_frozen" in hold.reasons
@@ -132,7 +136,7 @@ def test_every_hold_ends_in_exactly_one_resolution(policy):
     dest = addr("young-collector")
     events = _fan_in_burst(dest) + [transfer("t1", at(0), "alice", SCAM),
                                     outcome("c1", at(hours=30), "ADDRESS", dest)]
-    out = collect(events, policy)
+    out = decide(events, policy)
     assert sorted(r.hold_id for r in out["resolutions"]) == sorted(
         h.hold_id for h in out["holds"])
 
@@ -151,7 +155,7 @@ def test_scam_verdict_freezes_suspect_and_refunds_every_pending_hold(policy):
     dest = addr("romance-scammer")
     p = dataclasses.replace(policy, hold_threshold=0.0, warn_threshold=0.0)  # hold all
     events = _paid_reports(dest, ["alice", "bob"], t0=5)
-    out = collect(events, p)
+    out = decide(events, p)
     (freeze,) = out["freezes"]
     assert freeze.address == dest
     assert set(freeze.report_ids) >= {"rep-alice", "rep-bob"}
@@ -165,7 +169,7 @@ def test_scam_verdict_freezes_suspect_and_refunds_every_pending_hold(policy):
 def test_case_outcome_on_address_freezes_it_and_blacklists_it_live(policy):
     dest = addr("drainer")
     events = [outcome("c1", at(0), "ADDRESS", dest), transfer("t1", at(hours=2), "dave", dest)]
-    out = collect(events, policy)
+    out = decide(events, policy)
     assert [f.address for f in out["freezes"]] == [dest]
     assert [h.transfer_id for h in out["holds"]] == ["t1"]
 
@@ -176,7 +180,7 @@ def test_report_bombing_from_fresh_accounts_does_not_freeze_merchant(policy):
     # ...then 30 brand-new accounts that never paid it report it within the hour.
     events += [report(f"bomb{i}", at(hours=3) + i * 60_000, f"fresh{i}", suspect=SHOP,
                       category="FAKE_PLATFORM", text="scam scam scam") for i in range(30)]
-    out = collect(events, policy)
+    out = decide(events, policy)
     assert out["freezes"] == []
     assert all(v.verdict != "SCAM" for v in out["verdicts"])
     assert len(out["verdicts"]) == 30
@@ -196,7 +200,7 @@ def test_silent_sufferers_are_exactly_non_reporting_unrefunded_senders_in_lookba
     ]
     # Make dave's transfer held: list the destination live just before he pays.
     events.append(listing(dest, at(hours=-2), source="vendor_chainabuse"))
-    out = collect(events, p)
+    out = decide(events, p)
     silent = sorted((o.user_id, o.channel) for o in out["outreach"]
                     if o.kind == "SILENT_SUFFERER")
     assert silent == [("bob", "CHAT")]
@@ -207,7 +211,7 @@ def test_blacklisting_alone_triggers_silent_sufferer_outreach(policy):
     dest = addr("later-listed")
     events = [transfer("b1", at(0), "bob", dest),
               listing(dest, at(days=2), source="vendor_chainabuse")]
-    out = collect(events, policy)
+    out = decide(events, policy)
     assert [(o.user_id, o.kind, o.address) for o in out["outreach"]] == [
         ("bob", "SILENT_SUFFERER", dest)]
 
@@ -216,7 +220,7 @@ def test_blacklisting_alone_triggers_silent_sufferer_outreach(policy):
 def test_outreach_cooldown_one_warning_per_user_per_24h(policy):
     events = [transfer("t1", at(0), "alice", SCAM), transfer("t2", at(hours=3), "alice", SCAM),
               transfer("t3", at(hours=25), "alice", SCAM)]
-    out = collect(events, policy)
+    out = decide(events, policy)
     assert len(out["holds"]) == 3
     assert sorted(o.transfer_id for o in out["outreach"] if o.kind == "WARNING") == ["t1", "t3"]
 
@@ -226,20 +230,20 @@ def test_silent_sufferer_outreach_once_per_user_and_address(policy):
     events = [transfer("b1", at(0), "bob", dest), transfer("b2", at(1), "bob", dest),
               listing(dest, at(days=1), source="vendor_a"),
               outcome("c1", at(days=3), "ADDRESS", dest)]
-    out = collect(events, policy)
+    out = decide(events, policy)
     assert [o.user_id for o in out["outreach"] if o.kind == "SILENT_SUFFERER"] == ["bob"]
 
 
 # ----------------------------------------------------------------------------- rule 7
 def test_report_without_suspect_or_transfer_is_dead_lettered(policy):
-    out = collect([report("r0", at(0), "alice")], policy)
+    out = decide([report("r0", at(0), "alice")], policy)
     (dl,) = out["dead_letter"]
     assert dl.source == "reports" and "neither a suspect" in dl.error
     assert out["verdicts"] == []
 
 
 def test_outcome_for_unknown_transfer_is_dead_lettered_after_waiting(policy):
-    out = collect([outcome("c1", at(0), "TRANSFER", "never-seen")], policy)
+    out = decide([outcome("c1", at(0), "TRANSFER", "never-seen")], policy)
     (dl,) = out["dead_letter"]
     assert dl.source == "outcomes" and "never-seen" in dl.error
     assert dl.at == at(0) + policy.resolve_wait_ms
@@ -247,7 +251,7 @@ def test_outcome_for_unknown_transfer_is_dead_lettered_after_waiting(policy):
 
 def test_outcome_arriving_before_its_transfer_still_applies(policy):
     events = [outcome("c1", at(0), "TRANSFER", "t1"), transfer("t1", at(5), "alice", SCAM)]
-    out = collect(events, policy)
+    out = decide(events, policy)
     assert out["dead_letter"] == []
     assert [f.address for f in out["freezes"]] == [SCAM]
 
@@ -258,7 +262,7 @@ def test_duplicate_deliveries_change_nothing(policy):
             report("r1", at(5), "alice", transfer_id="t1")]
     twice = once + [transfer("t1", at(0), "alice", SCAM),
                     report("r1", at(5), "alice", transfer_id="t1")]
-    assert collect(twice, policy) == collect(once, policy)
+    assert decide(twice, policy) == decide(once, policy)
 
 
 # ----------------------------------------------------------------------------- rule 9
@@ -270,7 +274,7 @@ def test_lookalike_of_known_payee_is_held_naming_the_payee(policy):
               transfer("x1", at(days=2), "alice", fake),
               transfer("n1", at(days=3), "alice", stranger),
               transfer("x2", at(days=4), "alice", fake)]
-    out = collect(events, policy)
+    out = decide(events, policy)
     held = by(out["holds"], "transfer_id")
     assert set(held) == {"x1", "x2"}  # paying the imitation again is held again
     assert f"lookalike_of={genuine}" in held["x1"].reasons
@@ -283,14 +287,14 @@ def test_lookalike_of_known_payee_is_held_naming_the_payee(policy):
 def test_blacklist_remove_takes_effect(policy):
     events = [listing(SCAM, at(0), action="REMOVE", source="ofac_sdn"),
               transfer("t1", at(5), "alice", SCAM)]
-    assert collect(events, policy)["holds"] == []
+    assert decide(events, policy)["holds"] == []
 
 
 def test_blacklist_add_on_the_stream_holds_later_transfers(policy):
     dest = addr("newly-listed")
     events = [transfer("t0", at(0), "alice", dest), listing(dest, at(5), source="vendor_x"),
               transfer("t1", at(10), "bob", dest)]
-    out = collect(events, policy)
+    out = decide(events, policy)
     assert [h.transfer_id for h in out["holds"]] == ["t1"]
     assert "blacklist:vendor_x" in out["holds"][0].reasons
 

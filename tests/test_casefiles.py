@@ -11,7 +11,7 @@ import random
 import pytest
 
 from schemas.codecs import write_records
-from tests.scenario import addr, at, collect, listing, outcome, profile, report, transfer
+from tests.scenario import addr, at, collect, decide, listing, outcome, profile, report, transfer
 from transforms.casefiles import CASES, CaseBook, latest_cases
 from transforms.events import FeaturedReport, ReportIn, ScoredReport
 from transforms.machine import END_OF_TIME, run_history, step
@@ -49,7 +49,7 @@ def _load(items):
 
 
 def test_frozen_address_gets_a_case_file_with_fates_reports_outreach_and_totals(policy):
-    out = collect(_events(), policy)
+    out = decide(_events(), policy)
     cases = {c.address: c for c in out["cases"]}
     assert set(cases) == {X, LISTED}
     c = cases[X]
@@ -78,7 +78,7 @@ def test_frozen_address_gets_a_case_file_with_fates_reports_outreach_and_totals(
 
 
 def test_listed_address_case_shows_the_list_entry_and_the_released_hold(policy):
-    c = {c.address: c for c in collect(_events(), policy)["cases"]}[LISTED]
+    c = {c.address: c for c in decide(_events(), policy)["cases"]}[LISTED]
     assert c.triggers == ["blacklisted:vendor_q"]
     assert [(b["action"], b["source"]) for b in _load(c.blacklist)] == [("ADD", "vendor_q")]
     assert [(t["transfer_id"], t["fate"]) for t in _load(c.transfers)] == [("t4", "RELEASED")]
@@ -89,7 +89,7 @@ def test_items_are_capped_with_counts_of_what_was_left_out(policy):
     p = dataclasses.replace(policy, case_max_items=2)
     events = [listing(LISTED, at(0), source="vendor_q")] + [
         transfer(f"t{i}", at(hours=1 + i), f"u{i}", LISTED, usd=10.0) for i in range(5)]
-    (c,) = collect(events, p)["cases"]
+    (c,) = decide(events, p)["cases"]
     assert [t["transfer_id"] for t in _load(c.transfers)] == ["t0", "t1"]
     assert c.transfers_omitted == 3
     # timeline: the listing, then per transfer: itself, its hold, its release, its warning

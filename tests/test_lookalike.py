@@ -17,7 +17,7 @@ import pytest
 from schemas import codecs
 from schemas.codecs import normalize_address
 from schemas.rows import Transfer
-from tests.scenario import at, collect
+from tests.scenario import at, decide
 from transforms import lookalike as lk
 from transforms.machine import run_history
 from transforms.policy import Policy
@@ -231,7 +231,7 @@ def test_lookalikes_on_every_family_are_held_naming_payee_and_family():
                    tr(f"{u}-x2", 240, u, f, net)]
         why = f"lookalike_of={genuine}" + ("" if fam == lk.EVM else f" ({fam})")
         expect_held[f"{u}-x1"] = expect_held[f"{u}-x2"] = why
-    out = collect(events, P)
+    out = decide(events, P)  # the graph's machines without Beam (tests.scenario.decide)
     held = {h.transfer_id: h for h in out["holds"]}
     assert set(held) == set(expect_held)
     for tid, why in expect_held.items():

@@ -10,9 +10,11 @@
     one worker (an ``xdist_group`` per module, ``--dist loadgroup``): such a fixture is
     built once, and a streaming job started by one is never started twice on the same
     subscriptions; every other test is scheduled on its own;
-  - the order handed to the workers: units that need the emulator first (they wait on
-    the wall clock: started early, they overlap with the rest), then the grouped units,
-    largest first, then the others as collected. Nothing here names a test file.
+  - the order handed to the workers: longest first, by the durations of the last run
+    here (``tests/.durations.json``, written at the end of every run, not versioned);
+    a test never timed counts 1 s, or 30 s if it needs the emulator (such a test waits
+    on the wall clock: started early, it overlaps with the rest). Nothing here names a
+    test file: a new file is grouped and ordered by the same rules.
 * ``--cpu-durations N``: the N slowest test phases in CPU-seconds (the test's process and
   the children it waited for), a measure that a busy shared machine distorts less than
   wall time (``--durations``).
@@ -20,8 +22,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+from pathlib import Path
 from typing import Optional
 
 import pytest
@@ -29,6 +33,9 @@ import pytest
 EMULATOR_VAR = "PUBSUB_EMULATOR_HOST"
 EMULATORS_VAR = "SAFETYNET_TEST_EMULATORS"
 _CPU = pytest.StashKey[dict]()
+_PAST = pytest.StashKey[dict]()
+DURATIONS = Path(__file__).resolve().parent / ".durations.json"
+UNTIMED_S, UNTIMED_EMULATOR_S = 1.0, 30.0
 
 
 def _ci() -> bool:
@@ -57,6 +64,24 @@ def pytest_configure(config: pytest.Config) -> None:
         if not any(str(a) == "--dist" or str(a).startswith("--dist=") for a in args):
             config.option.dist = "loadgroup"  # keep a module's shared fixture on one worker
         config.option.loadscopereorder = False  # the order below, not by test count
+    if worker is not None:
+        config.stash[_PAST] = dict(worker.get("safetynet_durations", {}))
+    else:
+        config.stash[_PAST] = _read_durations()
+
+
+def _read_durations() -> dict:
+    try:
+        got = json.loads(DURATIONS.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in got.items()} if isinstance(got, dict) else {}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """(xdist, controller) Every worker orders its collection from the same durations."""
+    node.workerinput["safetynet_durations"] = node.config.stash.get(_PAST, {})
 
 
 # ------------------------------------------------------------------ grouping and order
@@ -87,22 +112,21 @@ def _shared_scope(item: pytest.Item) -> Optional[str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     if not _distributed(config):
         return
+    past = config.stash.get(_PAST, {})
     units: dict = {}
     for i, item in enumerate(items):
         group = _shared_scope(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
-        key = group or item.nodeid
-        u = units.setdefault(key, {"first": i, "size": 0, "emulator": False,
-                                   "grouped": group is not None})
-        u["size"] += 1
-        u["emulator"] |= _needs_emulator(item)
+        emu = _needs_emulator(item)
+        cost = past.get(item.nodeid, UNTIMED_EMULATOR_S if emu else UNTIMED_S)
+        u = units.setdefault(group or item.nodeid, {"first": i, "cost": 0.0})
+        u["cost"] += cost
 
     def rank(item_and_index):
         i, item = item_and_index
         u = units[_shared_scope(item) or item.nodeid]
-        return (0 if u["emulator"] else 1 if u["grouped"] else 2,
-                -u["size"] if u["grouped"] else 0, u["first"], i)
+        return (-u["cost"], u["first"], i)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=rank)]
 
@@ -149,13 +173,36 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                         "gcloud's pubsub-emulator component; CI must not skip these tests")
 
 
+def _plain_nodeid(nodeid: str) -> str:
+    """A node id without the ``@group`` suffix xdist's loadgroup adds."""
+    at = nodeid.rfind("@")
+    return nodeid[:at] if at > nodeid.rfind("]") else nodeid
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    nodeid = _plain_nodeid(report.nodeid)
+    _TIMES[nodeid] = _TIMES.get(nodeid, 0.0) + report.duration
     for name, value in report.user_properties:
         if name == "cpu_seconds" and value >= 0.005:
             _SEEN.append((value, report.when, report.nodeid))
 
 
 _SEEN: list = []
+_TIMES: dict = {}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """(controller or serial run) Keep this run's durations for the next run's order."""
+    if hasattr(session.config, "workerinput") or not _TIMES:
+        return
+    merged = {**session.config.stash.get(_PAST, {}), **{k: round(v, 2)
+                                                         for k, v in _TIMES.items()}}
+    try:
+        tmp = DURATIONS.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged, sort_keys=True, indent=0))
+        tmp.replace(DURATIONS)
+    except OSError:
+        pass  # a read-only checkout: the next run orders by the defaults
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

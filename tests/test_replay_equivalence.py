@@ -122,7 +122,7 @@ def test_backtest_and_stream_decide_alike(snapshot, tmp_path):
         assert proc.poll() is None, "the streaming job died"
         stream = decisions(col.rows)
     finally:
-        stop_process(proc)
+        stop_process(proc, kill=True)  # nothing here pins a graceful stop; SIGINT waits 15 s
         col.close()
     for name in batch:
         assert stream[name] == batch[name], name

@@ -77,7 +77,7 @@ def job(tmp_path_factory):
         wait_until_live(pub, col, timeout=90, is_alive=lambda: proc.poll() is None)
         yield proc, pub, col, raw
     finally:
-        stop_process(proc)
+        stop_process(proc, kill=True)  # nothing here pins a graceful stop; SIGINT waits 15 s
         col.close()
         raw.close()
 

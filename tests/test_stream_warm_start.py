@@ -56,5 +56,5 @@ def test_a_stream_started_from_a_replay_knows_the_payees_it_built(tmp_path):
         assert f"lookalike_of={PAYEE}" in hold.reasons
         assert proc.poll() is None, "the job died"
     finally:
-        stop_process(proc)
+        stop_process(proc, kill=True)  # nothing here pins a graceful stop; SIGINT waits 15 s
         col.close()

@@ -345,6 +345,16 @@ def run(argv: Optional[list[str]] = None):
     return p.run()
 
 
+def _warm_line(restore: str, manifest: dict) -> str:
+    from datetime import datetime, timezone
+
+    end = datetime.fromtimestamp(manifest["end_time"] / 1000, timezone.utc)
+    files = manifest.get("files", {})
+    return (f"warm start from {restore}: the state of every step up to event time "
+            f"{end:%Y-%m-%d %H:%M:%S}Z ({sum(n.startswith('state-') for n in files)} state "
+            f"files, {len(read_versions(restore))} model versions)")
+
+
 def _exit_on_publish_failure(e: Exception) -> None:
     """A topic unpublishable past ``--publish_timeout``: one line, exit status 1 (the
     local runner's threads cannot be stopped cleanly from here)."""
@@ -359,20 +369,29 @@ WARN_COUNTERS = ("dead_lettered", "late", "dropped")
 
 
 class CounterWarnings:
-    """Called by the health reporter every second (local runner): a warning line for each
-    warning counter that grew since the last call, at most one per counter every 10 s."""
+    """Every ``every_s`` seconds (local runner, its own thread: reading the runner's
+    counters can wait on the runner): a warning line for each warning counter that grew."""
 
     def __init__(self, result, every_s: float = 10.0):
         self.result, self.every_s = result, every_s
         self.seen: dict = {}
-        self.next = 0.0
 
-    def __call__(self) -> None:
+    def start(self) -> None:
+        import threading
+
+        threading.Thread(target=self._loop, name="safetynet-warnings", daemon=True).start()
+
+    def _loop(self) -> None:
         import time
 
-        if time.monotonic() < self.next:
-            return
-        self.next = time.monotonic() + self.every_s
+        while True:
+            time.sleep(self.every_s)  # a period of the warnings, not a wait for the job
+            try:
+                self()
+            except Exception as e:  # noqa: BLE001 - warnings must never stop the job
+                _LOG.warning("reading the job's counters failed: %s", e)
+
+    def __call__(self) -> None:
         for c in self.result.metrics().query()["counters"]:
             name = c.key.metric.name
             if not any(w in name for w in WARN_COUNTERS):
@@ -412,10 +431,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     restore = options.view_as(SharedOptions).restore_state
     if restore:
         try:
-            check_checkpoint(restore)
+            manifest = check_checkpoint(restore)
         except CheckpointError as e:
             print(f"stream: error: {e}", file=sys.stderr)
             return 2
+        if not args.quiet:
+            print(f"[stream] {_warm_line(restore, manifest)}", flush=True)
     std = options.view_as(StandardOptions)
     try:  # what can be checked before the job starts: one line, exit 2
         preflight.check_runner(std.runner)
@@ -440,7 +461,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not args.quiet:
             print("[stream] running; Ctrl-C stops", flush=True)
         if local:  # the driver is the worker: it reports, and warns from the counters
-            health.ensure_reporter(health_config(options), extra=CounterWarnings(result))
+            health.ensure_reporter(health_config(options))
+            CounterWarnings(result).start()
         result.wait_until_finish()
     except KeyboardInterrupt:
         print("[stream] interrupted, stopping", flush=True)

@@ -18,6 +18,13 @@ Pub/Sub read from the wall clock, so locally event times must be near the presen
 re-times history and scales durations with ``--time_scale``); it acknowledges messages on
 pull, so only Dataflow / Flink give at-least-once processing (bench/STREAMING.md).
 Set ``PUBSUB_EMULATOR_HOST`` to run against the emulator.
+
+Before it starts, the job checks every subscription and topic it will use (a missing one:
+one line naming it, exit 2; ``--create_missing`` creates it). While it runs, a topic that
+refuses decisions holds back no other output; its decisions are kept and retried, a warning
+names it at once, and after ``--publish_timeout`` seconds the job stops with one line (exit
+1). Every ``--health_every`` seconds it prints a health line and publishes it as JSON to
+``safetynet-health`` (:mod:`connectors.health`; README, "Operating the streaming job").
 """
 
 from __future__ import annotations

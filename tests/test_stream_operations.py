@@ -124,6 +124,16 @@ def test_created_topics_health_and_a_topic_deleted_while_running(tmp_path):
         assert code == 1
         last = [x for x in text.splitlines() if x.startswith("stream: error:")]
         assert len(last) == 1 and topic_path(project, "outreach") in last[0], text[-2000:]
+
+        def stuck(r):  # the health records said which topic held decisions back
+            return (r["oldest_unpublished_topic"] == topic_path(project, "outreach")
+                    and r["unpublished"].get("safetynet-outreach", 0) >= 1
+                    and r["oldest_unpublished_s"] >= 0)
+
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(stuck(r) for r in records):
+            _health_records(hsub, sub, records)
+        assert any(stuck(r) for r in records), records[-3:]
     finally:
         stop_process(proc)
         col.close()

@@ -1,6 +1,6 @@
 """Child processes of local runs: gcloud's Pub/Sub emulator on 127.0.0.1 (``start``) and
 the streaming job (``start_process`` / ``stop_process``), for the demo, the tests and the
-benchmarks.
+benchmarks; and a Cloud Storage emulator (``start_storage``) for ``gs://`` checkpoints.
 
 >>> find_emulator() is None or find_emulator().name == "cloud-pubsub-emulator"
 True
@@ -116,3 +116,30 @@ def stop_process(proc, kill: bool = False, timeout: float = 15.0) -> None:
         proc.wait()
     except ProcessLookupError:
         pass
+
+
+class StorageEmulator:
+    """A Cloud Storage emulator (the ``gcp-storage-emulator`` package) in this process, in
+    memory, with ``bucket`` created: Beam's ``gs://`` file system talks to it when
+    ``STORAGE_EMULATOR_HOST`` holds :attr:`host` (in this process and its children)."""
+
+    def __init__(self, bucket: str, port: Optional[int] = None):
+        from gcp_storage_emulator.server import create_server
+
+        self.port = port or free_port()
+        self.host = f"http://127.0.0.1:{self.port}"
+        self.server = create_server("127.0.0.1", self.port, in_memory=True,
+                                    default_bucket=bucket)
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_storage(bucket: str) -> Optional[StorageEmulator]:
+    """A running Cloud Storage emulator with ``bucket``; None when the package is missing."""
+    try:
+        import gcp_storage_emulator  # noqa: F401
+    except ImportError:
+        return None
+    return StorageEmulator(bucket)

@@ -13,6 +13,15 @@ before adding it.
 2. DoFn specs: the runner recomputes a DoFn's state and timer specs (``inspect.signature``
    over every method) several times per bundle, two thirds of the job's CPU; they are
    declared on the class, so one answer per class is cached.
+3. Watermarks and timers: after every bundle the runner walks, for each step, every element
+   still waiting in its input (``_TransformWatermarks.refresh``, for their earliest
+   timestamp; Beam's own TODO says so) and every key's timers
+   (``extract_transform_timers``). With the tens of thousands of saved states a restored
+   state checkpoint hands the steps at once, the job did nothing else for minutes (no
+   message read). A waiting bundle's earliest timestamp is now computed once (a bundle is
+   immutable once committed), and each key's state caches the time of its earliest
+   event-time timer (dropped whenever its timers change): a key with nothing due is
+   skipped without walking its timers.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ def check_version(version: str) -> None:
 
 
 def install() -> None:
-    """Install both patches (once per process) after checking Beam's version."""
+    """Install the patches (once per process) after checking Beam's version."""
     global _installed
     check_version(beam.__version__)
     with _lock:
@@ -61,6 +70,7 @@ def install() -> None:
             return
         _install_read_evaluator()
         _install_spec_cache()
+        _install_timer_index()
         _installed = True
 
 
@@ -190,3 +200,182 @@ def _install_spec_cache() -> None:
     userstate.is_stateful_dofn = is_stateful_dofn
     te.get_dofn_specs = get_dofn_specs
     te.is_stateful_dofn = is_stateful_dofn
+
+
+# ---------------------------------------------------------------------------- 3. timers
+_DUE = "_safetynet_due"  # (earliest event-time timer, has a processing-time timer)
+
+
+def _due(state):
+    """(earliest event-time timer or None, any processing-time timer) of a key's state,
+    cached on the state until its timers change."""
+    from apache_beam.transforms.timeutil import TimeDomain
+
+    got = state.__dict__.get(_DUE)
+    if got is None:
+        earliest, realtime = None, False
+        for timers in state.timers.values():
+            for (_, domain, _), ts in timers.items():
+                if domain == TimeDomain.REAL_TIME:
+                    realtime = True
+                elif earliest is None or ts < earliest:
+                    earliest = ts
+        got = state.__dict__[_DUE] = (earliest, realtime)
+    return got
+
+
+def _install_timer_index() -> None:
+    """Skip, when extracting due timers, every key whose earliest timer is after the
+    watermark (see the module's docstring, 3)."""
+    from apache_beam.runners.direct import watermark_manager as wm
+    from apache_beam.transforms import trigger
+
+    state_cls = trigger.InMemoryUnmergedState
+    for name in ("set_timer", "clear_timer"):
+        original = getattr(state_cls, name)
+
+        def changed(self, *args, _original=original, **kwargs):
+            self.__dict__.pop(_DUE, None)
+            return _original(self, *args, **kwargs)
+
+        setattr(state_cls, name, changed)
+    original_get = state_cls.get_timers
+
+    def get_timers(self, clear=False, **kwargs):
+        if clear:
+            self.__dict__.pop(_DUE, None)
+        return original_get(self, clear=clear, **kwargs)
+
+    state_cls.get_timers = get_timers
+    original_copy = state_cls.copy
+
+    def copy(self):
+        c = original_copy(self)
+        c.__dict__.pop(_DUE, None)
+        return c
+
+    state_cls.copy = copy
+
+    def extract_transform_timers(self):
+        """Beam 2.77's method, looking only at the keys that may have a timer due."""
+        with self._lock:
+            fired_timers, has_realtime_timer = [], False
+            watermark, now = self._input_watermark, self._clock.time()
+            states = self._keyed_states
+            keys = (states.due(watermark) if isinstance(states, _IndexedStates)
+                    else list(states))
+            for encoded_key in keys:
+                timers, had_realtime_timer = states[encoded_key].get_timers(
+                    watermark=watermark, processing_time=now)
+                has_realtime_timer = has_realtime_timer or had_realtime_timer
+                for window, (name, domain, timestamp, tag) in timers:
+                    fired_timers.append(wm.TimerFiring(encoded_key, window, name, domain,
+                                                       timestamp, dynamic_timer_tag=tag))
+            self._fired_timers.update(fired_timers)
+            return fired_timers, has_realtime_timer
+
+    from apache_beam.runners.direct import evaluation_context as ec
+
+    def _initialize_keyed_states(self, root_transforms, value_to_consumers):
+        out = {t: _IndexedStates() for t in root_transforms}
+        for consumers in value_to_consumers.values():
+            out.update({c: _IndexedStates() for c in consumers})
+        return out
+
+    ec.EvaluationContext._initialize_keyed_states = _initialize_keyed_states
+    wm._TransformWatermarks.extract_transform_timers = extract_transform_timers
+    wm._TransformWatermarks.refresh = _refresh
+
+
+class _IndexedStates(dict):
+    """One step's keyed states (encoded key -> state), indexed by each key's earliest
+    timer. The runner replaces a key's state on every commit (``states[key] = new``),
+    which marks the key for re-indexing; a full re-index every ``FULL_EVERY_S`` seconds
+    catches any change made otherwise (none seen in Beam 2.77)."""
+
+    FULL_EVERY_S = 30.0
+
+    def __init__(self):
+        super().__init__()
+        self.dirty: set = set()
+        self.heap: list = []  # (earliest event-time timer, sequence, key); may hold stale
+        self.realtime: set = set()  # keys with a processing-time timer
+        self.seq = 0
+        self.full_at = 0.0
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.dirty.add(key)
+
+    def due(self, watermark) -> set:
+        """The keys that may have a timer at or before ``watermark`` (or a
+        processing-time timer); each stays marked while it may have one."""
+        import heapq
+
+        now = time.monotonic()
+        if now >= self.full_at:
+            self.full_at = now + self.FULL_EVERY_S
+            self.dirty.update(self.keys())
+            self.heap, self.realtime = [], set()
+        for key in self.dirty:
+            state = self.get(key)
+            if state is None:
+                continue
+            state.__dict__.pop(_DUE, None)
+            earliest, realtime = _due(state)
+            (self.realtime.add if realtime else self.realtime.discard)(key)
+            if earliest is not None:
+                self.seq += 1
+                heapq.heappush(self.heap, (earliest, self.seq, key))
+        self.dirty = set()
+        out = set(self.realtime)
+        while self.heap and self.heap[0][0] <= watermark:
+            out.add(heapq.heappop(self.heap)[2])
+        out.intersection_update(self.keys())
+        self.dirty.update(out)  # looked at again next time, until their timers are gone
+        return out
+
+
+_MIN_TS = "_safetynet_min_ts"
+
+
+def _earliest(bundle):
+    """(any element, earliest timestamp) of a committed bundle, computed once."""
+    got = bundle.__dict__.get(_MIN_TS)
+    if got is None:
+        from apache_beam.runners.direct.watermark_manager import WatermarkManager
+
+        low, seen = WatermarkManager.WATERMARK_POS_INF, False
+        for wv in bundle.get_elements_iterable():
+            seen = True
+            if wv.timestamp < low:
+                low = wv.timestamp
+        got = (seen, low)
+        if getattr(bundle, "_committed", False):
+            bundle.__dict__[_MIN_TS] = got
+    return got
+
+
+def _refresh(self) -> bool:
+    """Beam 2.77's ``_TransformWatermarks.refresh`` with each waiting bundle's earliest
+    timestamp computed once."""
+    from apache_beam.runners.direct.watermark_manager import WatermarkManager
+    from apache_beam.utils.timestamp import TIME_GRANULARITY
+
+    with self._lock:
+        low, pending = WatermarkManager.WATERMARK_POS_INF, False
+        for input_bundle in self._pending:
+            seen, ts = _earliest(input_bundle)
+            pending = pending or seen
+            if ts < low:
+                low = ts
+        holder = low - TIME_GRANULARITY if pending else WatermarkManager.WATERMARK_POS_INF
+        producer = min([tw.output_watermark for tw in self._input_transform_watermarks]
+                       + [WatermarkManager.WATERMARK_POS_INF])
+        self._input_watermark = max(self._input_watermark, min(holder, producer))
+        earliest_hold = min([WatermarkManager.WATERMARK_POS_INF,
+                             *self._keyed_earliest_holds.values()])
+        new_output_watermark = min(self._input_watermark, earliest_hold)
+        advanced = new_output_watermark > self._output_watermark
+        self._output_watermark = new_output_watermark
+        return advanced

@@ -110,6 +110,73 @@ def create_resources(project: str, names: Iterable[str] = ALL_TOPICS,
     return out
 
 
+def missing_resources(topics: Iterable[str], subscriptions: Iterable[str],
+                      timeout: float = 10.0) -> list[tuple[str, str]]:
+    """``[("topic" | "subscription", path), ...]`` of the given full paths that do not
+    exist, in the order given (topics first). Other errors (no permission, no network)
+    propagate."""
+    from google.api_core.exceptions import NotFound
+
+    pub, sub = publisher_client(), subscriber_client()
+    missing = []
+    try:
+        for t in topics:
+            try:
+                pub.get_topic(topic=t, timeout=timeout)
+            except NotFound:
+                missing.append(("topic", t))
+        for s in subscriptions:
+            try:
+                sub.get_subscription(subscription=s, timeout=timeout)
+            except NotFound:
+                missing.append(("subscription", s))
+    finally:
+        sub.close()
+    return missing
+
+
+def topic_of_subscription(subscription: str) -> str:
+    """The topic a missing subscription is created on: the topic of the same id in the
+    same project.
+
+    >>> topic_of_subscription("projects/p1/subscriptions/safetynet-transfers")
+    'projects/p1/topics/safetynet-transfers'
+    """
+    parts = subscription.split("/")
+    return f"projects/{parts[1]}/topics/{parts[-1]}"
+
+
+def create_missing(missing: Iterable[tuple[str, str]], ack_deadline_s: int = 60) -> list[str]:
+    """Create what :func:`missing_resources` found missing (a subscription on the topic of
+    its own id, created too when missing). Returns the paths created."""
+    from google.api_core.exceptions import AlreadyExists
+
+    missing = list(missing)
+    created = []
+    pub = publisher_client()
+    topics = [p for k, p in missing if k == "topic"]
+    subs = [p for k, p in missing if k == "subscription"]
+    for t in topics + [topic_of_subscription(s) for s in subs]:
+        try:
+            pub.create_topic(name=t)
+            created.append(t)
+        except AlreadyExists:
+            pass
+    if subs:
+        sub = subscriber_client()
+        try:
+            for s in subs:
+                try:
+                    sub.create_subscription(name=s, topic=topic_of_subscription(s),
+                                            ack_deadline_seconds=ack_deadline_s)
+                    created.append(s)
+                except AlreadyExists:
+                    pass
+        finally:
+            sub.close()
+    return created
+
+
 # ------------------------------------------------------------------ publishing, collecting
 class Publisher:
     """Publish input rows (or raw bytes) to the input topics, with the attributes the job

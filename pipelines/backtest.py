@@ -47,7 +47,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from connectors import chunks
+from connectors import chunks, statefs
 from connectors.files import (
     SCORES_FILE,
     WriteDecisionFiles,
@@ -340,9 +340,19 @@ def _chunk_ms(text: Optional[str], day_ms: int) -> Optional[int]:
     return ms
 
 
-def _prepare_state_dir(d: Path, restore: Path) -> None:
+def _prepare_state_dir(d: str, restore: str) -> None:
     """``--write_state DIR``: a new or empty directory, or a checkpoint this command may
-    replace (never the one it restores from)."""
+    replace (never the one it restores from). ``gs://`` and Beam's other file systems
+    through :mod:`connectors.statefs`."""
+    if not statefs.is_local(d):
+        if d.rstrip("/") == restore.rstrip("/"):
+            raise UsageError("--write_state and --restore_state name the same directory")
+        if statefs.files(d, "*") and not statefs.exists(statefs.join(d, "manifest.json")):
+            raise UsageError(f"--write_state {d} is not empty and holds no checkpoint: "
+                             "refusing to write into it")
+        statefs.remove_all(d)
+        return
+    d, restore = Path(d), Path(restore)  # type: ignore[assignment]
     if d.exists() and d.resolve() == restore.resolve():
         raise UsageError("--write_state and --restore_state name the same directory")
     if d.exists() and not d.is_dir():
@@ -404,7 +414,7 @@ def prepare(argv: list) -> Job:
     out = preflight.prepare_output(o.output, OWNED, o.overwrite)
     restored = check_checkpoint(sh.restore_state) if sh.restore_state else None
     if o.write_state:
-        _prepare_state_dir(Path(o.write_state), Path(sh.restore_state or "."))
+        _prepare_state_dir(o.write_state, sh.restore_state or ".")
     if (shadow is not None or policy.warning_holdout > 0) and (
             chunk_ms or o.write_state or restored is not None):
         raise UsageError("--shadow_policy and --warning_holdout need a replay in one run "
@@ -445,10 +455,10 @@ def run_chunked(job: Job, progress: bool) -> dict:
             part = work / f"part-{sl.index:04d}"
             part.mkdir()
             if not sl.last:
-                save: Optional[Path] = work / f"state-{sl.index:04d}"
+                save: Optional[Path | str] = work / f"state-{sl.index:04d}"
                 chunk = Chunk(end=sl.hi, until=sl.hi - 1, save=True)
             elif o.write_state:
-                save = Path(o.write_state)
+                save = o.write_state  # a str: gs:// must not become a Path
                 chunk = Chunk(end=sl.hi, until=END_OF_TIME, save=True)
             else:
                 save, chunk = None, Chunk()

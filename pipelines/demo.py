@@ -1,12 +1,16 @@
 """The local demo (``./run_local.sh``): a compressed week of a simulated exchange, live.
 
-1. generates a small simulator data set into ``out/demo/replay`` (unless present);
+1. generates a small simulator data set into ``out/demo/replay`` (unless present): a month
+   of history (``--history_days``) and the week played live (``--days``);
 2. starts gcloud's Pub/Sub emulator on 127.0.0.1 and creates the topics/subscriptions;
-3. starts the streaming job (``python -m pipelines.stream``) with every duration divided by
-   the compression factor (``--time_scale``);
-4. has the simulator publish the week in event-time order, re-timed to the present on a
-   clock running ``factor`` times faster than real time (a week in ~2.5 minutes);
-5. prints a live summary from the output topics, then stops the job and the emulator and
+3. backtests the month, re-timed onto the compressed clock to end now, into a state
+   checkpoint (``out/demo/state``): the warm start;
+4. starts the streaming job (``python -m pipelines.stream``) from that checkpoint, with the
+   user profiles, and every duration divided by the compression factor (``--time_scale``);
+   it says that it started warm;
+5. has the simulator publish the week in event-time order, re-timed to the present on a
+   clock running ``factor`` times faster than real time (a week in 2 minutes);
+6. prints a live summary from the output topics, then stops the job and the emulator and
    writes the decisions it saw to ``out/demo/decisions/*.jsonl``.
 
 Beam's local runner takes the Pub/Sub watermark from the wall clock, so old history cannot
@@ -34,7 +38,7 @@ from connectors.pubsub_client import (
     wait_until_live,
 )
 from schemas.codecs import to_wire
-from schemas.streams import OUTPUTS, topic_path
+from schemas.streams import OUTPUTS, REPLAY_FILES, topic_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "safetynet-demo"
@@ -49,10 +53,15 @@ def _args(argv):
                    help="a replay directory to play (yours, or from safetynet simulate / "
                         "convert-eth) instead of simulating one")
     p.add_argument("--out", default=str(ROOT / "out" / "demo"), help="output directory")
-    p.add_argument("--users", type=int, default=2000)
-    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--users", type=int, default=600,
+                   help="simulated users (default 600: Beam's local runner restoring a "
+                        "month of state for 2,000 users read no message for minutes)")
+    p.add_argument("--days", type=int, default=7, help="simulated days played live")
+    p.add_argument("--history_days", type=int, default=30,
+                   help="simulated days before the live ones, replayed by a backtest whose "
+                        "final state the job starts from (a warm start; 0: a cold start)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--minutes", type=float, default=2.5,
+    p.add_argument("--minutes", type=float, default=2.0,
                    help="wall-clock minutes the simulated days are compressed into")
     p.add_argument("--payload", choices=("json", "avro"), default="json")
     p.add_argument("--every", type=float, default=5.0, help="seconds between summaries")
@@ -87,15 +96,94 @@ def _dataset(a) -> Path:
         print(f"[demo] playing the replay directory {replay}")
         return replay
     replay = Path(a.out) / "replay"
-    if (replay / "manifest.json").is_file():
+    days = a.history_days + a.days
+    m = replay / "manifest.json"
+    if m.is_file() and json.loads(m.read_text()).get("days") == days:
         print(f"[demo] using the simulator data in {replay}")
         return replay
     from simulator.exchange import generate
 
-    print(f"[demo] simulating {a.users} users for {a.days} days (seed {a.seed}) -> {replay}")
-    m = generate(replay, users=a.users, days=a.days, seed=a.seed, fmt="avro")
-    print(f"[demo]   {m['files']}")
+    print(f"[demo] simulating {a.users} users for {days} days (seed {a.seed}) -> {replay}")
+    got = generate(replay, users=a.users, days=days, seed=a.seed, fmt="avro")
+    print(f"[demo]   {got['files']}")
     return replay
+
+
+def _shift(row, field: str, split_ms: int, factor: float, end_ms: int):
+    t = getattr(row, field, None)
+    if type(t) is not int:
+        return row
+    return row._replace(**{field: end_ms + round((t - split_ms) / factor)})
+
+
+def split_history(replay: Path, out: Path, split_ms: int, factor: float,
+                  end_ms: int) -> tuple:
+    """Cut a replay directory at ``split_ms``: ``out/history`` holds what happened before,
+    re-timed onto the compressed clock to end at ``end_ms`` (a time ``t`` becomes
+    ``end_ms + (t - split_ms) / factor``), with every profile re-timed alike (the backtest
+    and the job both read them); ``out/live`` holds the rest as it was (the publisher
+    re-times it to the present), and the snapshot and truth files. Returns the two
+    directories."""
+    import shutil
+
+    from schemas import codecs
+    from schemas.streams import INPUTS, PROFILES
+    from simulator.publish import _keyed
+
+    hist, live = out / "history", out / "live"
+    for d in (hist, live):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    for name in (*INPUTS, PROFILES):
+        src = codecs.find_input(replay, name)
+        if src is None:
+            continue
+        record = REPLAY_FILES[name]
+        field = "created_time" if name == PROFILES else "event_time"
+        # each row goes where the publisher's clock puts it: a malformed time goes with
+        # the row before it (simulator.publish's monotone key)
+        keyed = [(k, r) for k, _, _, _, r in _keyed(name, src)]
+        before = [(k, r) for k, r in keyed if name == PROFILES or k < split_ms]
+        after = [r for k, r in keyed if name != PROFILES and k >= split_ms]
+        with codecs.RecordWriter(hist / f"{name}.avro", record, "avro") as w:
+            w.write_many(_shift(r, field, split_ms, factor, end_ms) if getattr(r, field) == k
+                         else r for k, r in before)
+        if name != PROFILES:
+            with codecs.RecordWriter(live / f"{name}.avro", record, "avro") as w:
+                w.write_many(after)
+    for name in ("blacklist_snapshot", "truth"):
+        src = codecs.find_input(replay, name)
+        if src is not None:
+            shutil.copy(src, live / src.name)
+            if name == "blacklist_snapshot":
+                shutil.copy(src, hist / src.name)
+    _, last = _span(replay)
+    (live / "manifest.json").write_text(json.dumps({"start_ms": split_ms, "end_ms": last}))
+    return hist, live
+
+
+def warm_state(a, replay: Path, out: Path, factor: float) -> tuple:
+    """The warm start: the first ``--history_days`` of ``replay`` backtested on the
+    compressed clock, its final state written to ``out/state``. Returns (the replay of
+    the live days, the job's extra arguments)."""
+    from pipelines import backtest
+
+    start, _ = _span(replay)
+    split = start + a.history_days * 86_400_000
+    end = int(time.time() * 1000)
+    hist, live = split_history(replay, out, split, factor, end)
+    state = out / "state"
+    print(f"[demo] WARM START: backtesting the first {a.history_days} simulated days "
+          f"(compressed x{factor:,.0f}) into a state checkpoint {state} ...", flush=True)
+    t0 = time.monotonic()
+    rc = backtest.run(["--input", str(hist), "--output", str(out / "history_backtest"),
+                       "--overwrite", "--no_report", "--quiet", "--time_scale", str(factor),
+                       "--write_state", str(state)])
+    if rc != 0:
+        raise SystemExit(f"[demo] the history's backtest failed (exit {rc})")
+    print(f"[demo]   done in {time.monotonic() - t0:.0f}s; the job starts from it, with the "
+          f"user profiles ({hist / 'profiles.avro'})", flush=True)
+    return live, ["--restore_state", str(state), "--profiles", str(hist / "profiles.avro")]
 
 
 def _summary(rows: dict, elapsed: float, sim_ms: float) -> str:
@@ -215,14 +303,25 @@ def _play(a, replay: Path, span_ms: int, factor: float, proc, col, log: Path) ->
     print(_summary(rows, time.monotonic() - wall0, span_ms))
 
 
+def _say_how_it_started(log: Path) -> None:
+    """The job's own line about its state: warm (restored) or cold."""
+    warm = [x for x in log.read_text().splitlines() if x.startswith("[stream] warm start")]
+    print("[demo] the job STARTED WARM: " + warm[0].removeprefix("[stream] ") if warm
+          else "[demo] the job started cold (no state restored)", flush=True)
+
+
 def main(argv=None) -> int:
     a = _args(sys.argv[1:] if argv is None else argv)
     out = Path(a.out)
     replay = _dataset(a)
     out.mkdir(parents=True, exist_ok=True)
     start_ms, end_ms = _span(replay)
-    span_ms = max(end_ms - start_ms, 1)
-    factor = max(1.0, span_ms / (a.minutes * 60_000))
+    warm = a.history_days > 0 and end_ms - start_ms > a.history_days * 86_400_000
+    if a.history_days > 0 and not warm:
+        print(f"[demo] the replay spans no more than --history_days {a.history_days}: "
+              "a cold start, all of it live")
+    live_ms = max(end_ms - start_ms - (a.history_days * 86_400_000 if warm else 0), 1)
+    factor = max(1.0, live_ms / (a.minutes * 60_000))
 
     emu = emulator.start()
     if emu is None:
@@ -231,11 +330,15 @@ def main(argv=None) -> int:
     proc = col = None
     rows: dict = {n: [] for n in OUTPUTS}
     log = out / "stream.log"
+    log.unlink(missing_ok=True)
     try:
         print(f"[demo] Pub/Sub emulator on {emu.host}")
         create_resources(PROJECT)
-        _print_clock(span_ms, a.minutes, factor)
-        proc = emulator.start_process(PROJECT, _job_args(replay, factor, a.payload),
+        extra: list = []
+        if warm:
+            replay, extra = warm_state(a, replay, out, factor)
+        _print_clock(live_ms, a.minutes, factor)
+        proc = emulator.start_process(PROJECT, _job_args(replay, factor, a.payload) + extra,
                                       log_path=str(log))
         pub, col = Publisher(PROJECT, a.payload), Collector(PROJECT, payload=a.payload,
                                                             pull_timeout=0.5)
@@ -243,7 +346,8 @@ def main(argv=None) -> int:
         print(f"[demo] starting the streaming job (log: {log}) ...")
         took = wait_until_live(pub, col, timeout=180, is_alive=lambda: proc.poll() is None)
         print(f"[demo] streaming job live after {took:.0f}s; publishing the simulated week")
-        _play(a, replay, span_ms, factor, proc, col, log)
+        _say_how_it_started(log)
+        _play(a, replay, live_ms, factor, proc, col, log)
     except KeyboardInterrupt:
         print("\n[demo] interrupted; stopping")
     finally:

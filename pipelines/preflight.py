@@ -139,7 +139,8 @@ def add_verbosity(p) -> None:
     """``--quiet`` / ``--verbose`` on a parser."""
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quiet", "-q", action="store_true",
-                   help="errors only: no progress lines, no summary")
+                   help="errors and the job's own warnings only: no progress lines, no "
+                        "summary, none of Beam's log")
     g.add_argument("--verbose", "-v", action="store_true",
                    help="also Beam's own log (INFO) and warnings, and tracebacks on failure")
 
@@ -157,6 +158,16 @@ def apply_verbosity(quiet: bool = False, verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(level)
     if not verbose:
         warnings.filterwarnings("ignore")
+    # The job's own warnings (publish retries, dropped or late events, refused seeds) are
+    # always shown, also with --quiet: that hides Beam's chatter, not ours.
+    own = logging.getLogger("safetynet")
+    own.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not any(getattr(h, "_safetynet", False) for h in own.handlers):
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("[safetynet] %(levelname)s %(message)s"))
+        h._safetynet = True
+        own.addHandler(h)
+    own.propagate = False
 
 
 def first_line(e: BaseException) -> str:

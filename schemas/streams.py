@@ -61,8 +61,9 @@ FILE_ORDER: dict[str, tuple[str, str]] = {
     "cases": ("opened_at", "case_id")}
 PUBLISH_ORDER = (PROFILES, "blacklist", "outcomes", "reports", "transfers")
 
+HEALTH = "health"  # the streaming job's health records (connectors.health)
 TOPIC_PREFIX = "safetynet-"
-ALL_TOPICS = tuple(INPUTS) + tuple(OUTPUTS)
+ALL_TOPICS = tuple(INPUTS) + tuple(OUTPUTS) + (HEALTH,)
 
 
 def topic_path(project: str, name: str) -> str:

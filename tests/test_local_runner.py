@@ -77,3 +77,26 @@ def test_the_stream_driver_installs_the_patches_for_the_local_runner_only(
                                           ("DataflowRunner", False), ("FlinkRunner", False)])
 def test_is_local_runner(runner, local):
     assert local_runner.is_local_runner(runner) is local
+
+
+def test_the_timer_index_returns_exactly_the_keys_with_a_timer_due():
+    from apache_beam.transforms.timeutil import TimeDomain
+    from apache_beam.transforms.trigger import InMemoryUnmergedState
+    from apache_beam.utils.timestamp import Timestamp
+
+    local_runner.install()
+
+    def state(*times):
+        s = InMemoryUnmergedState()
+        for i, t in enumerate(times):
+            s.set_timer("w", f"t{i}", TimeDomain.WATERMARK, Timestamp.of(t))
+        return s
+
+    states = local_runner._IndexedStates()
+    states[b"early"], states[b"late"], states[b"none"] = state(5, 50), state(20), state()
+    assert states.due(Timestamp.of(10)) == {b"early"}
+    assert states.due(Timestamp.of(10)) == {b"early"}  # still due until its timer is gone
+    states[b"early"] = state(30)  # the runner commits a new state after the firing
+    states[b"late"] = state(8)  # re-indexed on commit: now due
+    assert states.due(Timestamp.of(10)) == {b"late"}
+    assert states.due(Timestamp.of(40)) == {b"early", b"late"}

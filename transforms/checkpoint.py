@@ -17,7 +17,6 @@ error before anything runs (:func:`check`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Optional
 
 import apache_beam as beam
 
+from connectors import statefs
 from transforms.events import ModelVersion, Seed
 
 FORMAT = 1
@@ -82,35 +82,26 @@ class WriteCheckpoint(beam.PTransform):
                     f"{d}/versions", SCHEMA, file_name_suffix=".avro", num_shards=1))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def seal(directory: str | Path, end_time: int, extra: Optional[dict] = None) -> dict:
     """Write the manifest of a checkpoint whose files are complete."""
-    d = Path(directory)
-    files = sorted(p.name for p in d.glob("*.avro"))
+    d = str(directory)
+    files = statefs.files(d, "*.avro")
     manifest = {"format": FORMAT, **_versions(), "end_time": end_time,
-                "files": {name: _sha256(d / name) for name in files}}
+                "files": {statefs.name(p): statefs.sha256(p) for p in files}}
     manifest.update(extra or {})
-    tmp = d / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    tmp.replace(d / MANIFEST)
+    statefs.write_text(statefs.join(d, MANIFEST), json.dumps(manifest, indent=1,
+                                                             sort_keys=True))
     return manifest
 
 
 def check(directory: str | Path) -> dict:
     """The manifest of a usable checkpoint, or :class:`CheckpointError` saying why not:
     no manifest, another format or River version, a file missing or altered."""
-    d = Path(directory)
-    if not d.is_dir():
+    d = str(directory)
+    if not statefs.is_dir(d):
         raise CheckpointError(f"state checkpoint {d}: no such directory")
     try:
-        manifest = json.loads((d / MANIFEST).read_text())
+        manifest = json.loads(statefs.read_text(statefs.join(d, MANIFEST)))
     except FileNotFoundError:
         raise CheckpointError(f"state checkpoint {d}: no {MANIFEST} (not a checkpoint, or "
                               "one whose writing did not finish)") from None
@@ -126,10 +117,10 @@ def check(directory: str | Path) -> dict:
                               f"{manifest.get('river')}, this is River {mine['river']} "
                               "(pickled models need the same version)")
     for name, digest in sorted(manifest.get("files", {}).items()):
-        p = d / name
-        if not p.is_file():
+        p = statefs.join(d, name)
+        if not statefs.exists(p):
             raise CheckpointError(f"state checkpoint {d}: {name} is missing")
-        if _sha256(p) != digest:
+        if statefs.sha256(p) != digest:
             raise CheckpointError(f"state checkpoint {d}: {name} is corrupt (checksum "
                                   "differs from the manifest)")
     return manifest
@@ -140,8 +131,8 @@ def read_versions(directory: str | Path) -> list:
     import fastavro
 
     out = []
-    for p in sorted(Path(directory).glob("versions-*.avro")):
-        with open(p, "rb") as f:
+    for p in statefs.files(directory, "versions-*.avro"):
+        with statefs.open_read(p) as f:
             for r in fastavro.reader(f):
                 out.append(pickle.loads(r["state"]))
     return out
@@ -163,7 +154,7 @@ class ReadSeeds(beam.PTransform):
 
     def expand(self, pbegin):
         labels, at = self.labels, self.at
-        files = sorted(str(p) for p in Path(self.directory).glob("state-*.avro"))
+        files = statefs.files(self.directory, "state-*.avro")
         if not files:
             return {name: pbegin | f"None{name}" >> beam.Create([]) for name in labels}
         seeds = (pbegin

@@ -58,6 +58,12 @@ class _Ref:
         self.value = value
 
 
+# Shared keeps what it shares by weak reference only: where a DoFn lives one bundle (Beam's
+# local runner unpickles a fresh one per bundle) nothing held the snapshot or the profiles
+# between bundles, and every bundle loaded the files again. One copy per process stays here.
+_PINNED: dict = {}
+
+
 class SideData:
     """Loads the blacklist snapshot and the profiles once per worker process."""
 
@@ -68,11 +74,15 @@ class SideData:
 
     def snapshot(self) -> BlacklistSnapshot:
         paths = tuple(self.policy.blacklist_paths)
-        return self._snapshot.acquire(lambda: _Ref(load_many(paths)[0]), tag=repr(paths)).value
+        ref = self._snapshot.acquire(lambda: _Ref(load_many(paths)[0]), tag=repr(paths))
+        _PINNED[("snapshot", repr(paths))] = ref
+        return ref.value
 
     def profiles(self) -> ProfileBook:
         path = self.policy.profiles_path
-        return self._profiles.acquire(lambda: ProfileBook.load(path), tag=repr(path))
+        book = self._profiles.acquire(lambda: ProfileBook.load(path), tag=repr(path))
+        _PINNED[("profiles", repr(path))] = book
+        return book
 
     def for_mode(self, mode: str) -> Side:
         return Side(self.snapshot, lambda: self.profiles().get, mode)

@@ -16,10 +16,12 @@ from report.proactive import proactive_metrics, write_case_pages
 
 def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict] = None,
                  run: Optional[dict] = None, html: bool = True,
-                 compare: Optional[str | Path] = None) -> dict:
-    """Write ``metrics.json`` (and ``report.html`` and the case pages) into ``out_dir``;
-    return the metrics."""
+                 compare: Optional[str | Path] = None,
+                 dest: Optional[str | Path] = None) -> dict:
+    """Write ``metrics.json`` (and ``report.html`` and the case pages) of the backtest in
+    ``out_dir`` into ``dest`` (default ``out_dir``); return the metrics."""
     out_dir = Path(out_dir)
+    dest = out_dir if dest is None else Path(dest)
     metrics, extras = compute(input_dir, out_dir, counters, run)
     add_friction(metrics, extras, out_dir)
     pol = (run or {}).get("policy") or {}
@@ -38,10 +40,10 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     if compare is not None:
         cmp_metrics = json.loads((Path(compare) / "metrics.json").read_text(encoding="utf-8"))
         metrics["compared_with"] = str(compare)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False,
+    (dest / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False,
                                                      default=str) + "\n", encoding="utf-8")
     if html:
         page = render_html(metrics, extras, cmp_metrics)
-        (out_dir / "report.html").write_text(page, encoding="utf-8")
-        write_case_pages(out_dir, extras["cases"], extras["case_data"])
+        (dest / "report.html").write_text(page, encoding="utf-8")
+        write_case_pages(dest, extras["cases"], extras["case_data"])
     return metrics

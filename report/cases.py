@@ -272,6 +272,11 @@ def case_page(c, d: Optional[CaseData] = None) -> str:
         f = json.loads(c.freeze)
         freeze = [(iso_s(f.get("at")), f.get("verdict_score"),
                    ", ".join(f.get("report_ids", [])), "; ".join(f.get("reasons", [])))]
+    row = d.freezes.get(_n(c.address)) if d is not None else None
+    if freeze is None and row is not None:  # the freeze as the job's freezes file says
+        f = row[0]
+        freeze = [(iso_s(f.frozen_at), f.verdict_score, ", ".join(f.report_ids),
+                   "; ".join(f.reasons))]
     if d is None or d.truth is None:  # the case file alone (no replay at hand)
         return render("case.html", c=c, freeze=freeze, flag=None, m=None,
                       lists=_file_lists(c), iso=iso_s, verdict=", ".join(c.triggers),

@@ -3,6 +3,8 @@
 
 >>> delta("usd", 100.0, 250.0), delta("share", 0.1, 0.05), delta("hours", 12.0, 2.5)
 ('−$150', '+5.00 pp', '+9.5 h')
+>>> delta("hours", 1.0, 8.6), delta("n", 3, 3)
+('−7.6 h', '+0')
 """
 
 from __future__ import annotations
@@ -51,13 +53,14 @@ def delta(unit: str, x, y) -> str:
     if not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
         return "–"
     d = x - y
+    sign = "+" if d >= 0 else "−"
     if unit == "share":
-        return f"{100 * d:+.2f} pp"
+        return f"{sign}{abs(100 * d):.2f} pp"
     if unit == "usd":
-        return f"{'+' if d >= 0 else '−'}${abs(d):,.0f}"
+        return f"{sign}${abs(d):,.0f}"
     if unit == "hours":
-        return f"{d:+,.1f} h"
-    return f"{d:+,.0f}"
+        return f"{sign}{abs(d):,.1f} h"
+    return f"{sign}{abs(d):,.0f}"
 
 
 def _figure(s: dict, k: str):

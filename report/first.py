@@ -37,6 +37,10 @@ def money_short(x: float) -> str:
     return f"{sign}${a:,.0f}"
 
 
+def plural(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
 def run_name(m: dict) -> str:
     """A run as the comparison calls it: models on / rules only, else its directory."""
     pol = (m.get("run") or {}).get("policy") or {}
@@ -58,7 +62,8 @@ def first_screen(metrics: dict, compare: Optional[dict] = None) -> dict:
     causes = sorted(((v["usd"], v["n"], k) for k, v in
                      (f.get("scam_lost_by_cause") or {}).items() if v["n"]), reverse=True)
     lost_why = [f"{usd(u)} ({pct(u / s['scam_usd_lost']) if s['scam_usd_lost'] else '–'}, "
-                f"{n:,} transfers) {LOST_WORDS.get(k, k)}" for u, n, k in causes]
+                f"{plural(n, 'transfer', 'transfers')}) {LOST_WORDS.get(k, k)}"
+                for u, n, k in causes]
     wrong = s.get("freezes_not_known_scam") or 0
     cleared = s.get("freezes_cleared_later") or 0
     out = {
@@ -85,8 +90,9 @@ def first_screen(metrics: dict, compare: Optional[dict] = None) -> dict:
                        f"scams ({s['ground_truth']}), refunding "
                        f"{s['legit_refunded_by_false_freezes']:,} honest payments "
                        f"({usd(s.get('legit_refunded_usd_by_false_freezes'))})"
-                       + (f"; {cleared:,} frozen addresses were cleared later (delisted or "
-                          "found not a scam)" if cleared else "") + ". See Freezes."
+                       + (f"; {plural(cleared, 'frozen address was', 'frozen addresses were')} "
+                          "cleared later (delisted or found not a scam)" if cleared else "")
+                       + ". See Freezes."
                        if wrong or cleared else
                        f"No freeze hit an address not known to be a scam "
                        f"({s['freezes']:,} freezes)."),
@@ -108,11 +114,12 @@ def trade_off(a: dict, b: dict) -> str:
     d_wrong = (sa.get("freezes_not_known_scam") or 0) - (sb.get("freezes_not_known_scam") or 0)
     sign = "+" if d_stop >= 0 else ""
     text = (f"{run_name(a)} against {run_name(b)}: {sign}{money_short(d_stop)} scam money "
-            f"stopped ({100 * d_share:+.2f} pp) for {d_holds:+,} honest holds "
+            f"stopped ({100 * d_share:+.2f} pp) for {d_holds:+,} honest "
+            f"hold{'' if abs(d_holds) == 1 else 's'} "
             f"({'+' if d_usd >= 0 else ''}{money_short(d_usd)} honest USD held, "
             f"{d_hours:+,.0f} hold-hours)")
     if d_wrong:
-        text += f" and {d_wrong:+,} wrongful freezes"
+        text += f" and {d_wrong:+,} wrongful freeze{'' if abs(d_wrong) == 1 else 's'}"
     if d_stop > 0 and d_holds > 0:
         text += f": {money_short(d_stop / d_holds)} more stopped per extra honest hold."
     else:

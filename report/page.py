@@ -38,11 +38,11 @@ def _freeze_rows(items) -> list:
 
 
 def _report_rows(extras: dict) -> list:
-    """The latest 30 reports (event time) with their verdicts."""
+    """The first 30 reports (event time) with their verdicts."""
     vby = {v.report_id: v for v in extras["verdicts"]}
-    reps = sorted(extras["reports"].values(), key=lambda r: (r.event_time, r.report_id))[-30:]
+    reps = sorted(extras["reports"].values(), key=lambda r: (r.event_time, r.report_id))[:30]
     rows = []
-    for r in reversed(reps):
+    for r in reps:
         v = vby.get(r.report_id)
         rows.append((iso(r.event_time), r.report_id, r.reporter_user_id,
                      short(r.suspect_address or r.suspect_user_id or r.transfer_id, 24),

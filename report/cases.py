@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Optional
 
-from report.html import render
+from report.html import link, render, short
 from report.truth import suspect
 from schemas import codecs
 
@@ -38,6 +38,17 @@ DEFAULT_ITEMS = 50
 def page_name(case_id: str) -> str:
     """A file name that is safe whatever the id holds."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", case_id)[:80] + ".html"
+
+
+def case_links(cases: list) -> dict:
+    """Normalised address -> the path of its case page (from the report)."""
+    return {_n(c.address): f"{CASE_DIR}/{page_name(c.case_id)}" for c in cases}
+
+
+def address_link(a: Optional[str], links: dict, n: int = 24):
+    """An address shortened to ``n`` characters, linked to its case page if it has one."""
+    href = links.get(_n(a))
+    return link(href, short(a, n)) if href else short(a, n)
 
 
 def iso_s(ms: Optional[int]) -> str:
@@ -139,10 +150,10 @@ def freeze_flag(d: CaseData, address: str) -> Optional[str]:
     ok, refunds, cleared = row[3], row[4], row[5]
     why = []
     if not ok and d.truth is not None:
-        why.append(f"the address is not a known scam ({d.truth.source}); {refunds[2]:,} honest "
+        why.append(f"The address is not a known scam ({d.truth.source}); {refunds[2]:,} honest "
                    f"payments (${refunds[3]:,.0f}) were refunded by the freeze")
     if cleared:
-        why.append(f"cleared later: {cleared}")
+        why.append(f"{'cleared' if why else 'Cleared'} later: {cleared}")
     return "; ".join(why) or None
 
 

@@ -26,7 +26,7 @@ FIGURES = (
     ("legit_held_share", "… share of honest transfers", "share"),
     ("legit_held_usd", "honest USD held", "usd"),
     ("legit_hours_held_total", "hours honest transfers were held", "hours"),
-    ("legit_refunded", "honest transfers refunded (by a wrong freeze)", "n"),
+    ("legit_refunded", "honest transfers refunded (wrongly)", "n"),
     ("freezes", "freezes", "n"),
     ("freezes_not_known_scam", "… of addresses not known to be scams", "n"),
     ("freeze_delay_hours_median", "median hours from first report to freeze", "hours"),

@@ -206,7 +206,8 @@ LOST_WORDS = {"held_then_released": "held, then released at the deadline (no sca
                                    "destination had been held and released"}
 
 
-def html_section(f: Optional[dict], policy: Optional[dict] = None) -> str:
+def html_section(f: Optional[dict], policy: Optional[dict] = None,
+                 links: Optional[dict] = None) -> str:
     """The report's "Friction: who bears the holds" section ('' without figures)."""
     if not f:
         return ""
@@ -218,7 +219,10 @@ def html_section(f: Optional[dict], policy: Optional[dict] = None) -> str:
     for r in f.get("hold_threshold_by_day") or ():
         if not changes or changes[-1]["hold_threshold"] != r["hold_threshold"]:
             changes.append(r)
-    dest_rows = [(d["to_address"], d["legit_holds"], pct(d["share"]), usd(d["usd"]),
+    from report.cases import address_link
+
+    dest_rows = [(address_link(d["to_address"], links or {}, 48), d["legit_holds"],
+                  pct(d["share"]), usd(d["usd"]),
                   ", ".join(REASON_WORDS.get(r, r) for r in d["reasons"]))
                  for d in f.get("top_destinations_by_legit_holds") or ()]
     user_rows = [(u["user_id"], u["legit_holds"], pct(u["share"]))
@@ -252,5 +256,7 @@ def _lost(p: Page) -> str:
 
 @section("Friction: who bears the holds", ORDERS["Friction: who bears the holds"])
 def _friction(p: Page) -> str:
-    return html_section(p.metrics.get("friction"),
-                        (p.metrics.get("run") or {}).get("policy"))
+    from report.cases import case_links
+
+    return html_section(p.metrics.get("friction"), (p.metrics.get("run") or {}).get("policy"),
+                        case_links(p.extras.get("cases") or []))

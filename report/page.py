@@ -8,6 +8,7 @@ from typing import Optional
 
 from markupsafe import Markup
 
+from report.cases import address_link, case_links
 from report.comparison import comparison
 from report.first import first_screen
 from report.html import ENV, SCRIPT, iso, opt, pct, render, short, usd
@@ -23,17 +24,16 @@ def _macro(name: str):
     return getattr(ENV.get_template("sections.html").module, name)
 
 
-def _freeze_rows(items) -> list:
+def _freeze_rows(items, links: dict) -> list:
     """(wrong, row) per freeze: wrong = not a known scam, or cleared later."""
     rows = []
     for f, _fr, delay, ok, refunds, cleared in items:
         n_ref, usd_ref, n_legit, usd_legit = refunds
-        verdict = "yes" if ok else "NO"
         rows.append((not ok or bool(cleared), (
-            iso(f.frozen_at), short(f.address, 24), f.user_id,
-            "–" if delay is None else f"{delay:,.1f}", verdict, cleared or "–",
-            len(f.report_ids), n_ref, usd(usd_ref), n_legit, usd(usd_legit),
-            "; ".join(f.reasons)[:160])))
+            iso(f.frozen_at), address_link(f.address, links),
+            "–" if delay is None else f"{delay:,.1f}", "yes" if ok else "NO", cleared or "–",
+            len(f.report_ids), f"{n_ref:,} ({usd(usd_ref)})",
+            f"{n_legit:,} ({usd(usd_legit)})", "; ".join(f.reasons)[:160])))
     return rows
 
 
@@ -91,7 +91,7 @@ def _table_rows(metrics: dict) -> dict:
 def _rows(metrics: dict, extras: dict) -> dict:
     """Every table's rows, for report.html."""
     run, rec = metrics.get("run") or {}, metrics["reconciliation"]
-    freezes = _freeze_rows(extras["freeze_rows"])
+    freezes = _freeze_rows(extras["freeze_rows"], case_links(extras.get("cases") or []))
     pol = run.get("policy_options") or as_options(run.get("policy") or {})
     return {
         **_table_rows(metrics),

@@ -183,7 +183,7 @@ def verdict_of(d: CaseData, address: str, c) -> str:
           if r.report_id in d.verdicts]
     if vs:
         return max(vs, key=lambda v: (v.decided_at, v.report_id)).verdict
-    return ", ".join(c.triggers)
+    return "–"
 
 
 def case_rows(d: CaseData, cases: list) -> list:
@@ -195,6 +195,8 @@ def case_rows(d: CaseData, cases: list) -> list:
         out.append({"case": c, "page": f"{CASE_DIR}/{page_name(c.case_id)}", "m": m,
                     "reports": len(reps) if reps else len(c.reports) + c.reports_omitted,
                     "verdict": verdict_of(d, c.address, c),
+                    "why": ", ".join(t.replace("blacklisted:", "listed:").replace("verdict:", "")
+                                     for t in c.triggers),
                     "frozen": "frozen" in c.triggers, "flag": freeze_flag(d, c.address)})
     out.sort(key=lambda x: (x["flag"] is None, -x["m"]["scam_lost_usd"], x["case"].opened_at,
                             x["case"].case_id))

@@ -50,7 +50,8 @@ def cell_class(v: Any, column: int, right: tuple = ()) -> str:
     """
     if (isinstance(v, (int, float)) and not isinstance(v, bool)) or column in right:
         return "n"
-    return "t" if _NOWRAP.match(cell(v)) else "l"
+    text = v.striptags() if isinstance(v, Markup) else cell(v)
+    return "t" if _NOWRAP.match(text) else "l"
 
 
 def link(href: str, text: str) -> Markup:

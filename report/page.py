@@ -33,7 +33,7 @@ def _freeze_rows(items, links: dict) -> list:
             iso(f.frozen_at), address_link(f.address, links),
             "–" if delay is None else f"{delay:,.1f}", "yes" if ok else "NO", cleared or "–",
             len(f.report_ids), f"{n_ref:,} ({usd(usd_ref)})",
-            f"{n_legit:,} ({usd(usd_legit)})", "; ".join(f.reasons)[:160])))
+            f"{n_legit:,} ({usd(usd_legit)})", "; ".join(f.reasons)[:100])))
     return rows
 
 

@@ -158,7 +158,7 @@ def test_a_wrong_freeze_is_red_on_the_first_screen_and_its_case_page(tmp_path):
     assert "<p class='alert'>" not in (out / "cases" / "case-scam.html").read_text()
     # the case table lists it first, in red
     table = page[page.index("<table id='case-table'"):]
-    rows = re.findall(r"<tr( class='bad')?><td class=l><a href='cases/([^']+)'", table)
+    rows = re.findall(r"<tr( class='bad')?><td class=t><a href='cases/([^']+)'", table)
     assert rows[0] == (" class='bad'", "case-shop.html") and rows[1][0] == ""
 
 

@@ -291,3 +291,38 @@ def test_report_writes_where_it_is_told_and_says_what_it_wrote(sim_run, tmp_path
     assert report_cli.main(["--input", str(inp), "--output", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "--output is the backtest's output directory" in err and "--report_dir" in err
+
+
+def test_simulated_report_texts_agree_with_the_money_they_are_about(sim_run):
+    from simulator.assets import ASSETS, price
+
+    inp, _out, _err = sim_run
+    loss = {t.subject_id: t.usd_value for t in codecs.read_records(inp / "truth.avro", "Truth")
+            if t.subject_type == "REPORT" and t.is_scam}
+    said = re.compile(r"([\d,]+(?:\.\d+)?) (" + "|".join(ASSETS) + r"|USD)\b")
+    checked = 0
+    for r in codecs.read_records(inp / "reports.avro", "ScamReport"):
+        if type(r) is not ScamReport or r.report_id not in loss:
+            continue
+        for amount, unit in said.findall(r.description):
+            usd = float(amount.replace(",", "")) * (1.0 if unit == "USD" else price(unit))
+            assert abs(usd - loss[r.report_id]) <= 0.02 * loss[r.report_id] + 0.01, r
+            checked += 1
+    assert checked >= 1
+
+
+@pytest.mark.parametrize("asset", ["BTC", "ETH", "USDT", "TRX", "SOL"])
+def test_every_report_template_states_the_amount_in_its_unit(asset):
+    import random
+
+    from simulator import text
+    from simulator.assets import price
+
+    said = re.compile(r"([\d,]+(?:\.\d+)?) (" + asset + r"|USD)\b")
+    for i in range(300):
+        rng, usd = random.Random(i), 20.0 + 37.3 * i
+        typ = sorted(text.HONEST)[i % len(text.HONEST)]
+        for words in (text.describe(typ, rng, usd, asset), text.describe_false(rng, usd, asset)):
+            for amount, unit in said.findall(words):
+                got = float(amount.replace(",", "")) * (1.0 if unit == "USD" else price(unit))
+                assert abs(got - usd) <= 0.01 * usd, (words, usd)

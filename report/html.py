@@ -38,6 +38,7 @@ def cell(x: Any) -> str:
     return str(x)
 
 
+_NUMBER = re.compile(r"^[−+-]?\$?[\d,]+(\.\d+)?( ?%| h| pp|[kM])?$")
 _NOWRAP = re.compile(r"^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?|[^\s]{1,28})$")
 
 
@@ -45,12 +46,14 @@ def cell_class(v: Any, column: int, right: tuple = ()) -> str:
     """A cell's class: ``n`` a number (right-aligned, never wrapped), ``t`` a short token or
     a time (never wrapped: no "NOT_SCA / M"), ``l`` text (wraps between words).
 
-    >>> [cell_class(x, 0) for x in (3, "2026-01-05 21:40", "NOT_SCAM", "two words")]
-    ['n', 't', 't', 'l']
+    >>> [cell_class(x, 0) for x in (3, "2026-01-05 21:40", "NOT_SCAM", "two words", "−$1,250")]
+    ['n', 't', 't', 'l', 'n']
     """
     if (isinstance(v, (int, float)) and not isinstance(v, bool)) or column in right:
         return "n"
     text = v.striptags() if isinstance(v, Markup) else cell(v)
+    if _NUMBER.match(text):
+        return "n"
     return "t" if _NOWRAP.match(text) else "l"
 
 

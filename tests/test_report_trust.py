@@ -326,3 +326,18 @@ def test_every_report_template_states_the_amount_in_its_unit(asset):
             for amount, unit in said.findall(words):
                 got = float(amount.replace(",", "")) * (1.0 if unit == "USD" else price(unit))
                 assert abs(got - usd) <= 0.01 * usd, (words, usd)
+
+
+def test_readme_figures_are_those_of_the_commands_it_shows(tmp_path):
+    """The README's figures are rendered from the metrics they record, and those metrics came
+    from the replay `safetynet simulate --users 20000 --days 30 --seed 7` makes (the same
+    fingerprint); bench/readme_figures.py --write makes them from the two backtests."""
+    from bench import readme_figures as rf
+    from pipelines.provenance import replay_fingerprint
+
+    data, prose = rf.in_readme(rf.README.read_text(encoding="utf-8"))
+    assert prose == rf.render(data["models"], data["rules"])
+    assert data["models"]["fingerprint"] == data["rules"]["fingerprint"]
+    assert simulate_cli.main(["--output", str(tmp_path / "sim"), "--users", "20000", "--days",
+                              "30", "--seed", "7"]) == 0
+    assert replay_fingerprint(tmp_path / "sim")["sha256"] == data["models"]["fingerprint"]

@@ -33,6 +33,13 @@ class Progress:
             self.next += self.every
             self._print()
 
+    def done(self) -> None:
+        """The stage has finished: its last line, at 100% of what it saw (the total was an
+        estimate: duplicates and dead letters never reach a later stage)."""
+        if self.n:
+            self.total = self.n
+            self._print()
+
     def _print(self) -> None:
         frac = min(self.n / self.total, 1.0)
         bar = "#" * int(frac * 30)
@@ -106,6 +113,10 @@ class CountProgress(beam.DoFn):
         if self.bar is not None:
             self.bar.add(1)
         yield x
+
+    def finish_bundle(self):
+        if self.bar is not None:
+            self.bar.done()
 
 
 def read_inputs(pipeline: beam.Pipeline, replay: Replay, progress: bool, window: tuple,

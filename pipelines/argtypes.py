@@ -3,14 +3,67 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 from typing import NoReturn
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (``PROG: error: ...``), exit 2."""
+    """argparse, but a usage error is one line on stderr (``PROG: error: ...``), exit 2,
+    and a mistyped option gets a suggestion (``did you mean --compare?``)."""
+
+    _argv: list = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        import sys
+
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        # a typo makes argparse complain of a missing option first: look at the words too
+        hint = suggestion(message + " " + " ".join(self._argv), self)
+        self.exit(2, f"{self.prog}: error: {message}{hint}\n")
+
+
+def did_you_mean(flag: str, options) -> str:
+    """The option among ``options`` that ``flag`` is a typo of ('' if none is close).
+    Dashes and underscores count alike (``--batch-shards`` is ``--batch_shards``).
+
+    >>> did_you_mean("--compre", ["--compare", "--input"]), did_you_mean("--zzz", ["--input"])
+    ('--compare', '')
+    >>> did_you_mean("--hold-treshold=0.5", ["--hold_threshold", "--warn_threshold"])
+    '--hold_threshold'
+    """
+    name = flag.split("=", 1)[0]
+    if not name.startswith("--"):
+        return ""
+    longs = {o.replace("-", "_")[2:]: o for o in options if o.startswith("--")}
+    close = difflib.get_close_matches(name.replace("-", "_")[2:], list(longs), n=1,
+                                      cutoff=0.75)
+    return longs[close[0]] if close else ""
+
+
+def unknown_option(flag: str, parser: argparse.ArgumentParser) -> str:
+    """The error for an option no parser knows: ``unknown option --x (did you mean --y?)
+    (see --help)``."""
+    hint = did_you_mean(flag, parser._option_string_actions)
+    return f"unknown option {flag}" + (f" (did you mean {hint}?)" if hint else "") + \
+        " (see --help)"
+
+
+def suggestion(message: str, parser: argparse.ArgumentParser) -> str:
+    """``' (did you mean --x?)'`` for the first unknown option named in an argparse error
+    ``message`` that is close to one of ``parser``'s options; '' otherwise."""
+    for word in message.replace(",", " ").split():
+        word = word.strip(":;()'\"").split("=", 1)[0]
+        known = parser._option_string_actions
+        if not word.startswith("--") or word in known or (
+                parser.allow_abbrev and any(o.startswith(word) for o in known)):
+            continue
+        hint = did_you_mean(word, known)
+        if hint:
+            return f" ({word}: did you mean {hint}?)"
+    return ""
 
 
 def positive_int(text: str) -> int:

@@ -61,7 +61,7 @@ from connectors.files import (
 from connectors.reader import CountProgress, read_inputs
 from connectors.replay import Replay, scan_input
 from pipelines import preflight, provenance
-from pipelines.argtypes import positive_int
+from pipelines.argtypes import positive_int, unknown_option
 from pipelines.options import (
     SafetyNetOptions,
     SharedOptions,
@@ -280,10 +280,11 @@ def parse(argv: list) -> PipelineOptions:
     """The command line as PipelineOptions (views: BacktestOptions, SafetyNetOptions and
     Beam's own); a bad or unknown flag raises UsageError or PreflightError."""
     argv = expand_policy_file(argv)
-    _, rest = arg_parser().parse_known_args(argv)
+    parser = arg_parser()
+    _, rest = parser.parse_known_args(argv)
     unknown = preflight.beam_unknown_flags(rest)
     if unknown:
-        raise UsageError(f"unknown option {unknown[0]} (see --help)")
+        raise UsageError(unknown_option(unknown[0], parser))
     if not any(f == "--runner" or f.startswith("--runner=") for f in rest):
         argv = [*argv, "--runner=FnApiRunner"]
     return PipelineOptions(argv)
@@ -499,6 +500,19 @@ def _fill_missing(job: Job) -> None:
         write_scores(out / SCORES_FILE, [])
 
 
+def closing_line(s: dict, wall: float, out: Path, html: bool = True) -> str:
+    """The backtest's last line: scam money stopped (prevented + recovered) and lost, with
+    the report's definitions, and what it cost honest users."""
+    stopped = s["scam_usd_prevented"] + s["scam_usd_recovered"]
+    share = stopped / s["scam_usd"] if s["scam_usd"] else 0.0
+    return (f"[{PROG}] done in {wall:.1f}s ({s['transfers_read'] / max(wall, 1e-9):,.0f} "
+            f"transfers/s): ${stopped:,.0f} of ${s['scam_usd']:,.0f} scam money stopped "
+            f"({share:.1%}: ${s['scam_usd_prevented']:,.0f} prevented + "
+            f"${s['scam_usd_recovered']:,.0f} recovered), ${s['scam_usd_lost']:,.0f} lost; "
+            f"{s['holds']:,} holds ({s['legit_held']:,} honest), {s['freezes']:,} freezes; "
+            f"{out / ('report.html' if html else 'metrics.json')}")
+
+
 def finish(job: Job, argv: list, counters: dict, wall: float, progress: bool) -> int:
     """``metrics.json`` and the report of a finished run; returns the exit status (1 when
     too much of an input was dead-lettered)."""
@@ -519,11 +533,8 @@ def finish(job: Job, argv: list, counters: dict, wall: float, progress: bool) ->
     metrics = report.build_report(replay.directory, out, counters=counters, run=run_info,
                                   html=not o.no_report, compare=o.compare)
     if progress:
-        s = metrics["summary"]
-        print(f"[{PROG}] done in {wall:.1f}s ({s['transfers_read'] / max(wall, 1e-9):,.0f} "
-              f"transfers/s): {s['holds']:,} holds, {s['freezes']:,} freezes, "
-              f"${s['scam_usd_prevented']:,.0f} prevented, ${s['scam_usd_lost']:,.0f} lost; "
-              f"{out / 'report.html'}", file=sys.stderr, flush=True)
+        print(closing_line(metrics["summary"], wall, out, not o.no_report), file=sys.stderr,
+              flush=True)
     excess = dead_letter_excess(metrics["reconciliation"]["inputs"], o.max_dead_letter_share)
     if excess:
         print(f"{PROG}: error: {excess}; outputs in {out}", file=sys.stderr, flush=True)

@@ -52,6 +52,7 @@ from connectors.pubsub import (
     WriteOutput,
 )
 from pipelines import preflight
+from pipelines.argtypes import unknown_option
 from pipelines.options import (
     SafetyNetOptions,
     SharedOptions,
@@ -430,7 +431,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"stream: error: {e}", file=sys.stderr)
         return 2
     if unknown:
-        print(f"stream: error: unknown option {unknown[0]} (see --help)", file=sys.stderr)
+        print(f"stream: error: {unknown_option(unknown[0], _parser())}", file=sys.stderr)
         return 2
     argv = [a for a in argv if a not in ("--quiet", "-q", "--verbose", "-v")]
     preflight.apply_verbosity(args.quiet, args.verbose)

@@ -37,6 +37,7 @@ from typing import Optional
 
 from report.html import pct, render, usd
 from report.numbers import DAY_MS, r
+from report.sections import ORDERS, Page, section
 
 Z95 = 1.959963984540054
 WINDOW_MS = 7 * DAY_MS
@@ -196,3 +197,8 @@ def from_files(input_dir, out_dir, extras: dict, share: float) -> Optional[dict]
         and r.subject_type == CANCELLED]
     return measure(extras["transfers"], extras["truth"], extras["resolutions"],
                    extras["outreach"], holdout_rows, truth_rows, share)
+
+
+@section("Warning efficacy (holdout)", ORDERS["Warning efficacy"])
+def _section(p: Page) -> str:
+    return html_section(p.metrics.get("warning_efficacy"))

@@ -27,8 +27,9 @@ from collections import Counter, defaultdict
 from typing import Iterable, Optional
 
 from report.files import read_jsonl
-from report.html import render
+from report.html import pct, render, usd
 from report.numbers import DAY_MS, day
+from report.sections import ORDERS, Page, section
 
 REASONS = ("blacklist", "frozen", "lookalike", "model", "rule")
 LOST_CAUSES = ("never_held", "sent_after_a_hold", "held_then_released")
@@ -90,6 +91,8 @@ def friction_figures(transfers: Iterable, kind_of, holds: Iterable, resolutions:
             c["usd"] += usd
             if kind in ("legit", "scam"):
                 c[kind] += 1
+            r = res_by.get(t.transfer_id)
+            c["refunded"] += r is not None and r.resolution == "REFUNDED"
         if kind == "legit":
             legit_n += 1
             legit_usd += usd
@@ -129,11 +132,26 @@ def friction_figures(transfers: Iterable, kind_of, holds: Iterable, resolutions:
             {"user_id": u, "legit_holds": n, "share": n / n_held}
             for u, n in sorted(per_user.items(), key=lambda x: (-x[1], x[0]))[:top]],
         "max_user_share_of_legit_holds": max(per_user.values()) / n_held if n_held else 0.0,
+        "top_destinations_by_legit_holds": top_destinations(legit_held, top),
         "scam_lost_by_cause": {c: {"n": int(v["n"]), "usd": round(v["usd"], 2)}
                                for c, v in lost.items()},
         **({"scam_lost_capped": {"n": int(capped_lost["n"]),
                                  "usd": round(capped_lost["usd"], 2)}} if capped else {}),
     }
+
+
+def top_destinations(legit_held: list, top: int) -> list:
+    """The destinations of the most honest holds: address, holds, USD, share, reasons."""
+    per: dict = defaultdict(lambda: [0, 0.0, set()])
+    for t, h, _r in legit_held:
+        x = per[t.to_address]
+        x[0] += 1
+        x[1] += float(t.usd_value or 0.0)
+        x[2].add(hold_reason(h))
+    n_held = len(legit_held)
+    return [{"to_address": a, "legit_holds": n, "usd": round(u, 2), "share": n / n_held,
+             "reasons": sorted(rs)}
+            for a, (n, u, rs) in sorted(per.items(), key=lambda x: (-x[1][0], x[0]))[:top]]
 
 
 def threshold_series(versions: Iterable[dict], model: str = "transfer_risk") -> list:
@@ -178,11 +196,67 @@ def add_friction(metrics: dict, extras: dict, out_dir) -> dict:
     return f
 
 
-def html_section(f: Optional[dict]) -> str:
-    """The report's friction section, with the hold threshold over time ('' without
-    figures)."""
+REASON_WORDS = {"blacklist": "destination blacklisted", "frozen": "destination already frozen",
+                "lookalike": "look-alike of a payee (address poisoning)",
+                "rule": "risk rules (fan-in)", "model": "model risk score ≥ hold threshold"}
+LOST_WORDS = {"held_then_released": "held, then released at the deadline (no scam confirmed "
+                                    "within the hold)",
+              "never_held": "never held (score below the threshold, destination not flagged)",
+              "sent_after_a_hold": "not held, though an earlier transfer to the same "
+                                   "destination had been held and released"}
+
+
+def html_section(f: Optional[dict], policy: Optional[dict] = None,
+                 links: Optional[dict] = None) -> str:
+    """The report's "Friction: who bears the holds" section ('' without figures)."""
     if not f:
         return ""
     from report.plots import threshold_plot
 
-    return render("friction.html", f=f, reasons=REASONS, plot=threshold_plot(f))
+    pol = policy or {}
+    budget = pol.get("friction_budget") or 0.0
+    changes = []
+    for r in f.get("hold_threshold_by_day") or ():
+        if not changes or changes[-1]["hold_threshold"] != r["hold_threshold"]:
+            changes.append(r)
+    from report.cases import address_link
+
+    dest_rows = [(address_link(d["to_address"], links or {}, 48), d["legit_holds"],
+                  pct(d["share"]), usd(d["usd"]),
+                  ", ".join(REASON_WORDS.get(r, r) for r in d["reasons"]))
+                 for d in f.get("top_destinations_by_legit_holds") or ()]
+    user_rows = [(u["user_id"], u["legit_holds"], pct(u["share"]))
+                 for u in f["top_users_by_legit_holds"]]
+    held_rows = [(r["transfer_id"], r["user_id"], r["to_address"], usd(r["usd"]),
+                  REASON_WORDS.get(r["reason"], r["reason"]), f"{r['risk_score']:.2f}",
+                  r["resolution"] or "pending") for r in f["legit_held_table"]]
+    change_rows = [(r["day"], f"{r['hold_threshold']:.3f}") for r in changes]
+    return render("friction.html", f=f, reasons=REASONS, words=REASON_WORDS,
+                  dest_rows=dest_rows, user_rows=user_rows, held_rows=held_rows,
+                  change_rows=change_rows,
+                  plot=threshold_plot(f) if budget and len(changes) > 1 else "",
+                  budget=budget, changes=changes, threshold=pol.get("hold_threshold"),
+                  cap=pol.get("friction_cap"))
+
+
+def lost_section(f: Optional[dict], summary: dict) -> str:
+    """The report's "Why scam money was lost" section ('' without figures)."""
+    if not f:
+        return ""
+    lost = summary.get("scam_usd_lost") or 0.0
+    rows = [(LOST_WORDS.get(c, c), v["n"], v["usd"], v["usd"] / lost if lost else None)
+            for c, v in sorted(f["scam_lost_by_cause"].items(), key=lambda x: -x[1]["usd"])]
+    return render("lost.html", rows=rows, s=summary, capped=f.get("scam_lost_capped"))
+
+
+@section("Why scam money was lost", ORDERS["Why scam money was lost"])
+def _lost(p: Page) -> str:
+    return lost_section(p.metrics.get("friction"), p.metrics["summary"])
+
+
+@section("Friction: who bears the holds", ORDERS["Friction: who bears the holds"])
+def _friction(p: Page) -> str:
+    from report.cases import case_links
+
+    return html_section(p.metrics.get("friction"), (p.metrics.get("run") or {}).get("policy"),
+                        case_links(p.extras.get("cases") or []))

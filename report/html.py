@@ -10,7 +10,10 @@ text, reasons) is escaped as it always was (``'`` as ``&#x27;``, ``"`` as ``&quo
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
+import re
 from typing import Any, Optional
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -26,11 +29,41 @@ def cell(x: Any) -> str:
     """
     if x is None:
         return "–"
+    if isinstance(x, Markup):  # already escaped (a link made by the report)
+        return x
     if isinstance(x, float):
         return f"{x:,.2f}"
     if isinstance(x, int) and not isinstance(x, bool):
         return f"{x:,}"
     return str(x)
+
+
+_NUMBER = re.compile(r"^[−+-]?\$?[\d,]+(\.\d+)?( ?%| h| pp|[kM])?$")
+_NOWRAP = re.compile(r"^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?|[^\s]{1,28})$")
+
+
+def cell_class(v: Any, column: int, right: tuple = ()) -> str:
+    """A cell's class: ``n`` a number (right-aligned, never wrapped), ``t`` a short token or
+    a time (never wrapped: no "NOT_SCA / M"), ``l`` text (wraps between words).
+
+    >>> [cell_class(x, 0) for x in (3, "2026-01-05 21:40", "NOT_SCAM", "two words", "−$1,250")]
+    ['n', 't', 't', 'l', 'n']
+    """
+    if (isinstance(v, (int, float)) and not isinstance(v, bool)) or column in right:
+        return "n"
+    text = v.striptags() if isinstance(v, Markup) else cell(v)
+    if _NUMBER.match(text):
+        return "n"
+    return "t" if _NOWRAP.match(text) else "l"
+
+
+def link(href: str, text: str) -> Markup:
+    """``<a href=...>text</a>``, both escaped.
+
+    >>> str(link("cases/a.html", "<b>"))
+    "<a href='cases/a.html'>&lt;b&gt;</a>"
+    """
+    return Markup("<a href='{}'>{}</a>").format(href, text)
 
 
 def usd(x: Optional[float], none: str = "–") -> str:
@@ -78,8 +111,15 @@ def _escape(v: Any) -> Markup:
 ENV = Environment(loader=PackageLoader("report", "templates"), autoescape=True,
                   finalize=_escape, trim_blocks=True, lstrip_blocks=True,
                   undefined=StrictUndefined)
-ENV.filters.update(cell=cell, usd=usd, pct=pct, short=short, iso=iso, slug=slug, opt=opt)
+ENV.filters.update(cell=cell, cell_class=cell_class, usd=usd, pct=pct, short=short, iso=iso,
+                   slug=slug, opt=opt)
 CSS = Markup(ENV.loader.get_source(ENV, "report.css")[0])
+# The pages' one script (sorting and filtering tables), inline; the content security policy
+# allows it by its hash and nothing else (no other script, nothing fetched).
+SCRIPT = Markup(ENV.loader.get_source(ENV, "script.js")[0])
+SCRIPT_CSP = "'sha256-" + base64.b64encode(hashlib.sha256(
+    str(SCRIPT).encode("utf-8")).digest()).decode("ascii") + "'"
+ENV.globals.update(SCRIPT=SCRIPT, SCRIPT_CSP=SCRIPT_CSP)
 
 
 def render(template: str, **context) -> Markup:

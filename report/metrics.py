@@ -30,7 +30,7 @@ from report.numbers import DAY_MS, HOUR_MS, day, duration, month, quantile, r, r
 from report.scores import model_figures, threshold_sweep
 from report.truth import GroundTruth, ground_truth, suspect
 from schemas import codecs
-from schemas.rows import CaseOutcome, ScamReport, Transfer, UserProfile
+from schemas.rows import BlacklistUpdate, CaseOutcome, ScamReport, Transfer, UserProfile
 
 HOLD_CAUSES = (("destination_frozen", "destination already frozen"),
                ("blacklist", "destination blacklisted"),
@@ -63,6 +63,7 @@ class Backtest:
     verdicts: list
     dead: list
     scores: list
+    blacklist: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def read(cls, input_dir: Path, out_dir: Path) -> "Backtest":
@@ -80,7 +81,8 @@ class Backtest:
                    output(out_dir, "holds"), output(out_dir, "resolutions"),
                    output(out_dir, "freezes"), output(out_dir, "outreach"),
                    output(out_dir, "verdicts"), output(out_dir, "dead_letter"),
-                   read_scores(out_dir))
+                   read_scores(out_dir),
+                   rows(codecs.find_input(input_dir, "blacklist"), BlacklistUpdate))
 
 
 def _count_scam(c: Counter, usd: float, held: bool, refunded: bool, recovered: bool) -> None:
@@ -162,16 +164,46 @@ def first_reports(b: Backtest) -> dict:
     return first
 
 
+def clearances(b: Backtest) -> dict:
+    """Normalised address -> [(event time, why)] of what later said it is no scam: a
+    blacklist REMOVE (its source and reason) or a case outcome clearing the address."""
+    out: dict = defaultdict(list)
+    for u in b.blacklist:
+        if u.action == "REMOVE":
+            out[codecs.normalize_address(u.address)].append(
+                (u.event_time, f"delisted by {u.source}: {u.reason}"))
+    for o in b.outcomes:
+        if o.subject_type == "ADDRESS" and not o.is_scam:
+            out[codecs.normalize_address(o.subject_id)].append(
+                (o.event_time, f"case {o.case_id}: investigated, not a scam"))
+    return out
+
+
+def cleared_after(clear: dict, address: str, frozen_at: int) -> Optional[str]:
+    """Why a freeze at ``frozen_at`` was wrong by a later clearance ('' none: None)."""
+    later = sorted(x for x in clear.get(codecs.normalize_address(address), ())
+                   if x[0] >= frozen_at)
+    if not later:
+        return None
+    t, why = later[0]
+    return f"{why} ({(t - frozen_at) / HOUR_MS:,.1f} h after the freeze)"
+
+
 def freezes(b: Backtest, by_month: dict) -> dict:
-    """Each freeze with its first report, delay, correctness and the refunds it caused."""
+    """Each freeze with its first report, delay, correctness, the refunds it caused and what
+    cleared it later (a delisting or a not-scam outcome; None if nothing did)."""
     first_report = first_reports(b)
-    refunds_to: dict = defaultdict(lambda: [0, 0.0, 0])  # address -> [n, usd, legit n]
+    clear = clearances(b)
+    # address -> [n, usd, honest n, honest usd] of the transfers refunded
+    refunds_to: dict = defaultdict(lambda: [0, 0.0, 0, 0.0])
     for x in b.resolutions:
         if x.resolution == "REFUNDED" and x.to_address is not None:
             y = refunds_to[x.to_address]
             y[0] += 1
             y[1] += float(x.usd_value or 0.0)
-            y[2] += not b.truth.transfer.get(x.transfer_id, (False,))[0]
+            if not b.truth.transfer.get(x.transfer_id, (False,))[0]:
+                y[2] += 1
+                y[3] += float(x.usd_value or 0.0)
     out = {"rows": [], "delays": [], "before_report": 0, "no_report": 0, "correct": 0}
     for f in sorted(b.freezes, key=lambda f: (f.frozen_at, f.freeze_id)):
         fr = first_report.get(f.address)
@@ -186,7 +218,8 @@ def freezes(b: Backtest, by_month: dict) -> dict:
         ok = f.address in b.truth.addresses
         out["correct"] += ok
         by_month[month(f.frozen_at)]["freezes"] += 1
-        out["rows"].append((f, fr, delay, ok, refunds_to.get(f.address, (0, 0.0, 0))))
+        out["rows"].append((f, fr, delay, ok, refunds_to.get(f.address, (0, 0.0, 0, 0.0)),
+                            cleared_after(clear, f.address, f.frozen_at)))
     out["scam_addr_reported"] = sum(1 for a in b.truth.addresses if a in first_report)
     out["frozen_addrs"] = {f.address for f in b.freezes}
     return out
@@ -322,6 +355,9 @@ def summary(b: Backtest, mo: dict, fz: dict, silent: Optional[dict], wall) -> di
         "freezes_on_scam_addresses": fz["correct"],
         "freezes_not_known_scam": len(b.freezes) - fz["correct"],
         "legit_refunded_by_false_freezes": sum(x[4][2] for x in fz["rows"] if not x[3]),
+        "legit_refunded_usd_by_false_freezes": r(sum(x[4][3] for x in fz["rows"]
+                                                      if not x[3])),
+        "freezes_cleared_later": sum(1 for x in fz["rows"] if x[5]),
         "freeze_delay_hours_median": r(quantile(fz["delays"], 0.5), 2),
         "freeze_delay_hours_p90": r(quantile(fz["delays"], 0.9), 2),
         "freezes_before_any_report": fz["before_report"],
@@ -374,7 +410,7 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
               "dead_by": Counter((d.source, d.error.split(":")[0][:60]) for d in b.dead),
               "holds": b.holds, "res_by": mo["res_by"], "transfers": b.transfers,
               "truth": b.truth, "resolutions": b.resolutions, "outreach": b.outreach,
-              "freezes": b.freezes}
+              "freezes": b.freezes, "blacklist": b.blacklist}
     return metrics, extras
 
 

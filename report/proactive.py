@@ -13,30 +13,25 @@ policy (no scripts, nothing fetched).
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from report.files import output
-from report.html import render
-from report.numbers import DAY_MS
-from schemas.rows import CaseFile, Outreach
+from markupsafe import Markup
 
-CASE_DIR = "cases"
+from report.cases import CASE_DIR, CaseData, case_rows, iso_s, page_name  # noqa: F401
+from report.cases import write_case_pages as _write_pages
+from report.files import output
+from report.html import ENV
+from report.numbers import DAY_MS
+from report.sections import ORDERS, Page, section
+from schemas.rows import Outreach
 
 
 def _day(ms: int, day_ms: int = DAY_MS) -> str:
     start = ms - ms % day_ms
     return datetime.fromtimestamp(start / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
-
-
-def _iso(ms: Optional[int]) -> str:
-    if ms is None:
-        return "–"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def is_downgraded_call(o: Outreach) -> bool:
@@ -95,84 +90,66 @@ def proactive_metrics(out_dir: str | Path, policy: Optional[dict] = None,
     }
 
 
-def page_name(case_id: str) -> str:
-    """A file name that is safe whatever the id holds."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", case_id)[:80] + ".html"
-
-
 def proactive_html(metrics: dict, out_dir: Optional[Path] = None,
-                   cases: Optional[list] = None) -> str:
-    """The report.html sections (escaped); the cases table links to the case pages
+                   cases: Optional[list] = None, data: Optional[CaseData] = None) -> str:
+    """The three sections (assessments, calls, case files) one after the other, escaped
     (``cases``: the case files, when already read from ``out_dir``)."""
-    m = metrics.get("proactive")
-    if not m:
+    if not metrics.get("proactive"):
         return ""
-    cases = None
-    if out_dir is not None:
-        rows = output(Path(out_dir), "cases") if cases is None else cases
-        cases = sorted(rows, key=lambda x: (-x.usd_lost, x.opened_at, x.case_id))
-    a, c, k = m["assessments"], m["calls"], m["cases"]
-    return render("proactive.html", a=a, c=c, k=k,
-                  assessments=[(d, n, a["per_day_cap"]) for d, n in a["per_day"].items()],
-                  calls=[(d, v["asked"], v["made"], c["calls_per_day"])
-                         for d, v in c["per_day"].items()],
-                  triggers=", ".join(f"{t} {n}" for t, n in k["by_trigger"].items()),
-                  cases=cases, case_dir=CASE_DIR, page_name=page_name, iso=_iso)
+    if cases is None and out_dir is not None:
+        cases = output(Path(out_dir), "cases")
+    return Markup("").join((assessments_html(metrics), calls_html(metrics),
+                            cases_html(metrics, cases or [], data)))
 
 
-def _items(texts: list, fields: tuple) -> list:
-    """Rows of a case file's JSON items: times as text, lists joined."""
-    rows = []
-    for it in (json.loads(t) for t in texts):
-        rows.append(tuple(_iso(it.get(f)) if f == "at" else
-                          ("; ".join(it[f]) if isinstance(it.get(f), list) else it.get(f))
-                          for f in fields))
-    return rows
+def _macro(name: str):
+    return getattr(ENV.get_template("proactive.html").module, name)
 
 
-# A case page's lists: (title, CaseFile field, table head, item fields)
-CASE_SECTIONS = (
-    ("Transfers to the suspect", "transfers",
-     ["time", "transfer", "sender", "amount", "asset", "USD", "fate"],
-     ("at", "transfer_id", "sender", "amount", "asset", "usd_value", "fate")),
-    ("Reports", "reports",
-     ["time", "report", "reporter", "category", "text", "claimed USD", "established"],
-     ("at", "report_id", "reporter", "category", "text", "claimed_loss_usd", "established")),
-    ("Verdicts", "verdicts",
-     ["time", "report", "verdict", "score", "model version", "reasons"],
-     ("at", "report_id", "verdict", "score", "model_version", "reasons")),
-    ("Blacklist entries", "blacklist",
-     ["time", "action", "source", "reason"], ("at", "action", "source", "reason")),
-    ("Outreach about it", "outreach",
-     ["time", "user", "kind", "channel"], ("at", "user", "kind", "channel")),
-    ("Timeline", "timeline", ["time", "event"], ("at", "event")),
-)
+def assessments_html(metrics: dict) -> str:
+    a = (metrics.get("proactive") or {}).get("assessments")
+    if not a:
+        return ""
+    return _macro("assessments")(a, [(d, n, a["per_day_cap"]) for d, n in a["per_day"].items()])
 
 
-def case_page(c: CaseFile) -> str:
-    """One case file as a standalone HTML page (everything escaped)."""
-    freeze = None
-    if c.freeze:
-        f = json.loads(c.freeze)
-        freeze = [(_iso(f.get("at")), f.get("verdict_score"), ", ".join(f.get("report_ids", [])),
-                   "; ".join(f.get("reasons", [])))]
-    sections = [(title, head, _items(getattr(c, name), fields), getattr(c, f"{name}_omitted"))
-                for title, name, head, fields in CASE_SECTIONS]
-    return render("case.html", c=c, iso=_iso, freeze=freeze, sections=sections)
+def calls_html(metrics: dict) -> str:
+    c = (metrics.get("proactive") or {}).get("calls")
+    if not c:
+        return ""
+    return _macro("calls")(c, [(d, v["asked"], v["made"], c["calls_per_day"])
+                               for d, v in c["per_day"].items()])
 
 
-def write_case_pages(out_dir: str | Path, cases: Optional[list] = None) -> int:
-    """One page per case under ``out_dir/cases/`` (the pages of an earlier run there are
-    removed first); returns how many. ``cases``: the case files, when already read."""
-    out_dir = Path(out_dir)
-    cases = output(out_dir, "cases") if cases is None else cases
-    d = out_dir / CASE_DIR
-    if d.is_dir():
-        for old in d.glob("*.html"):
-            old.unlink()
-    if not cases:
-        return 0
-    d.mkdir(exist_ok=True)
-    for c in cases:
-        (d / page_name(c.case_id)).write_text(case_page(c), encoding="utf-8")
-    return len(cases)
+def cases_html(metrics: dict, cases: list, data: Optional[CaseData] = None) -> str:
+    """The case files: totals with the report's definitions, and a table to filter and
+    sort, linked to the case pages."""
+    k = (metrics.get("proactive") or {}).get("cases")
+    if not k:
+        return ""
+    d = data if data is not None else CaseData()
+    triggers = ", ".join(f"{t} {n}" for t, n in k["by_trigger"].items())
+    return _macro("cases")(k, triggers, case_rows(d, cases), d.truth is not None, iso_s)
+
+
+@section("Daily risk assessments", ORDERS["Daily risk assessments"])
+def _assessments(p: Page) -> str:
+    return assessments_html(p.metrics)
+
+
+@section("Call capacity", ORDERS["Call capacity"])
+def _calls(p: Page) -> str:
+    return calls_html(p.metrics)
+
+
+@section("Case files", ORDERS["Case files"])
+def _cases(p: Page) -> str:
+    return cases_html(p.metrics, p.extras.get("cases") or [], p.extras.get("case_data"))
+
+
+def write_case_pages(out_dir: str | Path, cases: Optional[list] = None,
+                     data: Optional[CaseData] = None) -> int:
+    """One page per case under ``out_dir/cases/`` (:func:`report.cases.write_case_pages`);
+    ``cases``: the case files, when already read."""
+    cases = output(Path(out_dir), "cases") if cases is None else cases
+    return _write_pages(out_dir, cases, data)

@@ -11,6 +11,7 @@ from typing import Optional
 
 from report.files import output_named, read_jsonl
 from report.html import iso, pct, render, short, usd
+from report.sections import ORDERS, Page, section
 
 SAMPLE_ROWS = 30
 
@@ -122,3 +123,8 @@ def html_section(fig: Optional[dict]) -> str:
     diffs = "; ".join(f"{k}: {a} → {b}" for k, (a, b) in fig["policy_differences"].items())
     return render("shadow.html", fig=fig, diffs=diffs or "none", rows=rows, pairs=pairs,
                   sample=sample)
+
+
+@section("Shadow policy", ORDERS["Shadow policy"])
+def _section(p: Page) -> str:
+    return html_section(p.metrics.get("shadow"))

@@ -10,6 +10,11 @@ DECIMALS = np.array([6, 6, 8, 8, 6, 8, 9])
 _ASSET_INDEX = {a: i for i, a in enumerate(ASSETS)}
 
 
+def price(asset: str) -> float:
+    """The simulator's fixed USD price of one unit of ``asset``."""
+    return float(PRICE[_ASSET_INDEX[asset]])
+
+
 def make_amount(usd: float, asset: str) -> tuple[str, float]:
     """(exact decimal amount of ``asset`` worth about ``usd``, the usd value of that amount).
 

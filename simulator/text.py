@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import random
 
+from simulator.assets import price
+
 PLATFORMS = ("CoinVexa", "BitNova Pro", "AurumTrade", "QuantEdge AI", "MetaYield", "TronMax",
              "GoldenBridge FX", "NexaMining", "ApexStake", "LunaVault")
 NAMES = ("Anna", "David", "Mei", "Jason", "Sofia", "Kevin", "Elena", "Mark", "Lina", "Tom")
@@ -95,11 +97,33 @@ BOMBING: tuple[str, ...] = (
 )
 
 
-def _fill(template: str, rng: random.Random, amount: float, asset: str) -> str:
-    return template.format(
-        name=rng.choice(NAMES), platform=rng.choice(PLATFORMS), brand=rng.choice(BRANDS),
-        days=rng.randint(10, 90), pct=rng.choice((2, 3, 5, 8, 10, 15, 20, 30)),
-        amount=f"{amount:,.0f}" if rng.random() < 0.7 else f"{amount:.2f}", asset=asset)
+def amount_text(usd: float, asset: str, rounded: bool) -> str:
+    """``usd`` worth of ``asset`` as a user would write it (``rounded``: to whole units when
+    that loses little): a report's amount agrees with the transfer it is about.
+
+    >>> amount_text(2000.0, "BTC", True), amount_text(2000.0, "USDT", True)
+    ('0.0210526', '2,000')
+    >>> amount_text(2000.0, "ETH", False), amount_text(123.456, "USD", False)
+    ('0.625', '123.46')
+    """
+    units = usd / (1.0 if asset == "USD" else price(asset))
+    if units >= 100:
+        return f"{units:,.0f}" if rounded else f"{units:.2f}"
+    if units >= 1:
+        return f"{units:,.2f}".rstrip("0").rstrip(".") if rounded else f"{units:.2f}"
+    return f"{units:.6g}"
+
+
+def _fill(template: str, rng: random.Random, usd: float, asset: str) -> str:
+    """A template filled in; ``{amount}`` is in USD where the template says ``{amount} USD``,
+    else in ``asset`` (``usd`` converted at the simulator's price)."""
+    # the draws in the order they always were: the simulation after them stays the same
+    words = dict(name=rng.choice(NAMES), platform=rng.choice(PLATFORMS),
+                 brand=rng.choice(BRANDS), days=rng.randint(10, 90),
+                 pct=rng.choice((2, 3, 5, 8, 10, 15, 20, 30)))
+    rounded = rng.random() < 0.7
+    unit = "USD" if "{amount} USD" in template else asset
+    return template.format(**words, amount=amount_text(usd, unit, rounded), asset=asset)
 
 
 def describe(typology: str, rng: random.Random, amount: float, asset: str) -> str:

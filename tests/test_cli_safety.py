@@ -565,18 +565,22 @@ def test_report_has_contents_holds_by_reason_units_and_the_policy_as_typed(run_o
     page = (run_out / "report.html").read_text()
     m = json.loads((run_out / "metrics.json").read_text())
     toc = page[page.index("<nav class='toc'>"):page.index("</nav>")]
-    for title in ("Money", "Holds by reason", "Threshold sweep", "Reconciliation", "Run"):
+    for title in ("Money", "Why scam money was lost", "Threshold sweep", "Reconciliation",
+                  "Run"):
         assert f">{title}</a>" in toc
         slug = title.lower().replace(" ", "-")
+        assert toc.count(f"href='#{slug}'") == 1
         assert f"href='#{slug}'" in toc and f"<h2 id='{slug}'>{title}</h2>" in page
     by = m["holds_by_reason"]
     assert sum(v["holds"] for v in by.values()) >= m["summary"]["holds"] > 0
     assert "destination blacklisted" in page
-    assert "<th>held (USD)</th>" in page and "<th>scam (transfers)</th>" in page
+    assert "<h3>Holds by reason</h3>" in page and page.count("Holds by reason") == 1
+    assert "<th>USD held</th>" in page and "<th>scam</th>" in page
     assert "<td class=l>--hold</td><td class=l>24h</td>" in page
     assert "<td class=l>--lookback</td><td class=l>30d</td>" in page
     assert "86400000" not in page
-    assert "overflow-wrap:anywhere" in page  # long unbroken strings wrap inside cells
+    # long unbroken strings wrap inside cells; numbers never do
+    assert "overflow-wrap:break-word" in page and "white-space:nowrap" in page
 
 
 def test_compare_shows_the_difference(run_out, sim, tmp_path):
@@ -586,10 +590,10 @@ def test_compare_shows_the_difference(run_out, sim, tmp_path):
     assert report_cli.main(["--input", str(sim), "--output", str(run_out), "--compare",
                             str(rules)]) == 0
     page = (run_out / "report.html").read_text()
-    assert "<th>this − compared</th>" in page
+    assert "<th>difference</th>" in page and "<th>compared run (rules only)</th>" in page
     a = json.loads((run_out / "metrics.json").read_text())["summary"]["holds"]
     b = json.loads((rules / "metrics.json").read_text())["summary"]["holds"]
-    assert f">{a - b:+,}</td>" in page
+    assert f">{'+' if a >= b else '−'}{abs(a - b):,}</td>" in page
     assert "The compared run read another replay" not in page
 
 

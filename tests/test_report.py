@@ -3,7 +3,11 @@ threshold sweep, ground truth from case outcomes when there is no truth file."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -119,8 +123,13 @@ def test_html_escapes_everything_from_data(tmp_path):
     page = (out / "report.html").read_text()
     assert EVIL not in page and "<b>0xbad</b>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
-    assert "<script" not in page
-    assert "Content-Security-Policy" in page
+    # the only script is the page's own (sorting, filtering), allowed by its hash alone
+    from report.html import SCRIPT, SCRIPT_CSP
+
+    assert page.count("<script") == 1 and f"<script>{SCRIPT}</script>" in page
+    csp = html.unescape(re.search(r'Content-Security-Policy\' content="([^"]*)"', page)[1])
+    assert csp.endswith(f"; script-src {SCRIPT_CSP}") and "default-src 'none'" in csp
+    assert hashlib.sha256(str(SCRIPT).encode()).digest() == base64.b64decode(SCRIPT_CSP[8:-1])
 
 
 def test_threshold_sweep_monotone_and_exact(tmp_path):

@@ -227,7 +227,7 @@ class KeyStore:
         if len(logs) > len(bags):
             raise ValueError(f"{len(logs)} logs, {len(bags)} bags: raise MAX_LOGS")
         self.head = head
-        self.bag_of = dict(zip(logs, bags))
+        self.bag_of = dict(zip(logs, bags[:len(logs)], strict=True))
         self.loaded: set = set()
         self.bytes_read = self.bytes_written = 0
 

@@ -155,3 +155,16 @@ def test_the_busy_keys_state_read_and_written_per_event_stays_flat():
     assert len(calls) >= 200
     early, late = sorted(calls[40:60]), sorted(calls[-20:])
     assert late[10] < 1.5 * early[10]  # medians: a trim's read now and then is amortised
+
+
+def test_labels_past_the_cap_per_address_are_dropped_and_counted():
+    import dataclasses
+
+    from tests.kit import feed
+    from transforms.machine import METRIC
+
+    capped = dataclasses.replace(P, label_max_waiting=2)
+    events = [scored(f"c{i}", at(hours=i), f"u{i}", BUSY).featured for i in range(3)]
+    _, out = feed(LabelJoin(capped), BUSY, events, until=at(days=30))
+    assert [v for tag, _t, v in out if tag == METRIC] == [("label_records_dropped", 1)]
+    assert sorted(v.subject_id for tag, _t, v in out if tag == EXAMPLES) == ["T:c0", "T:c1"]

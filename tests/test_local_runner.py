@@ -77,3 +77,36 @@ def test_the_stream_driver_installs_the_patches_for_the_local_runner_only(
                                           ("DataflowRunner", False), ("FlinkRunner", False)])
 def test_is_local_runner(runner, local):
     assert local_runner.is_local_runner(runner) is local
+
+
+def test_the_timer_scan_finds_what_the_stock_one_finds():
+    """The replacement of the runner's timer scan (patch 3) fires the same timers, in the
+    same order, as Beam's own: keys without timers, timers due and not yet due in event
+    time, and a processing-time timer."""
+    from apache_beam.runners.direct.clock import TestClock
+    from apache_beam.runners.direct.evaluation_context import DirectUnmergedState
+    from apache_beam.runners.direct.watermark_manager import _TransformWatermarks
+    from apache_beam.transforms.timeutil import TimeDomain
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.timestamp import Timestamp
+
+    local_runner.install()
+    states = {}
+    for k in range(12):
+        st = DirectUnmergedState()
+        if k % 3:
+            st.set_timer(GlobalWindow(), "user/deadline", TimeDomain.WATERMARK,
+                         Timestamp(micros=k * 1000))
+        if k == 5:
+            st.set_timer(GlobalWindow(), "user/poll", TimeDomain.REAL_TIME, Timestamp(3))
+        states[b"k%d" % k] = st
+
+    def scan(fn):
+        tw = _TransformWatermarks(TestClock(), states, None)
+        tw._input_watermark = Timestamp(micros=5000)  # k5 due exactly at it
+        fired, realtime = fn(tw)
+        return [(f.encoded_key, f.name, f.time_domain, f.timestamp) for f in fired], realtime
+
+    got = scan(_TransformWatermarks.extract_transform_timers)
+    assert got == scan(_TransformWatermarks.stock_extract_transform_timers)
+    assert [k for k, *_ in got[0]] == [b"k1", b"k2", b"k4", b"k5"] and got[1] is True

@@ -50,6 +50,11 @@ _HELP = {
     "young_dest": "a destination first seen by this job less than this ago is young: the "
                   "fan-in rule needs one, the transfer model's young_dest feature marks one",
     "label_horizon": "no case outcome within this makes an example negative",
+    "label_near": "labels: the waiting records whose horizon ends within this are read by "
+                  "every event of their address, the later ones once per this (state size "
+                  "against reads)",
+    "label_max_waiting": "labels: featured records waiting per address at most; the rest are "
+                         "dropped and counted (label_records_dropped)",
     "dedup": "how long transfer and report ids are remembered for de-duplication (rule 8)",
     "resolve_wait": "how long a case outcome or report waits for the transfer it names",
     "use_models": "score with the River models (false: the rules-only baseline)",

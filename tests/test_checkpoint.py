@@ -80,7 +80,8 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("format", "format 99, this release reads format 1"),
+    ("format", "format 99, this release reads format 2"),
+    ("old", "format 1, this release reads format 2"),
     ("river", "written with River 0.0.1"),
     ("corrupt", "is corrupt"),
     ("manifest", "no manifest.json"),
@@ -90,11 +91,11 @@ def test_a_checkpoint_that_cannot_be_used_is_refused_before_the_run(
     inp, _, _, state = runs
     d = _copy(state, tmp_path / "ckpt")
     m = json.loads((d / "manifest.json").read_text())
-    if damage == "format":
-        m["format"] = 99
+    if damage in ("format", "old"):
+        m["format"] = 99 if damage == "format" else 1
     elif damage == "river":
         m["river"] = "0.0.1"
-    if damage in ("format", "river"):
+    if damage in ("format", "old", "river"):
         (d / "manifest.json").write_text(json.dumps(m))
     elif damage == "corrupt":
         f = next(d.glob("state-*.avro"))

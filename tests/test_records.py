@@ -163,7 +163,7 @@ def test_a_reporter_is_remembered_at_its_reports_time():
     events = [scored("t1", at(0), "u1", E), scored_report("r1", at(1), "u1", E),
               AddressFact(E, at(2), True, "c1", "ADDRESS", E)]
     state, out = feed(Actions(P), E, events)
-    assert state.reporters == {"u1": at(1)} and state.confirmed == at(2)
+    assert dict(state.reporters.items()) == {"u1": at(1)} and state.confirmed == at(2)
     assert [r.kind for r in tagged(out, REQUESTS)] == []
 
 
@@ -343,7 +343,9 @@ def test_a_label_is_never_stamped_before_the_event_it_labels():
     assert out == [(EXAMPLES, at(1) + 1,
                     Example("transfer_risk", at(1) + 1, "T:t1", {"f": 1.0}, True, at(1)))]
     state, _ = feed(LabelJoin(P), D, [_ft("t1", at(0))])
-    state.pending["T:t1"] = (at(9), *state.pending["T:t1"][1:])
+    state.near["T:t1"] = (at(9), *state.pending["T:t1"][1:])  # a record due at at(9)
+    state.far.replace([])
+    state.far_first = None
     assert LabelJoin(P).next_deadline(state) == at(9)
 
 

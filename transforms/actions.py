@@ -21,7 +21,7 @@ from transforms.events import (
     ScoredReport,
     ScoredTransfer,
 )
-from transforms.machine import METRIC, Machine
+from transforms.machine import METRIC, Log, Machine
 from transforms.policy import Policy
 
 HOLDS, RESOLUTIONS, FREEZES, REQUESTS, LOSSES = (
@@ -32,19 +32,32 @@ def short_id(*parts) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
+SENT, REFUNDED_IDS, REPORTERS, REPORT_IDS = (
+    "actions.sent", "actions.refunded", "actions.reporters", "actions.report_ids")
+TRIM_AT_LEAST = 64  # the sent log is trimmed when it has doubled since its last trim
+
+
 class _Dest:
-    __slots__ = ("pending", "sent", "reporters", "report_ids", "frozen", "confirmed",
-                 "owner", "last_t")
+    """An address's state: a small head, and logs (``transforms.machine.Log``) that only
+    grow between trims and are read only by a sweep, a freeze or a trim, so that a
+    transfer to a busy address costs the same however many came before."""
+
+    __slots__ = ("pending", "sent", "refunded", "reporters", "report_ids", "frozen",
+                 "confirmed", "owner", "last_t", "oldest", "kept")
 
     def __init__(self):
         self.pending: dict = {}  # transfer_id -> Hold
-        self.sent: list = []  # (t, user, transfer_id, refunded_or_pending_flag) in lookback
-        self.reporters: dict = {}  # user -> last report time (lookback)
-        self.report_ids: list = []  # reports against this address (for the freeze record)
+        self.sent = Log(SENT)  # (t, user, transfer_id): transfers here, the lookback's and
+        # perhaps older ones not trimmed yet (readers skip those)
+        self.refunded = Log(REFUNDED_IDS)  # transfer ids of the refunded holds
+        self.reporters = Log(REPORTERS)  # (user, t): the reports against this address
+        self.report_ids = Log(REPORT_IDS)  # reports against it (for the freeze record)
         self.frozen: Optional[tuple] = None  # (freeze_id, t)
         self.confirmed: Optional[int] = None  # time a scam was confirmed here
         self.owner: Optional[str] = None  # exchange account behind the address, if any
         self.last_t: Optional[int] = None
+        self.oldest: Optional[int] = None  # earliest time in ``sent``
+        self.kept = 0  # len(sent) after its last trim
 
 
 def expected_loss(ev: ScoredTransfer, certain: bool = False) -> float:
@@ -63,11 +76,9 @@ def expected_loss(ev: ScoredTransfer, certain: bool = False) -> float:
     return round(risk * ev.featured.transfer.usd_value, 2)
 
 
-# flags in _Dest.sent
-LOST, HELD, REFUNDED = 0, 1, 2
-
-
 class Actions(Machine):
+    LOGS = (SENT, REFUNDED_IDS, REPORTERS, REPORT_IDS)
+
     def __init__(self, policy: Policy):
         self.p = policy
 
@@ -105,8 +116,9 @@ class Actions(Machine):
     def on_event(self, s: _Dest, ev, now: int) -> list:
         s.last_t = now
         horizon = now - self.p.lookback_ms
-        if s.sent and s.sent[0][0] < horizon:
-            s.sent = [x for x in s.sent if x[0] >= horizon]
+        if (s.oldest is not None and s.oldest < horizon
+                and len(s.sent) >= 2 * max(s.kept, TRIM_AT_LEAST)):
+            self._trim(s, horizon)
         t = type(ev)
         if t is ScoredTransfer:
             return self._transfer(s, ev, now)
@@ -154,14 +166,14 @@ class Actions(Machine):
                      ev.score, reasons, ev.model_version)
             out.append((HOLDS, now, h))
             s.pending[tr.transfer_id] = h
-            s.sent.append((now, tr.user_id, tr.transfer_id, HELD))
+            self._sent(s, now, tr)
             if s.frozen is not None:
                 out.extend(self._resolve(s, tr.transfer_id, "REFUNDED", now,
                                          "destination frozen"))
                 out.append((LOSSES, now, LossConfirmed(tr.user_id, now, tr.transfer_id,
                                                        tr.to_address)))
         else:
-            s.sent.append((now, tr.user_id, tr.transfer_id, LOST))
+            self._sent(s, now, tr)
         if kind is not None:
             # A transfer to a frozen address is a confirmed loss: the request says so
             # itself, so Outreach never decides on it before the LossConfirmed arrives.
@@ -175,7 +187,7 @@ class Actions(Machine):
 
     def _report(self, s: _Dest, ev: ScoredReport, now: int) -> list:
         rep = ev.featured.report_in.report
-        s.reporters[rep.reporter_user_id] = now
+        s.reporters.append((rep.reporter_user_id, now))
         s.report_ids.append(rep.report_id)
         if rep.suspect_user_id and s.owner is None:
             s.owner = rep.suspect_user_id
@@ -208,7 +220,10 @@ class Actions(Machine):
         out = []
         if s.confirmed is None:
             s.confirmed = now
-            for _, user, tid, _flag in s.sent:
+            horizon = now - self.p.lookback_ms
+            for t, user, tid in s.sent.items():
+                if t < horizon:
+                    continue
                 out.append((LOSSES, now, LossConfirmed(user, now, tid, address)))
         for tid in sorted(s.pending):
             out.extend(self._resolve(s, tid, "REFUNDED", now, "scam confirmed: " + reasons[0]))
@@ -216,7 +231,7 @@ class Actions(Machine):
             fid = short_id("freeze", address, now)
             s.frozen = (fid, now)
             out.append((FREEZES, now, Freeze(fid, address, s.owner, now, score,
-                                             sorted(set(s.report_ids)), reasons)))
+                                             sorted(set(s.report_ids.items())), reasons)))
             out.append((METRIC, now, ("freezes", 1)))
         out.extend(self._sweep(s, address, now, "frozen"))
         return out
@@ -224,10 +239,16 @@ class Actions(Machine):
     def _sweep(self, s: _Dest, address: str, now: int, why: str) -> list:
         """Rule 5: everyone who sent here in the lookback, lost the money and has not
         reported it gets a SILENT_SUFFERER request (Outreach de-duplicates per address)."""
-        out = []
-        seen = set()
-        for t, user, tid, flag in s.sent:
-            if flag != LOST or user in s.reporters or user in seen:
+        out: list = []
+        if not len(s.sent):
+            return out
+        horizon = now - self.p.lookback_ms
+        seen = {user for user, _t in s.reporters.items()}
+        refunded = set(s.refunded.items())
+        pending = s.pending
+        for t, user, tid in s.sent.items():
+            # lost: never held, or held and released (not pending, not refunded)
+            if t < horizon or user in seen or tid in pending or tid in refunded:
                 continue
             seen.add(user)
             out.append((REQUESTS, now, OutreachRequest(
@@ -235,12 +256,26 @@ class Actions(Machine):
                 (why, f"sent_at={t}"))))
         return out
 
+    def _sent(self, s: _Dest, now: int, tr) -> None:
+        s.sent.append((now, tr.user_id, tr.transfer_id))
+        if s.oldest is None or now < s.oldest:
+            s.oldest = now
+
+    def _trim(self, s: _Dest, horizon: int) -> None:
+        """Drop the transfers past the lookback from the sent log (and their refunds):
+        a rewrite of the log, once it has doubled, so O(1) per transfer amortised."""
+        kept = [x for x in s.sent.items() if x[0] >= horizon]
+        s.sent.replace(kept)
+        s.kept = len(kept)
+        s.oldest = min((x[0] for x in kept), default=None)
+        if len(s.refunded):
+            live = {x[2] for x in kept}
+            s.refunded.replace(tid for tid in s.refunded.items() if tid in live)
+
     def _resolve(self, s: _Dest, tid: str, resolution: str, at: int, reason: str) -> list:
         h = s.pending.pop(tid)
         if resolution == "REFUNDED":
-            s.sent = [(t, u, x, REFUNDED if x == tid else f) for t, u, x, f in s.sent]
-        else:
-            s.sent = [(t, u, x, LOST if x == tid else f) for t, u, x, f in s.sent]
+            s.refunded.append(tid)
         r = HoldResolution(h.hold_id, tid, resolution, at, reason, h.user_id, h.to_address,
                            h.usd_value)
         return [(RESOLUTIONS, at, r)]

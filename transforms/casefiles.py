@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Optional
 from schemas.rows import BlacklistUpdate, CaseFile, Freeze, Hold, HoldResolution, Outreach
 from transforms.actions import short_id
 from transforms.events import ScoredReport, ScoredTransfer
-from transforms.machine import Machine
+from transforms.machine import Log, Machine
 from transforms.policy import Policy
 
 CASES = "cases"
@@ -118,22 +118,30 @@ class _Capped:
 _FATE_RANK = {LOST: 0, HELD: 1, REFUNDED: 2, RELEASED: 2}
 
 
+SENT, FATES = "cases.sent", "cases.fates"
+TRIM_AT_LEAST = 64  # the logs are trimmed when they have doubled since their last trim
+
+
 class _Case:
-    __slots__ = ("network", "owner", "opened_at", "triggers", "sent", "order", "fates",
-                 "cents", "senders", "reports", "verdicts", "freeze", "blacklist",
-                 "outreach", "timeline", "n_events", "max_t", "last_t", "due", "address",
-                 "texts")
+    """An address's case: a small head (the capped lists, the totals' inputs are not in
+    it) and two logs, the transfers and their fates, read only when a file is issued or
+    the logs are trimmed: a transfer to a busy address costs the same however many came
+    before."""
+
+    __slots__ = ("network", "owner", "opened_at", "triggers", "sent", "fates", "oldest",
+                 "kept", "reports", "verdicts", "freeze", "blacklist",
+                 "outreach", "timeline", "n_events", "max_t", "last_t", "due", "address")
 
     def __init__(self):
         self.network: Optional[str] = None
         self.owner: Optional[str] = None
         self.opened_at: Optional[int] = None
         self.triggers: list = []
-        self.sent: dict = {}  # transfer_id -> (t, user, usd, amount, asset) in the lookback
-        self.order: list = []  # (t, transfer_id), sorted
-        self.fates: dict = {}  # transfer_id -> fate, when held or resolved
-        self.cents: dict = {LOST: 0, HELD: 0, REFUNDED: 0, RELEASED: 0}  # USD cents by fate
-        self.senders: dict = {}  # user -> transfers in the lookback
+        self.sent = Log(SENT)  # (t, transfer_id, user, usd, amount, asset): the lookback's
+        # transfers, and perhaps older ones not trimmed yet (readers skip those)
+        self.fates = Log(FATES)  # (transfer_id, fate): holds and resolutions, in order
+        self.oldest: Optional[int] = None  # earliest time in ``sent``
+        self.kept = 0  # len(sent) after its last trim
         self.reports, self.verdicts = _Capped(), _Capped()
         self.blacklist, self.outreach, self.timeline = _Capped(), _Capped(), _Capped()
         self.freeze: Optional[dict] = None
@@ -142,7 +150,6 @@ class _Case:
         self.last_t: Optional[int] = None
         self.due: Optional[int] = None  # when the pending new version is issued
         self.address: str = ""
-        self.texts: dict = {}  # transfer_id -> (fate, JSON text) of the listed transfers
 
 
 def _cents(usd: float) -> int:
@@ -153,6 +160,8 @@ class CaseBook(Machine):
     """One suspect address's case file; see the module docstring. The file depends only on
     the set of events seen, not on their arrival order (lists keep their earliest items,
     totals are integer cents), so both faces give the same latest version."""
+
+    LOGS = (SENT, FATES)
 
     def __init__(self, policy: Policy):
         self.p = policy
@@ -191,7 +200,7 @@ class CaseBook(Machine):
         s.last_t = now
         s.max_t = now if s.max_t is None else max(s.max_t, now)
         s.n_events += 1
-        self._forget_old(s, now)
+        self._trim(s)
         t = type(ev)
         cap = self.p.case_max_items
         key = self.sort_key(ev)
@@ -225,11 +234,9 @@ class CaseBook(Machine):
         s.network = s.network or tr.network
         s.owner = s.owner or tr.to_user_id
         tid = tr.transfer_id
-        if tid not in s.sent:
-            s.sent[tid] = (now, tr.user_id, tr.usd_value, tr.amount, tr.asset)
-            bisect.insort(s.order, (now, tid))
-            s.senders[tr.user_id] = s.senders.get(tr.user_id, 0) + 1
-            s.cents[s.fates.get(tid, LOST)] += _cents(tr.usd_value)
+        s.sent.append((now, tid, tr.user_id, tr.usd_value, tr.amount, tr.asset))
+        if s.oldest is None or now < s.oldest:
+            s.oldest = now
         for src in ft.blacklist or ():
             self._open(s, now, f"blacklisted:{src}")
         return lambda: (f"transfer {tid}: {tr.amount} {tr.asset} (${tr.usd_value:,.2f})"
@@ -289,14 +296,7 @@ class CaseBook(Machine):
         return lambda: f"outreach {ev.kind} on {ev.channel} to {ev.user_id}"
 
     def _fate(self, s: _Case, tid: str, fate: str) -> None:
-        old = s.fates.get(tid, LOST)
-        if _FATE_RANK[fate] < _FATE_RANK[old]:
-            return
-        s.fates[tid] = fate
-        if tid in s.sent:
-            c = _cents(s.sent[tid][2])
-            s.cents[old] -= c
-            s.cents[fate] += c
+        s.fates.append((tid, fate))
 
     def _open(self, s: _Case, now: int, trigger: str) -> None:
         if s.opened_at is None or now < s.opened_at:
@@ -305,43 +305,63 @@ class CaseBook(Machine):
             s.triggers.append(trigger)
             s.triggers.sort()
 
-    def _forget_old(self, s: _Case, now: int) -> None:
-        horizon = now - self.p.lookback_ms
-        k = bisect.bisect_left(s.order, (horizon,))  # s.order is sorted: the old ones lead
-        if not k:
+    def _trim(self, s: _Case) -> None:
+        """Drop the transfers past the lookback (and their fates) from the logs once the
+        transfer log has doubled since its last trim: O(1) per event amortised."""
+        if s.oldest is None or len(s.sent) < 2 * max(s.kept, TRIM_AT_LEAST):
             return
-        old, s.order[:k] = s.order[:k], []
-        for _t, tid in old:
-            _t, user, usd, _a, _asset = s.sent.pop(tid)
-            s.texts.pop(tid, None)
-            s.cents[s.fates.pop(tid, LOST)] -= _cents(usd)
-            n = s.senders[user] - 1
-            if n:
-                s.senders[user] = n
+        horizon = s.max_t - self.p.lookback_ms
+        if s.oldest >= horizon:
+            return
+        kept, gone = [], set()
+        for x in s.sent.items():
+            if x[0] >= horizon:
+                kept.append(x)
             else:
-                del s.senders[user]
+                gone.add(x[1])
+        gone -= {x[1] for x in kept}
+        s.sent.replace(kept)
+        s.kept = len(kept)
+        s.oldest = min((x[0] for x in kept), default=None)
+        s.fates.replace(f for f in s.fates.items() if f[0] not in gone)
+
+    def _transfers(self, s: _Case) -> tuple[dict, dict]:
+        """The lookback's transfers (transfer_id -> (t, user, usd, amount, asset), the
+        first delivery of each) and their fates (by precedence: a resolution is final, a
+        hold beats "never held")."""
+        horizon = s.max_t - self.p.lookback_ms
+        sent: dict = {}
+        for t, tid, user, usd, amount, asset in s.sent.items():
+            if t >= horizon and tid not in sent:
+                sent[tid] = (t, user, usd, amount, asset)
+        fates: dict = {}
+        for tid, fate in s.fates.items():
+            if _FATE_RANK[fate] >= _FATE_RANK[fates.get(tid, LOST)]:
+                fates[tid] = fate
+        return sent, fates
 
     def case_file(self, s: _Case) -> CaseFile:
         address = s.address
         cap = self.p.case_max_items
+        sent, fates = self._transfers(s)
+        order = sorted((rec[0], tid) for tid, rec in sent.items())
+        c = {LOST: 0, HELD: 0, REFUNDED: 0, RELEASED: 0}  # USD cents by fate
+        for tid, rec in sent.items():
+            c[fates.get(tid, LOST)] += _cents(rec[2])
         items = []
-        for t, tid in s.order[:cap]:
-            fate = s.fates.get(tid, LOST)
-            got = s.texts.get(tid)
-            if got is None or got[0] != fate:
-                _t, user, usd, amount, asset = s.sent[tid]
-                got = s.texts[tid] = (fate, _j({
-                    "transfer_id": tid, "at": t, "sender": user, "usd_value": usd,
-                    "amount": amount, "asset": asset, "fate": fate}))
-            items.append(got[1])
-        c = s.cents
+        for t, tid in order[:cap]:
+            _t, user, usd, amount, asset = sent[tid]
+            items.append(_j({"transfer_id": tid, "at": t, "sender": user, "usd_value": usd,
+                             "amount": amount, "asset": asset,
+                             "fate": fates.get(tid, LOST)}))
+        victims = len({rec[1] for rec in sent.values()})
         return CaseFile(
             short_id("case", address), address, s.network, s.owner, s.opened_at, s.max_t,
             s.n_events, list(s.triggers), items, s.reports.texts(), s.verdicts.texts(),
             _j(s.freeze) if s.freeze else None, s.blacklist.texts(), s.outreach.texts(),
-            s.timeline.texts(), len(s.senders), sum(c.values()) / 100,
+            s.timeline.texts(), victims, sum(c.values()) / 100,
             (c[LOST] + c[RELEASED]) / 100, c[REFUNDED] / 100, c[HELD] / 100,
-            max(0, len(s.order) - cap), s.reports.omitted, s.verdicts.omitted,
+            max(0, len(order) - cap), s.reports.omitted, s.verdicts.omitted,
             s.blacklist.omitted, s.outreach.omitted, s.timeline.omitted)
 
 

@@ -27,7 +27,9 @@ import apache_beam as beam
 from connectors import statefs
 from transforms.events import ModelVersion, Seed
 
-FORMAT = 1
+# 2: the machines keep what grows with a key's history in logs (transforms.machine.Log),
+# pickled with their items; a format-1 state (plain lists) would not load into them.
+FORMAT = 2
 MANIFEST = "manifest.json"
 VERSIONS_STEP = "__versions__"
 SCHEMA = {
@@ -109,8 +111,10 @@ def check(directory: str | Path) -> dict:
         raise CheckpointError(f"state checkpoint {d}: unreadable {MANIFEST} ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         got = manifest.get("format") if isinstance(manifest, dict) else "?"
+        older = (" (an earlier release's state layout: write the checkpoint again with "
+                 "this release)") if isinstance(got, int) and got < FORMAT else ""
         raise CheckpointError(f"state checkpoint {d}: format {got}, this release reads "
-                              f"format {FORMAT}")
+                              f"format {FORMAT}{older}")
     mine = _versions()
     if manifest.get("river") != mine["river"]:
         raise CheckpointError(f"state checkpoint {d}: written with River "

@@ -16,15 +16,17 @@ so they decide identically. Neither decides anything itself.
 
 from __future__ import annotations
 
+import io
 import pickle
 import zlib
 from typing import Any, Callable, Iterable, Optional, Tuple
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder
+from apache_beam.coders import BytesCoder, PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import (
+    BagStateSpec,
     ReadModifyWriteStateSpec,
     TimerSpec,
     on_timer,
@@ -39,6 +41,7 @@ from transforms.machine import (
     METRIC,
     STATE,
     Chunk,
+    Log,
     Machine,
     Output,
     StateRecord,
@@ -205,6 +208,94 @@ class _Held:
 
 
 ORDERINGS = ("arrival", "event_time")
+MAX_LOGS = 6  # bag states per step: the most Machine.LOGS any step's machine names
+
+
+class KeyStore:
+    """One key's state in the stream face's cells: the *head* (the machine's state and the
+    waiting events, without the items of its :class:`~transforms.machine.Log` objects) in
+    one read-modify-write cell, pickled; each log's items in a bag of its own, one item per
+    entry. Loading reads the head only; a log's bag is read when the machine reads the log;
+    storing writes the head and adds the items appended since (or clears and refills a bag
+    whose log was rewritten). So an event costs what its head costs, however long the logs.
+
+    ``head`` needs ``read/write/clear`` (a ``ReadModifyWriteState`` of bytes); ``bags``,
+    one per name in ``logs``, ``read/add/clear`` (``BagState``). Plain Python: the bench
+    drives it with in-memory cells to count the bytes an event reads and writes."""
+
+    def __init__(self, logs: tuple, head, bags):
+        if len(logs) > len(bags):
+            raise ValueError(f"{len(logs)} logs, {len(bags)} bags: raise MAX_LOGS")
+        self.head = head
+        self.bag_of = dict(zip(logs, bags[:len(logs)], strict=True))
+        self.loaded: set = set()
+        self.bytes_read = self.bytes_written = 0
+
+    def _stored(self, pid):
+        name, n = pid
+        self.loaded.add(name)
+        bag = self.bag_of[name]
+
+        def load() -> list:
+            items = list(bag.read())
+            if self.counting:
+                self.bytes_read += sum(len(pickle.dumps(x, 4)) for x in items)
+            return items
+
+        return Log.stored(name, n, load)
+
+    def load(self) -> Optional[_Held]:
+        raw = self.head.read()
+        if raw is None:
+            return None
+        self.bytes_read += len(raw)
+        up = pickle.Unpickler(io.BytesIO(raw))
+        up.persistent_load = self._stored
+        return up.load()
+
+    def clear(self) -> None:
+        self.head.clear()
+        for bag in self.bag_of.values():
+            bag.clear()
+
+    def store(self, held: _Held) -> None:
+        logs: list = []
+
+        def pid(obj):
+            if type(obj) is Log:
+                logs.append(obj)
+                return (obj.name, len(obj))
+            return None
+
+        buf = io.BytesIO()
+        pk = pickle.Pickler(buf, pickle.HIGHEST_PROTOCOL)
+        pk.persistent_id = pid
+        pk.dump(held)
+        raw = buf.getvalue()
+        self.head.write(raw)
+        self.bytes_written += len(raw)
+        kept = set()
+        for log in logs:
+            kept.add(log.name)
+            bag = self.bag_of[log.name]
+            rewritten, items = log.changes()
+            if rewritten:
+                bag.clear()
+            for item in items:
+                bag.add(item)
+            if self.counting:
+                self.bytes_written += sum(len(pickle.dumps(x, 4)) for x in items)
+        for name in self.loaded - kept:  # a log the state no longer holds
+            self.bag_of[name].clear()
+
+    counting = False  # count the bag items' bytes too (the bench: costs a pickle per item)
+    tally: Optional[dict] = None  # with counting: step -> key -> [(read, written)] per call
+
+    def note(self, step_name: str, key) -> None:
+        """With ``counting``, record this call's bytes in ``tally`` (the bench)."""
+        if self.tally is not None:
+            calls = self.tally.setdefault(step_name, {}).setdefault(key, [])
+            calls.append((self.bytes_read, self.bytes_written))
 
 
 class _StreamFace(beam.DoFn):
@@ -220,9 +311,15 @@ class _StreamFace(beam.DoFn):
     * ``"arrival"``: each event runs when it arrives (deadlines due by its time first):
       lowest latency, but an event that overtakes an earlier one on a shorter path is
       decided before it.
+
+    State (:class:`KeyStore`): the head in a ``ReadModifyWriteState`` of bytes, each of the
+    machine's logs in a ``BagState`` (every runner supports both: the local runners,
+    Dataflow, Flink); one event-time timer per key, at the machine's next deadline.
     """
 
-    STATE_SPEC = ReadModifyWriteStateSpec("state", PickleCoder())
+    HEAD = ReadModifyWriteStateSpec("head", BytesCoder())
+    LOG0, LOG1, LOG2, LOG3, LOG4, LOG5 = (BagStateSpec(f"log{i}", PickleCoder())
+                                          for i in range(MAX_LOGS))
     DEADLINE = TimerSpec("deadline", TimeDomain.WATERMARK)
 
     def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str,
@@ -236,17 +333,18 @@ class _StreamFace(beam.DoFn):
         self.sort_key = sort_key_of(self.machine)
         self._side_id = None
 
-    def _load(self, key, state_cell) -> _Held:
-        h = state_cell.read()
-        return _Held(self.machine.new_state(key)) if h is None else h
+    def _cells(self, head, bags) -> KeyStore:
+        return KeyStore(tuple(self.machine.LOGS), head, bags)
 
-    def _store(self, h: _Held, state_cell, timer):
+    def _store(self, h: _Held, cells: KeyStore, timer, key):
         m = self.machine
         if not h.waiting and m.is_empty(h.state):
-            state_cell.clear()
+            cells.clear()
             timer.clear()
             return
-        state_cell.write(h)
+        cells.store(h)
+        if cells.counting:
+            cells.note(self.step_name, key)
         d = m.next_deadline(h.state)
         if h.waiting:
             first = min(m.time_of(e) for e in h.waiting)
@@ -256,28 +354,34 @@ class _StreamFace(beam.DoFn):
         else:
             timer.set(Timestamp(micros=min(d, END_OF_TIME // 1000) * 1000))
 
-    def process(self, kv, state_cell=beam.DoFn.StateParam(STATE_SPEC),
+    def process(self, kv, head=beam.DoFn.StateParam(HEAD),
+                log0=beam.DoFn.StateParam(LOG0), log1=beam.DoFn.StateParam(LOG1),
+                log2=beam.DoFn.StateParam(LOG2), log3=beam.DoFn.StateParam(LOG3),
+                log4=beam.DoFn.StateParam(LOG4), log5=beam.DoFn.StateParam(LOG5),
                 timer=beam.DoFn.TimerParam(DEADLINE)):
-        return self._process(kv, state_cell, timer)
+        cells = self._cells(head, (log0, log1, log2, log3, log4, log5))
+        return self._process(kv, cells, timer)
 
-    def _process(self, kv, state_cell, timer):
+    def _process(self, kv, cells: KeyStore, timer):
         key, event = kv
         if type(event) is Seed:
-            yield from self._seed(key, event, state_cell, timer)
+            yield from self._seed(key, event, cells, timer)
             return
-        h = self._load(key, state_cell)
+        h = cells.load()
+        if h is None:
+            h = _Held(self.machine.new_state(key))
         out: list = []
         if self.ordering == "event_time":
             h.waiting.append(event)
         else:
             h.state, out = step(self.machine, key, h.state, event)
-        self._store(h, state_cell, timer)
+        self._store(h, cells, timer, key)
         yield from self.emitter.emit(out)
 
-    def _seed(self, key, seed: Seed, state_cell, timer):
+    def _seed(self, key, seed: Seed, cells: KeyStore, timer):
         """A saved state (``--restore_state``): the key starts from it, unless events
         reached the key first (then the live state wins and the seed is counted)."""
-        if state_cell.read() is not None:
+        if cells.head.read() is not None:
             yield from self.emitter.emit([(METRIC, seed.event_time, ("seeds_too_late", 1))])
             return
         h = _Held(seed.state)
@@ -288,14 +392,18 @@ class _StreamFace(beam.DoFn):
                 h.state, more = step(self.machine, key, h.state, e)
                 out.extend(more)
             h.waiting = []
-        self._store(h, state_cell, timer)
+        self._store(h, cells, timer, key)
         yield from self.emitter.emit(out)
 
     @on_timer(DEADLINE)
     def on_deadline(self, key=beam.DoFn.KeyParam, fire_ts=beam.DoFn.TimestampParam,
-                    state_cell=beam.DoFn.StateParam(STATE_SPEC),
+                    head=beam.DoFn.StateParam(HEAD),
+                    log0=beam.DoFn.StateParam(LOG0), log1=beam.DoFn.StateParam(LOG1),
+                    log2=beam.DoFn.StateParam(LOG2), log3=beam.DoFn.StateParam(LOG3),
+                    log4=beam.DoFn.StateParam(LOG4), log5=beam.DoFn.StateParam(LOG5),
                     timer=beam.DoFn.TimerParam(DEADLINE)):
-        h = state_cell.read()
+        cells = self._cells(head, (log0, log1, log2, log3, log4, log5))
+        h = cells.load()
         if h is None:
             return
         m = self.machine
@@ -309,7 +417,7 @@ class _StreamFace(beam.DoFn):
                     h.state, more = step(m, key, h.state, e)
                     out.extend(more)
         out.extend(m.advance(h.state, now))
-        self._store(h, state_cell, timer)
+        self._store(h, cells, timer, key)
         yield from self.emitter.emit(out)
 
 
@@ -332,12 +440,19 @@ class _StreamFacePolling(_StreamFace):
         super().setup()
         self.machine.bind(self.poller.fetch(force=True))
 
-    def process(self, kv, state_cell=beam.DoFn.StateParam(_StreamFace.STATE_SPEC),
+    def process(self, kv, head=beam.DoFn.StateParam(_StreamFace.HEAD),
+                log0=beam.DoFn.StateParam(_StreamFace.LOG0),
+                log1=beam.DoFn.StateParam(_StreamFace.LOG1),
+                log2=beam.DoFn.StateParam(_StreamFace.LOG2),
+                log3=beam.DoFn.StateParam(_StreamFace.LOG3),
+                log4=beam.DoFn.StateParam(_StreamFace.LOG4),
+                log5=beam.DoFn.StateParam(_StreamFace.LOG5),
                 timer=beam.DoFn.TimerParam(_StreamFace.DEADLINE)):
         new = self.poller.fetch()
         if new:
             self.machine.bind(new)
-        return self._process(kv, state_cell, timer)
+        cells = self._cells(head, (log0, log1, log2, log3, log4, log5))
+        return self._process(kv, cells, timer)
 
 
 class RunMachine(beam.PTransform):

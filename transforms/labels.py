@@ -22,22 +22,47 @@ from typing import Optional
 
 from transforms.events import AddressFact, Example, FeaturedTransfer
 from transforms.ledger import report_key, transfer_key
-from transforms.machine import Machine
+from transforms.machine import METRIC, Log, Machine
 from transforms.policy import Policy
 
 EXAMPLES = "examples"
 TRANSFER_RISK, SCAM_VERDICT = "transfer_risk", "scam_verdict"
 
 
+FAR = "labels.far"
+
+
 class _Labels:
-    __slots__ = ("pending", "confirmed_at")
+    """An address's waiting records, split so that an event reads only a small part: those
+    whose horizon ends by ``edge`` in ``near`` (the head, read by every event), the later
+    ones in the log ``far``, read when ``edge`` moves on (once per ``label_near_ms`` of event
+    time) or when a case outcome names one."""
+
+    __slots__ = ("near", "far", "edge", "far_first", "far_last_t", "confirmed_at")
 
     def __init__(self):
-        self.pending: dict = {}  # subject id -> (deadline, model, t, x)
+        self.near: dict = {}  # subject id -> (deadline, model, t, x), deadline <= edge
+        self.far = Log(FAR)  # (deadline, sid, model, t, x), deadline > edge
+        self.edge: Optional[int] = None
+        self.far_first: Optional[int] = None  # earliest deadline in far
+        self.far_last_t: Optional[int] = None  # latest event time in far
         self.confirmed_at: Optional[int] = None
+
+    def waiting(self) -> int:
+        return len(self.near) + len(self.far)
+
+    @property
+    def pending(self) -> dict:
+        """Every waiting record: subject id -> (deadline, model, t, x) (reads the log)."""
+        out = dict(self.near)
+        for r in self.far.items():
+            out[r[1]] = (r[0], r[2], r[3], r[4])
+        return out
 
 
 class LabelJoin(Machine):
+    LOGS = (FAR,)
+
     def __init__(self, policy: Policy):
         self.p = policy
 
@@ -45,10 +70,12 @@ class LabelJoin(Machine):
         return _Labels()
 
     def is_empty(self, s: _Labels) -> bool:
-        return not s.pending and s.confirmed_at is None
+        return not s.near and not len(s.far) and s.confirmed_at is None
 
     def next_deadline(self, s: _Labels) -> Optional[int]:
-        ds = [w[0] for w in s.pending.values()]
+        ds = [w[0] for w in s.near.values()]
+        if s.far_first is not None:
+            ds.append(s.far_first)
         if s.confirmed_at is not None:
             ds.append(s.confirmed_at + self.p.label_horizon_ms)
         return min(ds) if ds else None
@@ -61,12 +88,33 @@ class LabelJoin(Machine):
             return 1
         return k if zlib.crc32(sid.encode()) % k == 0 else None
 
+    def _bring_near(self, s: _Labels, edge: int) -> None:
+        """Move the far records whose horizon ends by ``edge`` into ``near``."""
+        s.edge = edge
+        if not len(s.far):
+            return
+        later = []
+        for rec in s.far.items():
+            if rec[0] <= edge:
+                s.near[rec[1]] = (rec[0], rec[2], rec[3], rec[4])
+            else:
+                later.append(rec)
+        self._set_far(s, later)
+
+    def _set_far(self, s: _Labels, recs: list) -> None:
+        if len(recs) != len(s.far):
+            s.far.replace(recs)
+        s.far_first = min((r[0] for r in recs), default=None)
+        s.far_last_t = max((r[3] for r in recs), default=None)
+
     def advance(self, s: _Labels, now: int) -> list:
         out = []
-        if s.pending:
-            due = sorted((w[0], sid) for sid, w in s.pending.items() if w[0] <= now)
+        if len(s.far) and (s.edge is None or now >= s.edge):
+            self._bring_near(s, now + self.p.label_near_ms)
+        if s.near:
+            due = sorted((w[0], sid) for sid, w in s.near.items() if w[0] <= now)
             for deadline, sid in due:
-                _, model, t, x = s.pending.pop(sid)
+                _, model, t, x = s.near.pop(sid)
                 w = self.negative(sid)
                 if w is not None:
                     out.append((EXAMPLES, deadline,
@@ -74,6 +122,15 @@ class LabelJoin(Machine):
         if s.confirmed_at is not None and s.confirmed_at + self.p.label_horizon_ms <= now:
             s.confirmed_at = None
         return out
+
+    def _waits(self, s: _Labels, sid: str, now: int) -> bool:
+        """Is a record about ``sid`` waiting? The far log is read only when a record of
+        the same time or later is in it (a re-delivery has its first delivery's time)."""
+        if sid in s.near:
+            return True
+        if not len(s.far) or s.far_last_t is None or now > s.far_last_t:
+            return False
+        return any(rec[1] == sid for rec in s.far.items())
 
     def on_event(self, s: _Labels, ev, now: int) -> list:
         t = type(ev)
@@ -83,25 +140,50 @@ class LabelJoin(Machine):
             sid, model = transfer_key(ev.transfer.transfer_id), TRANSFER_RISK
         else:
             sid, model = report_key(ev.report_in.report.report_id), SCAM_VERDICT
-        if sid in s.pending:
+        if self._waits(s, sid, now):
             return []
         if s.confirmed_at is not None:
             return [(EXAMPLES, now + 1, Example(model, now + 1, sid, ev.features, True, now))]
-        s.pending[sid] = (now + self.p.label_horizon_ms, model, now, ev.features)
+        if s.waiting() >= self.p.label_max_waiting:
+            return [(METRIC, now, ("label_records_dropped", 1))]
+        deadline = now + self.p.label_horizon_ms
+        if s.edge is not None and deadline <= s.edge:
+            s.near[sid] = (deadline, model, now, ev.features)
+        else:
+            s.far.append((deadline, sid, model, now, ev.features))
+            if s.far_first is None or deadline < s.far_first:
+                s.far_first = deadline
+            if s.far_last_t is None or now > s.far_last_t:
+                s.far_last_t = now
         return []
+
+    def _take(self, s: _Labels, sid: str):
+        """Remove and return the waiting record about ``sid`` (None: none waits)."""
+        w = s.near.pop(sid, None)
+        if w is not None or not len(s.far):
+            return w
+        recs = s.far.items()
+        hit = next((r for r in recs if r[1] == sid), None)
+        if hit is None:
+            return None
+        self._set_far(s, [r for r in recs if r[1] != sid])
+        return (hit[0], hit[2], hit[3], hit[4])
 
     def _fact(self, s: _Labels, fact: AddressFact, now: int) -> list:
         out = []
         whole_address = fact.subject_type == "ADDRESS" or fact.is_scam
         if fact.subject_type != "ADDRESS":
             sid = (transfer_key if fact.subject_type == "TRANSFER" else report_key)(fact.subject_id)
-            w = s.pending.pop(sid, None)
+            w = self._take(s, sid)
             if w is not None:
                 out.extend(self._example(w, sid, fact.is_scam, now))
         if whole_address:
-            for sid in sorted(s.pending):
-                out.extend(self._example(s.pending[sid], sid, fact.is_scam, now))
-            s.pending.clear()
+            waiting = s.pending
+            for sid in sorted(waiting):
+                out.extend(self._example(waiting[sid], sid, fact.is_scam, now))
+            s.near.clear()
+            if len(s.far):
+                self._set_far(s, [])
             s.confirmed_at = now if fact.is_scam else None
         return out
 

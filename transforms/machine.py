@@ -55,13 +55,98 @@ class StateRecord(NamedTuple):
     state: bytes
 
 
+class Log:
+    """An append-only list in a machine's state: what grows with a key's history and is read
+    only now and then (a sweep, a trim, a file issued), apart from the small rest of the
+    state (its *head*) that every event reads and writes.
+
+    The machine appends (O(1)), reads the items only when it needs them, or replaces them
+    all (a trim). The face decides where the items live: in the batch face and the reference
+    a plain list; in the stream face a Beam ``BagState`` per log, loaded only when the
+    machine reads it (see :mod:`transforms.faces`), so an event that only appends reads and
+    writes no more state than the head. ``name`` identifies the log within the key's state
+    (unique among the logs a step's machine keeps: ``Machine.LOGS``).
+
+    >>> log = Log("seen"); log.append(1); log.append(2); len(log), log.items()
+    (2, [1, 2])
+    >>> log.replace([2]); log.items()
+    [2]
+    """
+
+    __slots__ = ("name", "_items", "_n", "_new", "_load", "_rewritten")
+
+    def __init__(self, name: str, items: Iterable[Any] = ()):
+        self.name = name
+        self._items: Optional[list] = list(items)
+        self._n = len(self._items)
+        self._new: Optional[list] = None  # appended since loaded from storage (stream face)
+        self._load: Optional[Callable[[], list]] = None
+        self._rewritten = True  # storage must be replaced by the items (a new log)
+
+    @classmethod
+    def stored(cls, name: str, n: int, load: Callable[[], list]) -> "Log":
+        """A log of ``n`` items kept elsewhere; ``load()`` brings them when read."""
+        log = cls.__new__(cls)
+        log.name, log._items, log._n, log._new = name, None, n, []
+        log._load, log._rewritten = load, False
+        return log
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, item: Any) -> None:
+        if self._items is not None:
+            self._items.append(item)
+        if self._new is not None and not self._rewritten:
+            self._new.append(item)
+        self._n += 1
+
+    def items(self) -> list:
+        """Every item, oldest first (the caller must not change the list)."""
+        if self._items is None:
+            loaded = self._load()
+            loaded.extend(self._new)
+            self._items = loaded
+        return self._items
+
+    def replace(self, items: Iterable[Any]) -> None:
+        """The log becomes ``items`` (a trim, a rewrite)."""
+        self._items = list(items)
+        self._n = len(self._items)
+        self._rewritten = True
+        self._new = None
+
+    def changes(self) -> tuple[bool, list]:
+        """For the stream face: (rewritten, items to store): every item after a rewrite,
+        else those appended since the log was loaded."""
+        if self._rewritten:
+            return True, self.items()
+        return False, self._new or []
+
+    def __getstate__(self):
+        return (self.name, self.items())
+
+    def __setstate__(self, st):
+        self.__init__(st[0], st[1])
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Log) and (self.name, self.items()) == (other.name,
+                                                                        other.items())
+
+    def __repr__(self) -> str:
+        return f"Log({self.name!r}, {self._n} items)"
+
+
 class Machine(ABC):
     """A keyed step's logic: no Beam, no I/O, no clocks. Subclasses override the hooks.
 
     State is a plain picklable object the machine mutates in place; ``is_empty`` tells the
     shell it may clear the key's state (every state must become empty when idle long
-    enough: that is its expiry).
+    enough: that is its expiry). What grows with the key's history lives in :class:`Log`
+    objects inside the state, whose names the machine lists in ``LOGS``.
     """
+
+    LOGS: tuple[str, ...] = ()
 
     @abstractmethod
     def new_state(self, key: Any) -> Any:
@@ -210,6 +295,7 @@ class Fused(Machine):
     def __init__(self, first: Machine, second: Machine, feed: str,
                  takes: Callable[[Any], bool]):
         self.first, self.second, self.feed, self.takes = first, second, feed, takes
+        self.LOGS = tuple(first.LOGS) + tuple(second.LOGS)
 
     def new_state(self, key):
         return [key, self.first.new_state(key), self.second.new_state(key)]

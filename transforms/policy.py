@@ -55,6 +55,12 @@ class Policy:
     young_dest_ms: int = 2 * DAY
     # Labels (LabelJoin)
     label_horizon_ms: int = 7 * DAY
+    # ... the featured records whose horizon ends within this are in the state every event
+    # of their address reads; the later ones wait in a log read once per this much time
+    label_near_ms: int = 1 * DAY
+    # ... at most this many records wait per address; the rest are dropped and counted
+    # (metric label_records_dropped)
+    label_max_waiting: int = 50_000
     # Dedup memory and outcome resolution (Ledger)
     dedup_ms: int = 30 * DAY
     resolve_wait_ms: int = 24 * HOUR
@@ -180,6 +186,8 @@ class Policy:
                 raise ValueError(f"{f.name} must be positive")
             if f.name.startswith("lookalike_") and getattr(self, f.name) < 1:
                 raise ValueError(f"{f.name} must be at least 1")
+        if self.label_max_waiting < 1:
+            raise ValueError("label_max_waiting must be >= 1")
         if self.payee_sweep_every < 1:
             raise ValueError("payee_sweep_every must be >= 1")
         if self.model_publish_labels < 1 or self.model_negative_sample < 1:

@@ -1,0 +1,149 @@
+"""Streaming state against a key's history: busy keys through the stream face.
+
+    PYTHONPATH=. PYTHONHASHSEED=0 .venv/bin/python -m bench.stream_state_bench \\
+        [--n 500,1000,2000,4000] [--runs 3] [--bytes 200,2000] [--json FILE]
+
+Three shapes of N transfers spread evenly over 20 days of event time, each through the
+``SafetyNet`` composite in stream mode (a ``TestStream`` on the ``BundleBasedDirectRunner``,
+rules only, the local runner patches installed as the local job does):
+
+* ``one_address``: N users each pay the same address once (a busy destination: the
+  address-keyed steps CounterpartyProfile + LabelJoin, Actions and CaseBook see N events);
+* ``one_payer``: one user pays N different addresses (a bulk payer: SenderProfile, Score
+  and Outreach see N events);
+* ``distinct``: N users each pay their own address (every key sees one event).
+
+Each run is one fresh process; the times are the pipeline's wall time and the process's
+CPU time (building and running it; CPU is steadier on a shared machine), medians of
+``--runs``, and each busy shape's ratio to ``distinct`` at the same N (runs alternate
+between shapes, so the machine's drift hits all alike).
+
+``--bytes`` N1,N2: the state bytes the busiest key reads and writes per event in each
+keyed step (``transforms.faces.KeyStore`` counting: head bytes, plus bag items loaded and
+added), for the busy shapes at two sizes, 10x apart: flat means an event's cost does not
+grow with the key's history. Reported as the mean per event (trims and sweeps amortised)
+over the busiest key's events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from bench import run_child
+
+SHAPES = ("one_address", "one_payer", "distinct")
+DAYS = 20
+
+
+def events(shape: str, n: int) -> list:
+    from tests.scenario import addr, at, transfer
+
+    step = DAYS * 24 * 60 / n  # minutes between transfers
+    out = []
+    for i in range(n):
+        user = "payer" if shape == "one_payer" else f"u{i}"
+        to = addr("busy") if shape == "one_address" else addr(f"a{i}")
+        out.append(transfer(f"t{i}", at(minutes=i * step), user, to))
+    return out
+
+
+def child(args) -> None:
+    import apache_beam as beam
+
+    from tests.scenario import build, options
+    from transforms import faces
+    from transforms.policy import Policy
+
+    evs = events(args.shape, args.n)
+    tally: dict = {}
+    if args.count:
+        faces.KeyStore.counting = True
+        faces.KeyStore.tally = tally
+    t0, c0 = time.monotonic(), _cpu()
+    with beam.Pipeline(options=options("stream")) as p:
+        build(p, evs, Policy(use_models=False), "stream")
+    wall, cpu = time.monotonic() - t0, _cpu() - c0
+    busiest = {}
+    for step, by_key in tally.items():
+        key, calls = max(by_key.items(), key=lambda kv: len(kv[1]))
+        busiest[step] = {"events": len(calls),
+                         "read_per_event": round(sum(c[0] for c in calls) / len(calls)),
+                         "written_per_event": round(sum(c[1] for c in calls) / len(calls))}
+    print(json.dumps({"wall": wall, "cpu": cpu, "busiest": busiest}))
+
+
+def _cpu() -> float:
+    """CPU seconds of this process (the local runner runs in it): steadier than wall time
+    on a shared machine."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(n_list: list, runs: int) -> dict:
+    res: dict = {}
+    for n in n_list:
+        got: dict = {s: [] for s in SHAPES}
+        for _ in range(runs):
+            for shape in SHAPES:
+                got[shape].append(run_child("bench.stream_state_bench",
+                                            ["--shape", shape, "--n", n], f"{shape} N={n}"))
+        res[n] = {}
+        for what in ("wall", "cpu"):
+            med = {s: statistics.median(r[what] for r in got[s]) for s in SHAPES}
+            for s in SHAPES:
+                res[n].setdefault(s, {})[what] = {
+                    "median_s": round(med[s], 2), "runs": [round(r[what], 2) for r in got[s]],
+                    "ratio_to_distinct": round(med[s] / med["distinct"], 2)}
+            print(f"[bench] N={n} {what}: " + ", ".join(
+                f"{s} {med[s]:.1f} s (x{med[s] / med['distinct']:.2f})" for s in SHAPES),
+                flush=True)
+    return res
+
+
+def state_bytes(n_list: list) -> dict:
+    res: dict = {}
+    for shape in ("one_address", "one_payer"):
+        for n in n_list:
+            r = run_child("bench.stream_state_bench",
+                          ["--shape", shape, "--n", n, "--count"], f"bytes {shape} N={n}")
+            res[f"{shape} N={n}"] = r["busiest"]
+            for step, b in sorted(r["busiest"].items()):
+                print(f"[bench] bytes {shape} N={n} {step}: {b['events']} events, "
+                      f"read {b['read_per_event']} B/event, written "
+                      f"{b['written_per_event']} B/event", flush=True)
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="bench.stream_state_bench")
+    p.add_argument("--n", default="500,1000,2000,4000")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--bytes", default="200,2000", help="two sizes for the bytes per event "
+                   "(empty: skip)")
+    p.add_argument("--json", default=None)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--shape", choices=SHAPES, help=argparse.SUPPRESS)
+    p.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        args.n = int(args.n)
+        child(args)
+        return 0
+    res = {}
+    if args.n:
+        res["time"] = timed([int(x) for x in args.n.split(",")], args.runs)
+    if args.bytes:
+        res["bytes"] = state_bytes([int(x) for x in args.bytes.split(",")])
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

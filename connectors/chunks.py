@@ -31,7 +31,7 @@ from transforms.machine import END_OF_TIME, Chunk
 
 HOUR_MS = 3_600_000
 AUTO = "auto"  # --chunk auto: chunks chosen from the history's span and size
-AUTO_TRANSFERS = 500_000  # --chunk auto: about this many transfers per chunk
+AUTO_TRANSFERS = 1_000_000  # --chunk auto: about this many transfers per chunk
 
 
 class Slice(NamedTuple):

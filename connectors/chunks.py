@@ -322,6 +322,26 @@ def chunking(chunk_ms, transfers: int = AUTO_TRANSFERS) -> Callable[[Staged], Op
     return lambda staged: chunk_ms
 
 
+def readers(options) -> int:
+    """Readers per input and day of a staged replay: one per worker process."""
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    d = options.view_as(DirectOptions)
+    if d.direct_running_mode not in ("multi_processing", "multi_threading"):
+        return 1
+    return max(1, d.direct_num_workers or 1)
+
+
+def in_process(options) -> bool:
+    """Every worker in this process (a local runner, not multi_processing): shuffles by
+    reference (:func:`transforms.faces.local_shuffles`)."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    runner = str(options.view_as(StandardOptions).runner or "").split(".")[-1]
+    return (runner in ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+            and options.view_as(DirectOptions).direct_running_mode != "multi_processing")
+
+
 class ChunkRun(NamedTuple):
     """What one pipeline of a chunked replay reads and writes: the inputs' event-time
     window (direct reads) or its spill files (``spilled``, :func:`stage_inputs`), the

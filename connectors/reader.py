@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -126,6 +126,17 @@ class ReadSpilled(beam.DoFn):
 
 def _spread(kv) -> list:
     return kv[1]
+
+
+def read_batches(name: str, path, total: int, bounds: tuple, progress: bool) -> Iterator[list]:
+    """An input file's batches of validated rows and DeadLetters
+    (:func:`connectors.replay.read_validated`), with a progress line on long files."""
+    bar = Progress(f"read {name}", total, max(total // 10, 1)) \
+        if progress and total >= 20_000 else None
+    for batch in read_validated(path, REPLAY_FILES[name], name, *bounds):
+        if bar is not None:
+            bar.add(len(batch))
+        yield batch
 
 
 class CountProgress(beam.DoFn):

@@ -44,11 +44,7 @@ from typing import NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import (
-    DirectOptions,
-    PipelineOptions,
-    StandardOptions,
-)
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from connectors import chunks
 from connectors.chunks import ChunkRun
@@ -62,8 +58,8 @@ from connectors.files import (
     write_empty,
     write_scores,
 )
-from connectors.reader import CountProgress, read_inputs
-from connectors.replay import Replay, read_validated, scan_input
+from connectors.reader import CountProgress, read_batches, read_inputs
+from connectors.replay import Replay, scan_input
 from pipelines import preflight, provenance
 from pipelines.argtypes import positive_int
 from pipelines.options import (
@@ -79,7 +75,7 @@ from pipelines.options import (
 from pipelines.validate import add_input_options, dead_letter_excess
 from schemas import codecs
 from schemas.codecs import CodecError
-from schemas.streams import OUTPUTS, REPLAY_FILES
+from schemas.streams import OUTPUTS
 from transforms.aggregates import FanIn, HourlyMetrics
 from transforms.checkpoint import (
     CheckpointError,
@@ -375,20 +371,7 @@ class Job(NamedTuple):
 
     @property
     def readers(self) -> int:
-        """Readers per input and day: one per worker process."""
-        d = self.options.view_as(DirectOptions)
-        return max(1, d.direct_num_workers or 1) if d.direct_running_mode in (
-            "multi_processing", "multi_threading") else 1
-
-    @property
-    def in_process(self) -> bool:
-        """Every worker in this process (a local runner, not multi_processing): shuffles by
-        reference (:func:`transforms.faces.local_shuffles`)."""
-        runner = str(self.options.view_as(StandardOptions).runner or "")
-        return (runner.split(".")[-1] in ("FnApiRunner", "DirectRunner",
-                                          "BundleBasedDirectRunner")
-                and self.options.view_as(DirectOptions).direct_running_mode
-                != "multi_processing")
+        return chunks.readers(self.options)
 
     @property
     def chunked(self) -> bool:
@@ -438,7 +421,7 @@ def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(
                   shadow: Optional[Policy] = None) -> dict:
     """One pipeline of the replay, run to the end; returns its counters."""
     pipeline = beam.Pipeline(options=job.options)
-    with local_shuffles(job.in_process):
+    with local_shuffles(chunks.in_process(job.options)):
         build(pipeline, job.replay, out, job.fmt, job.policy, progress,
               job.flags.batch_shards, (job.shared.max_usd_value, job.shared.max_amount), run,
               shadow=shadow)
@@ -470,7 +453,8 @@ def run_chunked(job: Job, progress: bool) -> dict:
             print(f"[{PROG}] {text}", file=sys.stderr, flush=True)
 
     r = chunks.Replayer(
-        read=lambda name, path: read_validated(path, REPLAY_FILES[name], name, *bounds),
+        read=lambda name, path: read_batches(name, path, job.replay.totals.get(name, 0),
+                                             bounds, progress),
         run_one=lambda out, plan: _run_pipeline(job, out, progress, plan, job.shadow),
         say=say, merge=merge, check_start=check_start)
     chunking = chunks.chunking(job.chunk_ms, job.flags.chunk_transfers)

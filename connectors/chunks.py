@@ -18,13 +18,20 @@ from __future__ import annotations
 
 import heapq
 import os
+import pickle
 import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional
 
 from schemas import codecs
+from transforms.checkpoint import seal as seal_checkpoint
+from transforms.machine import END_OF_TIME, Chunk
 
 HOUR_MS = 3_600_000
+AUTO = "auto"  # --chunk auto: chunks chosen from the history's span and size
+AUTO_TRANSFERS = 1_000_000  # --chunk auto: about this many transfers per chunk
 
 
 class Slice(NamedTuple):
@@ -135,14 +142,27 @@ def merge_parts(part_dirs: list, out: Path, fmt: str, names: dict, sort_key: Cal
         (out / f"{name}.jsonl").write_text("".join(x + "\n" for x in sorted(lines)))
 
 
+ROW_GROUP = 1024 * 1024  # pyarrow's default row group: what one run's write_table makes
+
+
 def _merge_scores(parts: list, dest: Path) -> None:
     """Parts hold disjoint, increasing event-time ranges (a transfer is scored at its own
-    time, in its chunk): appended in order, row group by row group."""
+    time, in its chunk): appended in order, cut into row groups as one run's single
+    ``write_table`` cuts them, so the merged file is byte-identical to one run's."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     parts = [p for p in parts if p.exists()]
     tmp = dest.with_name(f".{dest.name}.tmp")
-    writer = None
+    writer, pending, n = None, [], 0
+
+    def flush(rows: int) -> None:
+        nonlocal pending, n
+        t = pa.concat_tables(pending).combine_chunks()
+        writer.write_table(t.slice(0, rows))
+        rest = t.slice(rows)
+        pending, n = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+
     try:
         for p in parts:
             f = pq.ParquetFile(str(p))
@@ -150,7 +170,12 @@ def _merge_scores(parts: list, dest: Path) -> None:
                 t = f.read_row_group(i)
                 if writer is None:
                     writer = pq.ParquetWriter(str(tmp), t.schema, compression="zstd")
-                writer.write_table(t)
+                pending.append(t)
+                n += t.num_rows
+                while n >= ROW_GROUP:
+                    flush(ROW_GROUP)
+        if writer is not None and n:
+            flush(n)
         if writer is None and parts:
             shutil.copyfile(parts[0], tmp)
     finally:
@@ -163,3 +188,233 @@ def _merge_scores(parts: list, dest: Path) -> None:
 def add_counters(total: dict, more: dict) -> None:
     for k, v in more.items():
         total[k] = total.get(k, 0) + v
+
+
+# --------------------------------------------------------------- inputs read once per run
+class Staged(NamedTuple):
+    """A replay's inputs read once, validated and spread over spill files by bucket of
+    event time (:func:`stage_inputs`): ``scan`` holds the buckets (``t // bucket_ms``)
+    that hold events, ``files`` is ``{input: {bucket: [spill file paths]}}``, ``rows``
+    the rows staged per input."""
+
+    scan: Scan
+    bucket_ms: int
+    files: dict
+    rows: dict
+
+
+class _Spill:
+    """The spill files of one input: one per (bucket, part), batches pickled in turn; a
+    bucket's batches are dealt round robin over its parts (one reader per part)."""
+
+    def __init__(self, work: Path, name: str, parts: int, batch: int = 4096):
+        self.work, self.name, self.parts, self.batch = work, name, parts, batch
+        self.buf: dict = {}  # (bucket, part) -> rows waiting
+        self.turn: dict = {}  # bucket -> part the next full batch goes to
+        self.files: dict = {}  # (bucket, part) -> open file
+
+    def add(self, cid: int, row) -> None:
+        part = self.turn.get(cid, 0)
+        got = self.buf.setdefault((cid, part), [])
+        got.append(row)
+        if len(got) >= self.batch:
+            self._flush(cid, part)
+            self.turn[cid] = (part + 1) % self.parts
+
+    def _flush(self, cid: int, part: int) -> None:
+        rows = self.buf.pop((cid, part), None)
+        if not rows:
+            return
+        f = self.files.get((cid, part))
+        if f is None:
+            path = self.work / f"{self.name}-{cid}-{part}.pkl"
+            f = self.files[(cid, part)] = open(path, "wb")
+        pickle.dump(rows, f, pickle.HIGHEST_PROTOCOL)
+
+    def close(self) -> dict:
+        """Flush and close; returns ``{bucket: [paths]}``."""
+        for cid, part in list(self.buf):
+            self._flush(cid, part)
+        out: dict = {}
+        for (cid, _part), f in sorted(self.files.items()):
+            f.close()
+            out.setdefault(cid, []).append(f.name)
+        return out
+
+
+def stage_inputs(files: dict, read: Callable[[str, Path], Iterator[list]], work: Path,
+                 bucket_ms: int, parts: int) -> Staged:
+    """Read each input file once (``read(name, path)``: batches of validated rows and
+    DeadLetters, as :func:`connectors.replay.read_validated` yields them) into spill files
+    under ``work``: by bucket of ``bucket_ms`` of event time (a row by its
+    ``event_time``, a dead letter by its ``at``: as a chunk's window selects them) and
+    ``parts`` files per bucket. Each chunk's pipeline then reads only its own buckets,
+    ``parts`` readers per bucket at once."""
+    lo = hi = None
+    ids: set = set()
+    spilled, counts = {}, {}
+    for name, path in files.items():
+        spill, n = _Spill(work, name, parts), 0
+        try:
+            for batch in read(name, path):
+                n += len(batch)
+                for r in batch:
+                    t = getattr(r, "event_time", None)
+                    if t is None:
+                        t = r.at
+                    lo = t if lo is None or t < lo else lo
+                    hi = t if hi is None or t > hi else hi
+                    cid = t // bucket_ms
+                    ids.add(cid)
+                    spill.add(cid, r)
+        finally:
+            spilled[name] = spill.close()
+        counts[name] = n
+    scan = Scan(0, 0, {0}) if lo is None else Scan(lo, hi, ids)
+    return Staged(scan, bucket_ms, spilled, counts)
+
+
+def chunk_files(staged: Staged, chunk_ms: Optional[int]) -> tuple[list, list]:
+    """The slices of ``chunk_ms`` (:func:`plan`; None: one) over staged inputs, and each
+    slice's ``{input: [spill files]}`` (``chunk_ms`` is a multiple of the bucket)."""
+    b, scan = staged.bucket_ms, staged.scan
+    of = (lambda cid: cid * b // chunk_ms) if chunk_ms else (lambda cid: 0)
+    slices = plan(Scan(scan.lo, scan.hi, {of(c) for c in scan.ids}), chunk_ms)
+    index = {c: i for i, c in enumerate(sorted({of(c) for c in scan.ids}))}
+    per: list = [{name: [] for name in staged.files} for _ in slices]
+    for name, by_bucket in staged.files.items():
+        for cid in sorted(by_bucket):
+            per[index[of(cid)]][name].extend(by_bucket[cid])
+    return slices, per
+
+
+def auto_chunk_ms(staged: Staged, transfers_per_chunk: int) -> Optional[int]:
+    """Chunks chosen from the history's span and size: whole buckets (days), as many as
+    hold about ``transfers_per_chunk`` transfers on average (at least one); None (one run)
+    when the whole history fits in one such chunk.
+
+    >>> s = Staged(Scan(0, 29 * 10 + 5, set(range(30))), 10, {}, {"transfers": 300})
+    >>> auto_chunk_ms(s, 10), auto_chunk_ms(s, 75), auto_chunk_ms(s, 300)
+    (10, 70, None)
+    """
+    b = staged.bucket_ms
+    days = staged.scan.hi // b - staged.scan.lo // b + 1
+    per_day = max(staged.rows.get("transfers", 0), 1) / days
+    k = max(1, int(transfers_per_chunk // per_day))
+    return None if days <= k else k * b
+
+
+def read_spilled(path: str) -> Iterator[list]:
+    """The batches of one spill file (:func:`stage_inputs`), in the order written."""
+    with open(path, "rb") as f:
+        while True:
+            try:
+                yield pickle.load(f)
+            except EOFError:
+                return
+
+
+def chunking(chunk_ms, transfers: int = AUTO_TRANSFERS) -> Callable[[Staged], Optional[int]]:
+    """``--chunk`` as a choice made once the inputs are staged: a fixed length, None (one
+    run), or :data:`AUTO` (:func:`auto_chunk_ms`)."""
+    if chunk_ms == AUTO:
+        return lambda staged: auto_chunk_ms(staged, transfers)
+    return lambda staged: chunk_ms
+
+
+def readers(options) -> int:
+    """Readers per input and day of a staged replay: one per worker process."""
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    d = options.view_as(DirectOptions)
+    if d.direct_running_mode not in ("multi_processing", "multi_threading"):
+        return 1
+    return max(1, d.direct_num_workers or 1)
+
+
+def in_process(options) -> bool:
+    """Every worker in this process (a local runner, not multi_processing): shuffles by
+    reference (:func:`transforms.faces.local_shuffles`)."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    runner = str(options.view_as(StandardOptions).runner or "").split(".")[-1]
+    return (runner in ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+            and options.view_as(DirectOptions).direct_running_mode != "multi_processing")
+
+
+class ChunkRun(NamedTuple):
+    """What one pipeline of a chunked replay reads and writes: the inputs' event-time
+    window (direct reads) or its spill files (``spilled``, :func:`stage_inputs`), the
+    batch faces' Chunk, the checkpoint to start from (None: nothing) and the one to write
+    (None: no state saved)."""
+
+    window: tuple = (None, None)
+    chunk: Chunk = Chunk()
+    restore: Optional[str] = None
+    restore_at: int = 0
+    save: Optional[str] = None
+    spilled: Optional[dict] = None
+
+
+def _chunk_plan(sl: Slice, work: Path, write_state: Optional[str]) -> tuple:
+    """(checkpoint to write or None, the batch faces' Chunk) for slice ``sl``."""
+    if not sl.last:
+        return str(work / f"state-{sl.index:04d}"), Chunk(end=sl.hi, until=sl.hi - 1,
+                                                           save=True)
+    if write_state:
+        return str(write_state), Chunk(end=sl.hi, until=END_OF_TIME, save=True)
+    return None, Chunk()
+
+
+class Replayer(NamedTuple):
+    """How a replay runs: ``read(name, path)`` reads an input file (batches of rows and
+    DeadLetters); ``run_one(out_dir, ChunkRun) -> counters`` runs one pipeline;
+    ``say(text)`` prints a progress line (or nothing); ``merge(part_dirs)`` joins the
+    chunks' outputs into the run's; ``check_start(first event time)`` may refuse."""
+
+    read: Callable
+    run_one: Callable
+    say: Callable
+    merge: Callable
+    check_start: Callable
+
+
+def run_chunks(r: Replayer, files: dict, out: Path, chunking: Callable[[Staged], Optional[int]],
+               bucket_ms: int, parts: int, restore: Optional[str] = None,
+               restore_end: Optional[int] = None, write_state: Optional[str] = None) -> dict:
+    """The replay read once (:func:`stage_inputs`, by bucket of ``bucket_ms``), cut into
+    chunks of ``chunking(staged)`` ms (None: one), then one pipeline per chunk, each
+    starting from the previous one's state checkpoint; returns the summed counters. One
+    chunk writes straight into ``out``; several are merged into it (``r.merge``)."""
+    work = Path(tempfile.mkdtemp(prefix=".chunks-", dir=out))
+    counters: dict = {}
+    try:
+        t0 = time.monotonic()
+        staged = stage_inputs(files, r.read, work, bucket_ms, parts)
+        r.check_start(staged.scan.lo)
+        slices, spills = chunk_files(staged, chunking(staged))
+        r.say(f"inputs read in {time.monotonic() - t0:.1f}s: {len(slices)} chunk(s) of "
+              f"event time, {parts} reader(s) per day")
+        prev = restore
+        prev_at = restore_end - 1 if restore_end is not None else 0
+        dirs = []
+        for sl, spilled in zip(slices, spills, strict=True):
+            one = len(slices) == 1
+            part = out if one else work / f"part-{sl.index:04d}"
+            part.mkdir(exist_ok=True)
+            save, chunk = _chunk_plan(sl, work, write_state)
+            if not one:
+                r.say(f"chunk {sl.index + 1}/{len(slices)}")
+            add_counters(counters, r.run_one(part, ChunkRun(
+                chunk=chunk, restore=prev, restore_at=prev_at, save=save, spilled=spilled)))
+            if save is not None:
+                seal_checkpoint(save, sl.hi)
+            if prev and prev != restore:
+                shutil.rmtree(prev, ignore_errors=True)
+            prev, prev_at = save, sl.hi - 1
+            dirs.append(part)
+        if len(dirs) > 1:
+            r.merge(dirs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dict(sorted(counters.items()))

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from connectors.chunks import read_spilled
 from connectors.replay import Replay, read_validated
 from schemas import codecs
 from schemas.rows import DeadLetter
@@ -99,6 +101,51 @@ class ReadReplayFile(beam.DoFn):
                     bar.add(len(batch))
 
 
+class ReadSpilled(beam.DoFn):
+    """A spill file of one input (:func:`connectors.chunks.stage_inputs`: rows already
+    read, validated and cut to one chunk) -> rows stamped with their event time, or
+    DeadLetters (tag ``dead_letter``) stamped with theirs; the same counters as
+    :class:`ReadReplayFile`, so a run reads the same whether its inputs were staged."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    setup = ReadReplayFile.setup
+
+    def process(self, path: Optional[str]):
+        for c in (self.c_read, self.c_valid, self.c_dead):
+            c.inc(0)  # an empty input still shows in the reconciliation
+        if path is None:
+            return
+        with gc_paused():
+            for batch in read_spilled(path):
+                dead = 0
+                for r in batch:
+                    if type(r) is DeadLetter:
+                        dead += 1
+                        yield beam.pvalue.TaggedOutput("dead_letter", stamped(r, r.at))
+                    else:
+                        yield stamped(r, r.event_time)
+                self.c_read.inc(len(batch))
+                self.c_valid.inc(len(batch) - dead)
+                self.c_dead.inc(dead)
+
+
+def _spread(kv) -> list:
+    return kv[1]
+
+
+def read_batches(name: str, path, total: int, bounds: tuple, progress: bool) -> Iterator[list]:
+    """An input file's batches of validated rows and DeadLetters
+    (:func:`connectors.replay.read_validated`), with a progress line on long files."""
+    bar = Progress(f"read {name}", total, max(total // 10, 1)) \
+        if progress and total >= 20_000 else None
+    for batch in read_validated(path, REPLAY_FILES[name], name, *bounds):
+        if bar is not None:
+            bar.add(len(batch))
+        yield batch
+
+
 class CountProgress(beam.DoFn):
     """Passes elements through, printing a progress line every ``every`` of them."""
 
@@ -120,11 +167,24 @@ class CountProgress(beam.DoFn):
 
 
 def read_inputs(pipeline: beam.Pipeline, replay: Replay, progress: bool, window: tuple,
-                bounds: tuple) -> tuple[dict, list]:
-    """The replay's files as ``{input: rows}``, and their parse dead letters."""
+                bounds: tuple, spilled: Optional[dict] = None) -> tuple[dict, list]:
+    """The replay's files as ``{input: rows}``, and their parse dead letters. ``spilled``
+    (``{input: [spill files]}``, :func:`connectors.chunks.stage_inputs`): read those
+    instead, one reader per file, spread over the workers by a shuffle of their names."""
     inputs, dead = {}, []
     for name in INPUTS:
         if name not in replay.files:
+            continue
+        if spilled is not None:
+            paths = list(enumerate(spilled.get(name) or [None]))
+            read = (pipeline
+                    | f"Spilled{name.title()}" >> beam.Create(paths)
+                    | f"Spread{name.title()}" >> beam.GroupByKey()
+                    | f"Paths{name.title()}" >> beam.FlatMap(_spread)
+                    | f"Read{name.title()}" >> beam.ParDo(ReadSpilled(name))
+                    .with_outputs("dead_letter", main="rows"))
+            inputs[name] = read.rows
+            dead.append(read.dead_letter)
             continue
         read = (pipeline
                 | f"Path{name.title()}" >> beam.Create([str(replay.files[name])])

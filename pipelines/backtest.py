@@ -38,7 +38,6 @@ import argparse
 import re
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -48,6 +47,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from connectors import chunks, statefs
+from connectors.chunks import ChunkRun
 from connectors.files import (
     SCORES_FILE,
     WriteDecisionFiles,
@@ -58,7 +58,7 @@ from connectors.files import (
     write_empty,
     write_scores,
 )
-from connectors.reader import CountProgress, read_inputs
+from connectors.reader import CountProgress, read_batches, read_inputs
 from connectors.replay import Replay, scan_input
 from pipelines import preflight, provenance
 from pipelines.argtypes import positive_int, unknown_option
@@ -84,10 +84,8 @@ from transforms.checkpoint import (
     read_versions,
 )
 from transforms.checkpoint import check as check_checkpoint
-from transforms.checkpoint import seal as seal_checkpoint
-from transforms.faces import DEFAULT_SHARDS
+from transforms.faces import DEFAULT_SHARDS, local_shuffles
 from transforms.graph import STEP_LABELS
-from transforms.machine import END_OF_TIME, Chunk
 from transforms.policy import Policy
 from transforms.safetynet import SafetyNet
 from transforms.shadow import SHADOW_OUTPUTS, ShadowDiff
@@ -120,18 +118,6 @@ def version_row(v) -> dict:
 
 
 # ------------------------------------------------------------------------------- the graph
-class ChunkRun(NamedTuple):
-    """What one pipeline of a chunked replay reads and writes (see connectors/chunks.py):
-    the inputs' event-time window, the batch faces' Chunk, the checkpoint to start from
-    (None: nothing) and the one to write (None: no state saved)."""
-
-    window: tuple = (None, None)
-    chunk: Chunk = Chunk()
-    restore: Optional[str] = None
-    restore_at: int = 0
-    save: Optional[str] = None
-
-
 def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: str,
           policy: Policy, progress: bool = True, shards: int = DEFAULT_SHARDS,
           bounds: tuple = (codecs.MAX_USD_VALUE, codecs.MAX_AMOUNT),
@@ -140,7 +126,8 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
     Graph only: nothing runs until the pipeline does. Returns the SafetyNet outputs.
     ``shadow``: a second policy on the same inputs, written to ``shadow_*`` files."""
     out = str(Path(output_dir).resolve())
-    inputs, parse_dead = read_inputs(pipeline, replay, progress, run.window, bounds)
+    inputs, parse_dead = read_inputs(pipeline, replay, progress, run.window, bounds,
+                                     run.spilled)
     seeds, seed_versions = None, ()
     if run.restore is not None:
         seeds = pipeline | "ReadState" >> ReadSeeds(run.restore, STEP_LABELS, run.restore_at)
@@ -227,10 +214,16 @@ def _add_flags(parser, required: bool, shared: bool) -> None:
                         help="shards of each step's key space: the most workers a step can "
                              f"use (default {DEFAULT_SHARDS}; raise it for a large cluster)")
     g = parser.add_argument_group("long replays and warm start")
-    g.add_argument("--chunk", default=None, metavar="DURATION",
+    g.add_argument("--chunk", default=chunks.AUTO, metavar="DURATION",
                    help="replay in chunks of this much event time (whole days, e.g. 7d), "
                         "carrying every step's state from one chunk to the next: memory is "
-                        "bounded by one chunk plus the live state; decisions are identical")
+                        "bounded by one chunk plus the live state; decisions are identical. "
+                        "auto (default): whole days holding about --chunk_transfers "
+                        "transfers (one run when the history fits in one); 0: one run, "
+                        "whatever its length")
+    g.add_argument("--chunk_transfers", type=positive_int, default=chunks.AUTO_TRANSFERS,
+                   metavar="N", help="--chunk auto: transfers per chunk, about (default "
+                   f"{chunks.AUTO_TRANSFERS:,})")
     g.add_argument("--write_state", default=None, metavar="DIR",
                    help="write the state the replay ends with (a state checkpoint) to DIR: "
                         "`safetynet stream --restore_state DIR` starts from it")
@@ -323,10 +316,12 @@ def counters_of(result) -> dict:
 _CODEC_RE = re.compile(r"CodecError: ([^\n]+)")
 
 
-def _chunk_ms(text: Optional[str], day_ms: int) -> Optional[int]:
-    """``--chunk``: whole hours, and whole days of ``--day`` (issue 12: the daily selections,
-    rules 11 and 12, rank whole days of one chunk)."""
-    if not text:
+def _chunk_ms(text: Optional[str], day_ms: int) -> Optional[int | str]:
+    """``--chunk``: ``auto``, ``0`` (one run), or whole hours and whole days of ``--day``
+    (the daily selections, rules 11 and 12, rank whole days of one chunk)."""
+    if text is None or text == chunks.AUTO:
+        return chunks.AUTO
+    if text.strip() in ("0", "0d", "0h"):
         return None
     try:
         ms = parse_duration(text)
@@ -374,7 +369,7 @@ class Job(NamedTuple):
     policy: Policy
     shadow: Optional[Policy]
     out: Path
-    chunk_ms: Optional[int]
+    chunk_ms: Optional[int | str]  # chunks.AUTO: chosen from the history
     restored: Optional[dict]  # the manifest of --restore_state
 
     @property
@@ -386,8 +381,15 @@ class Job(NamedTuple):
         return self.options.view_as(SharedOptions)
 
     @property
+    def readers(self) -> int:
+        return chunks.readers(self.options)
+
+    @property
     def chunked(self) -> bool:
-        return bool(self.chunk_ms or self.flags.write_state or self.restored is not None)
+        """Inputs staged (read once, per day) and run in chunks: not for one run read
+        directly by one reader per file."""
+        return bool(self.chunk_ms or self.flags.write_state or self.restored is not None
+                    or self.readers > 1)
 
 
 def prepare(argv: list) -> Job:
@@ -416,6 +418,9 @@ def prepare(argv: list) -> Job:
     restored = check_checkpoint(sh.restore_state) if sh.restore_state else None
     if o.write_state:
         _prepare_state_dir(o.write_state, sh.restore_state or ".")
+    if chunk_ms == chunks.AUTO and (shadow is not None or policy.warning_holdout > 0 or
+                                    replay.totals.get("transfers", 0) <= o.chunk_transfers):
+        chunk_ms = None  # one run: it fits; a shadow or a holdout is not carried across chunks
     if (shadow is not None or policy.warning_holdout > 0) and (
             chunk_ms or o.write_state or restored is not None):
         raise UsageError("--shadow_policy and --warning_holdout need a replay in one run "
@@ -427,59 +432,46 @@ def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(
                   shadow: Optional[Policy] = None) -> dict:
     """One pipeline of the replay, run to the end; returns its counters."""
     pipeline = beam.Pipeline(options=job.options)
-    build(pipeline, job.replay, out, job.fmt, job.policy, progress, job.flags.batch_shards,
-          (job.shared.max_usd_value, job.shared.max_amount), run, shadow=shadow)
+    with local_shuffles(chunks.in_process(job.options)):
+        build(pipeline, job.replay, out, job.fmt, job.policy, progress,
+              job.flags.batch_shards, (job.shared.max_usd_value, job.shared.max_amount), run,
+              shadow=shadow)
     result = pipeline.run()
     result.wait_until_finish()
     return counters_of(result)
 
 
 def run_chunked(job: Job, progress: bool) -> dict:
-    """The replay as one pipeline per chunk of event time (connectors/chunks.py), each
-    starting from the previous one's state checkpoint; returns the summed counters."""
-    o, replay, restored = job.flags, job.replay, job.restored
-    restore = job.shared.restore_state
-    scan = chunks.scan_times([replay.files[n] for n in replay.files], job.chunk_ms)
-    if restored is not None and restored["end_time"] > scan.lo:
-        raise UsageError(
-            f"--restore_state {restore} holds state up to event time "
-            f"{restored['end_time']} ms, after the replay's first event ({scan.lo} ms): "
-            "replay only what comes after the checkpoint")
-    slices = chunks.plan(scan, job.chunk_ms)
-    work = Path(tempfile.mkdtemp(prefix=".chunks-", dir=job.out))
-    counters: dict = {}
-    parts = []
-    prev = restore
-    prev_at = restored["end_time"] - 1 if restored is not None else 0
-    try:
-        for sl in slices:
-            part = work / f"part-{sl.index:04d}"
-            part.mkdir()
-            if not sl.last:
-                save: Optional[Path | str] = work / f"state-{sl.index:04d}"
-                chunk = Chunk(end=sl.hi, until=sl.hi - 1, save=True)
-            elif o.write_state:
-                save = o.write_state  # a str: gs:// must not become a Path
-                chunk = Chunk(end=sl.hi, until=END_OF_TIME, save=True)
-            else:
-                save, chunk = None, Chunk()
-            if progress and len(slices) > 1:
-                print(f"[{PROG}] chunk {sl.index + 1}/{len(slices)}", file=sys.stderr,
-                      flush=True)
-            window = (sl.lo, None if sl.last else sl.hi)
-            plan = ChunkRun(window, chunk, prev, prev_at, str(save) if save else None)
-            chunks.add_counters(counters, _run_pipeline(job, part, progress, plan))
-            if save is not None:
-                seal_checkpoint(save, sl.hi)
-            if prev and prev != restore:
-                shutil.rmtree(prev, ignore_errors=True)
-            prev, prev_at = (str(save) if save else None), sl.hi - 1
-            parts.append(part)
-        chunks.merge_parts(parts, job.out, job.fmt, OUTPUTS, sort_key, SCORES_FILE)
-        latest_cases_file(job.out / f"cases.{job.fmt}", job.fmt)  # issue 12: latest versions
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return dict(sorted(counters.items()))
+    """The replay read once, then one pipeline per chunk of event time
+    (:func:`connectors.chunks.run_chunks`), each starting from the previous one's state
+    checkpoint; returns the summed counters."""
+    restored, restore = job.restored, job.shared.restore_state
+    bounds = (job.shared.max_usd_value, job.shared.max_amount)
+
+    def check_start(lo: int) -> None:
+        if restored is not None and restored["end_time"] > lo:
+            raise UsageError(
+                f"--restore_state {restore} holds state up to event time "
+                f"{restored['end_time']} ms, after the replay's first event ({lo} ms): "
+                "replay only what comes after the checkpoint")
+
+    def merge(dirs: list) -> None:
+        chunks.merge_parts(dirs, job.out, job.fmt, OUTPUTS, sort_key, SCORES_FILE)
+        latest_cases_file(job.out / f"cases.{job.fmt}", job.fmt)  # the latest versions
+
+    def say(text: str) -> None:
+        if progress:
+            print(f"[{PROG}] {text}", file=sys.stderr, flush=True)
+
+    r = chunks.Replayer(
+        read=lambda name, path: read_batches(name, path, job.replay.totals.get(name, 0),
+                                             bounds, progress),
+        run_one=lambda out, plan: _run_pipeline(job, out, progress, plan, job.shadow),
+        say=say, merge=merge, check_start=check_start)
+    chunking = chunks.chunking(job.chunk_ms, job.flags.chunk_transfers)
+    return chunks.run_chunks(r, dict(job.replay.files), job.out, chunking, job.policy.day_ms,
+                             job.readers, restore, restored["end_time"] if restored else None,
+                             job.flags.write_state)
 
 
 def _fill_missing(job: Job) -> None:

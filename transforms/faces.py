@@ -16,7 +16,9 @@ so they decide identically. Neither decides anything itself.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import pickle
 import zlib
 from typing import Any, Callable, Iterable, Optional, Tuple
@@ -98,6 +100,27 @@ class _Emitter:
 
 DEFAULT_SHARDS = 64
 
+# Same-process shuffles (see :func:`local_shuffles`): packed lists waiting for their step,
+# by token. Tokens are ints, never bytes, so a token and a pickled blob cannot be confused.
+_WAITING: dict = {}
+_TOKENS = itertools.count(1)
+_LOCAL = [False]  # what a _PackByShard built now does (set by local_shuffles)
+
+
+@contextlib.contextmanager
+def local_shuffles(enabled: bool = True):
+    """While building a graph in this block, the batch face's packed lists cross each
+    shuffle as a token of an in-process table instead of a pickle: for a runner whose
+    workers all run in this process (the FnApiRunner in memory, one worker), where a
+    pickle round trip per step per event is the largest cost Beam adds. The objects are
+    shared as the reference's steps share them; each list is taken once, by its step."""
+    before = _LOCAL[0]
+    _LOCAL[0] = enabled
+    try:
+        yield
+    finally:
+        _LOCAL[0] = before
+
 
 def shard_of(key: Any, shards: int) -> int:
     """A key's shard: stable across processes and machines (``hash()`` of a str is not)."""
@@ -121,6 +144,7 @@ class _PackByShard(beam.DoFn):
 
     def __init__(self, shards: int, key_fn: Callable[[Any], Any]):
         self.shards, self.key_fn = shards, key_fn
+        self.local = _LOCAL[0]
 
     def start_bundle(self):
         self.lists: dict = {}
@@ -138,12 +162,30 @@ class _PackByShard(beam.DoFn):
         lists, self.lists = self.lists, {}
         dumps = pickle.dumps
         for shard, pairs in lists.items():
-            yield GlobalWindows.windowed_value((shard, dumps(pairs, pickle.HIGHEST_PROTOCOL)))
+            if self.local:
+                token = next(_TOKENS)
+                _WAITING[token] = pairs
+                yield GlobalWindows.windowed_value((shard, token))
+            else:
+                yield GlobalWindows.windowed_value(
+                    (shard, dumps(pairs, pickle.HIGHEST_PROTOCOL)))
 
 
-def group_blobs(blobs: Iterable[bytes]) -> dict:
-    """A shard's blobs (from :class:`_PackByShard`) -> ``{key: [events]}``."""
-    return group_by_key(pair for blob in blobs for pair in pickle.loads(blob))
+def _unpack(blob) -> list:
+    if type(blob) is int:
+        got = _WAITING.pop(blob, None)
+        if got is None:
+            raise RuntimeError("a packed list crossed a same-process shuffle into another "
+                               "process (or was read twice): build the graph without "
+                               "local_shuffles for this runner")
+        return got
+    return pickle.loads(blob)
+
+
+def group_blobs(blobs: Iterable) -> dict:
+    """A shard's blobs (from :class:`_PackByShard`: pickled lists, or tokens of
+    :func:`local_shuffles`) -> ``{key: [events]}``."""
+    return group_by_key(pair for blob in blobs for pair in _unpack(blob))
 
 
 def _no_key(_element) -> None:

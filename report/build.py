@@ -11,6 +11,7 @@ from report.files import output
 from report.friction import add_friction
 from report.metrics import compute
 from report.page import render_html
+from report.precision import add_precision
 from report.proactive import proactive_metrics, write_case_pages
 
 
@@ -21,6 +22,7 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     out_dir = Path(out_dir)
     metrics, extras = compute(input_dir, out_dir, counters, run)
     add_friction(metrics, extras, out_dir)  # issue 11
+    add_precision(metrics, extras)  # hold precision by reason
     pol = (run or {}).get("policy") or {}
     metrics["shadow"] = shadow.compare(out_dir, extras, pol, (run or {}).get("shadow_policy"))
     metrics["warning_efficacy"] = efficacy.from_files(input_dir, out_dir, extras,

@@ -97,6 +97,14 @@ class Policy:
     friction_budget: float = 0.0
     # ... over the decision scores of this many recent legitimate examples
     friction_budget_window: int = 10000
+    # Decisions by expected loss (rules 2, 10): a transfer is also held when its score x USD
+    # reaches this many USD (0: off), whatever its score. Under a friction budget the
+    # Learner raises it (and the score threshold) so that both tests together stay within
+    # the budget; this is the floor
+    hold_expected_loss: float = 0.0
+    # ... and the share of legitimate USD the risk team accepts to hold (0.05 = 5%; 0:
+    # off), learned online beside friction_budget's share of legitimate transfers
+    friction_budget_usd: float = 0.0
     model_snapshot_every: int = 0
     model_snapshot_path: Optional[str] = None
     model_warm_start: Optional[str] = None
@@ -188,6 +196,10 @@ class Policy:
             raise ValueError("friction_cap must be >= 0")
         if not 0.0 <= self.friction_budget < 1.0:
             raise ValueError("friction_budget must be a share in [0, 1), e.g. 0.005 or 0.5%")
+        if not 0.0 <= self.friction_budget_usd < 1.0:
+            raise ValueError("friction_budget_usd must be a share in [0, 1), e.g. 0.05 or 5%")
+        if self.hold_expected_loss < 0:
+            raise ValueError("hold_expected_loss must be >= 0 (USD; 0: off)")
         if self.friction_budget_window < 1:
             raise ValueError("friction_budget_window must be >= 1")
         if self.calls_per_day < 0 or self.assessments_per_day < 0:

@@ -6,9 +6,15 @@ the latest :class:`~transforms.events.ModelVersion` published *before* its event
 (the versions reach this step as side data: :class:`VersionBook`). Before any version, or
 in the rules-only baseline, the documented rules score it (``model_version`` ``"rules"``).
 
-Friction cap (rule 10): at most ``Policy.friction_cap`` model-driven holds per user per
-``friction_window_ms`` of event time. A transfer whose score reaches the hold threshold
-past the cap is marked ``capped``: Actions warns instead of holding, with the reason.
+The hold test (rules 2, 10): a transfer is held by ``"score"`` when its score reaches the
+hold threshold (``"rule"`` when the fan-in rule set that score), or by ``"expected_loss"``
+when its score × USD reaches the expected-loss threshold; both thresholds are the model
+version's (under a friction budget) or the policy's. ``ScoredTransfer.held_by`` names it.
+
+Friction cap (rule 10): at most ``Policy.friction_cap`` model-driven holds (score, rule or
+expected loss) per user per ``friction_window_ms`` of event time. A transfer held by one of
+these tests past the cap is marked ``capped``: Actions warns instead of holding, with the
+reason.
 Blacklist, frozen and look-alike holds are decided by Actions whatever the cap; a transfer
 to a listed or look-alike destination does not use up the cap.
 """
@@ -27,9 +33,10 @@ from transforms.events import (
     ScoredReport,
     ScoredTransfer,
 )
+from transforms.friction import held_by
 from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
 from transforms.machine import METRIC, Machine
-from transforms.models import score_report, score_transfer
+from transforms.models import rules_transfer_score, score_report, score_transfer
 from transforms.policy import Policy
 
 SCORED_TRANSFERS, SCORED_REPORTS = "scored_transfers", "scored_reports"
@@ -148,9 +155,17 @@ class Score(Machine):
         score, version, reasons = score_transfer(model, version, ev.features, p)
         score = round(score, 6)
         threshold = v.hold_threshold if v is not None else p.hold_threshold
+        loss = p.hold_expected_loss
+        if v is not None and v.hold_expected_loss is not None:
+            loss = v.hold_expected_loss
+        test = held_by(score, float(ev.transfer.usd_value or 0.0), threshold, loss)
+        if test == "score" and rules_transfer_score(ev.features, p)[0] >= score:
+            test = "rule"  # the fan-in rule set the score
+        elif test == "expected_loss":
+            reasons += (f"expected_loss_usd={score * ev.transfer.usd_value:.0f}",)
         capped = False
         out = []
-        if score >= threshold and p.friction_cap and not ev.blacklist and not ev.lookalike_of:
+        if test and p.friction_cap and not ev.blacklist and not ev.lookalike_of:
             if len(s.holds) >= p.friction_cap:
                 capped = True
                 reasons += (f"friction_cap={p.friction_cap}",)
@@ -158,5 +173,5 @@ class Score(Machine):
             else:
                 s.holds.append(now)
         out.append((SCORED_TRANSFERS, now, ScoredTransfer(ev, now, score, version, reasons,
-                                                         threshold, capped)))
+                                                         threshold, capped, test)))
         return out

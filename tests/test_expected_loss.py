@@ -1,0 +1,135 @@
+"""Decisions by expected loss (rules 2, 10): a transfer is held when its score reaches the
+hold threshold or its score x USD reaches the expected-loss threshold; every hold names
+the test that held it; the friction budget bounds both tests by count and by USD of recent
+legitimate transfers; the per-user cap counts expected-loss holds too."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from tests.scenario import at, collect, listing, outcome, transfer
+from tests.test_models import LEGIT, ON, SCAMMY, example, ftransfer
+from transforms.friction import NEVER, Budget
+from transforms.labels import TRANSFER_RISK
+from transforms.learner import VERSIONS, Learner
+from transforms.machine import run_history
+from transforms.policy import Policy
+from transforms.scorer import SCORED_TRANSFERS, Score
+
+
+def hold_tests(holds) -> dict:
+    return {h.transfer_id: [r for r in h.reasons if r.startswith("hold_test=")]
+            for h in holds}
+
+
+# ------------------------------------------------------------------ the graph decides
+def test_a_large_transfer_is_held_by_expected_loss_and_every_hold_names_its_test():
+    # rules only: every transfer scores 0.05; at $1,000 of expected loss a $30,000 transfer
+    # (0.05 x 30,000 = $1,500) is held, a $10,000 one ($500) is not
+    p = Policy(use_models=False, hold_expected_loss=1000.0, friction_cap=0)
+    listed, frozen = "0x" + "b" * 40, "0x" + "f" * 40
+    ev = [listing(listed, at(0)), outcome("c1", at(0), "ADDRESS", frozen),
+          transfer("big", at(1), "ann", "0x" + "1" * 40, 30000.0),
+          transfer("mid", at(2), "ann", "0x" + "2" * 40, 10000.0),
+          transfer("lst", at(3), "bob", listed, 50.0),
+          transfer("frz", at(4), "cat", frozen, 50.0)]
+    out = collect(ev, p)
+    assert hold_tests(out["holds"]) == {"big": ["hold_test=expected_loss"],
+                                      "lst": ["hold_test=blacklist"],
+                                      "frz": ["hold_test=frozen"]}
+    (big,) = [h for h in out["holds"] if h.transfer_id == "big"]
+    assert "expected_loss_usd=1500" in big.reasons
+    # off (the floor 0): the same large transfer goes through
+    off = collect(ev, Policy(use_models=False, friction_cap=0))
+    assert "big" not in {h.transfer_id for h in off["holds"]}
+
+
+def test_the_friction_cap_counts_expected_loss_holds():
+    p = Policy(use_models=False, hold_expected_loss=1000.0, friction_cap=1)
+    ev = [transfer("b1", at(1), "bulk", "0x" + "1" * 40, 30000.0),
+          transfer("b2", at(2), "bulk", "0x" + "2" * 40, 30000.0),  # over the cap
+          transfer("b3", at(hours=25), "bulk", "0x" + "3" * 40, 30000.0)]  # window passed
+    out = collect(ev, p)
+    assert {h.transfer_id for h in out["holds"]} == {"b1", "b3"}
+    (warn,) = [o for o in out["outreach"] if o.transfer_id == "b2"]
+    assert warn.kind == "WARNING" and "friction_cap=1" in warn.reasons
+
+
+# ------------------------------------------------------------- the budget's two thresholds
+def within(legit, t, loss, share_n, share_u) -> bool:
+    held = [(w, u) for s, w, u in legit if s >= t or s * u >= loss]
+    tot_n, tot_u = sum(w for _, w, _ in legit), sum(w * u for _, w, u in legit)
+    return (sum(w for w, _ in held) <= share_n * tot_n + 1e-9
+            and sum(w * u for w, u in held) <= share_u * tot_u + 1e-9)
+
+
+def test_without_expected_loss_the_usd_budget_also_bounds_the_score_threshold():
+    b = Budget(100)
+    for i in range(100):
+        b.add(i / 100, 1, 1000.0 if i == 99 else 10.0)  # the top score is the big one
+    # 2% by count would hold 0.99 and 0.98; but 0.99's $1,000 is 50% of the USD
+    assert b.thresholds(0.02, 0.0, 0.0, 0.0) == (pytest.approx(0.970001), 0.0)
+    assert b.thresholds(0.02, 0.10, 0.0, 0.0) == (pytest.approx(0.990001), 0.0)
+
+
+def test_joint_thresholds_fit_both_budgets_and_hold_the_most_positive_usd():
+    rng = random.Random(5)
+    b = Budget(2000)
+    legit = []
+    for _ in range(400):
+        s, u = round(rng.random() ** 3, 6), round(10 ** rng.uniform(1, 5), 2)
+        legit.append((s, 1.0, u))
+        b.add(s, 1.0, u)
+    pos = [(round(rng.uniform(0.2, 1.0), 6), round(10 ** rng.uniform(2, 5), 2))
+           for _ in range(60)]
+    for s, u in pos:
+        b.add_positive(s, u)
+    t, loss = b.thresholds(0.02, 0.05, 0.5, 100.0)
+    assert t >= 0.5 and loss >= 100.0
+    assert within(legit, t, loss, 0.02, 0.05)
+
+    def caught(tt, ll):
+        return sum(u for s, u in pos if s >= tt or s * u >= ll)
+
+    # no pair of thresholds from the data's own values beats it within the budgets
+    ts = sorted({0.5, NEVER} | {round(s + 1e-6, 6) for s, _, _ in legit if s >= 0.5})
+    losses = sorted({100.0} | {round(s * u + 0.01, 2) for s, _, u in legit if s * u >= 100})
+    best = max(caught(tt, ll) for tt, ll in itertools.product(ts, losses)
+               if within(legit, tt, ll, 0.02, 0.05))
+    assert caught(t, loss) == pytest.approx(best)
+
+
+def test_the_learner_publishes_both_thresholds_and_the_scorer_uses_them():
+    p = Policy(**dict(ON, model_publish_labels=50, friction_budget=0.05,
+                      friction_budget_usd=0.2, hold_expected_loss=1.0,
+                      hold_threshold=0.5, warn_threshold=0.05))
+    rng = random.Random(3)
+    exs = []
+    for i in range(400):
+        y = rng.random() < 0.2
+        x = {k: v + rng.gauss(0, 0.3) for k, v in (SCAMMY if y else LEGIT).items()}
+        exs.append(example(TRANSFER_RISK, f"T:e{i}", at(0) + 10 * i, x, y))
+    versions = [v for tag, _, v in run_history(Learner(p), TRANSFER_RISK, exs)
+                if tag == VERSIONS]
+    assert versions and all(v.hold_expected_loss >= 1.0 for v in versions)
+    last = versions[-1]
+    assert last.hold_expected_loss > 1.0  # the budget raised it above the floor
+    sc = Score(p)
+    sc.bind(versions)
+    now = exs[-1].event_time + 1
+
+    def scored(usd):
+        ft = ftransfer("z", now, LEGIT)
+        ft = ft._replace(transfer=ft.transfer._replace(usd_value=usd))
+        (o,) = [o for o in sc.on_event(sc.new_state("u"), ft, now)
+                if o[0] == SCORED_TRANSFERS]
+        return o[2]
+
+    score = scored(1.0).score
+    assert 0 < score < last.hold_threshold
+    # between the policy's floor and the version's threshold: not held; above: held
+    assert scored(0.5 * (1.0 + last.hold_expected_loss) / score).held_by is None
+    assert scored(1.01 * last.hold_expected_loss / score).held_by == "expected_loss"

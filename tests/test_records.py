@@ -329,7 +329,8 @@ def test_labels_for_transfer_and_report_outcomes():
     assert tagged(out, EXAMPLES) == [
         Example("transfer_risk", at(5), "T:t2", {"f": 1.0}, True, at(0))]
     assert state.confirmed_at == at(5)
-    assert LabelJoin(P).next_deadline(state) == at(5) + P.label_horizon_ms
+    assert LabelJoin(P).next_deadline(state) == at(5) + max(P.lookback_ms,
+                                                            P.label_horizon_ms)
     state, out = feed(LabelJoin(P), D, [_ft("t3", at(6))], state=state)
     assert out == [(EXAMPLES, at(6) + 1,
                     Example("transfer_risk", at(6) + 1, "T:t3", {"f": 1.0}, True, at(6)))]

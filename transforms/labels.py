@@ -4,7 +4,10 @@ A featured transfer or report waits here until its label is known, then leaves a
 :class:`Example` stamped with the label's event time:
 
 * positive when a case outcome confirms it — the transfer itself, the report itself, or the
-  address (which confirms every example waiting for it, and every later one at once);
+  address (which confirms every example waiting for it, and every later one at once, for
+  as long as payers keep coming within ``lookback_ms`` of each other: an address confirmed
+  a scam stays one while Actions' lookback still keeps its payers, so a later payment to it
+  never becomes a negative just because the label horizon passed since the confirmation);
 * negative when a case outcome clears it, or when ``label_horizon_ms`` passes without one.
 
 With ``Policy.model_negative_sample`` k > 1 only 1 in k negatives leave (chosen by a hash
@@ -34,6 +37,8 @@ class _Labels:
 
     def __init__(self):
         self.pending: dict = {}  # subject id -> (deadline, model, t, x)
+        # a confirmed scam address: the time of its confirmation or of the latest example it
+        # labelled since (the mark lasts LabelJoin.confirmed_ms after it)
         self.confirmed_at: Optional[int] = None
 
 
@@ -50,8 +55,13 @@ class LabelJoin(Machine):
     def next_deadline(self, s: _Labels) -> Optional[int]:
         ds = [w[0] for w in s.pending.values()]
         if s.confirmed_at is not None:
-            ds.append(s.confirmed_at + self.p.label_horizon_ms)
+            ds.append(s.confirmed_at + self.confirmed_ms())
         return min(ds) if ds else None
+
+    def confirmed_ms(self) -> int:
+        """How long a confirmed address stays confirmed after its last example: the
+        lookback (Actions keeps its payers that long), at least the label horizon."""
+        return max(self.p.lookback_ms, self.p.label_horizon_ms)
 
     def negative(self, sid: str) -> Optional[int]:
         """The weight of a negative example about ``sid``, or None when the 1-in-k sample
@@ -71,7 +81,7 @@ class LabelJoin(Machine):
                 if w is not None:
                     out.append((EXAMPLES, deadline,
                                 Example(model, deadline, sid, x, False, t, w)))
-        if s.confirmed_at is not None and s.confirmed_at + self.p.label_horizon_ms <= now:
+        if s.confirmed_at is not None and s.confirmed_at + self.confirmed_ms() <= now:
             s.confirmed_at = None
         return out
 
@@ -86,6 +96,7 @@ class LabelJoin(Machine):
         if sid in s.pending:
             return []
         if s.confirmed_at is not None:
+            s.confirmed_at = max(s.confirmed_at, now)  # its payers are still coming
             return [(EXAMPLES, now + 1, Example(model, now + 1, sid, ev.features, True, now))]
         s.pending[sid] = (now + self.p.label_horizon_ms, model, now, ev.features)
         return []

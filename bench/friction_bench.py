@@ -149,8 +149,9 @@ def _learn_all(base: Policy, up: dict, configs: list) -> tuple:
 def _runs(a, base: Policy, up: dict, halves: dict, kind_of, split: int) -> list:
     """One row per (budget, USD budget, floor, expected-loss floor, cap): the Learner once
     for all, then Score and Actions per configuration and cap, judged on both halves."""
-    configs = list(itertools.product(*(list(map(float, x.split(","))) for x in (
-        a.budgets, a.budgets_usd, a.floors, a.losses))))
+    configs = [tuple(map(float, c.split(","))) for c in a.config] or list(itertools.product(
+        *(list(map(float, x.split(","))) for x in (a.budgets, a.budgets_usd, a.floors,
+                                                   a.losses))))
     t1 = time.perf_counter()
     versions, metrics = _learn_all(base, up, configs)
     print(f"learner {time.perf_counter() - t1:.0f}s", file=sys.stderr, flush=True)
@@ -194,6 +195,9 @@ def main(argv=None) -> int:
     ap.add_argument("--floors", default="0.5,0.6,0.75")
     ap.add_argument("--budgets_usd", default="0", help="shares of legitimate USD held")
     ap.add_argument("--losses", default="0", help="expected-loss thresholds (USD; 0: off)")
+    ap.add_argument("--config", action="append", default=[], metavar="B,U,F,L",
+                    help="one configuration (budget, USD budget, floor, expected-loss "
+                         "floor) instead of the grid; repeatable")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="a Policy field for every run, e.g. label_horizon_ms=86400000")
     ap.add_argument("--json", type=Path)

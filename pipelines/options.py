@@ -78,6 +78,11 @@ _HELP = {
                            "e.g. 5%% or 0.05; learned online with --friction_budget (0: off)",
     "hold_expected_loss": "also hold a transfer whose risk score x USD reaches this many USD "
                           "(rule 2; raised under a friction budget; 0: off)",
+    "drift_baseline": "drift: the first stretch of event time whose score distribution "
+                      "later weeks (report) and days (stream's drift topic) are compared "
+                      "with",
+    "drift_psi_warn": "drift: population stability index of a week's scores against the "
+                      "baseline past which the report warns at its top",
     "friction_budget_window": "friction budget: recent legitimate examples whose scores set "
                               "the threshold",
     "model_snapshot_every": "snapshot the models every N labels (0: only at the end)",

@@ -45,6 +45,7 @@ from pipelines.options import (
     policy_from_options,
 )
 from schemas.streams import (
+    DRIFT,
     INPUTS,
     OUTPUTS,
     SHADOW_DISAGREEMENTS,
@@ -54,6 +55,7 @@ from schemas.streams import (
 )
 from transforms.checkpoint import CheckpointError, ReadSeeds, read_versions
 from transforms.checkpoint import check as check_checkpoint
+from transforms.drift import wire_drift
 from transforms.graph import STEP_LABELS
 from transforms.ingest import DEAD, Parse
 from transforms.policy import Policy
@@ -161,6 +163,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     if policy.warning_holdout > 0:
         outs["warning_holdout"] | "WriteWarningHoldout" >> WriteOutput(
             so.warning_holdout_topic or topic_path(project, "warning_holdout"), payload, local)
+    wire_drift(outs, policy, topic_path(project, DRIFT), local)
     if shared.shadow_policy:
         from pipelines.shadow import shadow_policy
 

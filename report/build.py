@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from report import efficacy, shadow
+from report.drift import add_drift
 from report.files import output
 from report.friction import add_friction
 from report.metrics import compute
@@ -23,6 +24,7 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     metrics, extras = compute(input_dir, out_dir, counters, run)
     add_friction(metrics, extras, out_dir)  # issue 11
     add_precision(metrics, extras)  # hold precision by reason
+    add_drift(metrics, extras, out_dir)  # scores, threshold, precision per week
     pol = (run or {}).get("policy") or {}
     metrics["shadow"] = shadow.compare(out_dir, extras, pol, (run or {}).get("shadow_policy"))
     metrics["warning_efficacy"] = efficacy.from_files(input_dir, out_dir, extras,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from report import efficacy, friction, precision, proactive, shadow
+from report import drift, efficacy, friction, precision, proactive, shadow
 from report.comparison import comparison
 from report.html import iso, opt, pct, render, short, usd
 from report.metrics import HOLD_CAUSES
@@ -115,7 +115,8 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
                                                      extras.get("cases")),
                 "friction": friction.html_section(metrics.get("friction")),
                 "precision": precision.html_section(metrics.get("hold_precision"),
-                                                    (metrics.get("run") or {}).get("policy"))}
+                                                    (metrics.get("run") or {}).get("policy")),
+                "drift": drift.html_section(metrics.get("drift"))}
     return render("report.html", m=metrics, s=metrics["summary"], run=metrics.get("run") or {},
                   imgs=plots(metrics, extras), rows=_rows(metrics, extras),
                   compare=comparison(metrics, compare) if compare else None,

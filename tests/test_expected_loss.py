@@ -133,3 +133,30 @@ def test_the_learner_publishes_both_thresholds_and_the_scorer_uses_them():
     # between the policy's floor and the version's threshold: not held; above: held
     assert scored(0.5 * (1.0 + last.hold_expected_loss) / score).held_by is None
     assert scored(1.01 * last.hold_expected_loss / score).held_by == "expected_loss"
+
+
+def test_a_reason_holding_mostly_honest_money_is_flagged_and_warned():
+    from report.precision import add_precision
+    from schemas.rows import Hold
+
+    trs = [transfer("s1", at(1), "v", "0x" + "1" * 40, 100.0),
+           transfer("l1", at(2), "u", "0x" + "2" * 40, 5000.0),
+           transfer("s2", at(3), "v", "0x" + "3" * 40, 900.0)]
+    tests = {"s1": "expected_loss", "l1": "expected_loss", "s2": "score"}
+    holds = [Hold("h" + t.transfer_id, t.transfer_id, t.user_id, t.to_address, "ETH", "1",
+                  t.usd_value, t.event_time, t.event_time + 1, 0.5,
+                  [f"hold_test={tests[t.transfer_id]}"]) for t in trs]
+
+    class Truth:
+        transfer = {"s1": (True, None, None), "s2": (True, None, None),
+                    "l1": (False, None, None)}
+
+    metrics: dict = {}
+    p = add_precision(metrics, {"truth": Truth, "holds": holds,
+                                "transfers": {t.transfer_id: t for t in trs}})
+    el = p["expected_loss"]
+    assert (el["holds"], el["precision"]) == (2, 0.5)
+    assert el["precision_usd"] == pytest.approx(100 / 5100) and el["mostly_honest"]
+    assert p["model"]["precision_usd"] == 1.0 and not p["model"]["mostly_honest"]
+    (w,) = metrics["warnings"]
+    assert "expected_loss" in w and "model" not in w

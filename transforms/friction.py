@@ -41,7 +41,6 @@ the next such value above the first score that would overrun the budget. With fe
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Optional
 
 import numpy as np
@@ -50,7 +49,7 @@ SCORE_DIGITS = 6  # the Score step's rounding (transforms/scorer.py)
 STEP = 10.0 ** -SCORE_DIGITS
 NEVER = 1.0 + STEP  # a score threshold no score reaches
 CENT = 0.01
-MAX_CANDIDATES = 24  # score thresholds tried per version with the expected-loss test
+MAX_CANDIDATES = 12  # score thresholds tried per version with the expected-loss test
 
 
 def held_by(score: float, usd: float, threshold: float, loss_threshold: float) -> Optional[str]:
@@ -69,34 +68,73 @@ def held_by(score: float, usd: float, threshold: float, loss_threshold: float) -
     return None
 
 
+class _Ring:
+    """The last ``size`` rows of ``width`` floats, in a fixed numpy array (oldest
+    overwritten first): adding is O(1) and the window is an array view, with no copy."""
+
+    __slots__ = ("a", "n", "i")
+
+    def __init__(self, size: int, width: int):
+        self.a = np.zeros((max(1, int(size)), width))
+        self.n = 0  # rows filled
+        self.i = 0  # next row to write
+
+    def add(self, row: tuple) -> None:
+        self.a[self.i] = row
+        self.i = (self.i + 1) % len(self.a)
+        self.n = min(self.n + 1, len(self.a))
+
+    def rows(self) -> np.ndarray:
+        """The window's rows, in no particular order."""
+        return self.a[: self.n]
+
+    def ordered(self) -> list:
+        """The window's rows as tuples, oldest first."""
+        a = np.roll(self.a, -self.i, axis=0) if self.n == len(self.a) else self.a[: self.n]
+        return [tuple(float(v) for v in r) for r in a]
+
+
 class Budget:
     """Bounded windows of recent legitimate (score, weight, USD) and positive (score,
     USD) examples."""
 
-    __slots__ = ("scores", "positives")
+    __slots__ = ("legit", "pos")
 
     def __init__(self, window: int):
-        self.scores: deque = deque(maxlen=max(1, int(window)))
-        self.positives: deque = deque(maxlen=max(1, int(window)))
+        self.legit = _Ring(window, 3)
+        self.pos = _Ring(window, 2)
+
+    def __setstate__(self, state) -> None:
+        slots = state[1] if isinstance(state, tuple) else state
+        if "scores" in slots:  # a window pickled before USD and positives were kept
+            old = slots["scores"]
+            self.__init__(old.maxlen or len(old) or 1)
+            for x in old:
+                self.add(*x)
+            return
+        for k, v in slots.items():
+            setattr(self, k, v)
+
+    @property
+    def scores(self) -> list:
+        """The legitimate window, oldest first: (score, weight, USD)."""
+        return self.legit.ordered()
 
     def add(self, score: float, weight: float = 1.0, usd: float = 0.0) -> None:
-        self.scores.append((round(score, SCORE_DIGITS), weight, usd))
+        self.legit.add((round(score, SCORE_DIGITS), weight, usd))
 
     def add_positive(self, score: float, usd: float) -> None:
-        if getattr(self, "positives", None) is None:  # a state pickled before positives
-            self.positives = deque(maxlen=self.scores.maxlen)
-        self.positives.append((round(score, SCORE_DIGITS), usd))
+        self.pos.add((round(score, SCORE_DIGITS), usd))
 
     def _legit(self) -> tuple:
-        rows = [(x[0], x[1], x[2] if len(x) > 2 else 0.0) for x in self.scores]
-        a = np.array(rows, dtype=float).reshape(-1, 3)
+        a = self.legit.rows()
         return a[:, 0], a[:, 1], a[:, 2]
 
     def quantile(self, budget: float, budget_usd: float = 0.0) -> Optional[float]:
         """The lowest score ``q`` (to :data:`SCORE_DIGITS`) with weight(scores >= q) <=
         ``budget`` × total weight (and, with ``budget_usd``, their weighted USD within that
         share of the total); None with no scores."""
-        if not self.scores:
+        if not self.legit.n:
             return None
         s, w, u = self._legit()
         return _score_quantile(s, w, u, budget or 1.0, budget_usd or 1.0)
@@ -112,12 +150,11 @@ class Budget:
         docstring. ``loss_floor`` 0: no expected-loss test (the threshold is 0)."""
         if loss_floor <= 0:
             return self.threshold(budget, floor, budget_usd), 0.0
-        if not self.scores:
+        if not self.legit.n:
             return floor, loss_floor
         s, w, u = self._legit()
-        pos = np.array(list(getattr(self, "positives", None) or ()),
-                       dtype=float).reshape(-1, 2)
-        return _joint(s, w, u, pos, budget or 1.0, budget_usd or 1.0, floor, loss_floor)
+        return _joint(s, w, u, self.pos.rows(), budget or 1.0, budget_usd or 1.0, floor,
+                      loss_floor)
 
 
 def _score_quantile(s, w, u, budget: float, budget_usd: float) -> float:
@@ -133,14 +170,13 @@ def _score_quantile(s, w, u, budget: float, budget_usd: float) -> float:
     return round(float(desc[int(np.argmax(over))]) + STEP, SCORE_DIGITS)
 
 
-def _loss_threshold(el, w, wu, free, room_n: float, room_u: float, floor: float) -> float:
+def _loss_threshold(e, w, wu, free, room_n: float, room_u: float, floor: float) -> float:
     """The lowest expected-loss threshold (to the cent, >= floor) such that the legitimate
-    transfers it would add (``free``: not already held by score) fit in the room left."""
-    order = np.argsort(-el, kind="stable")
-    e, f = el[order], free[order]
-    cn = np.cumsum(w[order] * f)
-    cu = np.cumsum(wu[order] * f)
-    over = f & ((cn > room_n + 1e-9) | (cu > room_u + 1e-9))
+    transfers it would add (``free``: not already held by score) fit in the room left.
+    ``e``, ``w``, ``wu``, ``free``: by expected loss, highest first."""
+    cn = np.cumsum(w * free)
+    cu = np.cumsum(wu * free)
+    over = free & ((cn > room_n + 1e-9) | (cu > room_u + 1e-9))
     if not over.any():
         return floor
     return max(floor, round(float(e[int(np.argmax(over))]) + CENT, 2))
@@ -158,6 +194,8 @@ def _joint(s, w, u, pos, budget: float, budget_usd: float, floor: float,
     cands = np.unique(np.concatenate([[NEVER, floor], top[: 4 * MAX_CANDIDATES]]))
     if len(cands) > MAX_CANDIDATES:
         cands = cands[np.linspace(0, len(cands) - 1, MAX_CANDIDATES).round().astype(int)]
+    order = np.argsort(-el, kind="stable")  # by expected loss, highest first
+    s, w, wu, el = s[order], w[order], wu[order], el[order]
     best = None
     for t in np.round(cands, SCORE_DIGITS)[::-1]:
         by_score = s >= t

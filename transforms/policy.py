@@ -105,6 +105,12 @@ class Policy:
     # ... and the share of legitimate USD the risk team accepts to hold (0.05 = 5%; 0:
     # off), learned online beside friction_budget's share of legitimate transfers
     friction_budget_usd: float = 0.0
+    # Drift in view (transforms/drift.py): the score distribution of each week (backtest
+    # report) or day (streaming job's drift topic) is compared with that of the first
+    # drift_baseline of event time by its population stability index; past drift_psi_warn
+    # the report warns at its top (0.25: the usual "large shift" reading of PSI)
+    drift_baseline_ms: int = 14 * DAY
+    drift_psi_warn: float = 0.25
     model_snapshot_every: int = 0
     model_snapshot_path: Optional[str] = None
     model_warm_start: Optional[str] = None
@@ -198,6 +204,8 @@ class Policy:
             raise ValueError("friction_budget must be a share in [0, 1), e.g. 0.005 or 0.5%")
         if not 0.0 <= self.friction_budget_usd < 1.0:
             raise ValueError("friction_budget_usd must be a share in [0, 1), e.g. 0.05 or 5%")
+        if self.drift_psi_warn <= 0:
+            raise ValueError("drift_psi_warn must be positive")
         if self.hold_expected_loss < 0:
             raise ValueError("hold_expected_loss must be >= 0 (USD; 0: off)")
         if self.friction_budget_window < 1:

@@ -71,6 +71,9 @@ _HELP = {
     "friction_cap": "rule 10: model-driven holds per user per friction window; past it a "
                     "model-only hold becomes a warning (0: no cap)",
     "friction_window": "rule 10: the rolling window of the friction cap",
+    "friction_cap_long": "rule 10: model-driven holds per user per --friction_long_window "
+                         "(a bulk payer under the daily cap; 0: no cap)",
+    "friction_long_window": "rule 10: the rolling window of --friction_cap_long",
     "friction_budget": "rule 10: share of legitimate transfers the risk team accepts to hold, "
                        "e.g. 0.5%% or 0.005; the hold threshold adapts to it, never below "
                        "--hold_threshold (0: off)",

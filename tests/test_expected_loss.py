@@ -160,3 +160,24 @@ def test_a_reason_holding_mostly_honest_money_is_flagged_and_warned():
     assert p["model"]["precision_usd"] == 1.0 and not p["model"]["mostly_honest"]
     (w,) = metrics["warnings"]
     assert "expected_loss" in w and "model" not in w
+
+
+def test_the_long_cap_stops_a_bulk_payer_the_daily_cap_lets_through():
+    # one model hold a day is within a daily cap of 5; the 30-day cap of 3 stops the 4th
+    # until the first hold is 30 days old
+    from transforms.policy import DAY
+
+    p = Policy(**dict(ON, friction_cap=5, friction_cap_long=3, hold_threshold=0.05,
+                      warn_threshold=0.05))
+    sc = Score(p)
+    s = sc.new_state("pool")
+    got = {}
+    for d in (0, 1, 2, 3, 29, 30, 31):
+        now = at(0) + d * DAY
+        sc.advance(s, now)
+        (o,) = [o for o in sc.on_event(s, ftransfer(f"d{d}", now, LEGIT), now)
+                if o[0] == SCORED_TRANSFERS]
+        got[d] = (o[2].capped, [r for r in o[2].reasons if r.startswith("friction_cap")])
+    assert got == {0: (False, []), 1: (False, []), 2: (False, []),
+                   3: (True, ["friction_cap_long=3"]), 29: (True, ["friction_cap_long=3"]),
+                   30: (False, []), 31: (False, [])}

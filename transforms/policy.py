@@ -109,6 +109,12 @@ class Policy:
     # report) or day (streaming job's drift topic) is compared with that of the first
     # drift_baseline of event time by its population stability index; past drift_psi_warn
     # the report warns at its top (0.25: the usual "large shift" reading of PSI)
+    # Per-user friction cap over a longer window (rule 10): at most this many model-driven
+    # holds per user per friction_long_window (0: off), beside friction_cap's daily count:
+    # a bulk payer (a mining pool's payouts, an exchange's withdrawals) held a few times
+    # every day stays under a daily cap and bears a large share of all honest holds
+    friction_cap_long: int = 0
+    friction_long_window_ms: int = 30 * DAY
     drift_baseline_ms: int = 14 * DAY
     drift_psi_warn: float = 0.25
     model_snapshot_every: int = 0
@@ -198,8 +204,8 @@ class Policy:
             raise ValueError("payee_sweep_every must be >= 1")
         if self.model_publish_labels < 1 or self.model_negative_sample < 1:
             raise ValueError("model_publish_labels and model_negative_sample must be >= 1")
-        if self.friction_cap < 0:
-            raise ValueError("friction_cap must be >= 0")
+        if self.friction_cap < 0 or self.friction_cap_long < 0:
+            raise ValueError("friction_cap and friction_cap_long must be >= 0")
         if not 0.0 <= self.friction_budget < 1.0:
             raise ValueError("friction_budget must be a share in [0, 1), e.g. 0.005 or 0.5%")
         if not 0.0 <= self.friction_budget_usd < 1.0:

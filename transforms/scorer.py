@@ -12,7 +12,9 @@ when its score × USD reaches the expected-loss threshold; both thresholds are t
 version's (under a friction budget) or the policy's. ``ScoredTransfer.held_by`` names it.
 
 Friction cap (rule 10): at most ``Policy.friction_cap`` model-driven holds (score, rule or
-expected loss) per user per ``friction_window_ms`` of event time. A transfer held by one of
+expected loss) per user per ``friction_window_ms`` of event time, and at most
+``Policy.friction_cap_long`` per ``friction_long_window_ms`` (a bulk payer held a few times
+every day stays within a daily cap for months). A transfer held by one of
 these tests past the cap is marked ``capped``: Actions warns instead of holding, with the
 reason.
 Blacklist, frozen and look-alike holds are decided by Actions whatever the cap; a transfer
@@ -121,14 +123,36 @@ class Score(Machine):
     def is_empty(self, s: _Friction) -> bool:
         return not s.holds
 
+    def _kept_ms(self) -> int:
+        """How long a hold counts: the longer of the two caps' windows in use."""
+        p = self.p
+        return max(p.friction_window_ms, p.friction_long_window_ms if p.friction_cap_long
+                   else 0)
+
     def next_deadline(self, s: _Friction) -> Optional[int]:
-        return s.holds[0] + self.p.friction_window_ms if s.holds else None
+        return s.holds[0] + self._kept_ms() if s.holds else None
 
     def advance(self, s: _Friction, now: int) -> list:
-        window = self.p.friction_window_ms
+        window = self._kept_ms()
         while s.holds and s.holds[0] + window <= now:
             s.holds.popleft()
         return []
+
+    def _cap(self, s: _Friction, now: int) -> Optional[str]:
+        """The reason a new model-driven hold of this user is capped, or None (the hold
+        counts then). Both caps count the same holds: ``friction_cap`` within the last
+        ``friction_window``, ``friction_cap_long`` within ``friction_long_window``."""
+        p = self.p
+        if p.friction_cap:
+            recent = len(s.holds) - bisect.bisect_right(s.holds, now - p.friction_window_ms)
+            if recent >= p.friction_cap:
+                return f"friction_cap={p.friction_cap}"
+        if p.friction_cap_long:
+            recent = len(s.holds) - bisect.bisect_right(s.holds,
+                                                        now - p.friction_long_window_ms)
+            if recent >= p.friction_cap_long:
+                return f"friction_cap_long={p.friction_cap_long}"
+        return None
 
     def _version(self, model: str, now: int):
         if not self.p.use_models:
@@ -165,10 +189,12 @@ class Score(Machine):
             reasons += (f"expected_loss_usd={score * ev.transfer.usd_value:.0f}",)
         capped = False
         out = []
-        if test and p.friction_cap and not ev.blacklist and not ev.lookalike_of:
-            if len(s.holds) >= p.friction_cap:
+        if test and (p.friction_cap or p.friction_cap_long) and not ev.blacklist \
+                and not ev.lookalike_of:
+            why = self._cap(s, now)
+            if why:
                 capped = True
-                reasons += (f"friction_cap={p.friction_cap}",)
+                reasons += (why,)
                 out.append((METRIC, now, ("friction_capped", 1)))
             else:
                 s.holds.append(now)

@@ -181,3 +181,18 @@ def test_the_long_cap_stops_a_bulk_payer_the_daily_cap_lets_through():
     assert got == {0: (False, []), 1: (False, []), 2: (False, []),
                    3: (True, ["friction_cap_long=3"]), 29: (True, ["friction_cap_long=3"]),
                    30: (False, []), 31: (False, [])}
+
+
+def test_the_budget_waits_until_it_can_measure_its_share():
+    # a 1% budget needs 100 legitimate examples before it may move the policy's threshold
+    from transforms.models import ModelState
+
+    p = Policy(**dict(ON, friction_budget=0.01, hold_threshold=0.5))
+    learner = Learner(p)
+    s = ModelState(TRANSFER_RISK, 0.5)
+    s.budget = Budget(1000)
+    for i in range(99):
+        s.budget.add(0.9 + i / 1000)  # all above the floor: the budget would raise it
+    assert learner.hold_thresholds(s) == (0.5, 0.0)
+    s.budget.add(0.95)
+    assert learner.hold_thresholds(s)[0] > 0.95

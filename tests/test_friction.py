@@ -152,7 +152,8 @@ def test_the_budget_state_checkpoints_with_the_model(tmp_path):
 
 
 def test_the_score_step_holds_by_the_versions_threshold_not_the_policys():
-    p = Policy(**dict(ON, friction_budget=0.05, hold_threshold=0.05, warn_threshold=0.05))
+    p = Policy(**dict(ON, friction_budget=0.05, hold_threshold=0.05, warn_threshold=0.05,
+                      model_publish_labels=50))
     exs = labelled(300)
     versions = [v for tag, _, v in run_history(Learner(p), TRANSFER_RISK, exs)
                 if tag == VERSIONS]

@@ -126,6 +126,12 @@ class Budget:
     def add_positive(self, score: float, usd: float) -> None:
         self.pos.add((round(score, SCORE_DIGITS), usd))
 
+    def measurable(self, budget: float, budget_usd: float = 0.0) -> bool:
+        """Does the window weigh enough for the budget to allow one held transfer
+        (``1 / budget`` legitimate examples; with only a USD budget, ``1 / budget_usd``)?"""
+        share = budget or budget_usd
+        return bool(share) and float(self.legit.rows()[:, 1].sum()) * share >= 1.0
+
     def _legit(self) -> tuple:
         a = self.legit.rows()
         return a[:, 0], a[:, 1], a[:, 2]

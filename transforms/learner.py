@@ -241,12 +241,14 @@ class Learner(Machine):
         """(score threshold, expected-loss threshold in USD) a version of ``s`` is
         published with: the policy's, or under a friction budget (``transfer_risk`` only)
         the budget's choice from the recent labelled scores, never below the policy's
-        (:mod:`transforms.friction`)."""
+        (:mod:`transforms.friction`). Until the window holds enough legitimate examples to
+        measure the budget's share (one held transfer within it), the policy's."""
         floor = self.threshold(s.name)
         p = self.p
         if s.name != TRANSFER_RISK:
             return floor, 0.0
-        if not self.budget_on() or s.budget is None:
+        if not self.budget_on() or s.budget is None or not s.budget.measurable(
+                p.friction_budget, p.friction_budget_usd):
             return floor, p.hold_expected_loss
         return s.budget.thresholds(p.friction_budget, p.friction_budget_usd, floor,
                                    p.hold_expected_loss)

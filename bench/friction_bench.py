@@ -28,6 +28,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -101,7 +102,7 @@ def _policy(replay: Path, sets: list) -> Policy:
 def _print_row(row: dict) -> None:
     tn, rp = row["tune"], row["report"]
     print(f"budget={row['budget']:<6} usd={row['budget_usd']:<5} floor={row['floor']} "
-          f"loss={row['loss']:<7g} cap={row['cap']:<3} | tune legit "
+          f"loss={row['loss']:<7g} cap={row['cap']}/{row['cap_long']} | tune legit "
           f"{tn['legit_held_share']:.4f}/{tn['legit_held_usd_share']:.4f} "
           f"top {tn['max_user_share_of_legit_holds']:.2f} prevented "
           f"{tn['victim_usd_prevented']:.3f} | report legit "
@@ -153,7 +154,13 @@ def _runs(a, base: Policy, up: dict, halves: dict, kind_of, split: int) -> list:
         *(list(map(float, x.split(","))) for x in (a.budgets, a.budgets_usd, a.floors,
                                                    a.losses))))
     t1 = time.perf_counter()
-    versions, metrics = _learn_all(base, up, configs)
+    if a.versions and a.versions.exists():  # an earlier run's Learner, same replay
+        versions, metrics = pickle.loads(a.versions.read_bytes())
+        configs = [c for c in configs if c in versions]
+    else:
+        versions, metrics = _learn_all(base, up, configs)
+        if a.versions:
+            a.versions.write_bytes(pickle.dumps((versions, metrics)))
     print(f"learner {time.perf_counter() - t1:.0f}s", file=sys.stderr, flush=True)
     results = []
     for c in configs:
@@ -164,9 +171,10 @@ def _runs(a, base: Policy, up: dict, halves: dict, kind_of, split: int) -> list:
         vs = versions[c]
         thresholds = [(v.event_time, v.hold_threshold, v.hold_expected_loss) for v in vs
                       if v.model == "transfer_risk"]
-        for cap in map(int, a.caps.split(",")):
+        for cap, cap_long in itertools.product(map(int, a.caps.split(",")),
+                                               map(int, a.caps_long.split(","))):
             t1 = time.perf_counter()
-            p = dataclasses.replace(pol, friction_cap=cap)
+            p = dataclasses.replace(pol, friction_cap=cap, friction_cap_long=cap_long)
             m = _stage(STEP["Score"], p, up["side"], up["featured"], Stats(), side_value=vs)
             out = _stage(STEP["Actions"], p, up["side"],
                          m[SCORED_TRANSFERS] + m[SCORED_REPORTS] + up["facts"]
@@ -174,7 +182,8 @@ def _runs(a, base: Policy, up: dict, halves: dict, kind_of, split: int) -> list:
             capped = {s.featured.transfer.transfer_id for s in m[SCORED_TRANSFERS]
                       if s.capped}
             row = {"budget": budget, "budget_usd": budget_usd, "floor": floor, "loss": loss,
-                   "cap": cap, "seconds": round(time.perf_counter() - t1, 1),
+                   "cap": cap, "cap_long": cap_long,
+                   "seconds": round(time.perf_counter() - t1, 1),
                    "threshold_at_split": next((x[1:] for x in reversed(thresholds)
                                                if x[0] < split), None),
                    "threshold_final": thresholds[-1][1:] if thresholds else None}
@@ -193,6 +202,9 @@ def main(argv=None) -> int:
     ap.add_argument("--budgets", default="0,0.0025,0.005")
     ap.add_argument("--caps", default="0,3,5,10")
     ap.add_argument("--floors", default="0.5,0.6,0.75")
+    ap.add_argument("--caps_long", default="0", help="--friction_cap_long values")
+    ap.add_argument("--versions", type=Path, help="a pickle of the Learner's versions per "
+                    "configuration: written when absent, reused when present")
     ap.add_argument("--budgets_usd", default="0", help="shares of legitimate USD held")
     ap.add_argument("--losses", default="0", help="expected-loss thresholds (USD; 0: off)")
     ap.add_argument("--config", action="append", default=[], metavar="B,U,F,L",
@@ -227,7 +239,7 @@ def main(argv=None) -> int:
     chosen = max(ok, key=lambda r: r["tune"]["victim_usd_prevented"]) if ok else None
     summary = {"split": a.split, "limits": LIMITS, "results": results,
                "chosen_on_tune_half": chosen and {k: chosen[k] for k in (
-                   "budget", "budget_usd", "floor", "loss", "cap")},
+                   "budget", "budget_usd", "floor", "loss", "cap", "cap_long")},
                "chosen_tune": chosen and chosen["tune"],
                "chosen_report": chosen and chosen["report"]}
     print(json.dumps({k: summary[k] for k in ("chosen_on_tune_half", "chosen_tune",

@@ -338,7 +338,8 @@ def test_lookalike_hold_names_the_payee_and_its_family_outside_evm():
     ev = ev._replace(featured=ev.featured._replace(
         transfer=ev.featured.transfer._replace(network="TRX")))
     _, out = feed(Actions(P), fake, [ev])
-    assert [h.reasons for h in tagged(out, HOLDS)] == [[f"lookalike_of={genuine} (TRON)"]]
+    assert [h.reasons for h in tagged(out, HOLDS)] == [[f"lookalike_of={genuine} (TRON)",
+                                                        "hold_test=lookalike"]]
 
 
 # ------------------------------------------------------------------ rule 2: the fan-in rule

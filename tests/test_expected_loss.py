@@ -10,8 +10,9 @@ import random
 
 import pytest
 
-from tests.scenario import at, collect, listing, outcome, transfer
+from tests.scenario import at, collect, transfer
 from tests.test_models import LEGIT, ON, SCAMMY, example, ftransfer
+from transforms.events import AddressFact, FeaturedTransfer
 from transforms.friction import NEVER, Budget
 from transforms.labels import TRANSFER_RISK
 from transforms.learner import VERSIONS, Learner
@@ -26,36 +27,86 @@ def hold_tests(holds) -> dict:
 
 
 # ------------------------------------------------------------------ the graph decides
+def versioned(score: float, loss: float) -> list:
+    """A published transfer_risk version, valid from the start, whose model scores every
+    transfer ``score``, carrying the expected-loss threshold ``loss``."""
+    import pickle
+
+    from river import dummy
+
+    from transforms.events import ModelVersion
+
+    m = dummy.PriorClassifier()
+    for y in [True] * int(score * 100) + [False] * (100 - int(score * 100)):
+        m.learn_one({}, y)
+    return [ModelVersion(TRANSFER_RISK, at(0) - 10, "transfer_risk:1", 1,
+                         pickle.dumps(m), 0.75, loss)]
+
+
+def score_and_act(events, policy: Policy, versions: list) -> dict:
+    """Score and Actions (the pure machines, as the reference runs them) on featured
+    transfers and address facts, with ``versions`` as the scorers' side data."""
+    from transforms.actions import HOLDS, Actions
+
+    sc = Score(policy)
+    sc.bind(versions)
+    scored_evs = [o[2] for ev in events if isinstance(ev, FeaturedTransfer)
+                  for o in run_history(sc, ev.transfer.user_id, [ev])
+                  if o[0] == SCORED_TRANSFERS]
+    facts = [e for e in events if not isinstance(e, FeaturedTransfer)]
+    out = []
+    for dest in sorted({e.featured.transfer.to_address for e in scored_evs}):
+        evs = [e for e in scored_evs if e.featured.transfer.to_address == dest]
+        evs += [f for f in facts if f.address == dest]
+        out += run_history(Actions(policy), dest, evs)
+    return {"holds": [v for tag, _, v in out if tag == HOLDS]}
+
+
+def featured(tid: str, t: int, usd: float, to: str, **kw) -> FeaturedTransfer:
+    return FeaturedTransfer(transfer(tid, t, "u-" + tid, to, usd), t, {}, **kw)
+
+
 def test_a_large_transfer_is_held_by_expected_loss_and_every_hold_names_its_test():
-    # rules only: every transfer scores 0.05; at $1,000 of expected loss a $30,000 transfer
-    # (0.05 x 30,000 = $1,500) is held, a $10,000 one ($500) is not
-    p = Policy(use_models=False, hold_expected_loss=1000.0, friction_cap=0)
+    # the model scores every transfer 0.3; at $3,000 of expected loss a $20,000 transfer
+    # (0.3 x 20,000 = $6,000) is held, a $5,000 one ($1,500) is not
+    p = Policy(hold_expected_loss=3000.0, friction_cap=0)
     listed, frozen = "0x" + "b" * 40, "0x" + "f" * 40
-    ev = [listing(listed, at(0)), outcome("c1", at(0), "ADDRESS", frozen),
-          transfer("big", at(1), "ann", "0x" + "1" * 40, 30000.0),
-          transfer("mid", at(2), "ann", "0x" + "2" * 40, 10000.0),
-          transfer("lst", at(3), "bob", listed, 50.0),
-          transfer("frz", at(4), "cat", frozen, 50.0)]
-    out = collect(ev, p)
+    evs = [AddressFact(frozen, at(0), True, "c1", "ADDRESS", frozen),
+           featured("big", at(1), 20000.0, "0x" + "1" * 40),
+           featured("mid", at(2), 5000.0, "0x" + "2" * 40),
+           featured("lst", at(3), 50.0, listed, blacklist=("vendor_x",), list_version="v1"),
+           featured("frz", at(4), 50.0, frozen)]
+    out = score_and_act(evs, p, versioned(0.3, 3000.0))
     assert hold_tests(out["holds"]) == {"big": ["hold_test=expected_loss"],
-                                      "lst": ["hold_test=blacklist"],
-                                      "frz": ["hold_test=frozen"]}
+                                        "lst": ["hold_test=blacklist"],
+                                        "frz": ["hold_test=frozen"]}
     (big,) = [h for h in out["holds"] if h.transfer_id == "big"]
-    assert "expected_loss_usd=1500" in big.reasons
-    # off (the floor 0): the same large transfer goes through
-    off = collect(ev, Policy(use_models=False, friction_cap=0))
-    assert "big" not in {h.transfer_id for h in off["holds"]}
+    assert "expected_loss_usd=6000" in big.reasons
+    # the version's threshold wins over the policy's: at $10,000 the big one goes through
+    out = score_and_act(evs, p, versioned(0.3, 10000.0))
+    assert "big" not in hold_tests(out["holds"])
+
+
+def test_expected_loss_is_off_while_the_rules_score():
+    # no model version: the rules' fixed 0.05 is no probability, so a $1M transfer is not
+    # held by "expected loss" ($50,000 at 0.05), whatever the threshold
+    ev = [transfer("huge", at(1), "ann", "0x" + "1" * 40, 1_000_000.0)]
+    out = collect(ev, Policy(use_models=False, hold_expected_loss=1000.0))
+    assert out["holds"] == []
 
 
 def test_the_friction_cap_counts_expected_loss_holds():
-    p = Policy(use_models=False, hold_expected_loss=1000.0, friction_cap=1)
-    ev = [transfer("b1", at(1), "bulk", "0x" + "1" * 40, 30000.0),
-          transfer("b2", at(2), "bulk", "0x" + "2" * 40, 30000.0),  # over the cap
-          transfer("b3", at(hours=25), "bulk", "0x" + "3" * 40, 30000.0)]  # window passed
-    out = collect(ev, p)
-    assert {h.transfer_id for h in out["holds"]} == {"b1", "b3"}
-    (warn,) = [o for o in out["outreach"] if o.transfer_id == "b2"]
-    assert warn.kind == "WARNING" and "friction_cap=1" in warn.reasons
+    p = Policy(hold_expected_loss=3000.0, friction_cap=1)
+    evs = [featured("b1", at(1), 20000.0, "0x" + "1" * 40),
+           featured("b2", at(2), 20000.0, "0x" + "2" * 40),  # over the cap
+           featured("b3", at(hours=25), 20000.0, "0x" + "3" * 40)]  # window passed
+    evs = [e._replace(transfer=e.transfer._replace(user_id="bulk")) for e in evs]
+    sc = Score(p)
+    sc.bind(versioned(0.3, 3000.0))
+    got = {o[2].featured.transfer.transfer_id: (o[2].held_by, o[2].capped)
+           for o in run_history(sc, "bulk", evs) if o[0] == SCORED_TRANSFERS}
+    assert got == {"b1": ("expected_loss", False), "b2": ("expected_loss", True),
+                   "b3": ("expected_loss", False)}
 
 
 # ------------------------------------------------------------- the budget's two thresholds

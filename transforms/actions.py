@@ -174,13 +174,11 @@ class Actions(Machine):
             kind = kind or "WARNING"
         if ev.score >= p.warn_threshold or ev.held_by == "expected_loss":
             reasons += list(ev.reasons) or [f"risk_score={ev.score:.2f}"]
-        if hold:
-            reasons.append(f"{HOLD_TEST}{test}")
         out = []
         if hold:
             h = Hold(short_id("hold", tr.transfer_id), tr.transfer_id, tr.user_id,
                      tr.to_address, tr.asset, tr.amount, tr.usd_value, now, now + p.hold_ms,
-                     ev.score, reasons, ev.model_version)
+                     ev.score, reasons + [f"{HOLD_TEST}{test}"], ev.model_version)
             out.append((HOLDS, now, h))
             s.pending[tr.transfer_id] = h
             s.sent.append((now, tr.user_id, tr.transfer_id, HELD))

@@ -9,7 +9,10 @@ in the rules-only baseline, the documented rules score it (``model_version`` ``"
 The hold test (rules 2, 10): a transfer is held by ``"score"`` when its score reaches the
 hold threshold (``"rule"`` when the fan-in rule set that score), or by ``"expected_loss"``
 when its score × USD reaches the expected-loss threshold; both thresholds are the model
-version's (under a friction budget) or the policy's. ``ScoredTransfer.held_by`` names it.
+version's (under a friction budget) or the policy's. The expected-loss test needs a model's
+score (a probability): while the rules score (before the first version, or with
+``use_models`` off) it is off, as the rules' fixed scores would make it a plain USD limit.
+``ScoredTransfer.held_by`` names the test.
 
 Friction cap (rule 10): at most ``Policy.friction_cap`` model-driven holds (score, rule or
 expected loss) per user per ``friction_window_ms`` of event time, and at most
@@ -179,9 +182,10 @@ class Score(Machine):
         score, version, reasons = score_transfer(model, version, ev.features, p)
         score = round(score, 6)
         threshold = v.hold_threshold if v is not None else p.hold_threshold
-        loss = p.hold_expected_loss
-        if v is not None and v.hold_expected_loss is not None:
-            loss = v.hold_expected_loss
+        loss = 0.0  # the rules' scores are no probability: expected loss needs a model's
+        if v is not None:
+            loss = p.hold_expected_loss if v.hold_expected_loss is None \
+                else v.hold_expected_loss
         test = held_by(score, float(ev.transfer.usd_value or 0.0), threshold, loss)
         if test == "score" and rules_transfer_score(ev.features, p)[0] >= score:
             test = "rule"  # the fan-in rule set the score

@@ -28,15 +28,17 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
 
 from bench.models_bench import STEP, load_truth, upstream
 from report.friction import friction_figures
+from report.precision import precision_by_reason
 from schemas.rows import DeadLetter
 from transforms import actions as act
-from transforms.learner import MODEL_METRICS, VERSIONS
+from transforms.learner import MODEL_METRICS, Learner
 from transforms.policy import Policy
 from transforms.reference import Stats, _stage, load_replay, replay_policy
 from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS
@@ -80,6 +82,7 @@ def judge(transfers: list, kind_of, out: dict, capped: set, hold_ms: int) -> dic
              victim_count_prevented=n_prev / n_v if n_v else None,
              victim_usd_held=v_held / v_usd if v_usd else None,
              victim_usd_ceiling=ceiling / v_usd if v_usd else None)
+    f["hold_precision"] = precision_by_reason(transfers, kind_of, out[act.HOLDS])
     f["within_limits"] = all(f[k] is not None and f[k] <= lim for k, lim in LIMITS.items())
     f.pop("legit_held_table")
     return f
@@ -98,7 +101,8 @@ def _policy(replay: Path, sets: list) -> Policy:
 
 def _print_row(row: dict) -> None:
     tn, rp = row["tune"], row["report"]
-    print(f"budget={row['budget']:<6} floor={row['floor']} cap={row['cap']:<3} | tune legit "
+    print(f"budget={row['budget']:<6} usd={row['budget_usd']:<5} floor={row['floor']} "
+          f"loss={row['loss']:<7g} cap={row['cap']}/{row['cap_long']} | tune legit "
           f"{tn['legit_held_share']:.4f}/{tn['legit_held_usd_share']:.4f} "
           f"top {tn['max_user_share_of_legit_holds']:.2f} prevented "
           f"{tn['victim_usd_prevented']:.3f} | report legit "
@@ -107,39 +111,87 @@ def _print_row(row: dict) -> None:
           f"{rp['victim_usd_prevented']:.3f}", file=sys.stderr, flush=True)
 
 
+class _ManyBudgets(Learner):
+    """The Learner once for many friction configurations: the model and its budget window
+    do not depend on them, only the thresholds a version is published with do. Each
+    published version is kept once per configuration with that configuration's
+    thresholds (``self.versions[config]``)."""
+
+    def __init__(self, policy: Policy, configs: list):
+        super().__init__(policy)
+        self.configs = configs
+        self.versions: dict = {c: [] for c in configs}
+
+    def publish(self, s, now: int):
+        v = super().publish(s, now)
+        for c in self.configs:
+            budget, budget_usd, floor, loss = c
+            if s.name != "transfer_risk":
+                got = v
+            elif (budget or budget_usd) and s.budget is not None:
+                t, el = s.budget.thresholds(budget, budget_usd, floor, loss)
+                got = v._replace(hold_threshold=t, hold_expected_loss=el)
+            else:
+                got = v._replace(hold_threshold=floor, hold_expected_loss=loss)
+            self.versions[c].append(got)
+        return v
+
+
+def _learn_all(base: Policy, up: dict, configs: list) -> tuple:
+    """One Learner pass (budget window on) for every configuration: (versions by config,
+    the final model metrics)."""
+    pol = dataclasses.replace(base, friction_budget=0.005)  # any: keeps the window
+    learner = _ManyBudgets(pol, configs)
+    st = STEP["Learner"]._replace(make=lambda policy, side: learner)
+    learned = _stage(st, pol, up["side"], up["examples"], Stats())
+    return learner.versions, learned[MODEL_METRICS]
+
+
 def _runs(a, base: Policy, up: dict, halves: dict, kind_of, split: int) -> list:
-    """One row per (budget, floor, cap): the Learner once per (budget, floor), then Score
-    and Actions per cap, judged on both halves."""
+    """One row per (budget, USD budget, floor, expected-loss floor, cap): the Learner once
+    for all, then Score and Actions per configuration and cap, judged on both halves."""
+    configs = [tuple(map(float, c.split(","))) for c in a.config] or list(itertools.product(
+        *(list(map(float, x.split(","))) for x in (a.budgets, a.budgets_usd, a.floors,
+                                                   a.losses))))
+    t1 = time.perf_counter()
+    if a.versions and a.versions.exists():  # an earlier run's Learner, same replay
+        versions, metrics = pickle.loads(a.versions.read_bytes())
+        configs = [c for c in configs if c in versions]
+    else:
+        versions, metrics = _learn_all(base, up, configs)
+        if a.versions:
+            a.versions.write_bytes(pickle.dumps((versions, metrics)))
+    print(f"learner {time.perf_counter() - t1:.0f}s", file=sys.stderr, flush=True)
     results = []
-    for budget, floor in itertools.product(map(float, a.budgets.split(",")),
-                                           map(float, a.floors.split(","))):
-        pol = dataclasses.replace(base, friction_budget=budget, hold_threshold=floor,
+    for c in configs:
+        budget, budget_usd, floor, loss = c
+        pol = dataclasses.replace(base, friction_budget=budget, friction_budget_usd=budget_usd,
+                                  hold_threshold=floor, hold_expected_loss=loss,
                                   warn_threshold=min(floor, base.warn_threshold))
-        t1 = time.perf_counter()
-        learned = _stage(STEP["Learner"], pol, up["side"], up["examples"], Stats())
-        thresholds = [(v.event_time, v.hold_threshold) for v in learned[VERSIONS]
+        vs = versions[c]
+        thresholds = [(v.event_time, v.hold_threshold, v.hold_expected_loss) for v in vs
                       if v.model == "transfer_risk"]
-        for cap in map(int, a.caps.split(",")):
-            p = dataclasses.replace(pol, friction_cap=cap)
-            m = _stage(STEP["Score"], p, up["side"], up["featured"], Stats(),
-                       side_value=learned[VERSIONS])
+        for cap, cap_long in itertools.product(map(int, a.caps.split(",")),
+                                               map(int, a.caps_long.split(","))):
+            t1 = time.perf_counter()
+            p = dataclasses.replace(pol, friction_cap=cap, friction_cap_long=cap_long)
+            m = _stage(STEP["Score"], p, up["side"], up["featured"], Stats(), side_value=vs)
             out = _stage(STEP["Actions"], p, up["side"],
                          m[SCORED_TRANSFERS] + m[SCORED_REPORTS] + up["facts"]
                          + up["blacklist"], Stats())
             capped = {s.featured.transfer.transfer_id for s in m[SCORED_TRANSFERS]
                       if s.capped}
-            row = {"budget": budget, "floor": floor, "cap": cap,
+            row = {"budget": budget, "budget_usd": budget_usd, "floor": floor, "loss": loss,
+                   "cap": cap, "cap_long": cap_long,
                    "seconds": round(time.perf_counter() - t1, 1),
-                   "threshold_at_split": next((thr for t, thr in reversed(thresholds)
-                                               if t < split), None),
-                   "threshold_final": thresholds[-1][1] if thresholds else None}
+                   "threshold_at_split": next((x[1:] for x in reversed(thresholds)
+                                               if x[0] < split), None),
+                   "threshold_final": thresholds[-1][1:] if thresholds else None}
             for half, trs in halves.items():
                 row[half] = judge(trs, kind_of, out, capped, p.hold_ms)
-            final = [d for d in learned[MODEL_METRICS] if d["final"]]
-            row["roc_auc"] = {d["model"]: d.get("roc_auc") for d in final}
+            row["roc_auc"] = {d["model"]: d.get("roc_auc") for d in metrics if d["final"]}
             results.append(row)
             _print_row(row)
-            t1 = time.perf_counter()
     return results
 
 
@@ -150,6 +202,14 @@ def main(argv=None) -> int:
     ap.add_argument("--budgets", default="0,0.0025,0.005")
     ap.add_argument("--caps", default="0,3,5,10")
     ap.add_argument("--floors", default="0.5,0.6,0.75")
+    ap.add_argument("--caps_long", default="0", help="--friction_cap_long values")
+    ap.add_argument("--versions", type=Path, help="a pickle of the Learner's versions per "
+                    "configuration: written when absent, reused when present")
+    ap.add_argument("--budgets_usd", default="0", help="shares of legitimate USD held")
+    ap.add_argument("--losses", default="0", help="expected-loss thresholds (USD; 0: off)")
+    ap.add_argument("--config", action="append", default=[], metavar="B,U,F,L",
+                    help="one configuration (budget, USD budget, floor, expected-loss "
+                         "floor) instead of the grid; repeatable")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="a Policy field for every run, e.g. label_horizon_ms=86400000")
     ap.add_argument("--json", type=Path)
@@ -179,7 +239,7 @@ def main(argv=None) -> int:
     chosen = max(ok, key=lambda r: r["tune"]["victim_usd_prevented"]) if ok else None
     summary = {"split": a.split, "limits": LIMITS, "results": results,
                "chosen_on_tune_half": chosen and {k: chosen[k] for k in (
-                   "budget", "floor", "cap")},
+                   "budget", "budget_usd", "floor", "loss", "cap", "cap_long")},
                "chosen_tune": chosen and chosen["tune"],
                "chosen_report": chosen and chosen["report"]}
     print(json.dumps({k: summary[k] for k in ("chosen_on_tune_half", "chosen_tune",

@@ -76,9 +76,21 @@ _HELP = {
     "friction_cap": "rule 10: model-driven holds per user per friction window; past it a "
                     "model-only hold becomes a warning (0: no cap)",
     "friction_window": "rule 10: the rolling window of the friction cap",
+    "friction_cap_long": "rule 10: model-driven holds per user per --friction_long_window "
+                         "(a bulk payer under the daily cap; 0: no cap)",
+    "friction_long_window": "rule 10: the rolling window of --friction_cap_long",
     "friction_budget": "rule 10: share of legitimate transfers the risk team accepts to hold, "
                        "e.g. 0.5%% or 0.005; the hold threshold adapts to it, never below "
                        "--hold_threshold (0: off)",
+    "friction_budget_usd": "rule 10: share of legitimate USD the risk team accepts to hold, "
+                           "e.g. 5%% or 0.05; learned online with --friction_budget (0: off)",
+    "hold_expected_loss": "also hold a transfer whose risk score x USD reaches this many USD "
+                          "(rule 2; raised under a friction budget; 0: off)",
+    "drift_baseline": "drift: the first stretch of event time whose score distribution "
+                      "later weeks (report) and days (stream's drift topic) are compared "
+                      "with",
+    "drift_psi_warn": "drift: population stability index of a week's scores against the "
+                      "baseline past which the report warns at its top",
     "friction_budget_window": "friction budget: recent legitimate examples whose scores set "
                               "the threshold",
     "model_snapshot_every": "snapshot the models every N labels (0: only at the end)",
@@ -266,7 +278,7 @@ class SafetyNetOptions(PipelineOptions):
             elif f.name == "warning_holdout":
                 parser.add_argument("--warning_holdout", type=share, default=None,
                                     metavar="SHARE", help=help_)
-            elif f.name == "friction_budget":
+            elif f.name in ("friction_budget", "friction_budget_usd"):
                 parser.add_argument(f"--{name}", type=share, default=None,
                                     metavar="SHARE", help=f"{help_} (default {default})")
             elif isinstance(default, bool):

@@ -60,6 +60,7 @@ from pipelines.options import (
     policy_from_options,
 )
 from schemas.streams import (
+    DRIFT,
     HEALTH,
     INPUTS,
     OUTPUTS,
@@ -71,6 +72,7 @@ from schemas.streams import (
 )
 from transforms.checkpoint import CheckpointError, ReadSeeds, read_versions
 from transforms.checkpoint import check as check_checkpoint
+from transforms.drift import wire_drift
 from transforms.graph import STEP_LABELS
 from transforms.ingest import DEAD, Parse
 from transforms.policy import Policy
@@ -125,14 +127,15 @@ class StreamOptions(PipelineOptions):
 def output_topics(options: PipelineOptions, policy: Policy,
                   shadow: Optional[Policy] = None) -> dict:
     """{output name: topic path} of every topic the job publishes to: the outputs, the
-    health records' (unless ``--health_every 0``), the warning holdout's when the policy has
-    one, the shadow's when ``shadow`` is given."""
+    daily drift figures', the health records' (unless ``--health_every 0``), the warning
+    holdout's when the policy has one, the shadow's when ``shadow`` is given."""
     so = options.view_as(StreamOptions)
     project = options.get_all_options()["project"]
     topics = {n: getattr(so, f"{n}_topic") or topic_path(project, n) for n in OUTPUTS}
     if policy.warning_holdout > 0:
         topics["warning_holdout"] = (so.warning_holdout_topic
                                      or topic_path(project, "warning_holdout"))
+    topics[DRIFT] = topic_path(project, DRIFT)
     if so.health_every > 0:
         topics[HEALTH] = so.health_topic or topic_path(project, HEALTH)
     if shadow is not None:
@@ -296,6 +299,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     if policy.warning_holdout > 0:
         outs["warning_holdout"] | "WriteWarningHoldout" >> WriteOutput(
             topics["warning_holdout"], payload, local, **kw)
+    wire_drift(outs, policy, topics[DRIFT], local, **kw)
     if shared.shadow_policy:
         from pipelines.shadow import shadow_policy
 

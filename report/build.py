@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 from report import cases, efficacy, shadow
+from report.drift import add_drift
 from report.files import output
 from report.friction import add_friction
 from report.metrics import compute
 from report.page import render_html
+from report.precision import add_precision
 from report.proactive import proactive_metrics, write_case_pages
 
 
@@ -24,6 +26,8 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     dest = out_dir if dest is None else Path(dest)
     metrics, extras = compute(input_dir, out_dir, counters, run)
     add_friction(metrics, extras, out_dir)
+    add_precision(metrics, extras)  # hold precision by reason
+    add_drift(metrics, extras, out_dir)  # scores, threshold, precision per week
     pol = (run or {}).get("policy") or {}
     metrics["shadow"] = shadow.compare(out_dir, extras, pol, (run or {}).get("shadow_policy"))
     metrics["warning_efficacy"] = efficacy.from_files(input_dir, out_dir, extras,

@@ -5,7 +5,9 @@ held, the users who bear them, and why scam money was lost. Used by ``metrics.js
 A hold's reason is the first that applies, in this order: ``blacklist`` (a list source
 named), ``frozen`` (the destination was already frozen), ``lookalike`` (address poisoning),
 ``rule`` (the fan-in rule set the score), ``model`` (the model's score reached the hold
-threshold).
+threshold), ``expected_loss`` (score × USD reached the expected-loss threshold). Holds
+record the test that held them (``hold_test=...``, see ``transforms/actions.py``); that is
+used when present (``score`` is reported as ``model``).
 
 Scam money lost (not refunded), by cause:
 
@@ -31,7 +33,7 @@ from report.html import pct, render, usd
 from report.numbers import DAY_MS, day
 from report.sections import ORDERS, Page, section
 
-REASONS = ("blacklist", "frozen", "lookalike", "model", "rule")
+REASONS = ("blacklist", "frozen", "lookalike", "model", "rule", "expected_loss")
 LOST_CAUSES = ("never_held", "sent_after_a_hold", "held_then_released")
 TOP_USERS = 10
 TABLE_ROWS = 50
@@ -40,6 +42,10 @@ TABLE_ROWS = 50
 def hold_reason(h) -> str:
     """Why a hold was placed (see the module docstring)."""
     rs = list(h.reasons or ())
+    for r in rs:  # the test that held it, as Actions records it
+        if r.startswith("hold_test="):
+            test = r[len("hold_test="):]
+            return "model" if test == "score" else test
     if any(r.startswith("blacklist:") for r in rs):
         return "blacklist"
     if "destination_frozen" in rs:

@@ -54,6 +54,9 @@ ACTIONS = ("holds", "resolutions", "freezes", "outreach")
 SHADOWED = (*ACTIONS, "verdicts")
 SHADOW_DISAGREEMENTS = "shadow-disagreements"
 SHADOW_TOPICS = tuple(f"shadow-{n}" for n in SHADOWED) + (SHADOW_DISAGREEMENTS,)
+# The streaming job's daily drift figures (transforms/drift.py): one JSON row per day of
+# event time (score PSI against the first days, hold threshold, precision of resolved holds)
+DRIFT = "drift"
 FILE_ORDER: dict[str, tuple[str, str]] = {
     "holds": ("placed_at", "hold_id"), "resolutions": ("resolved_at", "hold_id"),
     "freezes": ("frozen_at", "freeze_id"), "outreach": ("created_at", "outreach_id"),
@@ -63,7 +66,7 @@ PUBLISH_ORDER = (PROFILES, "blacklist", "outcomes", "reports", "transfers")
 
 HEALTH = "health"  # the streaming job's health records (connectors.health)
 TOPIC_PREFIX = "safetynet-"
-ALL_TOPICS = tuple(INPUTS) + tuple(OUTPUTS) + (HEALTH,)
+ALL_TOPICS = tuple(INPUTS) + tuple(OUTPUTS) + (HEALTH, DRIFT)
 
 
 def topic_path(project: str, name: str) -> str:

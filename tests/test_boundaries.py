@@ -286,15 +286,22 @@ def test_outcome_waiting_for_its_transfer_dead_letters_exactly_at_resolve_wait()
 
 
 # ------------------------------------------------------------------ labels
-def test_after_a_confirmation_examples_are_positive_until_the_label_horizon():
-    lh = P.label_horizon_ms
+def test_a_confirmed_address_stays_confirmed_while_its_payers_keep_coming():
+    """Past the label horizon a later payment to a confirmed scam is still a positive; the
+    mark lasts the lookback after the last payment it labelled, then lapses."""
+    lh, lb = P.label_horizon_ms, P.lookback_ms
+    assert lb > lh
     fact = AddressFact(DEST, at(0), True, "c1", "ADDRESS", DEST)
-    evs = [fact, FeaturedTransfer(transfer("in", at(0) + lh - 1, "u", DEST), at(0) + lh - 1,
-                                  {}),
-           FeaturedTransfer(transfer("out", at(0) + lh, "u", DEST), at(0) + lh, {})]
-    _, out = feed(LabelJoin(P), DEST, evs, until=at(0) + 3 * lh)
+    t1, t2 = at(0) + lh, at(0) + lh + lb - 1  # each within the lookback of the last
+    t3 = t2 + lb  # a lookback after the last payment: forgotten
+
+    def ft(tid, t):
+        return FeaturedTransfer(transfer(tid, t, "u", DEST), t, {})
+
+    evs = [fact, ft("a", t1), ft("b", t2), ft("c", t3)]
+    _, out = feed(LabelJoin(P), DEST, evs, until=t3 + 2 * lh)
     got = [(e.subject_id, e.y, e.event_time) for e in tagged(out, EXAMPLES)]
-    assert got == [("T:in", True, at(0) + lh), ("T:out", False, at(0) + 2 * lh)]
+    assert got == [("T:a", True, t1 + 1), ("T:b", True, t2 + 1), ("T:c", False, t3 + lh)]
 
 
 def test_a_sender_whose_hold_is_still_pending_is_not_a_silent_sufferer():
@@ -331,7 +338,8 @@ def test_lookalike_hold_names_the_payee_and_its_family_outside_evm():
     ev = ev._replace(featured=ev.featured._replace(
         transfer=ev.featured.transfer._replace(network="TRX")))
     _, out = feed(Actions(P), fake, [ev])
-    assert [h.reasons for h in tagged(out, HOLDS)] == [[f"lookalike_of={genuine} (TRON)"]]
+    assert [h.reasons for h in tagged(out, HOLDS)] == [[f"lookalike_of={genuine} (TRON)",
+                                                        "hold_test=lookalike"]]
 
 
 # ------------------------------------------------------------------ rule 2: the fan-in rule

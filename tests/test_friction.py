@@ -152,7 +152,8 @@ def test_the_budget_state_checkpoints_with_the_model(tmp_path):
 
 
 def test_the_score_step_holds_by_the_versions_threshold_not_the_policys():
-    p = Policy(**dict(ON, friction_budget=0.05, hold_threshold=0.05, warn_threshold=0.05))
+    p = Policy(**dict(ON, friction_budget=0.05, hold_threshold=0.05, warn_threshold=0.05,
+                      model_publish_labels=50))
     exs = labelled(300)
     versions = [v for tag, _, v in run_history(Learner(p), TRANSFER_RISK, exs)
                 if tag == VERSIONS]
@@ -238,7 +239,8 @@ def test_friction_figures_name_reasons_users_and_why_scam_money_was_lost():
            HoldResolution("hs2", "s2", "RELEASED", at(6) + DAY, "no scam confirmed")]
     f = friction_figures(trs, lambda tid: "scam" if tid[0] == "s" else "legit", holds, res)
     assert {r: c.get("holds", 0) for r, c in f["holds_by_reason"].items()} == {
-        "blacklist": 1, "frozen": 1, "lookalike": 1, "model": 1, "rule": 1}
+        "blacklist": 1, "frozen": 1, "lookalike": 1, "model": 1, "rule": 1,
+        "expected_loss": 0}
     assert f["legit_held"] == 3 and f["legit_held_share"] == 3 / 4
     assert f["legit_held_usd_share"] == pytest.approx(100.0 / 200.0)
     assert [(u["user_id"], u["legit_holds"]) for u in f["top_users_by_legit_holds"]] == [

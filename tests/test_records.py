@@ -60,11 +60,12 @@ def test_hold_refund_freeze_and_frozen_destination_records():
     why = ["verdict:SCAM report=r2", "reporter_paid_suspect"]
     assert tagged(out, HOLDS) == [
         Hold(sid("hold", "t1"), "t1", "u1", D, "ETH", "0.050000", 100.0, at(0), at(0) + H, 0.8,
-             ["blacklist:ofac_sdn", "list_version=snap-1", "fan_in_24h=30"], "m-7"),
+             ["blacklist:ofac_sdn", "list_version=snap-1", "fan_in_24h=30",
+              "hold_test=blacklist"], "m-7"),
         Hold(sid("hold", "t2"), "t2", "u4", D, "ETH", "0.050000", 100.0, at(3), at(3) + H,
-             0.05, ["destination_frozen"], "rules"),
+             0.05, ["destination_frozen", "hold_test=frozen"], "rules"),
         Hold(sid("hold", "t3"), "t3", "u5", D, "ETH", "0.050000", 100.0, at(4), at(4) + H,
-             0.5, ["destination_frozen", "risk_score=0.50"], "rules"),
+             0.5, ["destination_frozen", "risk_score=0.50", "hold_test=frozen"], "rules"),
     ]
     assert tagged(out, RESOLUTIONS) == [
         HoldResolution(sid("hold", "t1"), "t1", "REFUNDED", at(2),
@@ -329,7 +330,8 @@ def test_labels_for_transfer_and_report_outcomes():
     assert tagged(out, EXAMPLES) == [
         Example("transfer_risk", at(5), "T:t2", {"f": 1.0}, True, at(0))]
     assert state.confirmed_at == at(5)
-    assert LabelJoin(P).next_deadline(state) == at(5) + P.label_horizon_ms
+    assert LabelJoin(P).next_deadline(state) == at(5) + max(P.lookback_ms,
+                                                            P.label_horizon_ms)
     state, out = feed(LabelJoin(P), D, [_ft("t3", at(6))], state=state)
     assert out == [(EXAMPLES, at(6) + 1,
                     Example("transfer_risk", at(6) + 1, "T:t3", {"f": 1.0}, True, at(6)))]
@@ -355,7 +357,7 @@ def test_reasons_accumulate_frozen_then_list_then_score_and_the_warning_band_nam
     _, out = feed(Actions(P), E, [fact, listed])
     (h,) = tagged(out, HOLDS)
     assert h.reasons == ["destination_frozen", "blacklist:ofac_sdn", "list_version=snap-1",
-                         "risk_score=0.45"]
+                         "risk_score=0.45", "hold_test=blacklist"]
     _, out = feed(Actions(P), D, [scored("t2", at(0), "u2", D, 0.45)])
     assert [r.reasons for r in tagged(out, REQUESTS)] == [("risk_score=0.45",)]
 

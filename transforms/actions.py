@@ -76,6 +76,33 @@ def expected_loss(ev: ScoredTransfer, certain: bool = False) -> float:
     return round(risk * ev.featured.transfer.usd_value, 2)
 
 
+HOLD_TEST = "hold_test="  # the reason naming the test that held a transfer
+
+
+def scored_hold(ev: ScoredTransfer, p: Policy) -> Optional[str]:
+    """The Score step's test that holds ``ev`` (``held_by``: score, rule or expected
+    loss), or for a ScoredTransfer made without one, ``"score"`` when its score reaches its
+    hold threshold."""
+    if ev.held_by is not None:
+        return ev.held_by
+    threshold = p.hold_threshold if ev.hold_threshold is None else ev.hold_threshold
+    return "score" if ev.score >= threshold else None
+
+
+def hold_test(ev: ScoredTransfer, p: Policy, frozen: bool) -> Optional[str]:
+    """The first test that holds ``ev``: ``blacklist``, ``frozen`` (its destination),
+    ``lookalike``, then the Score step's (``rule``, ``score``, ``expected_loss``; not when
+    the friction cap turned it into a warning)."""
+    ft = ev.featured
+    if ft.blacklist:
+        return "blacklist"
+    if frozen:
+        return "frozen"
+    if ft.lookalike_of:
+        return "lookalike"
+    return None if ev.capped else scored_hold(ev, p)
+
+
 class Actions(Machine):
     LOGS = (SENT, REFUNDED_IDS, REPORTERS, REPORT_IDS)
 
@@ -151,19 +178,19 @@ class Actions(Machine):
             hold, kind = True, "WARNING"
             reasons.append(lookalike.reason(ft.lookalike_of, lookalike.family(tr.to_address,
                                                                               tr.network)))
-        threshold = p.hold_threshold if ev.hold_threshold is None else ev.hold_threshold
-        if ev.score >= threshold and not ev.capped:  # capped: the sender's friction cap
+        test = hold_test(ev, p, s.frozen is not None)
+        if scored_hold(ev, p) and not ev.capped:  # capped: the sender's friction cap
             hold = True
             kind = kind or "HOLD_NOTICE"
-        elif ev.score >= p.warn_threshold:
+        elif ev.capped or ev.score >= p.warn_threshold:
             kind = kind or "WARNING"
-        if ev.score >= p.warn_threshold:
+        if ev.score >= p.warn_threshold or ev.held_by == "expected_loss":
             reasons += list(ev.reasons) or [f"risk_score={ev.score:.2f}"]
         out = []
         if hold:
             h = Hold(short_id("hold", tr.transfer_id), tr.transfer_id, tr.user_id,
                      tr.to_address, tr.asset, tr.amount, tr.usd_value, now, now + p.hold_ms,
-                     ev.score, reasons, ev.model_version)
+                     ev.score, reasons + [f"{HOLD_TEST}{test}"], ev.model_version)
             out.append((HOLDS, now, h))
             s.pending[tr.transfer_id] = h
             self._sent(s, now, tr)

@@ -91,6 +91,8 @@ class ModelVersion(NamedTuple):
     n_labels: int
     params: bytes
     hold_threshold: float
+    # the expected-loss threshold (USD) that goes with it; None: the policy's
+    hold_expected_loss: Optional[float] = None
 
 
 class Seed(NamedTuple):
@@ -117,6 +119,9 @@ class ScoredTransfer(NamedTuple):
     reasons: tuple = ()
     hold_threshold: Optional[float] = None  # None: the policy's
     capped: bool = False
+    # the test that holds it, if any: "score", "rule" (the fan-in rule set the score) or
+    # "expected_loss" (score x USD reached the expected-loss threshold)
+    held_by: Optional[str] = None
 
 
 class ScoredReport(NamedTuple):

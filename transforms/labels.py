@@ -4,7 +4,10 @@ A featured transfer or report waits here until its label is known, then leaves a
 :class:`Example` stamped with the label's event time:
 
 * positive when a case outcome confirms it — the transfer itself, the report itself, or the
-  address (which confirms every example waiting for it, and every later one at once);
+  address (which confirms every example waiting for it, and every later one at once, for
+  as long as payers keep coming within ``lookback_ms`` of each other: an address confirmed
+  a scam stays one while Actions' lookback still keeps its payers, so a later payment to it
+  never becomes a negative just because the label horizon passed since the confirmation);
 * negative when a case outcome clears it, or when ``label_horizon_ms`` passes without one.
 
 With ``Policy.model_negative_sample`` k > 1 only 1 in k negatives leave (chosen by a hash
@@ -46,6 +49,7 @@ class _Labels:
         self.edge: Optional[int] = None
         self.far_first: Optional[int] = None  # earliest deadline in far
         self.far_last_t: Optional[int] = None  # latest event time in far
+        # labelled since (the mark lasts LabelJoin.confirmed_ms after it)
         self.confirmed_at: Optional[int] = None
 
     def waiting(self) -> int:
@@ -77,8 +81,13 @@ class LabelJoin(Machine):
         if s.far_first is not None:
             ds.append(s.far_first)
         if s.confirmed_at is not None:
-            ds.append(s.confirmed_at + self.p.label_horizon_ms)
+            ds.append(s.confirmed_at + self.confirmed_ms())
         return min(ds) if ds else None
+
+    def confirmed_ms(self) -> int:
+        """How long a confirmed address stays confirmed after its last example: the
+        lookback (Actions keeps its payers that long), at least the label horizon."""
+        return max(self.p.lookback_ms, self.p.label_horizon_ms)
 
     def negative(self, sid: str) -> Optional[int]:
         """The weight of a negative example about ``sid``, or None when the 1-in-k sample
@@ -119,7 +128,7 @@ class LabelJoin(Machine):
                 if w is not None:
                     out.append((EXAMPLES, deadline,
                                 Example(model, deadline, sid, x, False, t, w)))
-        if s.confirmed_at is not None and s.confirmed_at + self.p.label_horizon_ms <= now:
+        if s.confirmed_at is not None and s.confirmed_at + self.confirmed_ms() <= now:
             s.confirmed_at = None
         return out
 
@@ -143,6 +152,7 @@ class LabelJoin(Machine):
         if self._waits(s, sid, now):
             return []
         if s.confirmed_at is not None:
+            s.confirmed_at = max(s.confirmed_at, now)  # its payers are still coming
             return [(EXAMPLES, now + 1, Example(model, now + 1, sid, ev.features, True, now))]
         if s.waiting() >= self.p.label_max_waiting:
             return [(METRIC, now, ("label_records_dropped", 1))]

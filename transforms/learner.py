@@ -189,10 +189,13 @@ class Learner(Machine):
             candidate = pm if pm > rule else rule  # what a published version decides
             decision = candidate if on else rule
             usd = math.expm1(f.get("log_usd", 0.0))
-            if not y and self.p.friction_budget:
+            if self.budget_on():
                 if s.budget is None:
                     s.budget = Budget(self.p.friction_budget_window)
-                s.budget.add(candidate, ex.weight)
+                if y:
+                    s.budget.add_positive(candidate, usd)
+                else:
+                    s.budget.add(candidate, ex.weight, usd)
         cell = s.metrics.update(pm, decision, y, usd, 1 if y else ex.weight)
         s.n_labels += 1
         s.n_pos += y
@@ -223,17 +226,32 @@ class Learner(Machine):
         """A version of ``s``'s model as it is now, valid for events after ``now``."""
         s.published_at, s.published_labels = max(now, s.published_at or now), s.n_labels
         params = pickle.dumps(s.model, pickle.HIGHEST_PROTOCOL)
-        return ModelVersion(s.name, now, s.version(), s.n_labels, params,
-                            self.hold_threshold(s))
+        threshold, loss = self.hold_thresholds(s)
+        return ModelVersion(s.name, now, s.version(), s.n_labels, params, threshold, loss)
+
+    def budget_on(self) -> bool:
+        return bool(self.p.friction_budget or self.p.friction_budget_usd)
 
     def hold_threshold(self, s: ModelState) -> float:
-        """The threshold a version of ``s`` is published with: the policy's, or under a
-        friction budget (``transfer_risk`` only) the budget's quantile of the recent
-        legitimate scores, never below it (:mod:`transforms.friction`)."""
+        """The score threshold a version of ``s`` is published with (see
+        :meth:`hold_thresholds`)."""
+        return self.hold_thresholds(s)[0]
+
+    def hold_thresholds(self, s: ModelState) -> tuple:
+        """(score threshold, expected-loss threshold in USD) a version of ``s`` is
+        published with: the policy's, or under a friction budget (``transfer_risk`` only)
+        the budget's choice from the recent labelled scores, never below the policy's
+        (:mod:`transforms.friction`). Until the window holds enough legitimate examples to
+        measure the budget's share (one held transfer within it), the policy's."""
         floor = self.threshold(s.name)
-        if s.name != TRANSFER_RISK or not self.p.friction_budget or s.budget is None:
-            return floor
-        return s.budget.threshold(self.p.friction_budget, floor)
+        p = self.p
+        if s.name != TRANSFER_RISK:
+            return floor, 0.0
+        if not self.budget_on() or s.budget is None or not s.budget.measurable(
+                p.friction_budget, p.friction_budget_usd):
+            return floor, p.hold_expected_loss
+        return s.budget.thresholds(p.friction_budget, p.friction_budget_usd, floor,
+                                   p.hold_expected_loss)
 
 
 def warm_versions(policy: Policy) -> list:

@@ -103,6 +103,26 @@ class Policy:
     friction_budget: float = 0.0
     # ... over the decision scores of this many recent legitimate examples
     friction_budget_window: int = 10000
+    # Decisions by expected loss (rules 2, 10): a transfer is also held when its score x USD
+    # reaches this many USD (0: off), whatever its score. Under a friction budget the
+    # Learner raises it (and the score threshold) so that both tests together stay within
+    # the budget; this is the floor
+    hold_expected_loss: float = 0.0
+    # ... and the share of legitimate USD the risk team accepts to hold (0.05 = 5%; 0:
+    # off), learned online beside friction_budget's share of legitimate transfers
+    friction_budget_usd: float = 0.0
+    # Drift in view (transforms/drift.py): the score distribution of each week (backtest
+    # report) or day (streaming job's drift topic) is compared with that of the first
+    # drift_baseline of event time by its population stability index; past drift_psi_warn
+    # the report warns at its top (0.25: the usual "large shift" reading of PSI)
+    # Per-user friction cap over a longer window (rule 10): at most this many model-driven
+    # holds per user per friction_long_window (0: off), beside friction_cap's daily count:
+    # a bulk payer (a mining pool's payouts, an exchange's withdrawals) held a few times
+    # every day stays under a daily cap and bears a large share of all honest holds
+    friction_cap_long: int = 0
+    friction_long_window_ms: int = 30 * DAY
+    drift_baseline_ms: int = 14 * DAY
+    drift_psi_warn: float = 0.25
     model_snapshot_every: int = 0
     model_snapshot_path: Optional[str] = None
     model_warm_start: Optional[str] = None
@@ -192,10 +212,16 @@ class Policy:
             raise ValueError("payee_sweep_every must be >= 1")
         if self.model_publish_labels < 1 or self.model_negative_sample < 1:
             raise ValueError("model_publish_labels and model_negative_sample must be >= 1")
-        if self.friction_cap < 0:
-            raise ValueError("friction_cap must be >= 0")
+        if self.friction_cap < 0 or self.friction_cap_long < 0:
+            raise ValueError("friction_cap and friction_cap_long must be >= 0")
         if not 0.0 <= self.friction_budget < 1.0:
             raise ValueError("friction_budget must be a share in [0, 1), e.g. 0.005 or 0.5%")
+        if not 0.0 <= self.friction_budget_usd < 1.0:
+            raise ValueError("friction_budget_usd must be a share in [0, 1), e.g. 0.05 or 5%")
+        if self.drift_psi_warn <= 0:
+            raise ValueError("drift_psi_warn must be positive")
+        if self.hold_expected_loss < 0:
+            raise ValueError("hold_expected_loss must be >= 0 (USD; 0: off)")
         if self.friction_budget_window < 1:
             raise ValueError("friction_budget_window must be >= 1")
         if self.calls_per_day < 0 or self.assessments_per_day < 0:

@@ -6,9 +6,20 @@ the latest :class:`~transforms.events.ModelVersion` published *before* its event
 (the versions reach this step as side data: :class:`VersionBook`). Before any version, or
 in the rules-only baseline, the documented rules score it (``model_version`` ``"rules"``).
 
-Friction cap (rule 10): at most ``Policy.friction_cap`` model-driven holds per user per
-``friction_window_ms`` of event time. A transfer whose score reaches the hold threshold
-past the cap is marked ``capped``: Actions warns instead of holding, with the reason.
+The hold test (rules 2, 10): a transfer is held by ``"score"`` when its score reaches the
+hold threshold (``"rule"`` when the fan-in rule set that score), or by ``"expected_loss"``
+when its score × USD reaches the expected-loss threshold; both thresholds are the model
+version's (under a friction budget) or the policy's. The expected-loss test needs a model's
+score (a probability): while the rules score (before the first version, or with
+``use_models`` off) it is off, as the rules' fixed scores would make it a plain USD limit.
+``ScoredTransfer.held_by`` names the test.
+
+Friction cap (rule 10): at most ``Policy.friction_cap`` model-driven holds (score, rule or
+expected loss) per user per ``friction_window_ms`` of event time, and at most
+``Policy.friction_cap_long`` per ``friction_long_window_ms`` (a bulk payer held a few times
+every day stays within a daily cap for months). A transfer held by one of
+these tests past the cap is marked ``capped``: Actions warns instead of holding, with the
+reason.
 Blacklist, frozen and look-alike holds are decided by Actions whatever the cap; a transfer
 to a listed or look-alike destination does not use up the cap.
 """
@@ -27,9 +38,10 @@ from transforms.events import (
     ScoredReport,
     ScoredTransfer,
 )
+from transforms.friction import held_by
 from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
 from transforms.machine import METRIC, Machine
-from transforms.models import score_report, score_transfer
+from transforms.models import rules_transfer_score, score_report, score_transfer
 from transforms.policy import Policy
 
 SCORED_TRANSFERS, SCORED_REPORTS = "scored_transfers", "scored_reports"
@@ -114,14 +126,36 @@ class Score(Machine):
     def is_empty(self, s: _Friction) -> bool:
         return not s.holds
 
+    def _kept_ms(self) -> int:
+        """How long a hold counts: the longer of the two caps' windows in use."""
+        p = self.p
+        return max(p.friction_window_ms, p.friction_long_window_ms if p.friction_cap_long
+                   else 0)
+
     def next_deadline(self, s: _Friction) -> Optional[int]:
-        return s.holds[0] + self.p.friction_window_ms if s.holds else None
+        return s.holds[0] + self._kept_ms() if s.holds else None
 
     def advance(self, s: _Friction, now: int) -> list:
-        window = self.p.friction_window_ms
+        window = self._kept_ms()
         while s.holds and s.holds[0] + window <= now:
             s.holds.popleft()
         return []
+
+    def _cap(self, s: _Friction, now: int) -> Optional[str]:
+        """The reason a new model-driven hold of this user is capped, or None (the hold
+        counts then). Both caps count the same holds: ``friction_cap`` within the last
+        ``friction_window``, ``friction_cap_long`` within ``friction_long_window``."""
+        p = self.p
+        if p.friction_cap:
+            recent = len(s.holds) - bisect.bisect_right(s.holds, now - p.friction_window_ms)
+            if recent >= p.friction_cap:
+                return f"friction_cap={p.friction_cap}"
+        if p.friction_cap_long:
+            recent = len(s.holds) - bisect.bisect_right(s.holds,
+                                                        now - p.friction_long_window_ms)
+            if recent >= p.friction_cap_long:
+                return f"friction_cap_long={p.friction_cap_long}"
+        return None
 
     def _version(self, model: str, now: int):
         if not self.p.use_models:
@@ -148,15 +182,26 @@ class Score(Machine):
         score, version, reasons = score_transfer(model, version, ev.features, p)
         score = round(score, 6)
         threshold = v.hold_threshold if v is not None else p.hold_threshold
+        loss = 0.0  # the rules' scores are no probability: expected loss needs a model's
+        if v is not None:
+            loss = p.hold_expected_loss if v.hold_expected_loss is None \
+                else v.hold_expected_loss
+        test = held_by(score, float(ev.transfer.usd_value or 0.0), threshold, loss)
+        if test == "score" and rules_transfer_score(ev.features, p)[0] >= score:
+            test = "rule"  # the fan-in rule set the score
+        elif test == "expected_loss":
+            reasons += (f"expected_loss_usd={score * ev.transfer.usd_value:.0f}",)
         capped = False
         out = []
-        if score >= threshold and p.friction_cap and not ev.blacklist and not ev.lookalike_of:
-            if len(s.holds) >= p.friction_cap:
+        if test and (p.friction_cap or p.friction_cap_long) and not ev.blacklist \
+                and not ev.lookalike_of:
+            why = self._cap(s, now)
+            if why:
                 capped = True
-                reasons += (f"friction_cap={p.friction_cap}",)
+                reasons += (why,)
                 out.append((METRIC, now, ("friction_capped", 1)))
             else:
                 s.holds.append(now)
         out.append((SCORED_TRANSFERS, now, ScoredTransfer(ev, now, score, version, reasons,
-                                                         threshold, capped)))
+                                                         threshold, capped, test)))
         return out

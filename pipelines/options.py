@@ -116,6 +116,24 @@ _HELP = {
     "lookalike_sol_tail": "look-alikes, SOL: characters compared from the end",
     "warning_holdout": "share of users (a hash of the user id; 5%% or 0.05) who get no "
                        "WARNING, to measure warning efficacy (default 0)",
+    "hold_escalation": "rule 14: escalate pending holds in stages and extend them on evidence "
+                       "against the destination (false: a plain 24h hold, rule 3)",
+    "hold_warn_after": "rule 14: a HOLD_ESCALATION chat to the sender of a hold still pending "
+                       "this long after placement",
+    "hold_call_after": "rule 14: a CALL to the sender of a risky hold still pending this long "
+                       "after placement (within --calls_per_day)",
+    "hold_call_min_loss": "rule 14: expected loss (USD x risk) from which a hold gets the call",
+    "info_answer": "rule 14: a destination account asked for information (INFO_REQUEST) "
+                   "that has not answered within this: evidence that extends its holds",
+    "info_request_evidence": "rule 14: send INFO_REQUESTs to destination accounts and count "
+                             "no answer as evidence (true/false)",
+    "hold_extension": "rule 14: what one extension adds to a hold when evidence against its "
+                      "destination grew",
+    "hold_max": "rule 14: the longest a hold lasts, extensions included",
+    "extension_fan_in_rise": "rule 14: senders into a young destination (24h) above the "
+                             "hold's own count that extend it",
+    "escalation_holdout": "rule 14: share of holds (a hash of the transfer id; 5%% or 0.05) "
+                          "that get no stage contact, to measure escalation (default 0)",
     "stream_ordering": "streaming: event_time (wait for the watermark, decide in the "
                        "backtest's order) or arrival (decide on arrival, lower latency)",
 }
@@ -258,8 +276,8 @@ class SafetyNetOptions(PipelineOptions):
             elif f.name == "blacklist_paths":
                 parser.add_argument("--blacklist", dest="blacklist_paths", default=None,
                                     metavar="FILES", help=help_)
-            elif f.name == "warning_holdout":
-                parser.add_argument("--warning_holdout", type=share, default=None,
+            elif f.name in ("warning_holdout", "escalation_holdout"):
+                parser.add_argument(f"--{name}", type=share, default=None,
                                     metavar="SHARE", help=help_)
             elif f.name == "friction_budget":
                 parser.add_argument(f"--{name}", type=share, default=None,

@@ -139,6 +139,26 @@ class Policy:
     assessment_amount_z: float = 3.0
     assessment_new_payees: int = 3
     assessment_fan_in: int = 10
+    # Escalation inside the hold (rule 14, transforms/pyramid.py; durations from placement):
+    # a HOLD_ESCALATION chat to the sender at hold_warn_after, a CALL at hold_call_after for
+    # holds whose expected loss is at least hold_call_min_loss (within calls_per_day), an
+    # INFO_REQUEST at placement to a destination that is an account of ours, unanswered after
+    # info_answer: evidence. At the deadline, evidence against the destination since the
+    # placement (a report, a REVIEW verdict, fan-in up by extension_fan_in_rise senders, an
+    # unanswered request) extends the hold by hold_extension, up to hold_max in all
+    # (false: the plain hold of rule 3, released at hold_ms, no stage contact)
+    hold_escalation: bool = True
+    hold_warn_after_ms: int = 1 * HOUR
+    hold_call_after_ms: int = 3 * HOUR
+    hold_call_min_loss: float = 2000.0
+    info_answer_ms: int = 12 * HOUR
+    info_request_evidence: bool = True
+    hold_extension_ms: int = 24 * HOUR
+    hold_max_ms: int = 72 * HOUR
+    extension_fan_in_rise: int = 3
+    # ... and this share of holds (a salted hash of the transfer id) gets no stage contact:
+    # the control group that measures them (report: "Escalation inside the hold")
+    escalation_holdout: float = 0.0
     # Case files: items kept per list of a case (transfers, reports, verdicts, list
     # entries, outreach, timeline); the rest are counted as left out
     case_max_items: int = 50
@@ -175,6 +195,10 @@ class Policy:
             raise ValueError("need 0 <= review_threshold <= scam_threshold <= 1")
         if not 0.0 <= self.warning_holdout <= 1.0:
             raise ValueError("warning_holdout must be between 0 and 100%")
+        if not 0.0 <= self.escalation_holdout <= 1.0:
+            raise ValueError("escalation_holdout must be between 0 and 100%")
+        if self.hold_max_ms < self.hold_ms:
+            raise ValueError("hold_max must be at least hold (the extensions add to it)")
         for f in dataclasses.fields(self):
             if f.name.endswith("_ms") and getattr(self, f.name) <= 0:
                 raise ValueError(f"{f.name} must be positive")

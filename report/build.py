@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from report import efficacy, shadow
+from report import contacts, efficacy, pyramid, shadow
 from report.files import output
 from report.friction import add_friction
 from report.metrics import compute
@@ -29,6 +29,8 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     extras["cases"] = output(out_dir, "cases")  # read once: figures, section, pages
     metrics["proactive"] = proactive_metrics(out_dir, (run or {}).get("policy"),
                                              extras["outreach"], extras["cases"])
+    metrics["pyramid"] = pyramid.from_files(input_dir, extras, pol)  # rule 14
+    metrics["contacts"] = contacts.from_extras(extras, pol)  # rules 11, 15
     extras["out_dir"] = out_dir
     cmp_metrics = None
     if compare is not None:

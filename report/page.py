@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from report import efficacy, friction, proactive, shadow
+from report import contacts, efficacy, friction, proactive, pyramid, shadow
 from report.comparison import comparison
 from report.html import iso, opt, pct, render, short, usd
 from report.metrics import HOLD_CAUSES
@@ -113,7 +113,9 @@ def render_html(metrics: dict, extras: dict, compare: Optional[dict] = None) -> 
                 "efficacy": efficacy.html_section(metrics.get("warning_efficacy")),
                 "proactive": proactive.proactive_html(metrics, extras.get("out_dir"),
                                                      extras.get("cases")),
-                "friction": friction.html_section(metrics.get("friction"))}
+                "friction": friction.html_section(metrics.get("friction")),
+                "pyramid": pyramid.html_section(metrics.get("pyramid")),
+                "contacts": contacts.html_section(metrics.get("contacts"))}
     return render("report.html", m=metrics, s=metrics["summary"], run=metrics.get("run") or {},
                   imgs=plots(metrics, extras), rows=_rows(metrics, extras),
                   compare=comparison(metrics, compare) if compare else None,

@@ -124,6 +124,7 @@ class Actions(Machine):
         if not why:
             return self._resolve(s, tid, "RELEASED", at, pyr.release_reason(life))
         life.deadline = pyr.extend_to(self.p, life, at)
+        life.looked = at
         life.extensions += 1
         life.why = why
         return [(REQUESTS, at, pyr.extension_notice(life, h.user_id, at, tid, h.to_address,

@@ -16,14 +16,16 @@ each a policy option (durations from the hold's placement):
    the request counts as evidence against the destination (``info_request_evidence``).
 
 At the deadline a hold is **extended** instead of released when the evidence against its
-destination grew since it was placed (and was not cleared by a case outcome since):
+destination grew since it was placed, or for a further extension since the last one (and
+was not cleared by a case outcome since):
 
 * a new report against the destination (``new_report=<id>``);
 * a ``REVIEW`` verdict on it (``verdict_review=<id>``);
 * fan-in from unrelated senders: ``fan_in_24h`` of a later transfer into the (young)
   destination reached the hold's own value plus ``extension_fan_in_rise``
   (``fan_in_rise=a->b``);
-* the destination account's request for information went unanswered.
+* the destination account's request for information went unanswered (first extension
+  only: it does not grow).
 
 Each extension adds ``hold_extension`` up to ``hold_max`` after placement; the sender is
 told why (a ``HOLD_NOTICE`` naming the reasons), and the resolution names them. The
@@ -75,7 +77,7 @@ class Life:
     (``plan``: (time, what), earliest first), and its extensions."""
 
     __slots__ = ("placed", "deadline", "plan", "escalate", "loss", "fan_in0", "info_due",
-                 "unanswered", "extensions", "why")
+                 "unanswered", "extensions", "why", "looked")
 
     def __init__(self, placed: int, deadline: int, escalate: bool, loss: float,
                  fan_in0: float):
@@ -86,6 +88,7 @@ class Life:
         self.unanswered = False
         self.extensions = 0
         self.why: list = []
+        self.looked = placed  # evidence must be newer than this (placement, last extension)
 
     def next_time(self) -> int:
         return min(self.deadline, self.plan[0][0]) if self.plan else self.deadline
@@ -154,8 +157,8 @@ def note_fan_in(ev: Evidence, now: int, fan_in: float) -> None:
 
 def grounds(p: Policy, life: Life, ev: Evidence) -> list:
     """Why the hold should be extended now (empty: release it): evidence against the
-    destination newer than the placement and than its last clearing."""
-    since = max(life.placed, ev.cleared if ev.cleared is not None else life.placed)
+    destination newer than the placement (or the last extension) and its last clearing."""
+    since = max(life.looked, ev.cleared if ev.cleared is not None else life.looked)
     out = []
     if ev.report is not None and ev.report[0] > since:
         out.append(f"new_report={ev.report[1]}")
@@ -164,7 +167,8 @@ def grounds(p: Policy, life: Life, ev: Evidence) -> list:
     if (ev.fan_in is not None and ev.fan_in[0] > since
             and ev.fan_in[1] >= life.fan_in0 + p.extension_fan_in_rise):
         out.append(f"fan_in_rise={life.fan_in0:g}->{ev.fan_in[1]:g}")
-    if life.unanswered and (ev.cleared is None or ev.cleared < life.info_due):
+    if (life.unanswered and not life.extensions
+            and (ev.cleared is None or ev.cleared < life.info_due)):
         out.append("info_request_unanswered")
     return out
 

@@ -85,8 +85,15 @@ _HELP = {
     "call_slot": "streaming: calls are ranked at the end of each slot of this length, "
                  "which gets its share of calls_per_day (default the whole day: exact, "
                  "but a call waits until the day ends)",
-    "assessments_per_day": "daily risk assessments sent per day at most, highest expected "
-                           "loss first (rule 11; sized for the simulator's 20,000 users)",
+    "assessments_per_day": "the team's capacity of daily risk assessments: a day's number "
+                           "(--assessment_share of its active users) never exceeds it "
+                           "(rules 11, 15)",
+    "assessment_share": "rule 15: the day's number of risk assessments is this share of the "
+                        "day's active users (rounded up), at most --assessments_per_day",
+    "assessment_min_loss": "rule 15: the least expected loss (USD) a risk assessment is sent "
+                           "for",
+    "assessment_cooldown": "rule 15: a user is risk-assessed again only after this, or on a "
+                           "new signal (once, after --cooldown)",
     "assessment_amount_z": "risk assessment signal: amount this many standard deviations "
                            "above the sender's usual",
     "assessment_new_payees": "risk assessment signal: this many new payees in a day",
@@ -276,7 +283,7 @@ class SafetyNetOptions(PipelineOptions):
             elif f.name == "blacklist_paths":
                 parser.add_argument("--blacklist", dest="blacklist_paths", default=None,
                                     metavar="FILES", help=help_)
-            elif f.name in ("warning_holdout", "escalation_holdout"):
+            elif f.name in ("warning_holdout", "escalation_holdout", "assessment_share"):
                 parser.add_argument(f"--{name}", type=share, default=None,
                                     metavar="SHARE", help=help_)
             elif f.name == "friction_budget":

@@ -168,7 +168,7 @@ def grounds(p: Policy, life: Life, ev: Evidence) -> list:
             and ev.fan_in[1] >= life.fan_in0 + p.extension_fan_in_rise):
         out.append(f"fan_in_rise={life.fan_in0:g}->{ev.fan_in[1]:g}")
     if (life.unanswered and not life.extensions
-            and (ev.cleared is None or ev.cleared < life.info_due)):
+            and (ev.cleared is None or ev.cleared <= life.placed)):
         out.append("info_request_unanswered")
     return out
 

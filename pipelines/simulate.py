@@ -32,7 +32,8 @@ def _minutes_or_hours(text: str) -> int:
     try:
         return int(float(text[:-1]) * _UNITS[text[-1]])
     except (KeyError, ValueError, IndexError):
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 90m or 1h)")
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (use e.g. 90m or 1h)") from None
 
 # What simulate writes into --output (either format): refused, or cleared with --overwrite.
 OWNED = preflight.owned_files(("transfers", "reports", "outcomes", "blacklist", "profiles",

@@ -4,10 +4,9 @@ report's contacts per 1,000 active users per week."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
+from report.contacts import measure
 from schemas.rows import Outreach, Transfer
 from tests import scenario
 from tests.kit import feed, tagged
@@ -15,8 +14,7 @@ from tests.scenario import addr, at, collect, transfer
 from transforms.assessments import daily_assessments, daily_number
 from transforms.events import FeaturedTransfer, OutreachRequest, ScoredTransfer
 from transforms.outreach import OUTREACH, OutreachStep
-from transforms.policy import DAY, HOUR, Policy
-from report.contacts import measure
+from transforms.policy import DAY, Policy
 
 SCAM = addr("scam-collector")
 FRIEND = addr("friend")

@@ -173,7 +173,7 @@ def test_holdout_holds_get_no_stage_contact_and_the_same_extensions():
     assert stage == set(ids) - set(out_ids)
     # the report extends every hold, held out or not (evidence, not a contact)
     assert {r.resolved_at - h.placed_at for r, h in zip(
-        sorted(tagged(out, RESOLUTIONS)), sorted(tagged(out, HOLDS)))} == {2 * H}
+        sorted(tagged(out, RESOLUTIONS)), sorted(tagged(out, HOLDS)), strict=True)} == {2 * H}
 
 
 def test_escalation_holdout_is_independent_of_the_warning_holdout():

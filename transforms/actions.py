@@ -215,7 +215,8 @@ class Actions(Machine):
                              ft.features.get("fan_in_24h", 0.0), s.owner)
         s.life[h.transfer_id] = life
         if not life.escalate:
-            return [(METRIC, now, ("escalation_holdout_holds", 1))] if self.p.hold_escalation else []
+            held_out = self.p.hold_escalation  # not escalated because held out, not off
+            return [(METRIC, now, ("escalation_holdout_holds", 1))] if held_out else []
         if life.info_due is None or s.frozen is not None:
             return []
         return [(REQUESTS, now, pyr.info_request(s.owner, now, h.transfer_id, h.to_address,

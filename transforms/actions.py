@@ -14,6 +14,7 @@ Outreach.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from typing import Optional
 
 from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution
@@ -98,11 +99,15 @@ class Actions(Machine):
 
     def advance(self, s: _Dest, now: int) -> list:
         out = []
-        while s.life:
-            at, tid = min((life.next_time(), tid) for tid, life in s.life.items())
-            if at > now:
-                break
+        due = [(life.next_time(), tid) for tid, life in s.life.items()]
+        due = [x for x in due if x[0] <= now]
+        heapq.heapify(due)  # in time order; a hold's next stage re-enters when due too
+        while due:
+            at, tid = heapq.heappop(due)
             out.extend(self._stage(s, tid, at))
+            life = s.life.get(tid)
+            if life is not None and life.next_time() <= now:
+                heapq.heappush(due, (life.next_time(), tid))
         if s.last_t is not None and s.last_t + self._ttl() <= now:
             frozen = s.frozen
             s.__init__()

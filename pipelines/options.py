@@ -102,8 +102,15 @@ _HELP = {
     "call_slot": "streaming: calls are ranked at the end of each slot of this length, "
                  "which gets its share of calls_per_day (default the whole day: exact, "
                  "but a call waits until the day ends)",
-    "assessments_per_day": "daily risk assessments sent per day at most, highest expected "
-                           "loss first (rule 11; sized for the simulator's 20,000 users)",
+    "assessments_per_day": "the team's capacity of daily risk assessments: a day's number "
+                           "(--assessment_share of its active users) never exceeds it "
+                           "(rules 11, 15)",
+    "assessment_share": "rule 15: the day's number of risk assessments is this share of the "
+                        "day's active users (rounded up), at most --assessments_per_day",
+    "assessment_min_loss": "rule 15: the least expected loss (USD) a risk assessment is sent "
+                           "for",
+    "assessment_cooldown": "rule 15: a user is risk-assessed again only after this, or on a "
+                           "new signal (once, after --cooldown)",
     "assessment_amount_z": "risk assessment signal: amount this many standard deviations "
                            "above the sender's usual",
     "assessment_new_payees": "risk assessment signal: this many new payees in a day",
@@ -133,6 +140,24 @@ _HELP = {
     "lookalike_sol_tail": "look-alikes, SOL: characters compared from the end",
     "warning_holdout": "share of users (a hash of the user id; 5%% or 0.05) who get no "
                        "WARNING, to measure warning efficacy (default 0)",
+    "hold_escalation": "rule 14: escalate pending holds in stages and extend them on evidence "
+                       "against the destination (false: a plain 24h hold, rule 3)",
+    "hold_warn_after": "rule 14: a HOLD_ESCALATION chat to the sender of a hold still pending "
+                       "this long after placement",
+    "hold_call_after": "rule 14: a CALL to the sender of a risky hold still pending this long "
+                       "after placement (within --calls_per_day)",
+    "hold_call_min_loss": "rule 14: expected loss (USD x risk) from which a hold gets the call",
+    "info_answer": "rule 14: a destination account asked for information (INFO_REQUEST) "
+                   "that has not answered within this: evidence that extends its holds",
+    "info_request_evidence": "rule 14: send INFO_REQUESTs to destination accounts and count "
+                             "no answer as evidence (true/false)",
+    "hold_extension": "rule 14: what one extension adds to a hold when evidence against its "
+                      "destination grew",
+    "hold_max": "rule 14: the longest a hold lasts, extensions included",
+    "extension_fan_in_rise": "rule 14: senders into a young destination (24h) above the "
+                             "hold's own count that extend it",
+    "escalation_holdout": "rule 14: share of holds (a hash of the transfer id; 5%% or 0.05) "
+                          "that get no stage contact, to measure escalation (default 0)",
     "stream_ordering": "streaming: event_time (wait for the watermark, decide in the "
                        "backtest's order) or arrival (decide on arrival, lower latency)",
 }
@@ -275,8 +300,8 @@ class SafetyNetOptions(PipelineOptions):
             elif f.name == "blacklist_paths":
                 parser.add_argument("--blacklist", dest="blacklist_paths", default=None,
                                     metavar="FILES", help=help_)
-            elif f.name == "warning_holdout":
-                parser.add_argument("--warning_holdout", type=share, default=None,
+            elif f.name in ("warning_holdout", "escalation_holdout", "assessment_share"):
+                parser.add_argument(f"--{name}", type=share, default=None,
                                     metavar="SHARE", help=help_)
             elif f.name in ("friction_budget", "friction_budget_usd"):
                 parser.add_argument(f"--{name}", type=share, default=None,

@@ -21,6 +21,20 @@ from pipelines import preflight
 from pipelines.argtypes import OneLineParser, dashed_aliases, positive_int, reader_left, share
 from simulator.exchange import DEFAULT_START_MS
 
+# The response model's default (simulator/response.py): an assumption, stated; the
+# backtest's escalation holdout measures the real one
+ESCALATION_RESPONSE = 0.5
+_UNITS = {"m": 60_000, "h": 3_600_000}
+
+
+def _minutes_or_hours(text: str) -> int:
+    """``90m`` or ``1h`` -> ms (the simulator's CLI stays free of Beam's options module)."""
+    try:
+        return int(float(text[:-1]) * _UNITS[text[-1]])
+    except (KeyError, ValueError, IndexError):
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (use e.g. 90m or 1h)") from None
+
 # What simulate writes into --output (either format): refused, or cleared with --overwrite.
 OWNED = preflight.owned_files(("transfers", "reports", "outcomes", "blacklist", "profiles",
                                "blacklist_snapshot", "truth"), ("avro", "parquet"),
@@ -68,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warning_holdout", type=share, default=0.0, metavar="SHARE",
                    help="the backtest's --warning_holdout (e.g. 5%%): holdout victims are "
                         "never warned, so never cancel (default 0)")
+    p.add_argument("--escalation_response", type=share, default=ESCALATION_RESPONSE,
+                   metavar="P",
+                   help="probability that a victim contacted during a hold (rule 14) reports "
+                        f"the scam within it (simulator/response.py; default "
+                        f"{ESCALATION_RESPONSE}; 0: none)")
+    p.add_argument("--escalation_holdout", type=share, default=0.0, metavar="SHARE",
+                   help="the backtest's --escalation_holdout (e.g. 20%%): holdout holds are "
+                        "never contacted, so never prompt a report (default 0)")
+    p.add_argument("--hold_warn_after", type=_minutes_or_hours, default=3_600_000,
+                   metavar="DURATION", help="the backtest's --hold_warn_after: when the "
+                                            "contact comes (default 1h)")
     dashed_aliases(p)
     return p
 
@@ -96,7 +121,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                                duplicate_share=args.duplicate_share,
                                warning_effect=args.warning_effect,
                                warning_holdout=args.warning_holdout,
-                               efficacy_victims=args.efficacy_victims)
+                               efficacy_victims=args.efficacy_victims,
+                               escalation_response=args.escalation_response,
+                               escalation_holdout=args.escalation_holdout,
+                               hold_warn_after_ms=args.hold_warn_after)
     except (ValueError, OSError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
@@ -123,6 +151,11 @@ def _summary(out: Path, m: dict, elapsed: float) -> None:
         print(f"  efficacy campaigns: {e['victims']} victims, {e['holdout_victims']} in the "
               f"holdout, {e['cancelling_victims']} cancel {e['cancelled_payments']} payments "
               f"(${e['cancelled_usd']:,.0f})")
+    if "escalation" in m:
+        e = m["escalation"]
+        print(f"  escalation response {e['response']}: {e['certainly_held']} certainly-held "
+              f"scam transfers, {e['holdout_holds']} in the holdout, "
+              f"{e['prompted_reports']} prompted reports (${e['prompted_usd']:,.0f})")
     print(f"  malformed {sum(m['malformed_total'].values()):,}, duplicates "
           f"{sum(m['duplicates'].values()):,}, report-bombing bursts {len(m['report_bombing'])}")
     sys.stdout.flush()

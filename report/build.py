@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from report import cases, efficacy, shadow
+from report import cases, contacts, efficacy, pyramid, shadow
 from report.drift import add_drift
 from report.files import output
 from report.friction import add_friction
@@ -39,6 +39,8 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     # the cases' money with the report's definitions (scam and honest apart)
     extras["case_data"] = cases.CaseData.of(extras, extras["cases"], pol.get("case_max_items"))
     metrics["proactive"]["cases"].update(cases.summaries(extras["case_data"], extras["cases"]))
+    metrics["pyramid"] = pyramid.from_files(input_dir, extras, pol)  # rule 14
+    metrics["contacts"] = contacts.from_extras(extras, pol)  # rules 11, 15
     extras["out_dir"] = out_dir
     cmp_metrics = None
     if compare is not None:

@@ -32,12 +32,12 @@ from markupsafe import Markup
 
 # The page's own sections and where they sit (a new one picks a number between).
 ORDERS = {"Comparison": 10, "Money": 20, "Why scam money was lost": 25,
-          "Friction: who bears the holds": 30,
-          "Hold precision by reason": 32, "Freezes": 40, "Case files": 45,
-          "Per typology": 50, "Per month": 55, "Threshold sweep": 60, "Models": 65, "Drift": 66,
-          "Outreach": 70, "Daily risk assessments": 72, "Call capacity": 74,
-          "Verdicts and reports": 80, "Shadow policy": 85, "Warning efficacy": 86,
-          "Reconciliation": 90, "Run": 95}
+          "Friction: who bears the holds": 30, "Hold precision by reason": 32,
+          "Escalation inside the hold": 36, "Freezes": 40, "Case files": 45,
+          "Per typology": 50, "Per month": 55, "Threshold sweep": 60, "Models": 65,
+          "Drift": 66, "Outreach": 70, "Contacts per user": 71,
+          "Daily risk assessments": 72, "Call capacity": 74, "Verdicts and reports": 80,
+          "Shadow policy": 85, "Warning efficacy": 86, "Reconciliation": 90, "Run": 95}
 
 
 @dataclass

@@ -18,7 +18,10 @@ SUBJECT_TYPES = ("TRANSFER", "ADDRESS", "REPORT")
 BLACKLIST_ACTIONS = ("ADD", "REMOVE")
 RESOLUTIONS = ("RELEASED", "REFUNDED")
 OUTREACH_KINDS = ("WARNING", "INTERVENTION", "SILENT_SUFFERER", "HOLD_NOTICE", "RECOVERY",
-                  "RISK_ASSESSMENT")
+                  "RISK_ASSESSMENT",
+                  # added with rule 14 (escalation inside the hold): the stage warning to the
+                  # sender, the request for information to a destination account of ours
+                  "HOLD_ESCALATION", "INFO_REQUEST")
 OUTREACH_CHANNELS = ("APP", "CHAT", "CALL")
 VERDICTS = ("SCAM", "NOT_SCAM", "REVIEW")
 

@@ -153,7 +153,8 @@ class Exchange:
 
     def __init__(self, users: int, days: int, seed: int, start_ms: int,
                  malformed_share: float, duplicate_share: float,
-                 efficacy: Optional[tuple[float, float, int]] = None):
+                 efficacy: Optional[tuple[float, float, int]] = None,
+                 escalation: Optional[tuple[float, float, int]] = None):
         self.n, self.days, self.seed, self.start = users, days, seed, start_ms
         self.end = start_ms + days * DAY
         self.malformed_share, self.duplicate_share = malformed_share, duplicate_share
@@ -175,6 +176,11 @@ class Exchange:
             from simulator import efficacy as eff
 
             self.efficacy = eff.plan(self, *efficacy)
+        self.escalation = None
+        if escalation is not None:  # (response, holdout share, warn_after ms): response.py
+            from simulator import response
+
+            self.escalation = response.plan(self, *escalation)
 
     # --- world ---------------------------------------------------------------------------
     def _build_world(self) -> None:
@@ -849,13 +855,19 @@ def generate(output_dir: str | Path, users: int = 20000, days: int = 30, seed: i
              fmt: str = "avro", start_ms: int = DEFAULT_START_MS,
              malformed_share: float = 0.002, duplicate_share: float = 0.002,
              warning_effect: float = 0.0, warning_holdout: float = 0.0,
-             efficacy_victims: int = 0) -> dict:
+             efficacy_victims: int = 0, escalation_response: float = 0.0,
+             escalation_holdout: float = 0.0, hold_warn_after_ms: int = 3_600_000) -> dict:
     """Write a replay directory (transfers, reports, outcomes, blacklist, profiles,
     blacklist_snapshot, truth, manifest.json) and return the manifest as a dict.
 
     ``efficacy_victims`` > 0 adds efficacy campaigns (``simulator/efficacy.py``): victims
     outside a ``warning_holdout`` share who are warned cancel their later scam payments with
-    probability ``warning_effect``."""
+    probability ``warning_effect``.
+
+    ``escalation_response`` > 0 adds the response model of escalation inside the hold
+    (``simulator/response.py``): a contacted victim of a certainly-held scam transfer outside
+    an ``escalation_holdout`` share of holds reports it ``hold_warn_after_ms`` plus a delay
+    after it, with that probability."""
     if fmt not in codecs.FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(codecs.FORMATS)}, got {fmt!r}")
     if users < 10 or days < 1:
@@ -869,12 +881,16 @@ def generate(output_dir: str | Path, users: int = 20000, days: int = 30, seed: i
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    for name, v in (("warning_effect", warning_effect), ("warning_holdout", warning_holdout)):
+    for name, v in (("warning_effect", warning_effect), ("warning_holdout", warning_holdout),
+                    ("escalation_response", escalation_response),
+                    ("escalation_holdout", escalation_holdout)):
         if not 0.0 <= v <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {v}")
     ex = Exchange(users, days, seed, start_ms, malformed_share, duplicate_share,
                   (warning_effect, warning_holdout, efficacy_victims) if efficacy_victims > 0
-                  else None)
+                  else None,
+                  (escalation_response, escalation_holdout, hold_warn_after_ms)
+                  if escalation_response > 0 else None)
     written = ex.write(out, fmt)
     counts = written["counts"]
     typ_counts: dict[str, int] = defaultdict(int)
@@ -907,6 +923,8 @@ def generate(output_dir: str | Path, users: int = 20000, days: int = 30, seed: i
     }
     if ex.efficacy is not None:
         manifest["efficacy"] = ex.efficacy
+    if ex.escalation is not None:
+        manifest["escalation"] = ex.escalation
     with open(out / "manifest.json", "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
         f.write("\n")

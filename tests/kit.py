@@ -21,7 +21,8 @@ from transforms.events import (
 from transforms.machine import Machine, step
 from transforms.policy import Policy
 
-P = Policy(use_models=False, assessments_per_day=0)  # rules 1-10 alone (no rule 11)
+P = Policy(use_models=False, assessments_per_day=0,  # rules 1-10 alone (no rule 11,
+           hold_escalation=False)  # no rule 14)
 LOW = 0.05  # a score below every threshold
 
 

@@ -32,6 +32,10 @@ from transforms.policy import DAY, HOUR, Policy
 SCAM = addr("scam-collector")
 FRIEND = addr("friend")
 END0 = at(days=1) - 1  # the last millisecond of day 0 (T0 is a UTC midnight)
+# rule 11 alone: every candidate counts (no share of active users, no floor), and the
+# day-long cool-down of rule 6 only (rule 15: tests/test_contacts.py)
+RULE_11_ALONE = {"assessment_share": 1.0, "assessment_min_loss": 0.0,
+                 "assessment_cooldown_ms": DAY}
 
 
 def scored(user, t, usd, score=0.05, features=None, blacklist=None, lookalike=None):
@@ -60,7 +64,7 @@ def test_day_without_risk_or_without_transfers_gets_no_assessment():
 
 
 def test_assessment_names_its_top_reasons_and_expected_loss():
-    p = Policy()
+    p = Policy(**RULE_11_ALONE)
     s = add_signals([DaySignals(transfers=1, warnings=1, loss_cents=12345),
                      DaySignals(transfers=1, lookalikes=1, warnings=1, new_payees=1),
                      DaySignals(past_losses=1), DaySignals(transfers=1, new_payees=2)])
@@ -73,12 +77,12 @@ def test_assessment_names_its_top_reasons_and_expected_loss():
 
 def test_vulnerable_profile_alone_is_a_signal():
     r = assess("v", DaySignals(transfers=1, loss_cents=100), profile("v", 0, True),
-               Policy(), END0)
+               Policy(**RULE_11_ALONE), END0)
     assert r.reasons == ("vulnerable_user", "expected_loss_usd=1.00")
 
 
 def test_top_k_by_expected_loss_ties_by_user():
-    p = Policy()
+    p = Policy(**RULE_11_ALONE)
     cands = [assess(u, DaySignals(transfers=1, warnings=1, loss_cents=c), None, p, END0)
              for u, c in (("d", 100), ("b", 500), ("a", 300), ("c", 500))]
     assert [r.user_id for r in top_assessments(cands, 3)] == ["b", "c", "a"]
@@ -103,7 +107,7 @@ def test_loss_memory_counts_every_loss_still_within_the_lookback():
 
 
 def test_daily_cap_holds_per_day():
-    p = Policy(assessments_per_day=2)
+    p = Policy(assessments_per_day=2, **RULE_11_ALONE)
     rows = [scored(f"u{i}", at(days=d, hours=i), 100.0 * (i + 1), score=0.5)
             for d in range(3) for i in range(5)]
     got = daily_assessments(rows, [], p, lambda u: None)
@@ -113,11 +117,13 @@ def test_daily_cap_holds_per_day():
 
 
 # ------------------------------------------------------------------------------ graph
+# Rule 11's selection alone: rule 15's share of active users, floor and own cool-down are
+# pinned in tests/test_contacts.py
 @pytest.fixture
 def policy(tmp_path) -> Policy:
     files = scenario.side_files(tmp_path, SCAM, ("alice", "bob", "carol", "dave", "vera"),
                                 vulnerable=("vera",))
-    return Policy(use_models=False, assessments_per_day=2, **files)
+    return Policy(use_models=False, assessments_per_day=2, **RULE_11_ALONE, **files)
 
 
 def _events():

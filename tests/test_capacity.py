@@ -86,7 +86,8 @@ def policy(tmp_path) -> Policy:
     """Rules only, SCAM listed, three vulnerable users (their warnings are CALLs)."""
     files = scenario.side_files(tmp_path, SCAM, ("vera", "vic", "val", "alice"),
                                 vulnerable=("vera", "vic", "val"))
-    return Policy(use_models=False, assessments_per_day=0, calls_per_day=1, **files)
+    return Policy(use_models=False, assessments_per_day=0, calls_per_day=1,
+                  hold_escalation=False, **files)
 
 
 def _events():

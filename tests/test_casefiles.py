@@ -28,7 +28,8 @@ def policy(tmp_path) -> Policy:
     profs = tmp_path / "profiles.avro"
     rows = [profile(u, at(days=-400)) for u in ("alice", "bob", "carol", "dave", "erin")]
     write_records(profs, "UserProfile", rows, "avro")
-    return Policy(use_models=False, profiles_path=str(profs), assessments_per_day=0)
+    return Policy(use_models=False, profiles_path=str(profs), assessments_per_day=0,
+                  hold_escalation=False)  # the plain 24h hold (rule 14: test_pyramid.py)
 
 
 def _events():

@@ -110,7 +110,8 @@ def test_holdout_on_both_faces_withholds_the_warning_and_keeps_the_hold(tmp_path
     snap = tmp_path / "snapshot.avro"
     codecs.write_records(snap, "BlacklistUpdate", [listing(LISTED, at(days=-1))], "avro")
     events = [transfer("t1", at(5), "bob", LISTED), transfer("t2", at(9), "carol", LISTED)]
-    base = Policy(use_models=False, blacklist_paths=(str(snap),), assessments_per_day=0)
+    base = Policy(use_models=False, blacklist_paths=(str(snap),), assessments_per_day=0,
+                  hold_escalation=False)  # warnings alone: no rule 14 stage contacts
     sent = scenario.collect(events, base, "stream")
     held = scenario.collect(events, dataclasses.replace(base, warning_holdout=1.0), "stream")
     assert [(o.kind, o.transfer_id) for o in sent["outreach"]] == \

@@ -142,7 +142,7 @@ def test_actions_state_lives_through_the_lookback_and_holds():
     assert m.next_deadline(state) == at(0) + P.lookback_ms
     state, _ = feed(m, E, [scored("t2", at(1), "u1", E, 0.9)], state=state)
     assert m.next_deadline(state) == at(1) + H
-    short = Policy(use_models=False, lookback_ms=HOUR)
+    short = Policy(use_models=False, lookback_ms=HOUR, hold_escalation=False)
     m2 = Actions(short)
     s2, _ = feed(m2, E, [scored("t1", at(0), "u1", E, 0.9)])
     assert m2.next_deadline(s2) == at(0) + H  # the hold outlasts the lookback

@@ -50,7 +50,8 @@ def policy(tmp_path_factory) -> Policy:
     rows += [profile(f"fresh{i}", at(hours=-3)) for i in range(30)]
     write_records(profs, "UserProfile", rows, "avro")
     p = Policy(use_models=False, blacklist_paths=(str(snap),), profiles_path=str(profs),
-               assessments_per_day=0)  # rules 1-10 alone: no daily risk assessments
+               assessments_per_day=0,  # rules 1-10 alone: no daily risk assessments
+               hold_escalation=False)  # nor rule 14's stages (tests/test_pyramid.py)
     assert (p.hold_ms, p.cooldown_ms, p.lookback_ms, p.fan_in_rule) == (H, H, 30 * 24 * HOUR,
                                                                          25)
     return p

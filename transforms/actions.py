@@ -2,18 +2,24 @@
 blacklist, the silent-sufferer sweep and outreach *requests* (decision rules 1–5, 9).
 
 The 24h hold is an event-time deadline: a hold still pending at ``placed_at + hold_ms`` is
-RELEASED exactly then; a scam confirmed before (a SCAM verdict, a case outcome on the
-transfer or the address) REFUNDS it at that moment. Every hold ends in exactly one
-resolution. Anything decided per user (cool-down, escalation) is left to Outreach.
+RELEASED exactly then, unless evidence against its destination grew meanwhile, which extends
+it up to ``hold_max_ms`` (rule 14); a scam confirmed before (a SCAM verdict, a case outcome
+on the transfer or the address) REFUNDS it at that moment. While it is pending, its stages
+(:mod:`transforms.pyramid`) ask Outreach for the sender's warning and call and the
+destination account's request for information. Every hold ends in exactly one resolution.
+Anything decided per user (cool-down, escalation of a warning to a call) is left to
+Outreach.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 from typing import Optional
 
 from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution
 from transforms import lookalike
+from transforms import pyramid as pyr
 from transforms.events import (
     AddressFact,
     LossConfirmed,
@@ -22,6 +28,7 @@ from transforms.events import (
     ScoredTransfer,
 )
 from transforms.machine import METRIC, Log, Machine
+from transforms.models import is_young_dest
 from transforms.policy import Policy
 
 HOLDS, RESOLUTIONS, FREEZES, REQUESTS, LOSSES = (
@@ -41,9 +48,8 @@ class _Dest:
     """An address's state: a small head, and logs (``transforms.machine.Log``) that only
     grow between trims and are read only by a sweep, a freeze or a trim, so that a
     transfer to a busy address costs the same however many came before."""
-
     __slots__ = ("pending", "sent", "refunded", "reporters", "report_ids", "frozen",
-                 "confirmed", "owner", "last_t", "oldest", "kept")
+                 "confirmed", "owner", "last_t", "oldest", "kept", "life", "evidence")
 
     def __init__(self):
         self.pending: dict = {}  # transfer_id -> Hold
@@ -58,6 +64,8 @@ class _Dest:
         self.last_t: Optional[int] = None
         self.oldest: Optional[int] = None  # earliest time in ``sent``
         self.kept = 0  # len(sent) after its last trim
+        self.life: dict = {}  # transfer_id -> pyramid.Life of its pending hold (rule 14)
+        self.evidence = pyr.Evidence()  # what grew against this address (rule 14)
 
 
 def expected_loss(ev: ScoredTransfer, certain: bool = False) -> float:
@@ -117,27 +125,53 @@ class Actions(Machine):
         return s.last_t is None and not s.pending and s.frozen is None
 
     def _ttl(self) -> int:
-        return max(self.p.lookback_ms, self.p.hold_ms)
+        longest = self.p.hold_max_ms if self.p.hold_escalation else self.p.hold_ms
+        return max(self.p.lookback_ms, longest)
 
     def next_deadline(self, s: _Dest) -> Optional[int]:
-        ds = [h.expires_at for h in s.pending.values()]
+        ds = [life.next_time() for life in s.life.values()]
         if s.last_t is not None:
             ds.append(s.last_t + self._ttl())
         return min(ds) if ds else None
 
     def advance(self, s: _Dest, now: int) -> list:
         out = []
-        if s.pending:
-            due = sorted((h.expires_at, tid) for tid, h in s.pending.items()
-                         if h.expires_at <= now)
-            for at, tid in due:
-                out.extend(self._resolve(s, tid, "RELEASED", at,
-                                         "no scam confirmed within the hold"))
+        due = [(life.next_time(), tid) for tid, life in s.life.items()]
+        due = [x for x in due if x[0] <= now]
+        heapq.heapify(due)  # in time order; a hold's next stage re-enters when due too
+        while due:
+            at, tid = heapq.heappop(due)
+            out.extend(self._stage(s, tid, at))
+            life = s.life.get(tid)
+            if life is not None and life.next_time() <= now:
+                heapq.heappush(due, (life.next_time(), tid))
         if s.last_t is not None and s.last_t + self._ttl() <= now:
             frozen = s.frozen
             s.__init__()
             s.frozen = frozen  # a frozen address stays frozen
         return out
+
+    def _stage(self, s: _Dest, tid: str, at: int) -> list:
+        """The hold's next step due at ``at``: a stage contact, the information deadline, or
+        its deadline (extended on evidence against the destination, else released)."""
+        life, h = s.life[tid], s.pending[tid]
+        if life.plan and life.plan[0][0] <= life.deadline:
+            _, what = life.plan.pop(0)
+            if what == "info_due":
+                life.unanswered = True
+                return [(METRIC, at, ("info_requests_unanswered", 1))]
+            req = pyr.stage_request(life, what, h.user_id, at, tid, h.to_address, h.reasons)
+            return [(REQUESTS, at, req), (METRIC, at, (f"hold_stage_{what}", 1))]
+        why = pyr.grounds(self.p, life, s.evidence) if pyr.can_extend(self.p, life) else []
+        if not why:
+            return self._resolve(s, tid, "RELEASED", at, pyr.release_reason(life))
+        life.deadline = pyr.extend_to(self.p, life, at)
+        life.looked = at
+        life.extensions += 1
+        life.why = why
+        return [(REQUESTS, at, pyr.extension_notice(life, h.user_id, at, tid, h.to_address,
+                                                    why)),
+                (METRIC, at, ("holds_extended", 1))]
 
     # -- events --------------------------------------------------------------------------
     def on_event(self, s: _Dest, ev, now: int) -> list:
@@ -194,6 +228,7 @@ class Actions(Machine):
             out.append((HOLDS, now, h))
             s.pending[tr.transfer_id] = h
             self._sent(s, now, tr)
+            out.extend(self._open(s, ev, h, now))
             if s.frozen is not None:
                 out.extend(self._resolve(s, tr.transfer_id, "REFUNDED", now,
                                          "destination frozen"))
@@ -201,6 +236,8 @@ class Actions(Machine):
                                                        tr.to_address)))
         else:
             self._sent(s, now, tr)
+        if is_young_dest(ft.features, p):  # unrelated senders into a young address (rule 14)
+            pyr.note_fan_in(s.evidence, now, ft.features.get("fan_in_24h", 0.0))
         if kind is not None:
             # A transfer to a frozen address is a confirmed loss: the request says so
             # itself, so Outreach never decides on it before the LossConfirmed arrives.
@@ -212,9 +249,26 @@ class Actions(Machine):
                                                        expected_loss(ev, sure))))
         return out
 
+    def _open(self, s: _Dest, ev: ScoredTransfer, h: Hold, now: int) -> list:
+        """The stages of a new hold (rule 14); a request for information at once to the
+        destination's account, when it is one of ours."""
+        ft = ev.featured
+        sure = s.frozen is not None or bool(ft.blacklist) or bool(ft.lookalike_of)
+        life = pyr.open_hold(self.p, h.transfer_id, now, expected_loss(ev, sure),
+                             ft.features.get("fan_in_24h", 0.0), s.owner)
+        s.life[h.transfer_id] = life
+        if not life.escalate:
+            held_out = self.p.hold_escalation  # not escalated because held out, not off
+            return [(METRIC, now, ("escalation_holdout_holds", 1))] if held_out else []
+        if life.info_due is None or s.frozen is not None:
+            return []
+        return [(REQUESTS, now, pyr.info_request(s.owner, now, h.transfer_id, h.to_address,
+                                                 tuple(h.reasons)))]
+
     def _report(self, s: _Dest, ev: ScoredReport, now: int) -> list:
         rep = ev.featured.report_in.report
         s.reporters.append((rep.reporter_user_id, now))
+        pyr.note_report(s.evidence, rep.report_id, now, ev.verdict == "REVIEW")
         s.report_ids.append(rep.report_id)
         if rep.suspect_user_id and s.owner is None:
             s.owner = rep.suspect_user_id
@@ -225,6 +279,7 @@ class Actions(Machine):
 
     def _fact(self, s: _Dest, fact: AddressFact, now: int) -> list:
         if not fact.is_scam:
+            s.evidence.cleared = now  # cleared: earlier evidence extends no hold (rule 14)
             return []
         out = []
         if fact.subject_type == "TRANSFER" and fact.subject_id in s.pending:
@@ -301,6 +356,7 @@ class Actions(Machine):
 
     def _resolve(self, s: _Dest, tid: str, resolution: str, at: int, reason: str) -> list:
         h = s.pending.pop(tid)
+        s.life.pop(tid, None)
         if resolution == "REFUNDED":
             s.refunded.append(tid)
         r = HoldResolution(h.hold_id, tid, resolution, at, reason, h.user_id, h.to_address,

@@ -1,8 +1,11 @@
 """Daily risk assessments (decision rule 11), between Actions and Outreach.
 
-Once per event-time day, every user whose day shows risk gets a ``RISK_ASSESSMENT`` on
-``APP`` naming its top reasons, at most ``assessments_per_day`` a day, highest expected
-loss first. The cap is global across users, so this is Beam windowing, not keyed state:
+Once per event-time day, users whose day shows risk get a ``RISK_ASSESSMENT`` on ``APP``
+naming its top reasons, highest expected loss first, from ``assessment_min_loss`` USD. The
+day's number follows a rule (rule 15, :func:`daily_number`): ``assessment_share`` of the
+day's active users (the users with a transfer that day), rounded up, never more than the
+team's capacity ``assessments_per_day``. The selection is global across users, so this is
+Beam windowing, not keyed state:
 
 1. **Signals** (:func:`transfer_signals`, :class:`LossMemory`): each scored transfer
    becomes a small tuple of counts for its sender; each confirmed loss (``LossConfirmed``
@@ -12,10 +15,15 @@ loss first. The cap is global across users, so this is Beam windowing, not keyed
    (integers only, so any combining order gives the same sums).
 3. **Candidates** (:func:`assess`): a user with at least one transfer that day and at
    least one signal, with the profile side data (a vulnerable profile is a signal).
-4. **Top-K per window** (``Top.Of``, combined in parts before one merge per day): the
-   ``assessments_per_day`` highest expected losses (ties: lower user id first).
+4. **Top-K per window** (:class:`DayTop`, a combiner: combined in parts before one merge per
+   day): it counts the day's active users and keeps the highest expected losses (ties:
+   lower user id first), then keeps the day's number of them.
 5. The chosen become ``OutreachRequest``s at the day's last millisecond and go into the
-   Outreach step, which applies the cool-down and de-duplication (rule 6).
+   Outreach step, which applies the cool-down and de-duplication (rule 6) and the user's
+   own assessment cool-down (rule 15, ``assessment_cooldown``: again only after it, or on a
+   new signal). The Outreach step is the only one that knows who was assessed (the graph
+   is acyclic), so a slot the day gave to a user still cooling down is not given to
+   another: the number sent is at most the day's number.
 
 Signals of a day (thresholds are policy options): warnings (score at or above the warning
 threshold, or a listed or look-alike destination), look-alike payments, payments to a
@@ -44,6 +52,7 @@ True
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterable, NamedTuple, Optional
 
 from schemas.rows import UserProfile
@@ -177,9 +186,9 @@ def assess(user: str, s: DaySignals, profile: Optional[UserProfile], policy: Pol
         (profile is not None and profile.vulnerable, "vulnerable_user"),
     ]
     reasons = [text for hit, text in named if hit]
-    if not reasons:
-        return None
     loss = s.loss_cents / 100.0
+    if not reasons or loss < policy.assessment_min_loss:
+        return None
     return OutreachRequest(user, day_end, KIND, "APP", None, None,
                            tuple(reasons[:TOP_REASONS]) + (f"expected_loss_usd={loss:.2f}",),
                            (), loss)
@@ -195,6 +204,47 @@ def top_assessments(candidates: Iterable[OutreachRequest], k: int) -> list:
     return sorted(candidates, key=rank_key)[:k]
 
 
+def daily_number(policy: Policy, active: int) -> int:
+    """How many risk assessments a day with ``active`` active users sends at most: the
+    share of them, rounded up, within the capacity.
+
+    >>> p = Policy(assessment_share=0.0025, assessments_per_day=50)
+    >>> daily_number(p, 2900), daily_number(p, 100_000), daily_number(p, 0)
+    (8, 50, 0)
+    """
+    return min(policy.assessments_per_day, math.ceil(policy.assessment_share * active - 1e-9))
+
+
+class DayTop:
+    """The day's selection as a combiner's four functions (pure; :mod:`transforms.daily`
+    wraps them in a Beam ``CombineFn``). An input is ``(active, candidate or None)``; the
+    accumulator ``[active users, candidates]`` keeps at most the capacity of candidates."""
+
+    def __init__(self, policy: Policy):
+        self.p = policy
+
+    def create(self) -> list:
+        return [0, []]
+
+    def add(self, acc: list, item: tuple) -> list:
+        acc[0] += item[0]
+        if item[1] is not None:
+            acc[1].append(item[1])
+            if len(acc[1]) > 2 * self.p.assessments_per_day:
+                acc[1] = top_assessments(acc[1], self.p.assessments_per_day)
+        return acc
+
+    def merge(self, accs: Iterable[list]) -> list:
+        out = self.create()
+        for a in accs:
+            out[0] += a[0]
+            out[1] = top_assessments(out[1] + a[1], self.p.assessments_per_day)
+        return out
+
+    def extract(self, acc: list) -> list:
+        return top_assessments(acc[1], daily_number(self.p, acc[0]))
+
+
 def daily_assessments(scored: Iterable[ScoredTransfer], losses: Iterable[PastLosses],
                       policy: Policy, profile_of: Callable[[str], Optional[UserProfile]]
                       ) -> list[OutreachRequest]:
@@ -208,16 +258,18 @@ def daily_assessments(scored: Iterable[ScoredTransfer], losses: Iterable[PastLos
     for m in losses:
         days.setdefault((m.user_id, m.event_time // d), []).append(
             DaySignals(past_losses=m.n))
+    top = DayTop(policy)
     by_day: dict = {}
     for (user, day), parts in days.items():
-        c = assess(user, add_signals(parts), profile_of(user), policy, (day + 1) * d - 1)
-        if c is not None:
-            by_day.setdefault(day, []).append(c)
+        s = add_signals(parts)
+        c = assess(user, s, profile_of(user), policy, (day + 1) * d - 1)
+        top.add(by_day.setdefault(day, top.create()), (int(s.transfers > 0), c))
     out = []
     for day in sorted(by_day):
-        out += top_assessments(by_day[day], policy.assessments_per_day)
+        out += top.extract(by_day[day])
     return out
 
 
-__all__ = ["DaySignals", "assess", "daily_assessments", "top_assessments",
+__all__ = ["DaySignals", "DayTop", "assess", "daily_assessments", "daily_number",
+           "top_assessments",
            "transfer_signals", "LossMemory", "PastLosses"]

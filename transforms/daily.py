@@ -17,10 +17,10 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from transforms.assessments import (
     DaySignals,
+    DayTop,
     PastLosses,
     add_signals,
     assess,
-    rank_key,
     transfer_signals,
 )
 from transforms.capacity import call_rank, downgrade, is_call, select_calls, window_capacity
@@ -28,8 +28,29 @@ from transforms.policy import Policy
 
 
 # ------------------------------------------------------------------- rule 11: assessments
+class _DayTopFn(beam.CombineFn):
+    """:class:`transforms.assessments.DayTop` as a Beam combiner: (active, candidate or
+    None) per user-day -> the day's chosen candidates."""
+
+    def __init__(self, policy: Policy):
+        self.top = DayTop(policy)
+
+    def create_accumulator(self):
+        return self.top.create()
+
+    def add_input(self, acc, item):
+        return self.top.add(acc, item)
+
+    def merge_accumulators(self, accs):
+        return self.top.merge(accs)
+
+    def extract_output(self, acc):
+        return self.top.extract(acc)
+
+
 class _Candidates(beam.DoFn):
-    """(user, day signals) in a day window -> a candidate stamped at the day's last ms."""
+    """(user, day signals) in a day window -> (active, candidate or None) stamped at the
+    day's last ms: every user-day counts towards the day's active users (rule 15)."""
 
     def __init__(self, policy: Policy, side):
         self.policy, self.side = policy, side
@@ -42,10 +63,11 @@ class _Candidates(beam.DoFn):
     def process(self, kv, win=beam.DoFn.WindowParam):
         user, signals = kv
         day_end = win.end.micros // 1000 - 1
-        c = assess(user, DaySignals(*signals), self.profile_of(user), self.policy, day_end)
+        s = DaySignals(*signals)
+        c = assess(user, s, self.profile_of(user), self.policy, day_end)
         if c is not None:
             self.c_candidates.inc()
-            yield window.TimestampedValue(c, day_end / 1000.0)
+        yield window.TimestampedValue((int(s.transfers > 0), c), day_end / 1000.0)
 
 
 class _Chosen(beam.DoFn):
@@ -97,8 +119,7 @@ class Assessments(beam.PTransform):
             | "Days" >> beam.WindowInto(window.FixedWindows(p.day_ms / 1000.0))
             | "PerUserDay" >> beam.CombinePerKey(_add_plain)
             | "Candidates" >> beam.ParDo(_Candidates(p, self.side))
-            | "TopPerDay" >> beam.combiners.Top.Of(
-                p.assessments_per_day, key=rank_key, reverse=True).without_defaults()
+            | "TopPerDay" >> beam.CombineGlobally(_DayTopFn(p)).without_defaults()
             | "Chosen" >> beam.ParDo(_Chosen())
             | "BackToGlobal" >> beam.WindowInto(window.GlobalWindows()))
 
@@ -115,8 +136,7 @@ class Assessments(beam.PTransform):
             | "DayKeys" >> beam.ParDo(_DayKey(d))
             | "PerUserDay" >> beam.CombinePerKey(_add_plain)
             | "Candidates" >> beam.ParDo(_DayCandidates(p, self.side))
-            | "TopPerDay" >> beam.combiners.Top.PerKey(
-                p.assessments_per_day, key=rank_key, reverse=True)
+            | "TopPerDay" >> beam.CombinePerKey(_DayTopFn(p))
             | "Chosen" >> beam.ParDo(_ChosenPerDay()))
 
 
@@ -131,15 +151,16 @@ class _DayKey(beam.DoFn):
 
 
 class _DayCandidates(_Candidates):
-    """Batch face: ((user, day), signals) -> (day, candidate)."""
+    """Batch face: ((user, day), signals) -> (day, (active, candidate or None))."""
 
     def process(self, kv):
         (user, day), signals = kv
         day_end = (day + 1) * self.policy.day_ms - 1
-        c = assess(user, DaySignals(*signals), self.profile_of(user), self.policy, day_end)
+        s = DaySignals(*signals)
+        c = assess(user, s, self.profile_of(user), self.policy, day_end)
         if c is not None:
             self.c_candidates.inc()
-            yield day, c
+        yield day, (int(s.transfers > 0), c)
 
 
 class _ChosenPerDay(_Chosen):

@@ -23,17 +23,19 @@ SALT = b"safetynet-warning-holdout-v1|"
 _SCALE = float(2**64)
 
 
-def bucket(user_id: str) -> float:
-    """The user's fixed position in [0, 1): the first 8 bytes of a salted SHA-256."""
-    h = hashlib.sha256(SALT + str(user_id).encode("utf-8")).digest()
+def bucket(user_id: str, salt: bytes = SALT) -> float:
+    """The user's fixed position in [0, 1): the first 8 bytes of a salted SHA-256. Another
+    ``salt`` gives an independent position (the escalation holdout hashes holds with its own,
+    so its control group is not the warning holdout's)."""
+    h = hashlib.sha256(salt + str(user_id).encode("utf-8")).digest()
     return int.from_bytes(h[:8], "big") / _SCALE
 
 
-def in_holdout(user_id: str, share: float) -> bool:
+def in_holdout(user_id: str, share: float, salt: bytes = SALT) -> bool:
     """True when ``user_id`` is in a holdout of ``share`` (0 <= share <= 1) of all users."""
     if share <= 0.0:
         return False
-    return bucket(user_id) < share
+    return bucket(user_id, salt) < share
 
 
 def parse_share(text: str | float) -> float:

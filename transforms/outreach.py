@@ -6,6 +6,10 @@ escalation (rules 1 and 6).
 * A WARNING to a vulnerable user (profile) or a repeat victim (``repeat_victim_losses`` or
   more of their transfers went to confirmed scams, seen in Actions' LossConfirmed facts)
   becomes an INTERVENTION on CALL.
+* A RISK_ASSESSMENT has a cool-down of its own (rule 15): a user assessed is assessed
+  again only after ``assessment_cooldown_ms``, or earlier on a *new signal* (one the last
+  assessment did not name: ``warnings``, ``lookalike_payments``, ...), once per cool-down and
+  never within the day-long ``cooldown_ms``.
 * Warning holdout (``policy.warning_holdout``, :mod:`transforms.holdout`): a WARNING that
   would be sent (after escalation and the cool-down, so both groups are chosen alike) to a
   user of the holdout is not sent; it goes to the ``warning_holdout`` output instead, with
@@ -18,6 +22,7 @@ from typing import Callable, Optional
 
 from schemas.rows import Outreach, UserProfile
 from transforms.actions import short_id
+from transforms.assessments import KIND as ASSESSMENT
 from transforms.events import LossConfirmed, OutreachRequest
 from transforms.holdout import in_holdout
 from transforms.machine import METRIC, Machine
@@ -28,13 +33,16 @@ HOLDOUT = "warning_holdout"  # WARNINGs not sent because the user is in the hold
 
 
 class _User:
-    __slots__ = ("last_sent", "silent_for", "losses", "last_t")
+    __slots__ = ("last_sent", "silent_for", "losses", "last_t", "assessed")
 
     def __init__(self):
         self.last_sent: dict = {}  # kind -> time of the last outreach of that kind
         self.silent_for: dict = {}  # address -> time of its SILENT_SUFFERER outreach
         self.losses: dict = {}  # transfer_id -> time confirmed lost to a scam
         self.last_t: Optional[int] = None
+        # the signals the last risk assessment named, and whether a new signal already
+        # brought one within its cool-down (rule 15)
+        self.assessed: Optional[tuple] = None  # (frozenset of signal names, early)
 
 
 class OutreachStep(Machine):
@@ -46,7 +54,8 @@ class OutreachStep(Machine):
         return _User()
 
     def _ttl(self) -> int:
-        return max(self.p.lookback_ms, self.p.cooldown_ms, self.p.payee_memory_ms)
+        return max(self.p.lookback_ms, self.p.cooldown_ms, self.p.payee_memory_ms,
+                   self.p.assessment_cooldown_ms)
 
     def is_empty(self, s: _User) -> bool:
         return s.last_t is None and not s.losses
@@ -88,7 +97,31 @@ class OutreachStep(Machine):
             last = s.last_sent.get(kind)
             if last is not None and now - last < self.p.cooldown_ms:
                 return [(METRIC, now, ("outreach_cooldown_suppressed", 1))]
+            if kind == ASSESSMENT:
+                new = self._assessment_allowed(s, last, reasons, now)
+                if new is None:
+                    return [(METRIC, now, ("assessment_cooldown_suppressed", 1))]
+                reasons += new
             s.last_sent[kind] = now
+        return self._send(req, kind, channel, reasons, now)
+
+    def _assessment_allowed(self, s: _User, last: Optional[int], reasons: list,
+                            now: int) -> Optional[list]:
+        """Rule 15: None when a risk assessment is still cooling down; else the reasons to
+        add (``new_signal=...`` when a new signal brings it early)."""
+        names = frozenset(r.split("=")[0] for r in reasons if not r.startswith("expected_"))
+        if last is None or now - last >= self.p.assessment_cooldown_ms:
+            s.assessed = (names, False)
+            return []
+        seen, early = s.assessed or (frozenset(), False)
+        new = sorted(names - seen)
+        if early or not new:
+            return None
+        s.assessed = (seen | names, True)
+        return [f"new_signal={'+'.join(new)}"]
+
+    def _send(self, req: OutreachRequest, kind: str, channel: str, reasons: list,
+              now: int) -> list:
         o = Outreach(short_id("outreach", req.user_id, kind, now, req.transfer_id, req.address),
                      req.user_id, kind, channel, now, req.transfer_id, req.address, reasons,
                      req.expected_loss)

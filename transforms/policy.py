@@ -158,13 +158,42 @@ class Policy:
     # day gets its share of the day's capacity
     calls_per_day: int = 10
     call_slot_ms: int = 24 * HOUR
-    # Daily risk assessments (rule 11): at most this many a day, highest expected loss first
+    # Daily risk assessments (rules 11, 15): a day's number is assessment_share of the day's
+    # active users (senders of a transfer that day), rounded up, never more than the team's
+    # capacity assessments_per_day; highest expected loss first, from assessment_min_loss
+    # USD. A user assessed is assessed again only after assessment_cooldown, or earlier (once,
+    # and not within the day-long cooldown) on a new signal: one the last assessment did not
+    # name. 0.25% of ~2,900 daily senders on the simulator's month: ~8 a day, ~0.6% of a
+    # week's active users
     assessments_per_day: int = 50
+    assessment_share: float = 0.0025
+    assessment_min_loss: float = 250.0
+    assessment_cooldown_ms: int = 7 * DAY
     # ... signals: a sudden rise in amount (z-score of log USD vs the sender's history),
     # many new payees in a day, a destination paid by many senders in 24h
     assessment_amount_z: float = 3.0
     assessment_new_payees: int = 3
     assessment_fan_in: int = 10
+    # Escalation inside the hold (rule 14, transforms/pyramid.py; durations from placement):
+    # a HOLD_ESCALATION chat to the sender at hold_warn_after, a CALL at hold_call_after for
+    # holds whose expected loss is at least hold_call_min_loss (within calls_per_day), an
+    # INFO_REQUEST at placement to a destination that is an account of ours, unanswered after
+    # info_answer: evidence. At the deadline, evidence against the destination since the
+    # placement (a report, a REVIEW verdict, fan-in up by extension_fan_in_rise senders, an
+    # unanswered request) extends the hold by hold_extension, up to hold_max in all
+    # (false: the plain hold of rule 3, released at hold_ms, no stage contact)
+    hold_escalation: bool = True
+    hold_warn_after_ms: int = 1 * HOUR
+    hold_call_after_ms: int = 3 * HOUR
+    hold_call_min_loss: float = 2000.0
+    info_answer_ms: int = 12 * HOUR
+    info_request_evidence: bool = True
+    hold_extension_ms: int = 24 * HOUR
+    hold_max_ms: int = 72 * HOUR
+    extension_fan_in_rise: int = 3
+    # ... and this share of holds (a salted hash of the transfer id) gets no stage contact:
+    # the control group that measures them (report: "Escalation inside the hold")
+    escalation_holdout: float = 0.0
     # Case files: items kept per list of a case (transfers, reports, verdicts, list
     # entries, outreach, timeline); the rest are counted as left out
     case_max_items: int = 50
@@ -201,6 +230,10 @@ class Policy:
             raise ValueError("need 0 <= review_threshold <= scam_threshold <= 1")
         if not 0.0 <= self.warning_holdout <= 1.0:
             raise ValueError("warning_holdout must be between 0 and 100%")
+        if not 0.0 <= self.escalation_holdout <= 1.0:
+            raise ValueError("escalation_holdout must be between 0 and 100%")
+        if self.hold_max_ms < self.hold_ms:
+            raise ValueError("hold_max must be at least hold (the extensions add to it)")
         for f in dataclasses.fields(self):
             if f.name.endswith("_ms") and getattr(self, f.name) <= 0:
                 raise ValueError(f"{f.name} must be positive")
@@ -224,6 +257,8 @@ class Policy:
             raise ValueError("hold_expected_loss must be >= 0 (USD; 0: off)")
         if self.friction_budget_window < 1:
             raise ValueError("friction_budget_window must be >= 1")
+        if not 0.0 <= self.assessment_share <= 1.0:
+            raise ValueError("assessment_share must be between 0 and 100%")
         if self.calls_per_day < 0 or self.assessments_per_day < 0:
             raise ValueError("calls_per_day and assessments_per_day must be >= 0")
         if self.call_slot_ms > self.day_ms or self.day_ms % self.call_slot_ms:

@@ -98,7 +98,8 @@ def _dataset(a) -> Path:
     replay = Path(a.out) / "replay"
     days = a.history_days + a.days
     m = replay / "manifest.json"
-    if m.is_file() and json.loads(m.read_text()).get("days") == days:
+    made = json.loads(m.read_text()) if m.is_file() else {}
+    if (made.get("days"), made.get("users"), made.get("seed")) == (days, a.users, a.seed):
         print(f"[demo] using the simulator data in {replay}")
         return replay
     from simulator.exchange import generate

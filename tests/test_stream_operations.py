@@ -79,7 +79,7 @@ def test_created_topics_health_and_a_topic_deleted_while_running(tmp_path):
     log = tmp_path / "job.log"
     proc = start_process(project, ["--use_models", "false", "--time_scale", "4320",
                                    "--create_missing", "--health_every", "3",
-                                   "--publish_timeout", "20"], log_path=str(log))
+                                   "--publish_timeout", "40"], log_path=str(log))
     pub, col = Publisher(project), Collector(project)
     sub, records = subscriber_client(), []
     try:
@@ -117,10 +117,18 @@ def test_created_topics_health_and_a_topic_deleted_while_running(tmp_path):
         pub.flush()
         assert col.wait_for(lambda r: any(h.transfer_id == "OPS2" for h in r["holds"]),
                             timeout=60), f"the other outputs stopped: {col.rows}"
-        assert not any(o.transfer_id == "OPS2" for o in col.rows["outreach"])
-        code = proc.wait(timeout=120)  # --publish_timeout 20: the job stops, loudly
+        failed = f"publish to {topic_path(project, 'outreach')} failed"
+        assert col.wait_for(lambda r: failed in log.read_text(), timeout=60), \
+            log.read_text()[-2000:]  # said at once, not after the timeout
+        # decided after the outreach topic began to fail: its hold still comes out
+        t3 = int(time.time() * 1000) + 1000
+        pub.publish("transfers", transfer("OPS3", t3, "fred", SCAM, 900.0))
+        pub.flush()
+        assert col.wait_for(lambda r: any(h.transfer_id == "OPS3" for h in r["holds"]),
+                            timeout=60), f"the other outputs stopped: {col.rows}"
+        assert not any(o.transfer_id in ("OPS2", "OPS3") for o in col.rows["outreach"])
+        code = proc.wait(timeout=120)  # --publish_timeout 40: the job stops, loudly
         text = log.read_text()
-        assert f"publish to {topic_path(project, 'outreach')} failed" in text
         assert code == 1
         last = [x for x in text.splitlines() if x.startswith("stream: error:")]
         assert len(last) == 1 and topic_path(project, "outreach") in last[0], text[-2000:]

@@ -4,7 +4,7 @@
     safetynet backtest    --input DIR --output DIR [--format avro|parquet] [options]
     safetynet stream      --project P [subscription/topic names] [options]
     safetynet convert-eth --input CSV.gz --output DIR [--seed S] [--report-share X] [--limit N]
-    safetynet report      --input DIR --output DIR [--compare DIR]
+    safetynet report      --input DIR --output DIR [--compare DIR] [--report_dir DIR]
     safetynet validate    --input DIR
     safetynet publish     --input DIR --project P [--speedup F]
     safetynet --version

@@ -220,11 +220,12 @@ def _lists(d: CaseData, address: str) -> list:
     kind = lambda tid: "scam" if d.scam(tid) else "honest"  # noqa: E731
     lists = [
         ("Holds and refunds", ["placed (UTC)", "transfer", "sender", "USD", "scam or honest",
-                               "score", "why held", "outcome", "resolved (UTC)", "reason"],
+                               "score", "why held", "outcome"],
          [(h.placed_at, (iso_s(h.placed_at), h.transfer_id, h.user_id, h.usd_value,
                          kind(h.transfer_id), f"{h.risk_score:.2f}",
-                         "; ".join(h.reasons)[:120], x.resolution if x else "HELD",
-                         iso_s(x.resolved_at) if x else "–", x.reason[:80] if x else ""))
+                         "; ".join(h.reasons)[:120],
+                         f"{x.resolution} {iso_s(x.resolved_at)[5:16]}: {x.reason[:80]}" if x
+                         else "HELD at the end of the replay"))
           for h, x in holds]),
         ("Transfers to the suspect", ["time (UTC)", "transfer", "sender", "amount", "USD",
                                       "scam or honest", "fate"],

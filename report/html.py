@@ -91,8 +91,12 @@ def iso(ms: Optional[int]) -> str:
 
 
 def slug(title: str) -> str:
-    """A heading's anchor: ``Holds by reason`` -> ``holds-by-reason``."""
-    return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
+    """A heading's anchor.
+
+    >>> slug("Holds by reason"), slug("Friction: who bears the holds")
+    ('holds-by-reason', 'friction-who-bears-the-holds')
+    """
+    return re.sub("-+", "-", "".join(c if c.isalnum() else "-" for c in title.lower())).strip("-")
 
 
 def opt(v: Any) -> str:

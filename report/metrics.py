@@ -407,7 +407,7 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
         "counters": counters,
     }
     extras = {"freeze_rows": fz["rows"], "reports": b.reports, "verdicts": b.verdicts,
-              "dead_by": Counter((d.source, d.error.split(":")[0][:60]) for d in b.dead),
+              "dead_by": Counter((d.source, d.error.split(":")[0][:160]) for d in b.dead),
               "holds": b.holds, "res_by": mo["res_by"], "transfers": b.transfers,
               "truth": b.truth, "resolutions": b.resolutions, "outreach": b.outreach,
               "freezes": b.freezes, "blacklist": b.blacklist}

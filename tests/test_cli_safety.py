@@ -576,8 +576,8 @@ def test_report_has_contents_holds_by_reason_units_and_the_policy_as_typed(run_o
     assert "destination blacklisted" in page
     assert "<h3>Holds by reason</h3>" in page and page.count("Holds by reason") == 1
     assert "<th>USD held</th>" in page and "<th>scam</th>" in page
-    assert "<td class=l>--hold</td><td class=l>24h</td>" in page
-    assert "<td class=l>--lookback</td><td class=l>30d</td>" in page
+    assert "<td class=t>--hold</td><td class=t>24h</td>" in page
+    assert "<td class=t>--lookback</td><td class=t>30d</td>" in page
     assert "86400000" not in page
     # long unbroken strings wrap inside cells; numbers never do
     assert "overflow-wrap:break-word" in page and "white-space:nowrap" in page

@@ -142,6 +142,8 @@ def test_case_money_splits_scam_from_honest_and_never_exceeds_the_summary(tmp_pa
     shop = _text((out / "cases" / "case-shop.html").read_text())
     assert "scam (0 victims) 0 $0 0 $0 $0" in shop
     assert "honest (6 payers) 6 $315 3 $162" in shop
+    assert "No scam money went to this address (by the ground truth): its 6 payers are " \
+        "honest payers, not victims" in shop
 
 
 def test_a_wrong_freeze_is_red_on_the_first_screen_and_its_case_page(tmp_path):

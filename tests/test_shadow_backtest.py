@@ -108,7 +108,7 @@ def test_report_puts_live_and_shadow_side_by_side(runs):
     assert m["shadow"]["policy_differences"] == {"hold_threshold": [0.75, 0.05],
                                                  "warn_threshold": [0.45, 0.01]}
     page = (out["candidate"] / "report.html").read_text()
-    assert "<h2>Shadow policy</h2>" in page and "live → shadow" in page
+    assert "<h2 id='shadow-policy'>Shadow policy</h2>" in page and "live → shadow" in page
 
 
 def test_bad_shadow_policy_file_is_a_one_line_error(runs, tmp_path, capsys):
@@ -146,7 +146,8 @@ def test_holdout_withholds_warnings_only_and_records_each_one(runs):
     assert e["left_out_short_follow_up"] == len({o.user_id for o in withheld} | {
         o.user_id for o in sent if o.kind == "WARNING"})
     assert e["effect"] is None
-    assert "<h2>Warning efficacy (holdout)</h2>" in (h / "report.html").read_text()
+    page = (h / "report.html").read_text()
+    assert "<h2 id='warning-efficacy-holdout'>Warning efficacy (holdout)</h2>" in page
 
 
 def test_help_explains_the_new_options(capsys):

@@ -6,15 +6,16 @@
 * Parallel runs (pytest-xdist, ``-n``; ``tests/harness.py`` adds ``-n 2``):
   - each worker talks to its own emulator (the harness lists one host per worker in
     SAFETYNET_TEST_EMULATORS; ``gwN`` takes the N-th);
-  - the tests that use a module-, class- or package-scoped fixture of one module run on
-    one worker (an ``xdist_group`` per module, ``--dist loadgroup``): such a fixture is
-    built once, and a streaming job started by one is never started twice on the same
-    subscriptions; every other test is scheduled on its own;
-  - the order handed to the workers: longest first, by the durations of the last run
-    here (``tests/.durations.json``, written at the end of every run, not versioned);
-    a test never timed counts 1 s, or 30 s if it needs the emulator (such a test waits
-    on the wall clock: started early, it overlaps with the rest). Nothing here names a
-    test file: a new file is grouped and ordered by the same rules.
+  - the tests of one module run on one worker (``--dist loadfile``): a module-scoped
+    fixture is built once, and a streaming job started by one is never started twice on
+    the same subscriptions. (Finer groups, ``--dist loadgroup``, do not work with pytest
+    9.2: xdist 3.8 renames a grouped test through ``item._nodeid``, which pytest 9.2 no
+    longer reads, so every test would become a unit of its own.);
+  - the order handed to the workers: the longest module first, by the durations of the
+    last run here (``tests/.durations.json``, written at the end of every run, not
+    versioned); a test never timed counts 1 s, or 30 s if it needs the emulator (such a
+    test waits on the wall clock: started early, it overlaps with the rest). Nothing here
+    names a test file: a new file is ordered by the same rules.
 * ``--cpu-durations N``: the N slowest test phases in CPU-seconds (the test's process and
   the children it waited for), a measure that a busy shared machine distorts less than
   wall time (``--durations``).
@@ -26,7 +27,6 @@ import json
 import os
 import resource
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -62,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is None and getattr(config.option, "numprocesses", None):
         args = config.invocation_params.args
         if not any(str(a) == "--dist" or str(a).startswith("--dist=") for a in args):
-            config.option.dist = "loadgroup"  # keep a module's shared fixture on one worker
+            config.option.dist = "loadfile"  # keep a module's shared fixtures on one worker
         config.option.loadscopereorder = False  # the order below, not by test count
     if worker is not None:
         config.stash[_PAST] = dict(worker.get("safetynet_durations", {}))
@@ -92,22 +92,6 @@ def _needs_emulator(item: pytest.Item) -> bool:
                for m in item.iter_markers("skipif"))
 
 
-def _shared_scope(item: pytest.Item) -> Optional[str]:
-    """The group of an item that uses a fixture shared beyond one test (module, class or
-    package scope); None when each test builds its own (or a session-wide one)."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return None
-    scopes = {getattr(d, "scope", "function") for defs in info.name2fixturedefs.values()
-              for d in defs}
-    module = item.nodeid.split("::", 1)[0]
-    if "package" in scopes:
-        return os.path.dirname(module) or module
-    if "module" in scopes or "class" in scopes:
-        return module
-    return None
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     if not _distributed(config):
@@ -115,20 +99,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     past = config.stash.get(_PAST, {})
     units: dict = {}
     for i, item in enumerate(items):
-        group = _shared_scope(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-        emu = _needs_emulator(item)
-        cost = past.get(item.nodeid, UNTIMED_EMULATOR_S if emu else UNTIMED_S)
-        u = units.setdefault(group or item.nodeid, {"first": i, "cost": 0.0})
+        cost = past.get(item.nodeid, UNTIMED_EMULATOR_S if _needs_emulator(item)
+                        else UNTIMED_S)
+        u = units.setdefault(_module(item), {"first": i, "cost": 0.0})
         u["cost"] += cost
 
     def rank(item_and_index):
         i, item = item_and_index
-        u = units[_shared_scope(item) or item.nodeid]
+        u = units[_module(item)]
         return (-u["cost"], u["first"], i)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=rank)]
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
 
 
 # ------------------------------------------------------------------ CI and CPU time
@@ -173,15 +158,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                         "gcloud's pubsub-emulator component; CI must not skip these tests")
 
 
-def _plain_nodeid(nodeid: str) -> str:
-    """A node id without the ``@group`` suffix xdist's loadgroup adds."""
-    at = nodeid.rfind("@")
-    return nodeid[:at] if at > nodeid.rfind("]") else nodeid
-
-
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    nodeid = _plain_nodeid(report.nodeid)
-    _TIMES[nodeid] = _TIMES.get(nodeid, 0.0) + report.duration
+    _TIMES[report.nodeid] = _TIMES.get(report.nodeid, 0.0) + report.duration
     for name, value in report.user_properties:
         if name == "cpu_seconds" and value >= 0.005:
             _SEEN.append((value, report.when, report.nodeid))

@@ -1,9 +1,9 @@
 """`./run_local.sh test`: start the Pub/Sub emulator(s), run pytest, stop them.
 
-By default the suite runs on ``min(2, cores)`` pytest-xdist workers (tests that share a
-module- or class-scoped fixture stay on one worker: ``tests/conftest.py`` picks
-``--dist loadgroup`` and the order), and each worker gets an emulator of its own: the harness starts
-one per worker, passes their hosts in SAFETYNET_TEST_EMULATORS, and each worker sets
+By default the suite runs on ``min(2, cores)`` pytest-xdist workers (the tests of one
+module stay on one worker: ``tests/conftest.py`` picks ``--dist loadfile`` and the order),
+and each worker gets an emulator of its own: the harness starts one per worker, passes
+their hosts in SAFETYNET_TEST_EMULATORS, and each worker sets
 PUBSUB_EMULATOR_HOST to its own before it imports a test. Two streaming jobs on two
 workers never share an emulator, whatever project ids their tests pick.
 

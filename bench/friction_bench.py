@@ -195,6 +195,19 @@ def _runs(a, base: Policy, up: dict, halves: dict, kind_of, split: int) -> list:
     return results
 
 
+def choose(results: list, tie: float) -> dict | None:
+    """The configuration to pick from the tune half alone: within the limits, the most
+    victim USD prevented; among those within ``tie`` of it, the fewest legitimate
+    transfers held (then the least legitimate USD)."""
+    ok = [r for r in results if r["tune"]["within_limits"]]
+    if not ok:
+        return None
+    best = max(r["tune"]["victim_usd_prevented"] for r in ok)
+    near = [r for r in ok if r["tune"]["victim_usd_prevented"] >= best - tie]
+    return min(near, key=lambda r: (r["tune"]["legit_held_share"],
+                                    r["tune"]["legit_held_usd_share"]))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--replay", type=Path, required=True)
@@ -212,6 +225,9 @@ def main(argv=None) -> int:
                          "floor) instead of the grid; repeatable")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="a Policy field for every run, e.g. label_horizon_ms=86400000")
+    ap.add_argument("--tie", type=float, default=0.001,
+                    help="victim USD prevented (share) within which configurations tie; the "
+                         "tie goes to the fewest legitimate transfers held")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     split = _ms(a.split)
@@ -235,8 +251,7 @@ def main(argv=None) -> int:
     up = upstream(inputs, base)
     print(f"upstream {time.perf_counter() - t0:.0f}s", file=sys.stderr)
     results = _runs(a, base, up, halves, kind_of, split)
-    ok = [r for r in results if r["tune"]["within_limits"]]
-    chosen = max(ok, key=lambda r: r["tune"]["victim_usd_prevented"]) if ok else None
+    chosen = choose(results, a.tie)
     summary = {"split": a.split, "limits": LIMITS, "results": results,
                "chosen_on_tune_half": chosen and {k: chosen[k] for k in (
                    "budget", "budget_usd", "floor", "loss", "cap", "cap_long")},

@@ -100,17 +100,21 @@ class Policy:
     # hold (0.005 = 0.5%; 0: off). The Learner publishes with each version of transfer_risk
     # the hold threshold that would have held at most this share of its recent legitimate
     # scores, never below hold_threshold (transforms/friction.py)
-    friction_budget: float = 0.0
+    friction_budget: float = 0.004
     # ... over the decision scores of this many recent legitimate examples
     friction_budget_window: int = 10000
+    # The friction defaults below (budget 0.4% of legitimate transfers and 2% of their USD,
+    # expected-loss floor $1,000, caps 5 a day and 10 in 30 days) were chosen on the 2018 H1
+    # Ethereum tune half (Jan-Mar) and reported on Apr-Jun: bench/MODELS.md, "Decisions by
+    # expected loss"
     # Decisions by expected loss (rules 2, 10): a transfer is also held when its score x USD
     # reaches this many USD (0: off), whatever its score. Under a friction budget the
     # Learner raises it (and the score threshold) so that both tests together stay within
     # the budget; this is the floor
-    hold_expected_loss: float = 0.0
+    hold_expected_loss: float = 1000.0
     # ... and the share of legitimate USD the risk team accepts to hold (0.05 = 5%; 0:
     # off), learned online beside friction_budget's share of legitimate transfers
-    friction_budget_usd: float = 0.0
+    friction_budget_usd: float = 0.02
     # Drift in view (transforms/drift.py): the score distribution of each week (backtest
     # report) or day (streaming job's drift topic) is compared with that of the first
     # drift_baseline of event time by its population stability index; past drift_psi_warn
@@ -119,7 +123,7 @@ class Policy:
     # holds per user per friction_long_window (0: off), beside friction_cap's daily count:
     # a bulk payer (a mining pool's payouts, an exchange's withdrawals) held a few times
     # every day stays under a daily cap and bears a large share of all honest holds
-    friction_cap_long: int = 0
+    friction_cap_long: int = 10
     friction_long_window_ms: int = 30 * DAY
     drift_baseline_ms: int = 14 * DAY
     drift_psi_warn: float = 0.25

@@ -204,7 +204,8 @@ def add_friction(metrics: dict, extras: dict, out_dir) -> dict:
 
 REASON_WORDS = {"blacklist": "destination blacklisted", "frozen": "destination already frozen",
                 "lookalike": "look-alike of a payee (address poisoning)",
-                "rule": "risk rules (fan-in)", "model": "model risk score ≥ hold threshold"}
+                "rule": "risk rules (fan-in)", "model": "model risk score ≥ hold threshold",
+                "expected_loss": "expected loss (score × USD) ≥ --hold_expected_loss"}
 LOST_WORDS = {"held_then_released": "held, then released at the deadline (no scam confirmed "
                                     "within the hold)",
               "never_held": "never held (score below the threshold, destination not flagged)",

@@ -34,17 +34,17 @@ def weekly(scores: list, kind_of, held: set, versions: list, policy: dict) -> di
     thr = sorted((v["valid_from"], v["hold_threshold"]) for v in versions
                  if v.get("model") == "transfer_risk")
     periods: dict = {}
-    for tid, t, _to, _usd, score, _v, _bl, _la in scores:
+    for tid, t, _to, _usd, score, version, _bl, _la in scores:
         start = first + (t - first) // WEEK_MS * WEEK_MS
         acc = periods.setdefault(start, dr.new_acc())
-        dr.add_score(acc, t, score, tid in held, floor)
+        dr.add_score(acc, t, score, tid in held, floor, version != "rules")
         kind = kind_of(tid)
         if kind in ("scam", "legit"):
             dr.add_label(acc, tid in held, kind == "scam")
     for start, acc in periods.items():  # the threshold of the last version before its end
         last = [x for x in thr if x[0] < start + WEEK_MS]
         acc["threshold"] = last[-1][1] if last else floor
-    rows = dr.drift_rows(periods, first, baseline_ms, warn_at)
+    rows = dr.drift_rows(periods, baseline_ms, warn_at)
     for r in rows:
         r["week"] = day(r.pop("start"))
     return {"period": "week", "baseline_days": baseline_ms / DAY_MS, "psi_warn": warn_at,

@@ -89,6 +89,9 @@ def active_controls(policy: Optional[dict]) -> list:
     if pol.get("friction_cap"):
         hours = float(pol.get("friction_window_ms") or 86_400_000) / 3_600_000
         out.append(f"per-user cap: {pol['friction_cap']} model holds per {hours:g}h")
+    if pol.get("friction_cap_long"):
+        days = float(pol.get("friction_long_window_ms") or 30 * 86_400_000) / 86_400_000
+        out.append(f"per-user cap: {pol['friction_cap_long']} model holds per {days:g} days")
     if pol.get("hold_expected_loss"):
         out.append(f"expected-loss hold: score x USD >= {float(pol['hold_expected_loss']):,.0f}"
                    " USD (raised by the budget)")

@@ -31,6 +31,10 @@ def test_weekly_drift_flags_the_week_whose_scores_moved_and_judges_its_holds():
     # weeks 0-1 (the baseline) and 2 score low; week 3 scores high; in week 3 the holds
     # (score >= 0.9) are two scams and one honest transfer, and one scam is not held
     scores, kind, held = [], {}, set()
+    # week -1: the rules scored (a fixed 0.05): no PSI, and not the baseline
+    for i in range(20):
+        scores.append((f"r{i}", at(0) - WEEK_MS + i * 1000, "0xd", 10.0, 0.05, "rules",
+                       False, None))
     for w, pattern in enumerate((LOW, LOW, LOW, HIGH)):
         for i, s in enumerate(pattern * 4):
             tid = f"w{w}-{i}"
@@ -44,10 +48,12 @@ def test_weekly_drift_flags_the_week_whose_scores_moved_and_judges_its_holds():
     d = weekly(scores, kind.get, held, versions, {"hold_threshold": 0.75,
                                                   "drift_baseline_ms": 14 * DAY,
                                                   "drift_psi_warn": 0.25})
-    rows = d["weeks"]
+    rules, *rows = d["weeks"]
+    assert rules["psi"] is None and not rules["drift_warning"]
     assert [r["drift_warning"] for r in rows] == [False, False, False, True]
     assert rows[2]["psi"] == pytest.approx(0.0)
     assert [r["hold_threshold"] for r in rows] == [0.75, 0.75, 0.75, 0.9]
+    assert rows[0]["psi"] == pytest.approx(0.0)
     assert rows[3]["precision"] == pytest.approx(2 / 3)
     assert rows[3]["recall"] == pytest.approx(2 / 3)
     assert rows[0]["precision"] is None  # nothing held
@@ -62,6 +68,8 @@ def scored(tid: str, t: int, score: float, held_by=None, threshold=0.75) -> Scor
 def test_the_stream_emits_one_drift_row_per_day_of_event_time():
     p = Policy(drift_baseline_ms=2 * DAY, drift_psi_warn=0.25)
     d0 = at(0) // DAY * DAY
+    rules = [scored(f"z{i}", d0 - DAY + i * 1000, 0.05)._replace(model_version="rules")
+             for i in range(10)]  # the day before: the rules scored, not the baseline
     day0 = [scored(f"a{i}", d0 + i * 1000, s) for i, s in enumerate(LOW * 2)]
     day1 = [scored(f"b{i}", d0 + DAY + i * 1000, s) for i, s in enumerate(LOW * 2)]
     day2 = [scored(f"c{i}", d0 + 2 * DAY + i * 1000, s, "score" if s >= 0.9 else None,
@@ -74,14 +82,15 @@ def test_the_stream_emits_one_drift_row_per_day_of_event_time():
         return e.resolved_at if type(e) is HoldResolution else e.event_time
 
     ts = TestStream()
-    for batch in (day0, day1, day2 + res):
+    for batch in (rules, day0, day1, day2 + res):
         ts.add_elements([beam.window.TimestampedValue(e, stamp(e) / 1000.0) for e in batch])
         ts.advance_watermark_to((max(map(stamp, batch)) + 1) / 1000.0)
     ts.advance_watermark_to_infinity()
 
     def check(rows):
         by = {r["start"]: r for r in rows}
-        assert sorted(by) == [d0, d0 + DAY, d0 + 2 * DAY]
+        assert sorted(by) == [d0 - DAY, d0, d0 + DAY, d0 + 2 * DAY]
+        assert by[d0 - DAY]["psi"] is None
         assert by[d0]["psi"] == pytest.approx(0.0)  # the baseline itself
         assert by[d0 + DAY]["psi"] == pytest.approx(0.0)
         late = by[d0 + 2 * DAY]

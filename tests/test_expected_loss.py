@@ -238,7 +238,8 @@ def test_the_budget_waits_until_it_can_measure_its_share():
     # a 1% budget needs 100 legitimate examples before it may move the policy's threshold
     from transforms.models import ModelState
 
-    p = Policy(**dict(ON, friction_budget=0.01, hold_threshold=0.5))
+    p = Policy(**dict(ON, friction_budget=0.01, hold_threshold=0.5, friction_budget_usd=0.0,
+                      hold_expected_loss=0.0))
     learner = Learner(p)
     s = ModelState(TRANSFER_RISK, 0.5)
     s.budget = Budget(1000)

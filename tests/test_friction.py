@@ -77,6 +77,9 @@ def test_with_fewer_legitimate_examples_than_one_over_budget_nothing_fits():
 
 
 # ---------------------------------------------------------------- the Learner publishes it
+# the count budget alone (the USD budget and the expected-loss test: tests/test_expected_loss.py)
+COUNT_ONLY = {"friction_budget_usd": 0.0, "hold_expected_loss": 0.0}
+
 def labelled(n: int, seed: int = 3, weight_every: int = 0) -> list:
     rng = random.Random(seed)
     out = []
@@ -110,7 +113,7 @@ def replica_candidates(exs: list, p: Policy) -> list:
 @pytest.mark.parametrize("weight_every", [0, 4])
 def test_each_version_carries_the_budget_threshold_of_the_legitimate_scores_so_far(
         weight_every):
-    p = Policy(**dict(ON, model_pos_weight=2.0, model_publish_labels=50,
+    p = Policy(**dict(ON, **COUNT_ONLY, model_pos_weight=2.0, model_publish_labels=50,
                       friction_budget=0.05, hold_threshold=0.05, warn_threshold=0.05))
     exs = labelled(400, weight_every=weight_every)
     out = run_history(Learner(p), TRANSFER_RISK, exs)
@@ -127,7 +130,7 @@ def test_each_version_carries_the_budget_threshold_of_the_legitimate_scores_so_f
 
 
 def test_without_a_budget_or_below_the_floor_versions_carry_the_policy_threshold():
-    p = Policy(**dict(ON, model_publish_labels=50))
+    p = Policy(**dict(ON, **COUNT_ONLY, model_publish_labels=50, friction_budget=0.0))
     out = run_history(Learner(p), TRANSFER_RISK, labelled(200))
     assert {v.hold_threshold for tag, _, v in out if tag == VERSIONS} == {0.75}
     # a generous budget (50%) whose quantile is below the floor: the floor
@@ -137,7 +140,8 @@ def test_without_a_budget_or_below_the_floor_versions_carry_the_policy_threshold
 
 
 def test_the_budget_state_checkpoints_with_the_model(tmp_path):
-    p = Policy(**dict(ON, friction_budget=0.05, hold_threshold=0.05, warn_threshold=0.05))
+    p = Policy(**dict(ON, **COUNT_ONLY, friction_budget=0.05, hold_threshold=0.05,
+                      warn_threshold=0.05))
     learner = Learner(p)
     s = learner.new_state(TRANSFER_RISK)
     run = run_history(learner, TRANSFER_RISK, labelled(300))
@@ -152,8 +156,8 @@ def test_the_budget_state_checkpoints_with_the_model(tmp_path):
 
 
 def test_the_score_step_holds_by_the_versions_threshold_not_the_policys():
-    p = Policy(**dict(ON, friction_budget=0.05, hold_threshold=0.05, warn_threshold=0.05,
-                      model_publish_labels=50))
+    p = Policy(**dict(ON, **COUNT_ONLY, friction_budget=0.05, hold_threshold=0.05,
+                      warn_threshold=0.05, model_publish_labels=50))
     exs = labelled(300)
     versions = [v for tag, _, v in run_history(Learner(p), TRANSFER_RISK, exs)
                 if tag == VERSIONS]
@@ -196,7 +200,8 @@ def test_cap_turns_score_holds_into_warnings_but_never_caps_list_frozen_or_looka
 
 
 def test_cap_window_is_rolling_event_time():
-    p = Policy(**dict(ON, friction_cap=2, hold_threshold=0.05, warn_threshold=0.05))
+    p = Policy(**dict(ON, **COUNT_ONLY, friction_cap=2, hold_threshold=0.05,
+                      warn_threshold=0.05))
     sc = Score(p)
     s = sc.new_state("u")
     capped = {}

@@ -5,7 +5,8 @@ friction does.
 Per period (a week in the backtest's report, a day in the streaming job):
 
 * ``psi``: the population stability index of the period's score distribution against the
-  first periods' (``Policy.drift_baseline_ms`` of event time from the first score):
+  first periods a model scored in (``Policy.drift_baseline_ms`` from the first; the rules'
+  fixed scores before it are no distribution to compare with):
   ``sum((p - q) * ln(p / q))`` over :data:`BINS` equal score bins, with empty bins floored
   at :data:`EPS`. Under 0.1 is usually read as stable, 0.1–0.25 as a shift, over 0.25 as a
   large one; ``Policy.drift_psi_warn`` (default 0.25) raises a warning;
@@ -63,12 +64,15 @@ def psi(base: list, cur: list) -> Optional[float]:
 def new_acc() -> dict:
     """A period's running figures (all sums: two accumulators merge by adding)."""
     return {"hist": [0] * BINS, "n": 0, "held": 0, "threshold": None, "threshold_at": -1,
-            "tp": 0, "fp": 0, "fn": 0}
+            "tp": 0, "fp": 0, "fn": 0, "model": 0}
 
 
-def add_score(acc: dict, t: int, score: float, held: bool, threshold: float) -> dict:
+def add_score(acc: dict, t: int, score: float, held: bool, threshold: float,
+              model: bool = True) -> dict:
+    """A scored transfer; ``model``: a model version scored it (not the rules)."""
     acc["hist"][bin_of(score)] += 1
     acc["n"] += 1
+    acc["model"] += bool(model)
     acc["held"] += bool(held)
     if t >= acc["threshold_at"]:
         acc["threshold"], acc["threshold_at"] = threshold, t
@@ -90,7 +94,7 @@ def merge(accs: Iterable[dict]) -> dict:
     out = new_acc()
     for a in accs:
         out["hist"] = [x + y for x, y in zip(out["hist"], a["hist"], strict=True)]
-        for k in ("n", "held", "tp", "fp", "fn"):
+        for k in ("n", "held", "tp", "fp", "fn", "model"):
             out[k] += a[k]
         if a["threshold_at"] >= out["threshold_at"]:
             out["threshold"], out["threshold_at"] = a["threshold"], a["threshold_at"]
@@ -110,12 +114,18 @@ def period_row(start: int, acc: dict, base_hist: Optional[list], warn_at: float)
             "labelled": tp + fp + fn, "drift_warning": p is not None and p > warn_at}
 
 
-def drift_rows(periods: dict, first: int, baseline_ms: int, warn_at: float) -> list:
-    """Rows for ``periods`` (period start -> accumulator), in time order; the baseline is
-    the periods starting before ``first + baseline_ms``."""
-    base = merge(a for s, a in periods.items() if s < first + baseline_ms)["hist"]
-    base = base if sum(base) else None
-    return [period_row(s, periods[s], base, warn_at) for s in sorted(periods)]
+def drift_rows(periods: dict, baseline_ms: int, warn_at: float) -> list:
+    """Rows for ``periods`` (period start -> accumulator), in time order. The baseline is
+    the periods from the first one a model scored in, for ``baseline_ms``: the rules' fixed
+    scores before it are no distribution to compare a model's with (their rows have no
+    PSI)."""
+    modelled = [s for s in sorted(periods) if periods[s]["model"]]
+    if not modelled:
+        return [period_row(s, periods[s], None, warn_at) for s in sorted(periods)]
+    first = modelled[0]
+    base = merge(a for s, a in periods.items() if first <= s < first + baseline_ms)["hist"]
+    return [period_row(s, periods[s], base if s >= first else None, warn_at)
+            for s in sorted(periods)]
 
 
 # ------------------------------------------------------------------ the streaming job's face
@@ -127,7 +137,7 @@ class _PerDay(beam.CombineFn):
 
     def add_input(self, acc, x):
         kind, t, a, b, c = x
-        return add_score(acc, t, a, b, c) if kind == "score" else add_label(acc, a, b)
+        return add_score(acc, t, a, b, *c) if kind == "score" else add_label(acc, a, b)
 
     def merge_accumulators(self, accs):
         return merge(accs)
@@ -147,12 +157,13 @@ class _Rows(beam.DoFn):
 
     def process(self, kv, state=beam.DoFn.StateParam(STATE)):
         start, acc = kv[1]
-        first, base = state.read() or (start, new_acc())
-        first = min(first, start)
-        if start < first + self.baseline_ms:
+        first, base = state.read() or (None, new_acc())
+        if first is None and acc["model"]:
+            first = start  # the first day a model scored: the baseline starts here
+        if first is not None and start < first + self.baseline_ms:
             base = merge([base, acc])
         state.write((first, base))
-        hist = base["hist"] if base["n"] else None
+        hist = base["hist"] if base["n"] and first is not None else None
         yield period_row(start, acc, hist, self.warn_at)
 
 
@@ -163,7 +174,7 @@ def _marks(x, hold_threshold_default: float):
     if type(x) is ScoredTransfer:
         thr = x.hold_threshold if x.hold_threshold is not None else hold_threshold_default
         held = x.held_by is not None and not x.capped
-        return [("score", x.event_time, x.score, held, thr)]
+        return [("score", x.event_time, x.score, held, (thr, x.model_version != "rules"))]
     if type(x) is HoldResolution:  # a label the job knows: scam confirmed within the hold
         return [("label", x.resolved_at, True, x.resolution == "REFUNDED", 0.0)]
     return []

@@ -21,6 +21,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional
@@ -330,6 +331,31 @@ def readers(options) -> int:
     if d.direct_running_mode not in ("multi_processing", "multi_threading"):
         return 1
     return max(1, d.direct_num_workers or 1)
+
+
+_BUFFERS_LOCK = threading.Lock()
+
+
+def thread_safe_buffers() -> None:
+    """Serialise the FnApiRunner's creation of its shuffle buffers. With several workers,
+    one thread per worker delivers a stage's outputs at once; ``get_buffer`` checks for a
+    PCollection's buffer and creates it if missing, so two threads delivering the first
+    outputs of one buffer together could each create one, the second replacing the first
+    with what was already appended to it: elements lost, silently (seen as a quarter of
+    the holds missing with two workers on 200k transfers). Idempotent."""
+    from apache_beam.runners.portability.fn_api_runner import execution
+
+    cls = execution.BundleContextManager
+    if getattr(cls.get_buffer, "serialised", False):
+        return
+    create = cls.get_buffer
+
+    def get_buffer(self, buffer_id, transform_id):
+        with _BUFFERS_LOCK:
+            return create(self, buffer_id, transform_id)
+
+    get_buffer.serialised = True
+    cls.get_buffer = get_buffer
 
 
 def in_process(options) -> bool:

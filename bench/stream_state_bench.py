@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import resource
 import statistics
 import sys
@@ -120,12 +121,108 @@ def state_bytes(n_list: list) -> dict:
     return res
 
 
+class _Value:
+    """An in-memory read-modify-write cell holding bytes (as the runner keeps them)."""
+
+    def __init__(self):
+        self.raw = None
+
+    def read(self):
+        return self.raw
+
+    def write(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def clear(self) -> None:
+        self.raw = None
+
+
+class _Bag:
+    """An in-memory bag of pickled items (Beam's PickleCoder encodes each item)."""
+
+    def __init__(self):
+        self.raw: list = []
+
+    def read(self):
+        return (pickle.loads(r) for r in self.raw)
+
+    def add(self, item) -> None:
+        self.raw.append(pickle.dumps(item, 4))
+
+    def clear(self) -> None:
+        self.raw = []
+
+
+def _busy_inputs(step: str, m: int) -> tuple:
+    """(machine, key, events): one address receiving ``m`` transfers in 20 days."""
+    from tests.kit import P, scored
+    from tests.scenario import addr, at
+    from transforms.actions import Actions
+    from transforms.casefiles import CaseBook
+    from transforms.labels import LabelJoin
+
+    busy = addr("busy")
+    gap = DAYS * 24 * 60 / m
+    feats = {f"f{i}": float(i) for i in range(30)}  # about the features a record carries
+    sc = [scored(f"t{i}", at(minutes=i * gap), f"u{i}", busy) for i in range(m)]
+    if step == "Actions":
+        return Actions(P), busy, sc
+    if step == "LabelJoin":
+        return LabelJoin(P), busy, [e.featured._replace(features=feats) for e in sc]
+    return CaseBook(P), busy, sc
+
+
+def machine_alone(steps: list, sizes: list, layouts: list) -> dict:
+    """µs and state bytes per event of one busy key through the stream face's state
+    encoding, the machine alone: ``logs`` (transforms.faces.KeyStore: head + bags) or
+    ``whole`` (the previous layout: the whole state pickled in one cell per event), over
+    the last tenth of the key's ``m`` events."""
+    from transforms.faces import KeyStore, _Held
+    from transforms.machine import step as run_step
+
+    res: dict = {}
+    for name in steps:
+        for m in sizes:
+            for layout in layouts:
+                machine, key, evs = _busy_inputs(name, m)
+                head, bags = _Value(), tuple(_Bag() for _ in machine.LOGS)
+                tail, spent, moved = len(evs) - len(evs) // 10, 0.0, 0
+                for i, ev in enumerate(evs):
+                    t0 = time.perf_counter()
+                    if layout == "logs":
+                        cells = KeyStore(machine.LOGS, head, bags)
+                        cells.counting = True
+                        h = cells.load() or _Held(machine.new_state(key))
+                        h.state, _ = run_step(machine, key, h.state, ev)
+                        cells.store(h)
+                        n = cells.bytes_read + cells.bytes_written
+                    else:
+                        raw = head.read()
+                        h = pickle.loads(raw) if raw else _Held(machine.new_state(key))
+                        h.state, _ = run_step(machine, key, h.state, ev)
+                        head.write(pickle.dumps(h, pickle.HIGHEST_PROTOCOL))
+                        n = (len(raw) if raw else 0) + len(head.raw)
+                    if i >= tail:
+                        spent += time.perf_counter() - t0
+                        moved += n
+                k = len(evs) - tail
+                got = {"us_per_event": round(spent / k * 1e6, 1), "bytes_per_event": moved // k}
+                res[f"{name} m={m} {layout}"] = got
+                print(f"[bench] {name} alone, {m} events, {layout}: {got['us_per_event']} "
+                      f"µs/event, {got['bytes_per_event']} state bytes/event", flush=True)
+    return res
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench.stream_state_bench")
     p.add_argument("--n", default="500,1000,2000,4000")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--bytes", default="200,2000", help="two sizes for the bytes per event "
                    "(empty: skip)")
+    p.add_argument("--alone", default="", help="machines to measure alone, e.g. "
+                   "Actions,LabelJoin,CaseBook (µs and bytes per event, no Beam)")
+    p.add_argument("--alone_sizes", default="1000,10000")
+    p.add_argument("--layouts", default="logs,whole")
     p.add_argument("--json", default=None)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--shape", choices=SHAPES, help=argparse.SUPPRESS)
@@ -136,6 +233,10 @@ def main(argv=None) -> int:
         child(args)
         return 0
     res = {}
+    if args.alone:
+        res["alone"] = machine_alone(args.alone.split(","),
+                                     [int(x) for x in args.alone_sizes.split(",")],
+                                     args.layouts.split(","))
     if args.n:
         res["time"] = timed([int(x) for x in args.n.split(",")], args.runs)
     if args.bytes:

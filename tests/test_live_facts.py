@@ -96,8 +96,8 @@ def test_freeze_outlives_the_idle_reset():
                             scored("t1", later, "u1", scam)])
     assert len(tagged(out, FREEZES)) == 1
     (hold,) = tagged(out, HOLDS)
-    assert (hold.transfer_id, hold.placed_at, hold.reasons) == ("t1", later,
-                                                                ["destination_frozen"])
+    assert (hold.transfer_id, hold.placed_at, hold.reasons) == ("t1", later, [
+        "destination_frozen", "hold_test=frozen"])  # rule 13: the hold names its test
     assert [(r.transfer_id, r.resolution, r.resolved_at) for r in tagged(out, RESOLUTIONS)] \
         == [("t1", "REFUNDED", later)]
 

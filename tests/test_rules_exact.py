@@ -112,7 +112,7 @@ def test_rule2_score_at_hold_threshold_holds_below_passes(policy):
     out = _run(events, policy)
     assert holds(out) == [("f24", "p24", at(24), at(24) + H), ("f25", "p25", at(25), at(25) + H)]
     assert [h.reasons for h in sorted(out["holds"], key=lambda h: h.transfer_id)] == [
-        ["fan_in_24h=25"], ["fan_in_24h=26"]]
+        ["fan_in_24h=25", "hold_test=rule"], ["fan_in_24h=26", "hold_test=rule"]]
     assert outreach(out) == [("p24", "HOLD_NOTICE", "APP", at(24), "f24"),
                              ("p25", "HOLD_NOTICE", "APP", at(25), "f25")]
     assert resolutions(out) == [("f24", "RELEASED", at(24) + H), ("f25", "RELEASED", at(25) + H)]

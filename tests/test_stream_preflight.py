@@ -22,7 +22,7 @@ def _topics(argv: list) -> set:
 
 def test_the_job_checks_every_topic_it_will_publish_to(tmp_path):
     base = {f"safetynet-{n}" for n in ("holds", "resolutions", "freezes", "outreach",
-                                       "verdicts", "dead_letter", "cases", "health")}
+                                       "verdicts", "dead_letter", "cases", "health", "drift")}
     assert _topics([]) == base
     assert _topics(["--health_every", "0"]) == base - {"safetynet-health"}
     assert _topics(["--warning_holdout", "5%"]) == base | {"safetynet-warning_holdout"}

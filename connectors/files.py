@@ -151,7 +151,7 @@ class WriteDecisionFiles(beam.PTransform):
         written = {}
         for name, pc in pcolls.items():
             rows = pc | f"Gather{name.title()}" >> Gather()
-            if name == CASES:  # issue 12: every version of each case -> the latest one
+            if name == CASES:  # every version of each case -> the latest one
                 rows = rows | "LatestCases" >> beam.Map(latest_cases)
             written[name] = rows | f"Write{name.title()}" >> beam.ParDo(
                 _WriteRecords(self.prefix + name, self.out_dir, self.fmt))

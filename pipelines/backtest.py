@@ -149,7 +149,7 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
               | "HourlyMetrics" >> HourlyMetrics(mode="batch"))
     fan_in = (inputs["transfers"]
               | "FanIn" >> FanIn(min_senders=max(2, policy.fan_in_rule // 2), mode="batch"))
-    # The model versions published (issue 11: the hold threshold over time, for the report)
+    # The model versions published (the hold threshold over time, for the report)
     versions_out = outs["versions"] | "VersionRows" >> beam.Map(version_row)
     ({"hourly_metrics": hourly, "fan_in_hourly": fan_in, "versions": versions_out}
      | "WriteJsonLines" >> WriteJsonLines(out))

@@ -1,4 +1,4 @@
-"""Friction where people can see it (issue 11): holds by reason, the legitimate transfers
+"""Friction where people can see it: holds by reason, the legitimate transfers
 held, the users who bear them, and why scam money was lost. Used by ``metrics.json`` /
 ``report.html`` (:mod:`report.build`) and by ``bench/friction_bench.py``.
 

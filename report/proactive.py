@@ -1,4 +1,4 @@
-"""The report's sections on proactive protection and investigations (issue 12).
+"""The report's sections on proactive protection and investigations.
 
 * **Daily risk assessments** (rule 11): assessments sent per event-time day against the cap
   ``assessments_per_day``.

@@ -147,7 +147,7 @@ class DeadLetter(NamedTuple):
 
 
 class CaseFile(NamedTuple):
-    """An investigation file on one suspect address (issue 12): opened when the address is
+    """An investigation file on one suspect address: opened when the address is
     frozen or blacklisted or gets a SCAM or REVIEW verdict, re-issued whenever it changes
     (``version``: the events it has seen; the highest is the latest). Items are JSON
     objects as strings (one per transfer, report, verdict, list entry, outreach, timeline

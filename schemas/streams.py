@@ -44,7 +44,7 @@ REPLAY_FILES: dict[str, str] = {**INPUTS, PROFILES: "UserProfile"}
 DECISIONS: dict[str, str] = {"holds": "Hold", "resolutions": "HoldResolution",
                              "freezes": "Freeze", "outreach": "Outreach",
                              "verdicts": "Verdict", "dead_letter": "DeadLetter"}
-CASES = "cases"  # every version of every case file (issue 12)
+CASES = "cases"  # every version of every case file
 OUTPUTS: dict[str, str] = {**DECISIONS, CASES: "CaseFile"}
 # What one decision on a transfer, an address or a report produces (no dead letters, no
 # cases): the streams a shadow policy mirrors and a demo summarises.

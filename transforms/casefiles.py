@@ -1,4 +1,4 @@
-"""Case files (issue 12), keyed by suspect address, downstream of every decision.
+"""Case files, keyed by suspect address, downstream of every decision.
 
 Every frozen or blacklisted address, and every address with a SCAM or REVIEW verdict, gets
 a :class:`~schemas.rows.CaseFile` an investigator or a law-enforcement request can use: the

@@ -41,9 +41,9 @@ from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer, UserProf
 from transforms import actions as act
 from transforms import ledger as led
 from transforms.actions import Actions
-from transforms.assessments import PAST_LOSSES, LossMemory, daily_assessments  # issue 12
-from transforms.capacity import apply_capacity  # issue 12
-from transforms.casefiles import CASES, CaseBook, case_key  # issue 12
+from transforms.assessments import PAST_LOSSES, LossMemory, daily_assessments
+from transforms.capacity import apply_capacity
+from transforms.casefiles import CASES, CaseBook, case_key
 from transforms.events import (
     AddressFact,
     FeaturedReport,
@@ -264,11 +264,11 @@ STEPS = (
     Step("Actions", _actions, address_of,
          ("Score:scored_transfers", "Score:scored_reports", "blacklist") + _FACTS,
          act.HOLDS, (act.RESOLUTIONS, act.FREEZES, act.REQUESTS, act.LOSSES)),
-    # issue 12: the scam losses within the lookback, per user and day (rule 11's signal)
+    # the scam losses within the lookback, per user and day (rule 11's signal)
     Step("LossMemory", _loss_memory, user_of, ("Actions:losses",), PAST_LOSSES),
     Step("Outreach", _outreach, user_of, ("Actions:outreach_requests", "Actions:losses",
                                           "Assessments:requests"), OUTREACH, (HOLDOUT,)),
-    # issue 12: case files, keyed by suspect address, downstream of every decision
+    # case files, keyed by suspect address, downstream of every decision
     Step("CaseBook", _casebook, case_key,
          ("Score:scored_transfers", "Score:scored_reports", "Actions:holds",
           "Actions:resolutions", "Actions:freezes", "blacklist", "CallCapacity:outreach"),
@@ -277,7 +277,7 @@ STEPS = (
 STEP_LABELS = tuple(s.label for s in STEPS)
 
 
-# ------------------------------------------------------- global selections (issue 12)
+# ------------------------------------------------------- global selections
 class Global(NamedTuple):
     """A global step, not keyed: a selection over all keys per event-time window (a daily
     top-K, rules 11 and 12). ``pure(policy, side, *input lists) -> list`` is the Beam-free
@@ -332,8 +332,8 @@ def globals_before(label: str) -> tuple:
 # Score:scored_reports; dead letters are the union of DEAD_LETTERS).
 RESULTS = {
     "holds": "Actions:holds", "resolutions": "Actions:resolutions",
-    "freezes": "Actions:freezes", "outreach": "CallCapacity:outreach",  # issue 12
-    "cases": "CaseBook:cases",  # issue 12: every version of every case file
+    "freezes": "Actions:freezes", "outreach": "CallCapacity:outreach",
+    "cases": "CaseBook:cases",  # every version of every case file
     "scored": "Score:scored_transfers", "model_metrics": "Learner:model_metrics",
     "versions": "Learner:versions", "snapshots": "Learner:snapshots",
     "warning_holdout": "Outreach:warning_holdout",

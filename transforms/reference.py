@@ -94,7 +94,7 @@ def run_steps(inputs: dict, policy: Policy, stats: Stats,
         for b, rows in branches.items():
             streams[f"{r.input}:{b}"] = rows
     for st in STEPS:
-        for g in globals_before(st.label):  # issue 12: global selections (daily top-K)
+        for g in globals_before(st.label):  # global selections (daily top-K)
             streams[f"{g.label}:{g.output}"] = g.pure(
                 policy, side, *(streams[n] for n in g.inputs))
         events = [e for n in st.inputs for e in streams[n]]

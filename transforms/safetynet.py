@@ -166,7 +166,7 @@ class SafetyNet(beam.PTransform):
         streams = self._inputs(pipeline, inputs)
         states = []
         for st in STEPS:
-            for g in globals_before(st.label):  # issue 12: global selections (daily top-K)
+            for g in globals_before(st.label):  # global selections (daily top-K)
                 gin = tuple(streams[n] for n in g.inputs)
                 streams[f"{g.label}:{g.output}"] = gin | g.label >> g.composite(
                     self.policy, side.for_mode(self.mode))

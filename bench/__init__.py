@@ -21,3 +21,12 @@ def run_child(module: str, args: list, what: str) -> dict:
         sys.stderr.write(p.stderr[-4000:])
         raise SystemExit(f"[bench] {what} failed (status {p.returncode})")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def seeds_summary(rows: list, inside: int, json_path) -> int:
+    """The seed benches' last lines: how many seeds had the true effect inside the measured
+    95% interval, and the rows as JSON when ``json_path`` is given. Returns 0 (exit status)."""
+    print(f"[bench] true effect inside the 95% interval for {inside} of {len(rows)} seeds")
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=1))
+    return 0

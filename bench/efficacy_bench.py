@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import ROOT
+from bench import ROOT, seeds_summary
 
 
 def one(seed: int, a: argparse.Namespace, base: Path) -> dict:
@@ -80,10 +80,7 @@ def main(argv=None) -> int:
               f"{'yes' if t.get('within_ci95') else 'NO':>6} "
               f"{e['usd_per_user_reduction']:>9,.0f}", flush=True)
     inside = sum(1 for m in rows if (m.get("true_effect") or {}).get("within_ci95"))
-    print(f"[bench] true effect inside the 95% interval for {inside} of {len(rows)} seeds")
-    if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=1))
-    return 0
+    return seeds_summary(rows, inside, a.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import ROOT
+from bench import ROOT, seeds_summary
 
 
 def one(seed: int, a: argparse.Namespace, base: Path) -> dict:
@@ -84,10 +84,7 @@ def main(argv=None) -> int:
         rows.append(m)
         print(_line(seed, m), flush=True)
     inside = sum(1 for m in rows if m.get("inside"))
-    print(f"[bench] true effect inside the 95% interval for {inside} of {len(rows)} seeds")
-    if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=1))
-    return 0
+    return seeds_summary(rows, inside, a.json)
 
 
 if __name__ == "__main__":

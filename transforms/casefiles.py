@@ -165,6 +165,7 @@ class CaseBook(Machine):
 
     def __init__(self, policy: Policy):
         self.p = policy
+        self._digests: dict = {}  # id(case) -> _Digest (see _digest)
 
     def new_state(self, key):
         return _Case()
@@ -324,6 +325,7 @@ class CaseBook(Machine):
         s.kept = len(kept)
         s.oldest = min((x[0] for x in kept), default=None)
         s.fates.replace(f for f in s.fates.items() if f[0] not in gone)
+        self._digests.pop(id(s), None)  # the logs were rewritten: read them afresh
 
     def _transfers(self, s: _Case) -> tuple[dict, dict]:
         """The lookback's transfers (transfer_id -> (t, user, usd, amount, asset), the
@@ -340,29 +342,157 @@ class CaseBook(Machine):
                 fates[tid] = fate
         return sent, fates
 
+    def _digest(self, s: _Case) -> "_Digest":
+        """The lookback's transfers of ``s`` as a :class:`_Digest`, brought up to date with
+        what its logs gained since the last file. The digest is a cache beside the state
+        (never part of it): kept for the few cases issued last, as long as their logs only
+        grew, so a busy case costs each file what changed since the previous one, not its
+        whole lookback; otherwise made afresh from the logs."""
+        d = self._digests.get(id(s))
+        if d is None or not d.valid_for(s):
+            d = _Digest(s)
+            self._digests.pop(id(s), None)
+            while len(self._digests) >= DIGESTS_KEPT:
+                self._digests.pop(next(iter(self._digests)))
+            self._digests[id(s)] = d
+        d.update(s, s.max_t - self.p.lookback_ms)
+        return d
+
     def case_file(self, s: _Case) -> CaseFile:
         address = s.address
         cap = self.p.case_max_items
-        sent, fates = self._transfers(s)
-        order = sorted((rec[0], tid) for tid, rec in sent.items())
-        c = {LOST: 0, HELD: 0, REFUNDED: 0, RELEASED: 0}  # USD cents by fate
-        for tid, rec in sent.items():
-            c[fates.get(tid, LOST)] += _cents(rec[2])
-        items = []
-        for t, tid in order[:cap]:
-            _t, user, usd, amount, asset = sent[tid]
-            items.append(_j({"transfer_id": tid, "at": t, "sender": user, "usd_value": usd,
-                             "amount": amount, "asset": asset,
-                             "fate": fates.get(tid, LOST)}))
-        victims = len({rec[1] for rec in sent.values()})
+        d = self._digest(s)
+        if d.exact:
+            listed, n_sent = d.first(cap), d.n()
+            c, victims = d.cents, len(d.users)
+        else:  # a transfer logged twice: the plain reading of the logs
+            sent, fates = self._transfers(s)
+            order = sorted((rec[0], tid) for tid, rec in sent.items())
+            c = {LOST: 0, HELD: 0, REFUNDED: 0, RELEASED: 0}
+            for tid, rec in sent.items():
+                c[fates.get(tid, LOST)] += _cents(rec[2])
+            listed = [(t, tid, sent[tid], fates.get(tid, LOST)) for t, tid in order[:cap]]
+            n_sent, victims = len(order), len({rec[1] for rec in sent.values()})
+        items = [d.text(t, tid, rec, fate) for t, tid, rec, fate in listed]
         return CaseFile(
             short_id("case", address), address, s.network, s.owner, s.opened_at, s.max_t,
             s.n_events, list(s.triggers), items, s.reports.texts(), s.verdicts.texts(),
             _j(s.freeze) if s.freeze else None, s.blacklist.texts(), s.outreach.texts(),
             s.timeline.texts(), victims, sum(c.values()) / 100,
             (c[LOST] + c[RELEASED]) / 100, c[REFUNDED] / 100, c[HELD] / 100,
-            max(0, len(order) - cap), s.reports.omitted, s.verdicts.omitted,
+            max(0, n_sent - cap), s.reports.omitted, s.verdicts.omitted,
             s.blacklist.omitted, s.outreach.omitted, s.timeline.omitted)
+
+
+DIGESTS_KEPT = 8  # the batch face runs one key's history at a time: one would do
+
+
+class _Digest:
+    """What a case file reads from a case's two logs, kept up to date as they grow: the
+    lookback's transfers (first delivery of each) in time order, their fates by
+    precedence, the USD cents per fate and the senders of the transfers in the lookback.
+    Equal, field for field, to reading the logs afresh (:meth:`CaseBook._transfers`): the
+    horizon only moves forward while the logs only grow, and a transfer logged twice
+    (which the plain reading resolves by position) turns the digest off (``exact``)."""
+
+    __slots__ = ("case", "sent_log", "fates_log", "n_sent", "n_fates", "horizon", "rec",
+                 "order", "lo", "fates", "cents", "users", "exact", "texts")
+
+    def __init__(self, s: _Case):
+        self.case = s  # held, so that the id the digest is filed under stays this case's
+        self.sent_log, self.fates_log = s.sent, s.fates
+        self.n_sent = self.n_fates = 0  # log items read so far
+        self.horizon: Optional[int] = None  # transfers before it are out of the lookback
+        self.rec: dict = {}  # transfer_id -> (t, user, usd, amount, asset)
+        self.order: list = []  # (t, transfer_id) of every transfer read, sorted
+        self.lo = 0  # order[lo:] is the lookback
+        self.fates: dict = {}  # transfer_id -> fate
+        self.cents = {LOST: 0, HELD: 0, REFUNDED: 0, RELEASED: 0}  # of order[lo:]
+        self.users: dict = {}  # sender -> transfers in order[lo:]
+        self.exact = True
+        self.texts: dict = {}  # transfer_id -> (fate, JSON text) of the listed ones
+
+    def valid_for(self, s: _Case) -> bool:
+        return (self.case is s and self.sent_log is s.sent and self.fates_log is s.fates
+                and len(s.sent) >= self.n_sent and len(s.fates) >= self.n_fates)
+
+    def _in(self, t: int) -> bool:
+        return self.horizon is None or t >= self.horizon
+
+    def _count(self, tid: str, sign: int) -> None:
+        rec = self.rec[tid]
+        self.cents[self.fates.get(tid, LOST)] += sign * _cents(rec[2])
+        users, user = self.users, rec[1]
+        n = users.get(user, 0) + sign
+        if n:
+            users[user] = n
+        else:
+            del users[user]
+
+    def update(self, s: _Case, horizon: int) -> None:
+        if not self.exact:
+            return
+        if self.horizon is not None and horizon < self.horizon:
+            self.exact = False  # never in one case's life; the plain reading then
+            return
+        sent = s.sent.items()
+        rec, order = self.rec, self.order
+        for i in range(self.n_sent, len(sent)):
+            t, tid, user, usd, amount, asset = sent[i]
+            if tid in rec:
+                self.exact = False
+                return
+            rec[tid] = (t, user, usd, amount, asset)
+            if order and (t, tid) < order[-1]:
+                bisect.insort(order, (t, tid))
+            else:
+                order.append((t, tid))
+            if self._in(t):
+                self._count(tid, 1)
+            else:  # already out of the lookback: it sorts before order[lo]
+                self.lo += 1
+        self.n_sent = len(sent)
+        fate_items, fates, cents = s.fates.items(), self.fates, self.cents
+        for i in range(self.n_fates, len(fate_items)):
+            tid, fate = fate_items[i]
+            old = fates.get(tid, LOST)
+            if _FATE_RANK[fate] >= _FATE_RANK[old]:
+                fates[tid] = fate
+                r = rec.get(tid)
+                if r is not None and self._in(r[0]):
+                    c = _cents(r[2])
+                    cents[old] -= c
+                    cents[fate] += c
+        self.n_fates = len(fate_items)
+        lo = self.lo
+        while lo < len(order) and order[lo][0] < horizon:
+            tid = order[lo][1]
+            self._count(tid, -1)
+            self.texts.pop(tid, None)
+            del rec[tid]  # a later delivery of it would be read as the plain reading does
+            lo += 1
+        self.lo, self.horizon = lo, horizon
+
+    def n(self) -> int:
+        return len(self.order) - self.lo
+
+    def first(self, cap: int) -> list:
+        """(t, transfer_id, record, fate) of the ``cap`` earliest transfers of the lookback."""
+        rec, fates = self.rec, self.fates
+        return [(t, tid, rec[tid], fates.get(tid, LOST))
+                for t, tid in self.order[self.lo:self.lo + cap]]
+
+    def text(self, t: int, tid: str, r: tuple, fate: str) -> str:
+        """A listed transfer as JSON, written again only when its fate changed."""
+        hit = self.texts.get(tid) if self.exact else None
+        if hit is not None and hit[0] == fate:
+            return hit[1]
+        _t, user, usd, amount, asset = r
+        text = _j({"transfer_id": tid, "at": t, "sender": user, "usd_value": usd,
+                   "amount": amount, "asset": asset, "fate": fate})
+        if self.exact:
+            self.texts[tid] = (fate, text)
+        return text
 
 
 def latest_cases(rows: Iterable[CaseFile]) -> list[CaseFile]:

@@ -35,6 +35,7 @@ of an input ends with one line and exit status 1 (:mod:`pipelines.validate`).
 from __future__ import annotations
 
 import argparse
+import gc
 import re
 import shutil
 import sys
@@ -438,8 +439,11 @@ def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(
         build(pipeline, job.replay, out, job.fmt, job.policy, progress,
               job.flags.batch_shards, (job.shared.max_usd_value, job.shared.max_amount), run,
               shadow=shadow)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    finally:
+        gc.unfreeze()  # what the batch steps froze (transforms.machine.gc_paused)
     return counters_of(result)
 
 

@@ -7,6 +7,7 @@ rounding, shares, durations.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from datetime import datetime, timezone
@@ -17,11 +18,17 @@ DAY_MS = 24 * HOUR_MS
 
 
 def day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+    return _day(ms // DAY_MS)
 
 
 def month(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m")
+    return _day(ms // DAY_MS)[:7]
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(d: int) -> str:
+    """The UTC date of day ``d`` since the epoch (a report formats one per transfer)."""
+    return datetime.fromtimestamp(d * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
 def quantile(xs: list, q: float) -> Optional[float]:

@@ -557,6 +557,21 @@ def run(argv: Optional[list] = None) -> int:
         print(f"[{PROG}] {job.replay.directory}: {tot}; runner "
               f"{job.options.view_as(StandardOptions).runner}", file=sys.stderr, flush=True)
     t0 = time.monotonic()
+    with codecs.kept_reads(_kept(job)):
+        return _run_and_finish(job, argv, progress, t0)
+
+
+def _kept(job: Job) -> list:
+    """The input files the report reads again, when this process reads them all in one
+    pipeline (not chunked, workers in this process): kept from the pipeline's read
+    (:func:`schemas.codecs.kept_reads`)."""
+    if job.chunked or not chunks.in_process(job.options):
+        return []
+    return [p for p in (*job.replay.files.values(), job.replay.profiles) if p is not None]
+
+
+def _run_and_finish(job: Job, argv: list, progress: bool, t0: float) -> int:
+    o = job.flags
     try:
         if job.chunked:
             counters = run_chunked(job, progress)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -580,13 +581,42 @@ def _parquet_iter(path: Path, pf: Any, record_name: str, source: str,
         raise CodecError(f"{path}: corrupt Parquet file: {type(e).__name__}: {e}") from e
 
 
+# Files whose validated batches are kept while a ``kept_reads`` block runs:
+# {resolved path: {(record, source, batch size, mtime, size): [batches] or None}}
+_KEPT: dict = {}
+
+
+@contextlib.contextmanager
+def kept_reads(paths: Iterable[str | Path]):
+    """Within this block, the first complete read of each of ``paths`` (by
+    :func:`read_batches`, in this process) keeps its batches, and later reads of the same
+    file, record and source are served from them: the backtest reads its inputs in the
+    pipeline, and its report reads them again. The rows are shared, never copied (readers
+    must not change the lists)."""
+    keys = [str(Path(p).resolve()) for p in paths]
+    for k in keys:
+        _KEPT[k] = {}
+    try:
+        yield
+    finally:
+        for k in keys:
+            _KEPT.pop(k, None)
+
+
+def _keeping(it: Iterator[list], kept: list, slot: dict, key: tuple) -> Iterator[list]:
+    for batch in it:
+        kept.append(batch)
+        yield batch
+    slot[key] = kept  # complete: a later read is served from it
+
+
 def read_batches(path: str | Path, record_name: str, source: str | None = None,
                  batch_size: int = 8192) -> Iterator[list]:
     """Lists of rows / DeadLetters from an ``.avro`` or ``.parquet`` file.
 
     Reads with the file's own schema (so files from other tools or older schemas read) and
     validates each record. A missing or unreadable file raises ``CodecError`` here, before
-    iteration starts.
+    iteration starts. Inside :func:`kept_reads`, a file read before is not read again.
     """
     p = Path(path)
     fmt = _fmt_of(p)
@@ -594,6 +624,20 @@ def read_batches(path: str | Path, record_name: str, source: str | None = None,
     src = source if source is not None else p.stem
     if not p.is_file():
         raise CodecError(f"{p}: no such file")
+    slot = _KEPT.get(str(p.resolve())) if _KEPT else None
+    if slot is not None:
+        st = p.stat()
+        key = (record_name, src, batch_size, st.st_mtime_ns, st.st_size)
+        kept = slot.get(key)
+        if kept is not None:
+            return iter(kept)
+        slot[key] = None
+        return _keeping(_read_batches(p, fmt, record_name, src, batch_size), [], slot, key)
+    return _read_batches(p, fmt, record_name, src, batch_size)
+
+
+def _read_batches(p: Path, fmt: str, record_name: str, src: str,
+                  batch_size: int) -> Iterator[list]:
     if fmt == "avro":
         fo = open(p, "rb")
         try:

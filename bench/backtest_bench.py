@@ -40,7 +40,9 @@ from pathlib import Path
 from bench import ROOT, run_child
 from schemas.streams import DECISIONS
 
-SHARED = ROOT.parent / "shared" / "data"
+# The shared data beside the tree, or beside a parent of it (a worktree of the tree)
+SHARED = next((d / "shared" / "data" for d in ROOT.parents
+               if (d / "shared" / "data").is_dir()), ROOT.parent / "shared" / "data")
 ETH_CSV = SHARED / "eth_transfers_2018H1_labeled.csv.gz"
 TRANSFERS_PER_USER_DAY = 0.163  # the simulator's default mix, measured (30 days)
 DAYS = 30

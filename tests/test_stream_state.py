@@ -168,3 +168,70 @@ def test_labels_past_the_cap_per_address_are_dropped_and_counted():
     _, out = feed(LabelJoin(capped), BUSY, events, until=at(days=30))
     assert [v for tag, _t, v in out if tag == METRIC] == [("label_records_dropped", 1)]
     assert sorted(v.subject_id for tag, _t, v in out if tag == EXAMPLES) == ["T:c0", "T:c1"]
+
+
+class _Cell:
+    """An in-memory read-modify-write cell of bytes."""
+
+    def __init__(self):
+        self.raw = None
+
+    def read(self):
+        return self.raw
+
+    def write(self, raw):
+        self.raw = raw
+
+    def clear(self):
+        self.raw = None
+
+
+class _Bag:
+    """An in-memory bag, each item pickled as Beam's PickleCoder would."""
+
+    def __init__(self):
+        self.raw: list = []
+
+    def read(self):
+        return (pickle.loads(r) for r in self.raw)
+
+    def add(self, item):
+        self.raw.append(pickle.dumps(item, 4))
+
+    def clear(self):
+        self.raw = []
+
+
+def test_an_address_with_a_thousand_live_holds_reads_only_the_holds_due_soon():
+    """Every transfer to a listed address is held for 24h: one a minute for 30 hours is
+    1,440 live holds at once. Through the stream face's cells (the head, a bag per log),
+    the head an event reads and writes holds only the holds due within the hour, so it
+    does not grow with the live holds; and the decisions are those of the batch face."""
+    from transforms.faces import _Held
+    from transforms.machine import END_OF_TIME, step
+
+    events = [scored(f"h{i:04d}", at(minutes=i), f"u{i:04d}", BUSY, blacklist=("ofac",))
+              for i in range(1800)]
+    events.append(AddressFact(BUSY, at(minutes=1500.5), True, "c1", "TRANSFER",
+                              "h1000"))
+    events.sort(key=lambda e: e.event_time)
+    machine = Actions(P)
+    head, bags = _Cell(), tuple(_Bag() for _ in machine.LOGS)
+    got, head_bytes = [], []
+    for ev in events:
+        cells = KeyStore(machine.LOGS, head, bags)
+        h = cells.load() or _Held(machine.new_state(BUSY))
+        h.state, out = step(machine, BUSY, h.state, ev)
+        got.extend(out)
+        cells.store(h)
+        head_bytes.append(len(head.raw))
+    cells = KeyStore(machine.LOGS, head, bags)
+    got.extend(machine.advance(cells.load().state, END_OF_TIME))
+    assert got == run_history(Actions(P), BUSY, events)
+    resolutions = [v for tag, _t, v in got if tag == RESOLUTIONS]
+    released = sorted(r.transfer_id for r in resolutions if r.resolution == "RELEASED")
+    # released at 24h until the case confirmed the address; every later hold refunded
+    assert len(resolutions) == 1800 and released == [f"h{i:04d}" for i in range(61)]
+    # 1,440 holds live from the 1,440th event on: the head holds the hour's, never all
+    # (the holds themselves, pickled, are some 450 bytes each)
+    assert max(head_bytes) < 32 * 1024

@@ -22,6 +22,7 @@ import io
 import itertools
 import os
 import pickle
+import threading
 import zlib
 from typing import Any, Callable, Iterable, Optional, Tuple
 
@@ -402,16 +403,24 @@ class TableCache:
     def __init__(self, max_tables: int = 4096):
         self.max_tables = max_tables
         self.dicts: collections.OrderedDict = collections.OrderedDict()
+        self.lock = threading.Lock()  # a worker may run several bundles of a step at once
 
     def take(self, key, name: str, token: int) -> Optional[dict]:
-        got = self.dicts.pop((key, name), None)
+        with self.lock:
+            got = self.dicts.pop((key, name), None)
         return got[1] if got is not None and got[0] == token else None
 
     def put(self, key, name: str, token: int, entries: dict) -> None:
-        self.dicts[(key, name)] = (token, entries)
-        self.dicts.move_to_end((key, name))
-        while len(self.dicts) > self.max_tables:
-            self.dicts.popitem(last=False)
+        with self.lock:
+            self.dicts[(key, name)] = (token, entries)
+            self.dicts.move_to_end((key, name))
+            while len(self.dicts) > self.max_tables:
+                self.dicts.popitem(last=False)
+
+
+# The stream face's table caches, per step label, for the life of the process: a DoFn may
+# live one bundle (the local runner), and Beam's Shared keeps objects by weak reference only.
+_TABLE_CACHES: dict = {}
 
 
 class _StreamFace(beam.DoFn):
@@ -448,7 +457,9 @@ class _StreamFace(beam.DoFn):
         self.emitter = _Emitter(self.step_name, self.main_tag)
         self.sort_key = sort_key_of(self.machine)
         self._side_id = None
-        self.tables = TableCache()
+        # one per step and process, shared by the step's DoFn instances (the local runner
+        # makes one per bundle); what it holds is checked against the head's tokens
+        self.tables = _TABLE_CACHES.setdefault(self.step_name, TableCache())
 
     def _cells(self, head, bags, key) -> KeyStore:
         return KeyStore(tuple(self.machine.LOGS), head, bags, key, self.tables)

@@ -27,7 +27,7 @@ from transforms.events import (
     ScoredReport,
     ScoredTransfer,
 )
-from transforms.machine import METRIC, Log, Machine
+from transforms.machine import METRIC, Log, Machine, Table
 from transforms.models import is_young_dest
 from transforms.policy import Policy
 
@@ -44,9 +44,10 @@ SENT, REFUNDED_IDS, REPORTERS, REPORT_IDS, LATER = (
     "actions.later")
 TRIM_AT_LEAST = 64  # the sent log is trimmed when it has doubled since its last trim
 # Pending holds whose next step (a stage, the information deadline, the deadline) is due
-# within this much event time stay in the head; the others wait in a log read once per
-# this much event time (or by a freeze, a sweep, a case outcome on one of them).
+# within this much event time stay in the head; the others wait in a table, looked through
+# once per this much event time (or by a freeze, a sweep).
 SOON_MS = 3_600_000
+SOON_MAX = 8  # ... and at most this many of them besides those already due
 
 
 class _Dest:
@@ -59,11 +60,12 @@ class _Dest:
 
     def __init__(self):
         # The pending holds, each as (Hold, pyramid.Life): in ``soon`` (the head) every
-        # hold whose next step is due by ``edge``; the others in the log ``later``, whose
+        # hold whose next step is due by ``edge``; the others in the table ``later``, whose
         # earliest next step is ``later_first``. So an event reads only the holds due
-        # soon, however many are pending.
+        # soon, however many are pending, and a hold moving between the two writes one
+        # record.
         self.soon: dict = {}  # transfer_id -> (Hold, Life)
-        self.later = Log(LATER)  # (next step's time, transfer_id, Hold, Life)
+        self.later = Table(LATER)  # transfer_id -> (next step's time, Hold, Life)
         self.edge: Optional[int] = None
         self.later_first: Optional[int] = None
         self.sent = Log(SENT)  # (t, user, transfer_id): transfers here, the lookback's and
@@ -150,23 +152,31 @@ class Actions(Machine):
 
     # -- pending holds: due soon in the head, the others in a log -----------------------
     def _bring_soon(self, s: _Dest, now: int) -> None:
-        """Move the logged holds due by ``now + SOON_MS`` into the head (one read and
-        rewrite of the log per SOON_MS of event time)."""
-        s.edge = now + SOON_MS
-        if not len(s.later):
-            return
-        stay = []
-        for rec in s.later.items():
-            if rec[0] <= s.edge:
-                s.soon[rec[1]] = (rec[2], rec[3])
-            else:
-                stay.append(rec)
-        self._set_later(s, stay)
+        """Move the holds of the table due by ``now + SOON_MS`` into the head, at most
+        SOON_MAX of them beyond those already due (the earliest, and any due at the same
+        time as the last): ``edge`` becomes the time up to which the head holds them all.
+        The table is looked through at most once per SOON_MAX steps of holds, or per
+        SOON_MS of event time."""
+        edge = now + SOON_MS
+        later = s.later
+        near = sorted((later.get(tid)[0], tid) for tid in later
+                      if later.get(tid)[0] <= edge)
+        take = max(SOON_MAX, sum(1 for at, _tid in near if at <= now))
+        if len(near) > take:
+            edge = near[take - 1][0]
+            while take < len(near) and near[take][0] == edge:
+                take += 1
+            near = near[:take]
+        s.edge = edge
+        for _at, tid in near:
+            _at, h, life = later.get(tid)
+            later.delete(tid)
+            s.soon[tid] = (h, life)
+        self._later_first(s)
 
-    def _set_later(self, s: _Dest, recs: list) -> None:
-        if len(recs) != len(s.later):
-            s.later.replace(recs)
-        s.later_first = min((r[0] for r in recs), default=None)
+    def _later_first(self, s: _Dest) -> None:
+        later = s.later
+        s.later_first = min((later.get(tid)[0] for tid in later), default=None)
 
     def _place(self, s: _Dest, tid: str, h: Hold, life: pyr.Life) -> None:
         """A pending hold into the head when its next step is due by ``edge``, else into
@@ -175,29 +185,29 @@ class Actions(Machine):
         if s.edge is not None and at <= s.edge:
             s.soon[tid] = (h, life)
             return
-        s.later.append((at, tid, h, life))
+        s.later.set(tid, (at, h, life))
         if s.later_first is None or at < s.later_first:
             s.later_first = at
 
     def _pending_ids(self, s: _Dest) -> set:
-        """Every pending hold's transfer id (reads the log)."""
+        """Every pending hold's transfer id (reads the table)."""
         ids = set(s.soon)
-        ids.update(rec[1] for rec in s.later.items())
+        ids.update(s.later)
         return ids
 
     def _is_pending(self, s: _Dest, tid: str) -> bool:
-        return tid in s.soon or (len(s.later) > 0 and
-                                 any(rec[1] == tid for rec in s.later.items()))
+        return tid in s.soon or tid in s.later
 
     def _take(self, s: _Dest, tid: str) -> Hold:
         """Remove the pending hold of ``tid`` (it must be pending) and return it."""
         got = s.soon.pop(tid, None)
         if got is not None:
             return got[0]
-        recs = s.later.items()
-        hit = next(r for r in recs if r[1] == tid)
-        self._set_later(s, [r for r in recs if r[1] != tid])
-        return hit[2]
+        _at, h, _life = s.later.get(tid)
+        s.later.delete(tid)
+        if _at == s.later_first:
+            self._later_first(s)
+        return h
 
     def advance(self, s: _Dest, now: int) -> list:
         out = []
@@ -381,9 +391,10 @@ class Actions(Machine):
                     continue
                 out.append((LOSSES, now, LossConfirmed(user, now, tid, address)))
         held = {tid: h for tid, (h, _life) in s.soon.items()}
-        held.update((rec[1], rec[2]) for rec in s.later.items())
+        for tid in s.later:
+            held[tid] = s.later.get(tid)[1]
         s.soon.clear()
-        self._set_later(s, [])
+        s.later, s.later_first = Table(LATER), None  # a new table: its bag is cleared
         for tid in sorted(held):
             out.extend(self._resolution(s, held[tid], "REFUNDED", now,
                                         "scam confirmed: " + reasons[0]))

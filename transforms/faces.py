@@ -398,24 +398,33 @@ class TableCache:
     token the key's head holds for that version: in front of the bags, never instead of
     them. A dict is handed out once (taken) and comes back when the key's state is stored,
     so a bundle that fails between the two leaves nothing stale behind. At most
-    ``max_tables`` dicts, the least recently stored dropped first."""
+    ``max_tables`` dicts and ``max_entries`` entries in all (their sizes when stored), the
+    least recently stored dropped first."""
 
-    def __init__(self, max_tables: int = 4096):
-        self.max_tables = max_tables
+    def __init__(self, max_tables: int = 4096, max_entries: int = 1_000_000):
+        self.max_tables, self.max_entries = max_tables, max_entries
         self.dicts: collections.OrderedDict = collections.OrderedDict()
+        self.entries = 0
         self.lock = threading.Lock()  # a worker may run several bundles of a step at once
 
     def take(self, key, name: str, token: int) -> Optional[dict]:
         with self.lock:
             got = self.dicts.pop((key, name), None)
-        return got[1] if got is not None and got[0] == token else None
+            if got is None:
+                return None
+            self.entries -= got[2]
+        return got[1] if got[0] == token else None
 
     def put(self, key, name: str, token: int, entries: dict) -> None:
         with self.lock:
-            self.dicts[(key, name)] = (token, entries)
-            self.dicts.move_to_end((key, name))
-            while len(self.dicts) > self.max_tables:
-                self.dicts.popitem(last=False)
+            old = self.dicts.pop((key, name), None)
+            if old is not None:
+                self.entries -= old[2]
+            self.dicts[(key, name)] = (token, entries, len(entries))
+            self.entries += len(entries)
+            while self.dicts and (len(self.dicts) > self.max_tables
+                                  or self.entries > self.max_entries):
+                self.entries -= self.dicts.popitem(last=False)[1][2]
 
 
 # The stream face's table caches, per step label, for the life of the process: a DoFn may

@@ -151,8 +151,13 @@ class Table:
     >>> t = Table("payees"); t.set("a", 1); t.set("b", 2); t.delete("a")
     >>> len(t), "a" in t, t.get("b"), sorted(t)
     (1, False, 2, ['b'])
-    >>> t.changes()[1]
-    [('a', 1), ('b', 2), ('a', <deleted>)]
+    >>> t.changes()  # a new table: storage gets its entries
+    (True, [('b', 2)])
+    >>> t = Table.stored("payees", 1, 1, lambda: {"a": 1})  # as the stream face loads it
+    >>> t.set("b", 2); t.delete("a"); t.changes()  # storage gets the records since
+    (False, [('b', 2), ('a', <deleted>)])
+    >>> replay([("a", 1), ("b", 2), ("a", DELETED)])
+    {'b': 2}
     """
 
     __slots__ = ("name", "_map", "_n", "_records", "_new", "_load", "_rewritten")

@@ -154,16 +154,30 @@ class _Bag:
 
 
 def _busy_inputs(step: str, m: int) -> tuple:
-    """(machine, key, events): one address receiving ``m`` transfers in 20 days."""
+    """(machine, key, events): one address receiving ``m`` transfers in 20 days
+    (``HeldActions``: 3 days, every one held, so that a fifth to all of them are pending at
+    once); ``SenderProfile``: one user paying ``m`` different addresses in 20 days."""
+    import hashlib
+
     from tests.kit import P, scored
-    from tests.scenario import addr, at
+    from tests.scenario import addr, at, transfer
     from transforms.actions import Actions
     from transforms.casefiles import CaseBook
     from transforms.labels import LabelJoin
+    from transforms.profiles import SenderProfile
 
     busy = addr("busy")
     gap = DAYS * 24 * 60 / m
     feats = {f"f{i}": float(i) for i in range(30)}  # about the features a record carries
+    if step == "SenderProfile":
+        return SenderProfile(P, lambda _user: None), "payer", [
+            transfer(f"t{i}", at(minutes=i * gap), "payer",
+                     "0x" + hashlib.sha1(f"payee{i}".encode()).hexdigest())
+            for i in range(m)]
+    if step == "HeldActions":
+        held = 3 * 24 * 60 / m
+        return Actions(P), busy, [scored(f"t{i}", at(minutes=i * held), f"u{i}", busy,
+                                         blacklist=("list",)) for i in range(m)]
     sc = [scored(f"t{i}", at(minutes=i * gap), f"u{i}", busy) for i in range(m)]
     if step == "Actions":
         return Actions(P), busy, sc
@@ -177,8 +191,11 @@ def machine_alone(steps: list, sizes: list, layouts: list) -> dict:
     encoding, the machine alone: ``logs`` (transforms.faces.KeyStore: head + bags) or
     ``whole`` (the previous layout: the whole state pickled in one cell per event), over
     the last tenth of the key's ``m`` events."""
+    from transforms import faces
     from transforms.faces import KeyStore, _Held
     from transforms.machine import step as run_step
+
+    tables = getattr(faces, "TableCache", None)  # None: a release before tables (a base)
 
     res: dict = {}
     for name in steps:
@@ -187,10 +204,12 @@ def machine_alone(steps: list, sizes: list, layouts: list) -> dict:
                 machine, key, evs = _busy_inputs(name, m)
                 head, bags = _Value(), tuple(_Bag() for _ in machine.LOGS)
                 tail, spent, moved = len(evs) - len(evs) // 10, 0.0, 0
+                cache = tables and tables()  # the worker's: a table is read from its bag once
                 for i, ev in enumerate(evs):
                     t0 = time.perf_counter()
                     if layout == "logs":
-                        cells = KeyStore(machine.LOGS, head, bags)
+                        cells = (KeyStore(machine.LOGS, head, bags, key, cache) if cache
+                                 else KeyStore(machine.LOGS, head, bags))
                         cells.counting = True
                         h = cells.load() or _Held(machine.new_state(key))
                         h.state, _ = run_step(machine, key, h.state, ev)
@@ -220,7 +239,8 @@ def main(argv=None) -> int:
     p.add_argument("--bytes", default="200,2000", help="two sizes for the bytes per event "
                    "(empty: skip)")
     p.add_argument("--alone", default="", help="machines to measure alone, e.g. "
-                   "Actions,LabelJoin,CaseBook (µs and bytes per event, no Beam)")
+                   "Actions,HeldActions,LabelJoin,CaseBook,SenderProfile (µs and bytes per "
+                   "event, no Beam)")
     p.add_argument("--alone_sizes", default="1000,10000")
     p.add_argument("--layouts", default="logs,whole")
     p.add_argument("--json", default=None)

@@ -118,8 +118,9 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("format", "format 99, this release reads format 2"),
-    ("old", "format 1, this release reads format 2"),
+    ("format", "format 99, this release reads format 3"),
+    ("old", "format 1, this release reads format 3"),
+    ("previous", "format 2, this release reads format 3"),
     ("river", "written with River 0.0.1"),
     ("corrupt", "is corrupt"),
     ("manifest", "no manifest.json"),
@@ -129,11 +130,11 @@ def test_a_checkpoint_that_cannot_be_used_is_refused_before_the_run(
     inp, _, _, state = runs
     d = _copy(state, tmp_path / "ckpt")
     m = json.loads((d / "manifest.json").read_text())
-    if damage in ("format", "old"):
-        m["format"] = 99 if damage == "format" else 1
+    if damage in ("format", "old", "previous"):
+        m["format"] = {"format": 99, "old": 1, "previous": 2}[damage]
     elif damage == "river":
         m["river"] = "0.0.1"
-    if damage in ("format", "old", "river"):
+    if damage in ("format", "old", "previous", "river"):
         (d / "manifest.json").write_text(json.dumps(m))
     elif damage == "corrupt":
         f = next(d.glob("state-*.avro"))

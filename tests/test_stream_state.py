@@ -10,6 +10,7 @@ both must give exactly the outputs of the pure machine (``run_history``).
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import tempfile
 import uuid
@@ -168,3 +169,120 @@ def test_labels_past_the_cap_per_address_are_dropped_and_counted():
     _, out = feed(LabelJoin(capped), BUSY, events, until=at(days=30))
     assert [v for tag, _t, v in out if tag == METRIC] == [("label_records_dropped", 1)]
     assert sorted(v.subject_id for tag, _t, v in out if tag == EXAMPLES) == ["T:c0", "T:c1"]
+
+
+class _Cell:
+    """An in-memory read-modify-write cell of bytes."""
+
+    def __init__(self):
+        self.raw = None
+
+    def read(self):
+        return self.raw
+
+    def write(self, raw):
+        self.raw = raw
+
+    def clear(self):
+        self.raw = None
+
+
+class _Bag:
+    """An in-memory bag, each item pickled as Beam's PickleCoder would."""
+
+    def __init__(self):
+        self.raw: list = []
+
+    def read(self):
+        return (pickle.loads(r) for r in self.raw)
+
+    def add(self, item):
+        self.raw.append(pickle.dumps(item, 4))
+
+    def clear(self):
+        self.raw = []
+
+
+def test_an_address_with_a_thousand_live_holds_reads_only_the_holds_due_soon():
+    """Every transfer to a listed address is held for 24h: one a minute for 30 hours is
+    1,440 live holds at once. Through the stream face's cells (the head, a bag per log),
+    the head an event reads and writes holds only the holds due within the hour, so it
+    does not grow with the live holds; and the decisions are those of the batch face."""
+    from transforms.faces import TableCache, _Held
+    from transforms.machine import END_OF_TIME, step
+
+    events = [scored(f"h{i:04d}", at(minutes=i), f"u{i:04d}", BUSY, blacklist=("ofac",))
+              for i in range(1800)]
+    events.append(AddressFact(BUSY, at(minutes=1500.5), True, "c1", "TRANSFER",
+                              "h1000"))
+    events.sort(key=lambda e: e.event_time)
+    machine, cache = Actions(P), TableCache()
+    head, bags = _Cell(), tuple(_Bag() for _ in machine.LOGS)
+    got, head_bytes, moved = [], [], []
+    for ev in events:
+        cells = KeyStore(machine.LOGS, head, bags, BUSY, cache)
+        cells.counting = True
+        h = cells.load() or _Held(machine.new_state(BUSY))
+        h.state, out = step(machine, BUSY, h.state, ev)
+        got.extend(out)
+        cells.store(h)
+        head_bytes.append(len(head.raw))
+        moved.append(cells.bytes_read + cells.bytes_written)
+    cells = KeyStore(machine.LOGS, head, bags, BUSY, cache)
+    got.extend(machine.advance(cells.load().state, END_OF_TIME))
+    assert got == run_history(Actions(P), BUSY, events)
+    resolutions = [v for tag, _t, v in got if tag == RESOLUTIONS]
+    released = sorted(r.transfer_id for r in resolutions if r.resolution == "RELEASED")
+    # released at 24h until the case confirmed the address; every later hold refunded
+    assert len(resolutions) == 1800 and released == [f"h{i:04d}" for i in range(61)]
+    # 1,440 holds live from the 1,440th event on: the head holds the hour's, never all
+    # (the holds themselves, pickled, are some 450 bytes each)
+    assert max(head_bytes) < 32 * 1024
+    # and all the state an event reads and writes, bags included, is as flat
+    assert sum(moved[1600:1700]) < 1.5 * sum(moved[200:300])
+
+
+def test_a_user_with_two_thousand_payees_reads_one_payee_per_transfer():
+    """A bulk payer pays 2,000 addresses, some twice, and one look-alike of an earlier
+    payee. Through the stream face's cells, with the worker's table cache, a transfer reads
+    the head and the one payee it asks about: the head does not grow with the payees, the
+    payee table is read from its bag once (the first event), and the features are the
+    batch face's, look-alike included."""
+    from tests.scenario import transfer
+    from transforms.faces import TableCache, _Held
+    from transforms.machine import END_OF_TIME, step
+    from transforms.profiles import SenderProfile
+
+    def machine():
+        return SenderProfile(P, lambda _user: None)
+
+    def payee(i: int) -> str:  # distinct shown heads and tails: no look-alikes among them
+        return "0x" + hashlib.sha1(f"payee-{i}".encode()).hexdigest()
+
+    genuine = payee(42)
+    imitation = genuine[:5] + "f" * 33 + genuine[-4:]
+    events = [transfer(f"p{i:04d}", at(minutes=10 * i), "payer", payee(i % 2000))
+              for i in range(2200)]
+    events.append(transfer("poison", at(minutes=10 * 2100 + 5), "payer", imitation))
+    events.sort(key=lambda e: e.event_time)
+    m, cache = machine(), TableCache()
+    head, bags = _Cell(), tuple(_Bag() for _ in m.LOGS)
+    got, head_bytes, table_reads = [], [], 0
+    for ev in events:
+        cells = KeyStore(m.LOGS, head, bags, "payer", cache)
+        cells.counting = True
+        h = cells.load() or _Held(m.new_state("payer"))
+        before = cells.bytes_read
+        h.state, out = step(m, "payer", h.state, ev)
+        table_reads += cells.bytes_read > before
+        got.extend(out)
+        cells.store(h)
+        head_bytes.append(len(head.raw))
+    got.extend(m.advance(KeyStore(m.LOGS, head, bags, "payer", cache).load().state,
+                         END_OF_TIME))
+    assert got == run_history(machine(), "payer", events)
+    feats = {v.transfer.transfer_id: v.features for _tag, _t, v in got}
+    assert feats["poison"]["lookalike"] == 1.0 and feats["p2100"]["new_dest"] == 0.0
+    assert feats["p1999"]["n_payees"] == 1999.0
+    assert table_reads == 0  # the cache always held the tables this worker stored
+    assert head_bytes[2000] < 1.5 * head_bytes[200]

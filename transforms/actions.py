@@ -27,7 +27,7 @@ from transforms.events import (
     ScoredReport,
     ScoredTransfer,
 )
-from transforms.machine import METRIC, Log, Machine
+from transforms.machine import METRIC, Log, Machine, Table
 from transforms.models import is_young_dest
 from transforms.policy import Policy
 
@@ -39,20 +39,35 @@ def short_id(*parts) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-SENT, REFUNDED_IDS, REPORTERS, REPORT_IDS = (
-    "actions.sent", "actions.refunded", "actions.reporters", "actions.report_ids")
+SENT, REFUNDED_IDS, REPORTERS, REPORT_IDS, LATER = (
+    "actions.sent", "actions.refunded", "actions.reporters", "actions.report_ids",
+    "actions.later")
 TRIM_AT_LEAST = 64  # the sent log is trimmed when it has doubled since its last trim
+# Pending holds whose next step (a stage, the information deadline, the deadline) is due
+# within this much event time stay in the head; the others wait in a table, looked through
+# once per this much event time (or by a freeze, a sweep).
+SOON_MS = 3_600_000
+SOON_MAX = 8  # ... and at most this many of them besides those already due
 
 
 class _Dest:
     """An address's state: a small head, and logs (``transforms.machine.Log``) that only
     grow between trims and are read only by a sweep, a freeze or a trim, so that a
     transfer to a busy address costs the same however many came before."""
-    __slots__ = ("pending", "sent", "refunded", "reporters", "report_ids", "frozen",
-                 "confirmed", "owner", "last_t", "oldest", "kept", "life", "evidence")
+    __slots__ = ("soon", "later", "edge", "later_first", "sent", "refunded", "reporters",
+                 "report_ids", "frozen", "confirmed", "owner", "last_t", "oldest", "kept",
+                 "evidence")
 
     def __init__(self):
-        self.pending: dict = {}  # transfer_id -> Hold
+        # The pending holds, each as (Hold, pyramid.Life): in ``soon`` (the head) every
+        # hold whose next step is due by ``edge``; the others in the table ``later``, whose
+        # earliest next step is ``later_first``. So an event reads only the holds due
+        # soon, however many are pending, and a hold moving between the two writes one
+        # record.
+        self.soon: dict = {}  # transfer_id -> (Hold, Life)
+        self.later = Table(LATER)  # transfer_id -> (next step's time, Hold, Life)
+        self.edge: Optional[int] = None
+        self.later_first: Optional[int] = None
         self.sent = Log(SENT)  # (t, user, transfer_id): transfers here, the lookback's and
         # perhaps older ones not trimmed yet (readers skip those)
         self.refunded = Log(REFUNDED_IDS)  # transfer ids of the refunded holds
@@ -64,7 +79,6 @@ class _Dest:
         self.last_t: Optional[int] = None
         self.oldest: Optional[int] = None  # earliest time in ``sent``
         self.kept = 0  # len(sent) after its last trim
-        self.life: dict = {}  # transfer_id -> pyramid.Life of its pending hold (rule 14)
         self.evidence = pyr.Evidence()  # what grew against this address (rule 14)
 
 
@@ -112,7 +126,7 @@ def hold_test(ev: ScoredTransfer, p: Policy, frozen: bool) -> Optional[str]:
 
 
 class Actions(Machine):
-    LOGS = (SENT, REFUNDED_IDS, REPORTERS, REPORT_IDS)
+    LOGS = (SENT, REFUNDED_IDS, REPORTERS, REPORT_IDS, LATER)
 
     def __init__(self, policy: Policy):
         self.p = policy
@@ -122,29 +136,98 @@ class Actions(Machine):
 
     # -- lifecycle -----------------------------------------------------------------------
     def is_empty(self, s: _Dest) -> bool:
-        return s.last_t is None and not s.pending and s.frozen is None
+        return s.last_t is None and not s.soon and not len(s.later) and s.frozen is None
 
     def _ttl(self) -> int:
         longest = self.p.hold_max_ms if self.p.hold_escalation else self.p.hold_ms
         return max(self.p.lookback_ms, longest)
 
     def next_deadline(self, s: _Dest) -> Optional[int]:
-        ds = [life.next_time() for life in s.life.values()]
+        ds = [life.next_time() for _h, life in s.soon.values()]
+        if s.later_first is not None:
+            ds.append(s.later_first)
         if s.last_t is not None:
             ds.append(s.last_t + self._ttl())
         return min(ds) if ds else None
 
+    # -- pending holds: due soon in the head, the others in a log -----------------------
+    def _bring_soon(self, s: _Dest, now: int) -> None:
+        """Move the holds of the table due by ``now + SOON_MS`` into the head, at most
+        SOON_MAX of them beyond those already due (the earliest, and any due at the same
+        time as the last): ``edge`` becomes the time up to which the head holds them all.
+        The table is looked through at most once per SOON_MAX steps of holds, or per
+        SOON_MS of event time."""
+        edge = now + SOON_MS
+        later = s.later
+        near = sorted((later.get(tid)[0], tid) for tid in later
+                      if later.get(tid)[0] <= edge)
+        take = max(SOON_MAX, sum(1 for at, _tid in near if at <= now))
+        if len(near) > take:
+            edge = near[take - 1][0]
+            while take < len(near) and near[take][0] == edge:
+                take += 1
+            near = near[:take]
+        s.edge = edge
+        for _at, tid in near:
+            _at, h, life = later.get(tid)
+            later.delete(tid)
+            s.soon[tid] = (h, life)
+        self._later_first(s)
+
+    def _later_first(self, s: _Dest) -> None:
+        later = s.later
+        s.later_first = min((later.get(tid)[0] for tid in later), default=None)
+
+    def _place(self, s: _Dest, tid: str, h: Hold, life: pyr.Life) -> None:
+        """A pending hold into the head when its next step is due by ``edge``, else into
+        the log."""
+        at = life.next_time()
+        if s.edge is not None and at <= s.edge:
+            s.soon[tid] = (h, life)
+            return
+        s.later.set(tid, (at, h, life))
+        if s.later_first is None or at < s.later_first:
+            s.later_first = at
+
+    def _pending_ids(self, s: _Dest) -> set:
+        """Every pending hold's transfer id (reads the table)."""
+        ids = set(s.soon)
+        ids.update(s.later)
+        return ids
+
+    def _is_pending(self, s: _Dest, tid: str) -> bool:
+        return tid in s.soon or tid in s.later
+
+    def _take(self, s: _Dest, tid: str) -> Hold:
+        """Remove the pending hold of ``tid`` (it must be pending) and return it."""
+        got = s.soon.pop(tid, None)
+        if got is not None:
+            return got[0]
+        _at, h, _life = s.later.get(tid)
+        s.later.delete(tid)
+        if _at == s.later_first:
+            self._later_first(s)
+        return h
+
     def advance(self, s: _Dest, now: int) -> list:
         out = []
-        due = [(life.next_time(), tid) for tid, life in s.life.items()]
+        if len(s.later) and (s.edge is None or now >= s.edge):
+            self._bring_soon(s, now)
+        due = [(life.next_time(), tid) for tid, (_h, life) in s.soon.items()]
         due = [x for x in due if x[0] <= now]
         heapq.heapify(due)  # in time order; a hold's next stage re-enters when due too
         while due:
             at, tid = heapq.heappop(due)
             out.extend(self._stage(s, tid, at))
-            life = s.life.get(tid)
-            if life is not None and life.next_time() <= now:
-                heapq.heappush(due, (life.next_time(), tid))
+            got = s.soon.get(tid)
+            if got is None:
+                continue
+            nxt = got[1].next_time()
+            if nxt <= now:
+                heapq.heappush(due, (nxt, tid))
+            elif s.edge is None or nxt > s.edge:  # its next step is not due soon
+                del s.soon[tid]
+                self._place(s, tid, *got)
         if s.last_t is not None and s.last_t + self._ttl() <= now:
             frozen = s.frozen
             s.__init__()
@@ -154,7 +237,7 @@ class Actions(Machine):
     def _stage(self, s: _Dest, tid: str, at: int) -> list:
         """The hold's next step due at ``at``: a stage contact, the information deadline, or
         its deadline (extended on evidence against the destination, else released)."""
-        life, h = s.life[tid], s.pending[tid]
+        h, life = s.soon[tid]
         if life.plan and life.plan[0][0] <= life.deadline:
             _, what = life.plan.pop(0)
             if what == "info_due":
@@ -226,14 +309,15 @@ class Actions(Machine):
                      tr.to_address, tr.asset, tr.amount, tr.usd_value, now, now + p.hold_ms,
                      ev.score, reasons + [f"{HOLD_TEST}{test}"], ev.model_version)
             out.append((HOLDS, now, h))
-            s.pending[tr.transfer_id] = h
             self._sent(s, now, tr)
-            out.extend(self._open(s, ev, h, now))
-            if s.frozen is not None:
-                out.extend(self._resolve(s, tr.transfer_id, "REFUNDED", now,
-                                         "destination frozen"))
+            life, opened = self._open(s, ev, h, now)
+            out.extend(opened)
+            if s.frozen is not None:  # refunded at once: never pending
+                out.extend(self._resolution(s, h, "REFUNDED", now, "destination frozen"))
                 out.append((LOSSES, now, LossConfirmed(tr.user_id, now, tr.transfer_id,
                                                        tr.to_address)))
+            else:
+                self._place(s, tr.transfer_id, h, life)
         else:
             self._sent(s, now, tr)
         if is_young_dest(ft.features, p):  # unrelated senders into a young address (rule 14)
@@ -249,21 +333,20 @@ class Actions(Machine):
                                                        expected_loss(ev, sure))))
         return out
 
-    def _open(self, s: _Dest, ev: ScoredTransfer, h: Hold, now: int) -> list:
-        """The stages of a new hold (rule 14); a request for information at once to the
-        destination's account, when it is one of ours."""
+    def _open(self, s: _Dest, ev: ScoredTransfer, h: Hold, now: int) -> tuple:
+        """The stages of a new hold (rule 14), and its outputs: a request for information
+        at once to the destination's account, when it is one of ours."""
         ft = ev.featured
         sure = s.frozen is not None or bool(ft.blacklist) or bool(ft.lookalike_of)
         life = pyr.open_hold(self.p, h.transfer_id, now, expected_loss(ev, sure),
                              ft.features.get("fan_in_24h", 0.0), s.owner)
-        s.life[h.transfer_id] = life
         if not life.escalate:
             held_out = self.p.hold_escalation  # not escalated because held out, not off
-            return [(METRIC, now, ("escalation_holdout_holds", 1))] if held_out else []
+            return life, [(METRIC, now, ("escalation_holdout_holds", 1))] if held_out else []
         if life.info_due is None or s.frozen is not None:
-            return []
-        return [(REQUESTS, now, pyr.info_request(s.owner, now, h.transfer_id, h.to_address,
-                                                 tuple(h.reasons)))]
+            return life, []
+        return life, [(REQUESTS, now, pyr.info_request(s.owner, now, h.transfer_id,
+                                                       h.to_address, tuple(h.reasons)))]
 
     def _report(self, s: _Dest, ev: ScoredReport, now: int) -> list:
         rep = ev.featured.report_in.report
@@ -282,7 +365,7 @@ class Actions(Machine):
             s.evidence.cleared = now  # cleared: earlier evidence extends no hold (rule 14)
             return []
         out = []
-        if fact.subject_type == "TRANSFER" and fact.subject_id in s.pending:
+        if fact.subject_type == "TRANSFER" and self._is_pending(s, fact.subject_id):
             out.extend(self._resolve(s, fact.subject_id, "REFUNDED", now,
                                      f"case {fact.case_id}: transfer confirmed scam"))
         out.extend(self._confirm(s, fact.address, now, 1.0,
@@ -307,8 +390,14 @@ class Actions(Machine):
                 if t < horizon:
                     continue
                 out.append((LOSSES, now, LossConfirmed(user, now, tid, address)))
-        for tid in sorted(s.pending):
-            out.extend(self._resolve(s, tid, "REFUNDED", now, "scam confirmed: " + reasons[0]))
+        held = {tid: h for tid, (h, _life) in s.soon.items()}
+        for tid in s.later:
+            held[tid] = s.later.get(tid)[1]
+        s.soon.clear()
+        s.later, s.later_first = Table(LATER), None  # a new table: its bag is cleared
+        for tid in sorted(held):
+            out.extend(self._resolution(s, held[tid], "REFUNDED", now,
+                                        "scam confirmed: " + reasons[0]))
         if s.frozen is None:
             fid = short_id("freeze", address, now)
             s.frozen = (fid, now)
@@ -327,7 +416,7 @@ class Actions(Machine):
         horizon = now - self.p.lookback_ms
         seen = {user for user, _t in s.reporters.items()}
         refunded = set(s.refunded.items())
-        pending = s.pending
+        pending = self._pending_ids(s)
         for t, user, tid in s.sent.items():
             # lost: never held, or held and released (not pending, not refunded)
             if t < horizon or user in seen or tid in pending or tid in refunded:
@@ -355,8 +444,10 @@ class Actions(Machine):
             s.refunded.replace(tid for tid in s.refunded.items() if tid in live)
 
     def _resolve(self, s: _Dest, tid: str, resolution: str, at: int, reason: str) -> list:
-        h = s.pending.pop(tid)
-        s.life.pop(tid, None)
+        return self._resolution(s, self._take(s, tid), resolution, at, reason)
+
+    def _resolution(self, s: _Dest, h: Hold, resolution: str, at: int, reason: str) -> list:
+        tid = h.transfer_id
         if resolution == "REFUNDED":
             s.refunded.append(tid)
         r = HoldResolution(h.hold_id, tid, resolution, at, reason, h.user_id, h.to_address,

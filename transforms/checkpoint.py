@@ -29,7 +29,9 @@ from transforms.events import ModelVersion, Seed
 
 # 2: the machines keep what grows with a key's history in logs (transforms.machine.Log),
 # pickled with their items; a format-1 state (plain lists) would not load into them.
-FORMAT = 2
+# 3: Actions keeps the pending holds not due soon, SenderProfile its payees, in tables
+# (transforms.machine.Table): a format-2 state would not load into them.
+FORMAT = 3
 MANIFEST = "manifest.json"
 VERSIONS_STEP = "__versions__"
 SCHEMA = {

@@ -16,10 +16,13 @@ so they decide identically. Neither decides anything itself.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import itertools
+import os
 import pickle
+import threading
 import zlib
 from typing import Any, Callable, Iterable, Optional, Tuple
 
@@ -47,9 +50,11 @@ from transforms.machine import (
     Machine,
     Output,
     StateRecord,
+    Table,
     gc_paused,
     group_by_key,
     iter_history,
+    replay,
     sort_key_of,
     step,
 )
@@ -261,19 +266,29 @@ class KeyStore:
     storing writes the head and adds the items appended since (or clears and refills a bag
     whose log was rewritten). So an event costs what its head costs, however long the logs.
 
+    A :class:`~transforms.machine.Table` is kept the same way, as a bag of change records
+    that only grows between compactions; the head holds its size and a token that changes
+    whenever it does. With a ``cache`` (a :class:`TableCache`, per worker), a table read by
+    an event is replayed from its bag only when the worker has no dict of it under the
+    head's token; the bag stays the only durable copy (the cache holds what was stored).
+
     ``head`` needs ``read/write/clear`` (a ``ReadModifyWriteState`` of bytes); ``bags``,
     one per name in ``logs``, ``read/add/clear`` (``BagState``). Plain Python: the bench
     drives it with in-memory cells to count the bytes an event reads and writes."""
 
-    def __init__(self, logs: tuple, head, bags):
+    def __init__(self, logs: tuple, head, bags, key=None, cache: "TableCache" = None):
         if len(logs) > len(bags):
             raise ValueError(f"{len(logs)} logs, {len(bags)} bags: raise MAX_LOGS")
         self.head = head
         self.bag_of = dict(zip(logs, bags[:len(logs)], strict=True))
         self.loaded: set = set()
         self.bytes_read = self.bytes_written = 0
+        self.key, self.cache = key, cache
+        self.tokens: dict = {}  # table name -> its token in the loaded head
 
     def _stored(self, pid):
+        if len(pid) == 4:
+            return self._stored_table(*pid)
         name, n = pid
         self.loaded.add(name)
         bag = self.bag_of[name]
@@ -285,6 +300,23 @@ class KeyStore:
             return items
 
         return Log.stored(name, n, load)
+
+    def _stored_table(self, name: str, n: int, records: int, token: int) -> Table:
+        self.loaded.add(name)
+        self.tokens[name] = token
+        bag, cache = self.bag_of[name], self.cache
+
+        def load() -> dict:
+            if cache is not None:
+                got = cache.take(self.key, name, token)
+                if got is not None:
+                    return got
+            raw = list(bag.read())
+            if self.counting:
+                self.bytes_read += sum(len(pickle.dumps(x, 4)) for x in raw)
+            return replay(raw)
+
+        return Table.stored(name, n, records, load)
 
     def load(self) -> Optional[_Held]:
         raw = self.head.read()
@@ -303,10 +335,20 @@ class KeyStore:
     def store(self, held: _Held) -> None:
         logs: list = []
 
+        tables: dict = {}
+
         def pid(obj):
-            if type(obj) is Log:
+            t = type(obj)
+            if t is Log:
                 logs.append(obj)
                 return (obj.name, len(obj))
+            if t is Table:
+                rewritten, records = obj.changes()
+                token = self.tokens.get(obj.name)
+                if rewritten or records or token is None:
+                    token = int.from_bytes(os.urandom(8), "big")
+                tables[obj.name] = (obj, rewritten, records, token)
+                return (obj.name, len(obj), obj.records(), token)
             return None
 
         buf = io.BytesIO()
@@ -327,6 +369,17 @@ class KeyStore:
                 bag.add(item)
             if self.counting:
                 self.bytes_written += sum(len(pickle.dumps(x, 4)) for x in items)
+        for name, (table, rewritten, records, token) in tables.items():
+            kept.add(name)
+            bag = self.bag_of[name]
+            if rewritten:
+                bag.clear()
+            for rec in records:
+                bag.add(rec)
+            if self.counting:
+                self.bytes_written += sum(len(pickle.dumps(x, 4)) for x in records)
+            if self.cache is not None and table.loaded():
+                self.cache.put(self.key, name, token, table._entries())
         for name in self.loaded - kept:  # a log the state no longer holds
             self.bag_of[name].clear()
 
@@ -338,6 +391,45 @@ class KeyStore:
         if self.tally is not None:
             calls = self.tally.setdefault(step_name, {}).setdefault(key, [])
             calls.append((self.bytes_read, self.bytes_written))
+
+
+class TableCache:
+    """A worker's dicts of the tables it stored last, per (key, table), each under the
+    token the key's head holds for that version: in front of the bags, never instead of
+    them. A dict is handed out once (taken) and comes back when the key's state is stored,
+    so a bundle that fails between the two leaves nothing stale behind. At most
+    ``max_tables`` dicts and ``max_entries`` entries in all (their sizes when stored), the
+    least recently stored dropped first."""
+
+    def __init__(self, max_tables: int = 4096, max_entries: int = 1_000_000):
+        self.max_tables, self.max_entries = max_tables, max_entries
+        self.dicts: collections.OrderedDict = collections.OrderedDict()
+        self.entries = 0
+        self.lock = threading.Lock()  # a worker may run several bundles of a step at once
+
+    def take(self, key, name: str, token: int) -> Optional[dict]:
+        with self.lock:
+            got = self.dicts.pop((key, name), None)
+            if got is None:
+                return None
+            self.entries -= got[2]
+        return got[1] if got[0] == token else None
+
+    def put(self, key, name: str, token: int, entries: dict) -> None:
+        with self.lock:
+            old = self.dicts.pop((key, name), None)
+            if old is not None:
+                self.entries -= old[2]
+            self.dicts[(key, name)] = (token, entries, len(entries))
+            self.entries += len(entries)
+            while self.dicts and (len(self.dicts) > self.max_tables
+                                  or self.entries > self.max_entries):
+                self.entries -= self.dicts.popitem(last=False)[1][2]
+
+
+# The stream face's table caches, per step label, for the life of the process: a DoFn may
+# live one bundle (the local runner), and Beam's Shared keeps objects by weak reference only.
+_TABLE_CACHES: dict = {}
 
 
 class _StreamFace(beam.DoFn):
@@ -374,9 +466,12 @@ class _StreamFace(beam.DoFn):
         self.emitter = _Emitter(self.step_name, self.main_tag)
         self.sort_key = sort_key_of(self.machine)
         self._side_id = None
+        # one per step and process, shared by the step's DoFn instances (the local runner
+        # makes one per bundle); what it holds is checked against the head's tokens
+        self.tables = _TABLE_CACHES.setdefault(self.step_name, TableCache())
 
-    def _cells(self, head, bags) -> KeyStore:
-        return KeyStore(tuple(self.machine.LOGS), head, bags)
+    def _cells(self, head, bags, key) -> KeyStore:
+        return KeyStore(tuple(self.machine.LOGS), head, bags, key, self.tables)
 
     def _store(self, h: _Held, cells: KeyStore, timer, key):
         m = self.machine
@@ -401,7 +496,7 @@ class _StreamFace(beam.DoFn):
                 log2=beam.DoFn.StateParam(LOG2), log3=beam.DoFn.StateParam(LOG3),
                 log4=beam.DoFn.StateParam(LOG4), log5=beam.DoFn.StateParam(LOG5),
                 timer=beam.DoFn.TimerParam(DEADLINE)):
-        cells = self._cells(head, (log0, log1, log2, log3, log4, log5))
+        cells = self._cells(head, (log0, log1, log2, log3, log4, log5), kv[0])
         return self._process(kv, cells, timer)
 
     def _process(self, kv, cells: KeyStore, timer):
@@ -444,7 +539,7 @@ class _StreamFace(beam.DoFn):
                     log2=beam.DoFn.StateParam(LOG2), log3=beam.DoFn.StateParam(LOG3),
                     log4=beam.DoFn.StateParam(LOG4), log5=beam.DoFn.StateParam(LOG5),
                     timer=beam.DoFn.TimerParam(DEADLINE)):
-        cells = self._cells(head, (log0, log1, log2, log3, log4, log5))
+        cells = self._cells(head, (log0, log1, log2, log3, log4, log5), key)
         h = cells.load()
         if h is None:
             return
@@ -493,7 +588,7 @@ class _StreamFacePolling(_StreamFace):
         new = self.poller.fetch()
         if new:
             self.machine.bind(new)
-        cells = self._cells(head, (log0, log1, log2, log3, log4, log5))
+        cells = self._cells(head, (log0, log1, log2, log3, log4, log5), kv[0])
         return self._process(kv, cells, timer)
 
 

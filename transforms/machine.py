@@ -137,13 +137,150 @@ class Log:
         return f"Log({self.name!r}, {self._n} items)"
 
 
+class Table:
+    """A map in a machine's state that grows with a key's history but is read one entry at
+    a time (the payees a user paid, by address): ``get``, ``in``, ``len``, ``set``,
+    ``delete``, iteration over the keys. Like a :class:`Log`, the face decides where it
+    lives: in the batch face and the reference a plain dict; in the stream face a bag of
+    change records (``(key, value)`` set, ``(key, DELETED)`` deleted), appended per event,
+    replayed into a dict only when the table is first read in a worker (the face may keep
+    that dict in process memory, in front of the bag, never instead of it), and compacted
+    to the live entries once the records are twice as many. So an event that reads or sets
+    an entry writes one record, not the map.
+
+    >>> t = Table("payees"); t.set("a", 1); t.set("b", 2); t.delete("a")
+    >>> len(t), "a" in t, t.get("b"), sorted(t)
+    (1, False, 2, ['b'])
+    >>> t.changes()  # a new table: storage gets its entries
+    (True, [('b', 2)])
+    >>> t = Table.stored("payees", 1, 1, lambda: {"a": 1})  # as the stream face loads it
+    >>> t.set("b", 2); t.delete("a"); t.changes()  # storage gets the records since
+    (False, [('b', 2), ('a', <deleted>)])
+    >>> replay([("a", 1), ("b", 2), ("a", DELETED)])
+    {'b': 2}
+    """
+
+    __slots__ = ("name", "_map", "_n", "_records", "_new", "_load", "_rewritten")
+
+    def __init__(self, name: str, entries: Iterable[tuple] = ()):
+        self.name = name
+        self._map: Optional[dict] = dict(entries)
+        self._n = len(self._map)
+        self._records = self._n  # change records in storage once stored
+        self._new: Optional[list] = None
+        self._load: Optional[Callable[[], dict]] = None
+        self._rewritten = True
+
+    @classmethod
+    def stored(cls, name: str, n: int, records: int, load: Callable[[], dict]) -> "Table":
+        """A table of ``n`` entries kept elsewhere as ``records`` change records;
+        ``load()`` brings its dict when it is read."""
+        t = cls.__new__(cls)
+        t.name, t._map, t._n, t._records, t._new = name, None, n, records, []
+        t._load, t._rewritten = load, False
+        return t
+
+    def _entries(self) -> dict:
+        if self._map is None:
+            self._map = self._load()
+        return self._map
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __contains__(self, k) -> bool:
+        return self._n > 0 and k in self._entries()
+
+    def __iter__(self):
+        return iter(list(self._entries()))
+
+    def get(self, k, default=None):
+        return self._entries().get(k, default) if self._n else default
+
+    def _note(self, record: tuple) -> None:
+        self._records += 1
+        if self._new is not None and not self._rewritten:
+            self._new.append(record)
+            if self._records > 2 * max(self._n, 32):  # compact: rewrite the live entries
+                self._rewritten, self._new = True, None
+                self._records = self._n
+
+    def set(self, k, v) -> None:
+        m = self._entries()
+        if k not in m:
+            self._n += 1
+        m[k] = v
+        self._note((k, v))
+
+    def delete(self, k) -> None:
+        m = self._entries()
+        if k in m:
+            del m[k]
+            self._n -= 1
+            self._note((k, DELETED))
+
+    def loaded(self) -> bool:
+        return self._map is not None
+
+    def records(self) -> int:
+        """Change records in storage after :meth:`changes` is stored."""
+        return self._records
+
+    def changes(self) -> tuple[bool, list]:
+        """For the stream face: (rewritten, records to store): every live entry after a
+        rewrite, else the records since the table was loaded."""
+        if self._rewritten:
+            entries = list(self._entries().items())
+            self._records = len(entries)
+            return True, entries
+        return False, self._new or []
+
+    def __getstate__(self):
+        return (self.name, list(self._entries().items()))
+
+    def __setstate__(self, st):
+        self.__init__(st[0], st[1])
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Table) and (self.name, self._entries()) == (
+            other.name, other._entries())
+
+    def __repr__(self) -> str:
+        return f"Table({self.name!r}, {self._n} entries)"
+
+
+class _Deleted:
+    """The value of a change record that deletes its key (one object, pickled by name)."""
+
+    def __reduce__(self):
+        return "DELETED"
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+DELETED = _Deleted()
+
+
+def replay(records: Iterable[tuple]) -> dict:
+    """A :class:`Table`'s dict from its change records, oldest first."""
+    m: dict = {}
+    for k, v in records:
+        if v is DELETED:
+            m.pop(k, None)
+        else:
+            m[k] = v
+    return m
+
+
 class Machine(ABC):
     """A keyed step's logic: no Beam, no I/O, no clocks. Subclasses override the hooks.
 
     State is a plain picklable object the machine mutates in place; ``is_empty`` tells the
     shell it may clear the key's state (every state must become empty when idle long
     enough: that is its expiry). What grows with the key's history lives in :class:`Log`
-    objects inside the state, whose names the machine lists in ``LOGS``.
+    objects inside the state, whose names the machine lists in ``LOGS`` (and maps read an
+    entry at a time in :class:`Table` objects, named in ``LOGS`` too).
     """
 
     LOGS: tuple[str, ...] = ()

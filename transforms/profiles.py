@@ -15,21 +15,31 @@ from schemas.blacklist import BlacklistSnapshot
 from schemas.rows import BlacklistUpdate, Transfer, UserProfile
 from transforms import lookalike
 from transforms.events import CATEGORY, TEXT, FeaturedReport, FeaturedTransfer, ReportIn
-from transforms.machine import Machine
+from transforms.machine import Machine, Table
 from transforms.policy import DAY, HOUR, Policy
 
 FEATURED = "featured"
 
 
 # --------------------------------------------------------------------------- SenderProfile
+PAYEES, BY_LOOK = "sender.payees", "sender.by_look"
+
+
 class _Sender:
+    """A user's state: a small head (velocity windows, counters) and two tables that grow
+    with the payees and are read one entry per event (``transforms.machine.Table``)."""
+
     __slots__ = ("recent", "payees", "by_look", "n", "mean", "m2", "last_t", "n_reports",
-                 "report_times")
+                 "report_times", "oldest")
 
     def __init__(self):
         self.recent: deque = deque()  # (t, usd) within the long window
-        self.payees: dict = {}  # address -> last time paid (genuine payees only)
-        self.by_look: dict = {}  # lookalike.key -> set of payees with that key
+        # address -> (last time paid, its lookalike.key) (genuine payees only)
+        self.payees = Table(PAYEES)
+        self.by_look = Table(BY_LOOK)  # lookalike.key -> tuple of payees with that key
+        # no payee was last paid before this (a bound: the sweep reads the table only
+        # when a payee may have passed the payee memory)
+        self.oldest: Optional[int] = None
         self.n = 0  # transfers seen
         self.mean = 0.0  # running mean / M2 of log1p(usd) (Welford)
         self.m2 = 0.0
@@ -41,6 +51,8 @@ class _Sender:
 class SenderProfile(Machine):
     """Per-user features for transfers (velocity, payees, look-alikes) and for reports (the
     reporter's record: account age, did it pay the suspect, its past reports)."""
+
+    LOGS = (PAYEES, BY_LOOK)
 
     def __init__(self, policy: Policy, profiles: Callable[[str], Optional[UserProfile]]):
         self.p = policy
@@ -69,10 +81,25 @@ class SenderProfile(Machine):
 
     def _forget_old_payees(self, s: _Sender, now: int) -> None:
         horizon = now - self.p.payee_memory_ms
-        old = [a for a, t in s.payees.items() if t < horizon]
-        for a in old:
-            del s.payees[a]
-        lookalike.forget(s.by_look, old)
+        if s.oldest is None or s.oldest >= horizon:
+            return  # no payee can be that old: nothing to read
+        payees = s.payees
+        old, oldest = [], None
+        for a in payees:
+            t, look = payees.get(a)
+            if t < horizon:
+                old.append((a, look))
+            elif oldest is None or t < oldest:
+                oldest = t
+        s.oldest = oldest
+        for a, look in old:
+            payees.delete(a)
+            if look is not None:
+                kept = tuple(x for x in s.by_look.get(look, ()) if x != a)
+                if kept:
+                    s.by_look.set(look, kept)
+                else:
+                    s.by_look.delete(look)
 
     def on_event(self, s: _Sender, ev, now: int) -> list:
         if type(ev) is ReportIn:
@@ -94,8 +121,10 @@ class SenderProfile(Machine):
         known = dest in s.payees
         imitated = None
         look = None if known else lookalike.key(dest, tr.network, self.shown)
-        if look is not None and look in s.by_look:
-            imitated = lookalike.imitated(dest, look, s.by_look[look])
+        if look is not None:
+            same = s.by_look.get(look)
+            if same is not None:
+                imitated = lookalike.imitated(dest, look, same)
         lu = math.log1p(tr.usd_value)
         if s.n >= 3:
             std = math.sqrt(s.m2 / (s.n - 1)) or 1.0
@@ -124,9 +153,15 @@ class SenderProfile(Machine):
         s.mean += d / s.n
         s.m2 += d * (lu - s.mean)
         if imitated is None:  # an imitation never becomes a known payee (rule 9)
-            if look is not None:
-                s.by_look.setdefault(look, set()).add(dest)
-            s.payees[dest] = now
+            if known:
+                look = s.payees.get(dest)[1]
+            elif look is not None:
+                same = s.by_look.get(look, ())
+                if dest not in same:
+                    s.by_look.set(look, tuple(sorted(same + (dest,))))
+            s.payees.set(dest, (now, look))
+            if s.oldest is None or now < s.oldest:
+                s.oldest = now
         if s.n % p.payee_sweep_every == 0:
             self._forget_old_payees(s, now)
         s.last_t = now
@@ -138,8 +173,10 @@ class SenderProfile(Machine):
         while s.report_times and s.report_times[0] <= now - p.reporter_window_ms:
             s.report_times.popleft()
         paid_at = ev.paid_at
-        if paid_at is None and ev.suspect in s.payees:
-            paid_at = s.payees[ev.suspect]
+        if paid_at is None:
+            paid = s.payees.get(ev.suspect)
+            if paid is not None:
+                paid_at = paid[0]
         age = self._age_days(ev.report.reporter_user_id, now)
         fresh = 0 <= age * DAY < p.fresh_account_ms
         features = {

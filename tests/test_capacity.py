@@ -39,6 +39,12 @@ def test_highest_expected_losses_are_called_and_the_rest_downgraded_with_reason(
         ["vulnerable_user", "call_capacity:rank=5>2"]]
 
 
+def test_a_call_without_an_expected_loss_ranks_as_zero():
+    called, down = select_calls([call("a", 1, None), call("b", 2, 0.5)], 1)
+    assert [o.outreach_id for o in called] == ["b"]
+    assert [o.outreach_id for o in down] == ["a"]
+
+
 def test_under_capacity_every_call_is_made():
     calls = [call("a", 1, 10.0), call("b", 2, 20.0)]
     called, down = select_calls(calls, 5)

@@ -11,6 +11,7 @@ import random
 import pytest
 
 from schemas.codecs import write_records
+from schemas.rows import BlacklistUpdate, Freeze, ScamReport
 from tests.scenario import addr, at, collect, decide, listing, outcome, profile, report, transfer
 from transforms.casefiles import CASES, CaseBook, latest_cases
 from transforms.events import FeaturedReport, ReportIn, ScoredReport
@@ -181,3 +182,77 @@ def _run_all(m, events):
         yield from out
     for s in states.values():  # the end of input: pending versions are issued
         yield from m.advance(s, END_OF_TIME)
+
+
+def test_every_item_of_a_case_file_in_full():
+    """The list entry, the reports (established: the reporter paid the suspect and is not
+    a fresh account), the verdicts (score to 4 places), the freeze (verdict score to 4
+    places) and the timeline lines, each written out from the event it records; the
+    network from the first event that names one, the owner from the first that names a
+    user behind the address."""
+    p = Policy(case_max_items=10)
+    lst = BlacklistUpdate(X, "TRON", "ADD", at(0), "vendor_q", "phishing kit")
+
+    def scored(rid, t, reporter, paid, fresh, score, verdict, owner=None):
+        rep = ScamReport(rid, t, reporter, None, X, owner, "ROMANCE", f"text {rid}", 250.0)
+        feats = {"reporter_paid_suspect": paid, "reporter_fresh": fresh}
+        return ScoredReport(FeaturedReport(ReportIn(rep, t, X), t, feats), t, score,
+                            verdict, "m-3", ("reporters_24h=2",))
+
+    r1 = scored("r1", at(1), "ann", 1.0, False, 0.612345, "REVIEW", owner="mallory")
+    r2 = scored("r2", at(2), "bea", 1.0, True, 0.2, "NOT_SCAM")  # fresh: not established
+    r3 = scored("r3", at(3), "cy", 0.0, False, 0.2, "NOT_SCAM")  # never paid: not established
+    fr = Freeze("fz1", X, "someone-else", at(4), 0.876543, ["r1"], ["verdict=SCAM"])
+    out = run_history(CaseBook(p), X, [lst, r1, r2, r3, fr])
+    c = latest_cases(v for _tag, _t, v in out)[0]
+    assert (c.network, c.user_id) == ("TRON", "mallory")
+    assert c.triggers == ["blacklisted:vendor_q", "frozen", "verdict:REVIEW"]
+    assert _load(c.blacklist) == [
+        {"at": at(0), "action": "ADD", "source": "vendor_q", "reason": "phishing kit"}]
+    assert _load(c.reports) == [
+        {"report_id": rid, "at": t, "reporter": who, "category": "ROMANCE",
+         "text": f"text {rid}", "claimed_loss_usd": 250.0, "established": est}
+        for rid, t, who, est in (("r1", at(1), "ann", True), ("r2", at(2), "bea", False),
+                                 ("r3", at(3), "cy", False))]
+    assert _load(c.verdicts) == [
+        {"report_id": "r1", "at": at(1), "verdict": "REVIEW", "score": 0.6123,
+         "model_version": "m-3", "reasons": ["reporters_24h=2"]},
+        {"report_id": "r2", "at": at(2), "verdict": "NOT_SCAM", "score": 0.2,
+         "model_version": "m-3", "reasons": ["reporters_24h=2"]},
+        {"report_id": "r3", "at": at(3), "verdict": "NOT_SCAM", "score": 0.2,
+         "model_version": "m-3", "reasons": ["reporters_24h=2"]}]
+    assert json.loads(c.freeze) == {"freeze_id": "fz1", "at": at(4), "verdict_score": 0.8765,
+                                    "report_ids": ["r1"], "reasons": ["verdict=SCAM"]}
+    assert _load(c.timeline) == [
+        {"at": at(0), "event": "list ADD by vendor_q"},
+        {"at": at(1), "event": "report r1 by ann (ROMANCE): verdict REVIEW 0.61"},
+        {"at": at(2), "event": "report r2 by bea (ROMANCE): verdict NOT_SCAM 0.20"},
+        {"at": at(3), "event": "report r3 by cy (ROMANCE): verdict NOT_SCAM 0.20"},
+        {"at": at(4), "event": "frozen (verdict=SCAM)"}]
+
+
+def test_the_owner_and_network_come_from_a_freeze_when_nothing_else_names_them():
+    fr = Freeze("fz1", X, "mallory", at(0), 0.9, ["r1"], ["verdict=SCAM"])
+    rm = BlacklistUpdate(X, "ETH", "REMOVE", at(1), "vendor_q", None)
+    out = run_history(CaseBook(Policy()), X, [fr, rm])
+    c = latest_cases(v for _tag, _t, v in out)[0]
+    assert (c.user_id, c.network, c.triggers) == ("mallory", "ETH", ["frozen"])  # no ADD
+    assert _load(c.blacklist) == [
+        {"at": at(1), "action": "REMOVE", "source": "vendor_q", "reason": None}]
+    assert _load(c.timeline)[1] == {"at": at(1), "event": "list REMOVE by vendor_q"}
+
+
+def test_a_case_is_forgotten_a_lookback_after_its_last_event_or_issued_first():
+    p = Policy()
+    m = CaseBook(p)
+    s = m.new_state(X)
+    assert m.next_deadline(s) is None
+    s, _ = step(m, X, s, BlacklistUpdate(X, "ETH", "ADD", at(0), "vendor_q", None))
+    assert m.next_deadline(s) == at(0) + p.case_update_ms  # the new version is due first
+    assert [t for _tag, t, _c in m.advance(s, at(0) + p.case_update_ms)] == [
+        at(0) + p.case_update_ms]
+    assert m.next_deadline(s) == at(0) + p.lookback_ms  # then only the expiry
+    m.advance(s, at(0) + p.lookback_ms - 1)
+    assert not m.is_empty(s)
+    m.advance(s, at(0) + p.lookback_ms)
+    assert m.is_empty(s) and m.next_deadline(s) is None

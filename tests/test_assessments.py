@@ -139,6 +139,11 @@ def test_a_candidate_without_an_expected_loss_ranks_as_zero():
                                                 _cand("c", 0.0)], 3)] == ["b", "a", "c"]
 
 
+def test_expected_losses_equal_to_the_cent_rank_by_user_id():
+    assert [c.user_id for c in top_assessments([_cand("b", 0.504), _cand("a", 0.5)], 2)] == [
+        "a", "b"]
+
+
 def test_the_day_top_merges_partial_selections_as_if_added_in_one():
     """The combiner's merge (the Beam face splits a day over bundles): active users add up,
     the candidates are the capacity's highest expected losses of all parts."""

@@ -234,12 +234,25 @@ def test_every_item_of_a_case_file_in_full():
 def test_the_owner_and_network_come_from_a_freeze_when_nothing_else_names_them():
     fr = Freeze("fz1", X, "mallory", at(0), 0.9, ["r1"], ["verdict=SCAM"])
     rm = BlacklistUpdate(X, "ETH", "REMOVE", at(1), "vendor_q", None)
-    out = run_history(CaseBook(Policy()), X, [fr, rm])
+    add = BlacklistUpdate(X, "ETH", "ADD", at(2), "vendor_z", None)
+    out = run_history(CaseBook(Policy()), X, [add, fr, rm])
     c = latest_cases(v for _tag, _t, v in out)[0]
-    assert (c.user_id, c.network, c.triggers) == ("mallory", "ETH", ["frozen"])  # no ADD
+    assert (c.user_id, c.network) == ("mallory", "ETH")
+    assert c.triggers == ["blacklisted:vendor_z", "frozen"]  # a REMOVE opens nothing
     assert _load(c.blacklist) == [
-        {"at": at(1), "action": "REMOVE", "source": "vendor_q", "reason": None}]
-    assert _load(c.timeline)[1] == {"at": at(1), "event": "list REMOVE by vendor_q"}
+        {"at": at(1), "action": "REMOVE", "source": "vendor_q", "reason": None},
+        {"at": at(2), "action": "ADD", "source": "vendor_z", "reason": None}]
+    assert _load(c.timeline)[1:] == [{"at": at(1), "event": "list REMOVE by vendor_q"},
+                                     {"at": at(2), "event": "list ADD by vendor_z"}]
+
+
+def test_a_scam_verdict_opens_a_case_and_a_report_without_payment_facts_is_unestablished():
+    rep = report("r9", at(0), "zed", suspect=X, category="ROMANCE", text="met online")
+    sr = ScoredReport(FeaturedReport(ReportIn(rep, at(0), X), at(0), {}), at(0), 0.95,
+                      "SCAM", "m-7", ())
+    ((_tag, _t, c),) = run_history(CaseBook(Policy()), X, [sr])
+    assert c.triggers == ["verdict:SCAM"] and c.opened_at == at(0)
+    assert _load(c.reports)[0]["established"] is False
 
 
 def test_a_case_is_forgotten_a_lookback_after_its_last_event_or_issued_first():

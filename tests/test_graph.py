@@ -63,3 +63,20 @@ def test_the_verdict_row_of_a_scored_report():
                       0.93, "SCAM", "m-7", ("reporters_24h=3", "paid=1"))
     assert verdict_row(sr) == Verdict("r1", MIXED.lower(), 0.93, "SCAM", at(1), "m-7", "ann",
                                       ["reporters_24h=3", "paid=1"])
+
+
+def test_each_global_selection_builds_its_beam_composite_for_the_policy_and_side():
+    """The Beam composites themselves run in the graph tests; here: each global step hands
+    the policy (and the side data) to the composite it names, before the step it says."""
+    from transforms.daily import Assessments, CallCapacity
+    from transforms.graph import GLOBALS, globals_before
+    from transforms.policy import Policy
+
+    p, side = Policy(assessments_per_day=3), object()
+    got = {g.label: g.composite(p, side) for g in GLOBALS}
+    assert isinstance(got["Assessments"], Assessments)
+    assert (got["Assessments"].policy, got["Assessments"].side) == (p, side)
+    assert isinstance(got["CallCapacity"], CallCapacity) and got["CallCapacity"].policy is p
+    assert [g.label for g in globals_before("Outreach")] == ["Assessments"]
+    assert [g.label for g in globals_before("CaseBook")] == ["CallCapacity"]
+    assert globals_before("Score") == ()

@@ -269,3 +269,14 @@ def test_a_case_is_forgotten_a_lookback_after_its_last_event_or_issued_first():
     assert not m.is_empty(s)
     m.advance(s, at(0) + p.lookback_ms)
     assert m.is_empty(s) and m.next_deadline(s) is None
+
+
+def test_latest_cases_keeps_the_version_that_saw_most_then_the_latest():
+    base = next(iter(decide(_events(), Policy(use_models=False, assessments_per_day=0,
+                                              hold_escalation=False))["cases"]))
+    v5, v7 = base._replace(version=5), base._replace(version=7)
+    v7_later = base._replace(version=7, updated_at=base.updated_at + 1)
+    other = base._replace(case_id="0", version=1)
+    assert latest_cases([v7, v5]) == latest_cases([v5, v7]) == [v7]
+    assert latest_cases([v7_later, v7, v5]) == [v7_later]
+    assert latest_cases([v5, other]) == [other, v5]  # sorted by case id

@@ -308,3 +308,23 @@ def test_a_budget_pickled_before_usd_was_kept_loads_into_the_new_window():
     b.add_positive(0.9, 100.0)
     back = pickle.loads(pickle.dumps(b))
     assert back.scores == [(0.5, 2.0, 30.0)] and back.pos.ordered() == [(0.9, 100.0)]
+
+
+def test_the_usd_budget_is_kept_to_the_cent_not_to_the_dollar():
+    """A USD budget of 25% of $400: a legitimate $100.50 above the threshold is over it."""
+    b = Budget(10)
+    b.add(0.9, 1.0, 100.5)
+    b.add(0.1, 1.0, 299.5)
+    assert b.quantile(1.0, 0.25) == pytest.approx(0.900001)
+    c = Budget(10)
+    c.add(0.9, 1.0, 100.0)  # exactly the share: held
+    c.add(0.1, 1.0, 300.0)
+    assert c.quantile(1.0, 0.25) == pytest.approx(0.100001)
+
+
+def test_a_window_pickled_without_a_length_keeps_every_row():
+    import collections
+
+    b = Budget.__new__(Budget)
+    b.__setstate__({"scores": collections.deque([(0.1, 1.0), (0.7, 2.0)])})
+    assert len(b.legit.a) == 2 and b.scores == [(0.1, 1.0, 0.0), (0.7, 2.0, 0.0)]

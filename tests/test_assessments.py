@@ -127,6 +127,16 @@ def test_loss_memory_speaks_at_the_first_ms_of_each_day_not_after_it():
     assert m.advance(s, at(days=1) - 1) == []
     assert m.advance(s, at(days=1)) == [(PAST_LOSSES, at(days=1), PastLosses("u", at(days=1), 1))]
     assert m.next_deadline(s) == at(days=2)
+    assert [t for _tag, t, _x in m.advance(s, at(days=4))] == [at(days=2), at(days=3)]
+    assert m.is_empty(s) and m.next_deadline(s) is None  # the loss left the lookback
+
+
+def test_a_loss_leaves_the_memory_exactly_a_lookback_after_it():
+    """A loss at midnight with a 2-day lookback counts on its day and the next; at the
+    start of the day after, it is exactly a lookback old: gone."""
+    out = run_history(LossMemory(Policy(lookback_ms=2 * DAY)), "u",
+                      [LossConfirmed("u", at(0), "x", SCAM)])
+    assert [(when, m.n) for _tag, when, m in out] == [(at(0), 1), (at(days=1), 1)]
 
 
 def _cand(user, loss):

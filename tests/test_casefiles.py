@@ -280,3 +280,12 @@ def test_latest_cases_keeps_the_version_that_saw_most_then_the_latest():
     assert latest_cases([v7, v5]) == latest_cases([v5, v7]) == [v7]
     assert latest_cases([v7_later, v7, v5]) == [v7_later]
     assert latest_cases([v5, other]) == [other, v5]  # sorted by case id
+
+
+def test_the_freeze_line_joins_its_reasons_and_keeps_their_first_120_characters():
+    short = Freeze("fz1", X, None, at(0), 0.9, ["r1"], ["verdict=SCAM", "reporters=3"])
+    long = Freeze("fz2", X, None, at(0), 0.9, ["r1"], ["x" * 100, "y" * 100])
+    for fr, line in ((short, "frozen (verdict=SCAM; reporters=3)"),
+                     (long, "frozen (" + "x" * 100 + "; " + "y" * 18 + ")")):
+        c = latest_cases(v for _tag, _t, v in run_history(CaseBook(Policy()), X, [fr]))[0]
+        assert _load(c.timeline) == [{"at": at(0), "event": line}]

@@ -11,12 +11,19 @@ import random
 import pytest
 
 from schemas.codecs import write_records
-from schemas.rows import BlacklistUpdate, Freeze, ScamReport
+from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution, Outreach, ScamReport
 from tests.scenario import addr, at, collect, decide, listing, outcome, profile, report, transfer
+from transforms.actions import short_id
 from transforms.casefiles import CASES, CaseBook, latest_cases
-from transforms.events import FeaturedReport, ReportIn, ScoredReport
+from transforms.events import (
+    FeaturedReport,
+    FeaturedTransfer,
+    ReportIn,
+    ScoredReport,
+    ScoredTransfer,
+)
 from transforms.machine import END_OF_TIME, run_history, step
-from transforms.policy import Policy
+from transforms.policy import DAY, Policy
 from transforms.reference import run_reference
 
 X = addr("collector-x")
@@ -289,3 +296,61 @@ def test_the_freeze_line_joins_its_reasons_and_keeps_their_first_120_characters(
                      (long, "frozen (" + "x" * 100 + "; " + "y" * 18 + ")")):
         c = latest_cases(v for _tag, _t, v in run_history(CaseBook(Policy()), X, [fr]))[0]
         assert _load(c.timeline) == [{"at": at(0), "event": line}]
+
+
+def _st(tid, t, user, usd):
+    tr = transfer(tid, t, user, X, usd=usd)
+    return ScoredTransfer(FeaturedTransfer(tr, t, {}), t, 0.42, "rules")
+
+
+def _hold(tid, t, user, usd, reasons):
+    return Hold(f"h-{tid}", tid, user, X, "ETH", f"{usd / 2000:.6f}", usd, t, t + DAY, 0.42,
+                reasons)
+
+
+def test_transfers_fates_outreach_and_totals_of_a_case_in_full():
+    """Each transfer item (in time order, not by sender), its fate, the outreach items, the
+    timeline line of every kind of event and the totals, from the events themselves."""
+    out_ = Outreach("o1", "amy", "WARNING", "APP", at(2), "t2", X, ["blacklist:v"], None)
+    events = [_st("t1", at(1), "zoe", 100.0), _hold("t1", at(1), "zoe", 100.0,
+                                                     ["destination_frozen"]),
+              _st("t2", at(2), "amy", 50.0), _hold("t2", at(2), "amy", 50.0, ["blacklist:v"]),
+              out_, HoldResolution("h-t1", "t1", "REFUNDED", at(3), "destination frozen",
+                                   "zoe", X, 100.0)]
+    p = Policy()
+    out = run_history(CaseBook(p), X, events, until=at(4) + p.case_update_ms)
+    c = latest_cases(v for _tag, _t, v in out)[0]
+    assert c.case_id == short_id("case", X) and c.freeze is None
+    assert (c.opened_at, c.triggers) == (at(1), ["frozen"])
+    assert _load(c.transfers) == [
+        {"transfer_id": "t1", "at": at(1), "sender": "zoe", "usd_value": 100.0,
+         "amount": "0.050000", "asset": "ETH", "fate": "REFUNDED"},
+        {"transfer_id": "t2", "at": at(2), "sender": "amy", "usd_value": 50.0,
+         "amount": "0.025000", "asset": "ETH", "fate": "HELD"}]
+    assert _load(c.outreach) == [
+        {"outreach_id": "o1", "at": at(2), "user": "amy", "kind": "WARNING", "channel": "APP"}]
+    assert [e["event"] for e in _load(c.timeline)] == [
+        "transfer t1: 0.050000 ETH ($100.00) from zoe, risk 0.42", "hold h-t1 on transfer t1",
+        "transfer t2: 0.025000 ETH ($50.00) from amy, risk 0.42", "hold h-t2 on transfer t2",
+        "outreach WARNING on APP to amy", "transfer t1 refunded: destination frozen"]
+    assert (c.victims, c.usd_sent, c.usd_lost, c.usd_refunded, c.usd_held) == (
+        2, 150.0, 0.0, 100.0, 50.0)
+    assert (c.transfers_omitted, c.reports_omitted, c.verdicts_omitted, c.blacklist_omitted,
+            c.outreach_omitted, c.timeline_omitted) == (0, 0, 0, 0, 0, 0)
+
+
+def test_a_hold_without_destination_frozen_opens_no_case_and_old_transfers_leave_it():
+    p = Policy()
+    quiet = run_history(CaseBook(p), X, [_st("t1", at(1), "zoe", 10.0),
+                                         _hold("t1", at(1), "zoe", 10.0, ["blacklist:v"])])
+    assert quiet == []  # no trigger: nothing issued
+    late = at(1) + p.lookback_ms + 1
+    out = run_history(CaseBook(p), X, [
+        _st("t0", at(1), "old", 10.0), _st("tm", at(1) + p.lookback_ms // 2, "mid", 10.0),
+        _st("t1", late - 1, "zoe", 10.0), _hold("t1", late, "zoe", 10.0,
+                                                 ["destination_frozen"])],
+        until=late + p.case_update_ms)
+    c = latest_cases(v for _tag, _t, v in out)[0]
+    # t0 is more than a lookback older than the case's last event: not in the file
+    assert [t["transfer_id"] for t in _load(c.transfers)] == ["tm", "t1"]
+    assert (c.victims, c.usd_sent) == (2, 20.0)

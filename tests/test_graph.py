@@ -80,3 +80,35 @@ def test_each_global_selection_builds_its_beam_composite_for_the_policy_and_side
     assert [g.label for g in globals_before("Outreach")] == ["Assessments"]
     assert [g.label for g in globals_before("CaseBook")] == ["CallCapacity"]
     assert globals_before("Score") == ()
+
+
+def test_ledger_keys_of_every_input_and_a_refusal_naming_the_type():
+    from transforms.graph import _ledger_key
+
+    assert _ledger_key(outcome("c1", at(0), "TRANSFER", "t1")) == "T:t1"
+    assert _ledger_key(outcome("c2", at(0), "REPORT", "r1")) == "R:r1"
+    assert _ledger_key(report("r2", at(0), "ann", transfer_id="t9")) == "T:t9"
+    assert _ledger_key(ReportIn(report("r3", at(0), "ann", suspect=MIXED), at(0), MIXED)) \
+        == "R:r3"
+    try:
+        _ledger_key(DeadLetter("x", "{}", "e", 0))
+    except TypeError as e:
+        assert str(e) == "no ledger key for DeadLetter"
+    else:
+        raise AssertionError("a DeadLetter has no ledger key")
+
+
+def test_side_data_and_step_factories_follow_the_mode():
+    """A streaming scorer keeps the last 8 model versions per model, a batch one all; the
+    side data says its mode (batch unless told); the counterparty step feeds its featured
+    events into the label join."""
+    from transforms.graph import STEPS, VERSIONS_KEPT_STREAMING, load_side
+    from transforms.policy import Policy
+    from transforms.profiles import FEATURED
+
+    p = Policy()
+    assert load_side(p).mode == "batch" and load_side(p, "stream").mode == "stream"
+    make = {s.label: s.make for s in STEPS}
+    assert make["Score"](p, load_side(p, "stream")).book.keep == VERSIONS_KEPT_STREAMING == 8
+    assert make["Score"](p, load_side(p)).book.keep is None
+    assert make["CounterpartyProfile"](p, load_side(p)).feed == FEATURED

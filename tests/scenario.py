@@ -5,6 +5,9 @@ Times are minutes after ``T0`` unless said otherwise; addresses are EVM-shaped.
 
 from __future__ import annotations
 
+import contextlib
+import types
+import weakref
 from typing import Optional
 
 import apache_beam as beam
@@ -120,25 +123,75 @@ def _input_of(e) -> str:
             BlacklistUpdate: "blacklist"}[type(e)]
 
 
+class Options(PipelineOptions):
+    """PipelineOptions that make each view once. Beam asks for a view (``view_as``) a few
+    hundred times while it builds and runs one graph, and each new view parses every flag
+    again: about half a CPU-second per pipeline. A view holds no values of its own (it
+    reads and writes the one option dict it shares with the options it came from), so
+    handing out the same view again is the same as making a new one."""
+
+    def view_as(self, cls):
+        views = self.__dict__.setdefault("_views", {})
+        view = views.get(cls)
+        if view is None or view._all_options is not self._all_options:
+            view = views[cls] = super().view_as(cls)
+        return view
+
+
 def options(mode: str, extra: Optional[list] = None) -> PipelineOptions:
     if extra and any(a.startswith("--runner") for a in extra):
-        o = PipelineOptions(extra)
+        o = Options(extra)
         o.view_as(StandardOptions).streaming = mode == "stream"
         return o
     if mode == "stream":
         from connectors import local_runner
 
         local_runner.install()  # what the local streaming job does too
-        o = PipelineOptions(["--runner=BundleBasedDirectRunner"] + (extra or []))
+        o = Options(["--runner=BundleBasedDirectRunner"] + (extra or []))
         o.view_as(StandardOptions).streaming = True
         return o
-    return PipelineOptions(["--runner=FnApiRunner"] + (extra or []))
+    return Options(["--runner=FnApiRunner"] + (extra or []))
+
+
+@contextlib.contextmanager
+def remembered_signatures():
+    """While it lasts, Beam reads the parameters of each function once. The direct runner
+    makes a new DoFnRunner for every bundle (a TestStream run makes thousands: each
+    watermark step and each timer firing is a round of bundles through the graph), and
+    each reads the signature of every method of its DoFn again with ``inspect``: about a
+    quarter of the CPU of a streaming run. A function's parameters and their defaults
+    (the state and timer specs) never change, so the answer is the same; only plain
+    functions and methods are remembered, by the function itself (a DoFn pickled by
+    value brings new function objects and is read afresh)."""
+    from apache_beam.transforms import core
+
+    original = core.get_function_args_defaults
+    seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def args_defaults(f):
+        fn, bound = f, False
+        if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
+            fn, bound = f.__func__, True
+        if not isinstance(fn, types.FunctionType):
+            return original(f)
+        got = seen.get(fn, {})
+        if bound not in got:
+            got[bound] = original(f)
+            seen[fn] = got
+        names, defaults = got[bound]
+        return list(names), list(defaults)
+
+    core.get_function_args_defaults = args_defaults
+    try:
+        yield
+    finally:
+        core.get_function_args_defaults = original
 
 
 def run(events, policy, mode: str = "batch", check=None, extra: Optional[list] = None,
         face: Optional[str] = None):
     """Run the graph on the events; ``check(outputs)`` adds assert_that's."""
-    with beam.Pipeline(options=options(mode, extra)) as p:
+    with remembered_signatures(), beam.Pipeline(options=options(mode, extra)) as p:
         outs = build(p, events, policy, mode, face)
         if check is not None:
             check(outs)
@@ -166,6 +219,28 @@ def decide(events, policy) -> dict:
     return got
 
 
+class _Dump(beam.DoFn):
+    """Each element to its own file in ``directory``: works alike on bounded and unbounded
+    input. (At module level, so that the direct runner, which copies a DoFn by pickling it
+    for every bundle, pickles it by name.)"""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+
+    def process(self, row):
+        import os
+        import pickle
+        import uuid
+
+        os.makedirs(self.directory, exist_ok=True)
+        with open(os.path.join(self.directory, uuid.uuid4().hex), "wb") as f:
+            pickle.dump(row, f)
+
+
+def _unscore(s) -> tuple:
+    return s.featured.transfer.transfer_id, s.score
+
+
 def collect(events, policy, mode: str = "batch", extra: Optional[list] = None,
             face: Optional[str] = None) -> dict:
     """Run and return every output as a sorted list (through a real file sink)."""
@@ -175,27 +250,13 @@ def collect(events, policy, mode: str = "batch", extra: Optional[list] = None,
 
     d = Path(tempfile.mkdtemp(prefix="safetynet-test-"))
 
-    class _Dump(beam.DoFn):
-        """Each element to its own file: works alike on bounded and unbounded input."""
-
-        def __init__(self, name):
-            self.name = name
-
-        def process(self, row):
-            import uuid
-
-            (d / self.name).mkdir(exist_ok=True)
-            with open(d / self.name / uuid.uuid4().hex, "wb") as f:
-                pickle.dump(row, f)
-
     def check(outs):
         for name, pc in outs.items():
             if name == "model_metrics":
                 continue  # summaries, not decisions (tests/test_models.py checks them)
             if name == "scored":
-                pc = pc | f"Unscore{name}" >> beam.Map(
-                    lambda s: (s.featured.transfer.transfer_id, s.score))
-            pc | f"Dump{name}" >> beam.ParDo(_Dump(name))
+                pc = pc | f"Unscore{name}" >> beam.Map(_unscore)
+            pc | f"Dump{name}" >> beam.ParDo(_Dump(str(d / name)))
 
     run(events, policy, mode, check, extra, face)
     got = {n: [] for n in ("holds", "resolutions", "freezes", "outreach", "verdicts",

@@ -17,6 +17,7 @@ from tests.scenario import addr, at, collect, outcome, profile, scheduled_stream
 from transforms.assessments import (
     PAST_LOSSES,
     DaySignals,
+    DayTop,
     LossMemory,
     PastLosses,
     add_signals,
@@ -25,7 +26,7 @@ from transforms.assessments import (
     top_assessments,
     transfer_signals,
 )
-from transforms.events import FeaturedTransfer, LossConfirmed, ScoredTransfer
+from transforms.events import FeaturedTransfer, LossConfirmed, OutreachRequest, ScoredTransfer
 from transforms.machine import run_history
 from transforms.policy import DAY, HOUR, Policy
 
@@ -114,6 +115,63 @@ def test_daily_cap_holds_per_day():
     per_day = Counter(r.event_time for r in got)
     assert per_day == {at(days=1) - 1: 2, at(days=2) - 1: 2, at(days=3) - 1: 2}
     assert {r.user_id for r in got} == {"u4", "u3"}  # the two largest each day
+
+
+def test_loss_memory_speaks_at_the_first_ms_of_each_day_not_after_it():
+    p = Policy(lookback_ms=3 * DAY)
+    m = LossMemory(p)
+    s = m.new_state("u")
+    assert m.next_deadline(s) is None
+    m.on_event(s, LossConfirmed("u", at(hours=10), "x", SCAM), at(hours=10))
+    assert m.next_deadline(s) == at(days=1)
+    assert m.advance(s, at(days=1) - 1) == []
+    assert m.advance(s, at(days=1)) == [(PAST_LOSSES, at(days=1), PastLosses("u", at(days=1), 1))]
+    assert m.next_deadline(s) == at(days=2)
+    assert [t for _tag, t, _x in m.advance(s, at(days=4))] == [at(days=2), at(days=3)]
+    assert m.is_empty(s) and m.next_deadline(s) is None  # the loss left the lookback
+
+
+def test_a_loss_leaves_the_memory_exactly_a_lookback_after_it():
+    """A loss at midnight with a 2-day lookback counts on its day and the next; at the
+    start of the day after, it is exactly a lookback old: gone."""
+    out = run_history(LossMemory(Policy(lookback_ms=2 * DAY)), "u",
+                      [LossConfirmed("u", at(0), "x", SCAM)])
+    assert [(when, m.n) for _tag, when, m in out] == [(at(0), 1), (at(days=1), 1)]
+
+
+def _cand(user, loss):
+    return OutreachRequest(user, at(days=1) - 1, "RISK_ASSESSMENT", "APP", None, None, (), (),
+                           loss)
+
+
+def test_a_candidate_without_an_expected_loss_ranks_as_zero():
+    assert [c.user_id for c in top_assessments([_cand("a", None), _cand("b", 0.01),
+                                                _cand("c", 0.0)], 3)] == ["b", "a", "c"]
+
+
+def test_expected_losses_equal_to_the_cent_rank_by_user_id():
+    assert [c.user_id for c in top_assessments([_cand("b", 0.504), _cand("a", 0.5)], 2)] == [
+        "a", "b"]
+
+
+def test_the_day_top_merges_partial_selections_as_if_added_in_one():
+    """The combiner's merge (the Beam face splits a day over bundles): active users add up,
+    the candidates are the capacity's highest expected losses of all parts."""
+    p = Policy(assessments_per_day=2, assessment_share=1.0)
+    top = DayTop(p)
+    parts = [[(1, _cand("a", 10.0)), (1, None)], [(1, _cand("b", 30.0))],
+             [(1, _cand("c", 20.0)), (1, _cand("d", 5.0))]]
+    accs = []
+    for items in parts:
+        acc = top.create()
+        for it in items:
+            acc = top.add(acc, it)
+        accs.append(acc)
+    merged = top.merge(accs)
+    assert merged[0] == 5
+    assert [c.user_id for c in merged[1]] == ["b", "c"]
+    assert [c.user_id for c in top.extract(merged)] == ["b", "c"]
+    assert top.merge([]) == [0, []]
 
 
 # ------------------------------------------------------------------------------ graph

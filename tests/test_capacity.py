@@ -12,7 +12,7 @@ import pytest
 from schemas.rows import Outreach
 from tests import scenario
 from tests.scenario import addr, at, collect, scheduled_stream, transfer
-from transforms.capacity import apply_capacity, select_calls, slot_capacity
+from transforms.capacity import apply_capacity, select_calls, slot_capacity, window_capacity
 from transforms.policy import HOUR, Policy
 
 SCAM = addr("scam-collector")
@@ -37,6 +37,18 @@ def test_highest_expected_losses_are_called_and_the_rest_downgraded_with_reason(
         ["vulnerable_user", "call_capacity:rank=3>2"],
         ["vulnerable_user", "call_capacity:rank=4>2"],
         ["vulnerable_user", "call_capacity:rank=5>2"]]
+
+
+def test_a_call_without_an_expected_loss_ranks_as_zero():
+    called, down = select_calls([call("a", 1, None), call("b", 2, 0.5)], 1)
+    assert [o.outreach_id for o in called] == ["b"]
+    assert [o.outreach_id for o in down] == ["a"]
+
+
+def test_each_call_window_has_its_slots_share_of_the_day():
+    """10 calls a day in 6-hour slots: 3, 3, 2, 2; a window is in the slot of its start."""
+    p = Policy(calls_per_day=10, call_slot_ms=6 * HOUR)
+    assert [window_capacity(p, at(days=2, hours=h)) for h in (0, 6, 12, 18)] == [3, 3, 2, 2]
 
 
 def test_under_capacity_every_call_is_made():

@@ -11,11 +11,19 @@ import random
 import pytest
 
 from schemas.codecs import write_records
+from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution, Outreach, ScamReport
 from tests.scenario import addr, at, collect, decide, listing, outcome, profile, report, transfer
+from transforms.actions import short_id
 from transforms.casefiles import CASES, CaseBook, latest_cases
-from transforms.events import FeaturedReport, ReportIn, ScoredReport
+from transforms.events import (
+    FeaturedReport,
+    FeaturedTransfer,
+    ReportIn,
+    ScoredReport,
+    ScoredTransfer,
+)
 from transforms.machine import END_OF_TIME, run_history, step
-from transforms.policy import Policy
+from transforms.policy import DAY, Policy
 from transforms.reference import run_reference
 
 X = addr("collector-x")
@@ -181,3 +189,168 @@ def _run_all(m, events):
         yield from out
     for s in states.values():  # the end of input: pending versions are issued
         yield from m.advance(s, END_OF_TIME)
+
+
+def test_every_item_of_a_case_file_in_full():
+    """The list entry, the reports (established: the reporter paid the suspect and is not
+    a fresh account), the verdicts (score to 4 places), the freeze (verdict score to 4
+    places) and the timeline lines, each written out from the event it records; the
+    network from the first event that names one, the owner from the first that names a
+    user behind the address."""
+    p = Policy(case_max_items=10)
+    lst = BlacklistUpdate(X, "TRON", "ADD", at(0), "vendor_q", "phishing kit")
+
+    def scored(rid, t, reporter, paid, fresh, score, verdict, owner=None):
+        rep = ScamReport(rid, t, reporter, None, X, owner, "ROMANCE", f"text {rid}", 250.0)
+        feats = {"reporter_paid_suspect": paid, "reporter_fresh": fresh}
+        return ScoredReport(FeaturedReport(ReportIn(rep, t, X), t, feats), t, score,
+                            verdict, "m-3", ("reporters_24h=2",))
+
+    r1 = scored("r1", at(1), "ann", 1.0, False, 0.612345, "REVIEW", owner="mallory")
+    r2 = scored("r2", at(2), "bea", 1.0, True, 0.2, "NOT_SCAM")  # fresh: not established
+    r3 = scored("r3", at(3), "cy", 0.0, False, 0.2, "NOT_SCAM")  # never paid: not established
+    fr = Freeze("fz1", X, "someone-else", at(4), 0.876543, ["r1"], ["verdict=SCAM"])
+    out = run_history(CaseBook(p), X, [lst, r1, r2, r3, fr])
+    c = latest_cases(v for _tag, _t, v in out)[0]
+    assert (c.network, c.user_id) == ("TRON", "mallory")
+    assert c.triggers == ["blacklisted:vendor_q", "frozen", "verdict:REVIEW"]
+    assert _load(c.blacklist) == [
+        {"at": at(0), "action": "ADD", "source": "vendor_q", "reason": "phishing kit"}]
+    assert _load(c.reports) == [
+        {"report_id": rid, "at": t, "reporter": who, "category": "ROMANCE",
+         "text": f"text {rid}", "claimed_loss_usd": 250.0, "established": est}
+        for rid, t, who, est in (("r1", at(1), "ann", True), ("r2", at(2), "bea", False),
+                                 ("r3", at(3), "cy", False))]
+    assert _load(c.verdicts) == [
+        {"report_id": "r1", "at": at(1), "verdict": "REVIEW", "score": 0.6123,
+         "model_version": "m-3", "reasons": ["reporters_24h=2"]},
+        {"report_id": "r2", "at": at(2), "verdict": "NOT_SCAM", "score": 0.2,
+         "model_version": "m-3", "reasons": ["reporters_24h=2"]},
+        {"report_id": "r3", "at": at(3), "verdict": "NOT_SCAM", "score": 0.2,
+         "model_version": "m-3", "reasons": ["reporters_24h=2"]}]
+    assert json.loads(c.freeze) == {"freeze_id": "fz1", "at": at(4), "verdict_score": 0.8765,
+                                    "report_ids": ["r1"], "reasons": ["verdict=SCAM"]}
+    assert _load(c.timeline) == [
+        {"at": at(0), "event": "list ADD by vendor_q"},
+        {"at": at(1), "event": "report r1 by ann (ROMANCE): verdict REVIEW 0.61"},
+        {"at": at(2), "event": "report r2 by bea (ROMANCE): verdict NOT_SCAM 0.20"},
+        {"at": at(3), "event": "report r3 by cy (ROMANCE): verdict NOT_SCAM 0.20"},
+        {"at": at(4), "event": "frozen (verdict=SCAM)"}]
+
+
+def test_the_owner_and_network_come_from_a_freeze_when_nothing_else_names_them():
+    fr = Freeze("fz1", X, "mallory", at(0), 0.9, ["r1"], ["verdict=SCAM"])
+    rm = BlacklistUpdate(X, "ETH", "REMOVE", at(1), "vendor_q", None)
+    add = BlacklistUpdate(X, "ETH", "ADD", at(2), "vendor_z", None)
+    out = run_history(CaseBook(Policy()), X, [add, fr, rm])
+    c = latest_cases(v for _tag, _t, v in out)[0]
+    assert (c.user_id, c.network) == ("mallory", "ETH")
+    assert c.triggers == ["blacklisted:vendor_z", "frozen"]  # a REMOVE opens nothing
+    assert _load(c.blacklist) == [
+        {"at": at(1), "action": "REMOVE", "source": "vendor_q", "reason": None},
+        {"at": at(2), "action": "ADD", "source": "vendor_z", "reason": None}]
+    assert _load(c.timeline)[1:] == [{"at": at(1), "event": "list REMOVE by vendor_q"},
+                                     {"at": at(2), "event": "list ADD by vendor_z"}]
+
+
+def test_a_scam_verdict_opens_a_case_and_a_report_without_payment_facts_is_unestablished():
+    rep = report("r9", at(0), "zed", suspect=X, category="ROMANCE", text="met online")
+    sr = ScoredReport(FeaturedReport(ReportIn(rep, at(0), X), at(0), {}), at(0), 0.95,
+                      "SCAM", "m-7", ())
+    ((_tag, _t, c),) = run_history(CaseBook(Policy()), X, [sr])
+    assert c.triggers == ["verdict:SCAM"] and c.opened_at == at(0)
+    assert _load(c.reports)[0]["established"] is False
+
+
+def test_a_case_is_forgotten_a_lookback_after_its_last_event_or_issued_first():
+    p = Policy()
+    m = CaseBook(p)
+    s = m.new_state(X)
+    assert m.next_deadline(s) is None
+    s, _ = step(m, X, s, BlacklistUpdate(X, "ETH", "ADD", at(0), "vendor_q", None))
+    assert m.next_deadline(s) == at(0) + p.case_update_ms  # the new version is due first
+    assert [t for _tag, t, _c in m.advance(s, at(0) + p.case_update_ms)] == [
+        at(0) + p.case_update_ms]
+    assert m.next_deadline(s) == at(0) + p.lookback_ms  # then only the expiry
+    m.advance(s, at(0) + p.lookback_ms - 1)
+    assert not m.is_empty(s)
+    m.advance(s, at(0) + p.lookback_ms)
+    assert m.is_empty(s) and m.next_deadline(s) is None
+
+
+def test_latest_cases_keeps_the_version_that_saw_most_then_the_latest():
+    base = next(iter(decide(_events(), Policy(use_models=False, assessments_per_day=0,
+                                              hold_escalation=False))["cases"]))
+    v5, v7 = base._replace(version=5), base._replace(version=7)
+    v7_later = base._replace(version=7, updated_at=base.updated_at + 1)
+    other = base._replace(case_id="0", version=1)
+    assert latest_cases([v7, v5]) == latest_cases([v5, v7]) == [v7]
+    assert latest_cases([v7_later, v7, v5]) == [v7_later]
+    assert latest_cases([v5, other]) == [other, v5]  # sorted by case id
+
+
+def test_the_freeze_line_joins_its_reasons_and_keeps_their_first_120_characters():
+    short = Freeze("fz1", X, None, at(0), 0.9, ["r1"], ["verdict=SCAM", "reporters=3"])
+    long = Freeze("fz2", X, None, at(0), 0.9, ["r1"], ["x" * 100, "y" * 100])
+    for fr, line in ((short, "frozen (verdict=SCAM; reporters=3)"),
+                     (long, "frozen (" + "x" * 100 + "; " + "y" * 18 + ")")):
+        c = latest_cases(v for _tag, _t, v in run_history(CaseBook(Policy()), X, [fr]))[0]
+        assert _load(c.timeline) == [{"at": at(0), "event": line}]
+
+
+def _st(tid, t, user, usd):
+    tr = transfer(tid, t, user, X, usd=usd)
+    return ScoredTransfer(FeaturedTransfer(tr, t, {}), t, 0.42, "rules")
+
+
+def _hold(tid, t, user, usd, reasons):
+    return Hold(f"h-{tid}", tid, user, X, "ETH", f"{usd / 2000:.6f}", usd, t, t + DAY, 0.42,
+                reasons)
+
+
+def test_transfers_fates_outreach_and_totals_of_a_case_in_full():
+    """Each transfer item (in time order, not by sender), its fate, the outreach items, the
+    timeline line of every kind of event and the totals, from the events themselves."""
+    out_ = Outreach("o1", "amy", "WARNING", "APP", at(2), "t2", X, ["blacklist:v"], None)
+    events = [_st("t1", at(1), "zoe", 100.0), _hold("t1", at(1), "zoe", 100.0,
+                                                     ["destination_frozen"]),
+              _st("t2", at(2), "amy", 50.0), _hold("t2", at(2), "amy", 50.0, ["blacklist:v"]),
+              out_, HoldResolution("h-t1", "t1", "REFUNDED", at(3), "destination frozen",
+                                   "zoe", X, 100.0)]
+    p = Policy()
+    out = run_history(CaseBook(p), X, events, until=at(4) + p.case_update_ms)
+    c = latest_cases(v for _tag, _t, v in out)[0]
+    assert c.case_id == short_id("case", X) and c.freeze is None
+    assert (c.opened_at, c.triggers) == (at(1), ["frozen"])
+    assert _load(c.transfers) == [
+        {"transfer_id": "t1", "at": at(1), "sender": "zoe", "usd_value": 100.0,
+         "amount": "0.050000", "asset": "ETH", "fate": "REFUNDED"},
+        {"transfer_id": "t2", "at": at(2), "sender": "amy", "usd_value": 50.0,
+         "amount": "0.025000", "asset": "ETH", "fate": "HELD"}]
+    assert _load(c.outreach) == [
+        {"outreach_id": "o1", "at": at(2), "user": "amy", "kind": "WARNING", "channel": "APP"}]
+    assert [e["event"] for e in _load(c.timeline)] == [
+        "transfer t1: 0.050000 ETH ($100.00) from zoe, risk 0.42", "hold h-t1 on transfer t1",
+        "transfer t2: 0.025000 ETH ($50.00) from amy, risk 0.42", "hold h-t2 on transfer t2",
+        "outreach WARNING on APP to amy", "transfer t1 refunded: destination frozen"]
+    assert (c.victims, c.usd_sent, c.usd_lost, c.usd_refunded, c.usd_held) == (
+        2, 150.0, 0.0, 100.0, 50.0)
+    assert (c.transfers_omitted, c.reports_omitted, c.verdicts_omitted, c.blacklist_omitted,
+            c.outreach_omitted, c.timeline_omitted) == (0, 0, 0, 0, 0, 0)
+
+
+def test_a_hold_without_destination_frozen_opens_no_case_and_old_transfers_leave_it():
+    p = Policy()
+    quiet = run_history(CaseBook(p), X, [_st("t1", at(1), "zoe", 10.0),
+                                         _hold("t1", at(1), "zoe", 10.0, ["blacklist:v"])])
+    assert quiet == []  # no trigger: nothing issued
+    late = at(1) + p.lookback_ms + 1
+    out = run_history(CaseBook(p), X, [
+        _st("t0", at(1), "old", 10.0), _st("tm", at(1) + p.lookback_ms // 2, "mid", 10.0),
+        _st("t1", late - 1, "zoe", 10.0), _hold("t1", late, "zoe", 10.0,
+                                                 ["destination_frozen"])],
+        until=late + p.case_update_ms)
+    c = latest_cases(v for _tag, _t, v in out)[0]
+    # t0 is more than a lookback older than the case's last event: not in the file
+    assert [t["transfer_id"] for t in _load(c.transfers)] == ["tm", "t1"]
+    assert (c.victims, c.usd_sent) == (2, 20.0)

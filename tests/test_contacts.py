@@ -102,14 +102,15 @@ def policy(tmp_path) -> Policy:
 def _events():
     # day 0: 20 active users, 6 pay the listed SCAM (warnings, risk 1): 10% of 20 = 2
     # assessments, the two largest of the four above $250; day 1: the same two pay again:
-    # cooling down, not assessed (and nobody takes their place)
-    evs = [transfer(f"f{i}", at(hours=1 + i / 10), f"p{i}", FRIEND, usd=20.0)
-           for i in range(6, 20)]
+    # cooling down, not assessed (and nobody takes their place). The 14 users who only pay
+    # a friend do so at one time each day: on the streaming face every distinct event
+    # time is a watermark step through the whole graph (about a CPU-second each).
+    evs = [transfer(f"f{i}", at(hours=1), f"p{i}", FRIEND, usd=20.0) for i in range(6, 20)]
     evs += [transfer(f"s{i}", at(hours=2 + i), f"p{i}", SCAM, usd=100.0 * (i + 1))
             for i in range(6)]
     evs += [transfer(f"t{i}", at(days=1, hours=2 + i), f"p{i}", SCAM, usd=100.0 * (i + 1))
             for i in (4, 5)]
-    evs += [transfer(f"g{i}", at(days=1, hours=1 + i / 10), f"p{i}", FRIEND, usd=20.0)
+    evs += [transfer(f"g{i}", at(days=1, hours=1), f"p{i}", FRIEND, usd=20.0)
             for i in range(6, 20)]
     return evs
 

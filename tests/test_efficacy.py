@@ -49,10 +49,17 @@ def test_holdout_share_parses_percent_or_fraction(text, share):
     assert parse_share(text) == pytest.approx(share)
 
 
-@pytest.mark.parametrize("text", ["-1%", "101%", "half", "1.5"])
-def test_bad_holdout_share_is_refused(text):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("text, says", [
+    ("-1%", "a share must be between 0 and 100%, got '-1%'"),
+    ("101%", "a share must be between 0 and 100%, got '101%'"),
+    ("half", "not a share: 'half' (use e.g. 5% or 0.05)"),
+    ("1.5", "a share must be between 0 and 100%, got '1.5'")])
+def test_bad_holdout_share_is_refused(text, says):
+    """The message names the value as typed and what a share looks like (the CLI shows it
+    as the one line of a refused option)."""
+    with pytest.raises(ValueError) as e:
         parse_share(text)
+    assert str(e.value) == says
 
 
 # -------------------------------------------------------------------- the Outreach step

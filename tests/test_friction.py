@@ -214,6 +214,30 @@ def test_cap_window_is_rolling_event_time():
     # holds at 0 and 1h; 2h and 24h-1ms capped; at 24h the first hold left the window,
     # at 25h the second; at 26h the two holds of 24h and 25h fill it again
     assert capped == {0: False, 1: False, 2: True, 3: True, 4: False, 5: False, 6: True}
+    # a hold counts for the longer window in use (the long cap's, 30 days by default): the
+    # user's state lasts until the last hold leaves it, one hold after the other
+    kept = p.friction_long_window_ms
+    assert p.friction_cap_long and kept == 30 * DAY
+    for t in (0, HOUR, DAY, DAY + HOUR):
+        assert sc.next_deadline(s) == at(0) + t + kept
+        sc.advance(s, at(0) + t + kept)
+    assert sc.is_empty(s) and sc.next_deadline(s) is None
+
+
+def test_the_long_cap_keeps_holds_for_its_own_window():
+    short = Policy(**dict(ON, **COUNT_ONLY, friction_cap=5, friction_cap_long=0,
+                          hold_threshold=0.05, warn_threshold=0.05))
+    for p, kept in ((short, DAY), (dataclasses.replace(short, friction_cap_long=9,
+                                                       friction_long_window_ms=7 * DAY),
+                                   7 * DAY)):
+        sc = Score(p)
+        s = sc.new_state("u")
+        sc.on_event(s, ftransfer("x", at(0), LEGIT), at(0))
+        assert sc.next_deadline(s) == at(0) + kept
+        sc.advance(s, at(0) + kept - 1)
+        assert not sc.is_empty(s)
+        sc.advance(s, at(0) + kept)
+        assert sc.is_empty(s)
 
 
 # ------------------------------------------------------------- friction where people see it
@@ -255,3 +279,52 @@ def test_friction_figures_name_reasons_users_and_why_scam_money_was_lost():
         "never_held": {"n": 1, "usd": 400.0}, "sent_after_a_hold": {"n": 1, "usd": 300.0},
         "held_then_released": {"n": 1, "usd": 200.0}}
     assert [r["transfer_id"] for r in f["legit_held_table"]] == ["l3", "l2", "l1"]
+
+
+def test_the_window_lists_its_rows_oldest_first_before_and_after_it_wraps():
+    b = Budget(3)
+    for i, sc in enumerate((0.1, 0.2)):
+        b.add(sc, 1.0 + i, 10.0 * i)
+    assert b.scores == [(0.1, 1.0, 0.0), (0.2, 2.0, 10.0)]
+    b.add(0.3)
+    b.add(0.4)  # overwrites the oldest
+    assert b.scores == [(0.2, 2.0, 10.0), (0.3, 1.0, 0.0), (0.4, 1.0, 0.0)]
+
+
+def test_a_budget_pickled_before_usd_was_kept_loads_into_the_new_window():
+    """An older checkpoint holds ``scores``, a deque of (score, weight) with its maxlen; as
+    pickle hands it over (slots in a tuple) or as a plain dict."""
+    import collections
+    import pickle
+
+    old = collections.deque([(0.1, 1.0), (0.7, 2.0)], maxlen=5)
+    for state in ((None, {"scores": old}), {"scores": old}):
+        b = Budget.__new__(Budget)
+        b.__setstate__(state)
+        assert b.scores == [(0.1, 1.0, 0.0), (0.7, 2.0, 0.0)]
+        assert len(b.legit.a) == 5 and b.pos.n == 0
+    b = Budget(4)
+    b.add(0.5, 2.0, 30.0)
+    b.add_positive(0.9, 100.0)
+    back = pickle.loads(pickle.dumps(b))
+    assert back.scores == [(0.5, 2.0, 30.0)] and back.pos.ordered() == [(0.9, 100.0)]
+
+
+def test_the_usd_budget_is_kept_to_the_cent_not_to_the_dollar():
+    """A USD budget of 25% of $400: a legitimate $100.50 above the threshold is over it."""
+    b = Budget(10)
+    b.add(0.9, 1.0, 100.5)
+    b.add(0.1, 1.0, 299.5)
+    assert b.quantile(1.0, 0.25) == pytest.approx(0.900001)
+    c = Budget(10)
+    c.add(0.9, 1.0, 100.0)  # exactly the share: held
+    c.add(0.1, 1.0, 300.0)
+    assert c.quantile(1.0, 0.25) == pytest.approx(0.100001)
+
+
+def test_a_window_pickled_without_a_length_keeps_every_row():
+    import collections
+
+    b = Budget.__new__(Budget)
+    b.__setstate__({"scores": collections.deque([(0.1, 1.0), (0.7, 2.0)])})
+    assert len(b.legit.a) == 2 and b.scores == [(0.1, 1.0, 0.0), (0.7, 2.0, 0.0)]

@@ -241,3 +241,19 @@ def test_lookalikes_on_every_family_are_held_naming_payee_and_family():
     assert set(warned) == {f"{u}-x1" for u in users}
     for tid, o in warned.items():
         assert expect_held[tid] in o.reasons
+
+
+def test_same_address_ignores_case_only_in_case_free_families():
+    assert lk.same_address("0xABC", "0xabc", "EVM")
+    assert lk.same_address("bc1qabc", "BC1QABC", "BTC-bech32")
+    assert not lk.same_address("TAbc", "Tabc", "TRON")  # base58: another address
+    assert lk.same_address("TAbc", "TAbc", "TRON")
+
+
+def test_forget_drops_the_addresses_and_only_the_keys_left_empty():
+    ix = {("EVM", "0xab", "cd"): {"0xab1cd", "0xab2cd"}, ("EVM", "0xef", "01"): {"0xef901"},
+          ("SOL", "Ab", "cd"): {"Ab9cd"}}
+    lk.forget(ix, ["0xab1cd", "0xef901"])
+    assert ix == {("EVM", "0xab", "cd"): {"0xab2cd"}, ("SOL", "Ab", "cd"): {"Ab9cd"}}
+    lk.forget(ix, [])
+    assert ix == {("EVM", "0xab", "cd"): {"0xab2cd"}, ("SOL", "Ab", "cd"): {"Ab9cd"}}

@@ -497,3 +497,19 @@ def test_the_step_learns_exactly_as_the_river_pipeline_would():
         x = transfer_x(f, p)
         assert s.model.predict_proba_one(x)[True] == pytest.approx(
             ref.predict_proba_one(x)[True], rel=1e-12)
+
+
+def test_a_bounded_run_ends_the_learner_once_then_an_example_reopens_it():
+    """Stream face: the end of a bounded run is a deadline at ``END``; it fires once (the
+    final metrics) and comes back only when a new example arrives."""
+    from transforms.learner import END
+
+    m = Learner(Policy(**ON))
+    s = m.new_state(TRANSFER_RISK)
+    assert m.next_deadline(s) == END
+    assert [tag for tag, _t, _v in m.advance(s, END - 1)] == []
+    assert [tag for tag, _t, _v in m.advance(s, END)] == [MODEL_METRICS]
+    assert m.next_deadline(s) is None and m.advance(s, END + 1) == []
+    ex = example(TRANSFER_RISK, "e1", at(0), LEGIT, False)
+    m.on_event(s, ex, ex.event_time)
+    assert m.next_deadline(s) == END

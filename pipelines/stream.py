@@ -33,6 +33,7 @@ import argparse
 import logging
 import os
 import sys
+from contextlib import nullcontext
 from typing import Optional
 
 import apache_beam as beam
@@ -47,9 +48,10 @@ from connectors.local_runner import is_local_runner
 from connectors.monitor import CountRead, NoteVersions, WatermarkProbe
 from connectors.pubsub import (
     DEFAULT_PUBLISH_TIMEOUT_S,
-    PublishJson,
+    Publish,
     ReadInput,
-    WriteOutput,
+    json_message,
+    record_message,
 )
 from pipelines import preflight
 from pipelines.argtypes import unknown_option
@@ -247,14 +249,14 @@ def health_config(options: PipelineOptions) -> health.HealthConfig:
                                topic=so.health_topic or topic_path(project, HEALTH))
 
 
-def _read_inputs(p: beam.Pipeline, options: PipelineOptions, local: bool) -> tuple:
+def _read_inputs(p: beam.Pipeline, options: PipelineOptions) -> tuple:
     """({input name: parsed rows}, [dead letters of parsing]), each input counted."""
     payload = options.view_as(StreamOptions).payload
     shared = options.view_as(SharedOptions)
     cfg = health_config(options)
     inputs, dead = {}, []
     for n, sub in input_subscriptions(options).items():
-        parsed = (p | f"Read{n.title()}" >> ReadInput(sub, local)
+        parsed = (p | f"Read{n.title()}" >> ReadInput(sub)
                   | f"Count{n.title()}" >> CountRead(n, cfg)
                   | f"Parse{n.title()}" >> Parse(INPUTS[n], n, payload,
                                                bounds=(shared.max_usd_value, shared.max_amount)))
@@ -264,19 +266,14 @@ def _read_inputs(p: beam.Pipeline, options: PipelineOptions, local: bool) -> tup
 
 
 def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
-    """Wire subscriptions -> Parse -> SafetyNet -> topics on ``p``; returns the outputs.
-    For Beam's local runner it first installs the runner's patches
-    (:mod:`connectors.local_runner`)."""
+    """Wire subscriptions -> Parse -> SafetyNet -> topics on ``p``; returns the outputs."""
     so = options.view_as(StreamOptions)
     shared = options.view_as(SharedOptions)
     project = options.get_all_options()["project"]
-    local = is_local_runner(options.view_as(StandardOptions).runner)
-    if local:
-        local_runner.install()
     policy = policy_from_options(options, **({"profiles_path": so.profiles_path}
                                              if so.profiles_path else {}))
     payload, cfg = so.payload, health_config(options)
-    inputs, dead = _read_inputs(p, options, local)
+    inputs, dead = _read_inputs(p, options)
     seeds, versions = None, ()
     if shared.restore_state:
         manifest = check_checkpoint(shared.restore_state)
@@ -294,12 +291,13 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     inputs["transfers"] | "HealthWatermark" >> WatermarkProbe(cfg)
     topics = output_topics(options, policy)
     kw = {"timeout_s": so.publish_timeout, "config": cfg}
+    message = record_message(payload)
     for n in OUTPUTS:
-        outs[n] | f"Write{n.title()}" >> WriteOutput(topics[n], payload, local, **kw)
+        outs[n] | f"Write{n.title()}" >> Publish(topics[n], message, **kw)
     if policy.warning_holdout > 0:
-        outs["warning_holdout"] | "WriteWarningHoldout" >> WriteOutput(
-            topics["warning_holdout"], payload, local, **kw)
-    wire_drift(outs, policy, topics[DRIFT], local, **kw)
+        outs["warning_holdout"] | "WriteWarningHoldout" >> Publish(
+            topics["warning_holdout"], message, **kw)
+    wire_drift(outs, policy, topics[DRIFT], **kw)
     if shared.shadow_policy:
         from pipelines.shadow import shadow_policy
 
@@ -308,7 +306,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
         # the shadow's models publish apart from the live ones (its own versions directory)
         vdir = f"{so.model_versions_dir.rstrip('/')}/shadow" if so.model_versions_dir else None
         outs["shadow"] = build_stream_shadow(inputs, outs, shadow,
-                                             lambda n: topic_path(project, n), payload, local,
+                                             lambda n: topic_path(project, n), payload,
                                              scale, versions_dir=vdir, publish_kw=kw)
     return outs
 
@@ -321,7 +319,7 @@ def hourly_attributes(row: dict) -> dict:
 
 
 def build_stream_shadow(inputs: dict, outs: dict, shadow: Policy, topic_of, payload: str,
-                        local: bool, time_scale: float = 1.0,
+                        time_scale: float = 1.0,
                         versions_dir: Optional[str] = None,
                         publish_kw: Optional[dict] = None) -> dict:
     """The streaming job's shadow: ``SafetyNet(shadow, "stream", label="Shadow")`` on the
@@ -332,22 +330,22 @@ def build_stream_shadow(inputs: dict, outs: dict, shadow: Policy, topic_of, payl
 
     souts = inputs | "Shadow" >> SafetyNet(shadow, "stream", label="Shadow",
                                            versions_dir=versions_dir)
-    kw = publish_kw or {}
+    kw, message = publish_kw or {}, record_message(payload)
     for n in SHADOWED:
-        souts[n] | f"ShadowWrite{n.title()}" >> WriteOutput(topic_of(f"shadow-{n}"), payload,
-                                                            local, **kw)
+        souts[n] | f"ShadowWrite{n.title()}" >> Publish(topic_of(f"shadow-{n}"), message, **kw)
     if shadow.warning_holdout > 0:
         (souts["warning_holdout"] | "ShadowWriteWarningHoldout"
-         >> WriteOutput(topic_of("shadow-warning_holdout"), payload, local, **kw))
+         >> Publish(topic_of("shadow-warning_holdout"), message, **kw))
     diff = {"live": outs, "shadow": souts} | "ShadowDiff" >> ShadowDiff(
         window_ms=max(1, int(HOUR_MS / time_scale)))
-    diff["hourly"] | "ShadowWriteHourly" >> PublishJson(topic_of(SHADOW_DISAGREEMENTS), local,
-                                                        hourly_attributes, **kw)
+    diff["hourly"] | "ShadowWriteHourly" >> Publish(topic_of(SHADOW_DISAGREEMENTS),
+                                                    json_message(hourly_attributes), **kw)
     return {"shadow": souts, **diff}
 
 
 def run(argv: Optional[list[str]] = None):
-    """Build and start the job; returns the PipelineResult (does not wait)."""
+    """Build and start the job; returns the PipelineResult (does not wait). On Beam's local
+    runner, call it inside :func:`connectors.local_runner.patched`, and wait there."""
     argv = list(sys.argv[1:] if argv is None else argv)
     options = build_options(argv)
     if not options.get_all_options().get("project"):
@@ -415,6 +413,33 @@ class CounterWarnings:
                 _LOG.warning("%s: %s +%d (%d in all)", c.key.step, name, got - before, got)
 
 
+def _run_until_stopped(argv: list, options: PipelineOptions, args, local: bool) -> int:
+    """Start the job and wait for it; the exit status."""
+    try:
+        result = run(argv)
+        if not args.quiet:
+            print("[stream] running; Ctrl-C stops", flush=True)
+        if local:  # the driver is the worker: it reports, and warns from the counters
+            health.ensure_reporter(health_config(options))
+            CounterWarnings(result).start()
+        result.wait_until_finish()
+    except KeyboardInterrupt:
+        print("[stream] interrupted, stopping", flush=True)
+        if local and not pubsub.drain_all(5.0):
+            print("[stream] some decisions were still unpublished after 5 s", flush=True)
+        return 130
+    except ValueError as e:  # a bad policy value or shadow policy file
+        print(f"stream: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a runner's failure: one line (--verbose: all)
+        if args.verbose:
+            raise
+        print(f"stream: error: {preflight.first_line(e)} (--verbose shows the traceback)",
+              file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
@@ -468,29 +493,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     local = is_local_runner(std.runner)
     if local:
         pubsub.on_fatal(_exit_on_publish_failure)
-    try:
-        result = run(argv)
-        if not args.quiet:
-            print("[stream] running; Ctrl-C stops", flush=True)
-        if local:  # the driver is the worker: it reports, and warns from the counters
-            health.ensure_reporter(health_config(options))
-            CounterWarnings(result).start()
-        result.wait_until_finish()
-    except KeyboardInterrupt:
-        print("[stream] interrupted, stopping", flush=True)
-        if local and not pubsub.drain_all(5.0):
-            print("[stream] some decisions were still unpublished after 5 s", flush=True)
-        return 130
-    except ValueError as e:  # a bad policy value or shadow policy file
-        print(f"stream: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - a runner's failure: one line (--verbose: all)
-        if args.verbose:
-            raise
-        print(f"stream: error: {preflight.first_line(e)} (--verbose shows the traceback)",
-              file=sys.stderr, flush=True)
-        return 1
-    return 0
+    with local_runner.patched() if local else nullcontext():
+        return _run_until_stopped(argv, options, args, local)
 
 
 if __name__ == "__main__":

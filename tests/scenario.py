@@ -5,7 +5,8 @@ Times are minutes after ``T0`` unless said otherwise; addresses are EVM-shaped.
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -126,19 +127,30 @@ def options(mode: str, extra: Optional[list] = None) -> PipelineOptions:
         o.view_as(StandardOptions).streaming = mode == "stream"
         return o
     if mode == "stream":
-        from connectors import local_runner
-
-        local_runner.install()  # what the local streaming job does too
         o = PipelineOptions(["--runner=BundleBasedDirectRunner"] + (extra or []))
         o.view_as(StandardOptions).streaming = True
         return o
     return PipelineOptions(["--runner=FnApiRunner"] + (extra or []))
 
 
+@contextlib.contextmanager
+def pipeline(mode: str, extra: Optional[list] = None) -> Iterator[beam.Pipeline]:
+    """A pipeline with ``options(mode, extra)``, run when the block ends; a streaming one on
+    Beam's local runner runs with the runner's patches, as the local streaming job does."""
+    from connectors import local_runner
+
+    o = options(mode, extra)
+    local = mode == "stream" and local_runner.is_local_runner(
+        o.view_as(StandardOptions).runner)
+    with local_runner.patched() if local else contextlib.nullcontext():
+        with beam.Pipeline(options=o) as p:
+            yield p
+
+
 def run(events, policy, mode: str = "batch", check=None, extra: Optional[list] = None,
         face: Optional[str] = None):
     """Run the graph on the events; ``check(outputs)`` adds assert_that's."""
-    with beam.Pipeline(options=options(mode, extra)) as p:
+    with pipeline(mode, extra) as p:
         outs = build(p, events, policy, mode, face)
         if check is not None:
             check(outs)

@@ -11,7 +11,7 @@ from apache_beam.testing.util import assert_that
 
 from report.drift import WEEK_MS, weekly
 from schemas.rows import HoldResolution
-from tests.scenario import at, options, transfer
+from tests.scenario import at, pipeline, transfer
 from transforms import drift as dr
 from transforms.events import FeaturedTransfer, ScoredTransfer
 from transforms.policy import DAY, Policy
@@ -99,7 +99,7 @@ def test_the_stream_emits_one_drift_row_per_day_of_event_time():
         assert late["precision"] == pytest.approx(0.5) and late["recall"] is None
         assert all(r["day_ms"] == DAY for r in rows)
 
-    with beam.Pipeline(options=options("stream")) as pipe:
+    with pipeline("stream") as pipe:
         pc = pipe | ts
         rows = (pc,) | dr.DailyDrift(p)
         assert_that(rows, check)

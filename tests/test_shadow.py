@@ -161,7 +161,7 @@ EXPECTED_HOURLY = [
 @pytest.mark.parametrize("mode", ["stream", "batch"])
 def test_live_and_shadow_disagree_per_transfer_and_per_hour_of_event_time(policies, mode):
     live, shadow = policies
-    with beam.Pipeline(options=scenario.options(mode)) as p:
+    with scenario.pipeline(mode) as p:
         if mode == "stream":
             parts = (p | "Events" >> scenario.test_stream(EVENTS)
                      | "Split" >> beam.Partition(lambda e, n: 0, 4))

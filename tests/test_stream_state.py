@@ -19,7 +19,7 @@ import apache_beam as beam
 import pytest
 
 from tests.kit import P, scored, scored_report
-from tests.scenario import addr, at, options
+from tests.scenario import addr, at, pipeline
 from transforms.actions import FREEZES, HOLDS, LOSSES, REQUESTS, RESOLUTIONS, Actions
 from transforms.casefiles import CASES, CaseBook, case_key
 from transforms.events import AddressFact
@@ -72,7 +72,7 @@ def _run(factory, key_fn, events: list, tags: tuple, mode: str) -> dict:
     d = tempfile.mkdtemp(prefix="safetynet-state-")
     main, others = tags[0], tags[1:]
     time_of = factory().time_of
-    with beam.Pipeline(options=options(mode)) as p:
+    with pipeline(mode) as p:
         if mode == "stream":
             src = p | _stream(events, time_of)
         else:

@@ -61,7 +61,7 @@ from connectors.files import (
 from connectors.reader import CountProgress, read_batches, read_inputs
 from connectors.replay import Replay, scan_input
 from pipelines import preflight, provenance
-from pipelines.argtypes import positive_int, unknown_option
+from pipelines.argtypes import OneLineParser, UsageError, positive_int, unknown_option
 from pipelines.options import (
     SafetyNetOptions,
     SharedOptions,
@@ -101,10 +101,6 @@ OPTIONAL_OUTPUTS = (*(f"shadow_{n}" for n in SHADOW_OUTPUTS), "warning_holdout",
 OWNED = preflight.owned_files((*OUTPUTS, *OPTIONAL_OUTPUTS), codecs.FORMATS, extra=(
     SCORES_FILE, "hourly_metrics.jsonl", "fan_in_hourly.jsonl", "versions.jsonl",
     "shadow_disagreements.jsonl", "shadow_hourly.jsonl", "metrics.json", "report.html"))
-
-
-class UsageError(Exception):
-    """A mistake of the user's (paths, flags): one line on stderr, exit 2."""
 
 
 # ------------------------------------------------------------------------------ the inputs
@@ -243,17 +239,10 @@ class BacktestOptions(PipelineOptions):
 
 
 # ------------------------------------------------------------------------------ the driver
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2)."""
-
-    def error(self, message):
-        raise UsageError(message)
-
-
 def arg_parser() -> argparse.ArgumentParser:
     """The command line's own flags and the policy flags: --help, and one-line errors."""
-    p = _Parser(
-        prog=f"safetynet {PROG}", add_help=True, allow_abbrev=False,
+    p = OneLineParser(
+        prog=f"safetynet {PROG}", add_help=True, allow_abbrev=False, raises=UsageError,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Replay a directory of history (Avro or Parquet) through the Safety Net "
                     "and write the decisions, metrics.json and report.html.",

@@ -54,7 +54,7 @@ from connectors.pubsub import (
     record_message,
 )
 from pipelines import preflight
-from pipelines.argtypes import unknown_option
+from pipelines.argtypes import OneLineParser, UsageError, unknown_option
 from pipelines.options import (
     SafetyNetOptions,
     SharedOptions,
@@ -206,18 +206,12 @@ Who creates them:
   ./run_local.sh            everything, on its own emulator"""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2)."""
-
-    def error(self, message):
-        self.exit(2, f"stream: error: {message}\n")
-
-
 def _parser() -> argparse.ArgumentParser:
     """The job's own options, the policy options and the main Beam ones: for --help and to
     check the command line before the job starts."""
-    p = _Parser(
-        prog="safetynet stream", description=__doc__.split("\n\n")[0].replace("``", ""),
+    p = OneLineParser(
+        prog="safetynet stream", raises=UsageError,
+        description=__doc__.split("\n\n")[0].replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=RESOURCES_HELP + "\n\nAny other Beam pipeline option (--runner, --region, "
                "--temp_location, --setup_file, --flink_master, ...) is passed to Beam.")
@@ -452,11 +446,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     try:
         args, rest = _parser().parse_known_args(argv)
-    except SystemExit as e:
-        return int(e.code or 2)
-    try:
         unknown = preflight.beam_unknown_flags(rest)
-    except preflight.PreflightError as e:
+    except (UsageError, preflight.PreflightError) as e:
         print(f"stream: error: {e}", file=sys.stderr)
         return 2
     if unknown:

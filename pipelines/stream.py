@@ -30,11 +30,10 @@ names it at once, and after ``--publish_timeout`` seconds the job stops with one
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from contextlib import nullcontext
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
@@ -45,9 +44,8 @@ from apache_beam.options.pipeline_options import (
 
 from connectors import health, local_runner, pubsub
 from connectors.local_runner import is_local_runner
-from connectors.monitor import CountRead, NoteVersions, WatermarkProbe
+from connectors.monitor import CounterWarnings, CountRead, NoteVersions, WatermarkProbe
 from connectors.pubsub import (
-    DEFAULT_PUBLISH_TIMEOUT_S,
     Publish,
     ReadInput,
     json_message,
@@ -61,15 +59,21 @@ from pipelines.options import (
     expand_policy_file,
     policy_from_options,
 )
+from pipelines.stream_options import (
+    RESOURCES_HELP,
+    StreamOptions,
+    _shadow_of,
+    check_resources,
+    input_subscriptions,
+    output_topics,
+)
 from schemas.streams import (
     DRIFT,
     HEALTH,
     INPUTS,
     OUTPUTS,
     SHADOW_DISAGREEMENTS,
-    SHADOW_TOPICS,
     SHADOWED,
-    subscription_path,
     topic_path,
 )
 from transforms.checkpoint import CheckpointError, ReadSeeds, read_versions
@@ -79,131 +83,9 @@ from transforms.graph import STEP_LABELS
 from transforms.ingest import DEAD, Parse
 from transforms.policy import Policy
 from transforms.safetynet import SafetyNet
+from transforms.shadow import HOUR_MS, Shadow, hourly_attributes
 
 LOCAL_RUNNER = "BundleBasedDirectRunner"
-_LOG = logging.getLogger("safetynet.stream")
-
-
-class StreamOptions(PipelineOptions):
-    @classmethod
-    def _add_argparse_args(cls, parser):
-        for n in INPUTS:
-            parser.add_argument(f"--{n}_subscription", default=None, metavar="SUBSCRIPTION",
-                                help=f"subscription of {INPUTS[n]} messages "
-                                     f"(default projects/PROJECT/subscriptions/safetynet-{n})")
-        for n in OUTPUTS:
-            parser.add_argument(f"--{n}_topic", default=None, metavar="TOPIC",
-                                help=f"topic for {n} (default "
-                                     f"projects/PROJECT/topics/safetynet-{n})")
-        parser.add_argument("--payload", choices=("json", "avro"), default="json",
-                            help="message encoding of inputs and outputs (default json; "
-                                 "avro = schemaless Avro with schemas/*.avsc)")
-        parser.add_argument("--profiles", dest="profiles_path", default=None, metavar="FILE",
-                            help="UserProfile file (Avro/Parquet), loaded once at start")
-        parser.add_argument("--model_versions_dir", default=None, metavar="DIR",
-                            help="where the Learner publishes model versions and the "
-                                 "scorers read them (a local path or gs://; default: a "
-                                 "new local temporary directory, fine for the local runner "
-                                 "only: on Dataflow or Flink give a shared location)")
-        parser.add_argument("--warning_holdout_topic", default=None,
-                            help="topic for the warnings the holdout withheld (default "
-                                 "projects/PROJECT/topics/safetynet-warning_holdout)")
-        parser.add_argument("--health_every", type=float, default=60.0, metavar="SECONDS",
-                            help="print a health line and publish a health record every "
-                                 "SECONDS of wall time (default 60; 0: never)")
-        parser.add_argument("--health_topic", default=None, metavar="TOPIC",
-                            help="topic for the health records (default "
-                                 "projects/PROJECT/topics/safetynet-health)")
-        parser.add_argument("--publish_timeout", type=float, default=DEFAULT_PUBLISH_TIMEOUT_S,
-                            metavar="SECONDS",
-                            help="a decision that cannot be published for this long stops "
-                                 "the job with one line naming the topic, exit status 1 "
-                                 "(default 300; other topics keep flowing meanwhile; "
-                                 "local runner)")
-        parser.add_argument("--create_missing", action="store_true", default=False,
-                            help="create the input subscriptions and output topics that do "
-                                 "not exist yet (default: a missing one stops the job before "
-                                 "it starts, exit status 2, naming it)")
-
-
-def output_topics(options: PipelineOptions, policy: Policy,
-                  shadow: Optional[Policy] = None) -> dict:
-    """{output name: topic path} of every topic the job publishes to: the outputs, the
-    daily drift figures', the health records' (unless ``--health_every 0``), the warning
-    holdout's when the policy has one, the shadow's when ``shadow`` is given."""
-    so = options.view_as(StreamOptions)
-    project = options.get_all_options()["project"]
-    topics = {n: getattr(so, f"{n}_topic") or topic_path(project, n) for n in OUTPUTS}
-    if policy.warning_holdout > 0:
-        topics["warning_holdout"] = (so.warning_holdout_topic
-                                     or topic_path(project, "warning_holdout"))
-    topics[DRIFT] = topic_path(project, DRIFT)
-    if so.health_every > 0:
-        topics[HEALTH] = so.health_topic or topic_path(project, HEALTH)
-    if shadow is not None:
-        names = list(SHADOW_TOPICS)
-        if shadow.warning_holdout > 0:
-            names.append("shadow-warning_holdout")
-        topics.update({n: topic_path(project, n) for n in names})
-    return topics
-
-
-def input_subscriptions(options: PipelineOptions) -> dict:
-    """{input name: subscription path} of the job's four inputs."""
-    so = options.view_as(StreamOptions)
-    project = options.get_all_options()["project"]
-    return {n: getattr(so, f"{n}_subscription") or subscription_path(project, n)
-            for n in INPUTS}
-
-
-def _shadow_of(options: PipelineOptions, policy: Policy) -> Optional[Policy]:
-    path = options.view_as(SharedOptions).shadow_policy
-    if not path:
-        return None
-    from pipelines.shadow import shadow_policy
-
-    return shadow_policy(path, policy, options.view_as(SafetyNetOptions).time_scale or 1.0)
-
-
-def check_resources(options: PipelineOptions, create: bool) -> list:
-    """Before the job starts: every input subscription and output topic it will use
-    exists. A missing one raises PreflightError naming it (one line), unless ``create``:
-    then it is created. Returns the paths created."""
-    from connectors.pubsub_client import create_missing, missing_resources
-
-    policy = policy_from_options(options)
-    topics = output_topics(options, policy, _shadow_of(options, policy))
-    subs = input_subscriptions(options)
-    try:
-        missing = missing_resources(list(dict.fromkeys(topics.values())),
-                                    list(subs.values()))
-        if missing and create:
-            return create_missing(missing)
-    except Exception as e:  # noqa: BLE001 - permission, network: one line
-        raise preflight.PreflightError(
-            f"cannot check the job's Pub/Sub topics and subscriptions: "
-            f"{preflight.first_line(e)}") from None
-    if missing:
-        shown = "; ".join(f"{kind} {path}" for kind, path in missing)
-        raise preflight.PreflightError(
-            f"missing {shown} (create it, or add --create_missing; `safetynet publish` "
-            "creates the input and output topics and subscriptions)")
-    return []
-
-
-RESOURCES_HELP = """\
-What must exist before the job starts (checked; a missing one stops it, exit 2):
-  subscriptions  safetynet-{transfers,reports,outcomes,blacklist}
-  topics         safetynet-{holds,resolutions,freezes,outreach,verdicts,dead_letter,cases},
-                 safetynet-health (unless --health_every 0),
-                 safetynet-warning_holdout (with --warning_holdout),
-                 safetynet-shadow-* (with --shadow_policy)
-Who creates them:
-  safetynet publish         the four input topics and subscriptions, the seven output
-                            topics and a subscription of each (not health/holdout/shadow)
-  safetynet stream --create_missing   whatever the job itself needs and is missing
-                            (output topics without subscriptions: add your own)
-  ./run_local.sh            everything, on its own emulator"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -259,21 +141,37 @@ def _read_inputs(p: beam.Pipeline, options: PipelineOptions) -> tuple:
     return inputs, dead
 
 
-def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
-    """Wire subscriptions -> Parse -> SafetyNet -> topics on ``p``; returns the outputs."""
+class Prepared(NamedTuple):
+    """The job's options with what they name, read and checked once before it starts."""
+
+    options: PipelineOptions
+    policy: Policy
+    shadow: Optional[Policy]
+    manifest: Optional[dict]  # of the --restore_state checkpoint
+
+
+def prepare(options: PipelineOptions) -> Prepared:
+    """The policy (with ``--profiles``), the shadow policy and the state checkpoint's
+    manifest; raises ValueError or CheckpointError with one line."""
+    restore = options.view_as(SharedOptions).restore_state
+    manifest = check_checkpoint(restore) if restore else None
     so = options.view_as(StreamOptions)
-    shared = options.view_as(SharedOptions)
-    project = options.get_all_options()["project"]
     policy = policy_from_options(options, **({"profiles_path": so.profiles_path}
                                              if so.profiles_path else {}))
-    payload, cfg = so.payload, health_config(options)
+    return Prepared(options, policy, _shadow_of(options, policy), manifest)
+
+
+def build(p: beam.Pipeline, options: PipelineOptions, job: Optional[Prepared] = None) -> dict:
+    """Wire subscriptions -> Parse -> SafetyNet -> topics on ``p``; returns the outputs."""
+    job = job or prepare(options)
+    so, policy = options.view_as(StreamOptions), job.policy
+    restore = options.view_as(SharedOptions).restore_state
+    cfg = health_config(options)
     inputs, dead = _read_inputs(p, options)
     seeds, versions = None, ()
-    if shared.restore_state:
-        manifest = check_checkpoint(shared.restore_state)
-        seeds = p | "ReadState" >> ReadSeeds(shared.restore_state, STEP_LABELS,
-                                             manifest["end_time"] - 1)
-        versions = tuple(read_versions(shared.restore_state))
+    if job.manifest is not None:
+        seeds = p | "ReadState" >> ReadSeeds(restore, STEP_LABELS, job.manifest["end_time"] - 1)
+        versions = tuple(read_versions(restore))
         for v in versions:
             health.REGISTRY.model(v.model, v.event_time, v.n_labels, v.version)
     outs = inputs | "SafetyNet" >> SafetyNet(policy, "stream", seeds=seeds,
@@ -283,69 +181,44 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     outs["dead_letter"] = (dead + [outs["dead_letter"]]) | "AllDeadLetters" >> beam.Flatten()
     outs["versions"] | "HealthVersions" >> NoteVersions(cfg)
     inputs["transfers"] | "HealthWatermark" >> WatermarkProbe(cfg)
-    topics = output_topics(options, policy)
+    topics = output_topics(options, policy, job.shadow)
     kw = {"timeout_s": so.publish_timeout, "config": cfg}
-    message = record_message(payload)
-    for n in OUTPUTS:
-        outs[n] | f"Write{n.title()}" >> Publish(topics[n], message, **kw)
-    if policy.warning_holdout > 0:
-        outs["warning_holdout"] | "WriteWarningHoldout" >> Publish(
-            topics["warning_holdout"], message, **kw)
+    message = record_message(so.payload)
+    names = [*OUTPUTS, *(["warning_holdout"] if policy.warning_holdout > 0 else [])]
+    for n in names:
+        label = "WriteWarningHoldout" if n == "warning_holdout" else f"Write{n.title()}"
+        outs[n] | label >> Publish(topics[n], message, **kw)
     wire_drift(outs, policy, topics[DRIFT], **kw)
-    if shared.shadow_policy:
-        from pipelines.shadow import shadow_policy
-
+    if job.shadow is not None:
         scale = options.view_as(SafetyNetOptions).time_scale or 1.0
-        shadow = shadow_policy(shared.shadow_policy, policy, scale)
         # the shadow's models publish apart from the live ones (its own versions directory)
         vdir = f"{so.model_versions_dir.rstrip('/')}/shadow" if so.model_versions_dir else None
-        outs["shadow"] = build_stream_shadow(inputs, outs, shadow,
-                                             lambda n: topic_path(project, n), payload,
-                                             scale, versions_dir=vdir, publish_kw=kw)
+        sh = {"inputs": inputs, "live": outs} | "Shadow" >> Shadow(
+            job.shadow, "stream", window_ms=max(1, int(HOUR_MS / scale)), versions_dir=vdir)
+        _publish_shadow(sh, job.shadow, topics, message, kw)
+        outs["shadow"] = sh
     return outs
 
 
-def hourly_attributes(row: dict) -> dict:
-    """A shadow's hourly disagreement counts: stamped at the hour's start."""
-    return {"event_time": str(row["window_start"]),
-            "record_id": f"shadow-hour-{row['window_start']}",
-            "record": "ShadowDisagreementsHourly"}
-
-
-def build_stream_shadow(inputs: dict, outs: dict, shadow: Policy, topic_of, payload: str,
-                        time_scale: float = 1.0,
-                        versions_dir: Optional[str] = None,
-                        publish_kw: Optional[dict] = None) -> dict:
-    """The streaming job's shadow: ``SafetyNet(shadow, "stream", label="Shadow")`` on the
-    same inputs, its decisions published to ``topic_of("shadow-NAME")`` (never acted on),
-    and the hourly disagreement counts (fixed hourly windows of event time, divided by
-    ``time_scale`` like every other duration) to ``topic_of("shadow-disagreements")``."""
-    from transforms.shadow import HOUR_MS, ShadowDiff
-
-    souts = inputs | "Shadow" >> SafetyNet(shadow, "stream", label="Shadow",
-                                           versions_dir=versions_dir)
-    kw, message = publish_kw or {}, record_message(payload)
+def _publish_shadow(sh: dict, shadow: Policy, topics: dict, message, kw: dict) -> None:
+    """A shadow's decisions to the ``safetynet-shadow-NAME`` topics (never acted on), its
+    hourly disagreement counts (fixed hourly windows of event time, divided by
+    ``--time_scale`` like every other duration) to ``safetynet-shadow-disagreements``."""
+    souts = sh["shadow"]
     for n in SHADOWED:
-        souts[n] | f"ShadowWrite{n.title()}" >> Publish(topic_of(f"shadow-{n}"), message, **kw)
+        souts[n] | f"ShadowWrite{n.title()}" >> Publish(topics[f"shadow-{n}"], message, **kw)
     if shadow.warning_holdout > 0:
         (souts["warning_holdout"] | "ShadowWriteWarningHoldout"
-         >> Publish(topic_of("shadow-warning_holdout"), message, **kw))
-    diff = {"live": outs, "shadow": souts} | "ShadowDiff" >> ShadowDiff(
-        window_ms=max(1, int(HOUR_MS / time_scale)))
-    diff["hourly"] | "ShadowWriteHourly" >> Publish(topic_of(SHADOW_DISAGREEMENTS),
-                                                    json_message(hourly_attributes), **kw)
-    return {"shadow": souts, **diff}
+         >> Publish(topics["shadow-warning_holdout"], message, **kw))
+    sh["hourly"] | "ShadowWriteHourly" >> Publish(
+        topics[SHADOW_DISAGREEMENTS], json_message(hourly_attributes), **kw)
 
 
-def run(argv: Optional[list[str]] = None):
+def run(job: Prepared):
     """Build and start the job; returns the PipelineResult (does not wait). On Beam's local
     runner, call it inside :func:`connectors.local_runner.patched`, and wait there."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    options = build_options(argv)
-    if not options.get_all_options().get("project"):
-        raise SystemExit("stream: --project is required")
-    p = beam.Pipeline(options=options)
-    build(p, options)
+    p = beam.Pipeline(options=job.options)
+    build(p, job.options, job)
     return p.run()
 
 
@@ -367,54 +240,14 @@ def _exit_on_publish_failure(e: Exception) -> None:
     os._exit(1)
 
 
-# Counters of the job whose growth is printed as a warning: events the job dropped or set
-# aside (dead-lettered inputs, late events) and saved states refused (``seeds_too_late``).
-WARN_COUNTERS = ("dead_lettered", "late", "dropped")
-
-
-class CounterWarnings:
-    """Every ``every_s`` seconds (local runner, its own thread: reading the runner's
-    counters can wait on the runner): a warning line for each warning counter that grew."""
-
-    def __init__(self, result, every_s: float = 10.0):
-        self.result, self.every_s = result, every_s
-        self.seen: dict = {}
-
-    def start(self) -> None:
-        import threading
-
-        threading.Thread(target=self._loop, name="safetynet-warnings", daemon=True).start()
-
-    def _loop(self) -> None:
-        import time
-
-        while True:
-            time.sleep(self.every_s)  # a period of the warnings, not a wait for the job
-            try:
-                self()
-            except Exception as e:  # noqa: BLE001 - warnings must never stop the job
-                _LOG.warning("reading the job's counters failed: %s", e)
-
-    def __call__(self) -> None:
-        for c in self.result.metrics().query()["counters"]:
-            name = c.key.metric.name
-            if not any(w in name for w in WARN_COUNTERS):
-                continue
-            key = (c.key.step, name)
-            got, before = c.committed or 0, self.seen.get(key, 0)
-            if got > before:
-                self.seen[key] = got
-                _LOG.warning("%s: %s +%d (%d in all)", c.key.step, name, got - before, got)
-
-
-def _run_until_stopped(argv: list, options: PipelineOptions, args, local: bool) -> int:
+def _run_until_stopped(job: Prepared, args, local: bool) -> int:
     """Start the job and wait for it; the exit status."""
     try:
-        result = run(argv)
+        result = run(job)
         if not args.quiet:
             print("[stream] running; Ctrl-C stops", flush=True)
         if local:  # the driver is the worker: it reports, and warns from the counters
-            health.ensure_reporter(health_config(options))
+            health.ensure_reporter(health_config(job.options))
             CounterWarnings(result).start()
         result.wait_until_finish()
     except KeyboardInterrupt:
@@ -456,23 +289,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = [a for a in argv if a not in ("--quiet", "-q", "--verbose", "-v")]
     preflight.apply_verbosity(args.quiet, args.verbose)
     options = build_options(argv)
+    try:
+        job = prepare(options)
+    except (CheckpointError, ValueError) as e:  # a bad policy value, shadow policy file
+        print(f"stream: error: {e}", file=sys.stderr)
+        return 2
     restore = options.view_as(SharedOptions).restore_state
-    if restore:
-        try:
-            manifest = check_checkpoint(restore)
-        except CheckpointError as e:
-            print(f"stream: error: {e}", file=sys.stderr)
-            return 2
-        if not args.quiet:
-            print(f"[stream] {_warm_line(restore, manifest)}", flush=True)
+    if job.manifest is not None and not args.quiet:
+        print(f"[stream] {_warm_line(restore, job.manifest)}", flush=True)
     std = options.view_as(StandardOptions)
     try:  # what can be checked before the job starts: one line, exit 2
         preflight.check_runner(std.runner)
         preflight.check_project(args.project)
-        policy_from_options(options)
         if is_local_runner(std.runner) or os.environ.get("PUBSUB_EMULATOR_HOST"):
             preflight.check_pubsub_reachable(args.project, is_local_runner(std.runner))
-        created = check_resources(options, options.view_as(StreamOptions).create_missing)
+        created = check_resources(options, job.policy, job.shadow,
+                                  options.view_as(StreamOptions).create_missing)
     except (preflight.PreflightError, ValueError) as e:
         print(f"stream: error: {e}", file=sys.stderr, flush=True)
         return 2
@@ -485,7 +317,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if local:
         pubsub.on_fatal(_exit_on_publish_failure)
     with local_runner.patched() if local else nullcontext():
-        return _run_until_stopped(argv, options, args, local)
+        return _run_until_stopped(job, args, local)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import apache_beam as beam
 
 from connectors import health
 from connectors.local_runner import runs_locally
+from connectors.monitor import Reporting
 from connectors.pubsub_client import attributes, encode, shared_publisher
 
 _LOG = logging.getLogger("safetynet.pubsub")
@@ -223,14 +224,12 @@ class ResilientPublishFn(beam.DoFn):
         self.buffer = []
 
 
-class _CountOut(beam.DoFn):
+class _CountOut(Reporting):
     """Dataflow / Flink: count what is handed to Beam's Pub/Sub writer (health)."""
 
     def __init__(self, topic: str, config: health.HealthConfig):
-        self.topic, self.config = topic, config
-
-    def setup(self):
-        health.ensure_reporter(self.config)
+        super().__init__(config)
+        self.topic = topic
 
     def process(self, msg):
         health.REGISTRY.published(self.topic, 1)

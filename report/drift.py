@@ -55,11 +55,7 @@ def weekly(scores: list, kind_of, held: set, versions: list, policy: dict) -> di
 def add_drift(metrics: dict, extras: dict, out_dir) -> dict:
     """Put the weekly drift figures into ``metrics["drift"]`` (and a warning at the top of
     the report for each week past the PSI threshold)."""
-    truth = extras["truth"].transfer
-
-    def kind_of(tid):
-        scam, _, detail = truth.get(tid, (False, None, None))
-        return "scam" if scam else (None if detail == "laundering" else "legit")
+    kind_of = extras["truth"].kind_of
 
     held = {h.transfer_id for h in extras["holds"] if hold_reason(h) in SCORE_TESTS}
     policy = (metrics.get("run") or {}).get("policy") or {}

@@ -186,11 +186,7 @@ def read_versions_jsonl(out_dir) -> list:
 def add_friction(metrics: dict, extras: dict, out_dir) -> dict:
     """Put the friction figures (and the hold threshold over time) into ``metrics``
     (section ``"friction"``), from what :func:`report.metrics.compute` gathered."""
-    truth = extras["truth"].transfer
-
-    def kind_of(tid):
-        scam, _, detail = truth.get(tid, (False, None, None))
-        return "scam" if scam else (None if detail == "laundering" else "legit")
+    kind_of = extras["truth"].kind_of
 
     f = friction_figures(extras["transfers"].values(), kind_of, extras["holds"],
                          extras["res_by"].values())

@@ -24,6 +24,13 @@ class GroundTruth:
         self.victims: int = 0
         self.report: dict = {}  # report id -> is_scam
 
+    def kind_of(self, tid: str) -> Optional[str]:
+        """A transfer's kind for the honest-cost figures: ``"scam"``, ``"legit"``, or None
+        for laundering between scam addresses (neither a victim's loss nor an honest
+        user's)."""
+        scam, _, detail = self.transfer.get(tid, (False, None, None))
+        return "scam" if scam else (None if detail == "laundering" else "legit")
+
 
 def ground_truth(input_dir: Path, transfers: dict, reports: dict,
                  outcomes: list) -> GroundTruth:

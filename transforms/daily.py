@@ -60,14 +60,18 @@ class _Candidates(beam.DoFn):
             lambda _u: None)
         self.c_candidates = Metrics.counter("Assessments", "candidates")
 
-    def process(self, kv, win=beam.DoFn.WindowParam):
-        user, signals = kv
-        day_end = win.end.micros // 1000 - 1
+    def _assess(self, user, signals, day_end: int) -> tuple:
+        """(active, candidate or None) of a user's day."""
         s = DaySignals(*signals)
         c = assess(user, s, self.profile_of(user), self.policy, day_end)
         if c is not None:
             self.c_candidates.inc()
-        yield window.TimestampedValue((int(s.transfers > 0), c), day_end / 1000.0)
+        return int(s.transfers > 0), c
+
+    def process(self, kv, win=beam.DoFn.WindowParam):
+        user, signals = kv
+        day_end = win.end.micros // 1000 - 1
+        yield window.TimestampedValue(self._assess(user, signals, day_end), day_end / 1000.0)
 
 
 class _Chosen(beam.DoFn):
@@ -155,12 +159,7 @@ class _DayCandidates(_Candidates):
 
     def process(self, kv):
         (user, day), signals = kv
-        day_end = (day + 1) * self.policy.day_ms - 1
-        s = DaySignals(*signals)
-        c = assess(user, s, self.profile_of(user), self.policy, day_end)
-        if c is not None:
-            self.c_candidates.inc()
-        yield day, (int(s.transfers > 0), c)
+        yield day, self._assess(user, signals, (day + 1) * self.policy.day_ms - 1)
 
 
 class _ChosenPerDay(_Chosen):

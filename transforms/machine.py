@@ -340,9 +340,11 @@ class Fused(Machine):
 
 
 class Chunk(NamedTuple):
-    """Batch face: which slice of event time a run covers (see :func:`iter_history`).
-    ``end``: exclusive end of the slice (None: no slice); ``until``: how far time runs at
-    the end (``END_OF_TIME`` for the last slice); ``save``: emit every key's state."""
+    """Batch face: which chunk of event time a run covers (see :func:`iter_history`).
+    ``end``: exclusive end of the chunk (None: the whole history); ``until``: how far time
+    runs at the end (``END_OF_TIME`` for the last chunk); ``save``: emit every key's state.
+    The planner's chunk is :class:`connectors.chunks.ChunkSpan`, one pipeline's
+    :class:`connectors.chunks.ChunkRun`."""
 
     end: Optional[int] = None
     until: int = END_OF_TIME

@@ -1,6 +1,9 @@
-"""The Models step (keyed by model name): score first, then learn from delayed labels.
+"""The two models: their features, rules, River pipelines, prequential metrics and snapshots.
 
-Two models live in keyed state, each a River pipeline learning online:
+The Learner (:mod:`transforms.learner`, keyed by model name) learns them from delayed labels
+and publishes model versions; the scorers (:mod:`transforms.scorer`) score every event with
+the latest version published before it, first, so every event is scored before any label
+about it is learned. Each model is a River pipeline learning online:
 
 * ``transfer_risk`` scores every featured transfer (0..1, the hold / warning score): a
   :class:`~river.preprocessing.StandardScaler` and a logistic regression on the profile
@@ -20,7 +23,7 @@ Decisions:
   ``Policy.use_models`` is false (the rules-only baseline; the model still learns, in
   shadow), the score is the documented rule below and ``model_version`` is ``"rules"``.
 * With ``Policy.model_sync_labels`` a positive is learned only once its event is
-  ``label_horizon_ms`` old, like the negatives of its time (see ``Models._learn``).
+  ``label_horizon_ms`` old, like the negatives of its time (see ``Learner._learn``).
 * After warm-up, a transfer's score is ``max(model, rule)``: the rules stay a floor, so a
   young destination with a large fan-in is still held (and a blacklisted one is held by
   Actions whatever the score).
@@ -40,10 +43,10 @@ contributions read from the regression's weights without copying them, and only 
 that reach the warning threshold).
 
 Prequential metrics (test-then-train at label time): just before the regression learns the
-model scores the example; the step keeps a score histogram (ROC AUC) and the confusion counts of
+model scores the example; the Learner keeps a score histogram (ROC AUC) and the confusion counts of
 the *decision* score (rules or model, as the step would decide now) at the hold threshold
 (``transfer_risk``) or the SCAM threshold (``scam_verdict``), counts and USD. Counts go to
-Beam counters (``<model>_tp`` …, step ``Models``); a summary dict goes to the
+Beam counters (``<model>_tp`` …, step ``Learner``); a summary dict goes to the
 ``model_metrics`` output every :data:`METRICS_EVERY` labels and once at the end of a bounded
 run (``final=True``).
 
@@ -409,9 +412,9 @@ def pos_weight(s: ModelState) -> float:
 
 def linear_parts(model) -> Optional[tuple]:
     """``(scaler, logistic regression)`` when ``model`` is the plain two-step pipeline of
-    :func:`new_transfer_model` (the Models step then drives the two steps itself, without
-    River's per-call pipeline plumbing), else None (any other model goes through River's
-    pipeline API)."""
+    :func:`new_transfer_model` (the Learner and the scorers then drive the two steps
+    themselves, without River's per-call pipeline plumbing), else None (any other model
+    goes through River's pipeline API)."""
     steps = getattr(model, "steps", None)
     if steps is None or len(steps) != 2:
         return None
@@ -532,7 +535,8 @@ def read_snapshot(data: bytes, where: str = "snapshot") -> tuple[dict, str]:
 
 def load_snapshot(path: str) -> dict:
     """``{model name: ModelState}`` from a snapshot file, or from every ``*.pkl`` in a
-    directory (what the Models step writes); each state's ``origin`` is its snapshot id."""
+    directory (what the Learner's snapshots are written as); each state's ``origin`` is its
+    snapshot id."""
     fs = _fs()
     files = [m.path for r in fs.match([fs.join(path, "*.pkl")]) for m in r.metadata_list] \
         if not path.endswith(".pkl") else []

@@ -47,7 +47,7 @@ from transforms.machine import STATE, Chunk
 from transforms.policy import Policy
 from transforms.versions import PublishVersions, VersionPoller, write_version
 
-__all__ = ["SafetyNet", "SideData", "ProfileBook", "INPUTS", "OUTPUTS"]
+__all__ = ["SafetyNet", "SideLoader", "ProfileBook", "INPUTS", "OUTPUTS"]
 
 
 # ------------------------------------------------------------------------------ side data
@@ -64,8 +64,9 @@ class _Ref:
 _PINNED: dict = {}
 
 
-class SideData:
-    """Loads the blacklist snapshot and the profiles once per worker process."""
+class SideLoader:
+    """Loads the blacklist snapshot and the profiles once per worker process; ``for_mode``
+    gives a machine its :class:`~transforms.graph.Side` of them."""
 
     def __init__(self, policy: Policy):
         self.policy = policy
@@ -91,7 +92,7 @@ class SideData:
 class _Make:
     """Builds a step's machine in the DoFn's ``setup()`` (side data acquired there)."""
 
-    def __init__(self, step: Step, policy: Policy, side: "SideData", mode: str):
+    def __init__(self, step: Step, policy: Policy, side: "SideLoader", mode: str):
         self.step, self.policy, self.side, self.mode = step, policy, side, mode
 
     def __call__(self):
@@ -162,7 +163,7 @@ class SafetyNet(beam.PTransform):
 
     def expand(self, inputs: dict):
         pipeline = next(iter(inputs.values())).pipeline
-        side = SideData(self.policy)
+        side = SideLoader(self.policy)
         streams = self._inputs(pipeline, inputs)
         states = []
         for st in STEPS:
@@ -194,7 +195,7 @@ class SafetyNet(beam.PTransform):
                 streams[f"{r.input}:{b}"] = split[b]
         return streams
 
-    def _step(self, pipeline, st: Step, side: "SideData", streams: dict):
+    def _step(self, pipeline, st: Step, side: "SideLoader", streams: dict):
         """One keyed step of the graph as a RunMachine over its input streams (and its
         saved states); side data: the model versions (batch: a side input; stream: a
         poller of the versions directory)."""

@@ -17,13 +17,14 @@ missing (``--no_create``: they must exist). Against the emulator, set
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 from pipelines import preflight
-from pipelines.argtypes import OneLineParser, parse_or_status, positive_number
+from pipelines.argtypes import OneLineParser, parse_or_status
 from schemas import codecs
 
 PROG = "publish"
@@ -32,10 +33,13 @@ NAMES = ("transfers", "reports", "outcomes", "blacklist")
 
 def _speedup(text: str) -> float:
     try:
-        return positive_number(text)
-    except argparse.ArgumentTypeError:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (v > 0 and not math.isnan(v)):
         raise argparse.ArgumentTypeError(f"must be a number > 0 (e.g. 1440: a day a minute), "
-                                         f"got {text!r}") from None
+                                         f"got {text!r}")
+    return v
 
 
 def build_parser() -> argparse.ArgumentParser:

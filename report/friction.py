@@ -32,6 +32,7 @@ from report.files import read_jsonl
 from report.html import pct, render, usd
 from report.numbers import DAY_MS, day
 from report.sections import ORDERS, Page, section
+from report.truth import kinds
 
 REASONS = ("blacklist", "frozen", "lookalike", "model", "rule", "expected_loss")
 LOST_CAUSES = ("never_held", "sent_after_a_hold", "held_then_released")
@@ -186,7 +187,7 @@ def read_versions_jsonl(out_dir) -> list:
 def add_friction(metrics: dict, extras: dict, out_dir) -> dict:
     """Put the friction figures (and the hold threshold over time) into ``metrics``
     (section ``"friction"``), from what :func:`report.metrics.compute` gathered."""
-    kind_of = extras["truth"].kind_of
+    kind_of = kinds(extras["truth"].transfer)
 
     f = friction_figures(extras["transfers"].values(), kind_of, extras["holds"],
                          extras["res_by"].values())

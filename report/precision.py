@@ -25,6 +25,7 @@ from typing import Iterable, Optional
 from report.friction import REASONS, hold_reason
 from report.html import render
 from report.sections import ORDERS, Page, section
+from report.truth import kinds
 
 
 def precision_by_reason(transfers: Iterable, kind_of, holds: Iterable) -> dict:
@@ -58,7 +59,7 @@ def add_precision(metrics: dict, extras: dict) -> dict:
     """Put the per-reason precision into ``metrics["hold_precision"]`` from what
     :func:`report.metrics.compute` gathered; a warning names each reason that holds mostly
     honest money."""
-    kind_of = extras["truth"].kind_of
+    kind_of = kinds(extras["truth"].transfer)
 
     p = precision_by_reason(extras["transfers"].values(), kind_of, extras["holds"])
     metrics["hold_precision"] = p

@@ -108,7 +108,8 @@ def child_reference(inp: Path, out: Path) -> dict:
     from connectors.files import SCORES_FILE, score_row, sort_key, write_scores
     from schemas.codecs import write_records
     from schemas.streams import FILE_ORDER, OUTPUTS
-    from transforms.reference import Stats, load_replay, replay_policy, run_reference
+    from transforms.reference import Stats, run_reference
+    from transforms.side import load_replay, load_side, replay_policy
 
     out.mkdir(parents=True, exist_ok=True)
     fmt = "avro"
@@ -116,7 +117,8 @@ def child_reference(inp: Path, out: Path) -> dict:
     inputs = load_replay(inp)
     t1 = time.perf_counter()
     stats = Stats()
-    outs = run_reference(inputs, replay_policy(inp), stats)
+    policy = replay_policy(inp)
+    outs = run_reference(inputs, policy, stats, load_side(policy))
     t2 = time.perf_counter()
     for name in FILE_ORDER:
         write_records(out / f"{name}.{fmt}", OUTPUTS[name],

@@ -87,7 +87,8 @@ def child_list(path: Path) -> dict:
 
 
 def child_state(directory: Path) -> dict:
-    from transforms.reference import Stats, load_replay, replay_policy, run_reference
+    from transforms.reference import Stats, run_reference
+    from transforms.side import load_replay, load_side, replay_policy
 
     gc.collect()
     before = rss_mb()
@@ -95,7 +96,8 @@ def child_state(directory: Path) -> dict:
     n = len(inputs["transfers"])
     stats = Stats()
     t = time.perf_counter()
-    out = run_reference(inputs, replay_policy(directory), stats)
+    policy = replay_policy(directory)
+    out = run_reference(inputs, policy, stats, load_side(policy))
     secs = time.perf_counter() - t
     return {"transfers": n, "keys": stats.keys, "peak_mb": peak_mb(), "baseline_mb": before,
             "seconds": secs, "holds": len(out["holds"])}

@@ -57,14 +57,15 @@ from schemas.codecs import find_input, read_records
 from schemas.rows import DeadLetter
 from transforms import actions as act
 from transforms.events import FeaturedTransfer
-from transforms.graph import STEPS, load_side
+from transforms.graph import STEPS
 from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
 from transforms.learner import MODEL_METRICS, VERSIONS, Learner
 from transforms.machine import run_history
 from transforms.models import new_model, report_x, transfer_x
 from transforms.policy import Policy
-from transforms.reference import Stats, _stage, load_replay, replay_policy, run_steps
+from transforms.reference import Stats, _stage, run_steps
 from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
+from transforms.side import load_replay, load_side, replay_policy
 
 STEP = {st.label: st for st in STEPS}
 
@@ -75,12 +76,13 @@ def upstream(inputs: dict, policy: Policy) -> dict:
     events, examples, facts."""
     clean = {k: [r for r in inputs.get(k, ()) if type(r) is not DeadLetter] for k in
              ("transfers", "reports", "outcomes", "blacklist")}
-    st = run_steps(clean, policy, Stats(), until="CounterpartyProfile")
+    side = load_side(policy)
+    st = run_steps(clean, policy, Stats(), until="CounterpartyProfile", side=side)
     facts = [f for n in ("outcomes:address", "TransferLedger:facts", "ReportLedger:facts")
              for f in st[n]]
     return {"featured": st["CounterpartyProfile:featured"],
             "examples": st["CounterpartyProfile:examples"], "facts": facts,
-            "blacklist": clean["blacklist"], "side": load_side(policy)}
+            "blacklist": clean["blacklist"], "side": side}
 
 
 def downstream(up: dict, policy: Policy) -> dict:

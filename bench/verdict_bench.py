@@ -29,11 +29,12 @@ from pathlib import Path
 from bench.models_bench import STEP, load_truth, upstream
 from transforms import actions as act
 from transforms.labels import SCAM_VERDICT
-from transforms.learner import SNAPSHOTS, VERSIONS, warm_versions
-from transforms.models import snapshot_file, write_snapshot_bytes
+from transforms.learner import SNAPSHOTS, VERSIONS
 from transforms.policy import DAY, Policy
-from transforms.reference import Stats, _stage, load_replay, replay_policy
+from transforms.reference import Stats, _stage
 from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS
+from transforms.side import load_replay, replay_policy, warm_versions
+from transforms.snapshots import snapshot_file, write_snapshot_bytes
 
 NEVER = 10**9  # a warm-up no run reaches: the rules decide every verdict
 

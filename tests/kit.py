@@ -83,6 +83,7 @@ def stamped(out: list, tag: str) -> list:
 def snapshot_models(states: dict, path: str, at: Optional[int] = None) -> str:
     """Write one snapshot file holding every model in ``states`` (``{name: ModelState}``)
     to ``path``. Returns ``path``."""
-    from transforms.models import snapshot_bytes, write_snapshot_bytes  # River: lazily
+    from transforms.models import snapshot_bytes  # River: lazily
+    from transforms.snapshots import write_snapshot_bytes
 
     return write_snapshot_bytes(snapshot_bytes(states, at), path)

@@ -164,8 +164,9 @@ def decide(events, policy) -> dict:
     decision path, by tests/test_reference.py (and per step by tests/test_batch_face.py)."""
     from transforms.casefiles import latest_cases
     from transforms.reference import run_reference
+    from transforms.side import load_side
 
-    out = run_reference(split_inputs(events), policy)
+    out = run_reference(split_inputs(events), policy, side=load_side(policy))
     got = {n: [] for n in ("holds", "resolutions", "freezes", "outreach", "verdicts",
                            "dead_letter", "scored")}
     for name, rows in out.items():

@@ -28,22 +28,21 @@ from transforms.events import (
     sort_key,
 )
 from transforms.labels import EXAMPLES, SCAM_VERDICT, TRANSFER_RISK, LabelJoin
-from transforms.learner import MODEL_METRICS, SNAPSHOTS, VERSIONS, Learner, warm_versions
+from transforms.learner import MODEL_METRICS, SNAPSHOTS, VERSIONS, Learner
 from transforms.machine import END_OF_TIME, METRIC, Machine, run_history, step
 from transforms.models import (
     RIVER_VERSION,
     SNAPSHOT_FORMAT,
     ModelState,
     SnapshotError,
-    load_snapshot,
     read_snapshot,
     report_x,
-    snapshot_file,
     transfer_x,
-    write_snapshot_bytes,
 )
 from transforms.policy import DAY, Policy
 from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
+from transforms.side import load_warm, warm_versions
+from transforms.snapshots import load_snapshot, snapshot_file, write_snapshot_bytes
 
 
 class Models(Machine):
@@ -56,7 +55,7 @@ class Models(Machine):
         if "model_publish_labels" not in getattr(policy, "_explicit", ()):
             policy = dataclasses.replace(policy, model_publish_labels=1)
         self.p = policy
-        self.learner = Learner(policy)
+        self.learner = Learner(policy, load_warm(policy))
         self.scorer = Score(policy)
         self.scorer.bind(warm_versions(policy))
         self._save = save

@@ -35,8 +35,7 @@ import json
 from typing import Any, Callable, NamedTuple, Optional
 
 from schemas import streams
-from schemas.blacklist import load_many
-from schemas.codecs import normalize_address, read_records, to_wire
+from schemas.codecs import normalize_address, to_wire
 from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer, UserProfile, Verdict
 from transforms import actions as act
 from transforms import ledger as led
@@ -162,12 +161,14 @@ def verdict_row(sr: ScoredReport) -> Verdict:
 
 # ---------------------------------------------------------------------------- steps
 class Side(NamedTuple):
-    """What a machine may read besides its events: the blacklist snapshot and the user
-    profiles (loaded once per worker), and the mode it runs in."""
+    """What a machine may read besides its events: the blacklist snapshot, the user
+    profiles and the models' warm-start states (loaded by the shell, once per worker:
+    :mod:`transforms.side`), and the mode it runs in."""
 
     snapshot: Callable[[], Any]
     profile: Callable[[], Callable[[str], Any]]
     mode: str
+    warm: Callable[[], dict] = dict
 
 
 class ProfileBook:
@@ -179,23 +180,6 @@ class ProfileBook:
     def get(self, user_id: str) -> Optional[UserProfile]:
         return self.by_id.get(user_id)
 
-    @classmethod
-    def load(cls, path: Optional[str]) -> "ProfileBook":
-        if not path:
-            return cls()
-        rows = {}
-        for r in read_records(path, "UserProfile", source="profiles"):
-            if isinstance(r, UserProfile):
-                rows[r.user_id] = r
-        return cls(rows)
-
-
-def load_side(policy: Policy, mode: str = "batch") -> Side:
-    """The policy's blacklist files and profiles, loaded now, for one process (the
-    reference, the benches; the Beam composite shares them per worker instead)."""
-    snapshot = load_many(tuple(policy.blacklist_paths))[0]
-    profiles = ProfileBook.load(policy.profiles_path)
-    return Side(lambda: snapshot, lambda: profiles.get, mode)
 
 
 def _ledger(p: Policy, side: Side) -> Machine:
@@ -211,7 +195,7 @@ def _counterparty(p: Policy, side: Side) -> Machine:
 
 
 def _learner(p: Policy, side: Side) -> Machine:
-    return Learner(p)
+    return Learner(p, side.warm())
 
 
 def _score(p: Policy, side: Side) -> Machine:

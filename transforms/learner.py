@@ -41,7 +41,6 @@ from transforms.models import (
     ModelState,
     Prequential,
     linear_parts,
-    load_snapshot,
     pos_weight,
     report_x,
     rules_transfer_score,
@@ -64,9 +63,11 @@ def learner_key(ex: Example) -> str:
 class Learner(Machine):
     """Keyed by model name; see the module docstring."""
 
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: Policy, warm: Optional[dict] = None):
+        """``warm``: ``{model name: ModelState}`` of the warm-start snapshot
+        (``Policy.model_warm_start``, loaded by the shell: :func:`transforms.side.load_warm`)."""
         self.p = policy
-        self._warm: Optional[dict] = None
+        self._warm = warm or {}
 
     # -- state ---------------------------------------------------------------------------
     def threshold(self, name: str) -> float:
@@ -74,8 +75,6 @@ class Learner(Machine):
 
     def new_state(self, key):
         if self.p.model_warm_start:
-            if self._warm is None:
-                self._warm = load_snapshot(self.p.model_warm_start)
             if key in self._warm:
                 s = pickle.loads(pickle.dumps(self._warm[key]))  # a private copy per key
                 s.metrics = Prequential(self.threshold(key))
@@ -254,15 +253,16 @@ class Learner(Machine):
                                    p.hold_expected_loss)
 
 
-def warm_versions(policy: Policy) -> list:
-    """The versions a warm start (``Policy.model_warm_start``) gives the scorers from the
-    start of a run: one per warmed-up model in the snapshot, valid from the beginning of
-    time. Nothing without a warm start or with the models off."""
+def warm_versions(policy: Policy, warm: dict) -> list:
+    """The versions a warm start (``Policy.model_warm_start``, its snapshot's states
+    ``warm``) gives the scorers from the start of a run: one per warmed-up model in the
+    snapshot, valid from the beginning of time. Nothing without a warm start or with the
+    models off."""
     if not policy.model_warm_start or not policy.use_models:
         return []
-    learner = Learner(policy)
+    learner = Learner(policy, warm)
     out = []
-    for name in sorted(load_snapshot(policy.model_warm_start)):
+    for name in sorted(warm):
         s = learner.new_state(name)
         if learner.model_on(s):
             out.append(learner.publish(s, -END_OF_TIME))

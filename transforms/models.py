@@ -52,10 +52,11 @@ run (``final=True``).
 
 Lifecycle: ``Policy.model_warm_start`` (a snapshot file or a directory of them, local or any
 Beam filesystem such as ``gs://``) seeds the state; every ``Policy.model_snapshot_every``
-labels and at the end of a bounded run each model writes
-``<model_snapshot_path>/<model>.pkl``. A snapshot is a pickle of ``{"format",
-"river_version", "models", "n_labels", "written_at", "snapshot_id"}``; one written by
-another River version is refused (:class:`SnapshotError`).
+labels and at the end of a bounded run each model's snapshot goes out as bytes and the
+shell writes ``<model_snapshot_path>/<model>.pkl`` (:mod:`transforms.snapshots` reads and
+writes the files). A snapshot is a pickle of ``{"format", "river_version", "models",
+"n_labels", "written_at", "snapshot_id"}``; one written by another River version is refused
+(:class:`SnapshotError`).
 """
 
 from __future__ import annotations
@@ -466,17 +467,6 @@ class SnapshotError(ValueError):
     """A snapshot that cannot be loaded (another River version, a bad file)."""
 
 
-def _fs():
-    from apache_beam.io.filesystems import FileSystems
-
-    return FileSystems
-
-
-def snapshot_file(base: str, name: str) -> str:
-    """Where the model ``name`` is snapshotted under the directory ``base``."""
-    return _fs().join(base, f"{name}.pkl")
-
-
 def snapshot_bytes(states: dict, at: Optional[int] = None) -> bytes:
     """A snapshot of ``{model name: ModelState}`` as bytes."""
     body = {name: s for name, s in sorted(states.items())}
@@ -498,24 +488,6 @@ def snapshot_order(data: bytes) -> tuple:
     return (head.get("written_at") or 0, sum(head.get("n_labels", {}).values()))
 
 
-def write_snapshot_bytes(data: bytes, path: str) -> str:
-    """Write snapshot bytes to ``path`` atomically (write then rename). Returns ``path``."""
-    fs = _fs()
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent and "://" not in parent and not fs.exists(parent):
-        try:
-            fs.mkdirs(parent)
-        except OSError:
-            pass  # made concurrently
-    tmp = f"{path}.tmp-{hashlib.sha1(data).hexdigest()[:8]}"
-    with fs.create(tmp) as f:
-        f.write(data)
-    if fs.exists(path):
-        fs.delete([path])
-    fs.rename([tmp], [path])
-    return path
-
-
 def read_snapshot(data: bytes, where: str = "snapshot") -> tuple[dict, str]:
     """``({model name: ModelState}, snapshot id)`` from a snapshot's bytes; refuses one
     written by another River version before unpickling any model."""
@@ -531,31 +503,6 @@ def read_snapshot(data: bytes, where: str = "snapshot") -> tuple[dict, str]:
             f"{where}: snapshot was written by River {head.get('river_version')}, this is "
             f"River {RIVER_VERSION}; retrain, or run the version that wrote it")
     return pickle.loads(head["models"]), head["snapshot_id"]
-
-
-def load_snapshot(path: str) -> dict:
-    """``{model name: ModelState}`` from a snapshot file, or from every ``*.pkl`` in a
-    directory (what the Learner's snapshots are written as); each state's ``origin`` is its
-    snapshot id."""
-    fs = _fs()
-    files = [m.path for r in fs.match([fs.join(path, "*.pkl")]) for m in r.metadata_list] \
-        if not path.endswith(".pkl") else []
-    if not files:
-        files = [path]
-    out: dict = {}
-    for fp in sorted(files):
-        try:
-            with fs.open(fp) as f:
-                data = f.read()
-        except Exception as e:  # noqa: BLE001 - filesystem errors vary by scheme
-            raise SnapshotError(f"{fp}: cannot read model snapshot ({e})") from e
-        states, sid = read_snapshot(data, fp)
-        for name, s in states.items():
-            s.fill_defaults()
-            s.origin = sid
-            s.finished = False
-            out[name] = s
-    return out
 
 
 # ------------------------------------------------------------------------------ scoring

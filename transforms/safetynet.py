@@ -26,9 +26,7 @@ from __future__ import annotations
 from typing import Optional
 
 import apache_beam as beam
-from apache_beam.utils.shared import Shared
 
-from schemas.blacklist import BlacklistSnapshot, load_many
 from transforms.faces import DEFAULT_SHARDS, RunMachine
 from transforms.graph import (
     DEAD_LETTERS,
@@ -37,56 +35,16 @@ from transforms.graph import (
     RESULTS,
     ROUTERS,
     STEPS,
-    ProfileBook,
-    Side,
     Step,
     globals_before,
     verdict_row,
 )
 from transforms.machine import STATE, Chunk
 from transforms.policy import Policy
+from transforms.side import ProfileBook, SideLoader
 from transforms.versions import PublishVersions, VersionPoller, write_version
 
 __all__ = ["SafetyNet", "SideLoader", "ProfileBook", "INPUTS", "OUTPUTS"]
-
-
-# ------------------------------------------------------------------------------ side data
-class _Ref:
-    """A weak-referenceable box: ``Shared`` keeps what it shares by weak reference."""
-
-    def __init__(self, value):
-        self.value = value
-
-
-# Shared keeps what it shares by weak reference only: where a DoFn lives one bundle (Beam's
-# local runner unpickles a fresh one per bundle) nothing held the snapshot or the profiles
-# between bundles, and every bundle loaded the files again. One copy per process stays here.
-_PINNED: dict = {}
-
-
-class SideLoader:
-    """Loads the blacklist snapshot and the profiles once per worker process; ``for_mode``
-    gives a machine its :class:`~transforms.graph.Side` of them."""
-
-    def __init__(self, policy: Policy):
-        self.policy = policy
-        self._snapshot = Shared()
-        self._profiles = Shared()
-
-    def snapshot(self) -> BlacklistSnapshot:
-        paths = tuple(self.policy.blacklist_paths)
-        ref = self._snapshot.acquire(lambda: _Ref(load_many(paths)[0]), tag=repr(paths))
-        _PINNED[("snapshot", repr(paths))] = ref
-        return ref.value
-
-    def profiles(self) -> ProfileBook:
-        path = self.policy.profiles_path
-        book = self._profiles.acquire(lambda: ProfileBook.load(path), tag=repr(path))
-        _PINNED[("profiles", repr(path))] = book
-        return book
-
-    def for_mode(self, mode: str) -> Side:
-        return Side(self.snapshot, lambda: self.profiles().get, mode)
 
 
 class _Make:
@@ -117,7 +75,7 @@ class _WriteSnapshot(beam.DoFn):
         self.base = base
 
     def process(self, item):
-        from transforms.models import snapshot_file, write_snapshot_bytes
+        from transforms.snapshots import snapshot_file, write_snapshot_bytes
 
         name, data = item
         write_snapshot_bytes(data, snapshot_file(self.base, name))
@@ -145,7 +103,7 @@ class SafetyNet(beam.PTransform):
         self.chunk = chunk
         self.seeds = seeds or {}
         if not seed_versions and self.policy.model_warm_start:
-            from transforms.learner import warm_versions
+            from transforms.side import warm_versions
 
             seed_versions = warm_versions(self.policy)
         self.seed_versions = tuple(seed_versions)

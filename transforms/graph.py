@@ -265,46 +265,34 @@ STEP_LABELS = tuple(s.label for s in STEPS)
 class Global(NamedTuple):
     """A global step, not keyed: a selection over all keys per event-time window (a daily
     top-K, rules 11 and 12). ``pure(policy, side, *input lists) -> list`` is the Beam-free
-    reference; ``composite(policy, side)`` the Beam composite over the tuple of input
-    PCollections. Both runners run it right before the keyed step labelled ``before``; its
-    output is the stream ``LABEL:output``. Off the transfer path (DESIGN.md, "Scale")."""
+    reference; the shell's Beam composite of the same label (``transforms.daily``) runs
+    over the tuple of input PCollections. Both runners run it right before the keyed step
+    labelled ``before``; its output is the stream ``LABEL:output``. Off the transfer path
+    (DESIGN.md, "Scale")."""
 
     label: str
     inputs: tuple[str, ...]
     output: str
     before: str
     pure: Callable[..., list]
-    composite: Callable[..., Any]
 
 
 def _assessments_pure(p: Policy, side: Side, scored: list, past_losses: list) -> list:
     return daily_assessments(scored, past_losses, p, side.profile())
 
 
-def _assessments_beam(p: Policy, side: Side):
-    from transforms.daily import Assessments
-
-    return Assessments(p, side)
-
-
 def _capacity_pure(p: Policy, side: Side, outreach: list) -> list:
     return apply_capacity(outreach, p)
-
-
-def _capacity_beam(p: Policy, side: Side):
-    from transforms.daily import CallCapacity
-
-    return CallCapacity(p)
 
 
 GLOBALS = (
     # rule 11: daily risk assessments (day windows, per-user signals, top-K per day),
     # into the Outreach step for its cool-down
     Global("Assessments", ("Score:scored_transfers", "LossMemory:past_losses"), "requests",
-           "Outreach", _assessments_pure, _assessments_beam),
+           "Outreach", _assessments_pure),
     # rule 12: call capacity (top-K calls per day window, the rest downgraded to CHAT)
     Global("CallCapacity", ("Outreach:outreach",), "outreach", "CaseBook",
-           _capacity_pure, _capacity_beam),
+           _capacity_pure),
 )
 
 

@@ -27,6 +27,7 @@ from typing import Optional
 
 import apache_beam as beam
 
+from transforms.daily import Assessments, CallCapacity
 from transforms.faces import DEFAULT_SHARDS, RunMachine
 from transforms.graph import (
     DEAD_LETTERS,
@@ -45,6 +46,11 @@ from transforms.side import ProfileBook, SideLoader
 from transforms.versions import PublishVersions, VersionPoller, write_version
 
 __all__ = ["SafetyNet", "SideLoader", "ProfileBook", "INPUTS", "OUTPUTS"]
+
+
+# The Beam composite of each global selection of the graph (transforms.graph.GLOBALS).
+GLOBALS = {"Assessments": lambda p, side: Assessments(p, side),
+           "CallCapacity": lambda p, side: CallCapacity(p)}
 
 
 class _Make:
@@ -127,7 +133,7 @@ class SafetyNet(beam.PTransform):
         for st in STEPS:
             for g in globals_before(st.label):  # global selections (daily top-K)
                 gin = tuple(streams[n] for n in g.inputs)
-                streams[f"{g.label}:{g.output}"] = gin | g.label >> g.composite(
+                streams[f"{g.label}:{g.output}"] = gin | g.label >> GLOBALS[g.label](
                     self.policy, side.for_mode(self.mode))
             out = self._step(pipeline, st, side, streams)
             for tag in (st.main, *st.tags):

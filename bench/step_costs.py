@@ -3,7 +3,7 @@ alone on its recorded inputs, in µs per event (CPU time), and the read before t
 
     python -m bench.step_costs --input REPLAY_DIR [--runs 3]
 
-The inputs of each step are recorded by running the graph (:mod:`transforms.reference`)
+The inputs of each step are recorded by running the graph (:mod:`core.reference`)
 once; then each step runs again alone, ``--runs`` times, on its recorded events (group by
 key, each key's history, as the batch face does); the median CPU time per event is
 printed with the step's events and keys, and the read and validation of the replay
@@ -17,10 +17,10 @@ import argparse
 import statistics
 import time
 
+from core.graph import STEPS
+from core.learner import warm_versions
+from core.reference import Stats, _stage, run_steps
 from schemas.rows import DeadLetter
-from transforms.graph import STEPS
-from transforms.learner import warm_versions
-from transforms.reference import Stats, _stage, run_steps
 from transforms.side import load_replay, load_side, replay_policy
 
 

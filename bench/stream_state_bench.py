@@ -57,9 +57,9 @@ def events(shape: str, n: int) -> list:
 def child(args) -> None:
     import apache_beam as beam
 
+    from core.policy import Policy
     from tests.scenario import build, options
     from transforms import faces
-    from transforms.policy import Policy
 
     evs = events(args.shape, args.n)
     tally: dict = {}
@@ -155,11 +155,11 @@ class _Bag:
 
 def _busy_inputs(step: str, m: int) -> tuple:
     """(machine, key, events): one address receiving ``m`` transfers in 20 days."""
+    from core.actions import Actions
+    from core.casefiles import CaseBook
+    from core.labels import LabelJoin
     from tests.kit import P, scored
     from tests.scenario import addr, at
-    from transforms.actions import Actions
-    from transforms.casefiles import CaseBook
-    from transforms.labels import LabelJoin
 
     busy = addr("busy")
     gap = DAYS * 24 * 60 / m
@@ -177,8 +177,8 @@ def machine_alone(steps: list, sizes: list, layouts: list) -> dict:
     encoding, the machine alone: ``logs`` (transforms.faces.KeyStore: head + bags) or
     ``whole`` (the previous layout: the whole state pickled in one cell per event), over
     the last tenth of the key's ``m`` events."""
+    from core.machine import step as run_step
     from transforms.faces import KeyStore, _Held
-    from transforms.machine import step as run_step
 
     res: dict = {}
     for name in steps:

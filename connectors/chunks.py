@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional
 
+from core.machine import END_OF_TIME, Chunk
 from schemas import codecs
 from transforms.checkpoint import seal as seal_checkpoint
-from transforms.machine import END_OF_TIME, Chunk
 
 HOUR_MS = 3_600_000
 AUTO = "auto"  # --chunk auto: chunks chosen from the history's span and size

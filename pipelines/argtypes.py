@@ -106,8 +106,8 @@ def positive_number(text: str) -> float:
 
 def share(text: str) -> float:
     """A share between 0 and 1: ``0.05`` or ``5%``
-    (:func:`transforms.holdout.parse_share`, with argparse's error)."""
-    from transforms.holdout import parse_share
+    (:func:`core.holdout.parse_share`, with argparse's error)."""
+    from core.holdout import parse_share
 
     try:
         return parse_share(text)

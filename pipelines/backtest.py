@@ -55,6 +55,8 @@ from connectors.files import (
 )
 from connectors.reader import CountProgress, read_inputs
 from connectors.replay import Replay, scan_input
+from core.graph import STEP_LABELS
+from core.policy import Policy
 from pipelines import preflight
 from pipelines.argtypes import UsageError
 from pipelines.backtest_options import (  # noqa: F401 - arg_parser: the CLI's tests use it
@@ -80,8 +82,6 @@ from transforms.checkpoint import (
 )
 from transforms.checkpoint import check as check_checkpoint
 from transforms.faces import DEFAULT_SHARDS, local_shuffles
-from transforms.graph import STEP_LABELS
-from transforms.policy import Policy
 from transforms.safetynet import SafetyNet
 from transforms.shadow import SHADOW_OUTPUTS, Shadow
 

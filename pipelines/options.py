@@ -22,8 +22,8 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from core.policy import Policy, described
 from pipelines.argtypes import OneLineParser, positive_number, share
-from transforms.policy import Policy, described
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 

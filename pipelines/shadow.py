@@ -10,7 +10,7 @@ these changes. Durations take their units as on the command line, and the live j
 
     {"hold_threshold": 0.6, "warn_threshold": 0.35, "use_models": true, "hold": "12h"}
 
->>> from transforms.policy import Policy
+>>> from core.policy import Policy
 >>> p = policy_with(Policy(), {"hold_threshold": 0.6, "hold": "12h"})
 >>> (p.hold_threshold, p.hold_ms, p.warn_threshold)
 (0.6, 43200000, 0.45)
@@ -21,13 +21,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from core.policy import Policy
 from pipelines.options import (
     parse_policy_flags,
     policy_changes,
     policy_flags,
     read_policy_file,
 )
-from transforms.policy import Policy
 
 
 def policy_with(live: Policy, options: dict, time_scale: float = 1.0,

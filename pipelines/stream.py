@@ -51,6 +51,8 @@ from connectors.pubsub import (
     json_message,
     record_message,
 )
+from core.graph import STEP_LABELS
+from core.policy import Policy
 from pipelines import preflight
 from pipelines.argtypes import OneLineParser, UsageError, unknown_option
 from pipelines.options import (
@@ -79,9 +81,7 @@ from schemas.streams import (
 from transforms.checkpoint import CheckpointError, ReadSeeds, read_versions
 from transforms.checkpoint import check as check_checkpoint
 from transforms.drift import wire_drift
-from transforms.graph import STEP_LABELS
 from transforms.ingest import DEAD, Parse
-from transforms.policy import Policy
 from transforms.safetynet import SafetyNet
 from transforms.shadow import HOUR_MS, Shadow, hourly_attributes
 

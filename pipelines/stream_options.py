@@ -9,6 +9,7 @@ from typing import Optional
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from connectors.pubsub import DEFAULT_PUBLISH_TIMEOUT_S
+from core.policy import Policy
 from pipelines import preflight
 from pipelines.options import SafetyNetOptions, SharedOptions
 from schemas.streams import (
@@ -20,7 +21,6 @@ from schemas.streams import (
     subscription_path,
     topic_path,
 )
-from transforms.policy import Policy
 
 
 class StreamOptions(PipelineOptions):

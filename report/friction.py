@@ -6,7 +6,7 @@ A hold's reason is the first that applies, in this order: ``blacklist`` (a list 
 named), ``frozen`` (the destination was already frozen), ``lookalike`` (address poisoning),
 ``rule`` (the fan-in rule set the score), ``model`` (the model's score reached the hold
 threshold), ``expected_loss`` (score × USD reached the expected-loss threshold). Holds
-record the test that held them (``hold_test=...``, see ``transforms/actions.py``); that is
+record the test that held them (``hold_test=...``, see ``core/actions.py``); that is
 used when present (``score`` is reported as ``model``).
 
 Scam money lost (not refunded), by cause:

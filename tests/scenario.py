@@ -12,9 +12,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream
 
+from core.events import sort_key
+from core.policy import DAY, HOUR, MINUTE
 from schemas.rows import BlacklistUpdate, CaseOutcome, ScamReport, Transfer, UserProfile
-from transforms.events import sort_key
-from transforms.policy import DAY, HOUR, MINUTE
 from transforms.safetynet import INPUTS, SafetyNet
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
@@ -158,12 +158,12 @@ def run(events, policy, mode: str = "batch", check=None, extra: Optional[list] =
 
 def decide(events, policy) -> dict:
     """What ``collect(events, policy)`` returns, decided by the graph's machines in plain
-    Python (``transforms.reference``: the same steps, keys and order as the batch face, no
+    Python (``core.reference``: the same steps, keys and order as the batch face, no
     Beam) in milliseconds instead of seconds: for the tests of a rule's logic. That both
     faces decide exactly as the reference is pinned once, on a data set that takes every
     decision path, by tests/test_reference.py (and per step by tests/test_batch_face.py)."""
-    from transforms.casefiles import latest_cases
-    from transforms.reference import run_reference
+    from core.casefiles import latest_cases
+    from core.reference import run_reference
     from transforms.side import load_side
 
     out = run_reference(split_inputs(events), policy, side=load_side(policy))
@@ -216,7 +216,7 @@ def collect(events, policy, mode: str = "batch", extra: Optional[list] = None,
     for sub in d.iterdir():
         got[sub.name] = sorted((pickle.load(open(f, "rb")) for f in sub.iterdir()), key=repr)
     if "cases" in got:  # every version of each case file: compare the latest (issue 12)
-        from transforms.casefiles import latest_cases
+        from core.casefiles import latest_cases
 
         got["cases"] = latest_cases(got["cases"])
     return got

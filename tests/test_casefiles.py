@@ -10,13 +10,13 @@ import random
 
 import pytest
 
+from core.casefiles import CASES, CaseBook, latest_cases
+from core.events import FeaturedReport, ReportIn, ScoredReport
+from core.machine import END_OF_TIME, run_history, step
+from core.policy import Policy
+from core.reference import run_reference
 from schemas.codecs import write_records
 from tests.scenario import addr, at, collect, decide, listing, outcome, profile, report, transfer
-from transforms.casefiles import CASES, CaseBook, latest_cases
-from transforms.events import FeaturedReport, ReportIn, ScoredReport
-from transforms.machine import END_OF_TIME, run_history, step
-from transforms.policy import Policy
-from transforms.reference import run_reference
 
 X = addr("collector-x")
 LISTED = addr("listed-later")
@@ -156,7 +156,7 @@ def test_both_faces_and_the_reference_agree(policy):
 
 
 def _case_id(address):
-    from transforms.actions import short_id
+    from core.actions import short_id
 
     return short_id("case", address)
 
@@ -169,7 +169,7 @@ def _split(events):
 
 def _run_all(m, events):
     """Events fed one by one as they come (no sorting), per address, like the stream face."""
-    from transforms.casefiles import about_an_address, case_key
+    from core.casefiles import about_an_address, case_key
 
     states: dict = {}
     for e in events:

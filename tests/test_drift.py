@@ -9,12 +9,12 @@ import pytest
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that
 
+from core.events import FeaturedTransfer, ScoredTransfer
+from core.policy import DAY, Policy
 from report.drift import WEEK_MS, weekly
 from schemas.rows import HoldResolution
 from tests.scenario import at, pipeline, transfer
 from transforms import drift as dr
-from transforms.events import FeaturedTransfer, ScoredTransfer
-from transforms.policy import DAY, Policy
 
 LOW = [0.02, 0.05, 0.1, 0.2, 0.3]
 HIGH = [0.8, 0.85, 0.9, 0.95, 0.99]

@@ -9,21 +9,21 @@ import random
 
 import pytest
 
-from tests.kit import snapshot_models
-from tests.scenario import at, collect, listing, outcome, transfer
-from tests.test_models import LEGIT, ON, SCAMMY, example, ftransfer
-from transforms.events import ScoredTransfer
-from transforms.friction import Budget
-from transforms.labels import TRANSFER_RISK
-from transforms.learner import VERSIONS, Learner
-from transforms.machine import run_history
-from transforms.models import (
+from core.events import ScoredTransfer
+from core.friction import Budget
+from core.labels import TRANSFER_RISK
+from core.learner import VERSIONS, Learner
+from core.machine import run_history
+from core.models import (
     new_transfer_model,
     rules_transfer_score,
     transfer_x,
 )
-from transforms.policy import DAY, HOUR, Policy
-from transforms.scorer import SCORED_TRANSFERS, Score
+from core.policy import DAY, HOUR, Policy
+from core.scorer import SCORED_TRANSFERS, Score
+from tests.kit import snapshot_models
+from tests.scenario import at, collect, listing, outcome, transfer
+from tests.test_models import LEGIT, ON, SCAMMY, example, ftransfer
 from transforms.side import load_warm
 from transforms.snapshots import load_snapshot
 

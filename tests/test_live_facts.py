@@ -9,16 +9,16 @@ and that what survives is small.
 
 from __future__ import annotations
 
+from core.actions import FREEZES, HOLDS, RESOLUTIONS, Actions
+from core.events import AddressFact, FeaturedTransfer
+from core.outreach import OUTREACH, OutreachStep
+from core.policy import DAY, Policy
+from core.profiles import FEATURED, CounterpartyProfile, SenderProfile
+from core.reference import run_reference
 from schemas.blacklist import BlacklistSnapshot
 from schemas.codecs import write_records
 from tests.kit import P, feed, loss, request, scored, tagged
 from tests.scenario import addr, at, listing, split_inputs, transfer
-from transforms.actions import FREEZES, HOLDS, RESOLUTIONS, Actions
-from transforms.events import AddressFact, FeaturedTransfer
-from transforms.outreach import OUTREACH, OutreachStep
-from transforms.policy import DAY, Policy
-from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
-from transforms.reference import run_reference
 
 HOT = addr("own-hot-wallet")  # wrongly listed by a vendor, then delisted by a live REMOVE
 IDLE = 200 * DAY  # longer than every TTL of the default policy

@@ -19,11 +19,11 @@ from collections import Counter
 
 import pytest
 
+from core.policy import DAY, HOUR, MINUTE, Policy
+from core.reference import Stats, decisions, run_reference
 from schemas.codecs import write_records
 from schemas.rows import DeadLetter
 from tests.scenario import collect, listing, outcome, profile, report, transfer
-from transforms.policy import DAY, HOUR, MINUTE, Policy
-from transforms.reference import Stats, decisions, run_reference
 from transforms.side import load_replay, load_side, replay_policy
 
 try:

@@ -9,12 +9,12 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
+from core.policy import HOUR, Policy
 from pipelines.shadow import policy_with, shadow_policy
 from schemas.codecs import write_records
 from schemas.rows import Hold, Outreach
 from tests import scenario
 from tests.scenario import addr, at, listing, transfer
-from transforms.policy import HOUR, Policy
 from transforms.safetynet import SafetyNet
 from transforms.shadow import (
     HOLD,

@@ -18,15 +18,15 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 
+from core.actions import FREEZES, HOLDS, LOSSES, REQUESTS, RESOLUTIONS, Actions
+from core.casefiles import CASES, CaseBook, case_key
+from core.events import AddressFact
+from core.graph import address_of
+from core.labels import EXAMPLES, LabelJoin
+from core.machine import run_history
 from tests.kit import P, scored, scored_report
 from tests.scenario import addr, at, pipeline
-from transforms.actions import FREEZES, HOLDS, LOSSES, REQUESTS, RESOLUTIONS, Actions
-from transforms.casefiles import CASES, CaseBook, case_key
-from transforms.events import AddressFact
 from transforms.faces import KeyStore, RunMachine
-from transforms.graph import address_of
-from transforms.labels import EXAMPLES, LabelJoin
-from transforms.machine import run_history
 
 BUSY = addr("stream-state-busy")
 N = 240
@@ -160,8 +160,8 @@ def test_the_busy_keys_state_read_and_written_per_event_stays_flat():
 def test_labels_past_the_cap_per_address_are_dropped_and_counted():
     import dataclasses
 
+    from core.machine import METRIC
     from tests.kit import feed
-    from transforms.machine import METRIC
 
     capped = dataclasses.replace(P, label_max_waiting=2)
     events = [scored(f"c{i}", at(hours=i), f"u{i}", BUSY).featured for i in range(3)]

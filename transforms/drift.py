@@ -168,8 +168,8 @@ class _Rows(beam.DoFn):
 
 
 def _marks(x, hold_threshold_default: float):
+    from core.events import ScoredTransfer
     from schemas.rows import HoldResolution
-    from transforms.events import ScoredTransfer
 
     if type(x) is ScoredTransfer:
         thr = x.hold_threshold if x.hold_threshold is not None else hold_threshold_default

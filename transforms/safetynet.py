@@ -10,14 +10,14 @@ them). The streaming job, the backtest and the tests all use it unchanged; ``mod
 picks the face of each keyed step ("stream": stateful DoFns with event-time timers;
 "batch": GroupByKey by shard of the key space, then one call per key's sorted history).
 
-The steps and their wiring are declared once in :mod:`transforms.graph`; this module turns
+The steps and their wiring are declared once in :mod:`core.graph`; this module turns
 each into a :class:`~transforms.faces.RunMachine`. Model versions reach the Score step
 as side data: in batch a side input, the list of every version (a transfer is scored by
 the latest one published before its event time, exactly, in every runner mode); in
 streaming through a directory the Learner writes and the scorers poll
 (:mod:`transforms.versions`, ``versions_dir``).
 
-``seeds`` (step label -> PCollection of :class:`~transforms.events.Seed`) and
+``seeds`` (step label -> PCollection of :class:`~core.events.Seed`) and
 ``seed_versions`` start the steps from a state checkpoint (``transforms.checkpoint``).
 """
 
@@ -27,9 +27,7 @@ from typing import Optional
 
 import apache_beam as beam
 
-from transforms.daily import Assessments, CallCapacity
-from transforms.faces import DEFAULT_SHARDS, RunMachine
-from transforms.graph import (
+from core.graph import (
     DEAD_LETTERS,
     INPUTS,
     OUTPUTS,
@@ -40,15 +38,17 @@ from transforms.graph import (
     globals_before,
     verdict_row,
 )
-from transforms.machine import STATE, Chunk
-from transforms.policy import Policy
+from core.machine import STATE, Chunk
+from core.policy import Policy
+from transforms.daily import Assessments, CallCapacity
+from transforms.faces import DEFAULT_SHARDS, RunMachine
 from transforms.side import ProfileBook, SideLoader
 from transforms.versions import PublishVersions, VersionPoller, write_version
 
 __all__ = ["SafetyNet", "SideLoader", "ProfileBook", "INPUTS", "OUTPUTS"]
 
 
-# The Beam composite of each global selection of the graph (transforms.graph.GLOBALS).
+# The Beam composite of each global selection of the graph (core.graph.GLOBALS).
 GLOBALS = {"Assessments": lambda p, side: Assessments(p, side),
            "CallCapacity": lambda p, side: CallCapacity(p)}
 
@@ -64,7 +64,7 @@ class _Make:
 
 
 class _Route(beam.DoFn):
-    """The Beam face of a :class:`~transforms.graph.Router` (first branch: main output)."""
+    """The Beam face of a :class:`~core.graph.Router` (first branch: main output)."""
 
     def __init__(self, fn, main: str):
         self.fn, self.main = fn, main
@@ -89,7 +89,7 @@ class _WriteSnapshot(beam.DoFn):
 
 
 def _latest_snapshot(items):
-    from transforms.models import snapshot_order
+    from core.models import snapshot_order
 
     return max(items, key=snapshot_order)
 

@@ -34,8 +34,8 @@ from typing import Any, Iterable, NamedTuple, Optional
 import apache_beam as beam
 from apache_beam.transforms.window import FixedWindows
 
+from core.policy import HOUR
 from schemas.streams import SHADOWED
-from transforms.policy import HOUR
 
 LIVE, SHADOW = "live", "shadow"
 HOLD, WARN, NONE = "hold", "warn", "none"

@@ -1,7 +1,7 @@
 """The side data's files, loaded for the machines: the blacklist snapshot
 (``Policy.blacklist_paths``), the user profiles (``Policy.profiles_path``) and the models'
 warm-start snapshot (``Policy.model_warm_start``). A machine reads them through its
-:class:`~transforms.graph.Side` and never opens a file itself.
+:class:`~core.graph.Side` and never opens a file itself.
 
 * :class:`SideLoader`: once per Beam worker process (Beam's ``Shared``), for the composite;
 * :func:`load_side`: now, for one process (the reference's callers, the benches);
@@ -16,12 +16,12 @@ from typing import Optional
 
 from apache_beam.utils.shared import Shared
 
+from core.graph import ProfileBook, Side
+from core.learner import warm_versions as versions_of_warm
+from core.policy import Policy
 from schemas.blacklist import BlacklistSnapshot, load_many
 from schemas.codecs import read_records
 from schemas.rows import DeadLetter, UserProfile
-from transforms.graph import ProfileBook, Side
-from transforms.learner import warm_versions as versions_of_warm
-from transforms.policy import Policy
 from transforms.snapshots import load_snapshot
 
 __all__ = ["ProfileBook", "SideLoader", "load_profiles", "load_replay", "load_side",
@@ -46,7 +46,7 @@ def load_warm(policy: Policy) -> dict:
 
 def warm_versions(policy: Policy) -> list:
     """The model versions a warm start gives the scorers from the start of a run
-    (:func:`transforms.learner.warm_versions` of the loaded snapshot)."""
+    (:func:`core.learner.warm_versions` of the loaded snapshot)."""
     if not policy.model_warm_start or not policy.use_models:
         return []
     return versions_of_warm(policy, load_warm(policy))
@@ -76,7 +76,7 @@ _PINNED: dict = {}
 
 class SideLoader:
     """Loads the blacklist snapshot, the profiles and the warm-start snapshot once per
-    worker process; ``for_mode`` gives a machine its :class:`~transforms.graph.Side` of
+    worker process; ``for_mode`` gives a machine its :class:`~core.graph.Side` of
     them."""
 
     def __init__(self, policy: Policy):

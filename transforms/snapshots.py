@@ -1,4 +1,4 @@
-"""Model snapshots as files (the shell's side of :mod:`transforms.models`, which makes and
+"""Model snapshots as files (the shell's side of :mod:`core.models`, which makes and
 reads their bytes): where a model's snapshot goes, writing one atomically, loading a file or
 a directory of them, local or on any Beam filesystem such as ``gs://``."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-from transforms.models import SnapshotError, read_snapshot
+from core.models import SnapshotError, read_snapshot
 
 
 def _fs():

@@ -1,8 +1,8 @@
 """The reference: SafetyNet's decisions in plain single-process Python, no Beam.
 
-``run_reference(inputs, policy, side)`` runs the same pure machines (``transforms.machine``)
-over the same graph (:data:`transforms.graph.STEPS`) with the same side data (a
-:class:`~transforms.graph.Side`: the files a policy names are loaded by the caller,
+``run_reference(inputs, policy, side)`` runs the same pure machines (``core.machine``)
+over the same graph (:data:`core.graph.STEPS`) with the same side data (a
+:class:`~core.graph.Side`: the files a policy names are loaded by the caller,
 :func:`transforms.side.load_side`), each keyed step as: group its events by key in a dict,
 ``run_history`` per key, collect the outputs by tag. Steps run in the
 graph's topological order. It is the batch face without Beam's shuffles and coders, so:
@@ -10,7 +10,7 @@ graph's topological order. It is the batch face without Beam's shuffles and code
 * a second oracle: the Beam faces must decide exactly as it does (tests/test_reference.py);
 * the practical speed limit of a backtest in Python on one core (bench/backtest_bench.py).
 
->>> from transforms.policy import Policy
+>>> from core.policy import Policy
 >>> out = run_reference({}, Policy())
 >>> sorted(out)  # doctest: +NORMALIZE_WHITESPACE
 ['cases', 'dead_letter', 'freezes', 'holds', 'model_metrics', 'outreach', 'resolutions',
@@ -22,9 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable, Optional
 
-from schemas.blacklist import BlacklistSnapshot
-from schemas.rows import DeadLetter
-from transforms.graph import (
+from core.graph import (
     DEAD_LETTERS,
     INPUTS,
     OUTPUTS,
@@ -37,9 +35,11 @@ from transforms.graph import (
     globals_before,
     verdict_row,
 )
-from transforms.learner import warm_versions
-from transforms.machine import METRIC, gc_paused, group_by_key, run_history
-from transforms.policy import Policy
+from core.learner import warm_versions
+from core.machine import METRIC, gc_paused, group_by_key, run_history
+from core.policy import Policy
+from schemas.blacklist import BlacklistSnapshot
+from schemas.rows import DeadLetter
 
 __all__ = ["run_reference", "run_steps", "no_files", "Stats", "decisions"]
 
@@ -90,7 +90,7 @@ def no_files(policy: Policy, mode: str = "batch") -> Side:
 
 def run_steps(inputs: dict, policy: Policy, stats: Stats, until: Optional[str] = None,
               side: Optional[Side] = None) -> dict[str, list]:
-    """Every stream of the graph (:mod:`transforms.graph`) as lists: the inputs, the
+    """Every stream of the graph (:mod:`core.graph`) as lists: the inputs, the
     routers' branches and each step's outputs, by stream name; steps run in order, up to
     and including the step labelled ``until``. ``side``: the side data (default: none,
     :func:`no_files`)."""

@@ -2,7 +2,7 @@
 
 Both runners of the graph read :data:`STEPS`: the Beam composite
 (:class:`transforms.safetynet.SafetyNet`, each step a :class:`~transforms.faces.RunMachine`)
-and the Beam-free reference (:mod:`transforms.reference`, each step a dict of key
+and the Beam-free reference (:mod:`core.reference`, each step a dict of key
 histories). A step's inputs are named streams: an input of the graph (``transfers``,
 ``blacklist``), a branch of a router (``reports:direct``), or another step's output
 (``TransferLedger:facts``, ``Score:scored_transfers``). Steps are listed in topological
@@ -34,16 +34,13 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, NamedTuple, Optional
 
-from schemas import streams
-from schemas.codecs import normalize_address, to_wire
-from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer, UserProfile, Verdict
-from transforms import actions as act
-from transforms import ledger as led
-from transforms.actions import Actions
-from transforms.assessments import PAST_LOSSES, LossMemory, daily_assessments
-from transforms.capacity import apply_capacity
-from transforms.casefiles import CASES, CaseBook, case_key
-from transforms.events import (
+from core import actions as act
+from core import ledger as led
+from core.actions import Actions
+from core.assessments import PAST_LOSSES, LossMemory, daily_assessments
+from core.capacity import apply_capacity
+from core.casefiles import CASES, CaseBook, case_key
+from core.events import (
     AddressFact,
     FeaturedReport,
     FeaturedTransfer,
@@ -53,13 +50,16 @@ from transforms.events import (
     ScoredReport,
     ScoredTransfer,
 )
-from transforms.labels import EXAMPLES, LabelJoin
-from transforms.learner import MODEL_METRICS, SNAPSHOTS, VERSIONS, Learner, learner_key
-from transforms.machine import Fused, Machine
-from transforms.outreach import HOLDOUT, OUTREACH, OutreachStep
-from transforms.policy import Policy
-from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
-from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
+from core.labels import EXAMPLES, LabelJoin
+from core.learner import MODEL_METRICS, SNAPSHOTS, VERSIONS, Learner, learner_key
+from core.machine import Fused, Machine
+from core.outreach import HOLDOUT, OUTREACH, OutreachStep
+from core.policy import Policy
+from core.profiles import FEATURED, CounterpartyProfile, SenderProfile
+from core.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
+from schemas import streams
+from schemas.codecs import normalize_address, to_wire
+from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer, UserProfile, Verdict
 
 INPUTS = tuple(streams.INPUTS)
 OUTPUTS = tuple(streams.DECISIONS)

@@ -1,7 +1,7 @@
 """The two models: their features, rules, River pipelines, prequential metrics and snapshots.
 
-The Learner (:mod:`transforms.learner`, keyed by model name) learns them from delayed labels
-and publishes model versions; the scorers (:mod:`transforms.scorer`) score every event with
+The Learner (:mod:`core.learner`, keyed by model name) learns them from delayed labels
+and publishes model versions; the scorers (:mod:`core.scorer`) score every event with
 the latest version published before it, first, so every event is scored before any label
 about it is learned. Each model is a River pipeline learning online:
 
@@ -34,8 +34,8 @@ Decisions:
   the verdict is never ``SCAM``.
 
 Score before learn: the key's events are ordered (event time, kind) and an
-:class:`~transforms.events.Example` is stamped at least 1 ms after the event it describes,
-so no label can reach the model before that event is scored (transforms/labels.py).
+:class:`~core.events.Example` is stamped at least 1 ms after the event it describes,
+so no label can reach the model before that event is scored (core/labels.py).
 
 Cost: the transfer model is driven step by step (:func:`linear_parts`: scaler, then
 regression, no pipeline plumbing; each example featurised and scaled once per use; model
@@ -70,10 +70,10 @@ from typing import Optional
 import river
 from river import compose, feature_extraction, linear_model, optim, preprocessing
 
+from core.events import CATEGORY, TEXT
+from core.labels import SCAM_VERDICT, TRANSFER_RISK
+from core.policy import DAY, Policy
 from schemas.rows import CATEGORIES
-from transforms.events import CATEGORY, TEXT
-from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
-from transforms.policy import DAY, Policy
 
 RIVER_VERSION = river.__version__
 SNAPSHOT_FORMAT = 1

@@ -17,6 +17,7 @@ from core.policy import Policy
 from core.reference import run_reference
 from schemas.codecs import write_records
 from tests.scenario import addr, at, collect, decide, listing, outcome, profile, report, transfer
+from transforms.side import load_side
 
 X = addr("collector-x")
 LISTED = addr("listed-later")
@@ -115,7 +116,7 @@ def test_review_verdict_opens_a_case():
 
 def test_the_case_does_not_depend_on_arrival_order(policy):
     """The stream face's 'arrival' ordering may feed a case's events in any order."""
-    ref = run_reference(_split(_events()), policy)
+    ref = run_reference(_split(_events()), policy, side=load_side(policy))
     events = [e for name in ("scored", "holds", "resolutions", "freezes", "outreach")
               for e in ref[name]]
     events += [e for e in _events() if type(e).__name__ == "BlacklistUpdate"]
@@ -131,7 +132,7 @@ def test_a_busy_case_is_reissued_at_most_once_per_case_update(policy):
     """Changes within ``case_update`` after the first are batched into one version."""
     events = [listing(LISTED, at(0), source="vendor_q")] + [
         transfer(f"t{i}", at(minutes=2 * i), f"u{i}", LISTED) for i in range(1, 9)]
-    ref = run_reference(_split(events), policy)
+    ref = run_reference(_split(events), policy, side=load_side(policy))
     issued = sorted((c.version, c.updated_at) for c in ref["cases"])
     # Each transfer brings 3 events (itself, its hold, its warning); a deadline fires
     # before the events at its time. Listing at 0 -> issued at 10 min with t1..t4 (13
@@ -149,7 +150,7 @@ def test_both_faces_and_the_reference_agree(policy):
     expiry timer would then fire before the release reached it (README, "What the local
     runner does not give you"); on Dataflow / Flink timers hold the watermark."""
     events = _events() + [transfer("f2", at(hours=60), "dave", FRIEND, usd=5.0)]
-    ref = latest_cases(run_reference(_split(events), policy)["cases"])
+    ref = latest_cases(run_reference(_split(events), policy, side=load_side(policy))["cases"])
     assert [c.address for c in ref] == sorted([X, LISTED], key=lambda a: _case_id(a))
     assert collect(events, policy, "batch")["cases"] == ref
     assert collect(events, policy, "stream")["cases"] == ref

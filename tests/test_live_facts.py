@@ -19,6 +19,7 @@ from schemas.blacklist import BlacklistSnapshot
 from schemas.codecs import write_records
 from tests.kit import P, feed, loss, request, scored, tagged
 from tests.scenario import addr, at, listing, split_inputs, transfer
+from transforms.side import load_side
 
 HOT = addr("own-hot-wallet")  # wrongly listed by a vendor, then delisted by a live REMOVE
 IDLE = 200 * DAY  # longer than every TTL of the default policy
@@ -82,7 +83,7 @@ def test_delisted_hot_wallet_is_not_held_weeks_later_on_the_whole_graph(tmp_path
               transfer("t1", at(days=1), "alice", HOT),
               transfer("t2", at(days=40), "bob", HOT),
               transfer("t3", at(days=1) + IDLE, "carol", HOT)]
-    out = run_reference(split_inputs(events), policy)
+    out = run_reference(split_inputs(events), policy, side=load_side(policy))
     assert [(h.transfer_id, h.reasons[0]) for h in out["holds"]] == [
         ("t0", "blacklist:vendor_x")]
 

@@ -25,6 +25,7 @@ from tests.scenario import (
     split_inputs,
     transfer,
 )
+from transforms.side import load_side
 
 
 def addr(tag: str) -> str:
@@ -58,7 +59,7 @@ def policy(tmp_path_factory) -> Policy:
 
 
 def _run(events, policy) -> dict:
-    return run_reference(split_inputs(events), policy)
+    return run_reference(split_inputs(events), policy, side=load_side(policy))
 
 
 def holds(out):

@@ -250,7 +250,7 @@ def prepare(argv: list) -> Job:
     policy = _policy(options, replay)
     shadow = None
     if sh.shadow_policy:
-        from pipelines.shadow import shadow_policy
+        from pipelines.options import shadow_policy
 
         scale = options.view_as(SafetyNetOptions).time_scale or 1.0
         shadow = shadow_policy(sh.shadow_policy, policy, scale)

@@ -258,7 +258,7 @@ def policy_keys() -> dict:
 def read_policy_file(path: str, what: str = "--policy") -> list:
     """The flags a policy file stands for, in the CLI's names: ``--policy FILE`` expands to
     these, before the command line's own flags (which win); ``--shadow_policy FILE`` is
-    the live policy with these changed (:mod:`pipelines.shadow`). ``what`` names the flag in
+    the live policy with these changed (:func:`shadow_policy`). ``what`` names the flag in
     error messages.
 
     The file is YAML or JSON (``.json``), a mapping of option names to values as they are
@@ -363,3 +363,36 @@ def policy_options(policy: Policy, automatic: tuple = ()) -> dict:
             continue
         out[key] = v
     return out
+
+
+# ------------------------------------------ shadow policy: a candidate as changes to the live one
+
+def policy_with(live: Policy, options: dict, time_scale: float = 1.0,
+                where: str = "shadow policy") -> Policy:
+    """``live`` with the policy options of ``options`` (CLI names, CLI value syntax)
+    changed; durations given there are divided by ``time_scale``, as the live ones were
+    (unless ``options`` names its own ``time_scale``).
+
+    >>> p = policy_with(Policy(), {"hold_threshold": 0.6, "hold": "12h"})
+    >>> (p.hold_threshold, p.hold_ms, p.warn_threshold)
+    (0.6, 43200000, 0.45)
+    """
+    return _changed(live, policy_flags(options, where), time_scale)
+
+
+def shadow_policy(path: str | Path, live: Policy, time_scale: float = 1.0) -> Policy:
+    """The policy a ``--shadow_policy`` file describes, on top of the live one. The file is
+    read as ``--policy`` reads one (:func:`read_policy_file`); the live ``time_scale``
+    divides its durations too."""
+    return _changed(live, read_policy_file(str(path), "--shadow_policy"), time_scale)
+
+
+def _changed(live: Policy, flags: list, time_scale: float) -> Policy:
+    got = parse_policy_flags(flags)
+    scale = float(got.get("time_scale") or 1.0) if "--time_scale" in flags[::2] \
+        else time_scale
+    changes = policy_changes(got)
+    if scale != 1.0:
+        changes = {k: max(1, int(v / scale)) if k.endswith("_ms") else v
+                   for k, v in changes.items()}
+    return dataclasses.replace(live, **changes).validate()

@@ -99,7 +99,7 @@ def _shadow_of(options: PipelineOptions, policy: Policy) -> Optional[Policy]:
     path = options.view_as(SharedOptions).shadow_policy
     if not path:
         return None
-    from pipelines.shadow import shadow_policy
+    from pipelines.options import shadow_policy
 
     return shadow_policy(path, policy, options.view_as(SafetyNetOptions).time_scale or 1.0)
 

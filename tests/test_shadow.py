@@ -10,7 +10,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from core.policy import HOUR, Policy
-from pipelines.shadow import policy_with, shadow_policy
+from pipelines.options import policy_with, shadow_policy
 from schemas.codecs import write_records
 from schemas.rows import Hold, Outreach
 from tests import scenario

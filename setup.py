@@ -1,9 +1,9 @@
 """safetynet: a streaming anti-scam system on Apache Beam.
 
-Also works as Beam's ``--setup_file`` for Dataflow workers: it installs the six packages
-(``pipelines``, ``transforms``, ``schemas``, ``simulator``, ``report``, ``connectors``), the
-``.avsc`` schemas, the report's templates and the exact pins below. The full transitive lock
-used locally is ``requirements.lock``.
+Also works as Beam's ``--setup_file`` for Dataflow workers: it installs the seven
+packages (``pipelines``, ``core``, ``transforms``, ``schemas``, ``simulator``,
+``report``, ``connectors``), the ``.avsc`` schemas, the report's templates and the
+exact pins below. The full transitive lock used locally is ``requirements.lock``.
 """
 
 from setuptools import setup
@@ -27,7 +27,8 @@ setup(
     version="0.1.0",
     description="Streaming anti-scam system: 24h Safety Net holds, rapid recovery, outreach",
     python_requires=">=3.11,<3.12",
-    packages=["pipelines", "transforms", "schemas", "simulator", "report", "connectors"],
+    packages=["pipelines", "core", "transforms", "schemas", "simulator", "report",
+              "connectors"],
     package_data={"schemas": ["*.avsc"], "report": ["templates/*.html", "templates/*.css"]},
     include_package_data=True,
     install_requires=REQUIRES,

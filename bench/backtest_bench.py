@@ -15,7 +15,7 @@ Cases:
 
 Modes, each run ``--runs`` times in a fresh process (medians printed):
 
-* ``reference`` — ``transforms.reference``: read the Avro files, ``run_reference``, write the
+* ``reference`` — ``core.reference``: read the Avro files, ``run_reference``, write the
   same sorted decision files and ``scores.parquet`` as the backtest;
 * ``beam1`` — ``pipelines.backtest`` on the FnApiRunner, one process;
 * ``beam2`` — the same with ``--direct_num_workers=2 --direct_running_mode=multi_processing``.
@@ -108,9 +108,10 @@ def _peak_rss_mb() -> float:
 def child_reference(inp: Path, out: Path) -> dict:
     """Read, decide with the reference, write the backtest's decision files."""
     from connectors.files import SCORES_FILE, score_row, sort_key, write_scores
+    from core.reference import Stats, run_reference
     from schemas.codecs import write_records
     from schemas.streams import FILE_ORDER, OUTPUTS
-    from transforms.reference import Stats, load_replay, replay_policy, run_reference
+    from transforms.side import load_replay, load_side, replay_policy
 
     out.mkdir(parents=True, exist_ok=True)
     fmt = "avro"
@@ -118,7 +119,8 @@ def child_reference(inp: Path, out: Path) -> dict:
     inputs = load_replay(inp)
     t1 = time.perf_counter()
     stats = Stats()
-    outs = run_reference(inputs, replay_policy(inp), stats)
+    policy = replay_policy(inp)
+    outs = run_reference(inputs, policy, stats, load_side(policy))
     t2 = time.perf_counter()
     for name in FILE_ORDER:
         write_records(out / f"{name}.{fmt}", OUTPUTS[name],

@@ -1,7 +1,7 @@
 """Friction bench (issue 11): friction budget x per-user cap x hold-threshold floor, tuned on
 one half of a replay and reported on the other.
 
-The replay runs once, continuously, through ``transforms.reference``'s machines (the steps
+The replay runs once, continuously, through ``core.reference``'s machines (the steps
 up to LabelJoin once; then the Learner per (budget, floor), the Score step and Actions per
 cap). The judgement is split by event time at ``--split``: a configuration is *chosen*
 from the figures of the transfers before it (the tune half) only, and its figures on the
@@ -34,14 +34,14 @@ import time
 from pathlib import Path
 
 from bench.models_bench import STEP, load_truth, upstream
+from core import actions as act
+from core.learner import MODEL_METRICS, Learner
+from core.policy import Policy
+from core.reference import Stats, _stage, load_replay, replay_policy
+from core.scorer import SCORED_REPORTS, SCORED_TRANSFERS
 from report.friction import friction_figures
 from report.precision import precision_by_reason
 from schemas.rows import DeadLetter
-from transforms import actions as act
-from transforms.learner import MODEL_METRICS, Learner
-from transforms.policy import Policy
-from transforms.reference import Stats, _stage, load_replay, replay_policy
-from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS
 
 LIMITS = {"legit_held_share": 0.005, "legit_held_usd_share": 0.05,
           "max_user_share_of_legit_holds": 0.10}

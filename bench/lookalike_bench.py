@@ -2,7 +2,7 @@
 
 Replays the simulator's transfers through the SenderProfile machine (the step that decides
 the look-alike flag, exactly as the pipeline runs it: per user, in event-time order, after
-de-duplication) and counts, per address family (``transforms/lookalike.py``):
+de-duplication) and counts, per address family (``core/lookalike.py``):
 
 * honest payments, and those the rule holds (false holds) with their rate; when none is
   held, the 95 % upper bound of the rate (3 / n, the "rule of three");
@@ -30,13 +30,13 @@ from collections import Counter, defaultdict
 from math import comb
 from pathlib import Path
 
+from core import lookalike
+from core.events import sort_key
+from core.machine import run_history
+from core.policy import Policy
+from core.profiles import SenderProfile
 from schemas.codecs import find_input, read_records
 from schemas.rows import DeadLetter
-from transforms import lookalike
-from transforms.events import sort_key
-from transforms.machine import run_history
-from transforms.policy import Policy
-from transforms.profiles import SenderProfile
 
 # characters of the encoding, and fixed prefix characters the head always contains
 ALPHABET = {lookalike.EVM: 16, lookalike.TRON: 58, lookalike.BTC: 58, lookalike.BECH32: 32,

@@ -13,7 +13,7 @@ For each: the resident memory the loaded ``BlacklistSnapshot`` keeps (RSS after 
 a full collection, minus RSS before), the peak RSS during the load, the load time, and a
 lookup's cost. Target: a 1M-address list in <= 200 MB resident.
 
-State: the reference (``transforms.reference``) over simulated histories of growing numbers
+State: the reference (``core.reference``) over simulated histories of growing numbers
 of users, in a fresh process each: the keys each step holds at the end (the state's size
 before expiry) and the peak RSS of the whole run (inputs and outputs included).
 """
@@ -87,7 +87,8 @@ def child_list(path: Path) -> dict:
 
 
 def child_state(directory: Path) -> dict:
-    from transforms.reference import Stats, load_replay, replay_policy, run_reference
+    from core.reference import Stats, run_reference
+    from transforms.side import load_replay, load_side, replay_policy
 
     gc.collect()
     before = rss_mb()
@@ -95,7 +96,8 @@ def child_state(directory: Path) -> dict:
     n = len(inputs["transfers"])
     stats = Stats()
     t = time.perf_counter()
-    out = run_reference(inputs, replay_policy(directory), stats)
+    policy = replay_policy(directory)
+    out = run_reference(inputs, policy, stats, load_side(policy))
     secs = time.perf_counter() - t
     return {"transfers": n, "keys": stats.keys, "peak_mb": peak_mb(), "baseline_mb": before,
             "seconds": secs, "holds": len(out["holds"])}

@@ -6,19 +6,19 @@ noisy machine):
 * ``baseline``: a bare ``StandardScaler() | LogisticRegression()``, ``predict_proba_one`` +
   ``learn_one`` per labelled transfer, on the same model input (``transfer_x``, built
   outside the timed loop);
-* ``models_step``: the Models step itself (``transforms.models.Models`` through
-  ``run_history``, exactly as the batch face and ``transforms.reference`` run it) over the
+* ``models_step``: the Models step itself (``core.models.Models`` through
+  ``run_history``, exactly as the batch face and ``core.reference`` run it) over the
   featured transfers and their labels: per transfer one score (rule, model, reasons) and
   one test-then-train update; ``[model on]``: the model decides from the first label (no
   warm-up), so every score runs the model; ``[rules]``: ``use_models=False`` (the model
   still learns, in shadow); given as µs per (score + label) pair and as a ratio to the
   baseline's µs per (predict + learn) pair;
-* ``--old-models FILE``: the same for another version of ``transforms/models.py`` (for
+* ``--old-models FILE``: the same for another version of ``core/models.py`` (for
   before / after figures in one run);
 * ``scam_verdict``: predict + learn per report (TF-IDF etc.), for the record.
 
 Quality (``--sim DIR``, or ``--generate DIR`` to make one with the simulator): the decision
-graph is replayed without Beam with ``transforms.reference``'s machines and routing: the
+graph is replayed without Beam with ``core.reference``'s machines and routing: the
 steps up to LabelJoin once, then Models and Actions per policy: rules only
 (``use_models=False``) and with the models. Against ``truth.*`` it prints
 
@@ -53,34 +53,36 @@ from typing import Optional
 
 from river import linear_model, preprocessing
 
+from core import actions as act
+from core.events import FeaturedTransfer
+from core.graph import STEPS
+from core.labels import SCAM_VERDICT, TRANSFER_RISK
+from core.learner import MODEL_METRICS, VERSIONS, Learner
+from core.machine import run_history
+from core.models import new_model, report_x, transfer_x
+from core.policy import Policy
+from core.reference import Stats, _stage, run_steps
+from core.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
 from schemas.codecs import find_input, read_records
 from schemas.rows import DeadLetter
-from transforms import actions as act
-from transforms.events import FeaturedTransfer
-from transforms.graph import STEPS, load_side
-from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
-from transforms.learner import MODEL_METRICS, VERSIONS, Learner
-from transforms.machine import run_history
-from transforms.models import new_model, report_x, transfer_x
-from transforms.policy import Policy
-from transforms.reference import Stats, _stage, load_replay, replay_policy, run_steps
-from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
+from transforms.side import load_replay, load_side, replay_policy
 
 STEP = {st.label: st for st in STEPS}
 
 
 # ------------------------------------------------------------------- a Beam-free replay
 def upstream(inputs: dict, policy: Policy) -> dict:
-    """transforms.reference's steps up to CounterpartyProfile (with LabelJoin): featured
+    """core.reference's steps up to CounterpartyProfile (with LabelJoin): featured
     events, examples, facts."""
     clean = {k: [r for r in inputs.get(k, ()) if type(r) is not DeadLetter] for k in
              ("transfers", "reports", "outcomes", "blacklist")}
-    st = run_steps(clean, policy, Stats(), until="CounterpartyProfile")
+    side = load_side(policy)
+    st = run_steps(clean, policy, Stats(), until="CounterpartyProfile", side=side)
     facts = [f for n in ("outcomes:address", "TransferLedger:facts", "ReportLedger:facts")
              for f in st[n]]
     return {"featured": st["CounterpartyProfile:featured"],
             "examples": st["CounterpartyProfile:examples"], "facts": facts,
-            "blacklist": clean["blacklist"], "side": load_side(policy)}
+            "blacklist": clean["blacklist"], "side": side}
 
 
 def downstream(up: dict, policy: Policy) -> dict:
@@ -349,7 +351,7 @@ def main(argv=None) -> int:
     ap.add_argument("--transfers", type=int, default=20000,
                     help="transfers (and their labels) in the cost runs")
     ap.add_argument("--old-models", type=Path,
-                    help="another transforms/models.py to time in the same run")
+                    help="another core/models.py to time in the same run")
     ap.add_argument("--eth", type=Path,
                     help="also judge victim payments on a pipelines.convert_eth directory")
     ap.add_argument("--no-cost", action="store_true")

@@ -10,7 +10,9 @@ the base's code (``simulate``, ``convert_eth``), then each case is replayed by b
 compared: decision files, case files, scores, state checkpoints, hourly aggregates and
 model versions byte for byte; ``metrics.json`` without its ``run`` block and its
 throughput (wall time, commit, paths); a state checkpoint by its records (its Avro files
-are written by Beam with a random sync marker, in any order) and its manifest without the
+are written by Beam with a random sync marker, in any order), each state decoded and
+encoded again by this tree (a pickle names the module of each class, and the core package
+moved them: ``transforms.machine`` is ``core.machine``), and its manifest without the
 files' hashes; HTML pages are listed, not compared (they show the wall time and the commit).
 Exits 1 when any file differs.
 
@@ -73,10 +75,13 @@ def _metrics(p: Path) -> dict:
 
 
 def _records(p: Path) -> list:
+    import pickle
+
     import fastavro
 
     with open(p, "rb") as f:
-        return sorted((r["step"], r["key"], r["state"]) for r in fastavro.reader(f))
+        return sorted((r["step"], r["key"], pickle.dumps(pickle.loads(r["state"]), 4))
+                      for r in fastavro.reader(f))
 
 
 def _manifest(p: Path) -> dict:

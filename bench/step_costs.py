@@ -3,7 +3,7 @@ alone on its recorded inputs, in µs per event (CPU time), and the read before t
 
     python -m bench.step_costs --input REPLAY_DIR [--runs 3]
 
-The inputs of each step are recorded by running the graph (:mod:`transforms.reference`)
+The inputs of each step are recorded by running the graph (:mod:`core.reference`)
 once; then each step runs again alone, ``--runs`` times, on its recorded events (group by
 key, each key's history, as the batch face does); the median CPU time per event is
 printed with the step's events and keys, and the read and validation of the replay
@@ -17,10 +17,11 @@ import argparse
 import statistics
 import time
 
+from core.graph import STEPS
+from core.learner import warm_versions
+from core.reference import Stats, _stage, run_steps
 from schemas.rows import DeadLetter
-from transforms.graph import STEPS, load_side
-from transforms.learner import warm_versions
-from transforms.reference import Stats, _stage, load_replay, replay_policy, run_steps
+from transforms.side import load_replay, load_side, replay_policy
 
 
 def _cpu(fn) -> float:
@@ -41,14 +42,14 @@ def main(argv=None) -> int:
     inputs = {k: [r for r in v if type(r) is not DeadLetter] for k, v in inputs.items()}
     policy = replay_policy(a.input).validate()
     stats = Stats()
-    streams = run_steps(inputs, policy, stats)
     side = load_side(policy)
+    streams = run_steps(inputs, policy, stats, side=side)
     print(f"read + validate: {n_read:,} records, {read_s * 1e6 / max(n_read, 1):.1f} µs each")
     print(f"{'step':<22}{'events':>10}{'keys':>9}{'µs/event':>10}{'s':>8}")
     total = 0.0
     for st in STEPS:
         events = [e for n in st.inputs for e in streams[n]]
-        sv = (warm_versions(policy) + list(streams[st.side])) if st.side else None
+        sv = (warm_versions(policy, side.warm()) + list(streams[st.side])) if st.side else None
         secs = statistics.median(
             _cpu(lambda st=st, events=events, sv=sv: _stage(st, policy, side, events, Stats(),
                                                              sv))

@@ -57,9 +57,9 @@ def events(shape: str, n: int) -> list:
 def child(args) -> None:
     import apache_beam as beam
 
+    from core.policy import Policy
     from tests.scenario import build, options
     from transforms import faces
-    from transforms.policy import Policy
 
     evs = events(args.shape, args.n)
     tally: dict = {}
@@ -159,12 +159,12 @@ def _busy_inputs(step: str, m: int) -> tuple:
     once); ``SenderProfile``: one user paying ``m`` different addresses in 20 days."""
     import hashlib
 
+    from core.actions import Actions
+    from core.casefiles import CaseBook
+    from core.labels import LabelJoin
+    from core.profiles import SenderProfile
     from tests.kit import P, scored
     from tests.scenario import addr, at, transfer
-    from transforms.actions import Actions
-    from transforms.casefiles import CaseBook
-    from transforms.labels import LabelJoin
-    from transforms.profiles import SenderProfile
 
     busy = addr("busy")
     gap = DAYS * 24 * 60 / m
@@ -191,9 +191,9 @@ def machine_alone(steps: list, sizes: list, layouts: list) -> dict:
     encoding, the machine alone: ``logs`` (transforms.faces.KeyStore: head + bags) or
     ``whole`` (the previous layout: the whole state pickled in one cell per event), over
     the last tenth of the key's ``m`` events."""
+    from core.machine import step as run_step
     from transforms import faces
     from transforms.faces import KeyStore, _Held
-    from transforms.machine import step as run_step
 
     tables = getattr(faces, "TableCache", None)  # None: a release before tables (a base)
 

@@ -3,7 +3,7 @@ start from an earlier simulated month?
 
 1. ``--prior DIR``: a simulated month before the live one (generated here if missing:
    seed ``--prior-seed``, ending where the live month starts). Its replay runs through
-   ``transforms.reference``'s machines and the Learner's final state is snapshotted.
+   ``core.reference``'s machines and the Learner's final state is snapshotted.
 2. The live month (``--sim DIR``, the simulator's default run) is replayed warm-started
    from that snapshot, once per verdict warm-up setting, and once with the verdict rules
    only (warm-up never reached) for comparison on the same reports.
@@ -27,13 +27,14 @@ from collections import Counter
 from pathlib import Path
 
 from bench.models_bench import STEP, load_truth, upstream
-from transforms import actions as act
-from transforms.labels import SCAM_VERDICT
-from transforms.learner import SNAPSHOTS, VERSIONS, warm_versions
-from transforms.models import snapshot_file, write_snapshot_bytes
-from transforms.policy import DAY, Policy
-from transforms.reference import Stats, _stage, load_replay, replay_policy
-from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS
+from core import actions as act
+from core.labels import SCAM_VERDICT
+from core.learner import SNAPSHOTS, VERSIONS
+from core.policy import DAY, Policy
+from core.reference import Stats, _stage
+from core.scorer import SCORED_REPORTS, SCORED_TRANSFERS
+from transforms.side import load_replay, replay_policy, warm_versions
+from transforms.snapshots import snapshot_file, write_snapshot_bytes
 
 NEVER = 10**9  # a warm-up no run reaches: the rules decide every verdict
 

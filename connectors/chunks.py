@@ -31,17 +31,17 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional
 
+from core.machine import END_OF_TIME, Chunk
 from schemas import codecs
 from transforms.checkpoint import seal as seal_checkpoint
-from transforms.machine import END_OF_TIME, Chunk
 
 HOUR_MS = 3_600_000
 AUTO = "auto"  # --chunk auto: chunks chosen from the history's span and size
 AUTO_TRANSFERS = 1_000_000  # --chunk auto: about this many transfers per chunk
 
 
-class Slice(NamedTuple):
-    """One chunk: inputs with ``lo <= event_time < hi`` (None: unbounded); ``last``."""
+class ChunkSpan(NamedTuple):
+    """One chunk of the plan: inputs with ``lo <= event_time < hi`` (None: unbounded); ``last``."""
 
     index: int
     lo: Optional[int]
@@ -61,13 +61,13 @@ def plan(scan: "Scan", chunk_ms: Optional[int]) -> list:
     [(None, 48, True)]
     """
     if not chunk_ms:
-        return [Slice(0, None, scan.hi + 1, True)]
+        return [ChunkSpan(0, None, scan.hi + 1, True)]
     ids = sorted(scan.ids)
     out, lo = [], None
     for i in ids[:-1]:
-        out.append(Slice(len(out), lo, (i + 1) * chunk_ms, False))
+        out.append(ChunkSpan(len(out), lo, (i + 1) * chunk_ms, False))
         lo = (i + 1) * chunk_ms
-    out.append(Slice(len(out), lo, scan.hi + 1, True))
+    out.append(ChunkSpan(len(out), lo, scan.hi + 1, True))
     return out
 
 
@@ -236,8 +236,8 @@ def stage_inputs(files: dict, read: Callable[[str, Path], Iterator[list]], work:
 
 
 def chunk_files(staged: Staged, chunk_ms: Optional[int]) -> tuple[list, list]:
-    """The slices of ``chunk_ms`` (:func:`plan`; None: one) over staged inputs, and each
-    slice's ``{input: [spill files]}`` (``chunk_ms`` is a multiple of the bucket)."""
+    """The chunks of ``chunk_ms`` (:func:`plan`; None: one) over staged inputs, and each
+    chunk's ``{input: [spill files]}`` (``chunk_ms`` is a multiple of the bucket)."""
     b, scan = staged.bucket_ms, staged.scan
     of = (lambda cid: cid * b // chunk_ms) if chunk_ms else (lambda cid: 0)
     slices = plan(Scan(scan.lo, scan.hi, {of(c) for c in scan.ids}), chunk_ms)
@@ -342,8 +342,8 @@ class ChunkRun(NamedTuple):
     spilled: Optional[dict] = None
 
 
-def _chunk_plan(sl: Slice, work: Path, write_state: Optional[str]) -> tuple:
-    """(checkpoint to write or None, the batch faces' Chunk) for slice ``sl``."""
+def _chunk_plan(sl: ChunkSpan, work: Path, write_state: Optional[str]) -> tuple:
+    """(checkpoint to write or None, the batch faces' Chunk) for the chunk ``sl``."""
     if not sl.last:
         return str(work / f"state-{sl.index:04d}"), Chunk(end=sl.hi, until=sl.hi - 1,
                                                            save=True)

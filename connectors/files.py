@@ -23,10 +23,10 @@ from typing import Callable
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from core.casefiles import latest_cases
 from schemas import codecs
 from schemas.rows import DeadLetter
 from schemas.streams import CASES, FILE_ORDER, OUTPUTS
-from transforms.casefiles import latest_cases
 from transforms.faces import Gather
 
 SCORES_FILE = "scores.parquet"

@@ -1,8 +1,9 @@
-"""Two patches of Beam's local runner (BundleBasedDirectRunner), installed by ``install()``.
+"""Three patches of Beam's local runner (BundleBasedDirectRunner), applied by the context
+manager :func:`patched` around a local run and undone when it ends.
 
-The stream driver installs them when it builds the job for the local runner, and the tests
-that run the graph there do too; Dataflow and Flink never see them. Both replace private
-parts of Beam, so ``install()`` refuses any Beam version they were not written for
+The stream driver runs the job for the local runner inside it, and the tests that run the
+graph there do too; Dataflow and Flink never see them. All three replace private parts of
+Beam, so :func:`patched` refuses any Beam version they were not written for
 (:data:`WRITTEN_FOR`): read them against the new version's ``apache_beam/runners/direct``
 before adding it.
 
@@ -29,9 +30,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import StandardOptions
 
 WRITTEN_FOR = ("2.77",)  # Beam major.minor versions whose internals these patches match
 PULL_MAX_MESSAGES = 500
@@ -39,7 +42,7 @@ IDLE_PULL_PAUSE_S = 0.005
 
 _LOG = logging.getLogger("safetynet.pubsub")
 _lock = threading.Lock()
-_installed = False
+_active = {"depth": 0, "undo": []}  # nested patched() blocks share one application
 
 
 class UnsupportedBeamVersion(RuntimeError):
@@ -61,17 +64,58 @@ def check_version(version: str) -> None:
             "then add the version to WRITTEN_FOR")
 
 
-def install() -> None:
-    """Install the patches (once per process) after checking Beam's version."""
-    global _installed
+def runs_locally(pipeline: beam.Pipeline) -> bool:
+    """Whether ``pipeline`` is meant for Beam's local runner (its options name no other)."""
+    return is_local_runner(pipeline.options.view_as(StandardOptions).runner)
+
+
+@contextmanager
+def patched() -> Iterator[None]:
+    """Apply the patches for the block (after checking Beam's version) and undo them when
+    it ends. Nested blocks share the outermost one's patches."""
     check_version(beam.__version__)
     with _lock:
-        if _installed:
-            return
-        _install_read_evaluator()
-        _install_spec_cache()
-        _install_timer_index()
-        _installed = True
+        if _active["depth"] == 0:
+            _active["undo"] = [_patch_read_evaluator(), _patch_spec_cache(),
+                               _patch_timer_index()]
+        _active["depth"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _active["depth"] -= 1
+            if _active["depth"] == 0:
+                for undo in reversed(_active["undo"]):
+                    undo()
+                _active["undo"] = []
+
+
+def is_patched() -> bool:
+    return _active["depth"] > 0
+
+
+def _setattrs(owner, **values) -> Callable[[], None]:
+    """Set attributes of ``owner``; returns what puts the previous ones back."""
+    before = {name: owner.__dict__[name] for name in values if name in owner.__dict__}
+    for name, value in values.items():
+        setattr(owner, name, value)
+
+    def undo():
+        for name in values:
+            if name in before:
+                setattr(owner, name, before[name])
+            else:
+                delattr(owner, name)
+
+    return undo
+
+
+def _undo_all(undos: list) -> Callable[[], None]:
+    def undo():
+        for u in reversed(undos):
+            u()
+
+    return undo
 
 
 # ------------------------------------------------------------------- 1. Pub/Sub reading
@@ -121,6 +165,16 @@ def _resilient_read_evaluator():
 
         _errors: dict = {}
 
+        def __init__(self, evaluation_context, applied_ptransform, *args):
+            # the local runner does not deduplicate: the graph's ``id_label`` (for
+            # Dataflow) is set aside while the stock constructor, which refuses it, runs
+            source = applied_ptransform.transform._source
+            id_label, source.id_label = source.id_label, None
+            try:
+                super().__init__(evaluation_context, applied_ptransform, *args)
+            finally:
+                source.id_label = id_label
+
         def _read_from_pubsub(self, timestamp_attribute):
             client = self._get_subscriber_client(self._applied_ptransform)
             try:
@@ -156,7 +210,7 @@ def _resilient_read_evaluator():
     return _ResilientPubSubReadEvaluator
 
 
-def _install_read_evaluator() -> None:
+def _patch_read_evaluator() -> Callable[[], None]:
     """Read Pub/Sub with the resilient evaluator, through the evaluator registry's override
     table (``_test_evaluators_overrides``): the transform itself stays
     ``beam.io.ReadFromPubSub``, so the graph is the one that runs on Dataflow / Flink."""
@@ -165,11 +219,11 @@ def _install_read_evaluator() -> None:
 
     overrides = dict(TransformEvaluatorRegistry._test_evaluators_overrides)
     overrides[_DirectReadFromPubSub] = _resilient_read_evaluator()
-    TransformEvaluatorRegistry._test_evaluators_overrides = overrides
+    return _setattrs(TransformEvaluatorRegistry, _test_evaluators_overrides=overrides)
 
 
 # ---------------------------------------------------------------------- 2. DoFn specs
-def _install_spec_cache() -> None:
+def _patch_spec_cache() -> Callable[[], None]:
     """Cache ``userstate.get_dofn_specs`` per DoFn class.
 
     The BundleBasedDirectRunner asks for a DoFn's state and timer specs several times per
@@ -196,10 +250,9 @@ def _install_spec_cache() -> None:
         states, timers = get_dofn_specs(dofn)
         return bool(states or timers)
 
-    userstate.get_dofn_specs = get_dofn_specs
-    userstate.is_stateful_dofn = is_stateful_dofn
-    te.get_dofn_specs = get_dofn_specs
-    te.is_stateful_dofn = is_stateful_dofn
+    return _undo_all([
+        _setattrs(userstate, get_dofn_specs=get_dofn_specs, is_stateful_dofn=is_stateful_dofn),
+        _setattrs(te, get_dofn_specs=get_dofn_specs, is_stateful_dofn=is_stateful_dofn)])
 
 
 # ---------------------------------------------------------------------------- 3. timers
@@ -224,37 +277,34 @@ def _due(state):
     return got
 
 
-def _install_timer_index() -> None:
+def _patch_timer_index() -> Callable[[], None]:
     """Skip, when extracting due timers, every key whose earliest timer is after the
     watermark (see the module's docstring, 3)."""
+    from apache_beam.runners.direct import evaluation_context as ec
     from apache_beam.runners.direct import watermark_manager as wm
     from apache_beam.transforms import trigger
 
     state_cls = trigger.InMemoryUnmergedState
-    for name in ("set_timer", "clear_timer"):
-        original = getattr(state_cls, name)
+    original_set, original_clear = state_cls.set_timer, state_cls.clear_timer
+    original_get, original_copy = state_cls.get_timers, state_cls.copy
 
-        def changed(self, *args, _original=original, **kwargs):
-            self.__dict__.pop(_DUE, None)
-            return _original(self, *args, **kwargs)
+    def set_timer(self, *args, **kwargs):
+        self.__dict__.pop(_DUE, None)
+        return original_set(self, *args, **kwargs)
 
-        setattr(state_cls, name, changed)
-    original_get = state_cls.get_timers
+    def clear_timer(self, *args, **kwargs):
+        self.__dict__.pop(_DUE, None)
+        return original_clear(self, *args, **kwargs)
 
     def get_timers(self, clear=False, **kwargs):
         if clear:
             self.__dict__.pop(_DUE, None)
         return original_get(self, clear=clear, **kwargs)
 
-    state_cls.get_timers = get_timers
-    original_copy = state_cls.copy
-
     def copy(self):
         c = original_copy(self)
         c.__dict__.pop(_DUE, None)
         return c
-
-    state_cls.copy = copy
 
     def extract_transform_timers(self):
         """Beam 2.77's method, looking only at the keys that may have a timer due."""
@@ -274,17 +324,18 @@ def _install_timer_index() -> None:
             self._fired_timers.update(fired_timers)
             return fired_timers, has_realtime_timer
 
-    from apache_beam.runners.direct import evaluation_context as ec
-
     def _initialize_keyed_states(self, root_transforms, value_to_consumers):
         out = {t: _IndexedStates() for t in root_transforms}
         for consumers in value_to_consumers.values():
             out.update({c: _IndexedStates() for c in consumers})
         return out
 
-    ec.EvaluationContext._initialize_keyed_states = _initialize_keyed_states
-    wm._TransformWatermarks.extract_transform_timers = extract_transform_timers
-    wm._TransformWatermarks.refresh = _refresh
+    return _undo_all([
+        _setattrs(state_cls, set_timer=set_timer, clear_timer=clear_timer,
+                  get_timers=get_timers, copy=copy),
+        _setattrs(ec.EvaluationContext, _initialize_keyed_states=_initialize_keyed_states),
+        _setattrs(wm._TransformWatermarks, extract_transform_timers=extract_transform_timers,
+                  refresh=_refresh)])
 
 
 class _IndexedStates(dict):

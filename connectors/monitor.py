@@ -2,6 +2,8 @@
 
 * :class:`CountRead` counts the messages read per input stream (before parsing);
 * :class:`NoteVersions` records the newest model version per model;
+* :class:`CounterWarnings` (the local runner's driver) warns when a counter of dropped or
+  set-aside events grows;
 * :class:`WatermarkProbe` measures the watermark's lag behind the wall clock: at most once a
   second (per worker process) one transfer arms an event-time timer at the wall clock's
   time; when the watermark reaches it, the lag is the wall time then minus the timer's.
@@ -13,6 +15,8 @@ Each step's ``setup`` starts the worker process's health reporter (once per proc
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import Optional
 
@@ -28,12 +32,21 @@ from apache_beam.utils.timestamp import Timestamp
 from connectors import health
 
 
-class _Count(beam.DoFn):
-    def __init__(self, stream: str, config: health.HealthConfig):
-        self.stream, self.config = stream, config
+class Reporting(beam.DoFn):
+    """A DoFn that feeds the health counts: its ``setup`` starts the worker process's
+    health reporter (once per process)."""
+
+    def __init__(self, config: health.HealthConfig):
+        self.config = config
 
     def setup(self):
         health.ensure_reporter(self.config)
+
+
+class _Count(Reporting):
+    def __init__(self, stream: str, config: health.HealthConfig):
+        super().__init__(config)
+        self.stream = stream
 
     def process(self, msg):
         health.REGISTRY.read(self.stream)
@@ -51,13 +64,7 @@ class CountRead(beam.PTransform):
         return msgs | "Count" >> beam.ParDo(_Count(self.stream, self.config))
 
 
-class _NoteVersion(beam.DoFn):
-    def __init__(self, config: health.HealthConfig):
-        self.config = config
-
-    def setup(self):
-        health.ensure_reporter(self.config)
-
+class _NoteVersion(Reporting):
     def process(self, v):
         health.REGISTRY.model(v.model, v.event_time, v.n_labels, v.version)
 
@@ -87,15 +94,9 @@ class _Sample(beam.DoFn):
             yield 0, None
 
 
-class _Probe(beam.DoFn):
+class _Probe(Reporting):
     ARMED = ReadModifyWriteStateSpec("armed", beam.coders.VarIntCoder())
     TIMER = TimerSpec("watermark", TimeDomain.WATERMARK)
-
-    def __init__(self, config: health.HealthConfig):
-        self.config = config
-
-    def setup(self):
-        health.ensure_reporter(self.config)
 
     def process(self, _kv, armed=beam.DoFn.StateParam(ARMED),
                 timer=beam.DoFn.TimerParam(TIMER)):
@@ -123,3 +124,40 @@ class WatermarkProbe(beam.PTransform):
         return (pcoll
                 | "Sample" >> beam.ParDo(_Sample())
                 | "Probe" >> beam.ParDo(_Probe(self.config)))
+
+
+_LOG = logging.getLogger("safetynet.stream")
+# Counters of the job whose growth is printed as a warning: events the job dropped or set
+# aside (dead-lettered inputs, late events) and saved states refused (``seeds_too_late``).
+WARN_COUNTERS = ("dead_lettered", "late", "dropped")
+
+
+class CounterWarnings:
+    """Every ``every_s`` seconds (local runner, its own thread: reading the runner's
+    counters can wait on the runner): a warning line for each warning counter that grew."""
+
+    def __init__(self, result, every_s: float = 10.0):
+        self.result, self.every_s = result, every_s
+        self.seen: dict = {}
+
+    def start(self) -> None:
+        threading.Thread(target=self._loop, name="safetynet-warnings", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.every_s)  # a period of the warnings, not a wait for the job
+            try:
+                self()
+            except Exception as e:  # noqa: BLE001 - warnings must never stop the job
+                _LOG.warning("reading the job's counters failed: %s", e)
+
+    def __call__(self) -> None:
+        for c in self.result.metrics().query()["counters"]:
+            name = c.key.metric.name
+            if not any(w in name for w in WARN_COUNTERS):
+                continue
+            key = (c.key.step, name)
+            got, before = c.committed or 0, self.seen.get(key, 0)
+            if got > before:
+                self.seen[key] = got
+                _LOG.warning("%s: %s +%d (%d in all)", c.key.step, name, got - before, got)

@@ -1,12 +1,12 @@
 """The streaming job's Pub/Sub reading and writing (Beam transforms).
 
 * Reading: ``ReadInput`` is ``beam.io.ReadFromPubSub(subscription, with_attributes=True,
-  timestamp_attribute="event_time", id_label="record_id")`` on Dataflow / Flink. On Beam's
-  local runners ``id_label`` is refused (NotImplementedError), so it is left out there; the
-  local runner reads it with the resilient evaluator of :mod:`connectors.local_runner`,
-  which the stream driver installs.
-* Writing: ``WriteOutput`` is ``beam.io.WriteToPubSub(with_attributes=True)`` on Dataflow /
-  Flink and :class:`ResilientPublishFn` locally: the stock DoFn raises on the first failed
+  timestamp_attribute="event_time", id_label="record_id")``. Beam's local runner reads it
+  with the resilient evaluator of :mod:`connectors.local_runner` (applied around the local
+  run), which does not deduplicate by ``id_label``.
+* Writing: ``Publish`` is ``beam.io.WriteToPubSub(with_attributes=True)`` on Dataflow /
+  Flink and :class:`ResilientPublishFn` when the pipeline's runner is Beam's local one
+  (:func:`connectors.local_runner.runs_locally`): the stock DoFn raises on the first failed
   publish, and a DoFn that retried in place would stall the local runner's only thread,
   every other output with it. This one hands each message to its topic's
   :class:`TopicQueue`, whose own thread publishes, keeps and retries what is refused, warns
@@ -28,6 +28,8 @@ from typing import Optional
 import apache_beam as beam
 
 from connectors import health
+from connectors.local_runner import runs_locally
+from connectors.monitor import Reporting
 from connectors.pubsub_client import attributes, encode, shared_publisher
 
 _LOG = logging.getLogger("safetynet.pubsub")
@@ -38,15 +40,11 @@ class ReadInput(beam.PTransform):
     """Messages (``PubsubMessage``) from one input subscription, timestamped by their
     ``event_time`` attribute."""
 
-    def __init__(self, subscription: str, local: bool, label: Optional[str] = None):
+    def __init__(self, subscription: str, label: Optional[str] = None):
         super().__init__(label)
-        self.subscription, self.local = subscription, local
+        self.subscription = subscription
 
     def expand(self, pbegin):
-        if self.local:
-            return pbegin | beam.io.ReadFromPubSub(
-                subscription=self.subscription, with_attributes=True,
-                timestamp_attribute="event_time")
         return pbegin | beam.io.ReadFromPubSub(
             subscription=self.subscription, with_attributes=True,
             timestamp_attribute="event_time", id_label="record_id")
@@ -226,14 +224,12 @@ class ResilientPublishFn(beam.DoFn):
         self.buffer = []
 
 
-class _CountOut(beam.DoFn):
+class _CountOut(Reporting):
     """Dataflow / Flink: count what is handed to Beam's Pub/Sub writer (health)."""
 
     def __init__(self, topic: str, config: health.HealthConfig):
-        self.topic, self.config = topic, config
-
-    def setup(self):
-        health.ensure_reporter(self.config)
+        super().__init__(config)
+        self.topic = topic
 
     def process(self, msg):
         health.REGISTRY.published(self.topic, 1)
@@ -241,16 +237,16 @@ class _CountOut(beam.DoFn):
 
 
 class _Publish(beam.PTransform):
-    """(data, attributes) pairs -> ``topic``: the resilient queue locally, Beam's
-    ``WriteToPubSub`` elsewhere."""
+    """(data, attributes) pairs -> ``topic``: the resilient queue on Beam's local runner,
+    Beam's ``WriteToPubSub`` elsewhere."""
 
-    def __init__(self, topic: str, local: bool, timeout_s: float,
-                 config: health.HealthConfig, label: Optional[str] = None):
+    def __init__(self, topic: str, timeout_s: float, config: health.HealthConfig,
+                 label: Optional[str] = None):
         super().__init__(label)
-        self.topic, self.local, self.timeout_s, self.config = topic, local, timeout_s, config
+        self.topic, self.timeout_s, self.config = topic, timeout_s, config
 
     def expand(self, pairs):
-        if self.local:
+        if runs_locally(pairs.pipeline):
             return pairs | "Publish" >> beam.ParDo(ResilientPublishFn(self.topic,
                                                                       self.timeout_s))
         from apache_beam.io.gcp.pubsub import PubsubMessage
@@ -261,42 +257,29 @@ class _Publish(beam.PTransform):
                 | "Publish" >> beam.io.WriteToPubSub(self.topic, with_attributes=True))
 
 
-class WriteOutput(beam.PTransform):
-    """Encode output rows (JSON or Avro) and publish them with ``event_time`` and
-    ``record_id`` attributes."""
+def record_message(payload: str):
+    """An output row's message: the record in ``payload`` (``json`` or ``avro``), with
+    ``event_time``, ``record_id`` and ``record`` attributes."""
+    return lambda r: (encode(r, payload), attributes(r))
 
-    def __init__(self, topic: str, payload: str, local: bool,
-                 timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S,
+
+def json_message(attributes_of):
+    """A dict row's message: the row as JSON (sorted keys), with ``attributes_of(row)``."""
+    return lambda r: (json.dumps(r, sort_keys=True).encode("utf-8"), attributes_of(r))
+
+
+class Publish(beam.PTransform):
+    """Publish rows to ``topic``, each as the (data, attributes) that ``message(row)``
+    makes (:func:`record_message`, :func:`json_message`)."""
+
+    def __init__(self, topic: str, message, timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S,
                  config: health.HealthConfig = health.HealthConfig(),
                  label: Optional[str] = None):
         super().__init__(label)
-        self.topic, self.payload, self.local = topic, payload, local
+        self.topic, self.message = topic, message
         self.timeout_s, self.config = timeout_s, config
 
     def expand(self, rows):
-        payload = self.payload
         return (rows
-                | "Encode" >> beam.Map(lambda r: (encode(r, payload), attributes(r)))
-                | _Publish(self.topic, self.local, self.timeout_s, self.config))
-
-
-class PublishJson(beam.PTransform):
-    """Publish dict rows as JSON messages (sorted keys) with ``attributes_of(row)``."""
-
-    def __init__(self, topic: str, local: bool, attributes_of,
-                 timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S,
-                 config: health.HealthConfig = health.HealthConfig(),
-                 label: Optional[str] = None):
-        super().__init__(label)
-        self.topic, self.local, self.attributes_of = topic, local, attributes_of
-        self.timeout_s, self.config = timeout_s, config
-
-    def expand(self, rows):
-        attributes_of = self.attributes_of
-
-        def encode_row(r: dict) -> tuple:
-            return json.dumps(r, sort_keys=True).encode("utf-8"), attributes_of(r)
-
-        return (rows
-                | "Encode" >> beam.Map(encode_row)
-                | _Publish(self.topic, self.local, self.timeout_s, self.config))
+                | "Encode" >> beam.Map(self.message)
+                | _Publish(self.topic, self.timeout_s, self.config))

@@ -13,11 +13,11 @@ from apache_beam.metrics import Metrics
 
 from connectors.chunks import read_spilled
 from connectors.replay import Replay, read_validated
+from core.machine import gc_paused
 from schemas import codecs
 from schemas.rows import DeadLetter
 from schemas.streams import INPUTS, REPLAY_FILES
 from transforms.faces import stamped
-from transforms.machine import gc_paused
 
 
 class Progress:

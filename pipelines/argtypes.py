@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import argparse
 import difflib
-from typing import NoReturn
+from typing import NoReturn, Optional
+
+
+class UsageError(Exception):
+    """A mistake of the user's (paths, flags): one line on stderr, exit 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (``PROG: error: ...``), exit 2,
-    and a mistyped option gets a suggestion (``did you mean --compare?``)."""
+    """argparse, but a usage error is one line. Given ``raises`` (an exception class), the
+    parser raises ``raises(message)`` and its caller says it; otherwise it prints
+    ``PROG: error: ...`` on stderr, with a suggestion for a mistyped option (``did you mean
+    --compare?``), and exits 2. Beam's templated (ValueProvider) options are added as plain
+    ones, so any options class can add its flags here."""
 
     _argv: list = []
+
+    def __init__(self, *args, raises: Optional[type] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.raises = raises
 
     def parse_known_args(self, args=None, namespace=None):
         import sys
@@ -19,7 +30,12 @@ class OneLineParser(argparse.ArgumentParser):
         self._argv = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(args, namespace)
 
+    def add_value_provider_argument(self, *args, **kwargs):
+        self.add_argument(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
+        if self.raises is not None:
+            raise self.raises(message)
         # a typo makes argparse complain of a missing option first: look at the words too
         hint = suggestion(message + " " + " ".join(self._argv), self)
         self.exit(2, f"{self.prog}: error: {message}{hint}\n")
@@ -90,8 +106,8 @@ def positive_number(text: str) -> float:
 
 def share(text: str) -> float:
     """A share between 0 and 1: ``0.05`` or ``5%``
-    (:func:`transforms.holdout.parse_share`, with argparse's error)."""
-    from transforms.holdout import parse_share
+    (:func:`core.holdout.parse_share`, with argparse's error)."""
+    from core.holdout import parse_share
 
     try:
         return parse_share(text)

@@ -34,10 +34,8 @@ of an input ends with one line and exit status 1 (:mod:`pipelines.validate`).
 
 from __future__ import annotations
 
-import argparse
 import gc
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -47,33 +45,32 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from connectors import chunks, statefs
+from connectors import chunked, chunks
 from connectors.chunks import ChunkRun
 from connectors.files import (
     SCORES_FILE,
     WriteDecisionFiles,
     WriteJsonLines,
     WriteScores,
-    latest_cases_file,
-    sort_key,
-    write_empty,
-    write_scores,
+    write_scores,  # noqa: F401 - imported from here by the report's tests
 )
-from connectors.reader import CountProgress, read_batches, read_inputs
+from connectors.reader import CountProgress, read_inputs
 from connectors.replay import Replay, scan_input
-from pipelines import preflight, provenance
-from pipelines.argtypes import positive_int, unknown_option
+from core.graph import STEP_LABELS
+from core.policy import Policy
+from pipelines import preflight
+from pipelines.argtypes import UsageError
+from pipelines.backtest_options import (  # noqa: F401 - arg_parser: the CLI's tests use it
+    PROG,
+    BacktestOptions,
+    arg_parser,
+    parse,
+)
 from pipelines.options import (
     SafetyNetOptions,
     SharedOptions,
-    add_restore_state,
-    add_shadow_policy,
-    expand_policy_file,
-    parse_duration,
     policy_from_options,
-    policy_options,
 )
-from pipelines.validate import add_input_options, dead_letter_excess
 from schemas import codecs
 from schemas.codecs import CodecError
 from schemas.streams import OUTPUTS
@@ -86,14 +83,9 @@ from transforms.checkpoint import (
 )
 from transforms.checkpoint import check as check_checkpoint
 from transforms.faces import DEFAULT_SHARDS, local_shuffles
-from transforms.graph import STEP_LABELS
-from transforms.policy import Policy
 from transforms.safetynet import SafetyNet
-from transforms.shadow import SHADOW_OUTPUTS, ShadowDiff
+from transforms.shadow import SHADOW_OUTPUTS, Shadow
 
-PROG = "backtest"
-# Policy options that only the streaming job reads (accepted, not shown in --help).
-STREAM_ONLY = ("stream_ordering",)
 # Decision files beside the live ones: a shadow policy's, and the warnings held out.
 OPTIONAL_OUTPUTS = (*(f"shadow_{n}" for n in SHADOW_OUTPUTS), "warning_holdout",
                     "shadow_warning_holdout")
@@ -102,10 +94,6 @@ OPTIONAL_OUTPUTS = (*(f"shadow_{n}" for n in SHADOW_OUTPUTS), "warning_holdout",
 OWNED = preflight.owned_files((*OUTPUTS, *OPTIONAL_OUTPUTS), codecs.FORMATS, extra=(
     SCORES_FILE, "hourly_metrics.jsonl", "fan_in_hourly.jsonl", "versions.jsonl",
     "shadow_disagreements.jsonl", "shadow_hourly.jsonl", "metrics.json", "report.html"))
-
-
-class UsageError(Exception):
-    """A mistake of the user's (paths, flags): one line on stderr, exit 2."""
 
 
 # ------------------------------------------------------------------------------ the inputs
@@ -162,128 +150,29 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
         ({"warning_holdout": outs["warning_holdout"]}
          | "WriteWarningHoldout" >> WriteDecisionFiles(out, fmt))
     if shadow is not None:
-        build_shadow(inputs, outs, shadow, out, fmt, shards)
+        _write_shadow({"inputs": inputs, "live": outs}
+                      | "Shadow" >> Shadow(shadow, "batch", shards=shards), out, fmt,
+                      shadow.warning_holdout > 0)
     return outs
 
 
-def build_shadow(inputs: dict, outs: dict, shadow: Policy, out: str, fmt: str,
-                 shards: int) -> dict:
-    """A shadow policy on the same inputs: its own decisions in ``shadow_*`` files, never
-    acted on, and where it disagrees with the live one (``shadow_disagreements.jsonl``,
-    ``shadow_hourly.jsonl``). The live steps and their labels are untouched."""
-    souts = inputs | "Shadow" >> SafetyNet(shadow, "batch", label="Shadow", shards=shards)
-    ({name: souts[name] for name in SHADOW_OUTPUTS}
+def _write_shadow(souts: dict, out: str, fmt: str, holdout: bool) -> None:
+    """A shadow's decisions in ``shadow_*`` files, where it disagrees with the live policy
+    in ``shadow_disagreements.jsonl`` and ``shadow_hourly.jsonl``."""
+    shadow = souts["shadow"]
+    ({name: shadow[name] for name in SHADOW_OUTPUTS}
      | "ShadowWriteDecisions" >> WriteDecisionFiles(out, fmt, prefix="shadow_"))
-    if shadow.warning_holdout > 0:
-        ({"warning_holdout": souts["warning_holdout"]}
+    if holdout:
+        ({"warning_holdout": shadow["warning_holdout"]}
          | "ShadowWriteWarningHoldout" >> WriteDecisionFiles(out, fmt, prefix="shadow_"))
-    diff = {"live": outs, "shadow": souts} | "ShadowDiff" >> ShadowDiff()
-    ({f"shadow_{name}": diff[name] | f"ShadowGlobal{name.title()}" >> beam.WindowInto(
+    ({f"shadow_{name}": souts[name] | f"ShadowGlobal{name.title()}" >> beam.WindowInto(
         beam.window.GlobalWindows()) for name in ("disagreements", "hourly")}
      | "ShadowWriteDiff" >> WriteJsonLines(out))
-    return souts
 
 
-# ----------------------------------------------------------------------------- the options
-def _add_flags(parser, required: bool, shared: bool) -> None:
-    """The backtest's own flags, in --help's order; ``shared``: with the flags the stream
-    driver takes too (:class:`~pipelines.options.SharedOptions`), for --help."""
-    parser.add_argument("--input", required=required, metavar="DIR",
-                        help="replay directory: transfers (required), reports, outcomes, "
-                             "blacklist, profiles, blacklist_snapshot, truth as NAME.avro or "
-                             "NAME.parquet")
-    parser.add_argument("--output", required=required, metavar="DIR",
-                        help="output directory (created if missing)")
-    parser.add_argument("--format", choices=codecs.FORMATS, default=None,
-                        help="format of the decision files (default: that of transfers.*)")
-    parser.add_argument("--no_progress", action="store_true",
-                        help="no progress lines on stderr")
-    preflight.add_verbosity(parser)
-    parser.add_argument("--compare", default=None, metavar="DIR",
-                        help="another backtest's output directory (e.g. a rules-only run, "
-                             "--use_models=false) to compare with in the report")
-    parser.add_argument("--no_report", action="store_true",
-                        help="write metrics.json but not report.html")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the output of an earlier run in --output (without it, "
-                             "such a directory is refused before anything runs)")
-    add_input_options(parser.add_argument_group("input guards"), bounds=shared)
-    if shared:
-        add_shadow_policy(parser)
-    parser.add_argument("--batch_shards", type=positive_int, default=DEFAULT_SHARDS,
-                        metavar="N",
-                        help="shards of each step's key space: the most workers a step can "
-                             f"use (default {DEFAULT_SHARDS}; raise it for a large cluster)")
-    g = parser.add_argument_group("long replays and warm start")
-    g.add_argument("--chunk", default=chunks.AUTO, metavar="DURATION",
-                   help="replay in chunks of this much event time (whole days, e.g. 7d), "
-                        "carrying every step's state from one chunk to the next: memory is "
-                        "bounded by one chunk plus the live state; decisions are identical. "
-                        "auto (default): whole days holding about --chunk_transfers "
-                        "transfers (one run when the history fits in one); 0: one run, "
-                        "whatever its length")
-    g.add_argument("--chunk_transfers", type=positive_int, default=chunks.AUTO_TRANSFERS,
-                   metavar="N", help="--chunk auto: transfers per chunk, about (default "
-                   f"{chunks.AUTO_TRANSFERS:,})")
-    g.add_argument("--write_state", default=None, metavar="DIR",
-                   help="write the state the replay ends with (a state checkpoint) to DIR: "
-                        "`safetynet stream --restore_state DIR` starts from it")
-    if shared:
-        add_restore_state(g)
-
-
-class BacktestOptions(PipelineOptions):
-    """The backtest's flags (``--input``, ``--output``, ``--format``, ``--chunk``, ...); the
-    policy flags are :class:`~pipelines.options.SafetyNetOptions`', the flags it shares with
-    the stream driver (``--restore_state``, ``--shadow_policy``, the money bounds)
-    :class:`~pipelines.options.SharedOptions`'."""
-
-    @classmethod
-    def _add_argparse_args(cls, parser):
-        _add_flags(parser, required=False, shared=False)
 
 
 # ------------------------------------------------------------------------------ the driver
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2)."""
-
-    def error(self, message):
-        raise UsageError(message)
-
-
-def arg_parser() -> argparse.ArgumentParser:
-    """The command line's own flags and the policy flags: --help, and one-line errors."""
-    p = _Parser(
-        prog=f"safetynet {PROG}", add_help=True, allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Replay a directory of history (Avro or Parquet) through the Safety Net "
-                    "and write the decisions, metrics.json and report.html.",
-        epilog="Beam pipeline options are accepted too, e.g. --runner (default FnApiRunner), "
-               "--direct_num_workers N --direct_running_mode multi_processing.\n"
-               "Durations take a unit: 90s, 15m, 24h, 30d.")
-    _add_flags(p, required=True, shared=True)
-    g = p.add_argument_group("Safety Net policy")
-    SafetyNetOptions._add_argparse_args(g)
-    for a in g._group_actions:  # options of the streaming job only: not shown here
-        if a.dest in STREAM_ONLY:
-            a.help = argparse.SUPPRESS
-    return p
-
-
-def parse(argv: list) -> PipelineOptions:
-    """The command line as PipelineOptions (views: BacktestOptions, SafetyNetOptions and
-    Beam's own); a bad or unknown flag raises UsageError or PreflightError."""
-    argv = expand_policy_file(argv)
-    parser = arg_parser()
-    _, rest = parser.parse_known_args(argv)
-    unknown = preflight.beam_unknown_flags(rest)
-    if unknown:
-        raise UsageError(unknown_option(unknown[0], parser))
-    if not any(f == "--runner" or f.startswith("--runner=") for f in rest):
-        argv = [*argv, "--runner=FnApiRunner"]
-    return PipelineOptions(argv)
-
-
 def _policy(options: PipelineOptions, replay: Replay) -> Policy:
     """The policy of the flags, with the replay's blacklist snapshot and profiles."""
     so = options.view_as(SafetyNetOptions)
@@ -315,50 +204,6 @@ def counters_of(result) -> dict:
 
 
 _CODEC_RE = re.compile(r"CodecError: ([^\n]+)")
-
-
-def _chunk_ms(text: Optional[str], day_ms: int) -> Optional[int | str]:
-    """``--chunk``: ``auto``, ``0`` (one run), or whole hours and whole days of ``--day``
-    (the daily selections, rules 11 and 12, rank whole days of one chunk)."""
-    if text is None or text == chunks.AUTO:
-        return chunks.AUTO
-    if text.strip() in ("0", "0d", "0h"):
-        return None
-    try:
-        ms = parse_duration(text)
-    except (ValueError, argparse.ArgumentTypeError):
-        raise UsageError(f"--chunk {text!r}: not a duration (e.g. 7d, 24h)") from None
-    if ms < chunks.HOUR_MS or ms % chunks.HOUR_MS:
-        raise UsageError(f"--chunk {text}: use whole hours (e.g. 12h, 7d)")
-    if ms % day_ms:
-        raise UsageError(f"--chunk {text}: use whole days (of --day, {day_ms // 3_600_000}h) "
-                         "so that no day of the daily risk assessments and call capacity is "
-                         "cut by a chunk")
-    return ms
-
-
-def _prepare_state_dir(d: str, restore: str) -> None:
-    """``--write_state DIR``: a new or empty directory, or a checkpoint this command may
-    replace (never the one it restores from). ``gs://`` and Beam's other file systems
-    through :mod:`connectors.statefs`."""
-    if not statefs.is_local(d):
-        if d.rstrip("/") == restore.rstrip("/"):
-            raise UsageError("--write_state and --restore_state name the same directory")
-        if statefs.files(d, "*") and not statefs.exists(statefs.join(d, "manifest.json")):
-            raise UsageError(f"--write_state {d} is not empty and holds no checkpoint: "
-                             "refusing to write into it")
-        statefs.remove_all(d)
-        return
-    d, restore = Path(d), Path(restore)  # type: ignore[assignment]
-    if d.exists() and d.resolve() == restore.resolve():
-        raise UsageError("--write_state and --restore_state name the same directory")
-    if d.exists() and not d.is_dir():
-        raise UsageError(f"--write_state {d} exists and is not a directory")
-    if d.is_dir() and any(d.iterdir()):
-        if not (d / "manifest.json").exists():
-            raise UsageError(f"--write_state {d} is not empty and holds no checkpoint: "
-                             "refusing to write into it")
-        shutil.rmtree(d)
 
 
 class Job(NamedTuple):
@@ -406,7 +251,7 @@ def prepare(argv: list) -> Job:
     policy = _policy(options, replay)
     shadow = None
     if sh.shadow_policy:
-        from pipelines.shadow import shadow_policy
+        from pipelines.options import shadow_policy
 
         scale = options.view_as(SafetyNetOptions).time_scale or 1.0
         shadow = shadow_policy(sh.shadow_policy, policy, scale)
@@ -414,11 +259,11 @@ def prepare(argv: list) -> Job:
 
     if policy.blacklist_paths:
         load_many(tuple(policy.blacklist_paths))
-    chunk_ms = _chunk_ms(o.chunk, policy.day_ms)
+    chunk_ms = chunked.chunk_flag(o.chunk, policy.day_ms)
     out = preflight.prepare_output(o.output, OWNED, o.overwrite)
     restored = check_checkpoint(sh.restore_state) if sh.restore_state else None
     if o.write_state:
-        _prepare_state_dir(o.write_state, sh.restore_state or ".")
+        chunked.prepare_state_dir(o.write_state, sh.restore_state or ".")
     if chunk_ms == chunks.AUTO and (shadow is not None or policy.warning_holdout > 0 or
                                     replay.totals.get("transfers", 0) <= o.chunk_transfers):
         chunk_ms = None  # one run: it fits; a shadow or a holdout is not carried across chunks
@@ -443,101 +288,8 @@ def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(
         result = pipeline.run()
         result.wait_until_finish()
     finally:
-        gc.unfreeze()  # what the batch steps froze (transforms.machine.gc_paused)
+        gc.unfreeze()  # what the batch steps froze (core.machine.gc_paused)
     return counters_of(result)
-
-
-def run_chunked(job: Job, progress: bool) -> dict:
-    """The replay read once, then one pipeline per chunk of event time
-    (:func:`connectors.chunks.run_chunks`), each starting from the previous one's state
-    checkpoint; returns the summed counters."""
-    restored, restore = job.restored, job.shared.restore_state
-    bounds = (job.shared.max_usd_value, job.shared.max_amount)
-
-    def check_start(lo: int) -> None:
-        if restored is not None and restored["end_time"] > lo:
-            raise UsageError(
-                f"--restore_state {restore} holds state up to event time "
-                f"{restored['end_time']} ms, after the replay's first event ({lo} ms): "
-                "replay only what comes after the checkpoint")
-
-    def merge(dirs: list) -> None:
-        chunks.merge_parts(dirs, job.out, job.fmt, OUTPUTS, sort_key, SCORES_FILE)
-        latest_cases_file(job.out / f"cases.{job.fmt}", job.fmt)  # the latest versions
-
-    def say(text: str) -> None:
-        if progress:
-            print(f"[{PROG}] {text}", file=sys.stderr, flush=True)
-
-    r = chunks.Replayer(
-        read=lambda name, path: read_batches(name, path, job.replay.totals.get(name, 0),
-                                             bounds, progress),
-        run_one=lambda out, plan: _run_pipeline(job, out, progress, plan, job.shadow),
-        say=say, merge=merge, check_start=check_start)
-    chunking = chunks.chunking(job.chunk_ms, job.flags.chunk_transfers)
-    return chunks.run_chunks(r, dict(job.replay.files), job.out, chunking, job.policy.day_ms,
-                             job.readers, restore, restored["end_time"] if restored else None,
-                             job.flags.write_state)
-
-
-def _fill_missing(job: Job) -> None:
-    """An empty file for every output a runner skipped (a Gather over nothing)."""
-    out, fmt, shadow = job.out, job.fmt, job.shadow
-    names = list(OUTPUTS)
-    if shadow is not None:
-        names += [f"shadow_{n}" for n in SHADOW_OUTPUTS]
-    if job.policy.warning_holdout > 0:
-        names.append("warning_holdout")
-    if shadow is not None and shadow.warning_holdout > 0:
-        names.append("shadow_warning_holdout")
-    for name in names:
-        p = out / f"{name}.{fmt}"
-        if not p.exists():
-            write_empty(p, name, fmt)
-    if not (out / SCORES_FILE).exists():
-        write_scores(out / SCORES_FILE, [])
-
-
-def closing_line(s: dict, wall: float, out: Path, html: bool = True) -> str:
-    """The backtest's last line: scam money stopped (prevented + recovered) and lost, with
-    the report's definitions, and what it cost honest users."""
-    stopped = s["scam_usd_prevented"] + s["scam_usd_recovered"]
-    share = stopped / s["scam_usd"] if s["scam_usd"] else 0.0
-    return (f"[{PROG}] done in {wall:.1f}s ({s['transfers_read'] / max(wall, 1e-9):,.0f} "
-            f"transfers/s): ${stopped:,.0f} of ${s['scam_usd']:,.0f} scam money stopped "
-            f"({share:.1%}: ${s['scam_usd_prevented']:,.0f} prevented + "
-            f"${s['scam_usd_recovered']:,.0f} recovered), ${s['scam_usd_lost']:,.0f} lost; "
-            f"{s['holds']:,} holds ({s['legit_held']:,} honest), {s['freezes']:,} freezes; "
-            f"{out / ('report.html' if html else 'metrics.json')}")
-
-
-def finish(job: Job, argv: list, counters: dict, wall: float, progress: bool) -> int:
-    """``metrics.json`` and the report of a finished run; returns the exit status (1 when
-    too much of an input was dead-lettered)."""
-    import report
-
-    _fill_missing(job)
-    o, out, policy, replay = job.flags, job.out, job.policy, job.replay
-    run_info = {**provenance.run_stamp(),
-                "runner": str(job.options.view_as(StandardOptions).runner),
-                "wall_seconds": round(wall, 3), "format": job.fmt,
-                "input": str(replay.directory),
-                "input_fingerprint": provenance.replay_fingerprint(replay.directory),
-                "argv": argv, "policy": report.policy_dict(policy),
-                "policy_options": policy_options(policy, automatic=tuple(
-                    str(p) for p in (replay.snapshot, replay.profiles) if p))}
-    if job.shadow is not None:
-        run_info["shadow_policy"] = report.policy_dict(job.shadow)
-    metrics = report.build_report(replay.directory, out, counters=counters, run=run_info,
-                                  html=not o.no_report, compare=o.compare)
-    if progress:
-        print(closing_line(metrics["summary"], wall, out, not o.no_report), file=sys.stderr,
-              flush=True)
-    excess = dead_letter_excess(metrics["reconciliation"]["inputs"], o.max_dead_letter_share)
-    if excess:
-        print(f"{PROG}: error: {excess}; outputs in {out}", file=sys.stderr, flush=True)
-        return 1
-    return 0
 
 
 def run(argv: Optional[list] = None) -> int:
@@ -574,7 +326,9 @@ def _run_and_finish(job: Job, argv: list, progress: bool, t0: float) -> int:
     o = job.flags
     try:
         if job.chunked:
-            counters = run_chunked(job, progress)
+            counters = chunked.run_chunked(
+                job, lambda out, run: _run_pipeline(job, out, progress, run, job.shadow),
+                progress)
         else:
             counters = _run_pipeline(job, job.out, progress, shadow=job.shadow)
     except UsageError as e:
@@ -590,6 +344,8 @@ def _run_and_finish(job: Job, argv: list, progress: bool, t0: float) -> int:
         print(f"{PROG}: error: the pipeline failed: {preflight.first_line(e)} (--verbose "
               "shows the traceback)", file=sys.stderr)
         return 1
+    from report.finish import finish
+
     return finish(job, argv, counters, time.monotonic() - t0, progress)
 
 

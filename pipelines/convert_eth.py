@@ -37,7 +37,6 @@ known at the time, so they are simulated from the labels, seeded:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gzip
 import hashlib
@@ -51,7 +50,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Optional
 
-from pipelines.argtypes import dashed_aliases
+from pipelines.argtypes import OneLineParser, dashed_aliases
 from schemas import codecs
 from schemas.rows import CaseOutcome, ScamReport, Transfer, Truth
 
@@ -301,13 +300,8 @@ def convert(input_path: str | Path, output_dir: str | Path, seed: int = 7,
     return figures
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise ConvertError(message)
-
-
 def main(argv: Optional[list] = None) -> int:
-    p = _Parser(prog=f"safetynet {PROG}", allow_abbrev=False,
+    p = OneLineParser(prog=f"safetynet {PROG}", allow_abbrev=False, raises=ConvertError,
                 description="Convert eth_transfers_2018H1_labeled.csv.gz (real, labelled "
                             "Ethereum transfers) into a replay directory; user reports and "
                             "case outcomes are simulated from the labels (seeded).")

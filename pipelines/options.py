@@ -22,145 +22,10 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.argtypes import positive_number, share
-from transforms.policy import Policy
+from core.policy import Policy, described
+from pipelines.argtypes import OneLineParser, positive_number, share
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_HELP = {
-    "hold_threshold": "risk score at or above which a transfer is held (rule 2)",
-    "warn_threshold": "risk score at or above which the sender is warned (rule 2)",
-    "hold": "how long a hold lasts before it is released (rule 3)",
-    "scam_threshold": "verdict score at or above which a report is a SCAM (freeze, rule 4)",
-    "review_threshold": "verdict score at or above which a report goes to REVIEW",
-    "lookback": "silent-sufferer lookback before a blacklisting or freeze (rule 5)",
-    "cooldown": "at most one outreach of a kind per user per this (rule 6)",
-    "repeat_victim_losses": "confirmed scam losses that make a user a repeat victim (rule 1)",
-    "short_window": "short velocity window (count / sum / fan-in)",
-    "long_window": "long velocity window (count / sum / fan-in)",
-    "reporter_window": "window for counting independent reporters of a suspect",
-    "reporter_short_window": "shorter window for counting the reporters of a suspect "
-                             "(reporters_24h, established_reporters_24h, "
-                             "unestablished_reports_24h), within --reporter_window",
-    "payee_memory": "how long a payee stays known (look-alike detection, rule 9)",
-    "payee_sweep_every": "drop the payees older than --payee_memory at every N transfers "
-                         "of a sender",
-    "fresh_account": "accounts younger than this count as fresh (rule 4)",
-    "fan_in_rule": "rules-only baseline: distinct senders in the long window that flag a "
-                   "young destination",
-    "young_dest": "a destination first seen by this job less than this ago is young: the "
-                  "fan-in rule needs one, the transfer model's young_dest feature marks one",
-    "label_horizon": "no case outcome within this makes an example negative",
-    "label_near": "labels: the waiting records whose horizon ends within this are read by "
-                  "every event of their address, the later ones once per this (state size "
-                  "against reads)",
-    "label_max_waiting": "labels: featured records waiting per address at most; the rest are "
-                         "dropped and counted (label_records_dropped)",
-    "dedup": "how long transfer and report ids are remembered for de-duplication (rule 8)",
-    "resolve_wait": "how long a case outcome or report waits for the transfer it names",
-    "use_models": "score with the River models (false: the rules-only baseline)",
-    "fan_in_burst_share": "fan-in rule: share of the day's distinct senders that must have "
-                          "come within the short window",
-    "model_min_negatives": "negative labels a model needs before its scores are used",
-    "model_min_positives": "positive labels a model needs before its scores are used",
-    "model_sync_labels": "learn a positive only once its transfer is as old as the label "
-                         "horizon, like the negatives (true/false)",
-    "model_pos_weight": "weight of a positive example (0: automatic from the class balance)",
-    "model_warmup_labels": "labels a model needs before its scores replace the rules",
-    "verdict_warmup_labels": "labels the Scam Verdict Model needs before its verdicts "
-                             "replace the rules",
-    "verdict_min_negatives": "negative labels the Scam Verdict Model needs",
-    "verdict_min_positives": "positive labels the Scam Verdict Model needs",
-    "model_publish_labels": "the learner publishes a new model version every N labels",
-    "model_publish": "... or at the first label this long after the last version",
-    "model_negative_sample": "learn 1 in k negative examples, each weighing k (1: all)",
-    "friction_cap": "rule 10: model-driven holds per user per friction window; past it a "
-                    "model-only hold becomes a warning (0: no cap)",
-    "friction_window": "rule 10: the rolling window of the friction cap",
-    "friction_cap_long": "rule 10: model-driven holds per user per --friction_long_window "
-                         "(a bulk payer under the daily cap; 0: no cap)",
-    "friction_long_window": "rule 10: the rolling window of --friction_cap_long",
-    "friction_budget": "rule 10: share of legitimate transfers the risk team accepts to hold, "
-                       "e.g. 0.5%% or 0.005; the hold threshold adapts to it, never below "
-                       "--hold_threshold (0: off)",
-    "friction_budget_usd": "rule 10: share of legitimate USD the risk team accepts to hold, "
-                           "e.g. 5%% or 0.05; learned online with --friction_budget (0: off)",
-    "hold_expected_loss": "also hold a transfer whose risk score x USD reaches this many USD "
-                          "(rule 2; raised under a friction budget; 0: off)",
-    "drift_baseline": "drift: the first stretch of event time whose score distribution "
-                      "later weeks (report) and days (stream's drift topic) are compared "
-                      "with",
-    "drift_psi_warn": "drift: population stability index of a week's scores against the "
-                      "baseline past which the report warns at its top",
-    "friction_budget_window": "friction budget: recent legitimate examples whose scores set "
-                              "the threshold",
-    "model_snapshot_every": "snapshot the models every N labels (0: only at the end)",
-    "model_snapshot_path": "where model snapshots go (local path or gs://)",
-    "model_warm_start": "model snapshot to start from",
-    "day": "the event-time day that rules 11 and 12 count in (fixed windows)",
-    "calls_per_day": "CALL interventions the team can make per day; past it the highest "
-                     "expected losses are called, the rest get a CHAT (rule 12)",
-    "call_slot": "streaming: calls are ranked at the end of each slot of this length, "
-                 "which gets its share of calls_per_day (default the whole day: exact, "
-                 "but a call waits until the day ends)",
-    "assessments_per_day": "the team's capacity of daily risk assessments: a day's number "
-                           "(--assessment_share of its active users) never exceeds it "
-                           "(rules 11, 15)",
-    "assessment_share": "rule 15: the day's number of risk assessments is this share of the "
-                        "day's active users (rounded up), at most --assessments_per_day",
-    "assessment_min_loss": "rule 15: the least expected loss (USD) a risk assessment is sent "
-                           "for",
-    "assessment_cooldown": "rule 15: a user is risk-assessed again only after this, or on a "
-                           "new signal (once, after --cooldown)",
-    "assessment_amount_z": "risk assessment signal: amount this many standard deviations "
-                           "above the sender's usual",
-    "assessment_new_payees": "risk assessment signal: this many new payees in a day",
-    "assessment_fan_in": "risk assessment signal: a destination paid by this many senders "
-                         "in 24h",
-    "case_max_items": "case files: items kept per list (transfers, reports, verdicts, "
-                      "list entries, outreach, timeline); the rest are counted",
-    "case_update": "case files: a changed case is re-issued this long after its first "
-                   "change (changes within it are batched; default 10m)",
-    "blacklist_paths": "blacklist snapshot files (Avro/Parquet or vendor formats), "
-                       "comma-separated",
-    "profiles_path": "UserProfile file (Avro/Parquet)",
-    "lookalike_evm_head": "look-alikes, EVM (0x hex): characters compared from the start, "
-                          "0x included (rule 9; MetaMask shows 5)",
-    "lookalike_evm_tail": "look-alikes, EVM: characters compared from the end (MetaMask: 4)",
-    "lookalike_tron_head": "look-alikes, TRON (T... base58, case-sensitive): characters "
-                           "compared from the start, T included",
-    "lookalike_tron_tail": "look-alikes, TRON: characters compared from the end",
-    "lookalike_btc_head": "look-alikes, BTC base58 (1... / 3..., case-sensitive): characters "
-                          "compared from the start",
-    "lookalike_btc_tail": "look-alikes, BTC base58: characters compared from the end",
-    "lookalike_bech32_head": "look-alikes, BTC bech32 (bc1..., case-free): characters compared "
-                             "from the start, bc1 included",
-    "lookalike_bech32_tail": "look-alikes, BTC bech32: characters compared from the end",
-    "lookalike_sol_head": "look-alikes, SOL (base58, case-sensitive): characters compared "
-                          "from the start (Solana wallet adapter shows 4)",
-    "lookalike_sol_tail": "look-alikes, SOL: characters compared from the end",
-    "warning_holdout": "share of users (a hash of the user id; 5%% or 0.05) who get no "
-                       "WARNING, to measure warning efficacy (default 0)",
-    "hold_escalation": "rule 14: escalate pending holds in stages and extend them on evidence "
-                       "against the destination (false: a plain 24h hold, rule 3)",
-    "hold_warn_after": "rule 14: a HOLD_ESCALATION chat to the sender of a hold still pending "
-                       "this long after placement",
-    "hold_call_after": "rule 14: a CALL to the sender of a risky hold still pending this long "
-                       "after placement (within --calls_per_day)",
-    "hold_call_min_loss": "rule 14: expected loss (USD x risk) from which a hold gets the call",
-    "info_answer": "rule 14: a destination account asked for information (INFO_REQUEST) "
-                   "that has not answered within this: evidence that extends its holds",
-    "info_request_evidence": "rule 14: send INFO_REQUESTs to destination accounts and count "
-                             "no answer as evidence (true/false)",
-    "hold_extension": "rule 14: what one extension adds to a hold when evidence against its "
-                      "destination grew",
-    "hold_max": "rule 14: the longest a hold lasts, extensions included",
-    "extension_fan_in_rise": "rule 14: senders into a young destination (24h) above the "
-                             "hold's own count that extend it",
-    "escalation_holdout": "rule 14: share of holds (a hash of the transfer id; 5%% or 0.05) "
-                          "that get no stage contact, to measure escalation (default 0)",
-    "stream_ordering": "streaming: event_time (wait for the watermark, decide in the "
-                       "backtest's order) or arrival (decide on arrival, lower latency)",
-}
 
 
 DURATION_UNITS = "ms, s, m, h, d"
@@ -234,6 +99,16 @@ def time_scale(text: str) -> float:
         ) from None
 
 
+def _described(field: str) -> str:
+    """A policy field's meaning as argparse help (a literal % doubled)."""
+    return described()[field].replace("%", "%%")
+
+
+def option_help() -> dict:
+    """{policy option as in a policy file (``hold``): its one-line meaning}."""
+    return {flag_of(name)[2:]: text for name, text in described().items()}
+
+
 def flag_of(field: str) -> str:
     """The command-line flag of a :class:`Policy` field: ``hold_ms`` -> ``--hold``."""
     if field == "blacklist_paths":
@@ -292,7 +167,7 @@ class SafetyNetOptions(PipelineOptions):
         for f in dataclasses.fields(Policy):
             name = f.name[:-3] if f.name.endswith("_ms") else f.name
             default = f.default
-            help_ = _HELP.get(name, name)
+            help_ = _described(f.name)
             if f.name.endswith("_ms"):
                 parser.add_argument(f"--{name}", type=parse_duration, default=None,
                                     metavar="DURATION",
@@ -363,13 +238,8 @@ def policy_from_options(options: PipelineOptions, **overrides) -> Policy:
 
 
 # ----------------------------------------------------------------------------- policy files
-class _QuietParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise ValueError(message)
-
-
 def _policy_parser() -> argparse.ArgumentParser:
-    p = _QuietParser(add_help=False, allow_abbrev=False)
+    p = OneLineParser(add_help=False, allow_abbrev=False, raises=ValueError)
     SafetyNetOptions._add_argparse_args(p)
     return p
 
@@ -388,7 +258,7 @@ def policy_keys() -> dict:
 def read_policy_file(path: str, what: str = "--policy") -> list:
     """The flags a policy file stands for, in the CLI's names: ``--policy FILE`` expands to
     these, before the command line's own flags (which win); ``--shadow_policy FILE`` is
-    the live policy with these changed (:mod:`pipelines.shadow`). ``what`` names the flag in
+    the live policy with these changed (:func:`shadow_policy`). ``what`` names the flag in
     error messages.
 
     The file is YAML or JSON (``.json``), a mapping of option names to values as they are
@@ -493,3 +363,36 @@ def policy_options(policy: Policy, automatic: tuple = ()) -> dict:
             continue
         out[key] = v
     return out
+
+
+# ------------------------------------------ shadow policy: a candidate as changes to the live one
+
+def policy_with(live: Policy, options: dict, time_scale: float = 1.0,
+                where: str = "shadow policy") -> Policy:
+    """``live`` with the policy options of ``options`` (CLI names, CLI value syntax)
+    changed; durations given there are divided by ``time_scale``, as the live ones were
+    (unless ``options`` names its own ``time_scale``).
+
+    >>> p = policy_with(Policy(), {"hold_threshold": 0.6, "hold": "12h"})
+    >>> (p.hold_threshold, p.hold_ms, p.warn_threshold)
+    (0.6, 43200000, 0.45)
+    """
+    return _changed(live, policy_flags(options, where), time_scale)
+
+
+def shadow_policy(path: str | Path, live: Policy, time_scale: float = 1.0) -> Policy:
+    """The policy a ``--shadow_policy`` file describes, on top of the live one. The file is
+    read as ``--policy`` reads one (:func:`read_policy_file`); the live ``time_scale``
+    divides its durations too."""
+    return _changed(live, read_policy_file(str(path), "--shadow_policy"), time_scale)
+
+
+def _changed(live: Policy, flags: list, time_scale: float) -> Policy:
+    got = parse_policy_flags(flags)
+    scale = float(got.get("time_scale") or 1.0) if "--time_scale" in flags[::2] \
+        else time_scale
+    changes = policy_changes(got)
+    if scale != 1.0:
+        changes = {k: max(1, int(v / scale)) if k.endswith("_ms") else v
+                   for k, v in changes.items()}
+    return dataclasses.replace(live, **changes).validate()

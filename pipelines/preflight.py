@@ -10,11 +10,12 @@ the drivers print it as one line and exit with status 2. No Beam import at modul
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from pathlib import Path
 from typing import Iterable
+
+from pipelines.argtypes import OneLineParser
 
 
 class PreflightError(Exception):
@@ -178,23 +179,14 @@ def first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
-class _FlagCheck(argparse.ArgumentParser):
-    """Every options class's flags on one plain argparse parser: errors raise
-    PreflightError; Beam's templated (ValueProvider) options are checked as plain ones."""
-
-    def error(self, message):
-        raise PreflightError(message)
-
-    def add_value_provider_argument(self, *args, **kwargs):
-        self.add_argument(*args, **kwargs)
-
-
 def beam_unknown_flags(flags: list) -> list:
     """Flags that no PipelineOptions class knows (Beam itself would only log them); a bad
     value of a Beam option (``--direct_num_workers abc``) raises PreflightError, one line."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    parser = _FlagCheck(allow_abbrev=False)
+    # every options class's flags on one plain parser; Beam's templated (ValueProvider)
+    # options are checked as plain ones
+    parser = OneLineParser(allow_abbrev=False, raises=PreflightError)
     seen = set()
     todo = list(PipelineOptions.__subclasses__())
     while todo:

@@ -15,6 +15,7 @@ from report.friction import hold_reason, read_versions_jsonl
 from report.html import render
 from report.numbers import DAY_MS, day
 from report.sections import ORDERS, Page, section
+from report.truth import kinds
 from transforms import drift as dr
 
 WEEK_MS = 7 * DAY_MS
@@ -55,11 +56,7 @@ def weekly(scores: list, kind_of, held: set, versions: list, policy: dict) -> di
 def add_drift(metrics: dict, extras: dict, out_dir) -> dict:
     """Put the weekly drift figures into ``metrics["drift"]`` (and a warning at the top of
     the report for each week past the PSI threshold)."""
-    truth = extras["truth"].transfer
-
-    def kind_of(tid):
-        scam, _, detail = truth.get(tid, (False, None, None))
-        return "scam" if scam else (None if detail == "laundering" else "legit")
+    kind_of = kinds(extras["truth"].transfer)
 
     held = {h.transfer_id for h in extras["holds"] if hold_reason(h) in SCORE_TESTS}
     policy = (metrics.get("run") or {}).get("policy") or {}

@@ -1,7 +1,7 @@
 """Warning efficacy: do warnings stop users from losing money? (the report's section)
 
 With ``--warning_holdout S`` a hashed share S of users gets no ``WARNING``
-(:mod:`transforms.holdout`); the warnings withheld are written to ``warning_holdout.*``.
+(:mod:`core.holdout`); the warnings withheld are written to ``warning_holdout.*``.
 Two groups of *warning-eligible* users follow:
 
 * **warned**: users who got a WARNING (``outreach``), from their first one;

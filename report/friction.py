@@ -6,7 +6,7 @@ A hold's reason is the first that applies, in this order: ``blacklist`` (a list 
 named), ``frozen`` (the destination was already frozen), ``lookalike`` (address poisoning),
 ``rule`` (the fan-in rule set the score), ``model`` (the model's score reached the hold
 threshold), ``expected_loss`` (score × USD reached the expected-loss threshold). Holds
-record the test that held them (``hold_test=...``, see ``transforms/actions.py``); that is
+record the test that held them (``hold_test=...``, see ``core/actions.py``); that is
 used when present (``score`` is reported as ``model``).
 
 Scam money lost (not refunded), by cause:
@@ -32,6 +32,7 @@ from report.files import read_jsonl
 from report.html import pct, render, usd
 from report.numbers import DAY_MS, day
 from report.sections import ORDERS, Page, section
+from report.truth import kinds
 
 REASONS = ("blacklist", "frozen", "lookalike", "model", "rule", "expected_loss")
 LOST_CAUSES = ("never_held", "sent_after_a_hold", "held_then_released")
@@ -186,11 +187,7 @@ def read_versions_jsonl(out_dir) -> list:
 def add_friction(metrics: dict, extras: dict, out_dir) -> dict:
     """Put the friction figures (and the hold threshold over time) into ``metrics``
     (section ``"friction"``), from what :func:`report.metrics.compute` gathered."""
-    truth = extras["truth"].transfer
-
-    def kind_of(tid):
-        scam, _, detail = truth.get(tid, (False, None, None))
-        return "scam" if scam else (None if detail == "laundering" else "legit")
+    kind_of = kinds(extras["truth"].transfer)
 
     f = friction_figures(extras["transfers"].values(), kind_of, extras["holds"],
                          extras["res_by"].values())

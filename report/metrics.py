@@ -456,7 +456,7 @@ def warnings(run: dict, model: Optional[dict], transfers: dict, outcomes: list,
                        "Reconciliation.")
     pol = run.get("policy") or {}
     if pol.get("use_models", True) and model and not model["scored_by"].get("model"):
-        from transforms.policy import Policy
+        from core.policy import Policy
 
         d = Policy()
         need = {k: pol.get(k, getattr(d, k)) for k in (

@@ -93,6 +93,9 @@ def _rows(metrics: dict, extras: dict) -> dict:
     run, rec = metrics.get("run") or {}, metrics["reconciliation"]
     freezes = _freeze_rows(extras["freeze_rows"], case_links(extras.get("cases") or []))
     pol = run.get("policy_options") or as_options(run.get("policy") or {})
+    from pipelines.options import option_help
+
+    meaning = option_help()
     return {
         **_table_rows(metrics),
         "money": _money_rows(metrics["summary"]),
@@ -103,7 +106,7 @@ def _rows(metrics: dict, extras: dict) -> dict:
         "inputs": [(k, v["read"], v["valid"], v["dead_lettered"],
                     "yes" if v["reconciles"] else "NO") for k, v in rec["inputs"].items()],
         "dead_letters": [(a, b, n) for (a, b), n in sorted(extras["dead_by"].items())],
-        "policy": [(f"--{k}", opt(v)) for k, v in pol.items()],
+        "policy": [(f"--{k}", opt(v), meaning.get(k, "")) for k, v in pol.items()],
     }
 
 

@@ -25,6 +25,7 @@ from typing import Iterable, Optional
 from report.friction import REASONS, hold_reason
 from report.html import render
 from report.sections import ORDERS, Page, section
+from report.truth import kinds
 
 
 def precision_by_reason(transfers: Iterable, kind_of, holds: Iterable) -> dict:
@@ -58,11 +59,7 @@ def add_precision(metrics: dict, extras: dict) -> dict:
     """Put the per-reason precision into ``metrics["hold_precision"]`` from what
     :func:`report.metrics.compute` gathered; a warning names each reason that holds mostly
     honest money."""
-    truth = extras["truth"].transfer
-
-    def kind_of(tid):
-        scam, _, detail = truth.get(tid, (False, None, None))
-        return "scam" if scam else (None if detail == "laundering" else "legit")
+    kind_of = kinds(extras["truth"].transfer)
 
     p = precision_by_reason(extras["transfers"].values(), kind_of, extras["holds"])
     metrics["hold_precision"] = p

@@ -6,7 +6,7 @@
   holds refunded only after the 24h (what the extensions bought).
 * **Measured, not assumed** (with ``--escalation_holdout S``): a salted hash of the transfer
   id puts a share S of holds in a control group that gets no stage contact
-  (:func:`transforms.pyramid.in_escalation_holdout`). Among the holds of scam transfers:
+  (:func:`core.pyramid.in_escalation_holdout`). Among the holds of scam transfers:
   the share released (lost) and the USD lost per hold, per group; the effect = holdout
   minus escalated, with Newcombe's interval (shares) and Welch's (USD). The honest
   hold-hours per honest hold, per group: what the contacts cost.
@@ -24,11 +24,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
+from core.pyramid import in_escalation_holdout
 from report.efficacy import group, mean_diff, newcombe, wilson
 from report.html import pct, render, usd
 from report.numbers import r
 from report.sections import ORDERS, Page, section
-from transforms.pyramid import in_escalation_holdout
 
 HOUR_MS = 3_600_000
 PROMPTED = "PROMPTED"

@@ -89,3 +89,14 @@ def suspect(rep: ScamReport, transfers: dict) -> Optional[str]:
         return rep.suspect_address
     t = transfers.get(rep.transfer_id) if rep.transfer_id else None
     return t.to_address if t else rep.suspect_user_id
+
+
+def kinds(transfers: dict):
+    """``kind_of(transfer id)`` over a ground truth's ``transfer`` map: ``"scam"``,
+    ``"legit"``, or None for laundering between scam addresses (neither a victim's loss nor
+    an honest user's), for the honest-cost figures."""
+    def kind_of(tid: str) -> Optional[str]:
+        scam, _, detail = transfers.get(tid, (False, None, None))
+        return "scam" if scam else (None if detail == "laundering" else "legit")
+
+    return kind_of

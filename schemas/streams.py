@@ -1,6 +1,6 @@
 """Every input and output of safetynet, named once.
 
-A stream has one name everywhere: the graph's input or output (``transforms.graph``), the
+A stream has one name everywhere: the graph's input or output (``core.graph``), the
 replay / backtest file stem's record (``<Record>.avro``), the Pub/Sub topic
 (``safetynet-<name>``) and the report's tables. Add a stream here and every driver knows it.
 
@@ -10,7 +10,7 @@ replay / backtest file stem's record (``<Record>.avro``), the Pub/Sub topic
 * :data:`DECISIONS` — the graph's decision outputs; :data:`OUTPUTS` adds the case files.
 * :data:`FILE_ORDER` — the sort key (time field, id field) of each output file.
 * :data:`PUBLISH_ORDER` — at equal event times, which input goes first (DESIGN.md: lists
-  before outcomes before reports before transfers; ``transforms.events`` ranks alike).
+  before outcomes before reports before transfers; ``core.events`` ranks alike).
 * :func:`record_id` / :func:`event_time` — the ``record_id`` and ``event_time`` attributes of
   a Pub/Sub message (Dataflow's ``id_label`` / ``timestamp_attribute``), one definition for
   the simulator's publisher and the streaming job's writers.

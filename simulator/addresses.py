@@ -65,7 +65,7 @@ def derive(key: bytes, *parts: int) -> bytes:
 # last) characters, fixed prefix included. EVM: 0x + 3 hex and 4 (as the rule's first form);
 # TRON: T + 5 and 4 (the December 2025 $50M case matched 6 + 4); BTC base58 1/3 + 4 and 4;
 # bech32: bc1q + 4 and 4; SOL: 4 and 4 (what Solana wallets show). Each is at least what
-# the wallets of the network show (transforms/lookalike.py), so every imitation is one.
+# the wallets of the network show (core/lookalike.py), so every imitation is one.
 POISON_MATCH = {"EVM": (5, 4), "TRX": (6, 4), "BTC": (5, 4), "BECH32": (8, 4), "SOL": (4, 4)}
 
 

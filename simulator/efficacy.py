@@ -10,7 +10,7 @@ several times:
 2. the later payments (2 to 4, between 2 hours and 6 days after the first) go to a fresh
    collection address per victim, which nothing lists or reports: they are lost.
 
-A victim who is *not* in the warning holdout (:func:`transforms.holdout.in_holdout`, the
+A victim who is *not* in the warning holdout (:func:`core.holdout.in_holdout`, the
 function the Outreach step uses, with the same share) heeds the warning with probability
 ``effect``: none of their later payments is made. Each cancelled payment is a ``Truth`` row
 with ``subject_type`` ``CANCELLED`` (``user_id``, ``address``, ``usd_value``, the time it
@@ -25,10 +25,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from core.holdout import in_holdout
 from schemas.rows import BlacklistUpdate, Transfer, Truth
 from simulator.addresses import fmt_address
 from simulator.assets import make_amount
-from transforms.holdout import in_holdout
 
 HOUR, DAY = 3_600_000, 86_400_000
 TYPOLOGY = "fake_platform"

@@ -4,12 +4,12 @@ The simulator writes its files before any pipeline runs, so it models who is con
 during a hold from what it knows will be held. A scam transfer is *certainly held* when its
 destination is on the list at its time (in the snapshot, or added live before it: rule 1)
 or it pays a look-alike of a payee its sender paid before (address poisoning: rule 9).
-Those are the holds the pyramid escalates (``transforms/pyramid.py``): a chat to the sender
+Those are the holds the pyramid escalates (``core/pyramid.py``): a chat to the sender
 ``warn_after`` after placement (``--hold_warn_after`` of the backtest, default 1h), a call
 for the riskiest.
 
 **Response model.** A victim of a certainly-held scam transfer whose hold is not in the
-escalation holdout (:func:`transforms.pyramid.in_escalation_holdout`, the function the
+escalation holdout (:func:`core.pyramid.in_escalation_holdout`, the function the
 Actions step uses, same share) and who would not report within the hold anyway reports
 the scam *because of the contact* with probability ``response``: one ScamReport naming the
 transfer (and the destination), ``warn_after`` plus a delay (lognormal, median 1h) after
@@ -33,9 +33,9 @@ import math
 import random
 from typing import Any
 
+from core.pyramid import in_escalation_holdout
 from schemas.rows import CaseOutcome, ScamReport, Truth
 from simulator import text
-from transforms.pyramid import in_escalation_holdout
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 HOLD = 24 * HOUR

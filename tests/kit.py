@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-from tests.scenario import report, transfer
-from transforms.events import (
+from core.events import (
     FeaturedReport,
     FeaturedTransfer,
     LossConfirmed,
@@ -18,8 +17,9 @@ from transforms.events import (
     ScoredReport,
     ScoredTransfer,
 )
-from transforms.machine import Machine, step
-from transforms.policy import Policy
+from core.machine import Machine, step
+from core.policy import Policy
+from tests.scenario import report, transfer
 
 P = Policy(use_models=False, assessments_per_day=0,  # rules 1-10 alone (no rule 11,
            hold_escalation=False)  # no rule 14)
@@ -83,6 +83,7 @@ def stamped(out: list, tag: str) -> list:
 def snapshot_models(states: dict, path: str, at: Optional[int] = None) -> str:
     """Write one snapshot file holding every model in ``states`` (``{name: ModelState}``)
     to ``path``. Returns ``path``."""
-    from transforms.models import snapshot_bytes, write_snapshot_bytes  # River: lazily
+    from core.models import snapshot_bytes  # River: lazily
+    from transforms.snapshots import write_snapshot_bytes
 
     return write_snapshot_bytes(snapshot_bytes(states, at), path)

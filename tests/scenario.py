@@ -8,15 +8,15 @@ from __future__ import annotations
 import contextlib
 import types
 import weakref
-from typing import Optional
+from typing import Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream
 
+from core.events import sort_key
+from core.policy import DAY, HOUR, MINUTE
 from schemas.rows import BlacklistUpdate, CaseOutcome, ScamReport, Transfer, UserProfile
-from transforms.events import sort_key
-from transforms.policy import DAY, HOUR, MINUTE
 from transforms.safetynet import INPUTS, SafetyNet
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
@@ -144,9 +144,6 @@ def options(mode: str, extra: Optional[list] = None) -> PipelineOptions:
         o.view_as(StandardOptions).streaming = mode == "stream"
         return o
     if mode == "stream":
-        from connectors import local_runner
-
-        local_runner.install()  # what the local streaming job does too
         o = Options(["--runner=BundleBasedDirectRunner"] + (extra or []))
         o.view_as(StandardOptions).streaming = True
         return o
@@ -188,10 +185,25 @@ def remembered_signatures():
         core.get_function_args_defaults = original
 
 
+@contextlib.contextmanager
+def pipeline(mode: str, extra: Optional[list] = None) -> Iterator[beam.Pipeline]:
+    """A pipeline with ``options(mode, extra)``, run when the block ends, with each
+    function's signature read once (:func:`remembered_signatures`); a streaming one on
+    Beam's local runner runs with the runner's patches, as the local streaming job does."""
+    from connectors import local_runner
+
+    o = options(mode, extra)
+    local = mode == "stream" and local_runner.is_local_runner(
+        o.view_as(StandardOptions).runner)
+    with local_runner.patched() if local else contextlib.nullcontext():
+        with remembered_signatures(), beam.Pipeline(options=o) as p:
+            yield p
+
+
 def run(events, policy, mode: str = "batch", check=None, extra: Optional[list] = None,
         face: Optional[str] = None):
     """Run the graph on the events; ``check(outputs)`` adds assert_that's."""
-    with remembered_signatures(), beam.Pipeline(options=options(mode, extra)) as p:
+    with pipeline(mode, extra) as p:
         outs = build(p, events, policy, mode, face)
         if check is not None:
             check(outs)
@@ -199,14 +211,15 @@ def run(events, policy, mode: str = "batch", check=None, extra: Optional[list] =
 
 def decide(events, policy) -> dict:
     """What ``collect(events, policy)`` returns, decided by the graph's machines in plain
-    Python (``transforms.reference``: the same steps, keys and order as the batch face, no
+    Python (``core.reference``: the same steps, keys and order as the batch face, no
     Beam) in milliseconds instead of seconds: for the tests of a rule's logic. That both
     faces decide exactly as the reference is pinned once, on a data set that takes every
     decision path, by tests/test_reference.py (and per step by tests/test_batch_face.py)."""
-    from transforms.casefiles import latest_cases
-    from transforms.reference import run_reference
+    from core.casefiles import latest_cases
+    from core.reference import run_reference
+    from transforms.side import load_side
 
-    out = run_reference(split_inputs(events), policy)
+    out = run_reference(split_inputs(events), policy, side=load_side(policy))
     got = {n: [] for n in ("holds", "resolutions", "freezes", "outreach", "verdicts",
                            "dead_letter", "scored")}
     for name, rows in out.items():
@@ -264,7 +277,7 @@ def collect(events, policy, mode: str = "batch", extra: Optional[list] = None,
     for sub in d.iterdir():
         got[sub.name] = sorted((pickle.load(open(f, "rb")) for f in sub.iterdir()), key=repr)
     if "cases" in got:  # every version of each case file: compare the latest (issue 12)
-        from transforms.casefiles import latest_cases
+        from core.casefiles import latest_cases
 
         got["cases"] = latest_cases(got["cases"])
     return got

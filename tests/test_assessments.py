@@ -11,10 +11,7 @@ from collections import Counter
 
 import pytest
 
-from schemas.rows import Transfer
-from tests import scenario
-from tests.scenario import addr, at, collect, outcome, profile, scheduled_stream, transfer
-from transforms.assessments import (
+from core.assessments import (
     PAST_LOSSES,
     DaySignals,
     DayTop,
@@ -26,9 +23,12 @@ from transforms.assessments import (
     top_assessments,
     transfer_signals,
 )
-from transforms.events import FeaturedTransfer, LossConfirmed, OutreachRequest, ScoredTransfer
-from transforms.machine import run_history
-from transforms.policy import DAY, HOUR, Policy
+from core.events import FeaturedTransfer, LossConfirmed, OutreachRequest, ScoredTransfer
+from core.machine import run_history
+from core.policy import DAY, HOUR, Policy
+from schemas.rows import Transfer
+from tests import scenario
+from tests.scenario import addr, at, collect, outcome, profile, scheduled_stream, transfer
 
 SCAM = addr("scam-collector")
 FRIEND = addr("friend")

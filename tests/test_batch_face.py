@@ -19,8 +19,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from core.machine import Fused, Machine, gc_paused, run_history
 from transforms.faces import Gather, RunMachine, shard_of
-from transforms.machine import Fused, Machine, gc_paused, run_history
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import pytest
 
+from core.actions import FREEZES, HOLDS, LOSSES, REQUESTS, RESOLUTIONS, Actions
+from core.events import AddressFact, FeaturedReport, FeaturedTransfer, ReportIn
+from core.labels import EXAMPLES, LabelJoin
+from core.ledger import REPORTS, TRANSFERS, Ledger
+from core.machine import METRIC
+from core.models import rules_transfer_score, rules_verdict_score, transfer_x, verdict_of
+from core.outreach import OUTREACH, OutreachStep
+from core.policy import DAY, HOUR, MINUTE, Policy
+from core.profiles import FEATURED, CounterpartyProfile, SenderProfile
 from schemas.blacklist import BlacklistSnapshot
 from tests.kit import P, feed, loss, request, scored, scored_report, stamped, tagged
 from tests.scenario import addr, at, listing, report, transfer
-from transforms.actions import FREEZES, HOLDS, LOSSES, REQUESTS, RESOLUTIONS, Actions
-from transforms.events import AddressFact, FeaturedReport, FeaturedTransfer, ReportIn
-from transforms.labels import EXAMPLES, LabelJoin
-from transforms.ledger import REPORTS, TRANSFERS, Ledger
-from transforms.machine import METRIC
-from transforms.models import rules_transfer_score, rules_verdict_score, transfer_x, verdict_of
-from transforms.outreach import OUTREACH, OutreachStep
-from transforms.policy import DAY, HOUR, MINUTE, Policy
-from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
 
 DEST = addr("boundary-dest")
 H = P.hold_ms

@@ -9,11 +9,11 @@ import dataclasses
 
 import pytest
 
+from core.capacity import apply_capacity, select_calls, slot_capacity, window_capacity
+from core.policy import HOUR, Policy
 from schemas.rows import Outreach
 from tests import scenario
 from tests.scenario import addr, at, collect, scheduled_stream, transfer
-from transforms.capacity import apply_capacity, select_calls, slot_capacity, window_capacity
-from transforms.policy import HOUR, Policy
 
 SCAM = addr("scam-collector")
 

@@ -10,21 +10,22 @@ import random
 
 import pytest
 
-from schemas.codecs import write_records
-from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution, Outreach, ScamReport
-from tests.scenario import addr, at, collect, decide, listing, outcome, profile, report, transfer
-from transforms.actions import short_id
-from transforms.casefiles import CASES, CaseBook, latest_cases
-from transforms.events import (
+from core.actions import short_id
+from core.casefiles import CASES, CaseBook, latest_cases
+from core.events import (
     FeaturedReport,
     FeaturedTransfer,
     ReportIn,
     ScoredReport,
     ScoredTransfer,
 )
-from transforms.machine import END_OF_TIME, run_history, step
-from transforms.policy import DAY, Policy
-from transforms.reference import run_reference
+from core.machine import END_OF_TIME, run_history, step
+from core.policy import DAY, Policy
+from core.reference import run_reference
+from schemas.codecs import write_records
+from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution, Outreach, ScamReport
+from tests.scenario import addr, at, collect, decide, listing, outcome, profile, report, transfer
+from transforms.side import load_side
 
 X = addr("collector-x")
 LISTED = addr("listed-later")
@@ -123,7 +124,7 @@ def test_review_verdict_opens_a_case():
 
 def test_the_case_does_not_depend_on_arrival_order(policy):
     """The stream face's 'arrival' ordering may feed a case's events in any order."""
-    ref = run_reference(_split(_events()), policy)
+    ref = run_reference(_split(_events()), policy, side=load_side(policy))
     events = [e for name in ("scored", "holds", "resolutions", "freezes", "outreach")
               for e in ref[name]]
     events += [e for e in _events() if type(e).__name__ == "BlacklistUpdate"]
@@ -139,7 +140,7 @@ def test_a_busy_case_is_reissued_at_most_once_per_case_update(policy):
     """Changes within ``case_update`` after the first are batched into one version."""
     events = [listing(LISTED, at(0), source="vendor_q")] + [
         transfer(f"t{i}", at(minutes=2 * i), f"u{i}", LISTED) for i in range(1, 9)]
-    ref = run_reference(_split(events), policy)
+    ref = run_reference(_split(events), policy, side=load_side(policy))
     issued = sorted((c.version, c.updated_at) for c in ref["cases"])
     # Each transfer brings 3 events (itself, its hold, its warning); a deadline fires
     # before the events at its time. Listing at 0 -> issued at 10 min with t1..t4 (13
@@ -157,14 +158,14 @@ def test_both_faces_and_the_reference_agree(policy):
     expiry timer would then fire before the release reached it (README, "What the local
     runner does not give you"); on Dataflow / Flink timers hold the watermark."""
     events = _events() + [transfer("f2", at(hours=60), "dave", FRIEND, usd=5.0)]
-    ref = latest_cases(run_reference(_split(events), policy)["cases"])
+    ref = latest_cases(run_reference(_split(events), policy, side=load_side(policy))["cases"])
     assert [c.address for c in ref] == sorted([X, LISTED], key=lambda a: _case_id(a))
     assert collect(events, policy, "batch")["cases"] == ref
     assert collect(events, policy, "stream")["cases"] == ref
 
 
 def _case_id(address):
-    from transforms.actions import short_id
+    from core.actions import short_id
 
     return short_id("case", address)
 
@@ -177,7 +178,7 @@ def _split(events):
 
 def _run_all(m, events):
     """Events fed one by one as they come (no sorting), per address, like the stream face."""
-    from transforms.casefiles import about_an_address, case_key
+    from core.casefiles import about_an_address, case_key
 
     states: dict = {}
     for e in events:

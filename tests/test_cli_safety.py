@@ -15,15 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.ledger import DEAD, REPORTS, TRANSFERS, Ledger
+from core.machine import METRIC, step
+from core.policy import Policy
 from pipelines import backtest, cli, provenance
 from pipelines import report as report_cli
 from pipelines import simulate as simulate_cli
 from pipelines import validate as validate_cli
 from schemas import codecs
 from tests.scenario import at, report, transfer
-from transforms.ledger import DEAD, REPORTS, TRANSFERS, Ledger
-from transforms.machine import METRIC, step
-from transforms.policy import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -301,7 +301,7 @@ def test_second_delivery_with_other_content_is_a_conflict_naming_both_versions()
 
 
 def test_report_delivered_twice_with_other_text_is_a_conflict():
-    from transforms.events import ReportIn
+    from core.events import ReportIn
 
     r1 = report("r1", at(1), "u1", suspect="0x" + "ab" * 20)
     r2 = r1._replace(description="something else")

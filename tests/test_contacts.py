@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 
+from core.assessments import daily_assessments, daily_number
+from core.events import FeaturedTransfer, OutreachRequest, ScoredTransfer
+from core.outreach import OUTREACH, OutreachStep
+from core.policy import DAY, Policy
 from report.contacts import measure
 from schemas.rows import Outreach, Transfer
 from tests import scenario
 from tests.kit import feed, tagged
 from tests.scenario import addr, at, collect, transfer
-from transforms.assessments import daily_assessments, daily_number
-from transforms.events import FeaturedTransfer, OutreachRequest, ScoredTransfer
-from transforms.outreach import OUTREACH, OutreachStep
-from transforms.policy import DAY, Policy
 
 SCAM = addr("scam-collector")
 FRIEND = addr("friend")

@@ -9,12 +9,12 @@ import pytest
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that
 
+from core.events import FeaturedTransfer, ScoredTransfer
+from core.policy import DAY, Policy
 from report.drift import WEEK_MS, weekly
 from schemas.rows import HoldResolution
-from tests.scenario import at, options, transfer
+from tests.scenario import at, pipeline, transfer
 from transforms import drift as dr
-from transforms.events import FeaturedTransfer, ScoredTransfer
-from transforms.policy import DAY, Policy
 
 LOW = [0.02, 0.05, 0.1, 0.2, 0.3]
 HIGH = [0.8, 0.85, 0.9, 0.95, 0.99]
@@ -99,7 +99,7 @@ def test_the_stream_emits_one_drift_row_per_day_of_event_time():
         assert late["precision"] == pytest.approx(0.5) and late["recall"] is None
         assert all(r["day_ms"] == DAY for r in rows)
 
-    with beam.Pipeline(options=options("stream")) as pipe:
+    with pipeline("stream") as pipe:
         pc = pipe | ts
         rows = (pc,) | dr.DailyDrift(p)
         assert_that(rows, check)

@@ -10,17 +10,17 @@ from types import SimpleNamespace
 
 import pytest
 
+from core.events import OutreachRequest
+from core.holdout import bucket, in_holdout, parse_share
+from core.machine import METRIC, run_history
+from core.outreach import HOLDOUT, OUTREACH, OutreachStep
+from core.policy import DAY, HOUR, Policy
 from pipelines import simulate as simulate_cli
 from report import efficacy
 from schemas import codecs
 from schemas.rows import Outreach, Transfer, Truth, UserProfile
 from tests import scenario
 from tests.scenario import addr, at, listing, transfer
-from transforms.events import OutreachRequest
-from transforms.holdout import bucket, in_holdout, parse_share
-from transforms.machine import METRIC, run_history
-from transforms.outreach import HOLDOUT, OUTREACH, OutreachStep
-from transforms.policy import DAY, HOUR, Policy
 
 USERS = [f"u{i:07d}" for i in range(40_000)]
 LISTED = addr("holdout-listed")

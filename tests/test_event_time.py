@@ -11,10 +11,10 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_stream import TestStream
 
+from core.policy import DAY, Policy
 from schemas.codecs import write_records
 from tests import scenario
 from tests.scenario import addr, at, collect, listing, outcome, transfer
-from transforms.policy import DAY, Policy
 
 SCAM = addr("scam-collector")
 

@@ -10,15 +10,15 @@ import random
 
 import pytest
 
+from core.events import AddressFact, FeaturedTransfer
+from core.friction import NEVER, Budget
+from core.labels import TRANSFER_RISK
+from core.learner import VERSIONS, Learner
+from core.machine import run_history
+from core.policy import Policy
+from core.scorer import SCORED_TRANSFERS, Score
 from tests.scenario import at, collect, transfer
 from tests.test_models import LEGIT, ON, SCAMMY, example, ftransfer
-from transforms.events import AddressFact, FeaturedTransfer
-from transforms.friction import NEVER, Budget
-from transforms.labels import TRANSFER_RISK
-from transforms.learner import VERSIONS, Learner
-from transforms.machine import run_history
-from transforms.policy import Policy
-from transforms.scorer import SCORED_TRANSFERS, Score
 
 
 def hold_tests(holds) -> dict:
@@ -34,7 +34,7 @@ def versioned(score: float, loss: float) -> list:
 
     from river import dummy
 
-    from transforms.events import ModelVersion
+    from core.events import ModelVersion
 
     m = dummy.PriorClassifier()
     for y in [True] * int(score * 100) + [False] * (100 - int(score * 100)):
@@ -46,7 +46,7 @@ def versioned(score: float, loss: float) -> list:
 def score_and_act(events, policy: Policy, versions: list) -> dict:
     """Score and Actions (the pure machines, as the reference runs them) on featured
     transfers and address facts, with ``versions`` as the scorers' side data."""
-    from transforms.actions import HOLDS, Actions
+    from core.actions import HOLDS, Actions
 
     sc = Score(policy)
     sc.bind(versions)
@@ -216,7 +216,7 @@ def test_a_reason_holding_mostly_honest_money_is_flagged_and_warned():
 def test_the_long_cap_stops_a_bulk_payer_the_daily_cap_lets_through():
     # one model hold a day is within a daily cap of 5; the 30-day cap of 3 stops the 4th
     # until the first hold is 30 days old
-    from transforms.policy import DAY
+    from core.policy import DAY
 
     p = Policy(**dict(ON, friction_cap=5, friction_cap_long=3, hold_threshold=0.05,
                       warn_threshold=0.05))
@@ -236,7 +236,7 @@ def test_the_long_cap_stops_a_bulk_payer_the_daily_cap_lets_through():
 
 def test_the_budget_waits_until_it_can_measure_its_share():
     # a 1% budget needs 100 legitimate examples before it may move the policy's threshold
-    from transforms.models import ModelState
+    from core.models import ModelState
 
     p = Policy(**dict(ON, friction_budget=0.01, hold_threshold=0.5, friction_budget_usd=0.0,
                       hold_expected_loss=0.0))

@@ -1,5 +1,5 @@
 """The features the rules and models read, exact, from their definitions (DESIGN.md,
-"Windows"; the docstrings of transforms/profiles.py): velocity in the last 1h / 24h
+"Windows"; the docstrings of core/profiles.py): velocity in the last 1h / 24h
 (windows open on the left: an event exactly 1h or 24h old is out), new destination,
 amount against the sender's own history, fan-in, the reporter's record.
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 import statistics
 
+from core.events import FeaturedReport, FeaturedTransfer, ReportIn
+from core.lookalike import key as lookalike_key
+from core.policy import DAY, HOUR, MINUTE
+from core.profiles import FEATURED, CounterpartyProfile, SenderProfile
 from schemas.blacklist import BlacklistSnapshot
 from tests.kit import P, feed, tagged
 from tests.scenario import addr, at, listing, profile, report, transfer
-from transforms.events import FeaturedReport, FeaturedTransfer, ReportIn
-from transforms.lookalike import key as lookalike_key
-from transforms.policy import DAY, HOUR, MINUTE
-from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
 
 X, Y, Z = addr("feat-x"), "0x" + "1" * 40, "0x" + "2" * 40
 BOOK = {"u": profile("u", at(days=-3)), "old": profile("old", at(days=-400))}
@@ -291,7 +291,7 @@ def test_a_forgotten_payee_is_imitated_by_nobody():
 
 
 def test_counterparty_state_lasts_its_longest_window_whichever_it_is():
-    from transforms.policy import Policy
+    from core.policy import Policy
 
     long_fan = Policy(use_models=False, long_window_ms=40 * DAY)
     _, out = feed(CounterpartyProfile(long_fan, BlacklistSnapshot({})), X,
@@ -323,7 +323,7 @@ def test_counterparty_report_edges():
 
 
 def test_lookalike_follows_the_networks_family_and_the_shown_lengths_option():
-    from transforms.policy import Policy
+    from core.policy import Policy
 
     genuine, fake = "0xabc" + "1" * 33 + "9f3e", "0xabc" + "7" * 33 + "9f3e"
     wider = Policy(use_models=False, lookalike_evm_head=7)  # 0x + 5 hex digits shown

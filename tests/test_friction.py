@@ -9,22 +9,23 @@ import random
 
 import pytest
 
-from tests.kit import snapshot_models
-from tests.scenario import at, collect, listing, outcome, transfer
-from tests.test_models import LEGIT, ON, SCAMMY, example, ftransfer
-from transforms.events import ScoredTransfer
-from transforms.friction import Budget
-from transforms.labels import TRANSFER_RISK
-from transforms.learner import VERSIONS, Learner
-from transforms.machine import run_history
-from transforms.models import (
-    load_snapshot,
+from core.events import ScoredTransfer
+from core.friction import Budget
+from core.labels import TRANSFER_RISK
+from core.learner import VERSIONS, Learner
+from core.machine import run_history
+from core.models import (
     new_transfer_model,
     rules_transfer_score,
     transfer_x,
 )
-from transforms.policy import DAY, HOUR, Policy
-from transforms.scorer import SCORED_TRANSFERS, Score
+from core.policy import DAY, HOUR, Policy
+from core.scorer import SCORED_TRANSFERS, Score
+from tests.kit import snapshot_models
+from tests.scenario import at, collect, listing, outcome, transfer
+from tests.test_models import LEGIT, ON, SCAMMY, example, ftransfer
+from transforms.side import load_warm
+from transforms.snapshots import load_snapshot
 
 
 def share_at_or_above(scored: list, thr: float) -> float:
@@ -149,7 +150,8 @@ def test_the_budget_state_checkpoints_with_the_model(tmp_path):
     for ex in labelled(300):
         learner.on_event(s, ex, ex.event_time)
     path = snapshot_models({TRANSFER_RISK: s}, str(tmp_path / "m.pkl"))
-    warm = Learner(dataclasses.replace(p, model_warm_start=path)).new_state(TRANSFER_RISK)
+    pw = dataclasses.replace(p, model_warm_start=path)
+    warm = Learner(pw, load_warm(pw)).new_state(TRANSFER_RISK)
     assert list(warm.budget.scores) == list(s.budget.scores)
     assert learner.hold_threshold(warm) == learner.hold_threshold(s) > 0.05
     assert load_snapshot(path)[TRANSFER_RISK].budget is not None

@@ -1,12 +1,12 @@
-"""The graph's routers and keys (``transforms/graph.py``), in plain Python: which branch
+"""The graph's routers and keys (``core/graph.py``), in plain Python: which branch
 each input takes and what it carries there, and the verdict row of a scored report."""
 
 from __future__ import annotations
 
+from core.events import AddressFact, FeaturedReport, ReportIn, ScoredReport
+from core.graph import ROUTERS, split_outcome, split_report, verdict_row
 from schemas.rows import DeadLetter, Verdict
 from tests.scenario import at, outcome, report
-from transforms.events import AddressFact, FeaturedReport, ReportIn, ScoredReport
-from transforms.graph import ROUTERS, split_outcome, split_report, verdict_row
 
 MIXED = "0xAbCd" + "e" * 36  # an EVM address as a case tool may type it
 
@@ -68,12 +68,14 @@ def test_the_verdict_row_of_a_scored_report():
 def test_each_global_selection_builds_its_beam_composite_for_the_policy_and_side():
     """The Beam composites themselves run in the graph tests; here: each global step hands
     the policy (and the side data) to the composite it names, before the step it says."""
+    from core.graph import GLOBALS, globals_before
+    from core.policy import Policy
     from transforms.daily import Assessments, CallCapacity
-    from transforms.graph import GLOBALS, globals_before
-    from transforms.policy import Policy
+    from transforms.safetynet import GLOBALS as COMPOSITES
 
     p, side = Policy(assessments_per_day=3), object()
-    got = {g.label: g.composite(p, side) for g in GLOBALS}
+    assert sorted(COMPOSITES) == sorted(g.label for g in GLOBALS)
+    got = {g.label: COMPOSITES[g.label](p, side) for g in GLOBALS}
     assert isinstance(got["Assessments"], Assessments)
     assert (got["Assessments"].policy, got["Assessments"].side) == (p, side)
     assert isinstance(got["CallCapacity"], CallCapacity) and got["CallCapacity"].policy is p
@@ -83,7 +85,7 @@ def test_each_global_selection_builds_its_beam_composite_for_the_policy_and_side
 
 
 def test_ledger_keys_of_every_input_and_a_refusal_naming_the_type():
-    from transforms.graph import _ledger_key
+    from core.graph import _ledger_key
 
     assert _ledger_key(outcome("c1", at(0), "TRANSFER", "t1")) == "T:t1"
     assert _ledger_key(outcome("c2", at(0), "REPORT", "r1")) == "R:r1"
@@ -102,9 +104,10 @@ def test_side_data_and_step_factories_follow_the_mode():
     """A streaming scorer keeps the last 8 model versions per model, a batch one all; the
     side data says its mode (batch unless told); the counterparty step feeds its featured
     events into the label join."""
-    from transforms.graph import STEPS, VERSIONS_KEPT_STREAMING, load_side
-    from transforms.policy import Policy
-    from transforms.profiles import FEATURED
+    from core.graph import STEPS, VERSIONS_KEPT_STREAMING
+    from core.policy import Policy
+    from core.profiles import FEATURED
+    from transforms.side import load_side
 
     p = Policy()
     assert load_side(p).mode == "batch" and load_side(p, "stream").mode == "stream"

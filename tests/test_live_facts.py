@@ -9,16 +9,17 @@ and that what survives is small.
 
 from __future__ import annotations
 
+from core.actions import FREEZES, HOLDS, RESOLUTIONS, Actions
+from core.events import AddressFact, FeaturedTransfer
+from core.outreach import OUTREACH, OutreachStep
+from core.policy import DAY, Policy
+from core.profiles import FEATURED, CounterpartyProfile, SenderProfile
+from core.reference import run_reference
 from schemas.blacklist import BlacklistSnapshot
 from schemas.codecs import write_records
 from tests.kit import P, feed, loss, request, scored, tagged
 from tests.scenario import addr, at, listing, split_inputs, transfer
-from transforms.actions import FREEZES, HOLDS, RESOLUTIONS, Actions
-from transforms.events import AddressFact, FeaturedTransfer
-from transforms.outreach import OUTREACH, OutreachStep
-from transforms.policy import DAY, Policy
-from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
-from transforms.reference import run_reference
+from transforms.side import load_side
 
 HOT = addr("own-hot-wallet")  # wrongly listed by a vendor, then delisted by a live REMOVE
 IDLE = 200 * DAY  # longer than every TTL of the default policy
@@ -82,7 +83,7 @@ def test_delisted_hot_wallet_is_not_held_weeks_later_on_the_whole_graph(tmp_path
               transfer("t1", at(days=1), "alice", HOT),
               transfer("t2", at(days=40), "bob", HOT),
               transfer("t3", at(days=1) + IDLE, "carol", HOT)]
-    out = run_reference(split_inputs(events), policy)
+    out = run_reference(split_inputs(events), policy, side=load_side(policy))
     assert [(h.transfer_id, h.reasons[0]) for h in out["holds"]] == [
         ("t0", "blacklist:vendor_x")]
 

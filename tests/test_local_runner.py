@@ -1,11 +1,11 @@
 """connectors.local_runner: the patches of Beam's local runner refuse a Beam version they
-were not written for, and building the stream graph for the local runner installs them."""
+were not written for, are applied inside ``patched()`` only and undone when it ends, and the
+stream graph's Pub/Sub transforms follow the pipeline's runner without a flag."""
 
 from __future__ import annotations
 
 import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from connectors import local_runner
 
@@ -22,53 +22,99 @@ def test_another_beam_version_is_refused_naming_it(version):
     assert f"Apache Beam {version}" in str(e.value) and "2.77.x" in str(e.value)
 
 
-def test_install_refuses_before_patching_anything(monkeypatch):
+def test_patched_refuses_before_patching_anything(monkeypatch):
     from apache_beam.transforms import userstate
 
-    monkeypatch.setattr(local_runner, "_installed", False)
     monkeypatch.setattr(local_runner.beam, "__version__", "2.78.0")
     before = userstate.get_dofn_specs
     with pytest.raises(local_runner.UnsupportedBeamVersion, match="Apache Beam 2.78.0"):
-        local_runner.install()
-    assert userstate.get_dofn_specs is before and not local_runner._installed
+        with local_runner.patched():
+            pass
+    assert userstate.get_dofn_specs is before and not local_runner.is_patched()
 
 
 def test_the_installed_beam_is_one_written_for():
     local_runner.check_version(beam.__version__)
 
 
-def test_install_replaces_the_pubsub_read_evaluator_and_caches_dofn_specs():
+def _beam_internals() -> dict:
+    from apache_beam.runners.direct import evaluation_context as ec
+    from apache_beam.runners.direct import transform_evaluator as te
+    from apache_beam.runners.direct import watermark_manager as wm
+    from apache_beam.transforms import trigger, userstate
+
+    state = trigger.InMemoryUnmergedState
+    return {"overrides": te.TransformEvaluatorRegistry._test_evaluators_overrides,
+            "specs": userstate.get_dofn_specs, "te_specs": te.get_dofn_specs,
+            "stateful": userstate.is_stateful_dofn, "set_timer": state.set_timer,
+            "clear_timer": state.clear_timer, "get_timers": state.get_timers,
+            "copy": state.copy, "keyed": ec.EvaluationContext._initialize_keyed_states,
+            "extract": wm._TransformWatermarks.extract_transform_timers,
+            "refresh": wm._TransformWatermarks.refresh}
+
+
+def test_patched_replaces_the_pubsub_read_evaluator_and_caches_dofn_specs_inside_only():
     from apache_beam.runners.direct.direct_runner import _DirectReadFromPubSub
     from apache_beam.runners.direct.transform_evaluator import TransformEvaluatorRegistry
     from apache_beam.transforms import userstate
-
-    local_runner.install()
-    local_runner.install()  # once per process
-    evaluator = TransformEvaluatorRegistry._test_evaluators_overrides[_DirectReadFromPubSub]
-    assert evaluator.__name__ == "_ResilientPubSubReadEvaluator"
 
     class Stateless(beam.DoFn):
         def process(self, x):
             yield x
 
-    fn = Stateless()
-    assert userstate.get_dofn_specs(fn) is userstate.get_dofn_specs(fn)
-    assert not userstate.is_stateful_dofn(fn)
+    before = _beam_internals()
+    with local_runner.patched():
+        with local_runner.patched():  # nested: one application
+            during = _beam_internals()
+        assert _beam_internals() == during and local_runner.is_patched()
+        evaluator = TransformEvaluatorRegistry._test_evaluators_overrides[_DirectReadFromPubSub]
+        assert evaluator.__name__ == "_ResilientPubSubReadEvaluator"
+        fn = Stateless()
+        assert userstate.get_dofn_specs(fn) is userstate.get_dofn_specs(fn)
+        assert not userstate.is_stateful_dofn(fn)
+    assert all(during[k] is not before[k] for k in before)
+    assert _beam_internals() == before and not local_runner.is_patched()
+
+
+def test_patched_undoes_the_patches_when_the_run_fails():
+    before = _beam_internals()
+    with pytest.raises(RuntimeError, match="the run failed"):
+        with local_runner.patched():
+            raise RuntimeError("the run failed")
+    assert _beam_internals() == before
+
+
+def _transform_types(p: beam.Pipeline) -> set:
+    seen = set()
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def visit_transform(self, node):
+            seen.add(type(node.transform).__name__)
+            if isinstance(node.transform, beam.ParDo):
+                seen.add(type(node.transform.fn).__name__)
+            if isinstance(node.transform, beam.io.ReadFromPubSub):
+                seen.add(f"id_label={node.transform._source.id_label}")
+
+        enter_composite_transform = visit_transform
+
+    p.visit(Visitor())
+    return seen
 
 
 @pytest.mark.parametrize("runner,local", [("BundleBasedDirectRunner", True),
-                                          ("DataflowRunner", False)])
-def test_the_stream_driver_installs_the_patches_for_the_local_runner_only(
-        monkeypatch, runner, local):
+                                          ("FlinkRunner", False)])
+def test_the_stream_graph_publishes_as_its_pipelines_runner_needs(runner, local):
     from pipelines import stream
 
-    calls = []
-    monkeypatch.setattr(local_runner, "install", lambda: calls.append(1))
     options = stream.build_options(["--project", "safetynet-test", "--runner", runner,
                                     "--use_models", "false"])
-    # the graph only (a pipeline object that Dataflow's option checks do not see)
-    stream.build(beam.Pipeline(options=PipelineOptions(["--streaming"])), options)
-    assert calls == ([1] if local else [])
+    p = beam.Pipeline(options=options)
+    stream.build(p, options)  # the graph only: building applies no patch
+    assert not local_runner.is_patched()
+    seen = _transform_types(p)
+    assert "id_label=record_id" in seen  # the same read everywhere
+    assert ("ResilientPublishFn" in seen) is local
+    assert ("WriteToPubSub" in seen) is not local
 
 
 @pytest.mark.parametrize("runner,local", [(None, True), ("", True), ("direct", True),
@@ -79,12 +125,16 @@ def test_is_local_runner(runner, local):
     assert local_runner.is_local_runner(runner) is local
 
 
-def test_the_timer_index_returns_exactly_the_keys_with_a_timer_due():
+@pytest.fixture
+def patches():
+    with local_runner.patched():
+        yield
+
+
+def test_the_timer_index_returns_exactly_the_keys_with_a_timer_due(patches):
     from apache_beam.transforms.timeutil import TimeDomain
     from apache_beam.transforms.trigger import InMemoryUnmergedState
     from apache_beam.utils.timestamp import Timestamp
-
-    local_runner.install()
 
     def state(*times):
         s = InMemoryUnmergedState()

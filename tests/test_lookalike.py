@@ -1,6 +1,6 @@
 """Rule 9 on every address family: EVM hex, TRON base58, BTC base58 and bech32, SOL base58.
 
-Each family is pinned three ways: the key a wallet shows (``transforms/lookalike.py``), the
+Each family is pinned three ways: the key a wallet shows (``core/lookalike.py``), the
 SenderProfile machine (which payee a payment imitates), and the whole graph (the hold and
 the reason naming the genuine payee and the family). Genuine addresses are real-looking
 public examples; an imitation keeps the head and tail the family's wallets show (defaults:
@@ -14,14 +14,14 @@ import dataclasses
 
 import pytest
 
+from core import lookalike as lk
+from core.machine import run_history
+from core.policy import Policy
+from core.profiles import SenderProfile
 from schemas import codecs
 from schemas.codecs import normalize_address
 from schemas.rows import Transfer
 from tests.scenario import at, decide
-from transforms import lookalike as lk
-from transforms.machine import run_history
-from transforms.policy import Policy
-from transforms.profiles import SenderProfile
 
 EVM_G = "0xabc" + "1" * 33 + "9f3e"
 TRON_G = "TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE"

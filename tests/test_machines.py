@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from schemas.blacklist import BlacklistSnapshot
-from tests.scenario import addr, at, listing, outcome, report, transfer
-from transforms.actions import Actions
-from transforms.events import (
+from core.actions import Actions
+from core.events import (
     AddressFact,
     FeaturedReport,
     FeaturedTransfer,
@@ -13,12 +11,14 @@ from transforms.events import (
     ReportIn,
     ScoredTransfer,
 )
-from transforms.labels import LabelJoin
-from transforms.ledger import Ledger
-from transforms.machine import run_history, step
-from transforms.outreach import OutreachStep
-from transforms.policy import DAY, Policy
-from transforms.profiles import CounterpartyProfile, SenderProfile
+from core.labels import LabelJoin
+from core.ledger import Ledger
+from core.machine import run_history, step
+from core.outreach import OutreachStep
+from core.policy import DAY, Policy
+from core.profiles import CounterpartyProfile, SenderProfile
+from schemas.blacklist import BlacklistSnapshot
+from tests.scenario import addr, at, listing, outcome, report, transfer
 
 P = Policy(use_models=False)
 DEST = addr("somewhere")
@@ -117,7 +117,7 @@ def test_confirmed_address_labels_waiting_examples_positive_at_confirmation():
 def test_kind_order_at_equal_time_is_list_outcome_report_transfer():
     events = [transfer("t", at(0), "u", DEST), report("r", at(0), "u", suspect=DEST),
               outcome("c", at(0), "ADDRESS", DEST), listing(DEST, at(0))]
-    from transforms.events import sort_key
+    from core.events import sort_key
 
     kinds = [type(e).__name__ for e in sorted(events, key=sort_key)]
     assert kinds == ["BlacklistUpdate", "CaseOutcome", "ScamReport", "Transfer"]
@@ -145,7 +145,7 @@ def test_the_machines_run_without_beam():
     import sys
 
     code = ("import sys\n"
-            + "".join(f"import transforms.{m}\n" for m in KEYED_STEPS)
+            + "".join(f"import core.{m}\n" for m in KEYED_STEPS)
             + "print(sorted({k.split('.')[0] for k in sys.modules} & {'apache_beam'}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
@@ -155,7 +155,7 @@ def test_the_machines_run_without_beam():
 def test_a_machine_must_say_how_a_key_starts_and_takes_an_event():
     import pytest
 
-    from transforms.machine import Machine
+    from core.machine import Machine
 
     class NoHooks(Machine):
         pass

@@ -16,10 +16,7 @@ import random
 
 import pytest
 
-from schemas.rows import ScamReport
-from tests.kit import snapshot_models
-from tests.scenario import addr, at, collect, report, transfer
-from transforms.events import (
+from core.events import (
     AddressFact,
     Example,
     FeaturedReport,
@@ -27,23 +24,25 @@ from transforms.events import (
     ReportIn,
     sort_key,
 )
-from transforms.labels import EXAMPLES, SCAM_VERDICT, TRANSFER_RISK, LabelJoin
-from transforms.learner import MODEL_METRICS, SNAPSHOTS, VERSIONS, Learner, warm_versions
-from transforms.machine import END_OF_TIME, METRIC, Machine, run_history, step
-from transforms.models import (
+from core.labels import EXAMPLES, SCAM_VERDICT, TRANSFER_RISK, LabelJoin
+from core.learner import MODEL_METRICS, SNAPSHOTS, VERSIONS, Learner
+from core.machine import END_OF_TIME, METRIC, Machine, run_history, step
+from core.models import (
     RIVER_VERSION,
     SNAPSHOT_FORMAT,
     ModelState,
     SnapshotError,
-    load_snapshot,
     read_snapshot,
     report_x,
-    snapshot_file,
     transfer_x,
-    write_snapshot_bytes,
 )
-from transforms.policy import DAY, Policy
-from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
+from core.policy import DAY, Policy
+from core.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
+from schemas.rows import ScamReport
+from tests.kit import snapshot_models
+from tests.scenario import addr, at, collect, report, transfer
+from transforms.side import load_warm, warm_versions
+from transforms.snapshots import load_snapshot, snapshot_file, write_snapshot_bytes
 
 
 class Models(Machine):
@@ -56,7 +55,7 @@ class Models(Machine):
         if "model_publish_labels" not in getattr(policy, "_explicit", ()):
             policy = dataclasses.replace(policy, model_publish_labels=1)
         self.p = policy
-        self.learner = Learner(policy)
+        self.learner = Learner(policy, load_warm(policy))
         self.scorer = Score(policy)
         self.scorer.bind(warm_versions(policy))
         self._save = save
@@ -243,7 +242,7 @@ def test_report_examples_carry_the_text_the_model_scored():
 
 
 def test_profiles_put_the_report_text_into_the_features():
-    from transforms.profiles import SenderProfile
+    from core.profiles import SenderProfile
 
     sp = SenderProfile(Policy(), lambda u: None)
     r = report("r1", at(0), "alice", suspect=addr("s"), text="they took my money", loss=250.0)
@@ -480,7 +479,7 @@ def test_waiting_positives_survive_a_snapshot(tmp_path):
 
 
 def test_the_step_learns_exactly_as_the_river_pipeline_would():
-    from transforms.models import new_transfer_model
+    from core.models import new_transfer_model
 
     p = Policy(**ON)
     m, s = trained_state(p, TRANSFER_RISK, 200)
@@ -502,7 +501,7 @@ def test_the_step_learns_exactly_as_the_river_pipeline_would():
 def test_a_bounded_run_ends_the_learner_once_then_an_example_reopens_it():
     """Stream face: the end of a bounded run is a deadline at ``END``; it fires once (the
     final metrics) and comes back only when a new example arrives."""
-    from transforms.learner import END
+    from core.learner import END
 
     m = Learner(Policy(**ON))
     s = m.new_state(TRANSFER_RISK)

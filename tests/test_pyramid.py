@@ -7,13 +7,13 @@ import dataclasses
 
 import pytest
 
+from core.actions import HOLDS, REQUESTS, RESOLUTIONS, Actions
+from core.events import AddressFact, FeaturedTransfer, ScoredTransfer
+from core.policy import DAY, HOUR, Policy
+from core.pyramid import in_escalation_holdout
 from tests import scenario
 from tests.kit import feed, scored_report, stamped, tagged
 from tests.scenario import addr, at, collect, outcome, report, transfer
-from transforms.actions import HOLDS, REQUESTS, RESOLUTIONS, Actions
-from transforms.events import AddressFact, FeaturedTransfer, ScoredTransfer
-from transforms.policy import DAY, HOUR, Policy
-from transforms.pyramid import in_escalation_holdout
 
 DEST = addr("held-destination")
 H = 24 * HOUR
@@ -177,7 +177,7 @@ def test_holdout_holds_get_no_stage_contact_and_the_same_extensions():
 
 
 def test_escalation_holdout_is_independent_of_the_warning_holdout():
-    from transforms.holdout import in_holdout
+    from core.holdout import in_holdout
     ids = [f"u{i:05d}" for i in range(4000)]
     both = sum(in_holdout(i, 0.3) and in_escalation_holdout(i, 0.3) for i in ids)
     assert abs(both - 0.09 * 4000) < 4 * (4000 * 0.09 * 0.91) ** 0.5

@@ -13,11 +13,8 @@ import json
 
 import pytest
 
-from schemas.rows import Freeze, Hold, HoldResolution, Outreach
-from tests.kit import P, feed, loss, request, scored, scored_report, tagged
-from tests.scenario import addr, at, listing, outcome, profile, report, transfer
-from transforms.actions import FREEZES, HOLDS, LOSSES, REQUESTS, RESOLUTIONS, Actions
-from transforms.events import (
+from core.actions import FREEZES, HOLDS, LOSSES, REQUESTS, RESOLUTIONS, Actions
+from core.events import (
     AddressFact,
     FeaturedTransfer,
     LossConfirmed,
@@ -25,11 +22,14 @@ from transforms.events import (
     ReportIn,
     ScoredTransfer,
 )
-from transforms.labels import EXAMPLES, LabelJoin
-from transforms.ledger import DEAD, FACTS, REPORTS, TRANSFERS, Ledger
-from transforms.machine import METRIC
-from transforms.outreach import OUTREACH, OutreachStep
-from transforms.policy import DAY, HOUR, Policy
+from core.labels import EXAMPLES, LabelJoin
+from core.ledger import DEAD, FACTS, REPORTS, TRANSFERS, Ledger
+from core.machine import METRIC
+from core.outreach import OUTREACH, OutreachStep
+from core.policy import DAY, HOUR, Policy
+from schemas.rows import Freeze, Hold, HoldResolution, Outreach
+from tests.kit import P, feed, loss, request, scored, scored_report, tagged
+from tests.scenario import addr, at, listing, outcome, profile, report, transfer
 
 D, E = addr("records-d"), addr("records-e")
 H = 24 * HOUR
@@ -302,7 +302,7 @@ def test_waiting_records_fire_one_by_one_in_deadline_order():
 
 
 def test_ledger_keys():
-    from transforms.ledger import report_key, transfer_key
+    from core.ledger import report_key, transfer_key
 
     assert (transfer_key("x"), report_key("x")) == ("T:x", "R:x")
 
@@ -313,7 +313,7 @@ def _ft(tid, t):
 
 
 def test_labels_for_transfer_and_report_outcomes():
-    from transforms.events import Example, FeaturedReport
+    from core.events import Example, FeaturedReport
 
     fr = FeaturedReport(ReportIn(report("r1", at(1), "u2", suspect=D), at(1), D), at(1),
                         {"g": 2.0})
@@ -338,7 +338,7 @@ def test_labels_for_transfer_and_report_outcomes():
 
 
 def test_a_label_is_never_stamped_before_the_event_it_labels():
-    from transforms.events import Example
+    from core.events import Example
 
     fact = AddressFact(D, at(0), True, "c1", "TRANSFER", "t1")
     _, out = feed(LabelJoin(P), D, [_ft("t1", at(1)), fact])
@@ -410,7 +410,7 @@ def test_losses_kept_at_the_reset_break_ties_by_transfer_id():
 
 
 def test_address_cleared_labels_every_waiting_example_negative_and_confirms_nothing():
-    from transforms.events import Example
+    from core.events import Example
 
     events = [_ft("t1", at(0)), _ft("t2", at(1)),
               AddressFact(D, at(2), False, "c1", "TRANSFER", "unknown"),
@@ -431,7 +431,7 @@ def test_negative_sampling_keeps_the_same_one_in_k_each_weighing_k_and_every_pos
     sampled."""
     import zlib
 
-    from transforms.events import Example
+    from core.events import Example
 
     ids = [f"t{i:02d}" for i in range(40)]
     for k in (2, 4):
@@ -489,7 +489,7 @@ def test_a_report_redelivered_with_other_content_is_a_conflict():
 
 
 def test_warning_holdout_diverts_warnings_only():
-    from transforms.outreach import HOLDOUT
+    from core.outreach import HOLDOUT
 
     everyone = Policy(use_models=False, warning_holdout=1.0)
     req = request("u1", at(0), tid="t1", address=D)

@@ -19,11 +19,12 @@ from collections import Counter
 
 import pytest
 
+from core.policy import DAY, HOUR, MINUTE, Policy
+from core.reference import Stats, decisions, run_reference
 from schemas.codecs import write_records
 from schemas.rows import DeadLetter
 from tests.scenario import collect, listing, outcome, profile, report, transfer
-from transforms.policy import DAY, HOUR, MINUTE, Policy
-from transforms.reference import Stats, decisions, load_replay, replay_policy, run_reference
+from transforms.side import load_replay, load_side, replay_policy
 
 try:
     import simulator
@@ -128,7 +129,7 @@ def _make_case(d, with_simulator: bool, small: bool = False):
     policy = Policy(blacklist_paths=tuple(snap_paths) + (str(d / "hand_snapshot.avro"),),
                     profiles_path=str(d / "profiles.avro"),
                     fan_in_rule=4 if small else Policy.fan_in_rule)
-    ref = decisions(run_reference(split_inputs(events), policy, Stats()))
+    ref = decisions(run_reference(split_inputs(events), policy, Stats(), load_side(policy)))
     return events, policy, ref
 
 

@@ -24,9 +24,9 @@ from connectors.pubsub_client import (
     input_name,
     wait_until_live,
 )
+from core.policy import Policy
 from schemas.codecs import write_records
 from tests.scenario import addr, at, collect, listing, outcome, transfer
-from transforms.policy import Policy
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("PUBSUB_EMULATOR_HOST"),

@@ -1,5 +1,5 @@
 """The nine decision rules of DESIGN.md, each pinned on the whole graph: its machines run
-in plain Python by ``tests.scenario.decide`` (``transforms.reference``: the batch face's
+in plain Python by ``tests.scenario.decide`` (``core.reference``: the batch face's
 steps, keys and order, without Beam). That both faces decide exactly as the reference is
 pinned once, on a data set that takes every decision path, in test_reference.py;
 event-time behaviour on the streaming face (TestStream) is in test_event_time.py. The
@@ -13,6 +13,7 @@ import dataclasses
 
 import pytest
 
+from core.policy import HOUR, Policy
 from schemas.codecs import write_records
 from tests.scenario import (
     addr,
@@ -25,7 +26,6 @@ from tests.scenario import (
     report,
     transfer,
 )
-from transforms.policy import HOUR, Policy
 
 SCAM = addr("scam-collector")
 FRIEND = addr("friend-of-alice")

@@ -2,7 +2,7 @@
 down from the rule (who, what kind, which resolution, when): not lower bounds, not copied
 from a run.
 
-They run on ``transforms.reference`` (the whole graph's machines in plain Python, no Beam:
+They run on ``core.reference`` (the whole graph's machines in plain Python, no Beam:
 milliseconds), rules only (no models). ``tests/test_reference.py`` holds the Beam faces to
 the reference; ``tests/test_rules.py`` runs the same rules on the Beam batch face.
 """
@@ -13,6 +13,8 @@ import hashlib
 
 import pytest
 
+from core.policy import HOUR, Policy
+from core.reference import run_reference
 from schemas.codecs import write_records
 from tests.scenario import (
     at,
@@ -23,8 +25,7 @@ from tests.scenario import (
     split_inputs,
     transfer,
 )
-from transforms.policy import HOUR, Policy
-from transforms.reference import run_reference
+from transforms.side import load_side
 
 
 def addr(tag: str) -> str:
@@ -58,7 +59,7 @@ def policy(tmp_path_factory) -> Policy:
 
 
 def _run(events, policy) -> dict:
-    return run_reference(split_inputs(events), policy)
+    return run_reference(split_inputs(events), policy, side=load_side(policy))
 
 
 def holds(out):

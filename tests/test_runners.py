@@ -14,9 +14,9 @@ import os
 
 import pytest
 
+from core.policy import Policy
 from schemas.codecs import write_records
 from tests.scenario import addr, at, collect, listing, outcome, report, transfer
-from transforms.policy import Policy
 
 SCAM, OTHER, FAKE_OF = addr("listed"), addr("reported"), "0xabc" + "1" * 33 + "9f3e"
 

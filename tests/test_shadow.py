@@ -9,12 +9,12 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.shadow import policy_with, shadow_policy
+from core.policy import HOUR, Policy
+from pipelines.options import policy_with, shadow_policy
 from schemas.codecs import write_records
 from schemas.rows import Hold, Outreach
 from tests import scenario
 from tests.scenario import addr, at, listing, transfer
-from transforms.policy import HOUR, Policy
 from transforms.safetynet import SafetyNet
 from transforms.shadow import (
     HOLD,
@@ -161,7 +161,7 @@ EXPECTED_HOURLY = [
 @pytest.mark.parametrize("mode", ["stream", "batch"])
 def test_live_and_shadow_disagree_per_transfer_and_per_hour_of_event_time(policies, mode):
     live, shadow = policies
-    with scenario.remembered_signatures(), beam.Pipeline(options=scenario.options(mode)) as p:
+    with scenario.pipeline(mode) as p:
         if mode == "stream":
             parts = (p | "Events" >> scenario.test_stream(EVENTS)
                      | "Split" >> beam.Partition(lambda e, n: 0, 4))

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from core.holdout import in_holdout
 from pipelines import backtest
 from pipelines import simulate as simulate_cli
 from report.files import read_jsonl
 from schemas import codecs
 from schemas.streams import OUTPUTS
-from transforms.holdout import in_holdout
 from transforms.shadow import SHADOW_OUTPUTS
 
 LIVE_FILES = [f"{n}.avro" for n in OUTPUTS] + [

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import simulator
+from core import lookalike
 from pipelines import simulate
 from schemas import codecs
 from schemas.rows import DeadLetter, Transfer
@@ -26,7 +27,6 @@ from simulator.addresses import POISON_MATCH, _kind
 from simulator.assets import _ASSET_INDEX, PRICE
 from simulator.exchange import DAY, HOUR, TYPOLOGIES
 from simulator.publish import plan_messages, publish_replay
-from transforms import lookalike
 
 SMALL = {"users": 2000, "days": 7, "seed": 7}
 

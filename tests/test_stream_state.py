@@ -19,15 +19,15 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 
+from core.actions import FREEZES, HOLDS, LOSSES, REQUESTS, RESOLUTIONS, Actions
+from core.casefiles import CASES, CaseBook, case_key
+from core.events import AddressFact
+from core.graph import address_of
+from core.labels import EXAMPLES, LabelJoin
+from core.machine import run_history
 from tests.kit import P, scored, scored_report
-from tests.scenario import addr, at, options, remembered_signatures
-from transforms.actions import FREEZES, HOLDS, LOSSES, REQUESTS, RESOLUTIONS, Actions
-from transforms.casefiles import CASES, CaseBook, case_key
-from transforms.events import AddressFact
+from tests.scenario import addr, at, pipeline
 from transforms.faces import KeyStore, RunMachine
-from transforms.graph import address_of
-from transforms.labels import EXAMPLES, LabelJoin
-from transforms.machine import run_history
 
 BUSY = addr("stream-state-busy")
 N = 240
@@ -73,7 +73,7 @@ def _run(factory, key_fn, events: list, tags: tuple, mode: str) -> dict:
     d = tempfile.mkdtemp(prefix="safetynet-state-")
     main, others = tags[0], tags[1:]
     time_of = factory().time_of
-    with remembered_signatures(), beam.Pipeline(options=options(mode)) as p:
+    with pipeline(mode) as p:
         if mode == "stream":
             src = p | _stream(events, time_of)
         else:
@@ -161,8 +161,8 @@ def test_the_busy_keys_state_read_and_written_per_event_stays_flat():
 def test_labels_past_the_cap_per_address_are_dropped_and_counted():
     import dataclasses
 
+    from core.machine import METRIC
     from tests.kit import feed
-    from transforms.machine import METRIC
 
     capped = dataclasses.replace(P, label_max_waiting=2)
     events = [scored(f"c{i}", at(hours=i), f"u{i}", BUSY).featured for i in range(3)]
@@ -208,8 +208,8 @@ def test_an_address_with_a_thousand_live_holds_reads_only_the_holds_due_soon():
     1,440 live holds at once. Through the stream face's cells (the head, a bag per log),
     the head an event reads and writes holds only the holds due within the hour, so it
     does not grow with the live holds; and the decisions are those of the batch face."""
+    from core.machine import END_OF_TIME, step
     from transforms.faces import TableCache, _Held
-    from transforms.machine import END_OF_TIME, step
 
     events = [scored(f"h{i:04d}", at(minutes=i), f"u{i:04d}", BUSY, blacklist=("ofac",))
               for i in range(1800)]
@@ -248,10 +248,10 @@ def test_a_user_with_two_thousand_payees_reads_one_payee_per_transfer():
     the head and the one payee it asks about: the head does not grow with the payees, the
     payee table is read from its bag once (the first event), and the features are the
     batch face's, look-alike included."""
+    from core.machine import END_OF_TIME, step
+    from core.profiles import SenderProfile
     from tests.scenario import transfer
     from transforms.faces import TableCache, _Held
-    from transforms.machine import END_OF_TIME, step
-    from transforms.profiles import SenderProfile
 
     def machine():
         return SenderProfile(P, lambda _user: None)

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from core import events
 from schemas import streams
 from schemas.rows import ROW_TYPES, BlacklistUpdate, HoldResolution, Transfer
-from transforms import events
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 

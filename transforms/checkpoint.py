@@ -6,7 +6,7 @@ A checkpoint is a directory::
     manifest.json        format, River and Beam versions, the end of event time it holds
                          state for, and the SHA-256 of every file below
     state-*.avro         (step, key, state) records: key and state pickled (see
-                         transforms.machine.StateRecord); sharded, written by Beam
+                         core.machine.StateRecord); sharded, written by Beam
     versions-*.avro      the newest published model version of each model
 
 It is the same idea as Flink savepoints and Dataflow's ``--update``: state that is small per
@@ -25,12 +25,12 @@ from typing import Optional
 import apache_beam as beam
 
 from connectors import statefs
-from transforms.events import ModelVersion, Seed
+from core.events import ModelVersion, Seed
 
-# 2: the machines keep what grows with a key's history in logs (transforms.machine.Log),
+# 2: the machines keep what grows with a key's history in logs (core.machine.Log),
 # pickled with their items; a format-1 state (plain lists) would not load into them.
 # 3: Actions keeps the pending holds not due soon, SenderProfile its payees, in tables
-# (transforms.machine.Table): a format-2 state would not load into them.
+# (core.machine.Table): a format-2 state would not load into them.
 FORMAT = 3
 MANIFEST = "manifest.json"
 VERSIONS_STEP = "__versions__"
@@ -150,7 +150,7 @@ def _seed(record: dict, at: int) -> tuple:
 
 
 class ReadSeeds(beam.PTransform):
-    """A checkpoint's states as :class:`~transforms.events.Seed` events, one PCollection
+    """A checkpoint's states as :class:`~core.events.Seed` events, one PCollection
     per step label (``labels``), for ``SafetyNet(seeds=...)``."""
 
     def __init__(self, directory: str, labels: tuple, at: int,

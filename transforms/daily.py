@@ -1,7 +1,7 @@
 """The daily global selections as Beam composites: rule 11's :class:`Assessments` and
 rule 12's :class:`CallCapacity`.
 
-Their logic is plain Python in :mod:`transforms.assessments` and :mod:`transforms.capacity`
+Their logic is plain Python in :mod:`core.assessments` and :mod:`core.capacity`
 (the reference runs it without Beam); here it runs per event-time day window (streaming) or
 with the day in the key (the backtest's batch face).
 """
@@ -15,7 +15,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from transforms.assessments import (
+from core.assessments import (
     DaySignals,
     DayTop,
     PastLosses,
@@ -23,13 +23,13 @@ from transforms.assessments import (
     assess,
     transfer_signals,
 )
-from transforms.capacity import call_rank, downgrade, is_call, select_calls, window_capacity
-from transforms.policy import Policy
+from core.capacity import call_rank, downgrade, is_call, select_calls, window_capacity
+from core.policy import Policy
 
 
 # ------------------------------------------------------------------- rule 11: assessments
 class _DayTopFn(beam.CombineFn):
-    """:class:`transforms.assessments.DayTop` as a Beam combiner: (active, candidate or
+    """:class:`core.assessments.DayTop` as a Beam combiner: (active, candidate or
     None) per user-day -> the day's chosen candidates."""
 
     def __init__(self, policy: Policy):
@@ -60,14 +60,18 @@ class _Candidates(beam.DoFn):
             lambda _u: None)
         self.c_candidates = Metrics.counter("Assessments", "candidates")
 
-    def process(self, kv, win=beam.DoFn.WindowParam):
-        user, signals = kv
-        day_end = win.end.micros // 1000 - 1
+    def _assess(self, user, signals, day_end: int) -> tuple:
+        """(active, candidate or None) of a user's day."""
         s = DaySignals(*signals)
         c = assess(user, s, self.profile_of(user), self.policy, day_end)
         if c is not None:
             self.c_candidates.inc()
-        yield window.TimestampedValue((int(s.transfers > 0), c), day_end / 1000.0)
+        return int(s.transfers > 0), c
+
+    def process(self, kv, win=beam.DoFn.WindowParam):
+        user, signals = kv
+        day_end = win.end.micros // 1000 - 1
+        yield window.TimestampedValue(self._assess(user, signals, day_end), day_end / 1000.0)
 
 
 class _Chosen(beam.DoFn):
@@ -99,7 +103,7 @@ class Assessments(beam.PTransform):
     """(scored transfers, past losses) -> RISK_ASSESSMENT OutreachRequests, at most
     ``assessments_per_day`` per day window, in the global window (for the Outreach step).
     ``side`` provides the profiles (``side.profile()``: a lookup by user id, as
-    ``transforms.graph.Side``); None: no profiles."""
+    ``core.graph.Side``); None: no profiles."""
 
     def __init__(self, policy: Policy, side=None, label=None):
         super().__init__(label)
@@ -155,12 +159,7 @@ class _DayCandidates(_Candidates):
 
     def process(self, kv):
         (user, day), signals = kv
-        day_end = (day + 1) * self.policy.day_ms - 1
-        s = DaySignals(*signals)
-        c = assess(user, s, self.profile_of(user), self.policy, day_end)
-        if c is not None:
-            self.c_candidates.inc()
-        yield day, (int(s.transfers > 0), c)
+        yield day, self._assess(user, signals, (day + 1) * self.policy.day_ms - 1)
 
 
 class _ChosenPerDay(_Chosen):

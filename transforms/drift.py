@@ -168,8 +168,8 @@ class _Rows(beam.DoFn):
 
 
 def _marks(x, hold_threshold_default: float):
+    from core.events import ScoredTransfer
     from schemas.rows import HoldResolution
-    from transforms.events import ScoredTransfer
 
     if type(x) is ScoredTransfer:
         thr = x.hold_threshold if x.hold_threshold is not None else hold_threshold_default
@@ -220,10 +220,10 @@ class _StampDay(beam.DoFn):
         yield int(window.start.micros // 1000), acc
 
 
-def wire_drift(outs: dict, policy, topic: str, local: bool, **publish_kw):
+def wire_drift(outs: dict, policy, topic: str, **publish_kw):
     """The streaming job's drift stream: :class:`DailyDrift` of its scored transfers and
     hold resolutions, published as JSON rows to ``topic`` (``safetynet-drift``)."""
-    from connectors.pubsub import PublishJson
+    from connectors.pubsub import Publish, json_message
 
     return ((outs["scored"], outs["resolutions"]) | "DailyDrift" >> DailyDrift(policy)
-            | "WriteDrift" >> PublishJson(topic, local, drift_attributes, **publish_kw))
+            | "WriteDrift" >> Publish(topic, json_message(drift_attributes), **publish_kw))

@@ -1,4 +1,4 @@
-"""Core and shell, the shell: a machine (:mod:`transforms.machine`) as a Beam step.
+"""Core and shell, the shell: a machine (:mod:`core.machine`) as a Beam step.
 
 * :class:`RunMachine` with ``mode="stream"`` is a stateful ``DoFn``: it loads the key's
   state, advances it to the element's event time (deadlines first), feeds the element,
@@ -10,7 +10,7 @@
   (:class:`_PackByShard`).
 * :class:`Gather`: a bounded PCollection as one list on one worker (one output file).
 
-Both faces call :func:`~transforms.machine.step` / :func:`~transforms.machine.iter_history`,
+Both faces call :func:`~core.machine.step` / :func:`~core.machine.iter_history`,
 so they decide identically. Neither decides anything itself.
 """
 
@@ -40,8 +40,8 @@ from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms.events import Seed
-from transforms.machine import (
+from core.events import Seed
+from core.machine import (
     END_OF_TIME,
     METRIC,
     STATE,
@@ -260,13 +260,13 @@ MAX_LOGS = 6  # bag states per step: the most Machine.LOGS any step's machine na
 
 class KeyStore:
     """One key's state in the stream face's cells: the *head* (the machine's state and the
-    waiting events, without the items of its :class:`~transforms.machine.Log` objects) in
+    waiting events, without the items of its :class:`~core.machine.Log` objects) in
     one read-modify-write cell, pickled; each log's items in a bag of its own, one item per
     entry. Loading reads the head only; a log's bag is read when the machine reads the log;
     storing writes the head and adds the items appended since (or clears and refills a bag
     whose log was rewritten). So an event costs what its head costs, however long the logs.
 
-    A :class:`~transforms.machine.Table` is kept the same way, as a bag of change records
+    A :class:`~core.machine.Table` is kept the same way, as a bag of change records
     that only grows between compactions; the head holds its size and a token that changes
     whenever it does. With a ``cache`` (a :class:`TableCache`, per worker), a table read by
     an event is replayed from its bag only when the worker has no dict of it under the
@@ -595,7 +595,7 @@ class _StreamFacePolling(_StreamFace):
 class RunMachine(beam.PTransform):
     """Run ``factory()``'s machine over events keyed by ``key_fn``: one PCollection, or a
     tuple of them (the step's inputs; the batch face keys and packs each in its producer,
-    before any Flatten). :class:`~transforms.events.Seed` events (saved states) may be
+    before any Flatten). :class:`~core.events.Seed` events (saved states) may be
     among them; they carry their own key.
 
     ``mode`` is ``"stream"`` (stateful DoFn with event-time timers) or ``"batch"``

@@ -10,14 +10,14 @@ them). The streaming job, the backtest and the tests all use it unchanged; ``mod
 picks the face of each keyed step ("stream": stateful DoFns with event-time timers;
 "batch": GroupByKey by shard of the key space, then one call per key's sorted history).
 
-The steps and their wiring are declared once in :mod:`transforms.graph`; this module turns
+The steps and their wiring are declared once in :mod:`core.graph`; this module turns
 each into a :class:`~transforms.faces.RunMachine`. Model versions reach the Score step
 as side data: in batch a side input, the list of every version (a transfer is scored by
 the latest one published before its event time, exactly, in every runner mode); in
 streaming through a directory the Learner writes and the scorers poll
 (:mod:`transforms.versions`, ``versions_dir``).
 
-``seeds`` (step label -> PCollection of :class:`~transforms.events.Seed`) and
+``seeds`` (step label -> PCollection of :class:`~core.events.Seed`) and
 ``seed_versions`` start the steps from a state checkpoint (``transforms.checkpoint``).
 """
 
@@ -26,72 +26,37 @@ from __future__ import annotations
 from typing import Optional
 
 import apache_beam as beam
-from apache_beam.utils.shared import Shared
 
-from schemas.blacklist import BlacklistSnapshot, load_many
-from transforms.faces import DEFAULT_SHARDS, RunMachine
-from transforms.graph import (
+from core.graph import (
     DEAD_LETTERS,
     INPUTS,
     OUTPUTS,
     RESULTS,
     ROUTERS,
     STEPS,
-    ProfileBook,
-    Side,
     Step,
     globals_before,
     verdict_row,
 )
-from transforms.machine import STATE, Chunk
-from transforms.policy import Policy
+from core.machine import STATE, Chunk
+from core.policy import Policy
+from transforms.daily import Assessments, CallCapacity
+from transforms.faces import DEFAULT_SHARDS, RunMachine
+from transforms.side import ProfileBook, SideLoader
 from transforms.versions import PublishVersions, VersionPoller, write_version
 
-__all__ = ["SafetyNet", "SideData", "ProfileBook", "INPUTS", "OUTPUTS"]
+__all__ = ["SafetyNet", "SideLoader", "ProfileBook", "INPUTS", "OUTPUTS"]
 
 
-# ------------------------------------------------------------------------------ side data
-class _Ref:
-    """A weak-referenceable box: ``Shared`` keeps what it shares by weak reference."""
-
-    def __init__(self, value):
-        self.value = value
-
-
-# Shared keeps what it shares by weak reference only: where a DoFn lives one bundle (Beam's
-# local runner unpickles a fresh one per bundle) nothing held the snapshot or the profiles
-# between bundles, and every bundle loaded the files again. One copy per process stays here.
-_PINNED: dict = {}
-
-
-class SideData:
-    """Loads the blacklist snapshot and the profiles once per worker process."""
-
-    def __init__(self, policy: Policy):
-        self.policy = policy
-        self._snapshot = Shared()
-        self._profiles = Shared()
-
-    def snapshot(self) -> BlacklistSnapshot:
-        paths = tuple(self.policy.blacklist_paths)
-        ref = self._snapshot.acquire(lambda: _Ref(load_many(paths)[0]), tag=repr(paths))
-        _PINNED[("snapshot", repr(paths))] = ref
-        return ref.value
-
-    def profiles(self) -> ProfileBook:
-        path = self.policy.profiles_path
-        book = self._profiles.acquire(lambda: ProfileBook.load(path), tag=repr(path))
-        _PINNED[("profiles", repr(path))] = book
-        return book
-
-    def for_mode(self, mode: str) -> Side:
-        return Side(self.snapshot, lambda: self.profiles().get, mode)
+# The Beam composite of each global selection of the graph (core.graph.GLOBALS).
+GLOBALS = {"Assessments": lambda p, side: Assessments(p, side),
+           "CallCapacity": lambda p, side: CallCapacity(p)}
 
 
 class _Make:
     """Builds a step's machine in the DoFn's ``setup()`` (side data acquired there)."""
 
-    def __init__(self, step: Step, policy: Policy, side: "SideData", mode: str):
+    def __init__(self, step: Step, policy: Policy, side: "SideLoader", mode: str):
         self.step, self.policy, self.side, self.mode = step, policy, side, mode
 
     def __call__(self):
@@ -99,7 +64,7 @@ class _Make:
 
 
 class _Route(beam.DoFn):
-    """The Beam face of a :class:`~transforms.graph.Router` (first branch: main output)."""
+    """The Beam face of a :class:`~core.graph.Router` (first branch: main output)."""
 
     def __init__(self, fn, main: str):
         self.fn, self.main = fn, main
@@ -116,7 +81,7 @@ class _WriteSnapshot(beam.DoFn):
         self.base = base
 
     def process(self, item):
-        from transforms.models import snapshot_file, write_snapshot_bytes
+        from transforms.snapshots import snapshot_file, write_snapshot_bytes
 
         name, data = item
         write_snapshot_bytes(data, snapshot_file(self.base, name))
@@ -124,7 +89,7 @@ class _WriteSnapshot(beam.DoFn):
 
 
 def _latest_snapshot(items):
-    from transforms.models import snapshot_order
+    from core.models import snapshot_order
 
     return max(items, key=snapshot_order)
 
@@ -144,7 +109,7 @@ class SafetyNet(beam.PTransform):
         self.chunk = chunk
         self.seeds = seeds or {}
         if not seed_versions and self.policy.model_warm_start:
-            from transforms.learner import warm_versions
+            from transforms.side import warm_versions
 
             seed_versions = warm_versions(self.policy)
         self.seed_versions = tuple(seed_versions)
@@ -162,13 +127,13 @@ class SafetyNet(beam.PTransform):
 
     def expand(self, inputs: dict):
         pipeline = next(iter(inputs.values())).pipeline
-        side = SideData(self.policy)
+        side = SideLoader(self.policy)
         streams = self._inputs(pipeline, inputs)
         states = []
         for st in STEPS:
             for g in globals_before(st.label):  # global selections (daily top-K)
                 gin = tuple(streams[n] for n in g.inputs)
-                streams[f"{g.label}:{g.output}"] = gin | g.label >> g.composite(
+                streams[f"{g.label}:{g.output}"] = gin | g.label >> GLOBALS[g.label](
                     self.policy, side.for_mode(self.mode))
             out = self._step(pipeline, st, side, streams)
             for tag in (st.main, *st.tags):
@@ -194,7 +159,7 @@ class SafetyNet(beam.PTransform):
                 streams[f"{r.input}:{b}"] = split[b]
         return streams
 
-    def _step(self, pipeline, st: Step, side: "SideData", streams: dict):
+    def _step(self, pipeline, st: Step, side: "SideLoader", streams: dict):
         """One keyed step of the graph as a RunMachine over its input streams (and its
         saved states); side data: the model versions (batch: a side input; stream: a
         poller of the versions directory)."""

@@ -1,7 +1,8 @@
 """Shadow policy: where a second policy, run on the same stream, decides otherwise.
 
-A shadow is a second ``SafetyNet(policy, mode, label="Shadow")`` on the same input
-PCollections; its outputs are written apart and never acted on. :class:`ShadowDiff` joins
+A shadow (:class:`Shadow`, what both drivers apply) is a second ``SafetyNet(policy, mode)``
+on the same input PCollections; its outputs are written apart and never acted on.
+:class:`ShadowDiff` joins
 the two, keyed by transfer id, in fixed hourly windows of event time: every transfer on
 which the live and the shadow policy took a different action becomes a *disagreement*, and
 each hour gets a count (what a team watches before promoting a candidate policy).
@@ -33,8 +34,8 @@ from typing import Any, Iterable, NamedTuple, Optional
 import apache_beam as beam
 from apache_beam.transforms.window import FixedWindows
 
+from core.policy import HOUR
 from schemas.streams import SHADOWED
-from transforms.policy import HOUR
 
 LIVE, SHADOW = "live", "shadow"
 HOLD, WARN, NONE = "hold", "warn", "none"
@@ -128,6 +129,13 @@ class _CountPairs(beam.CombineFn):
         return acc
 
 
+def hourly_attributes(row: dict) -> dict:
+    """An hourly row's Pub/Sub attributes (the streaming job): stamped at the hour's start."""
+    return {"event_time": str(row["window_start"]),
+            "record_id": f"shadow-hour-{row['window_start']}",
+            "record": "ShadowDisagreementsHourly"}
+
+
 class _HourlyRow(beam.DoFn):
     def process(self, pairs, window=beam.DoFn.WindowParam):
         start = int(window.start.micros // 1000)
@@ -161,3 +169,26 @@ class ShadowDiff(beam.PTransform):
                   | "PerHour" >> beam.CombineGlobally(_CountPairs()).without_defaults()
                   | "HourRow" >> beam.ParDo(_HourlyRow()))
         return {"disagreements": rows, "hourly": hourly}
+
+
+class Shadow(beam.PTransform):
+    """``{"inputs": the live inputs, "live": the live SafetyNet's outputs}`` -> ``{"shadow":
+    the shadow policy's outputs, "disagreements": rows, "hourly": counts}``: the shadow
+    policy run on the live inputs, and where it decides otherwise (:class:`ShadowDiff`,
+    hourly windows of ``window_ms``). The drivers only write or publish what it returns."""
+
+    def __init__(self, policy, mode: str, shards: Optional[int] = None,
+                 window_ms: int = HOUR_MS, versions_dir: Optional[str] = None,
+                 label: Optional[str] = None):
+        super().__init__(label)
+        self.policy, self.mode, self.shards = policy, mode, shards
+        self.window_ms, self.versions_dir = window_ms, versions_dir
+
+    def expand(self, both: dict):
+        from transforms.safetynet import SafetyNet
+
+        kw = {"shards": self.shards} if self.shards is not None else {}
+        souts = both["inputs"] | "SafetyNet" >> SafetyNet(
+            self.policy, self.mode, versions_dir=self.versions_dir, **kw)
+        diff = {LIVE: both["live"], SHADOW: souts} | "Diff" >> ShadowDiff(self.window_ms)
+        return {"shadow": souts, **diff}

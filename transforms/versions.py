@@ -1,6 +1,6 @@
 """How published model versions reach the streaming scorers: through a directory.
 
-The Learner's streaming shell writes each :class:`~transforms.events.ModelVersion` it
+The Learner's streaming shell writes each :class:`~core.events.ModelVersion` it
 publishes as a file under ``<dir>/<model>/`` (written to a temporary name, then renamed;
 the newest :data:`KEEP` per model are kept), and every scorer polls the directory every
 few seconds of processing time for files it has not read yet — the pattern of Beam's
@@ -21,7 +21,7 @@ from typing import Optional
 
 import apache_beam as beam
 
-from transforms.events import ModelVersion
+from core.events import ModelVersion
 
 KEEP = 8  # files per model left in the directory
 SUFFIX = ".version"

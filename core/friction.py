@@ -13,7 +13,7 @@ checkpointed with it), the *decision scores* of the most recent
 ``Policy.friction_budget_window`` legitimate (negative) examples — the score the step would
 decide with at label time (``max(model, rule)`` once the model is on) — each with its
 weight (a kept negative of a 1-in-k sample weighs k) and its USD; and as many recent
-positives (score, USD). Each published :class:`~transforms.events.ModelVersion` carries the
+positives (score, USD). Each published :class:`~core.events.ModelVersion` carries the
 two thresholds (:meth:`Budget.thresholds`):
 
 * without the expected-loss test: the hold threshold is ``max(policy hold_threshold, q)``,
@@ -45,7 +45,7 @@ from typing import Optional
 
 import numpy as np
 
-SCORE_DIGITS = 6  # the Score step's rounding (transforms/scorer.py)
+SCORE_DIGITS = 6  # the Score step's rounding (core/scorer.py)
 STEP = 10.0 ** -SCORE_DIGITS
 NEVER = 1.0 + STEP  # a score threshold no score reaches
 CENT = 0.01

@@ -10,7 +10,7 @@ escalation (rules 1 and 6).
   again only after ``assessment_cooldown_ms``, or earlier on a *new signal* (one the last
   assessment did not name: ``warnings``, ``lookalike_payments``, ...), once per cool-down and
   never within the day-long ``cooldown_ms``.
-* Warning holdout (``policy.warning_holdout``, :mod:`transforms.holdout`): a WARNING that
+* Warning holdout (``policy.warning_holdout``, :mod:`core.holdout`): a WARNING that
   would be sent (after escalation and the cool-down, so both groups are chosen alike) to a
   user of the holdout is not sent; it goes to the ``warning_holdout`` output instead, with
   the reason ``warning_holdout``, and is counted. Interventions are never held out.
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from core.actions import short_id
+from core.assessments import KIND as ASSESSMENT
+from core.events import LossConfirmed, OutreachRequest
+from core.holdout import in_holdout
+from core.machine import METRIC, Machine
+from core.policy import Policy
 from schemas.rows import Outreach, UserProfile
-from transforms.actions import short_id
-from transforms.assessments import KIND as ASSESSMENT
-from transforms.events import LossConfirmed, OutreachRequest
-from transforms.holdout import in_holdout
-from transforms.machine import METRIC, Machine
-from transforms.policy import Policy
 
 OUTREACH = "outreach"
 HOLDOUT = "warning_holdout"  # WARNINGs not sent because the user is in the holdout

@@ -5,7 +5,7 @@ The 24h hold is an event-time deadline: a hold still pending at ``placed_at + ho
 RELEASED exactly then, unless evidence against its destination grew meanwhile, which extends
 it up to ``hold_max_ms`` (rule 14); a scam confirmed before (a SCAM verdict, a case outcome
 on the transfer or the address) REFUNDS it at that moment. While it is pending, its stages
-(:mod:`transforms.pyramid`) ask Outreach for the sender's warning and call and the
+(:mod:`core.pyramid`) ask Outreach for the sender's warning and call and the
 destination account's request for information. Every hold ends in exactly one resolution.
 Anything decided per user (cool-down, escalation of a warning to a call) is left to
 Outreach.
@@ -17,19 +17,19 @@ import hashlib
 import heapq
 from typing import Optional
 
-from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution
-from transforms import lookalike
-from transforms import pyramid as pyr
-from transforms.events import (
+from core import lookalike
+from core import pyramid as pyr
+from core.events import (
     AddressFact,
     LossConfirmed,
     OutreachRequest,
     ScoredReport,
     ScoredTransfer,
 )
-from transforms.machine import METRIC, Log, Machine, Table
-from transforms.models import is_young_dest
-from transforms.policy import Policy
+from core.machine import METRIC, Log, Machine, Table
+from core.models import is_young_dest
+from core.policy import Policy
+from schemas.rows import BlacklistUpdate, Freeze, Hold, HoldResolution
 
 HOLDS, RESOLUTIONS, FREEZES, REQUESTS, LOSSES = (
     "holds", "resolutions", "freezes", "outreach_requests", "losses")
@@ -51,7 +51,7 @@ SOON_MAX = 8  # ... and at most this many of them besides those already due
 
 
 class _Dest:
-    """An address's state: a small head, and logs (``transforms.machine.Log``) that only
+    """An address's state: a small head, and logs (``core.machine.Log``) that only
     grow between trims and are read only by a sweep, a freeze or a trim, so that a
     transfer to a busy address costs the same however many came before."""
     __slots__ = ("soon", "later", "edge", "later_first", "sent", "refunded", "reporters",
@@ -87,7 +87,7 @@ def expected_loss(ev: ScoredTransfer, certain: bool = False) -> float:
     score, or times 1 when a list, a freeze or a look-alike makes it ``certain``. What the
     call capacity (rule 12) ranks by; rounded to the cent.
 
-    >>> from transforms.events import FeaturedTransfer
+    >>> from core.events import FeaturedTransfer
     >>> from schemas.rows import Transfer
     >>> t = Transfer("t", 0, "u", "0xa", None, "ETH", "ETH", "1", 2000.0, "WITHDRAWAL")
     >>> st = ScoredTransfer(FeaturedTransfer(t, 0, {}), 0, 0.5, "rules")

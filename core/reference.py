@@ -1,15 +1,16 @@
 """The reference: SafetyNet's decisions in plain single-process Python, no Beam.
 
-``run_reference(inputs, policy)`` runs the same pure machines (``transforms.machine``) over
-the same graph (:data:`transforms.graph.STEPS`) with the same side-data factories
-(``Policy.blacklist_paths``, ``Policy.profiles_path``), each keyed step as: group its events
-by key in a dict, ``run_history`` per key, collect the outputs by tag. Steps run in the
+``run_reference(inputs, policy, side)`` runs the same pure machines (``core.machine``)
+over the same graph (:data:`core.graph.STEPS`) with the same side data (a
+:class:`~core.graph.Side`: the files a policy names are loaded by the caller,
+:func:`transforms.side.load_side`), each keyed step as: group its events by key in a dict,
+``run_history`` per key, collect the outputs by tag. Steps run in the
 graph's topological order. It is the batch face without Beam's shuffles and coders, so:
 
 * a second oracle: the Beam faces must decide exactly as it does (tests/test_reference.py);
 * the practical speed limit of a backtest in Python on one core (bench/backtest_bench.py).
 
->>> from transforms.policy import Policy
+>>> from core.policy import Policy
 >>> out = run_reference({}, Policy())
 >>> sorted(out)  # doctest: +NORMALIZE_WHITESPACE
 ['cases', 'dead_letter', 'freezes', 'holds', 'model_metrics', 'outreach', 'resolutions',
@@ -19,29 +20,28 @@ graph's topological order. It is the batch face without Beam's shuffles and code
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from schemas.rows import DeadLetter
-from transforms.graph import (
+from core.graph import (
     DEAD_LETTERS,
     INPUTS,
     OUTPUTS,
     RESULTS,
     ROUTERS,
     STEPS,
+    ProfileBook,
     Side,
     Step,
     globals_before,
-    load_side,
     verdict_row,
 )
-from transforms.learner import warm_versions
-from transforms.machine import METRIC, gc_paused, group_by_key, run_history
-from transforms.policy import Policy
+from core.learner import warm_versions
+from core.machine import METRIC, gc_paused, group_by_key, run_history
+from core.policy import Policy
+from schemas.blacklist import BlacklistSnapshot
+from schemas.rows import DeadLetter
 
-__all__ = ["run_reference", "run_steps", "load_replay", "replay_policy", "Stats",
-           "decisions"]
+__all__ = ["run_reference", "run_steps", "no_files", "Stats", "decisions"]
 
 
 class Stats:
@@ -79,12 +79,22 @@ def _stage(st: Step, policy: Policy, side: Side, events: Iterable[Any], stats: S
     return out
 
 
-def run_steps(inputs: dict, policy: Policy, stats: Stats,
-              until: Optional[str] = None) -> dict[str, list]:
-    """Every stream of the graph (:mod:`transforms.graph`) as lists: the inputs, the
+def no_files(policy: Policy, mode: str = "batch") -> Side:
+    """The side data of a policy that names no file: no list, no profiles, no warm start."""
+    if policy.blacklist_paths or policy.profiles_path or policy.model_warm_start:
+        raise ValueError("the policy names side files (blacklist, profiles, warm start): "
+                         "pass side=transforms.side.load_side(policy)")
+    empty, profiles = BlacklistSnapshot(), ProfileBook()
+    return Side(lambda: empty, lambda: profiles.get, mode)
+
+
+def run_steps(inputs: dict, policy: Policy, stats: Stats, until: Optional[str] = None,
+              side: Optional[Side] = None) -> dict[str, list]:
+    """Every stream of the graph (:mod:`core.graph`) as lists: the inputs, the
     routers' branches and each step's outputs, by stream name; steps run in order, up to
-    and including the step labelled ``until``."""
-    side = load_side(policy)
+    and including the step labelled ``until``. ``side``: the side data (default: none,
+    :func:`no_files`)."""
+    side = side or no_files(policy)
     streams: dict[str, list] = {name: list(inputs.get(name, ())) for name in INPUTS}
     for r in ROUTERS:
         branches: dict[str, list] = {b: [] for b in r.branches}
@@ -100,7 +110,7 @@ def run_steps(inputs: dict, policy: Policy, stats: Stats,
         events = [e for n in st.inputs for e in streams[n]]
         side_value = None
         if st.side is not None:  # model versions: a warm start's first, as SafetyNet does
-            side_value = warm_versions(policy) + list(streams[st.side])
+            side_value = warm_versions(policy, side.warm()) + list(streams[st.side])
         out = _stage(st, policy, side, events, stats, side_value)
         for tag in (st.main, *st.tags):
             streams[f"{st.label}:{tag}"] = out.get(tag, [])
@@ -110,7 +120,7 @@ def run_steps(inputs: dict, policy: Policy, stats: Stats,
 
 
 def run_reference(inputs: dict, policy: Optional[Policy] = None,
-                  stats: Optional[Stats] = None) -> dict[str, list]:
+                  stats: Optional[Stats] = None, side: Optional[Side] = None) -> dict[str, list]:
     """Inputs bundle (lists of validated rows: ``transfers``, ``reports``, ``outcomes``,
     ``blacklist``; any may be missing) -> outputs bundle (lists of rows: ``holds``,
     ``resolutions``, ``freezes``, ``outreach``, ``verdicts``, ``dead_letter``, and
@@ -118,6 +128,7 @@ def run_reference(inputs: dict, policy: Optional[Policy] = None,
 
     A ``DeadLetter`` found among the input rows (a record the reader could not validate)
     is passed to ``dead_letter``, as the drivers do. Lists come back in no particular order.
+    ``side``: the side data of the policy's files (default: it names none).
     """
     policy = (policy or Policy()).validate()
     stats = stats if stats is not None else Stats()
@@ -127,54 +138,10 @@ def run_reference(inputs: dict, policy: Optional[Policy] = None,
         got = rows[name] = []
         for r in inputs.get(name, ()) or ():
             (dead_in if type(r) is DeadLetter else got).append(r)
-    streams = run_steps(rows, policy, stats)
+    streams = run_steps(rows, policy, stats, side=side)
     out = {name: streams[s] for name, s in RESULTS.items()}
     out["verdicts"] = [verdict_row(sr) for sr in streams["Score:scored_reports"]]
     out["dead_letter"] = dead_in + [d for s in DEAD_LETTERS for d in streams[s]]
-    return out
-
-
-# ------------------------------------------------------------------------ replay directories
-def replay_policy(directory: str | Path, policy: Optional[Policy] = None) -> Policy:
-    """``policy`` with the side data of a replay directory: ``blacklist_snapshot.*`` as the
-    blacklist snapshot and ``profiles.*`` as the profiles, where present."""
-    import dataclasses
-
-    from schemas.codecs import find_input
-
-    policy = policy or Policy()
-    snap = find_input(directory, "blacklist_snapshot")
-    prof = find_input(directory, "profiles")
-    return dataclasses.replace(
-        policy,
-        blacklist_paths=(str(snap),) if snap else policy.blacklist_paths,
-        profiles_path=str(prof) if prof else policy.profiles_path)
-
-
-_RECORDS = {"transfers": "Transfer", "reports": "ScamReport", "outcomes": "CaseOutcome",
-            "blacklist": "BlacklistUpdate"}
-
-
-def load_replay(directory: str | Path) -> dict[str, list]:
-    """The four inputs of a replay directory as lists of rows. A record the reader cannot
-    validate is a ``DeadLetter`` stamped, as the backtest driver stamps it, with the last
-    valid event time before it in its file (``run_reference`` passes it to ``dead_letter``)."""
-    from schemas.codecs import find_input, read_batches
-
-    out = {}
-    for name, record in _RECORDS.items():
-        path = find_input(directory, name)
-        rows: list = []
-        if path is not None:
-            last = 0
-            for batch in read_batches(path, record, name):
-                for r in batch:
-                    if type(r) is DeadLetter:
-                        rows.append(r._replace(at=last))
-                    else:
-                        last = r.event_time
-                        rows.append(r)
-        out[name] = rows
     return out
 
 

@@ -5,10 +5,10 @@ outputs; given a time ``now`` it fires every deadline due at or before ``now``.
 :func:`step` runs one event, :func:`iter_history` / :func:`run_history` a key's whole
 history. The Beam shell (:mod:`transforms.faces`) runs the same functions as a stateful
 streaming ``DoFn`` and as a batch replay, so both faces decide identically; the reference
-(:mod:`transforms.reference`) runs them without Beam.
+(:mod:`core.reference`) runs them without Beam.
 
 Ordering (DESIGN.md): deadlines due at or before t fire first, then the events at t in the
-order blacklist updates, case outcomes, reports, transfers (``transforms.events`` ranks),
+order blacklist updates, case outcomes, reports, transfers (``core.events`` ranks),
 then by id.
 
 >>> class Count(Machine):
@@ -37,7 +37,7 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
 
-from transforms.events import Seed, sort_key
+from core.events import Seed, sort_key
 
 END_OF_TIME = 2**62  # "advance to the end": every remaining deadline fires
 METRIC = "metric"  # outputs with this tag are counters: (METRIC, t, (name, increment))
@@ -328,7 +328,7 @@ def step(machine: Machine, key: Any, state: Any, event: Any) -> tuple[Any, list[
 
 
 def sort_key_of(machine: Machine) -> Callable[[Any], tuple]:
-    """``machine.sort_key``, or for the default one ``transforms.events.sort_key`` itself
+    """``machine.sort_key``, or for the default one ``core.events.sort_key`` itself
     (the same function without a method call per event)."""
     if type(machine).sort_key is Machine.sort_key:
         return sort_key
@@ -342,7 +342,7 @@ def iter_history(machine: Machine, key: Any, events: Iterable[Any],
     Outputs are yielded as they are decided, so a long history's outputs need not all be
     held at once.
 
-    A :class:`~transforms.events.Seed` among ``events`` is the key's state saved by an
+    A :class:`~core.events.Seed` among ``events`` is the key's state saved by an
     earlier chunk: the key starts from it (and its waiting events join the history).
     ``end`` (a chunked replay) is the exclusive end of this chunk of event time: events at
     or after it are not run yet; time advances to ``end - 1``; with ``save`` the key's state
@@ -481,9 +481,11 @@ class Fused(Machine):
 
 
 class Chunk(NamedTuple):
-    """Batch face: which slice of event time a run covers (see :func:`iter_history`).
-    ``end``: exclusive end of the slice (None: no slice); ``until``: how far time runs at
-    the end (``END_OF_TIME`` for the last slice); ``save``: emit every key's state."""
+    """Batch face: which chunk of event time a run covers (see :func:`iter_history`).
+    ``end``: exclusive end of the chunk (None: the whole history); ``until``: how far time
+    runs at the end (``END_OF_TIME`` for the last chunk); ``save``: emit every key's state.
+    The planner's chunk is :class:`connectors.chunks.ChunkSpan`, one pipeline's
+    :class:`connectors.chunks.ChunkRun`."""
 
     end: Optional[int] = None
     until: int = END_OF_TIME

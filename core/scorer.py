@@ -2,7 +2,7 @@
 verdicts from published model versions, and the per-user friction cap (rule 10).
 
 Every featured transfer and report is scored here, in a step with one key per user, from
-the latest :class:`~transforms.events.ModelVersion` published *before* its event time
+the latest :class:`~core.events.ModelVersion` published *before* its event time
 (the versions reach this step as side data: :class:`VersionBook`). Before any version, or
 in the rules-only baseline, the documented rules score it (``model_version`` ``"rules"``).
 
@@ -31,18 +31,18 @@ import pickle
 from collections import deque
 from typing import Any, Iterable, Optional
 
-from transforms.events import (
+from core.events import (
     FeaturedReport,
     FeaturedTransfer,
     ModelVersion,
     ScoredReport,
     ScoredTransfer,
 )
-from transforms.friction import held_by
-from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
-from transforms.machine import METRIC, Machine
-from transforms.models import rules_transfer_score, score_report, score_transfer
-from transforms.policy import Policy
+from core.friction import held_by
+from core.labels import SCAM_VERDICT, TRANSFER_RISK
+from core.machine import METRIC, Machine
+from core.models import rules_transfer_score, score_report, score_transfer
+from core.policy import Policy
 
 SCORED_TRANSFERS, SCORED_REPORTS = "scored_transfers", "scored_reports"
 

@@ -1,12 +1,12 @@
 """The Learner (keyed by model name): learns from delayed labels, off the transfer path,
 and publishes immutable model versions.
 
-It sees only labelled :class:`~transforms.events.Example` records (from LabelJoin): never a
+It sees only labelled :class:`~core.events.Example` records (from LabelJoin): never a
 transfer or a report. After each label it may publish a :class:`ModelVersion` — the River
 pipeline pickled, an id, and the event time after which it is valid — every
 ``Policy.model_publish_labels`` labels, or at the first label once
 ``Policy.model_publish_ms`` of event time has passed since the last version. The scorers
-(:mod:`transforms.scorer`, keyed by user: many keys) score each event with the latest
+(:mod:`core.scorer`, keyed by user: many keys) score each event with the latest
 version published before its event time. So global learning never sits on the transfer
 path, and in a backtest the choice of version is exact in every runner mode.
 
@@ -16,11 +16,11 @@ Nothing is published until a model has learned enough of both classes
 baseline: the model still learns, for its metrics). Until then the scorers use the rules.
 
 Friction budget (``Policy.friction_budget``, rule 10): the state keeps the decision scores
-of recent legitimate examples (:class:`~transforms.friction.Budget`) and each version of
+of recent legitimate examples (:class:`~core.friction.Budget`) and each version of
 ``transfer_risk`` carries the hold threshold that keeps them within the budget.
 
 Prequential metrics (test, then train, at label time) and snapshots are as described in
-:mod:`transforms.models`; snapshots leave the machine as bytes (``SNAPSHOTS`` output) and
+:mod:`core.models`; snapshots leave the machine as bytes (``SNAPSHOTS`` output) and
 the shell writes them: a machine does no I/O.
 """
 
@@ -31,17 +31,16 @@ import math
 import pickle
 from typing import Optional
 
-from transforms.events import Example, ModelVersion
-from transforms.friction import Budget
-from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
-from transforms.machine import END_OF_TIME, METRIC, Machine
-from transforms.models import (
+from core.events import Example, ModelVersion
+from core.friction import Budget
+from core.labels import SCAM_VERDICT, TRANSFER_RISK
+from core.machine import END_OF_TIME, METRIC, Machine
+from core.models import (
     METRICS_EVERY,
     RIVER_VERSION,
     ModelState,
     Prequential,
     linear_parts,
-    load_snapshot,
     pos_weight,
     report_x,
     rules_transfer_score,
@@ -49,7 +48,7 @@ from transforms.models import (
     snapshot_bytes,
     transfer_x,
 )
-from transforms.policy import Policy
+from core.policy import Policy
 
 VERSIONS = "versions"  # ModelVersion records
 MODEL_METRICS = "model_metrics"  # summary dicts
@@ -64,9 +63,11 @@ def learner_key(ex: Example) -> str:
 class Learner(Machine):
     """Keyed by model name; see the module docstring."""
 
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: Policy, warm: Optional[dict] = None):
+        """``warm``: ``{model name: ModelState}`` of the warm-start snapshot
+        (``Policy.model_warm_start``, loaded by the shell: :func:`transforms.side.load_warm`)."""
         self.p = policy
-        self._warm: Optional[dict] = None
+        self._warm = warm or {}
 
     # -- state ---------------------------------------------------------------------------
     def threshold(self, name: str) -> float:
@@ -74,8 +75,6 @@ class Learner(Machine):
 
     def new_state(self, key):
         if self.p.model_warm_start:
-            if self._warm is None:
-                self._warm = load_snapshot(self.p.model_warm_start)
             if key in self._warm:
                 s = pickle.loads(pickle.dumps(self._warm[key]))  # a private copy per key
                 s.metrics = Prequential(self.threshold(key))
@@ -135,7 +134,7 @@ class Learner(Machine):
 
     def pos_weight(self, s: ModelState) -> float:
         """A positive example's weight: ``Policy.model_pos_weight`` when positive, else
-        :func:`~transforms.models.pos_weight` (from the label counts so far)."""
+        :func:`~core.models.pos_weight` (from the label counts so far)."""
         w = self.p.model_pos_weight
         return w if w > 0 else pos_weight(s)
 
@@ -241,7 +240,7 @@ class Learner(Machine):
         """(score threshold, expected-loss threshold in USD) a version of ``s`` is
         published with: the policy's, or under a friction budget (``transfer_risk`` only)
         the budget's choice from the recent labelled scores, never below the policy's
-        (:mod:`transforms.friction`). Until the window holds enough legitimate examples to
+        (:mod:`core.friction`). Until the window holds enough legitimate examples to
         measure the budget's share (one held transfer within it), the policy's."""
         floor = self.threshold(s.name)
         p = self.p
@@ -254,15 +253,16 @@ class Learner(Machine):
                                    p.hold_expected_loss)
 
 
-def warm_versions(policy: Policy) -> list:
-    """The versions a warm start (``Policy.model_warm_start``) gives the scorers from the
-    start of a run: one per warmed-up model in the snapshot, valid from the beginning of
-    time. Nothing without a warm start or with the models off."""
+def warm_versions(policy: Policy, warm: dict) -> list:
+    """The versions a warm start (``Policy.model_warm_start``, its snapshot's states
+    ``warm``) gives the scorers from the start of a run: one per warmed-up model in the
+    snapshot, valid from the beginning of time. Nothing without a warm start or with the
+    models off."""
     if not policy.model_warm_start or not policy.use_models:
         return []
-    learner = Learner(policy)
+    learner = Learner(policy, warm)
     out = []
-    for name in sorted(load_snapshot(policy.model_warm_start)):
+    for name in sorted(warm):
         s = learner.new_state(name)
         if learner.model_on(s):
             out.append(learner.publish(s, -END_OF_TIME))

@@ -40,7 +40,7 @@ outputs (the graph is acyclic). Latency: an assessment is a daily digest, decide
 watermark passes the day's end. A candidate later than that (late data) misses the day's
 ranking and is dropped by the window (the cap holds).
 
->>> from transforms.policy import Policy
+>>> from core.policy import Policy
 >>> p = Policy()
 >>> s = DaySignals(transfers=2, warnings=1, new_payees=1, loss_cents=150000)
 >>> r = assess("u1", s, None, p, day_end=86_399_999)
@@ -55,11 +55,11 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable, NamedTuple, Optional
 
+from core.events import LossConfirmed, OutreachRequest, ScoredTransfer
+from core.machine import Machine
+from core.models import is_young_dest
+from core.policy import Policy
 from schemas.rows import UserProfile
-from transforms.events import LossConfirmed, OutreachRequest, ScoredTransfer
-from transforms.machine import Machine
-from transforms.models import is_young_dest
-from transforms.policy import Policy
 
 KIND = "RISK_ASSESSMENT"
 TOP_REASONS = 3
@@ -130,8 +130,8 @@ class LossMemory(Machine):
     memory from chunk to chunk in its state checkpoint; it forgets a user whose losses are
     all older than the lookback.
 
-    >>> from transforms.machine import run_history
-    >>> from transforms.policy import DAY
+    >>> from core.machine import run_history
+    >>> from core.policy import DAY
     >>> m = LossMemory(Policy(lookback_ms=2 * DAY))
     >>> [(t, x.n) for _tag, t, x in run_history(m, "u", [
     ...     LossConfirmed("u", 10, "t1", "0xa"), LossConfirmed("u", DAY + 5, "t2", "0xa")])]

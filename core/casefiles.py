@@ -9,7 +9,7 @@ versions; the freeze; the list entries with their source; the outreach sent abou
 timeline; the totals (victims = distinct senders in the lookback, USD sent, lost = not held
 or released, refunded, still held).
 
-:class:`CaseBook` is a pure state machine (``transforms.machine``). It keeps per address
+:class:`CaseBook` is a pure state machine (``core.machine``). It keeps per address
 what the lookback keeps (like Actions), the item lists capped at ``case_max_items`` each
 with counts of what was left out, and forgets an address idle for the lookback. Once the
 case is open it re-issues the file after a change (``version``: events seen), at most one
@@ -30,11 +30,11 @@ import bisect
 import json
 from typing import Callable, Iterable, Optional
 
+from core.actions import short_id
+from core.events import ScoredReport, ScoredTransfer
+from core.machine import Log, Machine
+from core.policy import Policy
 from schemas.rows import BlacklistUpdate, CaseFile, Freeze, Hold, HoldResolution, Outreach
-from transforms.actions import short_id
-from transforms.events import ScoredReport, ScoredTransfer
-from transforms.machine import Log, Machine
-from transforms.policy import Policy
 
 CASES = "cases"
 LOST, HELD, REFUNDED, RELEASED = "LOST", "HELD", "REFUNDED", "RELEASED"

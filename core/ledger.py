@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
+from core.events import AddressFact, ReportIn
+from core.machine import METRIC, Machine
+from core.policy import Policy
 from schemas.codecs import to_wire
 from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer
-from transforms.events import AddressFact, ReportIn
-from transforms.machine import METRIC, Machine
-from transforms.policy import Policy
 
 TRANSFERS, REPORTS, FACTS, DEAD = "transfers", "reports", "facts", "dead_letter"
 

@@ -2,7 +2,7 @@
 
 Both runners of the graph read :data:`STEPS`: the Beam composite
 (:class:`transforms.safetynet.SafetyNet`, each step a :class:`~transforms.faces.RunMachine`)
-and the Beam-free reference (:mod:`transforms.reference`, each step a dict of key
+and the Beam-free reference (:mod:`core.reference`, each step a dict of key
 histories). A step's inputs are named streams: an input of the graph (``transfers``,
 ``blacklist``), a branch of a router (``reports:direct``), or another step's output
 (``TransferLedger:facts``, ``Score:scored_transfers``). Steps are listed in topological
@@ -34,17 +34,13 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, NamedTuple, Optional
 
-from schemas import streams
-from schemas.blacklist import load_many
-from schemas.codecs import normalize_address, read_records, to_wire
-from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer, UserProfile, Verdict
-from transforms import actions as act
-from transforms import ledger as led
-from transforms.actions import Actions
-from transforms.assessments import PAST_LOSSES, LossMemory, daily_assessments
-from transforms.capacity import apply_capacity
-from transforms.casefiles import CASES, CaseBook, case_key
-from transforms.events import (
+from core import actions as act
+from core import ledger as led
+from core.actions import Actions
+from core.assessments import PAST_LOSSES, LossMemory, daily_assessments
+from core.capacity import apply_capacity
+from core.casefiles import CASES, CaseBook, case_key
+from core.events import (
     AddressFact,
     FeaturedReport,
     FeaturedTransfer,
@@ -54,13 +50,16 @@ from transforms.events import (
     ScoredReport,
     ScoredTransfer,
 )
-from transforms.labels import EXAMPLES, LabelJoin
-from transforms.learner import MODEL_METRICS, SNAPSHOTS, VERSIONS, Learner, learner_key
-from transforms.machine import Fused, Machine
-from transforms.outreach import HOLDOUT, OUTREACH, OutreachStep
-from transforms.policy import Policy
-from transforms.profiles import FEATURED, CounterpartyProfile, SenderProfile
-from transforms.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
+from core.labels import EXAMPLES, LabelJoin
+from core.learner import MODEL_METRICS, SNAPSHOTS, VERSIONS, Learner, learner_key
+from core.machine import Fused, Machine
+from core.outreach import HOLDOUT, OUTREACH, OutreachStep
+from core.policy import Policy
+from core.profiles import FEATURED, CounterpartyProfile, SenderProfile
+from core.scorer import SCORED_REPORTS, SCORED_TRANSFERS, Score
+from schemas import streams
+from schemas.codecs import normalize_address, to_wire
+from schemas.rows import CaseOutcome, DeadLetter, ScamReport, Transfer, UserProfile, Verdict
 
 INPUTS = tuple(streams.INPUTS)
 OUTPUTS = tuple(streams.DECISIONS)
@@ -162,12 +161,14 @@ def verdict_row(sr: ScoredReport) -> Verdict:
 
 # ---------------------------------------------------------------------------- steps
 class Side(NamedTuple):
-    """What a machine may read besides its events: the blacklist snapshot and the user
-    profiles (loaded once per worker), and the mode it runs in."""
+    """What a machine may read besides its events: the blacklist snapshot, the user
+    profiles and the models' warm-start states (loaded by the shell, once per worker:
+    :mod:`transforms.side`), and the mode it runs in."""
 
     snapshot: Callable[[], Any]
     profile: Callable[[], Callable[[str], Any]]
     mode: str
+    warm: Callable[[], dict] = dict
 
 
 class ProfileBook:
@@ -179,23 +180,6 @@ class ProfileBook:
     def get(self, user_id: str) -> Optional[UserProfile]:
         return self.by_id.get(user_id)
 
-    @classmethod
-    def load(cls, path: Optional[str]) -> "ProfileBook":
-        if not path:
-            return cls()
-        rows = {}
-        for r in read_records(path, "UserProfile", source="profiles"):
-            if isinstance(r, UserProfile):
-                rows[r.user_id] = r
-        return cls(rows)
-
-
-def load_side(policy: Policy, mode: str = "batch") -> Side:
-    """The policy's blacklist files and profiles, loaded now, for one process (the
-    reference, the benches; the Beam composite shares them per worker instead)."""
-    snapshot = load_many(tuple(policy.blacklist_paths))[0]
-    profiles = ProfileBook.load(policy.profiles_path)
-    return Side(lambda: snapshot, lambda: profiles.get, mode)
 
 
 def _ledger(p: Policy, side: Side) -> Machine:
@@ -211,7 +195,7 @@ def _counterparty(p: Policy, side: Side) -> Machine:
 
 
 def _learner(p: Policy, side: Side) -> Machine:
-    return Learner(p)
+    return Learner(p, side.warm())
 
 
 def _score(p: Policy, side: Side) -> Machine:
@@ -281,46 +265,34 @@ STEP_LABELS = tuple(s.label for s in STEPS)
 class Global(NamedTuple):
     """A global step, not keyed: a selection over all keys per event-time window (a daily
     top-K, rules 11 and 12). ``pure(policy, side, *input lists) -> list`` is the Beam-free
-    reference; ``composite(policy, side)`` the Beam composite over the tuple of input
-    PCollections. Both runners run it right before the keyed step labelled ``before``; its
-    output is the stream ``LABEL:output``. Off the transfer path (DESIGN.md, "Scale")."""
+    reference; the shell's Beam composite of the same label (``transforms.daily``) runs
+    over the tuple of input PCollections. Both runners run it right before the keyed step
+    labelled ``before``; its output is the stream ``LABEL:output``. Off the transfer path
+    (DESIGN.md, "Scale")."""
 
     label: str
     inputs: tuple[str, ...]
     output: str
     before: str
     pure: Callable[..., list]
-    composite: Callable[..., Any]
 
 
 def _assessments_pure(p: Policy, side: Side, scored: list, past_losses: list) -> list:
     return daily_assessments(scored, past_losses, p, side.profile())
 
 
-def _assessments_beam(p: Policy, side: Side):
-    from transforms.daily import Assessments
-
-    return Assessments(p, side)
-
-
 def _capacity_pure(p: Policy, side: Side, outreach: list) -> list:
     return apply_capacity(outreach, p)
-
-
-def _capacity_beam(p: Policy, side: Side):
-    from transforms.daily import CallCapacity
-
-    return CallCapacity(p)
 
 
 GLOBALS = (
     # rule 11: daily risk assessments (day windows, per-user signals, top-K per day),
     # into the Outreach step for its cool-down
     Global("Assessments", ("Score:scored_transfers", "LossMemory:past_losses"), "requests",
-           "Outreach", _assessments_pure, _assessments_beam),
+           "Outreach", _assessments_pure),
     # rule 12: call capacity (top-K calls per day window, the rest downgraded to CHAT)
     Global("CallCapacity", ("Outreach:outreach",), "outreach", "CaseBook",
-           _capacity_pure, _capacity_beam),
+           _capacity_pure),
 )
 
 

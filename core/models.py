@@ -1,6 +1,9 @@
-"""The Models step (keyed by model name): score first, then learn from delayed labels.
+"""The two models: their features, rules, River pipelines, prequential metrics and snapshots.
 
-Two models live in keyed state, each a River pipeline learning online:
+The Learner (:mod:`core.learner`, keyed by model name) learns them from delayed labels
+and publishes model versions; the scorers (:mod:`core.scorer`) score every event with
+the latest version published before it, first, so every event is scored before any label
+about it is learned. Each model is a River pipeline learning online:
 
 * ``transfer_risk`` scores every featured transfer (0..1, the hold / warning score): a
   :class:`~river.preprocessing.StandardScaler` and a logistic regression on the profile
@@ -20,7 +23,7 @@ Decisions:
   ``Policy.use_models`` is false (the rules-only baseline; the model still learns, in
   shadow), the score is the documented rule below and ``model_version`` is ``"rules"``.
 * With ``Policy.model_sync_labels`` a positive is learned only once its event is
-  ``label_horizon_ms`` old, like the negatives of its time (see ``Models._learn``).
+  ``label_horizon_ms`` old, like the negatives of its time (see ``Learner._learn``).
 * After warm-up, a transfer's score is ``max(model, rule)``: the rules stay a floor, so a
   young destination with a large fan-in is still held (and a blacklisted one is held by
   Actions whatever the score).
@@ -31,8 +34,8 @@ Decisions:
   the verdict is never ``SCAM``.
 
 Score before learn: the key's events are ordered (event time, kind) and an
-:class:`~transforms.events.Example` is stamped at least 1 ms after the event it describes,
-so no label can reach the model before that event is scored (transforms/labels.py).
+:class:`~core.events.Example` is stamped at least 1 ms after the event it describes,
+so no label can reach the model before that event is scored (core/labels.py).
 
 Cost: the transfer model is driven step by step (:func:`linear_parts`: scaler, then
 regression, no pipeline plumbing; each example featurised and scaled once per use; model
@@ -40,19 +43,20 @@ contributions read from the regression's weights without copying them, and only 
 that reach the warning threshold).
 
 Prequential metrics (test-then-train at label time): just before the regression learns the
-model scores the example; the step keeps a score histogram (ROC AUC) and the confusion counts of
+model scores the example; the Learner keeps a score histogram (ROC AUC) and the confusion counts of
 the *decision* score (rules or model, as the step would decide now) at the hold threshold
 (``transfer_risk``) or the SCAM threshold (``scam_verdict``), counts and USD. Counts go to
-Beam counters (``<model>_tp`` …, step ``Models``); a summary dict goes to the
+Beam counters (``<model>_tp`` …, step ``Learner``); a summary dict goes to the
 ``model_metrics`` output every :data:`METRICS_EVERY` labels and once at the end of a bounded
 run (``final=True``).
 
 Lifecycle: ``Policy.model_warm_start`` (a snapshot file or a directory of them, local or any
 Beam filesystem such as ``gs://``) seeds the state; every ``Policy.model_snapshot_every``
-labels and at the end of a bounded run each model writes
-``<model_snapshot_path>/<model>.pkl``. A snapshot is a pickle of ``{"format",
-"river_version", "models", "n_labels", "written_at", "snapshot_id"}``; one written by
-another River version is refused (:class:`SnapshotError`).
+labels and at the end of a bounded run each model's snapshot goes out as bytes and the
+shell writes ``<model_snapshot_path>/<model>.pkl`` (:mod:`transforms.snapshots` reads and
+writes the files). A snapshot is a pickle of ``{"format", "river_version", "models",
+"n_labels", "written_at", "snapshot_id"}``; one written by another River version is refused
+(:class:`SnapshotError`).
 """
 
 from __future__ import annotations
@@ -66,10 +70,10 @@ from typing import Optional
 import river
 from river import compose, feature_extraction, linear_model, optim, preprocessing
 
+from core.events import CATEGORY, TEXT
+from core.labels import SCAM_VERDICT, TRANSFER_RISK
+from core.policy import DAY, Policy
 from schemas.rows import CATEGORIES
-from transforms.events import CATEGORY, TEXT
-from transforms.labels import SCAM_VERDICT, TRANSFER_RISK
-from transforms.policy import DAY, Policy
 
 RIVER_VERSION = river.__version__
 SNAPSHOT_FORMAT = 1
@@ -409,9 +413,9 @@ def pos_weight(s: ModelState) -> float:
 
 def linear_parts(model) -> Optional[tuple]:
     """``(scaler, logistic regression)`` when ``model`` is the plain two-step pipeline of
-    :func:`new_transfer_model` (the Models step then drives the two steps itself, without
-    River's per-call pipeline plumbing), else None (any other model goes through River's
-    pipeline API)."""
+    :func:`new_transfer_model` (the Learner and the scorers then drive the two steps
+    themselves, without River's per-call pipeline plumbing), else None (any other model
+    goes through River's pipeline API)."""
     steps = getattr(model, "steps", None)
     if steps is None or len(steps) != 2:
         return None
@@ -463,17 +467,6 @@ class SnapshotError(ValueError):
     """A snapshot that cannot be loaded (another River version, a bad file)."""
 
 
-def _fs():
-    from apache_beam.io.filesystems import FileSystems
-
-    return FileSystems
-
-
-def snapshot_file(base: str, name: str) -> str:
-    """Where the model ``name`` is snapshotted under the directory ``base``."""
-    return _fs().join(base, f"{name}.pkl")
-
-
 def snapshot_bytes(states: dict, at: Optional[int] = None) -> bytes:
     """A snapshot of ``{model name: ModelState}`` as bytes."""
     body = {name: s for name, s in sorted(states.items())}
@@ -495,24 +488,6 @@ def snapshot_order(data: bytes) -> tuple:
     return (head.get("written_at") or 0, sum(head.get("n_labels", {}).values()))
 
 
-def write_snapshot_bytes(data: bytes, path: str) -> str:
-    """Write snapshot bytes to ``path`` atomically (write then rename). Returns ``path``."""
-    fs = _fs()
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent and "://" not in parent and not fs.exists(parent):
-        try:
-            fs.mkdirs(parent)
-        except OSError:
-            pass  # made concurrently
-    tmp = f"{path}.tmp-{hashlib.sha1(data).hexdigest()[:8]}"
-    with fs.create(tmp) as f:
-        f.write(data)
-    if fs.exists(path):
-        fs.delete([path])
-    fs.rename([tmp], [path])
-    return path
-
-
 def read_snapshot(data: bytes, where: str = "snapshot") -> tuple[dict, str]:
     """``({model name: ModelState}, snapshot id)`` from a snapshot's bytes; refuses one
     written by another River version before unpickling any model."""
@@ -528,30 +503,6 @@ def read_snapshot(data: bytes, where: str = "snapshot") -> tuple[dict, str]:
             f"{where}: snapshot was written by River {head.get('river_version')}, this is "
             f"River {RIVER_VERSION}; retrain, or run the version that wrote it")
     return pickle.loads(head["models"]), head["snapshot_id"]
-
-
-def load_snapshot(path: str) -> dict:
-    """``{model name: ModelState}`` from a snapshot file, or from every ``*.pkl`` in a
-    directory (what the Models step writes); each state's ``origin`` is its snapshot id."""
-    fs = _fs()
-    files = [m.path for r in fs.match([fs.join(path, "*.pkl")]) for m in r.metadata_list] \
-        if not path.endswith(".pkl") else []
-    if not files:
-        files = [path]
-    out: dict = {}
-    for fp in sorted(files):
-        try:
-            with fs.open(fp) as f:
-                data = f.read()
-        except Exception as e:  # noqa: BLE001 - filesystem errors vary by scheme
-            raise SnapshotError(f"{fp}: cannot read model snapshot ({e})") from e
-        states, sid = read_snapshot(data, fp)
-        for name, s in states.items():
-            s.fill_defaults()
-            s.origin = sid
-            s.finished = False
-            out[name] = s
-    return out
 
 
 # ------------------------------------------------------------------------------ scoring

@@ -11,12 +11,12 @@ import math
 from collections import deque
 from typing import Callable, Optional
 
+from core import lookalike
+from core.events import CATEGORY, TEXT, FeaturedReport, FeaturedTransfer, ReportIn
+from core.machine import Machine, Table
+from core.policy import DAY, HOUR, Policy
 from schemas.blacklist import BlacklistSnapshot
 from schemas.rows import BlacklistUpdate, Transfer, UserProfile
-from transforms import lookalike
-from transforms.events import CATEGORY, TEXT, FeaturedReport, FeaturedTransfer, ReportIn
-from transforms.machine import Machine, Table
-from transforms.policy import DAY, HOUR, Policy
 
 FEATURED = "featured"
 
@@ -27,7 +27,7 @@ PAYEES, BY_LOOK = "sender.payees", "sender.by_look"
 
 class _Sender:
     """A user's state: a small head (velocity windows, counters) and two tables that grow
-    with the payees and are read one entry per event (``transforms.machine.Table``)."""
+    with the payees and are read one entry per event (``core.machine.Table``)."""
 
     __slots__ = ("recent", "payees", "by_look", "n", "mean", "m2", "last_t", "n_reports",
                  "report_times", "oldest")
@@ -187,7 +187,7 @@ class SenderProfile(Machine):
             "hours_since_paid": (now - paid_at) / HOUR if paid_at is not None else -1.0,
             "reporter_reports_7d": float(len(s.report_times)),
             "reporter_reports_total": float(s.n_reports),
-            # What the Scam Verdict Model reads of the report itself (transforms/models.py);
+            # What the Scam Verdict Model reads of the report itself (core/models.py);
             # keys starting with "_" are not numeric. They ride in the features so that
             # LabelJoin's example carries exactly what the model scored.
             "log_claimed_loss": math.log1p(max(0.0, ev.report.claimed_loss_usd or 0.0)),

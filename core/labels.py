@@ -23,10 +23,10 @@ from __future__ import annotations
 import zlib
 from typing import Optional
 
-from transforms.events import AddressFact, Example, FeaturedTransfer
-from transforms.ledger import report_key, transfer_key
-from transforms.machine import METRIC, Log, Machine
-from transforms.policy import Policy
+from core.events import AddressFact, Example, FeaturedTransfer
+from core.ledger import report_key, transfer_key
+from core.machine import METRIC, Log, Machine
+from core.policy import Policy
 
 EXAMPLES = "examples"
 TRANSFER_RISK, SCAM_VERDICT = "transfer_risk", "scam_verdict"

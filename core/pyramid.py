@@ -38,7 +38,7 @@ share of holds in a control group that gets no stage contacts (no warning, call 
 for information; the notice at placement and extensions on reports, verdicts and fan-in
 stay), so the report can measure what the contacts change.
 
->>> from transforms.policy import HOUR, Policy
+>>> from core.policy import HOUR, Policy
 >>> p = Policy()
 >>> life = open_hold(p, "t1", 0, 1000.0, 1.0, owner=None)
 >>> [(t // HOUR, what) for t, what in life.plan]
@@ -55,9 +55,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from transforms.events import OutreachRequest
-from transforms.holdout import in_holdout
-from transforms.policy import Policy
+from core.events import OutreachRequest
+from core.holdout import in_holdout
+from core.policy import Policy
 
 ESCALATION_SALT = b"safetynet-escalation-holdout-v1|"
 STAGE_KIND = "HOLD_ESCALATION"  # the stage warning to the sender (CHAT)

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from core.policy import Policy
 from schemas.rows import Outreach
-from transforms.policy import Policy
 
 
 def call_rank(o: Outreach) -> tuple:

@@ -1,8 +1,8 @@
-"""Three patches of Beam's local runner (BundleBasedDirectRunner), applied by the context
+"""Four patches of Beam's local runner (BundleBasedDirectRunner), applied by the context
 manager :func:`patched` around a local run and undone when it ends.
 
 The stream driver runs the job for the local runner inside it, and the tests that run the
-graph there do too; Dataflow and Flink never see them. All three replace private parts of
+graph there do too; Dataflow and Flink never see them. All four replace private parts of
 Beam, so :func:`patched` refuses any Beam version they were not written for
 (:data:`WRITTEN_FOR`): read them against the new version's ``apache_beam/runners/direct``
 before adding it.
@@ -23,6 +23,10 @@ before adding it.
    immutable once committed), and each key's state caches the time of its earliest
    event-time timer (dropped whenever its timers change): a key with nothing due is
    skipped without walking its timers.
+4. Function signatures (:func:`remembered_signatures`): the runner makes a new DoFnRunner
+   for every bundle, and each reads the parameters of every method of its DoFn again with
+   ``inspect`` (about a fifth of a busy key's CPU, py-spy). A function's parameters and
+   defaults never change, so each function's are read once.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import types
+import weakref
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
@@ -60,7 +66,7 @@ def check_version(version: str) -> None:
         raise UnsupportedBeamVersion(
             f"connectors/local_runner.py patches Beam's local runner for Apache Beam "
             f"{' / '.join(v + '.x' for v in WRITTEN_FOR)} and refuses Apache Beam {version}: "
-            "check its two patches against this version's apache_beam/runners/direct, "
+            "check its patches against this version's apache_beam/runners/direct, "
             "then add the version to WRITTEN_FOR")
 
 
@@ -77,7 +83,7 @@ def patched() -> Iterator[None]:
     with _lock:
         if _active["depth"] == 0:
             _active["undo"] = [_patch_read_evaluator(), _patch_spec_cache(),
-                               _patch_timer_index()]
+                               _patch_timer_index(), _patch_signatures()]
         _active["depth"] += 1
     try:
         yield
@@ -223,6 +229,42 @@ def _patch_read_evaluator() -> Callable[[], None]:
 
 
 # ---------------------------------------------------------------------- 2. DoFn specs
+@contextmanager
+def remembered_signatures() -> Iterator[None]:
+    """While it lasts, Beam reads the parameters of each function once (patch 4; also
+    usable alone around a batch pipeline, whose runner asks as often)."""
+    undo = _patch_signatures()
+    try:
+        yield
+    finally:
+        undo()
+
+
+def _patch_signatures() -> Callable[[], None]:
+    """Remember ``core.get_function_args_defaults`` per function. Only plain functions and
+    methods are remembered, by the function itself (a weak key): a DoFn pickled by value
+    brings new function objects and is read afresh."""
+    from apache_beam.transforms import core
+
+    original = core.get_function_args_defaults
+    seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def args_defaults(f):
+        fn, bound = f, False
+        if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
+            fn, bound = f.__func__, True
+        if not isinstance(fn, types.FunctionType):
+            return original(f)
+        got = seen.get(fn, {})
+        if bound not in got:
+            got[bound] = original(f)
+            seen[fn] = got
+        names, defaults = got[bound]
+        return list(names), list(defaults)
+
+    return _setattrs(core, get_function_args_defaults=args_defaults)
+
+
 def _patch_spec_cache() -> Callable[[], None]:
     """Cache ``userstate.get_dofn_specs`` per DoFn class.
 

@@ -6,8 +6,6 @@ Times are minutes after ``T0`` unless said otherwise; addresses are EVM-shaped.
 from __future__ import annotations
 
 import contextlib
-import types
-import weakref
 from typing import Iterator, Optional
 
 import apache_beam as beam
@@ -151,52 +149,17 @@ def options(mode: str, extra: Optional[list] = None) -> PipelineOptions:
 
 
 @contextlib.contextmanager
-def remembered_signatures():
-    """While it lasts, Beam reads the parameters of each function once. The direct runner
-    makes a new DoFnRunner for every bundle (a TestStream run makes thousands: each
-    watermark step and each timer firing is a round of bundles through the graph), and
-    each reads the signature of every method of its DoFn again with ``inspect``: about a
-    quarter of the CPU of a streaming run. A function's parameters and their defaults
-    (the state and timer specs) never change, so the answer is the same; only plain
-    functions and methods are remembered, by the function itself (a DoFn pickled by
-    value brings new function objects and is read afresh)."""
-    from apache_beam.transforms import core
-
-    original = core.get_function_args_defaults
-    seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def args_defaults(f):
-        fn, bound = f, False
-        if isinstance(f, types.MethodType) and isinstance(f.__func__, types.FunctionType):
-            fn, bound = f.__func__, True
-        if not isinstance(fn, types.FunctionType):
-            return original(f)
-        got = seen.get(fn, {})
-        if bound not in got:
-            got[bound] = original(f)
-            seen[fn] = got
-        names, defaults = got[bound]
-        return list(names), list(defaults)
-
-    core.get_function_args_defaults = args_defaults
-    try:
-        yield
-    finally:
-        core.get_function_args_defaults = original
-
-
-@contextlib.contextmanager
 def pipeline(mode: str, extra: Optional[list] = None) -> Iterator[beam.Pipeline]:
-    """A pipeline with ``options(mode, extra)``, run when the block ends, with each
-    function's signature read once (:func:`remembered_signatures`); a streaming one on
-    Beam's local runner runs with the runner's patches, as the local streaming job does."""
+    """A pipeline with ``options(mode, extra)``, run when the block ends; a streaming one on
+    Beam's local runner runs with the runner's patches, as the local streaming job does; a
+    batch one with the one of them that reads each function's signature once."""
     from connectors import local_runner
 
     o = options(mode, extra)
     local = mode == "stream" and local_runner.is_local_runner(
         o.view_as(StandardOptions).runner)
-    with local_runner.patched() if local else contextlib.nullcontext():
-        with remembered_signatures(), beam.Pipeline(options=o) as p:
+    with local_runner.patched() if local else local_runner.remembered_signatures():
+        with beam.Pipeline(options=o) as p:
             yield p
 
 

@@ -119,35 +119,6 @@ def state_bytes(n_list: list) -> dict:
                       f"{b['written_per_event']} B/event", flush=True)
     return res
 
-
-class _Value:
-    """An in-memory read-modify-write cell holding bytes (as the runner keeps them)."""
-
-    def __init__(self):
-        self.raw = None
-
-    def read(self):
-        return self.raw
-
-    def write(self, raw: bytes) -> None:
-        self.raw = raw
-
-    def clear(self) -> None:
-        self.raw = None
-
-
-class _Bag:
-    """An in-memory bag of pickled items (Beam's PickleCoder encodes each item)."""
-
-    def __init__(self):
-        self.raw: list = []
-
-    def read(self):
-        return (pickle.loads(r) for r in self.raw)
-
-    def add(self, item) -> None:
-        self.raw.append(pickle.dumps(item, 4))
-
     def clear(self) -> None:
         self.raw = []
 
@@ -191,6 +162,7 @@ def machine_alone(steps: list, sizes: list, layouts: list) -> dict:
     ``whole`` (the previous layout: the whole state pickled in one cell per event), over
     the last tenth of the key's ``m`` events."""
     from core.machine import step as run_step
+    from tests.kit import Bag, Cell
     from transforms import faces
     from transforms.faces import KeyStore, _Held
 
@@ -201,7 +173,7 @@ def machine_alone(steps: list, sizes: list, layouts: list) -> dict:
         for m in sizes:
             for layout in layouts:
                 machine, key, evs = _busy_inputs(name, m)
-                head, bags = _Value(), tuple(_Bag() for _ in machine.LOGS)
+                head, bags = Cell(), tuple(Bag() for _ in machine.LOGS)
                 tail, spent, moved = len(evs) - len(evs) // 10, 0.0, 0
                 cache = tables and tables()  # the worker's: a table is read from its bag once
                 for i, ev in enumerate(evs):

@@ -6,6 +6,7 @@ Times come from ``tests.scenario.at``; addresses from ``tests.scenario.addr``.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any, Iterable, Optional
 
 from core.events import (
@@ -87,3 +88,35 @@ def snapshot_models(states: dict, path: str, at: Optional[int] = None) -> str:
     from transforms.snapshots import write_snapshot_bytes
 
     return write_snapshot_bytes(snapshot_bytes(states, at), path)
+
+
+class Cell:
+    """An in-memory read-modify-write cell of bytes, as the runner keeps a ``head``."""
+
+    def __init__(self):
+        self.raw = None
+
+    def read(self):
+        return self.raw
+
+    def write(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def clear(self) -> None:
+        self.raw = None
+
+
+class Bag:
+    """An in-memory bag, each item pickled as Beam's PickleCoder would."""
+
+    def __init__(self):
+        self.raw: list = []
+
+    def read(self):
+        return (pickle.loads(r) for r in self.raw)
+
+    def add(self, item) -> None:
+        self.raw.append(pickle.dumps(item, 4))
+
+    def clear(self) -> None:
+        self.raw = []

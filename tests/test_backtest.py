@@ -108,16 +108,22 @@ def test_rerun_gives_identical_decision_files(avro_run, tmp_path):
     assert (out / "scores.parquet").read_bytes() == (again / "scores.parquet").read_bytes()
 
 
-@pytest.mark.slow
-def test_multi_processing_gives_the_same_decisions(avro_run, tmp_path):
-    """Two worker processes (separate interpreters): the same files, byte for byte."""
-    inp, out = avro_run
-    mp = tmp_path / "mp"
+def _two_workers_same_decisions(inp, out, mp):
+    """Backtest ``inp`` into ``mp`` with two worker processes; every decision file equals
+    the one-process run's in ``out``, byte for byte. Returns ``mp``."""
     assert backtest.run(["--input", str(inp), "--output", str(mp), "--no_progress",
                          "--no_report", "--direct_num_workers", "2",
                          "--direct_running_mode", "multi_processing"]) == 0
     for name in DECISIONS:
         assert (out / f"{name}.avro").read_bytes() == (mp / f"{name}.avro").read_bytes(), name
+    return mp
+
+
+@pytest.mark.slow
+def test_multi_processing_gives_the_same_decisions(avro_run, tmp_path):
+    """Two worker processes (separate interpreters): the same files, byte for byte."""
+    inp, out = avro_run
+    mp = _two_workers_same_decisions(inp, out, tmp_path / "mp")
     m = json.loads((mp / "metrics.json").read_text())
     assert m["reconciliation"]["all_reconcile"] is True
 
@@ -181,12 +187,7 @@ def test_two_worker_processes_on_a_slow_data_plane_lose_nothing(avro_run, tmp_pa
     monkeypatch.setattr(data_plane._GrpcDataChannel, "_enqueue_to_send", slow_enqueue)
     monkeypatch.setattr(fn_runner.BundleManager, "_send_input_to_worker", chunk_at_a_time)
     inp, out = avro_run
-    mp = tmp_path / "mp"
-    assert backtest.run(["--input", str(inp), "--output", str(mp), "--no_progress",
-                         "--no_report", "--direct_num_workers", "2",
-                         "--direct_running_mode", "multi_processing"]) == 0
-    for name in DECISIONS:
-        assert (out / f"{name}.avro").read_bytes() == (mp / f"{name}.avro").read_bytes(), name
+    mp = _two_workers_same_decisions(inp, out, tmp_path / "mp")
     assert (out / "scores.parquet").read_bytes() == (mp / "scores.parquet").read_bytes()
 
 

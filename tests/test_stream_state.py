@@ -25,7 +25,7 @@ from core.events import AddressFact
 from core.graph import address_of
 from core.labels import EXAMPLES, LabelJoin
 from core.machine import run_history
-from tests.kit import P, scored, scored_report
+from tests.kit import Bag, Cell, P, scored, scored_report
 from tests.scenario import addr, at, pipeline
 from transforms.faces import KeyStore, RunMachine
 
@@ -171,38 +171,6 @@ def test_labels_past_the_cap_per_address_are_dropped_and_counted():
     assert sorted(v.subject_id for tag, _t, v in out if tag == EXAMPLES) == ["T:c0", "T:c1"]
 
 
-class _Cell:
-    """An in-memory read-modify-write cell of bytes."""
-
-    def __init__(self):
-        self.raw = None
-
-    def read(self):
-        return self.raw
-
-    def write(self, raw):
-        self.raw = raw
-
-    def clear(self):
-        self.raw = None
-
-
-class _Bag:
-    """An in-memory bag, each item pickled as Beam's PickleCoder would."""
-
-    def __init__(self):
-        self.raw: list = []
-
-    def read(self):
-        return (pickle.loads(r) for r in self.raw)
-
-    def add(self, item):
-        self.raw.append(pickle.dumps(item, 4))
-
-    def clear(self):
-        self.raw = []
-
-
 def test_an_address_with_a_thousand_live_holds_reads_only_the_holds_due_soon():
     """Every transfer to a listed address is held for 24h: one a minute for 30 hours is
     1,440 live holds at once. Through the stream face's cells (the head, a bag per log),
@@ -217,7 +185,7 @@ def test_an_address_with_a_thousand_live_holds_reads_only_the_holds_due_soon():
                               "h1000"))
     events.sort(key=lambda e: e.event_time)
     machine, cache = Actions(P), TableCache()
-    head, bags = _Cell(), tuple(_Bag() for _ in machine.LOGS)
+    head, bags = Cell(), tuple(Bag() for _ in machine.LOGS)
     got, head_bytes, moved = [], [], []
     for ev in events:
         cells = KeyStore(machine.LOGS, head, bags, BUSY, cache)
@@ -266,7 +234,7 @@ def test_a_user_with_two_thousand_payees_reads_one_payee_per_transfer():
     events.append(transfer("poison", at(minutes=10 * 2100 + 5), "payer", imitation))
     events.sort(key=lambda e: e.event_time)
     m, cache = machine(), TableCache()
-    head, bags = _Cell(), tuple(_Bag() for _ in m.LOGS)
+    head, bags = Cell(), tuple(Bag() for _ in m.LOGS)
     got, head_bytes, table_reads = [], [], 0
     for ev in events:
         cells = KeyStore(m.LOGS, head, bags, "payer", cache)

@@ -112,7 +112,10 @@ def compare(a: Path, b: Path) -> tuple[list, list, list]:
         elif n.suffix == ".html":
             skipped.append(str(n))
         else:
-            (same if _same(pa, pb) else diff).append(str(n))
+            try:
+                (same if _same(pa, pb) else diff).append(str(n))
+            except Exception as e:  # noqa: BLE001 - a state of the other tree's layout
+                diff.append(f"{n} (not comparable: {type(e).__name__}: {e})")
     return same, diff, skipped
 
 

@@ -1,8 +1,8 @@
-"""Four patches of Beam's local runner (BundleBasedDirectRunner), applied by the context
+"""Five patches of Beam's local runner (BundleBasedDirectRunner), applied by the context
 manager :func:`patched` around a local run and undone when it ends.
 
 The stream driver runs the job for the local runner inside it, and the tests that run the
-graph there do too; Dataflow and Flink never see them. All four replace private parts of
+graph there do too; Dataflow and Flink never see them. All five replace private parts of
 Beam, so :func:`patched` refuses any Beam version they were not written for
 (:data:`WRITTEN_FOR`): read them against the new version's ``apache_beam/runners/direct``
 before adding it.
@@ -27,6 +27,11 @@ before adding it.
    for every bundle, and each reads the parameters of every method of its DoFn again with
    ``inspect`` (about a fifth of a busy key's CPU, py-spy). A function's parameters and
    defaults never change, so each function's are read once.
+5. DoFn copies: every bundle of every step starts from a fresh copy of its DoFn, made by a
+   pickle round trip of the graph's DoFn (``pickler.roundtrip``; Beam's own TODO there
+   suggests keeping the serialised form): a quarter of a TestStream run's CPU. The graph's
+   DoFn is pickled once (it is not changed after the graph is built: setup runs on the
+   copies), and each bundle still loads its own fresh copy from those bytes.
 """
 
 from __future__ import annotations
@@ -83,7 +88,8 @@ def patched() -> Iterator[None]:
     with _lock:
         if _active["depth"] == 0:
             _active["undo"] = [_patch_read_evaluator(), _patch_spec_cache(),
-                               _patch_timer_index(), _patch_signatures()]
+                               _patch_timer_index(), _patch_signatures(),
+                               _patch_dofn_copies()]
         _active["depth"] += 1
     try:
         yield
@@ -263,6 +269,34 @@ def _patch_signatures() -> Callable[[], None]:
         return list(names), list(defaults)
 
     return _setattrs(core, get_function_args_defaults=args_defaults)
+
+
+class _PickledOnce:
+    """Beam's ``pickler`` module as the ParDo evaluator sees it, but ``roundtrip`` pickles
+    each object once (by identity, while it lives) and loads a fresh copy every call."""
+
+    def __init__(self, pickler):
+        self._pickler = pickler
+        self._bytes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def roundtrip(self, o):
+        try:
+            raw = self._bytes.get(o)
+        except TypeError:  # not weak-referenceable or not hashable: as Beam does
+            return self._pickler.roundtrip(o)
+        if raw is None:
+            raw = self._bytes[o] = self._pickler.dumps(o)
+        return self._pickler.loads(raw)
+
+    def __getattr__(self, name):
+        return getattr(self._pickler, name)
+
+
+def _patch_dofn_copies() -> Callable[[], None]:
+    """The ParDo evaluator's per-bundle DoFn copy from bytes pickled once (patch 5)."""
+    from apache_beam.runners.direct import transform_evaluator as te
+
+    return _setattrs(te, pickler=_PickledOnce(te.pickler))
 
 
 def _patch_spec_cache() -> Callable[[], None]:

@@ -50,7 +50,7 @@ def _beam_internals() -> dict:
             "clear_timer": state.clear_timer, "get_timers": state.get_timers,
             "copy": state.copy, "keyed": ec.EvaluationContext._initialize_keyed_states,
             "extract": wm._TransformWatermarks.extract_transform_timers,
-            "refresh": wm._TransformWatermarks.refresh}
+            "refresh": wm._TransformWatermarks.refresh, "pickler": te.pickler}
 
 
 def test_patched_replaces_the_pubsub_read_evaluator_and_caches_dofn_specs_inside_only():
@@ -74,6 +74,36 @@ def test_patched_replaces_the_pubsub_read_evaluator_and_caches_dofn_specs_inside
         assert not userstate.is_stateful_dofn(fn)
     assert all(during[k] is not before[k] for k in before)
     assert _beam_internals() == before and not local_runner.is_patched()
+
+
+class _Counting(beam.DoFn):
+    """A DoFn that counts how often it is pickled."""
+    pickled = 0
+
+    def __init__(self, tag):
+        self.tag = tag
+
+    def __getstate__(self):
+        type(self).pickled += 1
+        return {"tag": self.tag}
+
+    def process(self, x):
+        yield x
+
+
+def test_patched_pickles_a_dofn_once_and_gives_each_bundle_a_fresh_copy():
+    from apache_beam.runners.direct import transform_evaluator as te
+
+    fn, _Counting.pickled = _Counting("mine"), 0
+    with local_runner.patched():
+        copies = [te.pickler.roundtrip(fn) for _ in range(3)]
+    assert _Counting.pickled == 1
+    assert len({id(c) for c in copies} | {id(fn)}) == 4
+    assert [c.tag for c in copies] == ["mine"] * 3
+    _Counting.pickled = 0
+    te.pickler.roundtrip(fn)
+    te.pickler.roundtrip(fn)
+    assert _Counting.pickled == 2  # undone: Beam pickles per copy again
 
 
 def test_patched_undoes_the_patches_when_the_run_fails():

@@ -257,3 +257,51 @@ def test_forget_drops_the_addresses_and_only_the_keys_left_empty():
     assert ix == {("EVM", "0xab", "cd"): {"0xab2cd"}, ("SOL", "Ab", "cd"): {"Ab9cd"}}
     lk.forget(ix, [])
     assert ix == {("EVM", "0xab", "cd"): {"0xab2cd"}, ("SOL", "Ab", "cd"): {"Ab9cd"}}
+
+
+# The address formats at their edges (each network's documented shape): TRON base58check
+# addresses are 34 characters starting with T; legacy BTC (P2PKH/P2SH) base58 addresses
+# start with 1 or 3 and are 25-35 characters long; bech32 addresses (BIP 173) are 14-74
+# characters, all lower or all upper case, from the bech32 alphabet after "bc1"; Solana
+# base58 public keys are 32-44 characters; EVM addresses are 0x and 40 hex digits.
+
+@pytest.mark.parametrize("address,net,fam", [
+    ("T" + "a" * 33, "TRX", lk.TRON), ("T" + "a" * 33, "tron", lk.TRON),
+    ("T" + "a" * 32, "TRX", None), ("T" + "a" * 34, "TRX", None),
+    ("A" + "a" * 33, "TRX", None), ("T" + "a" * 32 + "0", "TRX", None),  # 0 not base58
+    ("1" + "a" * 24, "BTC", lk.BTC), ("3" + "a" * 34, "BTC", lk.BTC),
+    ("1" + "a" * 23, "BTC", None), ("1" + "a" * 35, "BTC", None),
+    ("2" + "a" * 30, "BTC", None), ("X" + "a" * 30, "BTC", None),
+    ("1" + "a" * 29 + "l", "BTC", None),  # l not base58
+    ("bc1" + "q" * 11, "BTC", lk.BECH32), ("bc1" + "q" * 71, "BTC", lk.BECH32),
+    ("bc1" + "q" * 10, "BTC", None), ("bc1" + "q" * 72, "BTC", None),
+    ("BC1" + "Q" * 39, "BTC", lk.BECH32), ("bc1" + "q" * 38 + "b", "BTC", None),  # b not bech32
+    ("bc1" + "q" * 38 + "Q", "BTC", None),  # mixed case
+    ("bc1b" + "q" * 38, "BTC", None),  # b, right after bc1, not bech32
+    ("a" * 32, "SOL", lk.SOL), ("a" * 44, "SOL", lk.SOL),
+    ("a" * 31, "SOL", None), ("a" * 45, "SOL", None), ("a" * 31 + "0", "SOL", None),
+    ("0x" + "aB" * 20, "ETH", lk.EVM), ("0x" + "a" * 39, "ETH", None),
+    ("0x" + "a" * 41, "ETH", None), ("0X" + "a" * 40, "ETH", None),
+    ("0x" + "a" * 39 + "g", "ETH", None), ("0xg" + "a" * 39, "ETH", None),
+    ("0x" + "a" * 40, "INTERNAL", None), ("0x" + "a" * 40, "internal", None), ("", "ETH", None),
+    ("", "BTC", None), ("", "TRX", None),
+])
+def test_family_at_the_edges_of_each_address_format(address, net, fam):
+    assert lk.family(address, net) == fam
+
+
+def test_each_family_shows_what_its_policy_fields_say():
+    p = Policy(lookalike_evm_head=7, lookalike_evm_tail=5, lookalike_tron_head=3,
+               lookalike_tron_tail=6, lookalike_btc_head=2, lookalike_btc_tail=8,
+               lookalike_bech32_head=9, lookalike_bech32_tail=3, lookalike_sol_head=5,
+               lookalike_sol_tail=2)
+    assert lk.shown(p) == {lk.EVM: (7, 5), lk.TRON: (3, 6), lk.BTC: (2, 8),
+                           lk.BECH32: (9, 3), lk.SOL: (5, 2)}
+    assert lk.shown(None) == lk.DEFAULT_SHOWN and lk.shown(None) is not lk.DEFAULT_SHOWN
+
+
+def test_a_policy_without_a_family_field_gets_that_familys_default():
+    class Partial:
+        lookalike_evm_head = 8
+
+    assert lk.shown(Partial()) == {**lk.DEFAULT_SHOWN, lk.EVM: (8, lk.DEFAULT_SHOWN[lk.EVM][1])}

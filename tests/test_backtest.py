@@ -133,7 +133,7 @@ def test_timed_flush_loses_no_bytes_written_meanwhile():
     workers), with a send queue slow to take what is flushed: every byte written arrives
     once the backtest's guard is on (without it, what is written while a flush hands its
     bytes over is cleared unsent)."""
-    import time
+    import threading
 
     from apache_beam.runners.worker.data_plane import TimeBasedBufferingClosableOutputStream
 
@@ -141,16 +141,22 @@ def test_timed_flush_loses_no_bytes_written_meanwhile():
 
     no_timed_flushes()
     sent: list = []
+    writer = threading.current_thread()
+    handing_over, written = threading.Event(), threading.Event()
 
-    def slow_send(data: bytes) -> None:
+    def send(data: bytes) -> None:
         sent.append(data)
-        time.sleep(0.002)
+        if threading.current_thread() is not writer:  # a flush on the timer's thread
+            handing_over.set()
+            written.wait(timeout=5)  # held up until the writer has written meanwhile
 
-    out = TimeBasedBufferingClosableOutputStream(slow_send, flush_callback=slow_send,
+    out = TimeBasedBufferingClosableOutputStream(send, flush_callback=send,
                                                  time_flush_threshold_ms=1)
-    for _ in range(100):
+    out.write(b"x" * 100)
+    handing_over.wait(timeout=0.5)  # a timed flush would start within a millisecond
+    for _ in range(99):
         out.write(b"x" * 100)
-        time.sleep(0.0005)
+        written.set()
     out.close()
     assert sum(map(len, sent)) == 100 * 100
 
@@ -164,7 +170,7 @@ def test_two_worker_processes_on_a_slow_data_plane_lose_nothing(avro_run, tmp_pa
     for byte. Before the guard, a flush cleared chunks written meanwhile and a step lost
     part of its input (with two workers on 200k transfers: every scored report missing
     from Actions)."""
-    import time
+    import threading
 
     from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
     from apache_beam.runners.worker import data_plane
@@ -172,16 +178,30 @@ def test_two_worker_processes_on_a_slow_data_plane_lose_nothing(avro_run, tmp_pa
     monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1)
     enqueue = data_plane._GrpcDataChannel._enqueue_to_send
     send_input = fn_runner.BundleManager._send_input_to_worker
+    chunks = threading.Condition()
+    seen = {"chunks": 0, "flushes": 0, "writers": set()}
 
     def slow_enqueue(self, elem):
-        time.sleep(0.002)
+        # A flush from another thread than the input's writer (the timer's) is held up
+        # until the writer has written another chunk (at most 10 ms)
+        if threading.get_ident() not in seen["writers"]:
+            with chunks:
+                seen["flushes"] += 1
+                chunks.notify_all()
+                n = seen["chunks"]
+                chunks.wait_for(lambda: seen["chunks"] > n, timeout=0.01)
         return enqueue(self, elem)
 
     def chunk_at_a_time(self, process_bundle_id, transform_id, byte_streams):
         def paced():
+            seen["writers"].add(threading.get_ident())
             for b in byte_streams or []:
-                time.sleep(0.0005)
-                yield b
+                yield b  # written by the runner when it asks for the next chunk
+                with chunks:
+                    seen["chunks"] += 1
+                    chunks.notify_all()
+                    f = seen["flushes"]  # the next chunk waits for a timed flush to begin
+                    chunks.wait_for(lambda f=f: seen["flushes"] > f, timeout=0.01)
         return send_input(self, process_bundle_id, transform_id, paced())
 
     monkeypatch.setattr(data_plane._GrpcDataChannel, "_enqueue_to_send", slow_enqueue)

@@ -26,7 +26,6 @@ import os
 import pickle
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional
@@ -291,33 +290,6 @@ def readers(options) -> int:
     if d.direct_running_mode not in ("multi_processing", "multi_threading"):
         return 1
     return max(1, d.direct_num_workers or 1)
-
-
-_BUFFERS_LOCK = threading.Lock()
-
-
-def thread_safe_buffers() -> None:
-    """Serialise the FnApiRunner's creation of its shuffle buffers. With several workers,
-    one thread per worker delivers a stage's outputs at once; ``get_buffer`` checks for a
-    PCollection's buffer and creates it if missing, so two threads delivering the first
-    outputs of one buffer together could each create one, the second replacing the first
-    with what was already appended to it. Beam 2.77's ``BundleManager.process_bundle``
-    already holds its own lock around that call, so this guard alone changes nothing there;
-    the two-worker losses traced since came from the data plane's timed flushes
-    (:func:`no_timed_flushes`). Idempotent."""
-    from apache_beam.runners.portability.fn_api_runner import execution
-
-    cls = execution.BundleContextManager
-    if getattr(cls.get_buffer, "serialised", False):
-        return
-    create = cls.get_buffer
-
-    def get_buffer(self, buffer_id, transform_id):
-        with _BUFFERS_LOCK:
-            return create(self, buffer_id, transform_id)
-
-    get_buffer.serialised = True
-    cls.get_buffer = get_buffer
 
 
 def no_timed_flushes() -> None:

@@ -278,8 +278,6 @@ def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(
                   shadow: Optional[Policy] = None) -> dict:
     """One pipeline of the replay, run to the end; returns its counters."""
     chunks.no_timed_flushes()  # gRPC workers: no bytes lost between two writes
-    if job.readers > 1:
-        chunks.thread_safe_buffers()
     pipeline = beam.Pipeline(options=job.options)
     with local_shuffles(chunks.in_process(job.options)):
         build(pipeline, job.replay, out, job.fmt, job.policy, progress,

@@ -1,8 +1,8 @@
-"""Five patches of Beam's local runner (BundleBasedDirectRunner), applied by the context
+"""Six patches of Beam's local runner (BundleBasedDirectRunner), applied by the context
 manager :func:`patched` around a local run and undone when it ends.
 
 The stream driver runs the job for the local runner inside it, and the tests that run the
-graph there do too; Dataflow and Flink never see them. All five replace private parts of
+graph there do too; Dataflow and Flink never see them. All six replace private parts of
 Beam, so :func:`patched` refuses any Beam version they were not written for
 (:data:`WRITTEN_FOR`): read them against the new version's ``apache_beam/runners/direct``
 before adding it.
@@ -34,6 +34,13 @@ before adding it.
    copies), and each bundle still loads its own fresh copy from those bytes: the raw
    pickle, as Beam's ``roundtrip`` makes it (its ``dumps`` would bz2-compress and base64
    the bytes, which every bundle's load then undid: 15% of a TestStream run's CPU).
+6. Empty bundles: every ParDo bundle commits one output bundle per output tag, empty or
+   not, and the executor schedules each consumer for every one of them, so an empty bundle
+   cascades down the graph (50 transfers through the graph: 85,285 bundles for 1,160
+   elements and 353 timer firings). Beam's watermark manager already ignores empty output
+   bundles ("they do not impact watermarks and should not trigger downstream
+   execution"); the executor now skips them too. Timer firings and root bundles are
+   scheduled by other paths and are untouched.
 """
 
 from __future__ import annotations
@@ -91,7 +98,7 @@ def patched() -> Iterator[None]:
         if _active["depth"] == 0:
             _active["undo"] = [_patch_read_evaluator(), _patch_spec_cache(),
                                _patch_timer_index(), _patch_signatures(),
-                               _patch_dofn_copies()]
+                               _patch_dofn_copies(), _patch_empty_bundles()]
         _active["depth"] += 1
     try:
         yield
@@ -308,6 +315,19 @@ def _patch_dofn_copies() -> Callable[[], None]:
     from apache_beam.runners.direct import transform_evaluator as te
 
     return _setattrs(te, pickler=_PickledOnce(te.pickler))
+
+
+def _patch_empty_bundles() -> Callable[[], None]:
+    """Consumers are not scheduled for an output bundle without elements (patch 6)."""
+    from apache_beam.runners.direct.executor import _ExecutorServiceParallelExecutor as ex
+
+    original = ex.schedule_consumers
+
+    def schedule_consumers(self, committed_bundle) -> None:
+        if committed_bundle.has_elements():
+            original(self, committed_bundle)
+
+    return _setattrs(ex, schedule_consumers=schedule_consumers)
 
 
 def _patch_spec_cache() -> Callable[[], None]:

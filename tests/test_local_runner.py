@@ -39,6 +39,7 @@ def test_the_installed_beam_is_one_written_for():
 
 def _beam_internals() -> dict:
     from apache_beam.runners.direct import evaluation_context as ec
+    from apache_beam.runners.direct import executor as ex
     from apache_beam.runners.direct import transform_evaluator as te
     from apache_beam.runners.direct import watermark_manager as wm
     from apache_beam.transforms import trigger, userstate
@@ -50,7 +51,8 @@ def _beam_internals() -> dict:
             "clear_timer": state.clear_timer, "get_timers": state.get_timers,
             "copy": state.copy, "keyed": ec.EvaluationContext._initialize_keyed_states,
             "extract": wm._TransformWatermarks.extract_transform_timers,
-            "refresh": wm._TransformWatermarks.refresh, "pickler": te.pickler}
+            "refresh": wm._TransformWatermarks.refresh, "pickler": te.pickler,
+            "consumers": ex._ExecutorServiceParallelExecutor.schedule_consumers}
 
 
 def test_patched_replaces_the_pubsub_read_evaluator_and_caches_dofn_specs_inside_only():
@@ -180,3 +182,40 @@ def test_the_timer_index_returns_exactly_the_keys_with_a_timer_due(patches):
     states[b"late"] = state(8)  # re-indexed on commit: now due
     assert states.due(Timestamp.of(10)) == {b"late"}
     assert states.due(Timestamp.of(40)) == {b"early", b"late"}
+
+
+class _Bundles(beam.DoFn):
+    """Counts the bundles it starts (copies of it share the class's counter)."""
+    started = 0
+
+    def start_bundle(self):
+        type(self).started += 1
+
+    def process(self, x):
+        yield x
+
+
+def _filtered_stream_bundles() -> int:
+    """Runs 1, 2, 3 then 4 through a filter keeping 4 on the local streaming runner;
+    returns how many bundles the step after the filter started."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.test_stream import TestStream
+    from apache_beam.testing.util import assert_that, equal_to
+
+    _Bundles.started = 0
+    ts = (TestStream().add_elements([1, 2, 3]).advance_watermark_to(10)
+          .add_elements([5]).advance_watermark_to(20).add_elements([4])
+          .advance_watermark_to_infinity())
+    opts = PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming"])
+    with beam.Pipeline(options=opts) as p:
+        out = p | ts | beam.Filter(lambda x: x == 4) | beam.ParDo(_Bundles())
+        assert_that(out, equal_to([4]))
+    return _Bundles.started
+
+
+def test_patched_starts_no_bundle_downstream_of_an_empty_one():
+    with local_runner.patched():
+        inside = _filtered_stream_bundles()
+    outside = _filtered_stream_bundles()
+    assert inside == 1  # only the bundle that holds 4
+    assert outside > inside  # Beam alone: one per bundle the filter ran, empty or not

@@ -315,6 +315,9 @@ def reconciliation(b: Backtest, counters: dict, recon: dict) -> dict:
         "conflicts_dead_lettered": {
             "transfers": counters.get("TransferLedger/conflicting_transfers", 0),
             "reports": counters.get("ReportLedger/conflicting_reports", 0)},
+        "dropped_at_caps": {
+            "label records (--label_max_waiting)":
+                counters.get("CounterpartyProfile/label_records_dropped", 0)},
         "profiles": _profiles(b.input_dir),
         "simulator_manifest": _manifest_check(b.input_dir, recon, dups),
     }

@@ -252,9 +252,25 @@ def sim_run(tmp_path_factory):
                               "--seed", "5"]) == 0
     out = base / "out"
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        assert backtest.run(["--input", str(inp), "--output", str(out)]) == 0
+    with contextlib.redirect_stderr(err):  # a cap of labels waiting per address that binds
+        assert backtest.run(["--input", str(inp), "--output", str(out),
+                             "--label_max_waiting", str(LABEL_CAP)]) == 0
     return inp, out, err.getvalue()
+
+
+LABEL_CAP = 3
+
+
+def test_records_dropped_at_the_label_cap_are_counted_in_metrics_and_the_report(sim_run):
+    _inp, out, _err = sim_run
+    m = json.loads((out / "metrics.json").read_text())
+    dropped = m["reconciliation"]["dropped_at_caps"]["label records (--label_max_waiting)"]
+    assert dropped > 0, "400 users in 6 days pay some address more than 3 times within a week"
+    assert dropped == m["counters"]["CounterpartyProfile/label_records_dropped"]
+    assert m["run"]["policy"]["label_max_waiting"] == LABEL_CAP
+    page = (out / "report.html").read_text()
+    row = re.search(r"label records \(--label_max_waiting\)</td>\s*<td[^>]*>([\d,]+)<", page)
+    assert row and int(row.group(1).replace(",", "")) == dropped
 
 
 def test_closing_line_counts_recovered_money(sim_run):

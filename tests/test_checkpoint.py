@@ -41,11 +41,14 @@ def runs(tmp_path_factory):
 def test_chunked_replay_decides_exactly_as_one_run(runs, how, tmp_path):
     inp, one, chunked, _ = runs
     if how == "auto":  # no --chunk: the chunks are chosen from the history's size
+        # (~1,655 transfers over 6 days: at most 900 a chunk gives 3-day chunks, cut at days
+        # 2 and 5 where the 2d run cuts at 2 and 4; each chunk is a pipeline of its own, so
+        # fewer, longer chunks than 500's six 1-day ones)
         chunked = tmp_path / "auto"
         assert backtest.run(["--input", str(inp), "--output", str(chunked), "--no_progress",
                              "--model_warmup_labels", "30", "--model_min_negatives", "20",
                              "--model_min_positives", "3", "--model_publish_labels", "20",
-                             "--label_horizon", "1d", "--chunk_transfers", "500"]) == 0
+                             "--label_horizon", "1d", "--chunk_transfers", "900"]) == 0
     for name in OUTPUTS:
         a, b = one / f"{name}.parquet", chunked / f"{name}.parquet"
         assert a.read_bytes() == b.read_bytes(), f"{name} differs"

@@ -17,6 +17,12 @@ from schemas.streams import OUTPUTS
 from transforms.checkpoint import CheckpointError, check
 
 
+# labels within a day, so that the model switches on early; no report.html (nothing here
+# reads it, and its plots are a quarter of a run's CPU)
+POLICY = ["--model_warmup_labels", "30", "--model_min_negatives", "20", "--model_min_positives",
+          "3", "--model_publish_labels", "20", "--label_horizon", "1d", "--no_report"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One simulated history (Parquet, 6 days; labels within a day, so that the model
@@ -27,13 +33,10 @@ def runs(tmp_path_factory):
     assert simulate_cli.main(["--output", str(inp), "--users", "1500", "--days", "6",
                               "--seed", "5", "--format", "parquet"]) == 0
     one, chunked, state = base / "one", base / "chunked", base / "state"
-    policy = ["--model_warmup_labels", "30", "--model_min_negatives", "20",
-              "--model_min_positives", "3", "--model_publish_labels", "20",
-              "--label_horizon", "1d"]
     assert backtest.run(["--input", str(inp), "--output", str(one), "--no_progress",
-                         *policy]) == 0
+                         *POLICY]) == 0
     assert backtest.run(["--input", str(inp), "--output", str(chunked), "--no_progress",
-                         *policy, "--chunk", "2d", "--write_state", str(state)]) == 0
+                         *POLICY, "--chunk", "2d", "--write_state", str(state)]) == 0
     return inp, one, chunked, state
 
 
@@ -46,9 +49,7 @@ def test_chunked_replay_decides_exactly_as_one_run(runs, how, tmp_path):
         # fewer, longer chunks than 500's six 1-day ones)
         chunked = tmp_path / "auto"
         assert backtest.run(["--input", str(inp), "--output", str(chunked), "--no_progress",
-                             "--model_warmup_labels", "30", "--model_min_negatives", "20",
-                             "--model_min_positives", "3", "--model_publish_labels", "20",
-                             "--label_horizon", "1d", "--chunk_transfers", "900"]) == 0
+                             *POLICY, "--chunk_transfers", "900"]) == 0
     for name in OUTPUTS:
         a, b = one / f"{name}.parquet", chunked / f"{name}.parquet"
         assert a.read_bytes() == b.read_bytes(), f"{name} differs"

@@ -43,6 +43,15 @@ def run_out(sim, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def rules_out(sim, tmp_path_factory):
+    """A rules-only run (``--use_models false``) of the same replay, quiet."""
+    out = tmp_path_factory.mktemp("rules") / "out"
+    assert backtest.run(["--input", str(sim), "--output", str(out), "--quiet",
+                         "--use_models", "false"]) == 0
+    return out
+
+
 def _one_line(capsys, rc, want_rc=2) -> str:
     err = capsys.readouterr().err.strip()
     assert rc == want_rc, err
@@ -451,11 +460,8 @@ def test_report_says_plainly_when_the_models_never_switched_on(run_out):
     assert page.index("The models never switched on") < page.index("<h2")
 
 
-def test_no_models_warning_for_a_rules_only_run(sim, tmp_path):
-    out = tmp_path / "o"
-    assert backtest.run(["--input", str(sim), "--output", str(out), "--quiet",
-                         "--use_models", "false"]) == 0
-    assert json.loads((out / "metrics.json").read_text())["warnings"] == []
+def test_no_models_warning_for_a_rules_only_run(rules_out):
+    assert json.loads((rules_out / "metrics.json").read_text())["warnings"] == []
 
 
 # ------------------------------------------------------------------ publish
@@ -592,10 +598,8 @@ def test_report_has_contents_holds_by_reason_units_and_the_policy_as_typed(run_o
     assert "overflow-wrap:break-word" in page and "white-space:nowrap" in page
 
 
-def test_compare_shows_the_difference(run_out, sim, tmp_path):
-    rules = tmp_path / "rules"
-    assert backtest.run(["--input", str(sim), "--output", str(rules), "--quiet",
-                         "--use_models", "false"]) == 0
+def test_compare_shows_the_difference(run_out, sim, rules_out):
+    rules = rules_out
     assert report_cli.main(["--input", str(sim), "--output", str(run_out), "--compare",
                             str(rules)]) == 0
     page = (run_out / "report.html").read_text()

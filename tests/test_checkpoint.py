@@ -16,7 +16,6 @@ from pipelines import simulate as simulate_cli
 from schemas.streams import OUTPUTS
 from transforms.checkpoint import CheckpointError, check
 
-
 # labels within a day, so that the model switches on early; no report.html (nothing here
 # reads it, and its plots are a quarter of a run's CPU)
 POLICY = ["--model_warmup_labels", "30", "--model_min_negatives", "20", "--model_min_positives",

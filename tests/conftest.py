@@ -19,6 +19,8 @@
 * ``--cpu-durations N``: the N slowest test phases in CPU-seconds (the test's process and
   the children it waited for), a measure that a busy shared machine distorts less than
   wall time (``--durations``).
+* At the end of a parallel run: per worker, its tests, the wall and CPU-seconds of their
+  phases and when its last report came (whether the workers ended together).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import time
 from pathlib import Path
 
 import pytest
@@ -160,13 +163,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _TIMES[report.nodeid] = _TIMES.get(report.nodeid, 0.0) + report.duration
+    cpu = 0.0
     for name, value in report.user_properties:
-        if name == "cpu_seconds" and value >= 0.005:
-            _SEEN.append((value, report.when, report.nodeid))
+        if name == "cpu_seconds":
+            cpu = value
+            if value >= 0.005:
+                _SEEN.append((value, report.when, report.nodeid))
+    worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
+    if worker is not None:  # (xdist, controller) what each worker did, and when it ended
+        w = _WORKERS.setdefault(worker, {"tests": 0, "wall": 0.0, "cpu": 0.0, "last": 0.0})
+        w["wall"] += report.duration
+        w["cpu"] += cpu
+        w["tests"] += report.when == "teardown"
+        w["last"] = time.monotonic() - _STARTED[0]
 
 
 _SEEN: list = []
 _TIMES: dict = {}
+_WORKERS: dict = {}
+_STARTED = [time.monotonic()]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _STARTED[0] = time.monotonic()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -184,8 +203,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    if _WORKERS:  # do the workers end together? (the order above is meant to make them)
+        terminalreporter.write_sep("=", "per worker: tests, test phases (wall, CPU), last "
+                                        "report after the session began")
+        for worker, w in sorted(_WORKERS.items()):
+            terminalreporter.write_line(
+                f"{worker}: {w['tests']:4d} tests, {w['wall']:7.1f} s wall, {w['cpu']:7.1f} "
+                f"CPU-s, ended at {w['last']:7.1f} s")
     n = config.getoption("cpu_durations")
-    if n is None or hasattr(config, "workerinput"):
+    if n is None:
         return
     rows = sorted(_SEEN, reverse=True)
     total = sum(v for v, _, _ in rows)

@@ -75,15 +75,28 @@ def split_inputs(events) -> dict:
 
 
 def test_stream(events) -> TestStream:
-    """One TestStream with every event in event-time order, the watermark following."""
+    """One TestStream with every event in event-time order, the watermark following: the
+    events of one time arrive together, as one delivery (one ``add_elements``), as a pull
+    from Pub/Sub brings several. Each delivery is a round of bundles through every step of
+    the graph on the direct runner: one per event instead made the 36 events of
+    test_contacts' stream face cost 24 CPU-s instead of 8."""
     ts = TestStream()
-    watermark = None
+    batch: list = []
     for e in sorted(events, key=sort_key):
-        if watermark is None or e.event_time - 1 > watermark:
-            watermark = e.event_time - 1
-            ts.advance_watermark_to(watermark / 1000.0)
-        ts.add_elements([beam.window.TimestampedValue(e, e.event_time / 1000.0)])
+        if batch and e.event_time != batch[0].event_time:
+            _add_at_its_time(ts, batch)
+            batch = []
+        batch.append(e)
+    if batch:
+        _add_at_its_time(ts, batch)
     return ts.advance_watermark_to_infinity()
+
+
+def _add_at_its_time(ts: TestStream, batch: list) -> None:
+    """The watermark to just before the batch's time, then the batch (events of one time,
+    in ``sort_key`` order) as one delivery."""
+    ts.advance_watermark_to((batch[0].event_time - 1) / 1000.0)
+    ts.add_elements([beam.window.TimestampedValue(e, e.event_time / 1000.0) for e in batch])
 
 
 def scheduled_stream(steps) -> TestStream:

@@ -43,6 +43,15 @@ def run_out(sim, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def rules_out(sim, tmp_path_factory):
+    """A rules-only run (``--use_models false``) of the same replay, quiet."""
+    out = tmp_path_factory.mktemp("rules") / "out"
+    assert backtest.run(["--input", str(sim), "--output", str(out), "--quiet",
+                         "--use_models", "false"]) == 0
+    return out
+
+
 def _one_line(capsys, rc, want_rc=2) -> str:
     err = capsys.readouterr().err.strip()
     assert rc == want_rc, err
@@ -451,11 +460,8 @@ def test_report_says_plainly_when_the_models_never_switched_on(run_out):
     assert page.index("The models never switched on") < page.index("<h2")
 
 
-def test_no_models_warning_for_a_rules_only_run(sim, tmp_path):
-    out = tmp_path / "o"
-    assert backtest.run(["--input", str(sim), "--output", str(out), "--quiet",
-                         "--use_models", "false"]) == 0
-    assert json.loads((out / "metrics.json").read_text())["warnings"] == []
+def test_no_models_warning_for_a_rules_only_run(rules_out):
+    assert json.loads((rules_out / "metrics.json").read_text())["warnings"] == []
 
 
 # ------------------------------------------------------------------ publish
@@ -482,6 +488,8 @@ def test_publish_replays_every_record_of_a_directory_into_the_topics(capsys, sim
 
     if not os.environ.get("PUBSUB_EMULATOR_HOST"):
         pytest.skip("PUBSUB_EMULATOR_HOST is not set (./run_local.sh test starts the emulator)")
+    from google.api_core import retry as gretry
+    from google.api_core.exceptions import DeadlineExceeded
     from google.cloud import pubsub_v1
 
     from connectors.pubsub_client import create_resources
@@ -495,16 +503,24 @@ def test_publish_replays_every_record_of_a_directory_into_the_topics(capsys, sim
     manifest = json.loads((sim / "manifest.json").read_text())
     for name in ("transfers", "reports", "outcomes", "blacklist"):
         got, times = 0, []
+        want = manifest["files"][f"{name}.avro"]
         while True:
-            r = sub.pull(subscription=subscription_path(project, name), max_messages=1000,
-                         timeout=10)
+            # everything was published before the first pull: once the count is reached, a
+            # pull of 1 s (not 10) says whether anything more is there (an empty pull on
+            # the emulator lasts its whole deadline)
+            wait = 10.0 if got < want else 1.0
+            try:
+                r = sub.pull(subscription=subscription_path(project, name), max_messages=1000,
+                             timeout=wait, retry=gretry.Retry(timeout=wait))
+            except DeadlineExceeded:
+                break
             if not r.received_messages:
                 break
             got += len(r.received_messages)
             times += [int(m.message.attributes["event_time"]) for m in r.received_messages]
             sub.acknowledge(subscription=subscription_path(project, name),
                             ack_ids=[m.ack_id for m in r.received_messages])
-        assert got == manifest["files"][f"{name}.avro"], name
+        assert got == want, name
         valid = [t for t in times if codecs.MIN_TS <= t <= codecs.MAX_TS]
         assert max(valid) > manifest["end_ms"]  # re-timed to the present
     sub.close()
@@ -592,10 +608,8 @@ def test_report_has_contents_holds_by_reason_units_and_the_policy_as_typed(run_o
     assert "overflow-wrap:break-word" in page and "white-space:nowrap" in page
 
 
-def test_compare_shows_the_difference(run_out, sim, tmp_path):
-    rules = tmp_path / "rules"
-    assert backtest.run(["--input", str(sim), "--output", str(rules), "--quiet",
-                         "--use_models", "false"]) == 0
+def test_compare_shows_the_difference(run_out, sim, rules_out):
+    rules = rules_out
     assert report_cli.main(["--input", str(sim), "--output", str(run_out), "--compare",
                             str(rules)]) == 0
     page = (run_out / "report.html").read_text()

@@ -48,56 +48,95 @@ GEN = "0xabc" + "1" * 33 + "1234"  # a genuine payee
 LOOK = "0xabc" + "2" * 33 + "1234"  # its look-alike
 
 
-def hand_events(n_fan: int = 30, n_bomb: int = 10) -> tuple[list, list, list]:
+# When each step of the hand-built scenario happens. SPREAD, as first written: every step
+# at an hour (or minutes) of its own. COMPACT, for the stream face, where each distinct
+# event time is a watermark step through the whole graph: the independent stories share
+# times (they have no user and no address in common, so no step sees two of them under one
+# key), and only the steps of one story that meet under one key (a user, an address) keep
+# times of their own, in the same order as in SPREAD: 10 distinct times instead of 31.
+# A series ``(first, minutes)`` puts its i-th event ``i * minutes`` after the first.
+SPREAD = {
+    "bl": h(1), "blv": h(2), "rvbl": h(20),  # the snapshot-listed BL
+    "fan": (h(3), 3), "rvfan": h(3, 1), "fan_report": h(4, 40), "fan_case": h(5),
+    "sus": (h(6), 5), "rep1": h(7), "rep2": h(7, 5), "sus4": h(8),
+    "bomb": (h(7, 30), 1), "bomb_case": h(9),
+    "c1": h(9), "c1_case": h(10),
+    "gen": h(1), "look1": h(12), "look2": h(13), "gen2": h(14),
+    "live1": h(2), "add": h(14), "live2": h(15), "remove": h(16), "live3": h(17),
+    "dead": h(3), "dead_case": h(4),
+}
+COMPACT = {
+    "bl": h(1), "blv": h(1, 1), "rvbl": h(4),
+    "fan": (h(1), 3), "rvfan": h(1, 1), "fan_report": h(2), "fan_case": h(3),
+    "sus": (h(1), 3), "rep1": h(1, 12), "rep2": h(1, 15), "sus4": h(2),
+    "bomb": (h(1, 3), 3), "bomb_case": h(2),
+    "c1": h(1), "c1_case": h(2),
+    "gen": h(1), "look1": h(1, 3), "look2": h(1, 6), "gen2": h(1, 9),
+    "live1": h(1), "add": h(1, 3), "live2": h(1, 6), "remove": h(1, 9), "live3": h(1, 12),
+    "dead": h(1, 1), "dead_case": h(1, 3),
+}
+
+
+def hand_events(n_fan: int = 30, n_bomb: int = 10, when: dict = SPREAD) -> tuple[list, list,
+                                                                                   list]:
     """(events, snapshot rows, profile rows) of the hand-built scenario: ``n_fan`` senders
-    into the fan-in address (more than ``Policy.fan_in_rule``), ``n_bomb`` fresh reporters."""
+    into the fan-in address (more than ``Policy.fan_in_rule``), ``n_bomb`` fresh reporters;
+    the times of its steps from ``when``."""
     BL, FAN, SUS, MERCH, C, LIVE = (a(x) for x in ("bl", "fan", "sus", "merch", "c", "live"))
     old, fresh = S - 400 * DAY, S - DAY
+
+    def series(name: str, i: int) -> int:
+        first, minutes = when[name]
+        return first + i * minutes * MINUTE
+
     ev = []
     # Rule 1: snapshot blacklist -> hold + WARNING; vulnerable -> INTERVENTION; released.
-    t1 = transfer("h-t-bl1", h(1), "h-u1", BL)
+    t1 = transfer("h-t-bl1", when["bl"], "h-u1", BL)
     ev += [t1, t1]  # a duplicate delivery (rule 8)
-    ev.append(transfer("h-t-blv", h(2), "h-uv", BL))
+    ev.append(transfer("h-t-blv", when["blv"], "h-uv", BL))
     # Rule 2 + 5: 30 fresh senders into one new address within 90 min -> fan-in rule holds;
     # then a case outcome confirms it: refunds, freeze, silent sufferers (not the reporter).
     for i in range(n_fan):
-        ev.append(transfer(f"h-t-fan{i:02d}", h(3, 3 * i), f"h-f{i:02d}", FAN, usd=50 + i))
-    ev.append(transfer("h-t-rvfan", h(3, 1), "h-rv", FAN, usd=900))
-    ev.append(report("h-r-fan03", h(4, 40), "h-f03", transfer_id="h-t-fan03"))
-    ev.append(outcome("h-c-fan", h(5), "ADDRESS", FAN))
+        ev.append(transfer(f"h-t-fan{i:02d}", series("fan", i), f"h-f{i:02d}", FAN,
+                           usd=50 + i))
+    ev.append(transfer("h-t-rvfan", when["rvfan"], "h-rv", FAN, usd=900))
+    ev.append(report("h-r-fan03", when["fan_report"], "h-f03", transfer_id="h-t-fan03"))
+    ev.append(outcome("h-c-fan", when["fan_case"], "ADDRESS", FAN))
     # Rule 4: two established reporters who paid the suspect -> SCAM verdict -> freeze;
     # a third payer never reports -> silent sufferer; later transfer to it -> held, refunded.
-    ev += [transfer("h-t-sus1", h(6), "h-r1", SUS, usd=700),
-           transfer("h-t-sus2", h(6, 5), "h-r2", SUS, usd=800),
-           transfer("h-t-sus3", h(6, 10), "h-r3", SUS, usd=300),
-           transfer("h-t-susrv", h(6, 15), "h-rv", SUS, usd=400)]
-    rep1 = report("h-r-sus1", h(7), "h-r1", transfer_id="h-t-sus1")
-    ev += [rep1, rep1, report("h-r-sus2", h(7, 5), "h-r2", transfer_id="h-t-sus2")]
-    ev.append(transfer("h-t-sus4", h(8), "h-r4", SUS))
+    ev += [transfer("h-t-sus1", series("sus", 0), "h-r1", SUS, usd=700),
+           transfer("h-t-sus2", series("sus", 1), "h-r2", SUS, usd=800),
+           transfer("h-t-sus3", series("sus", 2), "h-r3", SUS, usd=300),
+           transfer("h-t-susrv", series("sus", 3), "h-rv", SUS, usd=400)]
+    rep1 = report("h-r-sus1", when["rep1"], "h-r1", transfer_id="h-t-sus1")
+    ev += [rep1, rep1, report("h-r-sus2", when["rep2"], "h-r2", transfer_id="h-t-sus2")]
+    ev.append(transfer("h-t-sus4", when["sus4"], "h-r4", SUS))
     # Rule 4: a burst of reports from fresh accounts that never paid -> no freeze.
     for i in range(n_bomb):
-        ev.append(report(f"h-r-bomb{i}", h(7, 30 + i), f"h-b{i}", suspect=MERCH,
+        ev.append(report(f"h-r-bomb{i}", series("bomb", i), f"h-b{i}", suspect=MERCH,
                          category="FAKE_PLATFORM"))
-    ev.append(outcome("h-c-bomb0", h(9), "REPORT", "h-r-bomb0", is_scam=False))
+    ev.append(outcome("h-c-bomb0", when["bomb_case"], "REPORT", "h-r-bomb0", is_scam=False))
     # Rule 3: a held transfer confirmed as a scam by a TRANSFER case outcome -> refunded.
-    ev.append(transfer("h-t-c1", h(9), "h-c1", C))
-    ev.append(outcome("h-c-c1", h(10), "TRANSFER", "h-t-c1"))
+    ev.append(transfer("h-t-c1", when["c1"], "h-c1", C))
+    ev.append(outcome("h-c-c1", when["c1_case"], "TRANSFER", "h-t-c1"))
     # Rule 9: look-alike of a known payee -> held (twice), warning once (cool-down).
-    ev += [transfer("h-t-gen", h(1), "h-l1", GEN), transfer("h-t-look1", h(12), "h-l1", LOOK),
-           transfer("h-t-look2", h(13), "h-l1", LOOK), transfer("h-t-gen2", h(14), "h-l1", GEN)]
+    ev += [transfer("h-t-gen", when["gen"], "h-l1", GEN),
+           transfer("h-t-look1", when["look1"], "h-l1", LOOK),
+           transfer("h-t-look2", when["look2"], "h-l1", LOOK),
+           transfer("h-t-gen2", when["gen2"], "h-l1", GEN)]
     # Live list: a sender before the ADD is a silent sufferer; after it, held; after the
     # REMOVE, passed.
-    ev.append(transfer("h-t-live1", h(2), "h-lv1", LIVE))
-    ev.append(listing(LIVE, h(14), "ADD", "live_vendor"))
-    ev.append(transfer("h-t-live2", h(15), "h-lv2", LIVE))
-    ev.append(listing(LIVE, h(16), "REMOVE", "live_vendor"))
-    ev.append(transfer("h-t-live3", h(17), "h-lv3", LIVE))
+    ev.append(transfer("h-t-live1", when["live1"], "h-lv1", LIVE))
+    ev.append(listing(LIVE, when["add"], "ADD", "live_vendor"))
+    ev.append(transfer("h-t-live2", when["live2"], "h-lv2", LIVE))
+    ev.append(listing(LIVE, when["remove"], "REMOVE", "live_vendor"))
+    ev.append(transfer("h-t-live3", when["live3"], "h-lv3", LIVE))
     # Rule 1: a repeat victim (two confirmed losses above) -> INTERVENTION on CALL.
-    ev.append(transfer("h-t-rvbl", h(20), "h-rv", BL))
+    ev.append(transfer("h-t-rvbl", when["rvbl"], "h-rv", BL))
     # Rule 7: dead letters.
-    ev.append(report("h-r-none", h(3), "h-u1"))  # names neither suspect nor transfer
-    ev.append(report("h-r-ghost", h(3), "h-u1", transfer_id="h-t-never"))
-    ev.append(outcome("h-c-ghost", h(4), "TRANSFER", "h-t-never-either"))
+    ev.append(report("h-r-none", when["dead"], "h-u1"))  # names neither suspect nor transfer
+    ev.append(report("h-r-ghost", when["dead"], "h-u1", transfer_id="h-t-never"))
+    ev.append(outcome("h-c-ghost", when["dead_case"], "TRANSFER", "h-t-never-either"))
     snapshot = [listing(BL, S - 10 * DAY, "ADD", "hand_vendor"),
                 listing(C, S - 10 * DAY, "ADD", "hand_vendor")]
     profiles = [profile("h-uv", old, vulnerable=True), profile("h-r1", old),
@@ -113,7 +152,7 @@ def _make_case(d, with_simulator: bool, small: bool = False):
     from schemas.codecs import read_records
     from tests.scenario import split_inputs
 
-    events, snapshot, profiles = hand_events(6, 3) if small else hand_events()
+    events, snapshot, profiles = hand_events(6, 3, COMPACT) if small else hand_events()
     snap_paths = []
     if with_simulator and simulator is not None:
         sim = d / "sim"

@@ -306,9 +306,26 @@ def test_a_case_no_event_names_a_network_or_owner_of_has_none():
     s = _feed(m, [Freeze("fz", X, None, at(0), 0.9, ["r1"], ["verdict=SCAM"])])
     c = m.case_file(s)
     assert (c.network, c.user_id) == (None, None)
+    s = _feed(m, [_listing(at(0))])  # a list entry names no one behind the address
+    assert m.case_file(s).user_id is None
 
 
 def test_the_logs_are_named_as_the_step_declares_them():
     """The stream face keeps each log in the state named in ``CaseBook.LOGS``."""
     s = CaseBook(P).new_state(X)
     assert (s.sent.name, s.fates.name) == CaseBook.LOGS
+
+
+def test_a_trim_rewrites_the_logs_under_a_file_already_issued():
+    """A file issued early, then the log trimmed and grown back past what the file had
+    read: the next file reads the trimmed log afresh. And a case never issued trims too."""
+    p = dataclasses.replace(P, lookback_ms=10 * HOUR)
+    m = CaseBook(p)
+    s = _feed(m, [_st(f"h{i}", at(hours=i), "u", 1.0) for i in range(5)])
+    assert len(m.case_file(s).transfers) == 5
+    s = _feed(m, [_st(f"h{i}", at(hours=i), "u", 1.0) for i in range(5, 129)], s)
+    assert len(s.sent) == 11  # cut at the 129th transfer to hours 118-127, then 128
+    assert [x[0] for x in _fates(m.case_file(s))] == [f"h{i}" for i in range(118, 129)]
+    fresh = CaseBook(p)
+    s = _feed(fresh, [_st(f"h{i}", at(hours=i), "u", 1.0) for i in range(129)])
+    assert [x[1] for x in s.sent.items()] == [f"h{i}" for i in range(118, 129)]

@@ -17,9 +17,17 @@ from river import compose, linear_model, optim, preprocessing
 from core.events import Example
 from core.friction import Budget
 from core.labels import SCAM_VERDICT, TRANSFER_RISK
-from core.learner import VERSIONS, Learner, warm_versions
-from core.models import RIVER_VERSION, ModelState, Prequential, report_x, transfer_x
-from core.policy import Policy
+from core.learner import END, MODEL_METRICS, SNAPSHOTS, VERSIONS, Learner, warm_versions
+from core.machine import METRIC
+from core.models import (
+    RIVER_VERSION,
+    ModelState,
+    Prequential,
+    report_x,
+    snapshot_order,
+    transfer_x,
+)
+from core.policy import HOUR, Policy
 from tests.scenario import at
 from tests.test_models import BOMB, HONEST, LEGIT, ON, SCAMMY, trained_state
 
@@ -183,3 +191,153 @@ def test_the_summary_names_the_model_its_counts_and_where_it_stands():
     assert (d["final"], d["at"], d["labels"], d["positives"], d["model_version"],
             d["published"]) == (True, at(5), 1, 1, f"{TRANSFER_RISK}:1", True)
     assert d["threshold"] == p.hold_threshold and d["tp"] + d["fn"] == 1
+
+
+# ------------------------------------------------------------ the transfer model's label
+FAN_IN = dict(LEGIT, fan_in_24h=40.0, fan_in_1h=30.0, dest_age_days=0.5)  # the rule: 0.8
+
+
+@pytest.mark.parametrize("use_models", [True, False])
+def test_a_transfer_label_is_counted_with_the_decision_in_force_and_its_usd(use_models):
+    """Once the model is on, the decision is max(model, rule) (a published version's);
+    while it is off, the rule's. A negative of a 1-in-k sample counts k."""
+    p = Policy(**dict(ON, use_models=use_models))
+    learner = Learner(p)
+    _m, s = trained_state(Policy(**ON), TRANSFER_RISK, 300)
+    s.metrics = Prequential(p.hold_threshold)
+    assert copy.deepcopy(s.model).predict_proba_one(transfer_x(SCAMMY, p))[True] > 0.9
+    learner.on_event(s, ex(TRANSFER_RISK, "T:s", at(1), SCAMMY, True), at(1))
+    assert (s.metrics.tp, s.metrics.fn) == ((1, 0) if use_models else (0, 1))
+    assert s.metrics.usd_pos == pytest.approx(math.expm1(SCAMMY["log_usd"]))
+    # no USD feature: no USD; a negative of a 1-in-3 sample counts 3
+    no_usd = {k: v for k, v in LEGIT.items() if k != "log_usd"}
+    learner.on_event(s, ex(TRANSFER_RISK, "T:n", at(3), no_usd, False, weight=3), at(3))
+    assert s.metrics.usd_neg == 0.0 and s.metrics.fp + s.metrics.tn == 3
+
+
+def test_the_fan_in_rule_is_the_floor_of_the_decision_a_new_model_is_counted_with():
+    """A new model scores about 0.5; the fan-in rule's 0.8 is the decision (held: a false
+    positive for a legitimate transfer) once the model is on, and alone while it is off."""
+    for use_models in (True, False):
+        p = Policy(**dict(ON, use_models=use_models))
+        learner = Learner(p)
+        s = learner.new_state(TRANSFER_RISK)
+        learner.on_event(s, ex(TRANSFER_RISK, "T:f", at(2), FAN_IN, False, weight=3), at(2))
+        assert (s.metrics.fp, s.metrics.tn) == (3, 0)
+        assert s.metrics.usd_neg == pytest.approx(3 * math.expm1(FAN_IN["log_usd"]))
+    # the budget keeps the decision score of the legitimate example: the rule's 0.8
+    p = Policy(**dict(ON, friction_budget=0.5))
+    learner = Learner(p)
+    s = learner.new_state(TRANSFER_RISK)
+    learner.on_event(s, ex(TRANSFER_RISK, "T:f", at(2), FAN_IN, False, weight=3), at(2))
+    assert s.budget.scores == [(0.8, 3.0, pytest.approx(math.expm1(FAN_IN["log_usd"])))]
+
+
+def test_the_budget_keeps_the_positives_decision_score_and_usd():
+    p = Policy(**dict(ON, friction_budget=0.5))
+    learner = Learner(p)
+    _m, s = trained_state(Policy(**ON), TRANSFER_RISK, 300)
+    s.budget = None
+    # the regression's score once the scaler has learned the example (River's order)
+    twin = copy.deepcopy(s.model)
+    x = transfer_x(SCAMMY, p)
+    twin.steps["StandardScaler"].learn_one(x)
+    xs = twin.steps["StandardScaler"].transform_one(x)
+    pm = twin.steps["LogisticRegression"].predict_proba_one(xs)[True]
+    learner.on_event(s, ex(TRANSFER_RISK, "T:s", at(1), SCAMMY, True), at(1))
+    (row,) = s.budget.pos.ordered()
+    assert row == (pytest.approx(round(pm, 6)), pytest.approx(math.expm1(SCAMMY["log_usd"])))
+
+
+# ---------------------------------------------------------- labels, versions, snapshots
+def test_a_positive_due_exactly_now_is_learned_now():
+    h = 6 * 3_600_000
+    p = Policy(**dict(ON, model_sync_labels=True, label_horizon_ms=h))
+    learner = Learner(p)
+    s = learner.new_state(TRANSFER_RISK)
+    e = Example(TRANSFER_RISK, at(0) + h, "T:p", dict(SCAMMY), True, at(0))
+    out = learner.on_event(s, e, e.event_time)
+    (v,) = [v for tag, _t, v in out if tag == VERSIONS]
+    assert v.event_time == at(0) + h and not s.waiting
+
+
+def test_a_waiting_positive_learned_at_its_due_is_valid_from_just_before_it():
+    """A deadline fires before the events at its time: the version it publishes is valid
+    for them (published at due - 1)."""
+    h = 6 * 3_600_000
+    p = Policy(**dict(ON, model_sync_labels=True, label_horizon_ms=h))
+    learner = Learner(p)
+    s = learner.new_state(TRANSFER_RISK)
+    e = Example(TRANSFER_RISK, at(1), "T:p", dict(SCAMMY), True, at(0))
+    assert learner.on_event(s, e, e.event_time) == []
+    out = learner.advance(s, at(0) + h)
+    (v,) = [v for tag, _t, v in out if tag == VERSIONS]
+    assert v.event_time == at(0) + h - 1
+    assert [t for tag, t, _v in out if tag == METRIC] == [at(0) + h] * 2
+
+
+def test_versions_every_n_labels_or_after_the_publish_interval():
+    p = Policy(**dict(ON, model_publish_labels=3, model_publish_ms=HOUR))
+    learner = Learner(p)
+    s = learner.new_state(TRANSFER_RISK)
+    published = []
+    times = [at(0), at(1), at(2), at(3), at(4), at(5), at(5) + HOUR, at(5) + HOUR + 1]
+    for i, t in enumerate(times):
+        out = learner.on_event(s, ex(TRANSFER_RISK, f"T:{i}", t, LEGIT, i % 2 == 0), t)
+        published += [v.n_labels for tag, _t, v in out if tag == VERSIONS]
+    # 1: switched on; 4: three new labels; 7: one new label an hour after the last version
+    assert published == [1, 4, 7]
+
+
+def test_the_summary_comes_every_thousand_labels():
+    p = Policy(**dict(ON, use_models=False))
+    learner = Learner(p)
+    s = learner.new_state(TRANSFER_RISK)
+    got = []
+    for i in range(1001):
+        out = learner.on_event(s, ex(TRANSFER_RISK, f"T:{i}", at(0) + i, LEGIT, False), at(0) + i)
+        got += [(t, v["labels"], v["final"]) for tag, t, v in out if tag == MODEL_METRICS]
+    assert got == [(at(0) + 999, 1000, False)]
+
+
+def test_snapshots_are_stamped_with_the_time_they_describe(tmp_path):
+    p = Policy(**dict(ON, model_snapshot_every=2, model_snapshot_path=str(tmp_path / "m")))
+    learner = Learner(p)
+    s = learner.new_state(TRANSFER_RISK)
+    snaps = []
+    for i, t in enumerate((at(1), at(2), at(3))):
+        out = learner.on_event(s, ex(TRANSFER_RISK, f"T:{i}", t, LEGIT, False), t)
+        snaps += [(t_, snapshot_order(v[1])) for tag, t_, v in out if tag == SNAPSHOTS]
+    assert snaps == [(at(2), (at(2), 2))]
+    (snap,) = [v for tag, _t, v in learner.advance(s, END) if tag == SNAPSHOTS]
+    assert snapshot_order(snap[1]) == (at(3), 3)
+
+
+def test_a_run_that_learned_nothing_ends_at_time_zero():
+    learner = Learner(Policy(**ON))
+    s = learner.new_state(TRANSFER_RISK)
+    ((tag, t, d),) = learner.advance(s, END)
+    assert (tag, t, d["at"], d["final"]) == (MODEL_METRICS, 0, None, True)
+
+
+def test_a_warm_started_state_keeps_the_model_and_starts_its_run_afresh():
+    p = Policy(**ON)
+    _m, trained = trained_state(p, SCAM_VERDICT, 50)
+    warm = dataclasses.replace(p, model_warm_start="snapshot")
+    learner = Learner(warm, {SCAM_VERDICT: trained})
+    s = learner.new_state(SCAM_VERDICT)
+    assert s is not trained and s.n_labels == 50
+    assert (s.last_t, s.published_at, s.published_labels) == (None, None, 0)
+    assert s.metrics.threshold == p.scam_threshold and s.metrics.tp + s.metrics.fn == 0
+    ((tag, t, d),) = learner.advance(s, END)
+    assert (tag, t, d["labels"]) == (MODEL_METRICS, 0, 50)
+    out = learner.on_event(s, ex(SCAM_VERDICT, "R:w", at(9), HONEST, True), at(9))
+    (v,) = [v for tag, _t, v in out if tag == VERSIONS]
+    assert (v.n_labels, v.event_time) == (51, at(9))
+    assert Learner(p).new_state(SCAM_VERDICT).metrics.threshold == p.scam_threshold
+
+
+def test_an_event_that_is_not_a_label_is_refused_by_name():
+    learner = Learner(Policy())
+    with pytest.raises(TypeError, match="Learner cannot handle ModelState"):
+        learner.on_event(learner.new_state(TRANSFER_RISK), ModelState(), at(0))

@@ -103,3 +103,59 @@ def test_a_positive_at_exactly_a_candidate_threshold_is_held_by_it():
 def test_without_positives_the_highest_pair_that_fits_is_kept():
     t, loss = _joint_budget([]).thresholds(0.25, 0.5, 0.5, 100.0)
     assert t == NEVER and loss == pytest.approx(700.01)
+
+
+def _budget(legit, positives=()):
+    b = Budget(200)
+    for s, usd in legit:
+        b.add(s, 1, usd)
+    for s, usd in positives:
+        b.add_positive(s, usd)
+    return b
+
+
+# a loss floor no legitimate transfer reaches: the pairs differ by their score threshold
+NO_LOSS = 1e9
+
+
+def test_a_legitimate_score_at_the_floor_is_held_by_the_floor_and_its_next_step_is_tried():
+    """Candidates: none, just above 0.6, just above 0.5 (a legitimate score at the floor),
+    the floor. 1 of 4 and $1 of $4 may be held. Above 0.5 holds the 0.6 ($1: the USD room
+    left is exactly 0, which fits) and a positive of 0.55; the floor holds the 0.5 and the
+    0.6 (over: skipped), though it would hold the positive of 0.5 too."""
+    b = _budget([(0.5, 1.0), (0.6, 1.0), (0.2, 1.0), (0.1, 1.0)], [(0.5, 10.0), (0.55, 5.0)])
+    assert b.thresholds(0.25, 0.25, 0.5, NO_LOSS) == (pytest.approx(0.500001), NO_LOSS)
+
+
+def test_a_score_threshold_whose_holds_overrun_the_usd_share_is_not_a_candidate():
+    # the floor would hold the $10,000 transfer at 0.9: over 50% of $10,003
+    b = _budget([(0.9, 10000.0), (0.3, 1.0), (0.2, 1.0), (0.1, 1.0)], [(0.6, 10.0)])
+    assert b.thresholds(0.25, 0.5, 0.5, NO_LOSS) == (NEVER, NO_LOSS)
+
+
+def test_a_positive_at_exactly_the_loss_threshold_is_held_by_it_at_every_score_threshold():
+    """Every legitimate expected loss is below the $100 floor: the loss threshold is the
+    floor for every score threshold, and the positive (0.5 x $200 = $100) is held by it
+    at each: a tie, the highest score threshold wins."""
+    b = _budget([(0.9, 100.0), (0.7, 100.0), (0.3, 100.0), (0.2, 100.0)], [(0.5, 200.0)])
+    assert b.thresholds(0.5, 0.5, 0.5, 100.0) == (NEVER, 100.0)
+
+
+MANY = [(0.5 + i / 100, 1.0) for i in range(1, 21)] + [(0.1, 1.0)] * 80  # 22 candidates
+
+
+def test_with_many_candidates_the_floor_is_still_tried():
+    # 25% may be held: the floor holds the 20 above it; only it holds the positive of 0.505
+    b = _budget(MANY, [(0.505, 10.0)])
+    assert b.thresholds(0.25, 0.25, 0.5, NO_LOSS) == (0.5, NO_LOSS)
+
+
+def test_with_many_candidates_and_no_positive_no_score_threshold_is_kept():
+    assert _budget(MANY).thresholds(0.25, 0.25, 0.5, NO_LOSS) == (NEVER, NO_LOSS)
+
+
+def test_a_window_of_one_keeps_the_last_example():
+    b = Budget(1)
+    b.add(0.2, 1, 5.0)
+    b.add(0.9, 2, 7.0)
+    assert b.scores == [(0.9, 2.0, 7.0)]

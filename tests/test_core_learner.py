@@ -277,16 +277,19 @@ def test_a_waiting_positive_learned_at_its_due_is_valid_from_just_before_it():
 
 
 def test_versions_every_n_labels_or_after_the_publish_interval():
-    p = Policy(**dict(ON, model_publish_labels=3, model_publish_ms=HOUR))
+    p = Policy(**dict(ON, model_publish_labels=4, model_publish_ms=HOUR))
     learner = Learner(p)
     s = learner.new_state(TRANSFER_RISK)
     published = []
-    times = [at(0), at(1), at(2), at(3), at(4), at(5), at(5) + HOUR, at(5) + HOUR + 1]
+    t0 = at(0)
+    times = [t0, t0 + 1, t0 + HOUR - 1, t0 + HOUR, t0 + 2 * HOUR] + [
+        t0 + 2 * HOUR + i for i in range(1, 5)]
     for i, t in enumerate(times):
         out = learner.on_event(s, ex(TRANSFER_RISK, f"T:{i}", t, LEGIT, i % 2 == 0), t)
         published += [v.n_labels for tag, _t, v in out if tag == VERSIONS]
-    # 1: switched on; 4: three new labels; 7: one new label an hour after the last version
-    assert published == [1, 4, 7]
+    # 1: switched on; 4: three new labels exactly an hour after it; 5: one new label an
+    # hour after that; 9: four new labels
+    assert published == [1, 4, 5, 9]
 
 
 def test_the_summary_comes_every_thousand_labels():

@@ -198,8 +198,8 @@ class CaseBook(Machine):
     def on_event(self, s: _Case, ev, now: int) -> list:
         if not about_an_address(ev):
             return []
-        s.last_t = now
         s.max_t = now if s.max_t is None else max(s.max_t, now)
+        s.last_t = s.max_t  # the latest event's time, whatever the arrival order
         s.n_events += 1
         self._trim(s)
         t = type(ev)

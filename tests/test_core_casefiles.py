@@ -329,3 +329,17 @@ def test_a_trim_rewrites_the_logs_under_a_file_already_issued():
     fresh = CaseBook(p)
     s = _feed(fresh, [_st(f"h{i}", at(hours=i), "u", 1.0) for i in range(129)])
     assert [x[1] for x in s.sent.items()] == [f"h{i}" for i in range(118, 129)]
+
+
+def test_a_late_delivery_does_not_move_the_case_expiry_back():
+    """The stream face may deliver a hold after a later transfer. The case lives a lookback
+    after its latest event whatever the arrival order: a transfer a lookback after the
+    first one (but within a lookback of the second) still finds the second in the file."""
+    t2, t3 = at(days=1), at(days=3)
+    a, b = _st("a", t2, "u1", 100.0), _st("b", t3, "u2", 200.0)
+    c = _st("c", t2 + L + HOUR, "u3", 300.0)
+    in_order = _feed(CaseBook(P), [a, _hold("a", t2, "u1", 100.0), b, c])
+    late_hold = _feed(CaseBook(P), [a, b, _hold("a", t2, "u1", 100.0), c])
+    ids = [{x[0] for x in _fates(CaseBook(P).case_file(s))} for s in (in_order, late_hold)]
+    assert "b" in ids[0] and "c" in ids[0]
+    assert ids[1] == ids[0]

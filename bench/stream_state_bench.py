@@ -1,7 +1,7 @@
 """Streaming state against a key's history: busy keys through the stream face.
 
     PYTHONPATH=. PYTHONHASHSEED=0 .venv/bin/python -m bench.stream_state_bench \\
-        [--n 500,1000,2000,4000] [--runs 3] [--bytes 200,2000] [--json FILE]
+        [--n 500,1000,2000,4000] [--runs 3] [--bytes 200,2000] [--same_rate] [--json FILE]
 
 Three shapes of N transfers spread evenly over 20 days of event time, each through the
 ``SafetyNet`` composite in stream mode (a ``TestStream`` on the ``BundleBasedDirectRunner``,
@@ -22,7 +22,10 @@ between shapes, so the machine's drift hits all alike).
 keyed step (``transforms.faces.KeyStore`` counting: head bytes, plus bag items loaded and
 added), for the busy shapes at two sizes, 10x apart: flat means an event's cost does not
 grow with the key's history. Reported as the mean per event (trims and sweeps amortised)
-over the busiest key's events.
+over the busiest key's events. Both sizes are spread over 20 days, so 10x the history is
+also 10x the rate; ``--same_rate`` spreads the larger over proportionally more days
+(history 10x, rate unchanged), which separates what grows with a key's history from what
+grows with its rate (windows over time).
 """
 
 from __future__ import annotations
@@ -42,10 +45,10 @@ SHAPES = ("one_address", "one_payer", "distinct")
 DAYS = 20
 
 
-def events(shape: str, n: int) -> list:
+def events(shape: str, n: int, days: float = DAYS) -> list:
     from tests.scenario import addr, at, transfer
 
-    step = DAYS * 24 * 60 / n  # minutes between transfers
+    step = days * 24 * 60 / n  # minutes between transfers
     out = []
     for i in range(n):
         user = "payer" if shape == "one_payer" else f"u{i}"
@@ -60,7 +63,7 @@ def child(args) -> None:
     from tests.scenario import build, pipeline
     from transforms import faces
 
-    evs = events(args.shape, args.n)
+    evs = events(args.shape, args.n, args.days)
     tally: dict = {}
     if args.count:
         faces.KeyStore.counting = True
@@ -106,15 +109,20 @@ def timed(n_list: list, runs: int) -> dict:
     return res
 
 
-def state_bytes(n_list: list) -> dict:
+def state_bytes(n_list: list, same_rate: bool = False) -> dict:
+    """``same_rate``: the history grows at the rate of the first size (N2 transfers in
+    N2/N1 x 20 days), so windows over time hold as much at both sizes; otherwise both
+    sizes are spread over 20 days (10x the history is also 10x the rate)."""
     res: dict = {}
     for shape in ("one_address", "one_payer"):
         for n in n_list:
+            days = DAYS * n / n_list[0] if same_rate else DAYS
             r = run_child("bench.stream_state_bench",
-                          ["--shape", shape, "--n", n, "--count"], f"bytes {shape} N={n}")
-            res[f"{shape} N={n}"] = r["busiest"]
+                          ["--shape", shape, "--n", n, "--count", "--days", days],
+                          f"bytes {shape} N={n} in {days:g} days")
+            res[f"{shape} N={n} days={days:g}"] = r["busiest"]
             for step, b in sorted(r["busiest"].items()):
-                print(f"[bench] bytes {shape} N={n} {step}: {b['events']} events, "
+                print(f"[bench] bytes {shape} N={n} in {days:g} days {step}: {b['events']} events, "
                       f"read {b['read_per_event']} B/event, written "
                       f"{b['written_per_event']} B/event", flush=True)
     return res
@@ -209,6 +217,9 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--bytes", default="200,2000", help="two sizes for the bytes per event "
                    "(empty: skip)")
+    p.add_argument("--same_rate", action="store_true", help="bytes: the larger size over "
+                   "proportionally more days (history grows, the rate does not)")
+    p.add_argument("--days", type=float, default=DAYS, help=argparse.SUPPRESS)
     p.add_argument("--alone", default="", help="machines to measure alone, e.g. "
                    "Actions,HeldActions,LabelJoin,CaseBook,SenderProfile (µs and bytes per "
                    "event, no Beam)")
@@ -231,7 +242,7 @@ def main(argv=None) -> int:
     if args.n:
         res["time"] = timed([int(x) for x in args.n.split(",")], args.runs)
     if args.bytes:
-        res["bytes"] = state_bytes([int(x) for x in args.bytes.split(",")])
+        res["bytes"] = state_bytes([int(x) for x in args.bytes.split(",")], args.same_rate)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return 0

@@ -289,6 +289,9 @@ def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(
         result.wait_until_finish()
     finally:
         gc.unfreeze()  # what the batch steps froze (core.machine.gc_paused)
+        # and the cyclic garbage frozen with it (the runner's bundles, frames): freed now,
+        # not carried into the next chunk's pipeline or the report (one full collection)
+        gc.collect()
     return counters_of(result)
 
 

@@ -424,13 +424,14 @@ def run_chunks(r: Replayer, files: dict, out: Path, chunking: Callable[[Staged],
             hand = Handover(hand_in, hand_out, prev_at) if hand_in or hand_out else None
             if not one:
                 r.say(f"chunk {sl.index + 1}/{len(slices)}")
-            t1 = time.monotonic()
+            t1, c1 = time.monotonic(), time.process_time()
             add_counters(counters, r.run_one(part, ChunkRun(
                 chunk=chunk, restore=prev, restore_at=prev_at, save=save, spilled=spilled,
                 handover=hand)))
-            if not one:
+            if not one:  # CPU: this process's (not worker processes')
                 r.say(f"chunk {sl.index + 1}/{len(slices)} done in "
-                      f"{time.monotonic() - t1:.1f}s; {memory_note()}")
+                      f"{time.monotonic() - t1:.1f}s ({time.process_time() - c1:.1f} CPU s);"
+                      f" {memory_note()}")
             if save is not None:
                 seal_checkpoint(save, sl.hi)
             if prev and prev != restore:

@@ -63,12 +63,17 @@ def prepare_state_dir(d: str, restore: str) -> None:
         shutil.rmtree(d)
 
 
-def run_chunked(job, run_one: Callable, progress: bool) -> dict:
+def run_chunked(job, run_one: Callable, progress: bool,
+                handover: Optional[bool] = None) -> dict:
     """The replay read once, then one pipeline per chunk of event time
     (:func:`connectors.chunks.run_chunks`), each starting from the previous one's state
     checkpoint; returns the summed counters. ``job`` is the backtest's checked command line
     (:class:`pipelines.backtest.Job`); ``run_one(out, chunk run)`` runs one chunk's
-    pipeline and returns its counters."""
+    pipeline and returns its counters. ``handover``: the steps' states between two chunks
+    on local disk (:class:`transforms.faces.Handover`), not through checkpoints; None:
+    whenever the runner is local."""
+    if handover is None:
+        handover = chunks.local_runner(job.options)
     restored, restore = job.restored, job.shared.restore_state
     bounds = (job.shared.max_usd_value, job.shared.max_amount)
 
@@ -95,4 +100,4 @@ def run_chunked(job, run_one: Callable, progress: bool) -> dict:
     chunking = chunks.chunking(job.chunk_ms, job.flags.chunk_transfers)
     return chunks.run_chunks(r, dict(job.replay.files), job.out, chunking, job.policy.day_ms,
                              job.readers, restore, restored["end_time"] if restored else None,
-                             job.flags.write_state)
+                             job.flags.write_state, handover=handover)

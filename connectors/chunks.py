@@ -33,6 +33,7 @@ from typing import Callable, Iterator, NamedTuple, Optional
 from core.machine import END_OF_TIME, Chunk
 from schemas import codecs
 from transforms.checkpoint import seal as seal_checkpoint
+from transforms.faces import Handover
 
 HOUR_MS = 3_600_000
 AUTO = "auto"  # --chunk auto: chunks chosen from the history's span and size
@@ -143,6 +144,19 @@ def _merge_scores(parts: list, dest: Path) -> None:
             writer.close()
     if tmp.exists():
         os.replace(tmp, dest)
+
+
+def memory_note() -> str:
+    """This process's resident memory now and at its peak (Linux; "" elsewhere)."""
+    import resource
+
+    try:
+        with open("/proc/self/statm") as f:
+            now = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return ""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return f"resident {now / 2**20:,.0f} MB, peak {peak / 2**20:,.0f} MB"
 
 
 def add_counters(total: dict, more: dict) -> None:
@@ -318,6 +332,15 @@ def no_timed_flushes() -> None:
     cls._schedule_periodic_flush = _schedule_periodic_flush
 
 
+def local_runner(options) -> bool:
+    """A local runner: every worker on this machine (in this process or not), so the
+    chunks of a replay can hand their states over on local disk (:class:`Handover`)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = str(options.view_as(StandardOptions).runner or "").split(".")[-1]
+    return runner in ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+
+
 def in_process(options) -> bool:
     """Every worker in this process (a local runner, not multi_processing): shuffles by
     reference (:func:`transforms.faces.local_shuffles`)."""
@@ -332,7 +355,8 @@ class ChunkRun(NamedTuple):
     """What one pipeline of a chunked replay reads and writes: the inputs' event-time
     window (direct reads) or its spill files (``spilled``, :func:`stage_inputs`), the
     batch faces' Chunk, the checkpoint to start from (None: nothing) and the one to write
-    (None: no state saved)."""
+    (None: no state saved); ``handover``: the keyed steps' states between two chunks of
+    this run on local disk (:class:`transforms.faces.Handover`), not in the checkpoints."""
 
     window: tuple = (None, None)
     chunk: Chunk = Chunk()
@@ -340,6 +364,7 @@ class ChunkRun(NamedTuple):
     restore_at: int = 0
     save: Optional[str] = None
     spilled: Optional[dict] = None
+    handover: Optional[Handover] = None
 
 
 def _chunk_plan(sl: ChunkSpan, work: Path, write_state: Optional[str]) -> tuple:
@@ -367,11 +392,15 @@ class Replayer(NamedTuple):
 
 def run_chunks(r: Replayer, files: dict, out: Path, chunking: Callable[[Staged], Optional[int]],
                bucket_ms: int, parts: int, restore: Optional[str] = None,
-               restore_end: Optional[int] = None, write_state: Optional[str] = None) -> dict:
+               restore_end: Optional[int] = None, write_state: Optional[str] = None,
+               handover: bool = False) -> dict:
     """The replay read once (:func:`stage_inputs`, by bucket of ``bucket_ms``), cut into
     chunks of ``chunking(staged)`` ms (None: one), then one pipeline per chunk, each
     starting from the previous one's state checkpoint; returns the summed counters. One
-    chunk writes straight into ``out``; several are merged into it (``r.merge``)."""
+    chunk writes straight into ``out``; several are merged into it (``r.merge``).
+    ``handover`` (every worker on this machine): between two chunks of this run the keyed
+    steps' states are handed over on local disk, by shard (:class:`Handover`); the
+    checkpoint of ``restore`` and the one of ``write_state`` stay checkpoints."""
     work = Path(tempfile.mkdtemp(prefix=".chunks-", dir=out))
     counters: dict = {}
     try:
@@ -383,21 +412,31 @@ def run_chunks(r: Replayer, files: dict, out: Path, chunking: Callable[[Staged],
               f"event time, {parts} reader(s) per day")
         prev = restore
         prev_at = restore_end - 1 if restore_end is not None else 0
+        handed = None  # the directory the previous chunk handed its states over in
         dirs = []
         for sl, spilled in zip(slices, spills, strict=True):
             one = len(slices) == 1
             part = out if one else work / f"part-{sl.index:04d}"
             part.mkdir(exist_ok=True)
             save, chunk = _chunk_plan(sl, work, write_state)
+            hand_out = str(Path(save) / "handover") if handover and not sl.last else None
+            hand_in = handed
+            hand = Handover(hand_in, hand_out, prev_at) if hand_in or hand_out else None
             if not one:
                 r.say(f"chunk {sl.index + 1}/{len(slices)}")
+            t1, c1 = time.monotonic(), time.process_time()
             add_counters(counters, r.run_one(part, ChunkRun(
-                chunk=chunk, restore=prev, restore_at=prev_at, save=save, spilled=spilled)))
+                chunk=chunk, restore=prev, restore_at=prev_at, save=save, spilled=spilled,
+                handover=hand)))
+            if not one:  # CPU: this process's (not worker processes')
+                r.say(f"chunk {sl.index + 1}/{len(slices)} done in "
+                      f"{time.monotonic() - t1:.1f}s ({time.process_time() - c1:.1f} CPU s);"
+                      f" {memory_note()}")
             if save is not None:
                 seal_checkpoint(save, sl.hi)
             if prev and prev != restore:
                 shutil.rmtree(prev, ignore_errors=True)
-            prev, prev_at = save, sl.hi - 1
+            prev, prev_at, handed = save, sl.hi - 1, hand_out
             dirs.append(part)
         if len(dirs) > 1:
             r.merge(dirs)

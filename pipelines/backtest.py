@@ -122,7 +122,8 @@ def build(pipeline: beam.Pipeline, replay: Replay, output_dir: str | Path, fmt: 
         seeds = pipeline | "ReadState" >> ReadSeeds(run.restore, STEP_LABELS, run.restore_at)
         seed_versions = tuple(read_versions(run.restore))
     outs = inputs | "SafetyNet" >> SafetyNet(policy, "batch", shards=shards, chunk=run.chunk,
-                                             seeds=seeds, seed_versions=seed_versions)
+                                             seeds=seeds, seed_versions=seed_versions,
+                                             handover=run.handover)
     if run.save is not None:
         versions = outs["versions"]
         if seed_versions:
@@ -288,6 +289,9 @@ def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(
         result.wait_until_finish()
     finally:
         gc.unfreeze()  # what the batch steps froze (core.machine.gc_paused)
+        # and the cyclic garbage frozen with it (the runner's bundles, frames): freed now,
+        # not carried into the next chunk's pipeline or the report (one full collection)
+        gc.collect()
     return counters_of(result)
 
 

@@ -24,7 +24,7 @@ import os
 import pickle
 import threading
 import zlib
-from typing import Any, Callable, Iterable, Optional, Tuple
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.coders import BytesCoder, PickleCoder
@@ -153,8 +153,12 @@ class _PackByShard(beam.DoFn):
 
     def start_bundle(self):
         self.lists: dict = {}
+        self.seed_files: list = []
 
     def process(self, event):
+        if type(event) is SeedFile:  # a shard's handed-over states: to that shard as is
+            self.seed_files.append(event)
+            return
         key = self.key_fn(event)
         shard = shard_of(key, self.shards)
         got = self.lists.get(shard)
@@ -165,6 +169,9 @@ class _PackByShard(beam.DoFn):
 
     def finish_bundle(self):
         lists, self.lists = self.lists, {}
+        for sf in self.seed_files:
+            yield GlobalWindows.windowed_value((sf.shard, sf))
+        self.seed_files = []
         dumps = pickle.dumps
         for shard, pairs in lists.items():
             if self.local:
@@ -176,7 +183,83 @@ class _PackByShard(beam.DoFn):
                     (shard, dumps(pairs, pickle.HIGHEST_PROTOCOL)))
 
 
+class Handover(NamedTuple):
+    """Batch face, a chunked replay on this machine: the keyed steps' states carried from
+    one chunk to the next as files on local disk instead of a state checkpoint read and
+    written through the pipeline. ``save``: the directory this chunk writes each step's
+    states to, one file per shard (``save/STEP/SHARD.pkl``: a pickled list of ``(key,
+    pickle((state, waiting events)))``, the checkpoint's records without the step); ``load``:
+    the previous chunk's, read by each shard when it runs (``Seed`` events at ``at``). So
+    the states between two chunks stay on disk, and a chunk holds one shard's seeds at a
+    time rather than every key's state as pipeline elements (seeds read, re-encoded between
+    stages, saved states encoded again for the checkpoint's writer)."""
+
+    load: Optional[str] = None
+    save: Optional[str] = None
+    at: int = 0
+
+
+class SeedFile(NamedTuple):
+    """One shard's states handed over by the previous chunk (:class:`Handover`): crosses
+    the step's shuffle as itself, and the shard reads the file when it runs."""
+
+    shard: int
+    path: str
+    at: int
+
+
+def seed_files(handover: Optional[Handover], step_name: str, shards: int) -> list:
+    """The :class:`SeedFile` of each shard of ``step_name`` the previous chunk saved."""
+    if handover is None or handover.load is None:
+        return []
+    d = os.path.join(handover.load, step_name)
+    if not os.path.isdir(d):
+        return []
+    out = []
+    for name in sorted(os.listdir(d)):
+        if name.endswith(".pkl"):
+            shard = int(name[:-4])
+            if shard >= shards:
+                raise ValueError(f"handed-over state of {step_name} has shard {shard}, this "
+                                 f"run has {shards} shards")
+            out.append(SeedFile(shard, os.path.join(d, name), handover.at))
+    return out
+
+
+def _read_seed_file(sf: SeedFile) -> list:
+    """A :class:`SeedFile`'s states as ``(key, Seed)`` pairs (as a checkpoint's reader
+    makes them: :func:`transforms.checkpoint.ReadSeeds`)."""
+    with open(sf.path, "rb") as f:
+        saved = pickle.load(f)
+    loads, at = pickle.loads, sf.at
+    out = []
+    for key, blob in saved:
+        state, waiting = loads(blob)
+        out.append((key, Seed(key, at, state, tuple(waiting))))
+    return out
+
+
+def _write_seed_file(directory: str, shard: int, saved: list) -> None:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{shard:04d}.pkl")
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump(saved, f, pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def _states_aside(outputs: Iterable, saved: list):
+    """Outputs on, but the saved states (``STATE``) into ``saved`` as ``(key, blob)``."""
+    for out in outputs:
+        if out[0] == STATE:
+            saved.append(out[2])
+        else:
+            yield out
+
+
 def _unpack(blob) -> list:
+    if type(blob) is SeedFile:
+        return _read_seed_file(blob)
     if type(blob) is int:
         got = _WAITING.pop(blob, None)
         if got is None:
@@ -220,9 +303,10 @@ class _BatchFace(beam.DoFn):
     (or the end of the chunk, saving the key's state)."""
 
     def __init__(self, factory: Callable[[], Machine], step_name: str, main_tag: str,
-                 chunk: Chunk = Chunk()):
+                 chunk: Chunk = Chunk(), save_dir: Optional[str] = None):
         self.factory, self.step_name, self.main_tag = factory, step_name, main_tag
         self.chunk = chunk
+        self.save_dir = save_dir  # Handover.save: the states go to a file per shard
 
     def setup(self):
         self.machine = self.factory()
@@ -234,13 +318,18 @@ class _BatchFace(beam.DoFn):
             self._side_id = id(side)
             self.machine.bind(side)
         c = self.chunk
+        saved: Optional[list] = [] if self.save_dir is not None and c.save else None
         with gc_paused():
             by_key = group_blobs(shard_blobs[1])
             emit, machine = self.emitter.emit, self.machine
             while by_key:
                 key, events = by_key.popitem()
-                yield from emit(iter_history(machine, key, events, c.until, end=c.end,
-                                             save=c.save))
+                outs = iter_history(machine, key, events, c.until, end=c.end, save=c.save)
+                if saved is not None:
+                    outs = _states_aside(outs, saved)
+                yield from emit(outs)
+        if saved is not None and saved:
+            _write_seed_file(self.save_dir, shard_blobs[0], saved)
 
 
 class _Held:
@@ -612,8 +701,9 @@ class RunMachine(beam.PTransform):
                  tags: tuple[str, ...] = (), label: Optional[str] = None,
                  ordering: str = "arrival", shards: int = DEFAULT_SHARDS, *,
                  key_fn: Callable[[Any], Any], chunk: Chunk = Chunk(), side=None,
-                 poller=None):
+                 poller=None, handover: Optional[Handover] = None):
         super().__init__(label)
+        self.handover = handover
         self.key_fn = _seed_aware(key_fn)
         if shards < 1:
             raise ValueError(f"shards must be at least 1, not {shards}")
@@ -630,6 +720,10 @@ class RunMachine(beam.PTransform):
         parts = tuple(keyed) if isinstance(keyed, (tuple, list)) else (keyed,)
         side = () if self.side is None else (self.side,)
         if self.mode == "batch":
+            seeds = seed_files(self.handover, name, self.shards)
+            if seeds:
+                parts += (parts[0].pipeline | "HandedOver" >> beam.Create(seeds)
+                          .with_output_types(Any),)
             packed = [pc | f"Pack{i}" >> beam.ParDo(_PackByShard(self.shards, self.key_fn))
                       for i, pc in enumerate(parts)]
             if len(packed) > 1:
@@ -637,7 +731,10 @@ class RunMachine(beam.PTransform):
             else:
                 packed = packed[0]
             grouped = packed | "GroupByKey" >> beam.GroupByKey()
-            fn = _BatchFace(self.factory, name, self.main_tag, self.chunk)
+            save = None
+            if self.handover is not None and self.handover.save is not None:
+                save = os.path.join(self.handover.save, name)
+            fn = _BatchFace(self.factory, name, self.main_tag, self.chunk, save)
             return grouped | "RunHistory" >> beam.ParDo(fn, *side).with_outputs(
                 *self.tags, STATE, main=self.main_tag)
         events = parts | "In" >> beam.Flatten() if len(parts) > 1 else parts[0]

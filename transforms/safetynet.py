@@ -18,7 +18,9 @@ streaming through a directory the Learner writes and the scorers poll
 (:mod:`transforms.versions`, ``versions_dir``).
 
 ``seeds`` (step label -> PCollection of :class:`~core.events.Seed`) and
-``seed_versions`` start the steps from a state checkpoint (``transforms.checkpoint``).
+``seed_versions`` start the steps from a state checkpoint (``transforms.checkpoint``);
+``handover`` (batch, a chunked replay on this machine: :class:`~transforms.faces.Handover`)
+carries the steps' states from one chunk to the next on local disk instead.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from core.graph import (
 from core.machine import STATE, Chunk
 from core.policy import Policy
 from transforms.daily import Assessments, CallCapacity
-from transforms.faces import DEFAULT_SHARDS, RunMachine
+from transforms.faces import DEFAULT_SHARDS, Handover, RunMachine
 from transforms.side import ProfileBook, SideLoader
 from transforms.versions import PublishVersions, VersionPoller, write_version
 
@@ -101,8 +103,10 @@ class SafetyNet(beam.PTransform):
     def __init__(self, policy: Optional[Policy] = None, mode: str = "batch",
                  label: Optional[str] = None, shards: int = DEFAULT_SHARDS,
                  chunk: Chunk = Chunk(), seeds: Optional[dict] = None,
-                 seed_versions: tuple = (), versions_dir: Optional[str] = None):
+                 seed_versions: tuple = (), versions_dir: Optional[str] = None,
+                 handover: Optional[Handover] = None):
         super().__init__(label)
+        self.handover = handover  # batch, a chunked replay: states carried on local disk
         self.policy = (policy or Policy()).validate()
         self.mode = mode
         self.shards = shards
@@ -176,7 +180,7 @@ class SafetyNet(beam.PTransform):
             _Make(st, self.policy, side, self.mode), self.mode, st.main, st.tags,
             label=st.label, ordering=self.policy.stream_ordering, shards=self.shards,
             key_fn=st.key, chunk=self.chunk if batch else Chunk(), side=view,
-            poller=poller)
+            poller=poller, handover=self.handover if batch else None)
 
     def _results(self, streams: dict, states: list) -> dict:
         """The graph's outputs by name; model versions published (stream) and snapshots

@@ -74,6 +74,23 @@ class _Ref:
 _PINNED: dict = {}
 
 
+def _stamp(paths: tuple) -> tuple:
+    """What identifies a side file's content for reuse: path, modification time, size.
+    The blacklist snapshot and the profiles (read-only for the machines) loaded by one
+    pipeline are reused by the next one in this process (a chunked replay runs one per
+    chunk) while their files are unchanged."""
+    import os
+
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append((str(p), st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((str(p), None, None))
+    return tuple(out)
+
+
 class SideLoader:
     """Loads the blacklist snapshot, the profiles and the warm-start snapshot once per
     worker process; ``for_mode`` gives a machine its :class:`~core.graph.Side` of
@@ -87,14 +104,22 @@ class SideLoader:
 
     def snapshot(self) -> BlacklistSnapshot:
         paths = tuple(self.policy.blacklist_paths)
+        key, stamp = ("snapshot", repr(paths)), _stamp(paths)
+        got = _PINNED.get(key)
+        if got is not None and got[0] == stamp:  # an earlier pipeline's (a chunk's) copy
+            return got[1].value
         ref = self._snapshot.acquire(lambda: _Ref(load_many(paths)[0]), tag=repr(paths))
-        _PINNED[("snapshot", repr(paths))] = ref
+        _PINNED[key] = (stamp, ref)
         return ref.value
 
     def profiles(self) -> ProfileBook:
         path = self.policy.profiles_path
+        key, stamp = ("profiles", repr(path)), _stamp((path,) if path else ())
+        got = _PINNED.get(key)
+        if got is not None and got[0] == stamp:
+            return got[1]
         book = self._profiles.acquire(lambda: load_profiles(path), tag=repr(path))
-        _PINNED[("profiles", repr(path))] = book
+        _PINNED[key] = (stamp, book)
         return book
 
     def warm(self) -> dict:

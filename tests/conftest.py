@@ -13,9 +13,12 @@
     longer reads, so every test would become a unit of its own.);
   - the order handed to the workers: the longest module first, by the durations of the
     last run here (``tests/.durations.json``, written at the end of every run, not
-    versioned); a test never timed counts 1 s, or 30 s if it needs the emulator (such a
-    test waits on the wall clock: started early, it overlaps with the rest). Nothing here
-    names a test file: a new file is ordered by the same rules.
+    versioned); a module never timed here takes its wall seconds from
+    ``tests/module_seconds.json`` (versioned: a fresh clone's first run is ordered too;
+    refresh it with ``python -m tests.save_module_seconds`` after a full run);
+    otherwise a test counts 1 s, or 30 s if it needs the emulator (such a test waits on
+    the wall clock: started early, it overlaps with the rest). Nothing here names a test
+    file: a new file is ordered by the same rules.
 * ``--cpu-durations N``: the N slowest test phases in CPU-seconds (the test's process and
   the children it waited for), a measure that a busy shared machine distorts less than
   wall time (``--durations``).
@@ -38,6 +41,7 @@ EMULATORS_VAR = "SAFETYNET_TEST_EMULATORS"
 _CPU = pytest.StashKey[dict]()
 _PAST = pytest.StashKey[dict]()
 DURATIONS = Path(__file__).resolve().parent / ".durations.json"
+MODULE_SECONDS = Path(__file__).resolve().parent / "module_seconds.json"
 UNTIMED_S, UNTIMED_EMULATOR_S = 1.0, 30.0
 
 
@@ -73,12 +77,21 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_PAST] = _read_durations()
 
 
-def _read_durations() -> dict:
+def _read_durations(path: Path = DURATIONS) -> dict:
     try:
-        got = json.loads(DURATIONS.read_text())
+        got = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     return {k: float(v) for k, v in got.items()} if isinstance(got, dict) else {}
+
+
+def module_seconds(durations: dict) -> dict:
+    """Per-test durations summed per module (file), rounded to the second."""
+    out: dict = {}
+    for nodeid, sec in durations.items():
+        m = nodeid.split("::", 1)[0]
+        out[m] = out.get(m, 0.0) + sec
+    return {m: round(v) for m, v in sorted(out.items())}
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -100,11 +113,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     if not _distributed(config):
         return
     past = config.stash.get(_PAST, {})
+    timed_here = {_module_of(k) for k in past}
+    versioned = _read_durations(MODULE_SECONDS)
     units: dict = {}
     for i, item in enumerate(items):
+        m = _module(item)
+        if m not in timed_here and m in versioned:
+            units.setdefault(m, {"first": i, "cost": versioned[m]})
+            continue
         cost = past.get(item.nodeid, UNTIMED_EMULATOR_S if _needs_emulator(item)
                         else UNTIMED_S)
-        u = units.setdefault(_module(item), {"first": i, "cost": 0.0})
+        u = units.setdefault(m, {"first": i, "cost": 0.0})
         u["cost"] += cost
 
     def rank(item_and_index):
@@ -116,7 +135,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
 
 
 def _module(item: pytest.Item) -> str:
-    return item.nodeid.split("::", 1)[0]
+    return _module_of(item.nodeid)
+
+
+def _module_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
 
 
 # ------------------------------------------------------------------ CI and CPU time

@@ -47,6 +47,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from connectors import chunked, chunks
 from connectors.chunks import ChunkRun
+from connectors.local_runner import remembered_signatures
 from connectors.files import (
     SCORES_FILE,
     WriteDecisionFiles,
@@ -280,18 +281,21 @@ def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(
     """One pipeline of the replay, run to the end; returns its counters."""
     chunks.no_timed_flushes()  # gRPC workers: no bytes lost between two writes
     pipeline = beam.Pipeline(options=job.options)
-    with local_shuffles(chunks.in_process(job.options)):
-        build(pipeline, job.replay, out, job.fmt, job.policy, progress,
-              job.flags.batch_shards, (job.shared.max_usd_value, job.shared.max_amount), run,
-              shadow=shadow)
-    try:
-        result = pipeline.run()
-        result.wait_until_finish()
-    finally:
-        gc.unfreeze()  # what the batch steps froze (core.machine.gc_paused)
-        # and the cyclic garbage frozen with it (the runner's bundles, frames): freed now,
-        # not carried into the next chunk's pipeline or the report (one full collection)
-        gc.collect()
+    # Beam reads each function's parameters once (it asks for every bundle otherwise)
+    with remembered_signatures():
+        with local_shuffles(chunks.in_process(job.options)):
+            build(pipeline, job.replay, out, job.fmt, job.policy, progress,
+                  job.flags.batch_shards, (job.shared.max_usd_value, job.shared.max_amount),
+                  run, shadow=shadow)
+        try:
+            result = pipeline.run()
+            result.wait_until_finish()
+        finally:
+            gc.unfreeze()  # what the batch steps froze (core.machine.gc_paused)
+            # and the cyclic garbage frozen with it (the runner's bundles, frames): freed
+            # now, not carried into the next chunk's pipeline or the report (one full
+            # collection)
+            gc.collect()
     return counters_of(result)
 
 

@@ -47,7 +47,6 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from connectors import chunked, chunks
 from connectors.chunks import ChunkRun
-from connectors.local_runner import remembered_signatures
 from connectors.files import (
     SCORES_FILE,
     WriteDecisionFiles,
@@ -55,6 +54,7 @@ from connectors.files import (
     WriteScores,
     write_scores,  # noqa: F401 - imported from here by the report's tests
 )
+from connectors.local_runner import remembered_signatures
 from connectors.reader import CountProgress, read_inputs
 from connectors.replay import Replay, scan_input
 from core.graph import STEP_LABELS

@@ -1,6 +1,6 @@
 """`./run_local.sh test`: start the Pub/Sub emulator(s), run pytest, stop them.
 
-By default the suite runs on ``min(2, cores)`` pytest-xdist workers (the tests of one
+By default the suite runs on ``cores + 1`` pytest-xdist workers (the tests of one
 module stay on one worker: ``tests/conftest.py`` picks ``--dist loadfile`` and the order),
 and each worker gets an emulator of its own: the harness starts one per worker, passes
 their hosts in SAFETYNET_TEST_EMULATORS, and each worker sets
@@ -52,12 +52,16 @@ def _user_chose(argv: list[str]) -> bool:
 def workers(argv: list[str], env: Optional[dict] = None) -> int:
     """How many xdist workers to add to ``argv``: 0 when the command line chose already,
     when SAFETYNET_TEST_WORKERS says 0, or when pytest-xdist is missing; else
-    SAFETYNET_TEST_WORKERS or ``min(2, cores)`` (one per core; the machine has 2)."""
+    SAFETYNET_TEST_WORKERS or ``cores + 1`` on a machine of 2 or more cores: the emulator
+    tests wait on the wall clock (a streaming job's start, paced publishing, a compressed
+    hold), and the extra worker keeps the cores busy meanwhile (3 workers on this 2-core
+    machine: 258.8 s against 285.4 s for 2, whole suite on a fresh clone)."""
     env = os.environ if env is None else env
     if _user_chose(argv):
         return 0
     want = env.get(WORKERS_VAR, "").strip()
-    n = int(want) if want else min(2, os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    n = int(want) if want else (cores + 1 if cores >= 2 else 1)
     if n <= 1:
         return 0
     if not _has_xdist():

@@ -91,11 +91,13 @@ def test_a_replay_that_hands_over_decides_as_one_through_checkpoints(kept):
 
 @pytest.mark.slow
 def test_two_worker_processes_hand_over_to_the_same_decisions(kept, tmp_path):
-    """Worker processes of the local runner read and write the hand-over files too."""
+    """Worker processes of the local runner read and write the hand-over files too (two
+    chunks of 3 days: one hand-over; a chunked replay decides as one run whatever its
+    chunks, test_checkpoint.py)."""
     _, _, base = kept
     mp = tmp_path / "mp"
     assert backtest.run(["--input", str(base / "in"), "--output", str(mp), "--no_progress",
-                         *POLICY, "--chunk", "2d", "--no_report", "--direct_num_workers",
+                         *POLICY, "--chunk", "3d", "--no_report", "--direct_num_workers",
                          "2", "--direct_running_mode", "multi_processing"]) == 0
     for name in OUTPUTS:
         a, b = base / "hand" / f"{name}.parquet", mp / f"{name}.parquet"

@@ -83,10 +83,13 @@ def _run(m, events, until=None, s=None):
         s, more = step(m, D, s, ev)
         out.extend(more)
         _check(m, s, ev.event_time)
+    last = None
     while until is not None:
         d = m.next_deadline(s)
         if d is None or d > until:
             break
+        assert last is None or d > last  # every deadline due by the last one has fired
+        last = d
         out.extend(m.advance(s, d))
         if m.is_empty(s):
             s = m.new_state(D)
@@ -184,6 +187,18 @@ def test_a_trim_keeps_the_refunds_of_the_transfers_it_keeps():
     assert not [r for _t, r in _tagged(out, REQUESTS) if r.kind == "SILENT_SUFFERER"]
 
 
+def test_a_trim_that_keeps_nothing_leaves_an_empty_log():
+    m = Actions(PLAIN)
+    t0 = at(0)
+    events = [_st(f"a{i}", t0 + i, f"u{i}", score=LOW) for i in range(128)]
+    # a report keeps the address alive (its state does not expire) while every transfer
+    # leaves the lookback: the listing's trim keeps none of them
+    events += [scored_report("r1", t0 + L, "rep", D), _listing(t0 + 128 + L)]
+    s, out = _run(m, events)
+    assert len(s.sent) == 0 and s.oldest is None
+    assert not _tagged(out, REQUESTS)
+
+
 # ------------------------------------------------------------- head and table of holds
 def _six_then(layout):
     """Hold a0 at t0; hold b0 at t0 + 1 (the head is looked through: edge = t0 + 1 + 1h);
@@ -267,6 +282,7 @@ def test_a_held_transfer_to_one_of_our_accounts_every_output_of_its_life():
                    until=t0 + 5 * DAY)
     reqs = [(t, r.user_id, r.kind, r.channel, r.transfer_id, r.address, r.reasons[0])
             for t, r in _tagged(out, REQUESTS)]
+    assert all(r.event_time == t for t, r in _tagged(out, REQUESTS))
     assert reqs == [
         (t0, "acct9", "INFO_REQUEST", "CHAT", "t1", D, "held_transfer_to_your_account"),
         (t0, "u1", "HOLD_NOTICE", "APP", "t1", D, "risk_score=0.90"),

@@ -59,10 +59,13 @@ def _run(m, events, until=None, s=None):
         s, more = step(m, X, s, ev)
         out.extend(more)
         _check(m, s)
+    last = None
     while until is not None:
         d = m.next_deadline(s)
         if d is None or d > until:
             break
+        assert last is None or d > last  # every deadline due by the last one has fired
+        last = d
         out.extend(m.advance(s, d))
         _check(m, s)
         if m.is_empty(s):

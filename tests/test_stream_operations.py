@@ -79,7 +79,7 @@ def test_created_topics_health_and_a_topic_deleted_while_running(tmp_path):
     log = tmp_path / "job.log"
     proc = start_process(project, ["--use_models", "false", "--time_scale", "4320",
                                    "--create_missing", "--health_every", "3",
-                                   "--publish_timeout", "40"], log_path=str(log))
+                                   "--publish_timeout", "25"], log_path=str(log))
     pub, col = Publisher(project), Collector(project)
     sub, records = subscriber_client(), []
     try:
@@ -127,7 +127,7 @@ def test_created_topics_health_and_a_topic_deleted_while_running(tmp_path):
         assert col.wait_for(lambda r: any(h.transfer_id == "OPS3" for h in r["holds"]),
                             timeout=60), f"the other outputs stopped: {col.rows}"
         assert not any(o.transfer_id in ("OPS2", "OPS3") for o in col.rows["outreach"])
-        code = proc.wait(timeout=120)  # --publish_timeout 40: the job stops, loudly
+        code = proc.wait(timeout=120)  # --publish_timeout 25: the job stops, loudly
         text = log.read_text()
         assert code == 1
         last = [x for x in text.splitlines() if x.startswith("stream: error:")]

@@ -7,7 +7,7 @@ Times come from ``tests.scenario.at``; addresses from ``tests.scenario.addr``.
 from __future__ import annotations
 
 import pickle
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from core.events import (
     FeaturedReport,
@@ -68,6 +68,33 @@ def feed(machine: Machine, key: Any, events: Iterable[Any], until: Optional[int]
         out.extend(machine.advance(state, until))
         if machine.is_empty(state):
             state = machine.new_state(key)
+    return state, out
+
+
+def run_checked(machine: Machine, key: Any, events: Iterable[Any], check: Callable,
+                until: Optional[int] = None, state: Any = None) -> tuple[Any, list]:
+    """Like :func:`feed`, with ``check(state, now)`` after every step; the timers up to
+    ``until`` fire one at a time at the machine's next deadline, as the stream face's
+    timer does (checked after each firing, and again on a fresh state after a reset), and
+    each deadline must come after the last one fired. Returns (state, outputs)."""
+    state = machine.new_state(key) if state is None else state
+    out: list = []
+    for ev in events:
+        state, more = step(machine, key, state, ev)
+        out.extend(more)
+        check(state, machine.time_of(ev))
+    last = None
+    while until is not None:
+        d = machine.next_deadline(state)
+        if d is None or d > until:
+            break
+        assert last is None or d > last  # every deadline due by the last one has fired
+        last = d
+        out.extend(machine.advance(state, d))
+        check(state, d)
+        if machine.is_empty(state):
+            state = machine.new_state(key)
+            check(state, d)
     return state, out
 
 

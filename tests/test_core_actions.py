@@ -26,10 +26,10 @@ from core.actions import (
     hold_test,
 )
 from core.events import FeaturedTransfer, ScoredTransfer
-from core.machine import METRIC, Log, Table, step
+from core.machine import METRIC, Log, Table
 from core.policy import DAY, HOUR, MINUTE, Policy
 from schemas.rows import BlacklistUpdate
-from tests.kit import scored_report
+from tests.kit import run_checked, scored_report
 from tests.scenario import addr, at, transfer
 
 D = addr("actions-core")
@@ -75,26 +75,8 @@ def _check(m, s, now):
 
 def _run(m, events, until=None, s=None):
     """Events in the order given (as the stream face delivers them), the state checked
-    after each; then the timers up to ``until``, each fired at the machine's next deadline
-    as the stream face's timer does."""
-    s = m.new_state(D) if s is None else s
-    out = []
-    for ev in events:
-        s, more = step(m, D, s, ev)
-        out.extend(more)
-        _check(m, s, ev.event_time)
-    last = None
-    while until is not None:
-        d = m.next_deadline(s)
-        if d is None or d > until:
-            break
-        assert last is None or d > last  # every deadline due by the last one has fired
-        last = d
-        out.extend(m.advance(s, d))
-        if m.is_empty(s):
-            s = m.new_state(D)
-        _check(m, s, d)
-    return s, out
+    after each; then the timers up to ``until`` (``tests.kit.run_checked``)."""
+    return run_checked(m, D, events, lambda s, now: _check(m, s, now), until, s)
 
 
 def _tagged(out, tag):

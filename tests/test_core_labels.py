@@ -12,8 +12,9 @@ import dataclasses
 
 from core.events import AddressFact, Example, FeaturedTransfer
 from core.labels import EXAMPLES, FAR, LabelJoin
-from core.machine import METRIC, Log, step
+from core.machine import METRIC, Log
 from core.policy import DAY, HOUR, Policy
+from tests.kit import run_checked
 from tests.scenario import addr, at, transfer
 
 X = addr("label-core")
@@ -50,27 +51,9 @@ def _check(m, s):
 
 
 def _run(m, events, until=None, s=None):
-    """Events in the order given (as the stream face delivers them), the invariants checked
-    after each; then the timers up to ``until`` (each fired at the machine's next deadline,
-    as the stream face's timer does)."""
-    s = m.new_state(X) if s is None else s
-    out = []
-    for ev in events:
-        s, more = step(m, X, s, ev)
-        out.extend(more)
-        _check(m, s)
-    last = None
-    while until is not None:
-        d = m.next_deadline(s)
-        if d is None or d > until:
-            break
-        assert last is None or d > last  # every deadline due by the last one has fired
-        last = d
-        out.extend(m.advance(s, d))
-        _check(m, s)
-        if m.is_empty(s):
-            s = m.new_state(X)
-    return s, out
+    """Events in the order given (as the stream face delivers them), the state checked
+    after each; then the timers up to ``until`` (``tests.kit.run_checked``)."""
+    return run_checked(m, X, events, lambda s, now: _check(m, s), until, s)
 
 
 def _examples(out):

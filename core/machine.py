@@ -41,7 +41,7 @@ from core.events import Seed, sort_key
 
 END_OF_TIME = 2**62  # "advance to the end": every remaining deadline fires
 METRIC = "metric"  # outputs with this tag are counters: (METRIC, t, (name, increment))
-STATE = "state"  # outputs with this tag are saved states: (STATE, t, (key, blob))
+STATE = "state"  # outputs with this tag are saved states: (STATE, t, (key, blob, due))
 
 Output = tuple  # (tag, event_time_ms, value)
 
@@ -346,8 +346,9 @@ def iter_history(machine: Machine, key: Any, events: Iterable[Any],
     earlier chunk: the key starts from it (and its waiting events join the history).
     ``end`` (a chunked replay) is the exclusive end of this chunk of event time: events at
     or after it are not run yet; time advances to ``end - 1``; with ``save`` the key's state
-    and the events not run are yielded as ``(STATE, end - 1, (key, blob))`` (nothing for an
-    empty key); then, only if ``until`` lies beyond the chunk (the last chunk), the
+    and the events not run are yielded as ``(STATE, end - 1, (key, blob, due))`` (nothing
+    for an empty key; ``due``: the key's next deadline or waiting event, None for none:
+    until then it need not run); then, only if ``until`` lies beyond the chunk (the last chunk), the
     remaining events run and time advances to ``until``."""
     sk = sort_key_of(machine)
     state = None
@@ -376,13 +377,27 @@ def iter_history(machine: Machine, key: Any, events: Iterable[Any],
         later.sort(key=sk)
         if save and (later or not machine.is_empty(state)):
             blob = pickle.dumps((state, tuple(later)), pickle.HIGHEST_PROTOCOL)
-            yield (STATE, end - 1, (key, blob))
+            yield (STATE, end - 1, (key, blob, due_of(machine, state, later)))
         if until <= end - 1:
             return
         for ev in later:
             state, more = step(machine, key, state, ev)
             yield from more
     yield from machine.advance(state, until)
+
+
+def due_of(machine: Machine, state: Any, waiting: Iterable[Any]) -> Optional[int]:
+    """When a key saved with ``state`` and events ``waiting`` must run again: its next
+    deadline or its first waiting event, whichever is first (None: neither). Until then,
+    with no new event, it would do nothing: every machine's ``advance`` fires only
+    deadlines its ``next_deadline`` reports."""
+    due = machine.next_deadline(state)
+    time_of = machine.time_of
+    for ev in waiting:
+        t = time_of(ev)
+        if due is None or t < due:
+            due = t
+    return due
 
 
 def run_history(machine: Machine, key: Any, events: Iterable[Any],

@@ -35,7 +35,7 @@ def _handed_over(d: Path) -> set:
     out = set()
     for p in (d / "handover").glob("*/*.pkl"):  # STEP/SHARD.pkl
         with open(p, "rb") as f:
-            out |= {(p.parent.name, key, blob) for key, blob in pickle.load(f)}
+            out |= {(p.parent.name, key, blob) for key, blob, _due in pickle.load(f)}
     return out
 
 

@@ -227,16 +227,16 @@ def seed_files(handover: Optional[Handover], step_name: str, shards: int) -> lis
 
 
 def _read_seed_file(sf: SeedFile) -> list:
-    """A :class:`SeedFile`'s states as ``(key, Seed)`` pairs (as a checkpoint's reader
-    makes them: :func:`transforms.checkpoint.ReadSeeds`)."""
+    """A :class:`SeedFile`'s records as written: ``(key, pickle((state, waiting)), due)``."""
     with open(sf.path, "rb") as f:
-        saved = pickle.load(f)
-    loads, at = pickle.loads, sf.at
-    out = []
-    for key, blob in saved:
-        state, waiting = loads(blob)
-        out.append((key, Seed(key, at, state, tuple(waiting))))
-    return out
+        return pickle.load(f)
+
+
+def _seed(key, blob: bytes, at: int) -> Seed:
+    """A handed-over record's state as a checkpoint's reader makes it
+    (:func:`transforms.checkpoint.ReadSeeds`)."""
+    state, waiting = pickle.loads(blob)
+    return Seed(key, at, state, tuple(waiting))
 
 
 def _write_seed_file(directory: str, shard: int, saved: list) -> None:
@@ -249,7 +249,7 @@ def _write_seed_file(directory: str, shard: int, saved: list) -> None:
 
 
 def _states_aside(outputs: Iterable, saved: list):
-    """Outputs on, but the saved states (``STATE``) into ``saved`` as ``(key, blob)``."""
+    """Outputs on, but the saved states (``STATE``) into ``saved`` as ``(key, blob, due)``."""
     for out in outputs:
         if out[0] == STATE:
             saved.append(out[2])
@@ -258,8 +258,6 @@ def _states_aside(outputs: Iterable, saved: list):
 
 
 def _unpack(blob) -> list:
-    if type(blob) is SeedFile:
-        return _read_seed_file(blob)
     if type(blob) is int:
         got = _WAITING.pop(blob, None)
         if got is None:
@@ -320,7 +318,12 @@ class _BatchFace(beam.DoFn):
         c = self.chunk
         saved: Optional[list] = [] if self.save_dir is not None and c.save else None
         with gc_paused():
-            by_key = group_blobs(shard_blobs[1])
+            blobs = shard_blobs[1]
+            if type(blobs) is not list:
+                blobs = list(blobs)
+            by_key = group_blobs(b for b in blobs if type(b) is not SeedFile)
+            for sf in (b for b in blobs if type(b) is SeedFile):
+                self._seeded(by_key, sf, saved)
             emit, machine = self.emitter.emit, self.machine
             while by_key:
                 key, events = by_key.popitem()
@@ -330,6 +333,25 @@ class _BatchFace(beam.DoFn):
                 yield from emit(outs)
         if saved is not None and saved:
             _write_seed_file(self.save_dir, shard_blobs[0], saved)
+
+    def _seeded(self, by_key: dict, sf: SeedFile, saved: Optional[list]) -> None:
+        """The handed-over states of ``sf`` into ``by_key`` as each key's first event;
+        but a key with no event in this chunk, and nothing due before its end, is handed
+        over to the next chunk as it came (into ``saved``): not loaded, not advanced, not
+        saved again, as a single run would not touch it either. So a chunk's cost follows
+        the keys it touches, not every live key of the history."""
+        c = self.chunk
+        keep = saved is not None and c.end is not None and c.until < c.end
+        at = sf.at
+        for key, blob, due in _read_seed_file(sf):
+            got = by_key.get(key)
+            if got is None:
+                if keep and (due is None or due >= c.end):
+                    saved.append((key, blob, due))
+                    continue
+                by_key[key] = [_seed(key, blob, at)]
+            else:
+                got.insert(0, _seed(key, blob, at))
 
 
 class _Held:

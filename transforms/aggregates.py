@@ -24,8 +24,10 @@ from fractions import Fraction
 
 import apache_beam as beam
 from apache_beam.transforms import window
+from apache_beam.transforms.window import GlobalWindows
 
 from schemas.streams import ACTIONS
+from transforms.packed import Combiner, PackedCombine
 
 HOUR_S = 3600
 HOUR_MS = HOUR_S * 1000
@@ -165,7 +167,38 @@ class FanIn(beam.PTransform):
         self.min_senders, self.mode = min_senders, mode
 
     def expand(self, transfers):
+        if self.mode == "batch":  # a few packed dicts cross the shuffle, not every pair
+            return transfers | "Senders" >> PackedCombine(
+                (_sender_of,), Combiner(set, _add_to_set, _union),
+                _FanInShard(self.min_senders))
         return (transfers
                 | "Pairs" >> beam.Map(lambda t: (t.to_address, t.user_id))
                 | "Senders" >> _Hourly(_DistinctCount(), self.mode)
                 | "Keep" >> beam.ParDo(_FanInRows(self.min_senders)))
+
+class _FanInShard:
+    """Batch: a shard's ``{(hour start ms, address): senders}`` -> its rows."""
+
+    def __init__(self, min_senders: int):
+        self.min_senders = min_senders
+
+    def __call__(self, _shard: int, senders: dict):
+        for (start, address), users in senders.items():
+            if len(users) >= self.min_senders:
+                yield GlobalWindows.windowed_value(
+                    {"window_start": start, "address": address, "senders": len(users)})
+
+
+def _sender_of(t, t_ms: int):
+    """Batch: a transfer's ``((hour start ms, destination), sender)``."""
+    yield (t_ms - t_ms % HOUR_MS, t.to_address), t.user_id
+
+
+def _add_to_set(acc: set, value) -> set:
+    acc.add(value)
+    return acc
+
+
+def _union(acc: set, other: set) -> set:
+    acc |= other
+    return acc

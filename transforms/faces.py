@@ -127,6 +127,21 @@ def local_shuffles(enabled: bool = True):
         _LOCAL[0] = before
 
 
+def packing_locally() -> bool:
+    """Does a packing DoFn built now hand its lists over in process (:func:`local_shuffles`)?"""
+    return _LOCAL[0]
+
+
+def parcel(obj: Any, local: bool):
+    """What crosses a batch shuffle for ``obj``: a token of the in-process table
+    (``local``: :func:`local_shuffles`) or its pickle; :func:`unpack` gives it back."""
+    if local:
+        token = next(_TOKENS)
+        _WAITING[token] = obj
+        return token
+    return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+
+
 def shard_of(key: Any, shards: int) -> int:
     """A key's shard: stable across processes and machines (``hash()`` of a str is not)."""
     raw = key.encode() if type(key) is str else repr(key).encode()
@@ -172,15 +187,8 @@ class _PackByShard(beam.DoFn):
         for sf in self.seed_files:
             yield GlobalWindows.windowed_value((sf.shard, sf))
         self.seed_files = []
-        dumps = pickle.dumps
         for shard, pairs in lists.items():
-            if self.local:
-                token = next(_TOKENS)
-                _WAITING[token] = pairs
-                yield GlobalWindows.windowed_value((shard, token))
-            else:
-                yield GlobalWindows.windowed_value(
-                    (shard, dumps(pairs, pickle.HIGHEST_PROTOCOL)))
+            yield GlobalWindows.windowed_value((shard, parcel(pairs, self.local)))
 
 
 class Handover(NamedTuple):
@@ -257,7 +265,8 @@ def _states_aside(outputs: Iterable, saved: list):
             yield out
 
 
-def _unpack(blob) -> list:
+def unpack(blob) -> Any:
+    """What :func:`parcel` packed (a token is taken once)."""
     if type(blob) is int:
         got = _WAITING.pop(blob, None)
         if got is None:
@@ -271,7 +280,7 @@ def _unpack(blob) -> list:
 def group_blobs(blobs: Iterable) -> dict:
     """A shard's blobs (from :class:`_PackByShard`: pickled lists, or tokens of
     :func:`local_shuffles`) -> ``{key: [events]}``."""
-    return group_by_key(pair for blob in blobs for pair in _unpack(blob))
+    return group_by_key(pair for blob in blobs for pair in unpack(blob))
 
 
 def _no_key(_element) -> None:

@@ -204,8 +204,57 @@ class SenderProfile(Machine):
 
 
 # ---------------------------------------------------------------------- CounterpartyProfile
+class _FanIn:
+    """Distinct senders of a destination's window, kept as the window moves: counts per
+    user of the long window's entries and of the short window's, so a transfer costs the
+    same however many senders the window holds (a busy collector's history would
+    otherwise be read whole at every transfer). Valid while the entries are in time
+    order and events come in time order (the batch face, and the stream face in order);
+    :meth:`_Counterparty.fan` falls back to reading the window otherwise."""
+
+    __slots__ = ("long", "short", "short_n", "last_t")
+
+    def __init__(self, senders: deque):
+        self.long: dict = {}
+        for _t, u in senders:
+            self.long[u] = self.long.get(u, 0) + 1
+        self.short: deque = deque(senders)  # trimmed to the short window at first use
+        self.short_n: dict = dict(self.long)
+        self.last_t = senders[-1][0] if senders else None
+
+    def trim_short(self, short_from: int) -> None:
+        short, n = self.short, self.short_n
+        while short and short[0][0] <= short_from:
+            _, u = short.popleft()
+            _drop(n, u)
+
+    def add(self, t: int, u) -> None:
+        self.long[u] = self.long.get(u, 0) + 1
+        self.short.append((t, u))
+        self.short_n[u] = self.short_n.get(u, 0) + 1
+        self.last_t = t
+
+
+def _drop(counts: dict, u) -> None:
+    c = counts[u]
+    if c == 1:
+        del counts[u]
+    else:
+        counts[u] = c - 1
+
+
+def _in_order(senders: deque) -> bool:
+    prev = None
+    for t, _u in senders:
+        if prev is not None and t < prev:
+            return False
+        prev = t
+    return True
+
+
 class _Counterparty:
-    __slots__ = ("senders", "first_t", "last_t", "live", "reports", "n_in")
+    __slots__ = ("senders", "first_t", "last_t", "live", "reports", "n_in", "index")
+    SAVED = ("senders", "first_t", "last_t", "live", "reports", "n_in")  # pickled
 
     def __init__(self):
         self.senders: deque = deque()  # (t, user) within the long window
@@ -214,6 +263,53 @@ class _Counterparty:
         self.live: Optional[tuple] = None  # last live update: (action, source, t)
         self.reports: deque = deque()  # (t, reporter, established) within reporter window
         self.n_in = 0
+        self.index: Optional[_FanIn] = None  # derived from senders: never pickled
+
+    def __getstate__(self):
+        # the saved slots only, as the default pickling of the slots wrote them: the
+        # index is rebuilt from ``senders`` when needed
+        return None, {k: getattr(self, k) for k in self.SAVED}
+
+    def __setstate__(self, state):
+        for k, v in state[1].items():
+            setattr(self, k, v)
+        self.index = None
+
+    def trim(self, now: int, long_ms: int) -> None:
+        """Drop the senders older than the long window ending at ``now``."""
+        senders, index = self.senders, self.index
+        while senders and senders[0][0] <= now - long_ms:
+            _, u = senders.popleft()
+            if index is not None:
+                _drop(index.long, u)
+
+    def fan(self, now: int, short_from: int, user) -> tuple[int, int]:
+        """Distinct senders in the long window and in the short one (after ``short_from``),
+        ``user`` included, as a transfer at ``now`` sees them."""
+        index = self.index
+        if index is not None and index.last_t is not None and now < index.last_t:
+            index = self.index = None  # an event out of order: read the window
+        if index is None and _in_order(self.senders) and (
+                not self.senders or now >= self.senders[-1][0]):
+            index = self.index = _FanIn(self.senders)
+        if index is None:
+            users24 = {u for _, u in self.senders}
+            users1 = {u for ts, u in self.senders if ts > short_from}
+            return len(users24 | {user}), len(users1 | {user})
+        index.trim_short(short_from)
+        return (len(index.long) + (user not in index.long),
+                len(index.short_n) + (user not in index.short_n))
+
+    def add_sender(self, now: int, user) -> None:
+        self.senders.append((now, user))
+        if self.index is not None:
+            self.index.add(now, user)
+
+    def distinct_senders(self) -> int:
+        """Distinct senders in the long window."""
+        if self.index is not None:
+            return len(self.index.long)
+        return len({u for _, u in self.senders})
 
 
 class CounterpartyProfile(Machine):
@@ -270,18 +366,14 @@ class CounterpartyProfile(Machine):
                 s.live = (ev.action, ev.source, now)
             return []
         p = self.p
-        while s.senders and s.senders[0][0] <= now - p.long_window_ms:
-            s.senders.popleft()
+        s.trim(now, p.long_window_ms)
         while s.reports and s.reports[0][0] <= now - p.reporter_window_ms:
             s.reports.popleft()
         short_from = now - p.short_window_ms
         reporters_from = now - p.reporter_short_window_ms
         if t is FeaturedTransfer:
             tr = ev.transfer
-            users24 = {u for _, u in s.senders}
-            users1 = {u for ts, u in s.senders if ts > short_from}
-            users24.add(tr.user_id)
-            users1.add(tr.user_id)
+            users24, users1 = s.fan(now, short_from, tr.user_id)
             address = tr.to_address
             sources, version = self.listed(address, s)
             if s.first_t is None:
@@ -289,15 +381,15 @@ class CounterpartyProfile(Machine):
             established = {r for _, r, est in s.reports if est}
             f = dict(ev.features)
             f.update({
-                "fan_in_1h": float(len(users1)),
-                "fan_in_24h": float(len(users24)),
+                "fan_in_1h": float(users1),
+                "fan_in_24h": float(users24),
                 "log_dest_transfers": math.log1p(s.n_in),
                 "dest_age_days": (now - s.first_t) / DAY,
                 "blacklisted": 1.0 if sources else 0.0,
                 "reports_7d": float(len(s.reports)),
                 "established_reporters_7d": float(len(established)),
             })
-            s.senders.append((now, tr.user_id))
+            s.add_sender(now, tr.user_id)
             s.n_in += 1
             s.last_t = now
             return [(FEATURED, now, ev._replace(features=f, blacklist=sources,
@@ -314,9 +406,8 @@ class CounterpartyProfile(Machine):
             est7.add(rep.reporter_user_id)
         fresh24 = sum(1 for ts, r, e in s.reports if ts > reporters_from and not e)
         sources, version = self.listed(ev.report_in.suspect, s)
-        users24 = {u for _, u in s.senders}
         f.update({
-            "suspect_fan_in_24h": float(len(users24)),
+            "suspect_fan_in_24h": float(s.distinct_senders()),
             "suspect_log_transfers": math.log1p(s.n_in),
             "suspect_blacklisted": 1.0 if sources else 0.0,
             "reporters_24h": float(len(reporters24)),

@@ -336,3 +336,75 @@ def test_lookalike_follows_the_networks_family_and_the_shown_lengths_option():
     _, out = feed(SenderProfile(P, BOOK.get), "u", trx)
     f = tagged(out, FEATURED)[1]
     assert (f.lookalike_of, f.reasons) == (tg, (f"lookalike_of={tg} (TRON)",))
+
+
+def _window_oracle(events, long_ms, short_ms):
+    """Fan-in by its definition, per transfer, in the order fed: the window is the
+    senders of the transfers before it, dropped from the oldest end while that end is at
+    least ``long_ms`` old (an entry behind a later one stays until it reaches the end);
+    distinct senders in it (and in its last ``short_ms``), the transfer's own included."""
+    window, out = [], []
+    for ev in events:
+        now = ev.event_time
+        while window and window[0][0] <= now - long_ms:
+            window.pop(0)
+        if type(ev) is FeaturedTransfer:
+            u = ev.transfer.user_id
+            out.append((float(len({x for _, x in window} | {u})),
+                        float(len({x for t, x in window if t > now - short_ms} | {u}))))
+            window.append((now, u))
+        else:
+            out.append(float(len({x for _, x in window})))
+    return out
+
+
+def _busy_destination(seed, late):
+    """Transfers from 40 users into X over 3 days, a report now and then; ``late``: some
+    delivered up to 2h late (the stream face in arrival order)."""
+    import random
+
+    rnd = random.Random(seed)
+    events = []
+    for i in range(600):
+        t = at(0) + rnd.randrange(3 * DAY)
+        events.append(_ft(f"t{i}", t, f"u{rnd.randrange(40)}") if i % 50 else
+                      _fr(f"r{i}", t, f"u{rnd.randrange(40)}"))
+    events.sort(key=lambda e: e.event_time)
+    if late:
+        for i in range(0, len(events) - 20, 7):
+            j = i + rnd.randrange(1, 20)
+            if events[j].event_time - events[i].event_time <= 2 * HOUR:
+                events[i], events[j] = events[j], events[i]
+    return events
+
+
+def test_fan_in_of_a_busy_destination_costs_no_scan_and_matches_its_definition():
+    import pickle
+
+    m = CounterpartyProfile(P, BlacklistSnapshot({}))
+    for seed, late, reload_every in [(1, False, 0), (2, False, 37), (3, True, 0),
+                                     (4, True, 11)]:
+        events = _busy_destination(seed, late)
+        want = _window_oracle(events, P.long_window_ms, P.short_window_ms)
+        state, got = m.new_state(X), []
+        for i, ev in enumerate(events):
+            if reload_every and i % reload_every == 0:  # a saved state, loaded again
+                state = pickle.loads(pickle.dumps(state))
+            state, out = feed(m, X, [ev], state=state)
+            f = tagged(out, FEATURED)[0].features
+            got.append((f["fan_in_24h"], f["fan_in_1h"]) if type(ev) is FeaturedTransfer
+                       else f["suspect_fan_in_24h"])
+        assert got == want, (seed, late)
+        assert max(x[0] for x in want if type(x) is tuple) > 30  # a busy window
+
+
+def test_a_destinations_saved_state_is_its_window_not_the_index_kept_beside_it():
+    import pickle
+
+    m = CounterpartyProfile(P, BlacklistSnapshot({}))
+    state, _ = feed(m, X, [_ft("a", at(0), "u1"), _ft("b", at(5), "u2")])
+    assert state.index is not None  # the fan-in kept as the window moves
+    blob = pickle.dumps(state)
+    assert b"_FanIn" not in blob
+    again = pickle.loads(blob)
+    assert again.index is None and list(again.senders) == [(at(0), "u1"), (at(5), "u2")]

@@ -27,7 +27,7 @@ from typing import Optional
 
 from report.files import output, read_scores, rows
 from report.numbers import DAY_MS, HOUR_MS, day, duration, month, quantile, r, rounded, share
-from report.scores import model_figures, threshold_sweep
+from report.scores import ScoreColumns, model_figures, threshold_sweep
 from report.truth import GroundTruth, ground_truth, suspect
 from schemas import codecs
 from schemas.rows import BlacklistUpdate, CaseOutcome, ScamReport, Transfer, UserProfile
@@ -62,7 +62,7 @@ class Backtest:
     outreach: list
     verdicts: list
     dead: list
-    scores: list
+    scores: ScoreColumns
     blacklist: list = dataclasses.field(default_factory=list)
 
     @classmethod
@@ -413,7 +413,7 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
               "dead_by": Counter((d.source, d.error.split(":")[0][:160]) for d in b.dead),
               "holds": b.holds, "res_by": mo["res_by"], "transfers": b.transfers,
               "truth": b.truth, "resolutions": b.resolutions, "outreach": b.outreach,
-              "freezes": b.freezes, "blacklist": b.blacklist}
+              "freezes": b.freezes, "blacklist": b.blacklist, "scores": b.scores}
     return metrics, extras
 
 

@@ -81,26 +81,31 @@ class CaseData:
         want = {_n(c.address) for c in cases}
         d = cls(truth=extras["truth"], max_items=int(max_items or DEFAULT_ITEMS))
         norm: dict = {}  # address -> normalised (one normalisation per address)
-        for t in extras["transfers"].values():
-            a = norm.get(t.to_address)
+
+        def n(x):
+            a = norm.get(x)
             if a is None:
-                a = norm[t.to_address] = _n(t.to_address)
+                a = norm[x] = _n(x)
+            return a
+
+        for t in extras["transfers"].values():
+            a = n(t.to_address)
             if a in want:
                 d.transfers[a].append(t)
         d.holds = {h.transfer_id: h for h in extras["holds"]}
         d.res = extras["res_by"]
         for rep in extras["reports"].values():
-            a = _n(suspect(rep, extras["transfers"]))
+            a = n(suspect(rep, extras["transfers"]))
             if a in want:
                 d.reports[a].append(rep)
         d.verdicts = {v.report_id: v for v in extras["verdicts"]}
-        d.freezes = {_n(row[0].address): row for row in extras.get("freeze_rows", ())}
+        d.freezes = {n(row[0].address): row for row in extras.get("freeze_rows", ())}
         for u in extras.get("blacklist", ()):
-            if _n(u.address) in want:
-                d.listings[_n(u.address)].append(u)
+            if n(u.address) in want:
+                d.listings[n(u.address)].append(u)
         for o in extras["outreach"]:
-            if o.address and _n(o.address) in want:
-                d.outreach[_n(o.address)].append(o)
+            if o.address and n(o.address) in want:
+                d.outreach[n(o.address)].append(o)
         return d
 
     def scam(self, tid: str) -> bool:

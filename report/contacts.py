@@ -41,13 +41,15 @@ def days_in_any_window(days: list, width: int) -> int:
 
 def _weeks(transfers: dict, day_ms: int) -> tuple[int, dict, int]:
     """(first day, week -> active users, last day)."""
-    if not transfers:
-        return 0, {}, 0
-    days = [t.event_time // day_ms for t in transfers.values()]
-    first, last = min(days), max(days)
-    active = Counter(w for w, _u in {((d - first) // WEEK_DAYS, t.user_id)
-                                     for d, t in zip(days, transfers.values(), strict=True)})
-    return first, dict(active), last
+    first, last = None, None
+    active: dict = defaultdict(set)
+    for t in transfers.values():
+        d = t.event_time // day_ms
+        first = d if first is None else min(first, d)
+        last = d if last is None else max(last, d)
+    for t in transfers.values():
+        active[(t.event_time // day_ms - first) // WEEK_DAYS].add(t.user_id)
+    return first or 0, {w: len(u) for w, u in active.items()}, last or 0
 
 
 def measure(transfers: dict, outreach: list, day_ms: int = DAY_MS) -> dict:

@@ -134,11 +134,23 @@ def table(head, rows, right: tuple = (), cls: str = "", id: str = "",
     out.append("</tr></thead><tbody>")
     for i, row in enumerate(rows):
         out.append("<tr class='bad'>" if flags and flags[i] else "<tr>")
-        out.extend(f"<td class={cell_class(v, j, right)}>{_text(cell(v))}</td>"
-                   for j, v in enumerate(row))
+        out.extend(_td(v, j, right) for j, v in enumerate(row))
         out.append("</tr>")
     out.append("</tbody></table>\n</div>" if len(rows) > 15 else "</tbody></table>\n")
     return Markup("".join(out))
+
+
+def _td(v: Any, j: int, right: tuple) -> str:
+    """A cell of :func:`table`: ``<td class=...>text</td>`` (the common types first)."""
+    t = type(v)
+    if t is str:
+        cls = "n" if j in right or _NUMBER.match(v) else "t" if _NOWRAP.match(v) else "l"
+        return f"<td class={cls}>{html.escape(v)}</td>"
+    if t is int:
+        return f"<td class=n>{v:,}</td>"
+    if t is float:
+        return f"<td class=n>{v:,.2f}</td>"
+    return f"<td class={cell_class(v, j, right)}>{_text(cell(v))}</td>"
 
 
 def text_table(head, rows) -> Markup:

@@ -231,3 +231,21 @@ def test_templates_escape_every_value_they_print():
     assert str(render_string("<td>{{ x }}</td>", x=EVIL)) == (
         "<td>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</td>")
     assert str(render_string("{{ x|usd }} {{ y|pct }}", x=None, y=0.5)) == "– 50.00%"
+
+
+def test_truth_file_read_once_with_both_holdouts(tmp_path, monkeypatch):
+    # the efficacy and escalation figures take their truth rows (CANCELLED, PROMPTED) from
+    # the ground truth's read: truth.avro is read once
+    inp, out = scenario(tmp_path)
+    reads: list = []
+    real = codecs.read_batches
+
+    def counted(path, *a, **k):
+        reads.append(Path(path).name)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(codecs, "read_batches", counted)
+    m = build.build_report(inp, out, run={"policy": {"warning_holdout": 0.5,
+                                                      "escalation_holdout": 0.5}})
+    assert m["warning_efficacy"] is not None and m["pyramid"]["holdout"] is not None
+    assert reads.count("truth.avro") == 1

@@ -24,10 +24,10 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Optional
 
 from report.html import link, render, short
+from report.numbers import stamp
 from report.truth import suspect
 from schemas import codecs
 
@@ -52,9 +52,7 @@ def address_link(a: Optional[str], links: dict, n: int = 24):
 
 
 def iso_s(ms: Optional[int]) -> str:
-    if ms is None:
-        return "–"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return "–" if ms is None else stamp(ms)
 
 
 def _n(a: Optional[str]) -> str:
@@ -75,30 +73,39 @@ class CaseData:
     listings: dict = field(default_factory=lambda: defaultdict(list))
     outreach: dict = field(default_factory=lambda: defaultdict(list))
     max_items: int = DEFAULT_ITEMS
+    monies: dict = field(default_factory=dict)  # address -> money(), once per case
 
     @classmethod
     def of(cls, extras: dict, cases: list, max_items: Optional[int] = None) -> "CaseData":
         """Index what the report read (``extras``) for the addresses of ``cases``."""
         want = {_n(c.address) for c in cases}
         d = cls(truth=extras["truth"], max_items=int(max_items or DEFAULT_ITEMS))
+        norm: dict = {}  # address -> normalised (one normalisation per address)
+
+        def n(x):
+            a = norm.get(x)
+            if a is None:
+                a = norm[x] = _n(x)
+            return a
+
         for t in extras["transfers"].values():
-            a = _n(t.to_address)
+            a = n(t.to_address)
             if a in want:
                 d.transfers[a].append(t)
         d.holds = {h.transfer_id: h for h in extras["holds"]}
         d.res = extras["res_by"]
         for rep in extras["reports"].values():
-            a = _n(suspect(rep, extras["transfers"]))
+            a = n(suspect(rep, extras["transfers"]))
             if a in want:
                 d.reports[a].append(rep)
         d.verdicts = {v.report_id: v for v in extras["verdicts"]}
-        d.freezes = {_n(row[0].address): row for row in extras.get("freeze_rows", ())}
+        d.freezes = {n(row[0].address): row for row in extras.get("freeze_rows", ())}
         for u in extras.get("blacklist", ()):
-            if _n(u.address) in want:
-                d.listings[_n(u.address)].append(u)
+            if n(u.address) in want:
+                d.listings[n(u.address)].append(u)
         for o in extras["outreach"]:
-            if o.address and _n(o.address) in want:
-                d.outreach[_n(o.address)].append(o)
+            if o.address and n(o.address) in want:
+                d.outreach[n(o.address)].append(o)
         return d
 
     def scam(self, tid: str) -> bool:
@@ -113,7 +120,16 @@ class CaseData:
 
 
 def money(d: CaseData, address: str) -> dict:
-    """A case's money, scam and honest apart (see the module doc)."""
+    """A case's money, scam and honest apart (see the module doc); computed once per
+    address (the totals, the table and the page read it)."""
+    key = _n(address)
+    got = d.monies.get(key)
+    if got is None:
+        got = d.monies[key] = _money(d, address)
+    return got
+
+
+def _money(d: CaseData, address: str) -> dict:
     m = defaultdict(float)
     victims, payers, lost_by = set(), set(), set()
     for t in d.transfers.get(_n(address), ()):

@@ -8,12 +8,16 @@ top of the report.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
+
+import numpy as np
 
 from report.files import read_scores
 from report.friction import hold_reason, read_versions_jsonl
 from report.html import render
 from report.numbers import DAY_MS, day
+from report.scores import ScoreColumns
 from report.sections import ORDERS, Page, section
 from report.truth import kinds
 from transforms import drift as dr
@@ -22,26 +26,47 @@ WEEK_MS = 7 * DAY_MS
 SCORE_TESTS = ("model", "rule", "expected_loss")
 
 
-def weekly(scores: list, kind_of, held: set, versions: list, policy: dict) -> dict:
-    """The weekly drift figures. ``scores``: ``report.files.read_scores`` tuples;
-    ``held``: ids of transfers the score tests held; ``versions``: ``versions.jsonl``
-    rows; ``policy``: the run's policy (field names)."""
+def weekly(scores, kind_of, held: set, versions: list, policy: dict,
+           judged: Optional[tuple] = None) -> dict:
+    """The weekly drift figures. ``scores``: ``report.files.read_scores`` columns (or its
+    tuples); ``kind_of``: transfer id -> ``"scam"``, ``"legit"`` or neither
+    (:func:`report.truth.kinds`), or ``judged``: its (scam, legit) arrays over the scores
+    already; ``held``: ids of transfers the score tests held; ``versions``:
+    ``versions.jsonl`` rows; ``policy``: the run's policy (field names)."""
     baseline_ms = int(policy.get("drift_baseline_ms") or 14 * DAY_MS)
     warn_at = float(policy.get("drift_psi_warn") or 0.25)
     floor = float(policy.get("hold_threshold") or 0.75)
     if not scores:
         return {}
-    first = min(s[1] for s in scores) // DAY_MS * DAY_MS
+    cols = ScoreColumns.of(scores)
+    n = len(cols)
+    if judged is None:
+        ks = [kind_of(tid) for tid in cols.tid]
+        judged = (np.fromiter((k == "scam" for k in ks), bool, n),
+                  np.fromiter((k == "legit" for k in ks), bool, n))
+    scam, legit = judged
+    is_held = np.fromiter((tid in held for tid in cols.tid), bool, n)
+    model = cols.models()
+    bins = np.minimum(dr.BINS - 1, np.maximum(0, (cols.score * dr.BINS).astype(np.int64)))
+    t = cols.t
+    first = int(t.min()) // DAY_MS * DAY_MS
+    starts = first + (t - first) // WEEK_MS * WEEK_MS
     thr = sorted((v["valid_from"], v["hold_threshold"]) for v in versions
                  if v.get("model") == "transfer_risk")
     periods: dict = {}
-    for tid, t, _to, _usd, score, version, _bl, _la in scores:
-        start = first + (t - first) // WEEK_MS * WEEK_MS
-        acc = periods.setdefault(start, dr.new_acc())
-        dr.add_score(acc, t, score, tid in held, floor, version != "rules")
-        kind = kind_of(tid)
-        if kind in ("scam", "legit"):
-            dr.add_label(acc, tid in held, kind == "scam")
+    uniq, first_at = np.unique(starts, return_index=True)
+    for start in uniq[np.argsort(first_at)].tolist():  # in the order the weeks come
+        m = starts == start
+        acc = periods[start] = dr.new_acc()  # the running figures of transforms.drift
+        acc["hist"] = np.bincount(bins[m], minlength=dr.BINS).tolist()
+        acc["n"] = int(np.count_nonzero(m))
+        acc["model"] = int(np.count_nonzero(model & m))
+        held_m = is_held & m
+        acc["held"] = int(np.count_nonzero(held_m))
+        acc["threshold"], acc["threshold_at"] = floor, int(t[m].max())
+        acc["tp"] = int(np.count_nonzero(held_m & scam))
+        acc["fp"] = int(np.count_nonzero(held_m & legit))
+        acc["fn"] = int(np.count_nonzero(m & ~is_held & scam))
     for start, acc in periods.items():  # the threshold of the last version before its end
         last = [x for x in thr if x[0] < start + WEEK_MS]
         acc["threshold"] = last[-1][1] if last else floor
@@ -60,7 +85,10 @@ def add_drift(metrics: dict, extras: dict, out_dir) -> dict:
 
     held = {h.transfer_id for h in extras["holds"] if hold_reason(h) in SCORE_TESTS}
     policy = (metrics.get("run") or {}).get("policy") or {}
-    d = weekly(read_scores(out_dir), kind_of, held, read_versions_jsonl(out_dir), policy)
+    scores = extras.get("scores")  # read for the report already (report.metrics.compute)
+    scores = read_scores(Path(out_dir)) if scores is None else scores
+    d = weekly(scores, kind_of, held, read_versions_jsonl(out_dir), policy,
+               judged=scores.judged(extras["truth"]) if scores else None)
     metrics["drift"] = d
     if d.get("weeks_past_warning"):
         metrics.setdefault("warnings", []).append(

@@ -184,17 +184,13 @@ def from_files(input_dir, out_dir, extras: dict, share: float) -> Optional[dict]
     from pathlib import Path
 
     from report.files import output_named
-    from schemas import codecs
-    from schemas.rows import Truth
+    from report.truth import kept_rows
 
     out_dir, input_dir = Path(out_dir), Path(input_dir)
     holdout_rows = output_named(out_dir, "warning_holdout", "outreach")
     if share <= 0 and not holdout_rows:
         return None
-    tp = codecs.find_input(input_dir, "truth")
-    truth_rows = [] if tp is None else [
-        r for r in codecs.read_records(tp, "Truth") if type(r) is Truth
-        and r.subject_type == CANCELLED]
+    truth_rows = kept_rows(extras["truth"], input_dir, CANCELLED)  # read with the truth
     return measure(extras["transfers"], extras["truth"], extras["resolutions"],
                    extras["outreach"], holdout_rows, truth_rows, share)
 

@@ -33,21 +33,31 @@ def output_named(out_dir: Path, file_name: str, name: str) -> list:
     return [r for r in codecs.read_records(p, rt) if type(r) is row_type]
 
 
-def read_scores(out_dir: Path) -> list:
-    """``scores.parquet`` as tuples (transfer_id, event_time, to_address, usd_value, score,
-    model_version, blacklisted, lookalike_of)."""
+def read_scores(out_dir: Path):
+    """``scores.parquet`` as columns (:class:`report.scores.ScoreColumns`: iterated, the
+    tuples (transfer_id, event_time, to_address, usd_value, score, model_version,
+    blacklisted, lookalike_of)); empty without the file. Only these columns are read."""
+    from report.scores import ScoreColumns
+
     p = out_dir / "scores.parquet"
     if not p.exists():
-        return []
+        return ScoreColumns.of([])
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    t = pq.read_table(str(p))
-    cols = {n: t.column(n) for n in t.column_names}
-    ts = cols["event_time"].cast("int64").to_pylist()
-    return list(zip(cols["transfer_id"].to_pylist(), ts, cols["to_address"].to_pylist(),
-                    cols["usd_value"].to_pylist(), cols["score"].to_pylist(),
-                    cols["model_version"].to_pylist(), cols["blacklisted"].to_pylist(),
-                    cols["lookalike_of"].to_pylist(), strict=True))
+    t = pq.read_table(str(p), columns=list(SCORE_COLUMNS))
+    col = t.column
+    ts = col("event_time").cast(pa.int64())
+    listed = col("blacklisted").fill_null(False)
+    return ScoreColumns(col("transfer_id").to_pylist(), ts.to_numpy(),
+                        col("to_address").to_pylist(), col("usd_value").to_numpy(),
+                        col("score").to_numpy(), col("model_version").to_pylist(),
+                        listed.to_numpy(zero_copy_only=False),
+                        col("lookalike_of").to_pylist())
+
+
+SCORE_COLUMNS = ("transfer_id", "event_time", "to_address", "usd_value", "score",
+                 "model_version", "blacklisted", "lookalike_of")
 
 
 def read_jsonl(path: Path) -> list:

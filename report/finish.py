@@ -7,21 +7,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from apache_beam.options.pipeline_options import StandardOptions
-
-from connectors.files import SCORES_FILE, write_empty, write_scores
-from pipelines import provenance
-from pipelines.backtest_options import PROG
-from pipelines.options import policy_options
-from pipelines.validate import dead_letter_excess
 from report.build import build_report
-from report.metrics import policy_dict
-from schemas.streams import OUTPUTS
-from transforms.shadow import SHADOW_OUTPUTS
+
+# The backtest's own modules (and the model libraries they bring) are imported where they
+# are used: ``safetynet report`` imports every module of this package to find the page's
+# sections (report.sections.discover), and needs none of them.
 
 
 def fill_missing(job) -> None:
     """An empty file for every output a runner skipped (a Gather over nothing)."""
+    from connectors.files import SCORES_FILE, write_empty, write_scores
+    from schemas.streams import OUTPUTS
+    from transforms.shadow import SHADOW_OUTPUTS
+
     out, fmt, shadow = job.out, job.fmt, job.shadow
     names = list(OUTPUTS)
     if shadow is not None:
@@ -41,6 +39,8 @@ def fill_missing(job) -> None:
 def closing_line(s: dict, wall: float, out: Path, html: bool = True) -> str:
     """The backtest's last line: scam money stopped (prevented + recovered) and lost, with
     the report's definitions, and what it cost honest users."""
+    from pipelines.backtest_options import PROG
+
     stopped = s["scam_usd_prevented"] + s["scam_usd_recovered"]
     share = stopped / s["scam_usd"] if s["scam_usd"] else 0.0
     return (f"[{PROG}] done in {wall:.1f}s ({s['transfers_read'] / max(wall, 1e-9):,.0f} "
@@ -55,6 +55,14 @@ def finish(job, argv: list, counters: dict, wall: float, progress: bool) -> int:
     """``metrics.json`` and the report of a finished run (``job``: the backtest's checked
     command line, :class:`pipelines.backtest.Job`); returns the exit status (1 when too
     much of an input was dead-lettered)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from pipelines import provenance
+    from pipelines.backtest_options import PROG
+    from pipelines.options import policy_options
+    from pipelines.validate import dead_letter_excess
+    from report.metrics import policy_dict
+
     fill_missing(job)
     o, out, policy, replay = job.flags, job.out, job.policy, job.replay
     run_info = {**provenance.run_stamp(),

@@ -19,6 +19,8 @@ from typing import Any, Optional
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from report.numbers import stamp
+
 
 def cell(x: Any) -> str:
     """A table cell's text: ``–`` for nothing, thousands separators for numbers (floats to
@@ -85,9 +87,7 @@ def iso(ms: Optional[int]) -> str:
     """Event time to the minute, UTC ('' for nothing)."""
     if ms is None:
         return ""
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return stamp(ms, seconds=False)
 
 
 def slug(title: str) -> str:
@@ -112,6 +112,63 @@ def _escape(v: Any) -> Markup:
     return v if isinstance(v, Markup) else Markup(html.escape(str(v)))
 
 
+def _text(v: Any) -> str:
+    """What the templates print for ``v`` (:func:`_escape`), as a plain string."""
+    return str(v) if isinstance(v, Markup) else html.escape(str(v))
+
+
+def table(head, rows, right: tuple = (), cls: str = "", id: str = "",
+          flags=()) -> Markup:
+    """The ``table`` macro of ``_macros.html`` (a table, in a box that scrolls past 15
+    rows; cells classed by :func:`cell_class`, printed by :func:`cell`, escaped), built
+    here: the case pages and the report print tens of thousands of cells."""
+    if not rows:
+        return Markup("")
+    out = ["<div class='scrollbox'><table" if len(rows) > 15 else "<table"]
+    if cls:
+        out.append(f" class='{_text(cls)}'")
+    if id:
+        out.append(f" id='{_text(id)}'")
+    out.append("><thead><tr>")
+    out.extend(f"<th>{_text(c)}</th>" for c in head)
+    out.append("</tr></thead><tbody>")
+    for i, row in enumerate(rows):
+        out.append("<tr class='bad'>" if flags and flags[i] else "<tr>")
+        out.extend(_td(v, j, right) for j, v in enumerate(row))
+        out.append("</tr>")
+    out.append("</tbody></table>\n</div>" if len(rows) > 15 else "</tbody></table>\n")
+    return Markup("".join(out))
+
+
+def _td(v: Any, j: int, right: tuple) -> str:
+    """A cell of :func:`table`: ``<td class=...>text</td>`` (the common types first)."""
+    t = type(v)
+    if t is str:
+        cls = "n" if j in right or _NUMBER.match(v) else "t" if _NOWRAP.match(v) else "l"
+        return f"<td class={cls}>{html.escape(v)}</td>"
+    if t is int:
+        return f"<td class=n>{v:,}</td>"
+    if t is float:
+        return f"<td class=n>{v:,.2f}</td>"
+    return f"<td class={cell_class(v, j, right)}>{_text(cell(v))}</td>"
+
+
+def text_table(head, rows) -> Markup:
+    """The ``text_table`` macro of ``_macros.html`` (every cell left-aligned text), built
+    here."""
+    if not rows:
+        return Markup("")
+    out = ["<table><thead><tr>"]
+    out.extend(f"<th>{_text(c)}</th>" for c in head)
+    out.append("</tr></thead><tbody>")
+    for row in rows:
+        out.append("<tr>")
+        out.extend(f"<td class=l>{_text(cell(v))}</td>" for v in row)
+        out.append("</tr>")
+    out.append("</tbody></table>\n")
+    return Markup("".join(out))
+
+
 ENV = Environment(loader=PackageLoader("report", "templates"), autoescape=True,
                   finalize=_escape, trim_blocks=True, lstrip_blocks=True,
                   undefined=StrictUndefined)
@@ -123,7 +180,8 @@ CSS = Markup(ENV.loader.get_source(ENV, "report.css")[0])
 SCRIPT = Markup(ENV.loader.get_source(ENV, "script.js")[0])
 SCRIPT_CSP = "'sha256-" + base64.b64encode(hashlib.sha256(
     str(SCRIPT).encode("utf-8")).digest()).decode("ascii") + "'"
-ENV.globals.update(SCRIPT=SCRIPT, SCRIPT_CSP=SCRIPT_CSP)
+ENV.globals.update(SCRIPT=SCRIPT, SCRIPT_CSP=SCRIPT_CSP, table_html=table,
+                   text_table_html=text_table)
 
 
 def render(template: str, **context) -> Markup:

@@ -25,9 +25,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from report.files import output, read_scores, rows
 from report.numbers import DAY_MS, HOUR_MS, day, duration, month, quantile, r, rounded, share
-from report.scores import model_figures, threshold_sweep
+from report.scores import ScoreColumns, model_figures, threshold_sweep
 from report.truth import GroundTruth, ground_truth, suspect
 from schemas import codecs
 from schemas.rows import BlacklistUpdate, CaseOutcome, ScamReport, Transfer, UserProfile
@@ -62,7 +64,7 @@ class Backtest:
     outreach: list
     verdicts: list
     dead: list
-    scores: list
+    scores: ScoreColumns
     blacklist: list = dataclasses.field(default_factory=list)
 
     @classmethod
@@ -103,52 +105,92 @@ def _count_scam(c: Counter, usd: float, held: bool, refunded: bool, recovered: b
 
 
 def money(b: Backtest) -> dict:
-    """Scam and legitimate money: totals, per typology, per month, per day; hours held."""
+    """Scam and legitimate money: totals, per typology, per month, per day; hours held.
+
+    Computed per column: each figure is a count and a USD total over the transfers that
+    meet its condition, the USD added in the transfers' order (as a running total adds
+    them: the same float); a figure nobody met is absent (as from a Counter)."""
     hold_by = {h.transfer_id: h for h in b.holds}
     res_by = {x.transfer_id: x for x in b.resolutions}
+    trs = list(b.transfers.values())
+    n = len(trs)
+    get = b.truth.transfer.get
+    none = (False, None, None)
+    truth = [get(t.transfer_id, none) for t in trs]
+    scam = np.fromiter((bool(v[0]) for v in truth), bool, n)
+    laund = np.fromiter((not v[0] and v[2] == "laundering" for v in truth), bool, n)
+    legit = ~scam & ~laund
+    usd = np.fromiter((float(t.usd_value) for t in trs), np.float64, n)
+    days = np.fromiter((t.event_time // DAY_MS for t in trs), np.int64, n)
+    held = np.zeros(n, dtype=bool)
+    refunded = np.zeros(n, dtype=bool)
+    recovered = np.zeros(n, dtype=bool)
+    for i, t in enumerate(trs):  # the few held or resolved
+        tid = t.transfer_id
+        if tid in hold_by:
+            held[i] = True
+        x = res_by.get(tid)
+        if x is not None and x.resolution == "REFUNDED":
+            refunded[i] = True
+            recovered[i] = x.reason == "destination frozen"
+    scam_figures = (("scam_n", "scam_usd", scam), ("scam_held_n", "scam_held_usd", scam & held),
+                    ("prevented_n", "prevented_usd", scam & refunded & ~recovered),
+                    ("recovered_n", "recovered_usd", scam & recovered),
+                    ("lost_n", "lost_usd", scam & ~refunded))
+    legit_held = legit & held
+    legit_figures = (("legit_n", "legit_usd", legit), ("legit_held_n", "legit_held_usd",
+                                                       legit_held))
     tot = Counter()
+    _add(tot, usd, None, scam_figures + legit_figures + (
+        ("laundering_n", "laundering_usd", laund), ("laundering_held_n", None, laund & held),
+        ("legit_refunded_n", "legit_refunded_usd", legit_held & refunded)))
     by_typ: dict = defaultdict(Counter)
+    typs = [(v[1] or "unknown") if v[0] else None for v in truth]
+    for typ in dict.fromkeys(x for x in typs if x is not None):
+        _add(by_typ[typ], usd, np.fromiter((x == typ for x in typs), bool, n), scam_figures)
     by_month: dict = defaultdict(Counter)
     daily: dict = defaultdict(Counter)
+    uniq, inverse = np.unique(days, return_inverse=True)
+    in_month: dict = defaultdict(list)
+    for k, d in enumerate(uniq.tolist()):
+        in_month[month(d * DAY_MS)].append(k)
+        on = inverse == k
+        figures = (("held", None, "held_usd", held),
+                   ("refunded", None, "refunded_usd", scam & refunded),
+                   ("lost", None, "lost_usd", scam & ~refunded),
+                   ("legit_held", "legit_held_n", "legit_held_usd", legit_held))
+        if any(m[on].any() for *_, m in figures):
+            _add(daily[day(d * DAY_MS)], usd, on, [(a, b, m) for _k, a, b, m in figures])
+    for mon, ks in in_month.items():
+        _add(by_month[mon], usd, np.isin(inverse, ks), (
+            ("transfers", "usd", None), ("holds", None, held)) + scam_figures
+            + legit_figures)
     legit_hours: list = []
-    for tid, t in b.transfers.items():
-        scam, typ, detail = b.truth.transfer.get(tid, (False, None, None))
-        usd = float(t.usd_value)
-        h, x = hold_by.get(tid), res_by.get(tid)
-        refunded = x is not None and x.resolution == "REFUNDED"
-        recovered = refunded and x.reason == "destination frozen"
-        d, mon = day(t.event_time), by_month[month(t.event_time)]
-        mon["transfers"] += 1
-        mon["usd"] += usd
-        if h is not None:
-            daily[d]["held_usd"] += usd
-            mon["holds"] += 1
-        if scam:
-            for c in (tot, by_typ[typ or "unknown"], mon):
-                _count_scam(c, usd, h is not None, refunded, recovered)
-            daily[d]["refunded_usd" if refunded else "lost_usd"] += usd
-        elif detail == "laundering":
-            tot["laundering_n"] += 1
-            tot["laundering_usd"] += usd
-            if h is not None:
-                tot["laundering_held_n"] += 1
-        else:
-            for c in (tot, mon):
-                c["legit_n"] += 1
-                c["legit_usd"] += usd
-            if h is not None:
-                for c in (tot, mon):
-                    c["legit_held_n"] += 1
-                    c["legit_held_usd"] += usd
-                daily[d]["legit_held_n"] += 1
-                daily[d]["legit_held_usd"] += usd
-                if x is not None:
-                    legit_hours.append((x.resolved_at - h.placed_at) / HOUR_MS)
-                if refunded:
-                    tot["legit_refunded_n"] += 1
-                    tot["legit_refunded_usd"] += usd
+    for i in np.flatnonzero(legit_held).tolist():  # in the transfers' order
+        tid = trs[i].transfer_id
+        x = res_by.get(tid)
+        if x is not None:
+            legit_hours.append((x.resolved_at - hold_by[tid].placed_at) / HOUR_MS)
     return {"tot": tot, "by_typ": by_typ, "by_month": by_month, "daily": daily,
             "legit_hours": legit_hours, "res_by": res_by}
+
+
+def _add(c: Counter, usd, within, figures) -> None:
+    """Into ``c``, per (count key, USD key, mask) of ``figures`` (``within`` and the mask
+    both; None: every row): how many rows, and their USD added in row order; a figure
+    with no row is left out (a key is None: not counted)."""
+    for n_key, usd_key, mask in figures:
+        m = within if mask is None else mask if within is None else within & mask
+        if m is None:
+            x = usd
+        else:
+            x = usd[m]
+        if not len(x):
+            continue
+        if n_key is not None:
+            c[n_key] += len(x)
+        if usd_key is not None:
+            c[usd_key] += float(np.cumsum(x)[-1])
 
 
 def first_reports(b: Backtest) -> dict:
@@ -413,7 +455,7 @@ def compute(input_dir: str | Path, out_dir: str | Path, counters: Optional[dict]
               "dead_by": Counter((d.source, d.error.split(":")[0][:160]) for d in b.dead),
               "holds": b.holds, "res_by": mo["res_by"], "transfers": b.transfers,
               "truth": b.truth, "resolutions": b.resolutions, "outreach": b.outreach,
-              "freezes": b.freezes, "blacklist": b.blacklist}
+              "freezes": b.freezes, "blacklist": b.blacklist, "scores": b.scores}
     return metrics, extras
 
 

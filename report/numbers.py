@@ -31,6 +31,24 @@ def _day(d: int) -> str:
     return datetime.fromtimestamp(d * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
+def stamp(ms, seconds: bool = True) -> str:
+    """``ms`` (epoch milliseconds) as UTC ``YYYY-MM-DD HH:MM:SS`` (``HH:MM`` without
+    ``seconds``): what ``datetime.fromtimestamp(ms / 1000, timezone.utc).strftime`` gives,
+    without a datetime per call for an int (the date once per day).
+
+    >>> stamp(1_767_571_199_999), stamp(1_767_571_200_000, seconds=False)
+    ('2026-01-04 23:59:59', '2026-01-05 00:00')
+    """
+    if type(ms) is not int or ms < 0:
+        fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime(fmt)
+    d, rest = divmod(ms, DAY_MS)
+    s = rest // 1000
+    if seconds:
+        return f"{_day(d)} {s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{_day(d)} {s // 3600:02d}:{s // 60 % 60:02d}"
+
+
 def quantile(xs: list, q: float) -> Optional[float]:
     if not xs:
         return None

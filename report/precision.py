@@ -30,15 +30,18 @@ from report.truth import kinds
 
 def precision_by_reason(transfers: Iterable, kind_of, holds: Iterable) -> dict:
     """Per hold reason: holds, judged (scam or legit) holds, scam and legitimate counts and
-    USD, and the precision by count and by USD (None with nothing judged)."""
-    usd_of = {t.transfer_id: float(t.usd_value or 0.0) for t in transfers}
+    USD, and the precision by count and by USD (None with nothing judged). ``transfers``:
+    the transfers, or a dict of them by transfer id (the report's)."""
+    # transfer id -> transfer: the report's map as it is, else made from the transfers
+    by_id = transfers if isinstance(transfers, dict) else {t.transfer_id: t for t in transfers}
     by: dict = {r: Counter() for r in REASONS}
     for h in holds:
-        if h.transfer_id not in usd_of:
+        t = by_id.get(h.transfer_id)
+        if t is None:
             continue
         c = by.setdefault(hold_reason(h), Counter())
         kind = kind_of(h.transfer_id)
-        usd = usd_of[h.transfer_id]
+        usd = float(t.usd_value or 0.0)
         c["holds"] += 1
         if kind in ("scam", "legit"):
             c[kind] += 1
@@ -61,7 +64,7 @@ def add_precision(metrics: dict, extras: dict) -> dict:
     honest money."""
     kind_of = kinds(extras["truth"].transfer)
 
-    p = precision_by_reason(extras["transfers"].values(), kind_of, extras["holds"])
+    p = precision_by_reason(extras["transfers"], kind_of, extras["holds"])
     metrics["hold_precision"] = p
     honest = [r for r, v in p.items() if v["mostly_honest"]]
     if honest:

@@ -154,8 +154,7 @@ def measure(holds: list, res_by: dict, truth, reports: dict, share: float,
 
 def from_files(input_dir, extras: dict, policy: dict) -> dict:
     """The figures for metrics.json (``pyramid``), from what the report already read."""
-    from schemas import codecs
-    from schemas.rows import Truth
+    from report.truth import kept_rows
 
     hold_ms = int(policy.get("hold_ms") or 24 * HOUR_MS)
     share = float(policy.get("escalation_holdout") or 0.0)
@@ -163,11 +162,9 @@ def from_files(input_dir, extras: dict, policy: dict) -> dict:
     out = {"hold_escalation": policy.get("hold_escalation", True),
            "holds": hours_figures(extras["holds"], res_by, extras["truth"], hold_ms)}
     prompted: dict = {}
-    tp = codecs.find_input(Path(input_dir), "truth")
-    if tp is not None and share > 0:
-        for row in codecs.read_records(tp, "Truth"):
-            if type(row) is Truth and row.subject_type == PROMPTED:
-                prompted[row.subject_id] = row.event_time
+    if share > 0:  # the truth file's PROMPTED rows, read with the ground truth
+        for row in kept_rows(extras["truth"], Path(input_dir), PROMPTED):
+            prompted[row.subject_id] = row.event_time
     out["holdout"] = measure(extras["holds"], res_by, extras["truth"], extras["reports"],
                              share, prompted)
     return out

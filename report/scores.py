@@ -10,9 +10,12 @@ were.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+import functools
+from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Optional
+
+import numpy as np
 
 from report.numbers import r, share
 from report.truth import GroundTruth
@@ -20,68 +23,128 @@ from report.truth import GroundTruth
 SWEEP = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
 
 
-def auc(scores: list, labels: list) -> Optional[float]:
+class ScoreColumns:
+    """``scores.parquet`` as columns (:func:`report.files.read_scores`): ``tid``, ``to``,
+    ``mv`` (model version), ``look`` (look-alike of) as lists; ``t`` (event time, ms),
+    ``usd``, ``score`` and ``listed`` (blacklisted) as numpy arrays; one row per scored
+    transfer, in the file's order. Iterating gives the rows as tuples (transfer_id,
+    event_time, to_address, usd_value, score, model_version, blacklisted, lookalike_of)."""
+
+    def __init__(self, tid: list, t, to: list, usd, score, mv: list, listed, look: list):
+        self.tid, self.to, self.mv, self.look = tid, to, mv, look
+        self.t = np.asarray(t, dtype=np.int64)
+        self.usd = np.asarray(usd, dtype=np.float64)
+        self.score = np.asarray(score, dtype=np.float64)
+        self.listed = np.asarray(listed, dtype=bool)
+        self._truth: tuple = (None, None)
+
+    @classmethod
+    def of(cls, scores) -> "ScoreColumns":
+        """``scores`` as columns (rows as tuples, or columns already)."""
+        if isinstance(scores, cls):
+            return scores
+        cols = list(zip(*scores, strict=True)) if scores else [()] * 8
+        tid, t, to, usd, score, mv, listed, look = (list(c) for c in cols)
+        return cls(tid, t, to, usd, score, mv, [bool(x) for x in listed], look)
+
+    def __len__(self) -> int:
+        return len(self.tid)
+
+    def __bool__(self) -> bool:
+        return bool(self.tid)
+
+    def __iter__(self):
+        return iter(zip(self.tid, self.t.tolist(), self.to, self.usd.tolist(),
+                        self.score.tolist(), self.mv, self.listed.tolist(), self.look,
+                        strict=True))
+
+    def judged(self, truth: GroundTruth) -> tuple:
+        """(scam, legit) boolean arrays by ``truth`` (legit: not a scam and not laundering,
+        :func:`report.truth.kinds`); computed once per ground truth."""
+        if self._truth[0] is not truth:
+            get = truth.transfer.get
+            none = (False, None, None)
+            vals = [get(tid, none) for tid in self.tid]
+            scam = np.fromiter((bool(v[0]) for v in vals), bool, len(vals))
+            legit = np.fromiter((not v[0] and v[2] != "laundering" for v in vals), bool,
+                                len(vals))
+            self._truth = (truth, (scam, legit))
+        return self._truth[1]
+
+    def models(self):
+        """A boolean array: scored by a model (not the rules)."""
+        return np.fromiter((v != "rules" for v in self.mv), bool, len(self.mv))
+
+
+def auc(scores, labels) -> Optional[float]:
     """Area under the ROC curve (ties averaged); None without both classes.
 
     >>> auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True])
     0.75
     """
-    pos = sum(1 for y in labels if y)
-    neg = len(labels) - pos
+    y = np.asarray(labels, dtype=bool)
+    pos = int(np.count_nonzero(y))
+    neg = len(y) - pos
     if not pos or not neg:
         return None
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        rank = (i + j) / 2 + 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = rank
-        i = j + 1
-    rp = sum(x for x, y in zip(ranks, labels, strict=True) if y)
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(s, kind="stable")
+    ss = s[order]
+    first = np.empty(len(ss), dtype=bool)  # the first of each run of equal scores
+    first[0] = True
+    np.not_equal(ss[1:], ss[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], len(ss)) - 1
+    ranks = np.empty(len(ss))
+    ranks[order] = ((starts + ends) / 2 + 1)[np.cumsum(first) - 1]  # ties: the mean rank
+    rp = float(ranks[y].sum())  # halves of integers: the sum is exact in any order
     return round((rp - pos * (pos + 1) / 2) / (pos * neg), 4)
 
 
-def _sweep_base(scores: list, truth: GroundTruth, frozen_at: dict, hold_ms: int) -> list:
-    """Per scored transfer: (score, always held, scam, legit, prevented if held, usd,
-    recovered)."""
-    base = []
-    for tid, t, to, usd, score, _mv, listed, look in scores:
-        scam, _typ, detail = truth.transfer.get(tid, (False, None, None))
+def _sweep_base(scores: ScoreColumns, truth: GroundTruth, frozen_at: dict,
+                hold_ms: int) -> dict:
+    """Per scored transfer (arrays): always held, scam, legit, prevented if held, usd,
+    recovered."""
+    scam, legit = scores.judged(truth)
+    n = len(scores)
+    already = np.zeros(n, dtype=bool)
+    prevented = np.zeros(n, dtype=bool)
+    t = scores.t
+    for i, to in enumerate(scores.to):
         fa = frozen_at.get(to)
-        already = fa is not None and fa <= t
-        always = bool(listed) or bool(look) or already
-        # The summary's definitions: prevented = held, then refunded by a freeze within the
-        # hold; recovered = sent to an address already frozen (held and refunded at once).
-        prevented = scam and fa is not None and t < fa <= t + hold_ms
-        recovered = scam and already
-        base.append((score, always, scam, (not scam) and detail != "laundering", prevented,
-                     usd, recovered))
-    return base
-
-
-def _at_threshold(base: list, th: float, n_legit: int) -> dict:
-    c = Counter()
-
-    def count(name: str, usd: float) -> None:
-        c[name] += 1
-        c[name + "_usd"] += usd
-
-    for score, always, scam, legit, prev, usd, rec in base:
-        if not (always or score >= th):
+        if fa is None:
             continue
-        count("held", usd)
-        if scam:
-            count("scam_held", usd)
-            if prev:
-                count("prevented", usd)
-            elif rec:
-                count("recovered", usd)
-        elif legit:
-            count("legit_held", usd)
+        ti = int(t[i])
+        already[i] = fa <= ti
+        # The summary's definitions: prevented = held, then refunded by a freeze within
+        # the hold; recovered = sent to an address already frozen (held and refunded at
+        # once).
+        prevented[i] = ti < fa <= ti + hold_ms
+    look = np.fromiter((bool(x) for x in scores.look), bool, n)
+    return {"score": scores.score, "always": scores.listed | look | already, "scam": scam,
+            "legit": legit, "prevented": scam & prevented, "recovered": scam & already,
+            "usd": scores.usd}
+
+
+def _usd(usd, mask) -> float:
+    """The USD of ``mask``'s rows added one after another in row order (as a running
+    total would: the same float to the last bit)."""
+    x = usd[mask]
+    return float(np.cumsum(x)[-1]) if len(x) else 0
+
+
+def _at_threshold(base: dict, th: float, n_legit: int) -> dict:
+    held = base["always"] | (base["score"] >= th)
+    scam_held = held & base["scam"]
+    prevented = scam_held & base["prevented"]
+    recovered = scam_held & ~base["prevented"] & base["recovered"]
+    legit_held = held & ~base["scam"] & base["legit"]
+    usd = base["usd"]
+    c = {}
+    for name, m in (("held", held), ("scam_held", scam_held), ("prevented", prevented),
+                    ("recovered", recovered), ("legit_held", legit_held)):
+        c[name] = int(np.count_nonzero(m))
+        c[name + "_usd"] = _usd(usd, m)
     return {"threshold": th, "held": c["held"], "held_usd": r(c["held_usd"]),
             "scam_held": c["scam_held"], "scam_held_usd": r(c["scam_held_usd"]),
             "prevented": c["prevented"], "prevented_usd": r(c["prevented_usd"]),
@@ -91,29 +154,44 @@ def _at_threshold(base: list, th: float, n_legit: int) -> dict:
             "precision": share(c["scam_held"], c["held"])}
 
 
-def threshold_sweep(scores: list, truth: GroundTruth, frozen_at: dict, hold_ms: int,
+def threshold_sweep(scores, truth: GroundTruth, frozen_at: dict, hold_ms: int,
                     thresholds: tuple = SWEEP) -> list:
     """What alternative hold thresholds would have held and prevented (see module doc)."""
-    base = _sweep_base(scores, truth, frozen_at, hold_ms)
-    n_legit = sum(1 for b in base if b[3])
+    base = _sweep_base(ScoreColumns.of(scores), truth, frozen_at, hold_ms)
+    n_legit = int(np.count_nonzero(base["legit"]))
     return [_at_threshold(base, th, n_legit) for th in thresholds]
 
 
-def model_figures(scores: list, truth: GroundTruth) -> Optional[dict]:
+@functools.lru_cache(maxsize=4096)
+def _iso_week(day: int) -> str:
+    """The ISO week (``2026-W02``) of day ``day`` since the epoch (UTC)."""
+    return datetime.fromtimestamp(day * 86_400, tz=timezone.utc).strftime("%G-W%V")
+
+
+def model_figures(scores, truth: GroundTruth) -> Optional[dict]:
     """Prequential figures: every transfer is scored before any label about it is learned,
     so the AUC of the recorded scores against the truth is an honest out-of-sample figure."""
     if not scores:
         return None
-    by_v = Counter("rules" if s[5] == "rules" else "model" for s in scores)
-    out: dict = {"scored": len(scores), "scored_by": dict(by_v)}
-    ys = [truth.transfer.get(s[0], (False,))[0] for s in scores]
-    out["auc_all"] = auc([s[4] for s in scores], ys)
-    m = [(s[4], y) for s, y in zip(scores, ys, strict=True) if s[5] != "rules"]
-    out["auc_model_scored"] = auc([a for a, _ in m], [b for _, b in m]) if m else None
-    weekly: dict = defaultdict(lambda: ([], []))
-    for s, y in zip(scores, ys, strict=True):
-        w = datetime.fromtimestamp(s[1] / 1000, tz=timezone.utc).strftime("%G-W%V")
-        weekly[w][0].append(s[4])
-        weekly[w][1].append(y)
-    out["auc_by_week"] = {w: auc(a, b) for w, (a, b) in sorted(weekly.items())}
+    cols = ScoreColumns.of(scores)
+    model = cols.models()
+    n_model = int(np.count_nonzero(model))
+    # each version's count, in the order each first appears (as a Counter of the rows)
+    counts = {"model": n_model, "rules": len(cols) - n_model}
+    order = ("model", "rules") if model[0] else ("rules", "model")
+    by_v = {k: counts[k] for k in order if counts[k]}
+    out: dict = {"scored": len(cols), "scored_by": by_v}
+    ys, _legit = cols.judged(truth)
+    out["auc_all"] = auc(cols.score, ys)
+    out["auc_model_scored"] = auc(cols.score[model], ys[model]) if n_model else None
+    days = cols.t // 86_400_000  # the week of each score, by its day
+    weeks: dict = defaultdict(list)
+    uniq, inverse = np.unique(days, return_inverse=True)
+    for k, d in enumerate(uniq.tolist()):
+        weeks[_iso_week(d)].append(k)
+    weekly = {}
+    for w, ks in sorted(weeks.items()):
+        m = np.isin(inverse, ks)
+        weekly[w] = auc(cols.score[m], ys[m])
+    out["auc_by_week"] = weekly
     return out

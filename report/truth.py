@@ -12,6 +12,10 @@ from report.files import rows
 from schemas import codecs
 from schemas.rows import ScamReport, Truth
 
+# Truth rows the report's other figures read: the simulator's payments a warning cancelled
+# (report.efficacy) and the reports a contact prompted (report.pyramid).
+KEPT_KINDS = ("CANCELLED", "PROMPTED")
+
 
 class GroundTruth:
     """What is known to be a scam: transfers, addresses, victims, reports."""
@@ -23,15 +27,21 @@ class GroundTruth:
         self.silent: list = []  # (user, address, usd, t)
         self.victims: int = 0
         self.report: dict = {}  # report id -> is_scam
+        # the truth file's rows of KEPT_KINDS (subject type -> rows, in file order), for
+        # the efficacy and escalation figures, so that the file is read once (None: no
+        # truth file was read)
+        self.kept: Optional[dict] = None
 
 
 def ground_truth(input_dir: Path, transfers: dict, reports: dict,
                  outcomes: list) -> GroundTruth:
-    """From ``truth.*`` in ``input_dir`` when there is one, else from the case outcomes."""
+    """From ``truth.*`` in ``input_dir`` when there is one, else from the case outcomes
+    (then :attr:`GroundTruth.kept` is None: no truth rows were read)."""
     tp = codecs.find_input(input_dir, "truth")
     if tp is None:
         return _from_outcomes(transfers, reports, outcomes)
     g = GroundTruth("truth")
+    g.kept = {}
     for r in rows(tp, Truth):
         if r.subject_type == "TRANSFER":
             g.transfer[r.subject_id] = (r.is_scam, r.typology or "unknown", r.detail)
@@ -44,10 +54,22 @@ def ground_truth(input_dir: Path, transfers: dict, reports: dict,
                                  r.usd_value or 0.0, r.event_time))
         elif r.subject_type == "REPORT":
             g.report[r.subject_id] = r.is_scam
+        elif r.subject_type in KEPT_KINDS:
+            g.kept.setdefault(r.subject_type, []).append(r)
     for tid, v in g.transfer.items():
         if v[0] and tid in transfers:
             g.addresses.add(transfers[tid].to_address)
     return g
+
+
+def kept_rows(truth, input_dir: Path, kind: str) -> list:
+    """The truth file's rows of subject type ``kind`` (one of :data:`KEPT_KINDS`): kept by
+    :func:`ground_truth` when ``truth`` came from it, else read from ``input_dir``."""
+    kept = getattr(truth, "kept", None)
+    if kept is not None:
+        return kept.get(kind, [])
+    tp = codecs.find_input(input_dir, "truth")
+    return [] if tp is None else [r for r in rows(tp, Truth) if r.subject_type == kind]
 
 
 def _from_outcomes(transfers: dict, reports: dict, outcomes: list) -> GroundTruth:

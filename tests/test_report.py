@@ -182,6 +182,48 @@ def test_auc(scores, labels, want):
     assert auc(scores, labels) == want
 
 
+# The tables' markup as the Jinja macros of _macros.html made it (report.html.table and
+# text_table build it in Python now: the same bytes).
+JINJA_TABLES = """{% macro table(head, rows, right=(), cls="", id="", flags=()) -%}
+{% if rows %}
+{% if rows|length > 15 %}<div class='scrollbox'>{% endif %}
+<table{% if cls %} class='{{ cls }}'{% endif %}{% if id %} id='{{ id }}'{% endif %}>\
+<thead><tr>{% for c in head %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
+{%- for row in rows %}{% set outer = loop %}\
+<tr{% if flags and flags[outer.index0] %} class='bad'{% endif %}>{% for v in row %}\
+<td class={{ v|cell_class(loop.index0, right) }}>{{ v|cell }}</td>{% endfor %}</tr>\
+{% endfor -%}
+</tbody></table>
+{% if rows|length > 15 %}</div>{% endif %}
+{% endif %}
+{%- endmacro %}
+{% macro text_table(head, rows) -%}
+{% if rows %}
+<table><thead><tr>{% for c in head %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
+{%- for row in rows %}<tr>{% for v in row %}<td class=l>{{ v|cell }}</td>{% endfor %}\
+</tr>{% endfor -%}
+</tbody></table>
+{% endif %}
+{%- endmacro %}"""
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16])
+def test_tables_are_the_markup_the_jinja_macros_made(n):
+    from markupsafe import Markup
+
+    from report.html import ENV, table, text_table
+
+    jinja = ENV.from_string(JINJA_TABLES.replace("\\\n", "")).module
+    cells = [None, 7, 1234.5, True, "<b>'x'&", "2026-01-05 21:40", "two words", "−$1,250",
+             Markup("<a href='x'>y</a>")]
+    rows = [tuple(cells[(i + j) % len(cells)] for j in range(4)) for i in range(n)]
+    head = ["a", "<b>", Markup("<i>c</i>"), 4]
+    flags = [i % 3 == 0 for i in range(n)]
+    for kw in ({}, {"right": (1,), "cls": "sortable", "id": "t'1", "flags": flags}):
+        assert str(table(head, rows, **kw)) == str(jinja.table(head, rows, **kw))
+    assert str(text_table(head, rows)) == str(jinja.text_table(head, rows))
+
+
 def test_templates_escape_every_value_they_print():
     from report.html import ENV, render_string
 
@@ -189,3 +231,21 @@ def test_templates_escape_every_value_they_print():
     assert str(render_string("<td>{{ x }}</td>", x=EVIL)) == (
         "<td>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</td>")
     assert str(render_string("{{ x|usd }} {{ y|pct }}", x=None, y=0.5)) == "– 50.00%"
+
+
+def test_truth_file_read_once_with_both_holdouts(tmp_path, monkeypatch):
+    # the efficacy and escalation figures take their truth rows (CANCELLED, PROMPTED) from
+    # the ground truth's read: truth.avro is read once
+    inp, out = scenario(tmp_path)
+    reads: list = []
+    real = codecs.read_batches
+
+    def counted(path, *a, **k):
+        reads.append(Path(path).name)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(codecs, "read_batches", counted)
+    m = build.build_report(inp, out, run={"policy": {"warning_holdout": 0.5,
+                                                      "escalation_holdout": 0.5}})
+    assert m["warning_efficacy"] is not None and m["pyramid"]["holdout"] is not None
+    assert reads.count("truth.avro") == 1

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import hashlib
 import io
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from itertools import compress, islice, repeat
+from operator import ne
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,6 +44,8 @@ _ONE_MS = timedelta(milliseconds=1)
 
 _EVM_RE = re.compile(r"0[xX][0-9a-fA-F]{40}\Z")
 _DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
+# a decimal whose first character is not "-": the fast test of a decimal field
+_UNSIGNED_RE = re.compile(r"\+?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
 _ADDRESS_FIELDS = frozenset({"to_address", "suspect_address", "address"})
 
 
@@ -360,6 +366,192 @@ def validate(record_name: str, data: dict, source: str, raw: bytes | str | None 
         return _dead(source, data, raw, str(e), at)
 
 
+# --- validate, a batch at a time -------------------------------------------------------
+# A file's records are checked column by column: a column whose values all pass their
+# field's fast test (``_fast_test``) is taken as it is, in a few C-level passes (types,
+# min / max, ``in``); any other column value by value through the field's full check. A
+# record with a value that fails its check is validated alone (``validate``), so its
+# DeadLetter says what one record's validation says (the first bad field, its payload).
+_NONE = type(None)
+
+
+def _types(col: Any) -> set:
+    return set(map(type, col))
+
+
+def _bulk_string(col: Any) -> Any:
+    if _types(col) == {str} and "" not in col:
+        return col
+    return None
+
+
+def _bulk_address(col: Any) -> Any:
+    """Addresses stripped already and not empty: EVM ones lower-cased (``_check_address``)."""
+    if _types(col) != {str} or "" in col or list(map(str.strip, col)) != list(col):
+        return None
+    low = list(map(str.lower, col))
+    if low == list(col):
+        return col
+    out = list(col)
+    for i in compress(range(len(out)), map(ne, low, col)):
+        v = out[i]
+        if len(v) == 42 and _EVM_RE.match(v) is not None:
+            out[i] = low[i]
+    return out
+
+
+def _bulk_timestamp(col: Any) -> Any:
+    if _types(col) == {int} and min(col) >= MIN_TS and max(col) <= MAX_TS:
+        return col
+    return None
+
+
+def _bulk_double(nonneg: bool) -> Callable[[Any], Any]:
+    def bulk(col: Any) -> Any:
+        if _types(col) == {float} and all(map(math.isfinite, col)) \
+                and (not nonneg or min(col) >= 0.0):
+            return col
+        return None
+    return bulk
+
+
+def _bulk_decimal(col: Any) -> Any:
+    if _types(col) != {str}:
+        return None
+    # digits with at most one ".": what the fast test admits without sign or exponent
+    # (``isdecimal`` is the regex's ``\d``); anything else through the regex itself
+    n = len(col)
+    if all(map(str.isdecimal, map(str.replace, col, repeat(".", n), repeat("", n),
+                                  repeat(1, n)))):
+        return col
+    return col if all(map(_UNSIGNED_RE.match, col)) else None
+
+
+def _bulk_type(t: type) -> Callable[[Any], Any]:
+    def bulk(col: Any) -> Any:
+        return col if _types(col) == {t} else None
+    return bulk
+
+
+def _bulk_enum(values: tuple[str, ...]) -> Callable[[Any], Any]:
+    allowed = frozenset(values)
+
+    def bulk(col: Any) -> Any:
+        if _types(col) == {str} and set(col) <= allowed:
+            return col
+        return None
+    return bulk
+
+
+def _make_bulk(name: str, kind: str) -> Callable[[Any], Any] | None:
+    """A column's fast check (the column, its values as validated, or None: check them one
+    by one): the batch form of ``_fast_test``."""
+    if kind == "string":
+        return _bulk_address if name in _ADDRESS_FIELDS else _bulk_string
+    if kind == "timestamp":
+        return _bulk_timestamp
+    if kind == "double":
+        return _bulk_double(name in ("usd_value", "claimed_loss_usd"))
+    if kind == "decimal":
+        return _bulk_decimal
+    if kind == "boolean":
+        return _bulk_type(bool)
+    if kind in ("int", "long"):
+        return _bulk_type(int)
+    if kind.startswith("enum:"):
+        return _bulk_enum(getattr(_rows, kind[5:]))
+    return None
+
+
+def _nullable_bulk(bulk: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A nullable field: None is valid (and stays None); the other values as ``bulk``."""
+    def check(col: Any) -> Any:
+        if None not in col:
+            return bulk(col)
+        rest = [v for v in col if v is not None]
+        if not rest:
+            return col
+        got = bulk(rest)
+        return col if got is rest else None
+    return check
+
+
+def _per_value(slow: Callable[[Any], Any], col: Any, bad: set, first: int) -> list:
+    """Values checked one by one (``slow(v)`` is what ``convert`` makes of ``v``); the rows
+    of the values that fail go into ``bad`` (``col[0]`` is row ``first``)."""
+    out: list = []
+    append = out.append
+    for i, v in enumerate(col, first):
+        try:
+            append(slow(v))
+        except _Invalid:
+            append(None)
+            bad.add(i)
+    return out
+
+
+_PIECE = 512  # a column that fails its batch check is checked again in pieces of this
+
+
+def _check_column(bulk: Callable[[Any], Any] | None, slow: Callable[[Any], Any], col: Any,
+                  bad: set) -> Any:
+    """A column's values as validated; rows with a value that fails go into ``bad``. A
+    column that fails its batch check (one bad value among thousands, typically) is checked
+    in pieces, and only the pieces that fail theirs value by value."""
+    if bulk is None:
+        return _per_value(slow, col, bad, 0)
+    got = bulk(col)
+    if got is not None:
+        return got
+    out: list = []
+    for lo in range(0, len(col), _PIECE):
+        piece = col[lo:lo + _PIECE]
+        got = bulk(piece)
+        out.extend(got if got is not None else _per_value(slow, piece, bad, lo))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _columns(record_name: str) -> tuple:
+    """Per field of the record: (its batch check or None, its full check)."""
+    out = []
+    for name, kind, nullable in FIELDS[record_name]:
+        bulk = _make_bulk(name, kind)
+        if bulk is not None and nullable:
+            bulk = _nullable_bulk(bulk)
+        out.append((bulk, _slow_check(name, kind, nullable)))
+    return tuple(out)
+
+
+def validate_columns(record_name: str, cols: list, source: str,
+                     record: Callable[[int], Any]) -> list:
+    """``[validate(record_name, record(i), source) for i in range(n)]``, from the records'
+    columns (``cols``: one sequence of values per field of ``FIELDS[record_name]``, in
+    order, None where a record lacks it; ``record(i)``: the i-th record as a dict), checked a
+    column at a time.
+
+    >>> from schemas.rows import CaseOutcome
+    >>> rows = validate_columns("CaseOutcome", [["c1", "c2"], [MIN_TS, 5], ["ADDRESS"] * 2,
+    ...                         ["0xab", "0xcd"], [True, False]], "outcomes",
+    ...                         lambda i: {"case_id": "c2", "event_time": 5,
+    ...                                    "subject_type": "ADDRESS", "subject_id": "0xcd",
+    ...                                    "is_scam": False})
+    >>> rows[0].case_id, rows[0].event_time, rows[0].is_scam
+    ('c1', 946684800000, True)
+    >>> rows[1].error
+    'event_time out of range: 5 (years 2000..2100)'
+    """
+    bad: set = set()
+    checked = []
+    for col, (bulk, slow) in zip(cols, _columns(record_name), strict=True):
+        checked.append(_check_column(bulk, slow, col, bad))
+    rows = list(map(functools.partial(tuple.__new__, ROW_TYPES[record_name]),
+                    zip(*checked, strict=True)))
+    for i in sorted(bad):
+        rows[i] = validate(record_name, record(i), source)
+    return rows
+
+
 def to_wire(row: Any) -> dict:
     """A row as a plain dict (timestamps are ints already; arrays become lists)."""
     spec = _spec(type(row).__name__)
@@ -533,22 +725,115 @@ def write_records(path: str | Path, record_name: str, rows: Iterable[Any],
         return w.write_many(rows)
 
 
+class _Spliced:
+    """A file read from its start with its first bytes replaced: an Avro header of our own,
+    then the file's blocks (all fastavro's reader asks of a file is ``read``)."""
+
+    def __init__(self, head: bytes, fo: Any) -> None:
+        self.head, self.fo = head, fo
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.fo.read(n)
+        if n is None or n < 0:
+            out, self.head = self.head + self.fo.read(), b""
+            return out
+        out, self.head = self.head[:n], self.head[n:]
+        if len(out) < n:
+            out += self.fo.read(n - len(out))
+        return out
+
+
+_MS_TYPE = {"type": "long", "logicalType": "timestamp-millis"}
+
+
+def _plain_ms(t: Any) -> Any:
+    """A field's Avro type with ``timestamp-millis`` read as a plain long (also in a union);
+    None when it has none."""
+    if type(t) is dict and t.get("type") == "long" and t.get("logicalType") == "timestamp-millis":
+        return "long"
+    if type(t) is list and any(_plain_ms(x) is not None for x in t):
+        return [x if _plain_ms(x) is None else "long" for x in t]
+    return None
+
+
+def _ints_reader(fo: Any, record_name: str) -> tuple[Any, dict] | None:
+    """A reader of the open Avro file ``fo`` whose timestamp fields of ``record_name``
+    (``timestamp-millis`` longs) come as the epoch-ms ints they hold, not as datetimes made
+    to be turned back into them; with ``{field: fastavro's conversion}`` to make a record
+    as fastavro reads it. None when the file's schema has no such field (or the header is
+    not as expected: the plain reader reads it)."""
+    try:
+        fo.seek(0)
+        header = fastavro.schemaless_reader(fo, fastavro.read.HEADER_SCHEMA)
+        schema = json.loads(header["meta"]["avro.schema"])
+        if type(schema) is not dict or schema.get("type") != "record":
+            return None
+        stamps = {n for n, k, _ in FIELDS[record_name] if k == "timestamp"}
+        conv = fastavro.read.LOGICAL_READERS["long-timestamp-millis"]
+        restore = {}
+        for f in schema.get("fields", ()):
+            plain = _plain_ms(f.get("type")) if f.get("name") in stamps else None
+            if plain is not None:
+                f["type"] = plain
+                restore[f["name"]] = conv
+        if not restore:
+            return None
+        meta = dict(header["meta"])
+        meta["avro.schema"] = json.dumps(schema).encode("utf-8")
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, fastavro.read.HEADER_SCHEMA, {**header, "meta": meta})
+        return fastavro.reader(_Spliced(buf.getvalue(), fo)), restore
+    except Exception:  # noqa: BLE001 - anything unexpected: the plain reader
+        return None
+
+
+def _restored(rec: Any, restore: dict) -> Any:
+    """A record as fastavro reads it with the file's own schema (timestamps as datetimes;
+    raises where fastavro raises)."""
+    if restore and type(rec) is dict:
+        for name, conv in restore.items():
+            v = rec.get(name)
+            if v is not None:
+                rec[name] = conv(v)
+    return rec
+
+
+def _avro_batch(record_name: str, names: tuple, recs: list, source: str,
+                restore: dict) -> list:
+    if _types(recs) != {dict}:
+        return [validate(record_name, _restored(r, restore), source) for r in recs]
+    n = len(recs)
+    cols = [list(map(dict.get, recs, repeat(name, n))) for name in names]
+    return validate_columns(record_name, cols, source, lambda i: _restored(recs[i], restore))
+
+
 def _avro_iter(path: Path, fo: Any, rdr: Any, record_name: str, source: str,
-               batch_size: int) -> Iterator[list]:
-    batch: list = []
+               batch_size: int, restore: dict) -> Iterator[list]:
+    """Batches of ``batch_size`` records validated (the last one shorter); a read that
+    fails fails at the record it failed at, as a record-by-record read would, and its
+    batch is not yielded."""
+    names = _spec(record_name).names
     try:
         with fo:
-            for rec in rdr:
-                batch.append(validate(record_name, rec, source))
-                if len(batch) >= batch_size:
+            while True:
+                recs: list = []
+                failed = None
+                try:
+                    recs.extend(islice(rdr, batch_size))
+                except Exception as e:  # noqa: BLE001 - raised after the records before it
+                    failed = e
+                batch = _avro_batch(record_name, names, recs, source, restore) if recs else []
+                if failed is not None:
+                    raise failed
+                if batch:
                     yield batch
-                    batch = []
+                if len(recs) < batch_size:
+                    break
     except CodecError:
         raise
     except Exception as e:
         raise CodecError(f"{path}: corrupt Avro file: {type(e).__name__}: {e}") from e
-    if batch:
-        yield batch
 
 
 def _parquet_iter(path: Path, pf: Any, record_name: str, source: str,
@@ -573,8 +858,9 @@ def _parquet_iter(path: Path, pf: Any, record_name: str, source: str,
             if not n:
                 continue
             cols = [c if c is not None else [None] * n for c in cols]
-            yield [validate(record_name, dict(zip(names, vals, strict=True)), source)
-                   for vals in zip(*cols, strict=True)]
+            yield validate_columns(
+                record_name, cols, source,
+                lambda i, c=cols: dict(zip(names, [x[i] for x in c], strict=True)))
     except CodecError:
         raise
     except Exception as e:
@@ -601,6 +887,24 @@ def kept_reads(paths: Iterable[str | Path]):
     finally:
         for k in keys:
             _KEPT.pop(k, None)
+
+
+def _gc_paused(it: Iterator[list]) -> Iterator[list]:
+    """``it``'s batches, each made with the cyclic garbage collector paused: a batch is
+    thousands of new containers that all stay alive (the collections their allocations
+    trigger would find nothing to free, and each of them traverses them again); the
+    collector runs again, as it was, between batches."""
+    while True:
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            batch = next(it, None)
+        finally:
+            if was:
+                gc.enable()
+        if batch is None:
+            return
+        yield batch
 
 
 def _keeping(it: Iterator[list], kept: list, slot: dict, key: tuple) -> Iterator[list]:
@@ -632,8 +936,9 @@ def read_batches(path: str | Path, record_name: str, source: str | None = None,
         if kept is not None:
             return iter(kept)
         slot[key] = None
-        return _keeping(_read_batches(p, fmt, record_name, src, batch_size), [], slot, key)
-    return _read_batches(p, fmt, record_name, src, batch_size)
+        return _keeping(_gc_paused(_read_batches(p, fmt, record_name, src, batch_size)), [],
+                        slot, key)
+    return _gc_paused(_read_batches(p, fmt, record_name, src, batch_size))
 
 
 def _read_batches(p: Path, fmt: str, record_name: str, src: str,
@@ -645,7 +950,12 @@ def _read_batches(p: Path, fmt: str, record_name: str, src: str,
         except Exception as e:
             fo.close()
             raise CodecError(f"{p}: not a readable Avro file: {type(e).__name__}: {e}") from e
-        return _avro_iter(p, fo, rdr, record_name, src, batch_size)
+        ints = _ints_reader(fo, record_name)
+        if ints is None:
+            fo.seek(0)
+            rdr = fastavro.reader(fo)
+            return _avro_iter(p, fo, rdr, record_name, src, batch_size, {})
+        return _avro_iter(p, fo, ints[0], record_name, src, batch_size, ints[1])
     import pyarrow.parquet as pq
 
     try:
@@ -711,3 +1021,66 @@ def check_bounds(row: Any, source: str, max_usd: float = MAX_USD_VALUE,
         return row
     return DeadLetter(source, json.dumps(to_wire(row), sort_keys=True, default=str), bad,
                       getattr(row, "event_time", 0))
+
+
+def _bound_digits(max_amount: float) -> int:
+    """The most integer digits an amount may have and still be within ``max_amount`` for
+    sure (10**k <= the bound); -1 when there is no such number."""
+    m = Decimal(repr(float(max_amount)))
+    if not m.is_finite() or m < 1:
+        return -1
+    return len(str(int(m))) - 1
+
+
+def check_bounds_batch(batch: list, source: str, max_usd: float = MAX_USD_VALUE,
+                       max_amount: float = MAX_AMOUNT) -> list:
+    """``[r if type(r) is DeadLetter else check_bounds(r, source, max_usd, max_amount)
+    for r in batch]``, at once where every row of the batch is within the bounds for sure
+    (the batch itself is returned then): its largest USD value at most ``max_usd`` and every
+    amount written without exponent in fewer characters than ``max_amount`` has integer
+    digits.
+
+    >>> from schemas.rows import Transfer
+    >>> ok = Transfer("t1", MIN_TS, "u", "0xab", None, "ETH", "ETH", "12.5", 5.0, "WITHDRAWAL")
+    >>> check_bounds_batch([ok], "transfers") == [ok]
+    True
+    >>> check_bounds_batch([ok, ok._replace(usd_value=2e10)], "transfers")[1].error
+    'usd_value 20000000000.0 exceeds the upper bound 1e+10 (--max_usd_value)'
+    """
+    types = _types(batch)
+    kinds = types - {DeadLetter}
+    if len(kinds) == 1:
+        (cls,) = kinds
+        fields = getattr(cls, "_fields", ())
+        if ("usd_value" in fields) + ("claimed_loss_usd" in fields) <= 1:
+            rows = [r for r in batch if type(r) is cls] if DeadLetter in types else batch
+            if _within(rows, fields, max_usd, max_amount):
+                return batch
+    return [r if type(r) is DeadLetter else check_bounds(r, source, max_usd, max_amount)
+            for r in batch]
+
+
+def _within(rows: list, fields: tuple, max_usd: float, max_amount: float) -> bool:
+    """Every row's money fields within the bounds, for sure (False: not known)."""
+    for name in ("usd_value", "claimed_loss_usd"):
+        if name in fields:
+            i = fields.index(name)
+            usd = [r[i] for r in rows if r[i] is not None]
+            if usd and not (_types(usd) == {float} and max(usd) <= max_usd):
+                return False
+    if "amount" in fields:
+        i = fields.index("amount")
+        amounts = [r[i] for r in rows if r[i] is not None]
+        if amounts:
+            if _types(amounts) != {str}:
+                return False
+            try:
+                k = _bound_digits(max_amount)
+            except (ValueError, TypeError, OverflowError, ArithmeticError):
+                return False
+            if max(map(len, amounts)) > k:
+                return False
+            text = "".join(amounts)  # no exponent, and no "Infinity" (not a validated amount)
+            if "e" in text or "E" in text or "n" in text or "N" in text:
+                return False
+    return True

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from itertools import compress, islice, repeat
-from operator import ne
+from operator import is_, itemgetter, ne
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -372,22 +372,25 @@ def validate(record_name: str, data: dict, source: str, raw: bytes | str | None 
 # min / max, ``in``); any other column value by value through the field's full check. A
 # record with a value that fails its check is validated alone (``validate``), so its
 # DeadLetter says what one record's validation says (the first bad field, its payload).
-_NONE = type(None)
-
-
 def _types(col: Any) -> set:
     return set(map(type, col))
 
 
-def _bulk_string(col: Any) -> Any:
-    if _types(col) == {str} and "" not in col:
+def _all(col: Any, known: type | None, t: type) -> bool:
+    """Every value of ``col`` is exactly a ``t`` (``known``: the type the decoder gives every
+    value of this column, None: not known)."""
+    return known is t if known is not None else _types(col) == {t}
+
+
+def _bulk_string(col: Any, known: type | None) -> Any:
+    if _all(col, known, str) and "" not in col:
         return col
     return None
 
 
-def _bulk_address(col: Any) -> Any:
+def _bulk_address(col: Any, known: type | None) -> Any:
     """Addresses stripped already and not empty: EVM ones lower-cased (``_check_address``)."""
-    if _types(col) != {str} or "" in col or list(map(str.strip, col)) != list(col):
+    if not _all(col, known, str) or "" in col or list(map(str.strip, col)) != list(col):
         return None
     low = list(map(str.lower, col))
     if low == list(col):
@@ -400,23 +403,23 @@ def _bulk_address(col: Any) -> Any:
     return out
 
 
-def _bulk_timestamp(col: Any) -> Any:
-    if _types(col) == {int} and min(col) >= MIN_TS and max(col) <= MAX_TS:
+def _bulk_timestamp(col: Any, known: type | None) -> Any:
+    if _all(col, known, int) and min(col) >= MIN_TS and max(col) <= MAX_TS:
         return col
     return None
 
 
-def _bulk_double(nonneg: bool) -> Callable[[Any], Any]:
-    def bulk(col: Any) -> Any:
-        if _types(col) == {float} and all(map(math.isfinite, col)) \
+def _bulk_double(nonneg: bool) -> Callable[[Any, Any], Any]:
+    def bulk(col: Any, known: type | None) -> Any:
+        if _all(col, known, float) and all(map(math.isfinite, col)) \
                 and (not nonneg or min(col) >= 0.0):
             return col
         return None
     return bulk
 
 
-def _bulk_decimal(col: Any) -> Any:
-    if _types(col) != {str}:
+def _bulk_decimal(col: Any, known: type | None) -> Any:
+    if not _all(col, known, str):
         return None
     # digits with at most one ".": what the fast test admits without sign or exponent
     # (``isdecimal`` is the regex's ``\d``); anything else through the regex itself
@@ -427,23 +430,23 @@ def _bulk_decimal(col: Any) -> Any:
     return col if all(map(_UNSIGNED_RE.match, col)) else None
 
 
-def _bulk_type(t: type) -> Callable[[Any], Any]:
-    def bulk(col: Any) -> Any:
-        return col if _types(col) == {t} else None
+def _bulk_type(t: type) -> Callable[[Any, Any], Any]:
+    def bulk(col: Any, known: type | None) -> Any:
+        return col if _all(col, known, t) else None
     return bulk
 
 
-def _bulk_enum(values: tuple[str, ...]) -> Callable[[Any], Any]:
+def _bulk_enum(values: tuple[str, ...]) -> Callable[[Any, Any], Any]:
     allowed = frozenset(values)
 
-    def bulk(col: Any) -> Any:
-        if _types(col) == {str} and set(col) <= allowed:
+    def bulk(col: Any, known: type | None) -> Any:
+        if _all(col, known, str) and set(col) <= allowed:
             return col
         return None
     return bulk
 
 
-def _make_bulk(name: str, kind: str) -> Callable[[Any], Any] | None:
+def _make_bulk(name: str, kind: str) -> Callable[[Any, Any], Any] | None:
     """A column's fast check (the column, its values as validated, or None: check them one
     by one): the batch form of ``_fast_test``."""
     if kind == "string":
@@ -463,15 +466,15 @@ def _make_bulk(name: str, kind: str) -> Callable[[Any], Any] | None:
     return None
 
 
-def _nullable_bulk(bulk: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def _nullable_bulk(bulk: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     """A nullable field: None is valid (and stays None); the other values as ``bulk``."""
-    def check(col: Any) -> Any:
-        if None not in col:
-            return bulk(col)
+    def check(col: Any, known: type | None) -> Any:
+        if known is not None or None not in col:
+            return bulk(col, known)
         rest = [v for v in col if v is not None]
         if not rest:
             return col
-        got = bulk(rest)
+        got = bulk(rest, None)
         return col if got is rest else None
     return check
 
@@ -493,20 +496,20 @@ def _per_value(slow: Callable[[Any], Any], col: Any, bad: set, first: int) -> li
 _PIECE = 512  # a column that fails its batch check is checked again in pieces of this
 
 
-def _check_column(bulk: Callable[[Any], Any] | None, slow: Callable[[Any], Any], col: Any,
-                  bad: set) -> Any:
+def _check_column(bulk: Callable[[Any, Any], Any] | None, slow: Callable[[Any], Any],
+                  col: Any, bad: set, known: type | None) -> Any:
     """A column's values as validated; rows with a value that fails go into ``bad``. A
     column that fails its batch check (one bad value among thousands, typically) is checked
     in pieces, and only the pieces that fail theirs value by value."""
     if bulk is None:
         return _per_value(slow, col, bad, 0)
-    got = bulk(col)
+    got = bulk(col, known)
     if got is not None:
         return got
     out: list = []
     for lo in range(0, len(col), _PIECE):
         piece = col[lo:lo + _PIECE]
-        got = bulk(piece)
+        got = bulk(piece, known)
         out.extend(got if got is not None else _per_value(slow, piece, bad, lo))
     return out
 
@@ -524,11 +527,15 @@ def _columns(record_name: str) -> tuple:
 
 
 def validate_columns(record_name: str, cols: list, source: str,
-                     record: Callable[[int], Any]) -> list:
+                     record: Callable[[int], Any], known: tuple | None = None,
+                     tuples: list | None = None) -> list:
     """``[validate(record_name, record(i), source) for i in range(n)]``, from the records'
     columns (``cols``: one sequence of values per field of ``FIELDS[record_name]``, in
     order, None where a record lacks it; ``record(i)``: the i-th record as a dict), checked a
-    column at a time.
+    column at a time. ``known``: per field, the type the decoder gives every value of its
+    column (an Avro ``string``, a Parquet column of doubles without nulls...), or None.
+    ``tuples``: the records' values as tuples in field order (``cols`` transposed), made
+    rows as they are when validation changed no value.
 
     >>> from schemas.rows import CaseOutcome
     >>> rows = validate_columns("CaseOutcome", [["c1", "c2"], [MIN_TS, 5], ["ADDRESS"] * 2,
@@ -543,10 +550,11 @@ def validate_columns(record_name: str, cols: list, source: str,
     """
     bad: set = set()
     checked = []
-    for col, (bulk, slow) in zip(cols, _columns(record_name), strict=True):
-        checked.append(_check_column(bulk, slow, col, bad))
+    for i, (col, (bulk, slow)) in enumerate(zip(cols, _columns(record_name), strict=True)):
+        checked.append(_check_column(bulk, slow, col, bad, known[i] if known else None))
+    same = tuples is not None and all(map(is_, checked, cols))
     rows = list(map(functools.partial(tuple.__new__, ROW_TYPES[record_name]),
-                    zip(*checked, strict=True)))
+                    tuples if same else zip(*checked, strict=True)))
     for i in sorted(bad):
         rows[i] = validate(record_name, record(i), source)
     return rows
@@ -744,7 +752,9 @@ class _Spliced:
         return out
 
 
-_MS_TYPE = {"type": "long", "logicalType": "timestamp-millis"}
+# what fastavro makes of every value of a field of these types
+_AVRO_TYPES = {"string": str, "long": int, "int": int, "double": float, "float": float,
+               "boolean": bool}
 
 
 def _plain_ms(t: Any) -> Any:
@@ -757,12 +767,14 @@ def _plain_ms(t: Any) -> Any:
     return None
 
 
-def _ints_reader(fo: Any, record_name: str) -> tuple[Any, dict] | None:
+def _ints_reader(fo: Any, record_name: str) -> tuple[Any, dict, tuple] | None:
     """A reader of the open Avro file ``fo`` whose timestamp fields of ``record_name``
     (``timestamp-millis`` longs) come as the epoch-ms ints they hold, not as datetimes made
     to be turned back into them; with ``{field: fastavro's conversion}`` to make a record
-    as fastavro reads it. None when the file's schema has no such field (or the header is
-    not as expected: the plain reader reads it)."""
+    as fastavro reads it, and the type of every value of each field of ``record_name``
+    where the file's schema decides it (``string``: str...; else None). None when the
+    file's schema has no such field (or the header is not as expected: the plain reader
+    reads it)."""
     try:
         fo.seek(0)
         header = fastavro.schemaless_reader(fo, fastavro.read.HEADER_SCHEMA)
@@ -779,11 +791,14 @@ def _ints_reader(fo: Any, record_name: str) -> tuple[Any, dict] | None:
                 restore[f["name"]] = conv
         if not restore:
             return None
+        types = {f.get("name"): _AVRO_TYPES.get(f.get("type")) if type(f.get("type")) is str
+                 else None for f in schema.get("fields", ())}
+        known = tuple(types.get(n) for n, _, _ in FIELDS[record_name])
         meta = dict(header["meta"])
         meta["avro.schema"] = json.dumps(schema).encode("utf-8")
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, fastavro.read.HEADER_SCHEMA, {**header, "meta": meta})
-        return fastavro.reader(_Spliced(buf.getvalue(), fo)), restore
+        return fastavro.reader(_Spliced(buf.getvalue(), fo)), restore, known
     except Exception:  # noqa: BLE001 - anything unexpected: the plain reader
         return None
 
@@ -800,16 +815,23 @@ def _restored(rec: Any, restore: dict) -> Any:
 
 
 def _avro_batch(record_name: str, names: tuple, recs: list, source: str,
-                restore: dict) -> list:
+                restore: dict, known: tuple | None) -> list:
     if _types(recs) != {dict}:
         return [validate(record_name, _restored(r, restore), source) for r in recs]
-    n = len(recs)
-    cols = [list(map(dict.get, recs, repeat(name, n))) for name in names]
-    return validate_columns(record_name, cols, source, lambda i: _restored(recs[i], restore))
+    try:  # every record has every field: one pass, then the columns at once
+        if len(names) < 2:
+            raise KeyError(names)
+        tuples = list(map(itemgetter(*names), recs))
+        cols = list(zip(*tuples, strict=True))
+    except KeyError:  # a file of an older schema: None where a record lacks a field
+        n = len(recs)
+        tuples, cols = None, [list(map(dict.get, recs, repeat(name, n))) for name in names]
+    return validate_columns(record_name, cols, source, lambda i: _restored(recs[i], restore),
+                            known, tuples)
 
 
 def _avro_iter(path: Path, fo: Any, rdr: Any, record_name: str, source: str,
-               batch_size: int, restore: dict) -> Iterator[list]:
+               batch_size: int, restore: dict, known: tuple | None) -> Iterator[list]:
     """Batches of ``batch_size`` records validated (the last one shorter); a read that
     fails fails at the record it failed at, as a record-by-record read would, and its
     batch is not yielded."""
@@ -823,7 +845,8 @@ def _avro_iter(path: Path, fo: Any, rdr: Any, record_name: str, source: str,
                     recs.extend(islice(rdr, batch_size))
                 except Exception as e:  # noqa: BLE001 - raised after the records before it
                     failed = e
-                batch = _avro_batch(record_name, names, recs, source, restore) if recs else []
+                batch = _avro_batch(record_name, names, recs, source, restore, known) \
+                    if recs else []
                 if failed is not None:
                     raise failed
                 if batch:
@@ -836,6 +859,22 @@ def _avro_iter(path: Path, fo: Any, rdr: Any, record_name: str, source: str,
         raise CodecError(f"{path}: corrupt Avro file: {type(e).__name__}: {e}") from e
 
 
+def _arrow_type(t: Any) -> type | None:
+    """The Python type ``to_pylist`` gives every (non-null) value of an Arrow type, where
+    it is one of the row fields' (None: other types)."""
+    import pyarrow as pa
+
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return str
+    if pa.types.is_integer(t):
+        return int
+    if pa.types.is_float32(t) or pa.types.is_float64(t):
+        return float
+    if pa.types.is_boolean(t):
+        return bool
+    return None
+
+
 def _parquet_iter(path: Path, pf: Any, record_name: str, source: str,
                   batch_size: int) -> Iterator[list]:
     import pyarrow as pa
@@ -844,23 +883,26 @@ def _parquet_iter(path: Path, pf: Any, record_name: str, source: str,
     try:
         for rb in pf.iter_batches(batch_size=batch_size):
             present = set(rb.schema.names)
-            cols = []
+            cols, known = [], []
             for name in names:
                 if name not in present:
                     cols.append(None)
+                    known.append(None)
                     continue
                 col = rb.column(name)
                 if pa.types.is_timestamp(col.type):
                     col = col.cast(pa.timestamp("ms", tz=col.type.tz), safe=False)
                     col = col.cast(pa.int64())
                 cols.append(col.to_pylist())
+                known.append(_arrow_type(col.type) if col.null_count == 0 else None)
             n = rb.num_rows
             if not n:
                 continue
             cols = [c if c is not None else [None] * n for c in cols]
             yield validate_columns(
                 record_name, cols, source,
-                lambda i, c=cols: dict(zip(names, [x[i] for x in c], strict=True)))
+                lambda i, c=cols: dict(zip(names, [x[i] for x in c], strict=True)),
+                tuple(known))
     except CodecError:
         raise
     except Exception as e:
@@ -954,8 +996,9 @@ def _read_batches(p: Path, fmt: str, record_name: str, src: str,
         if ints is None:
             fo.seek(0)
             rdr = fastavro.reader(fo)
-            return _avro_iter(p, fo, rdr, record_name, src, batch_size, {})
-        return _avro_iter(p, fo, ints[0], record_name, src, batch_size, ints[1])
+            return _avro_iter(p, fo, rdr, record_name, src, batch_size, {}, None)
+        rdr, restore, known = ints
+        return _avro_iter(p, fo, rdr, record_name, src, batch_size, restore, known)
     import pyarrow.parquet as pq
 
     try:

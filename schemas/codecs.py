@@ -757,13 +757,24 @@ _AVRO_TYPES = {"string": str, "long": int, "int": int, "double": float, "float":
                "boolean": bool}
 
 
+def _is_ms(t: Any) -> bool:
+    return type(t) is dict and t.get("type") == "long" \
+        and t.get("logicalType") == "timestamp-millis"
+
+
+# the branches a union may have beside a timestamp-millis one when that one is read as a
+# plain long: none of them makes an int, so an int read comes from the timestamp branch
+_NOT_INTS = frozenset({"null", "string", "boolean", "double", "float", "bytes"})
+
+
 def _plain_ms(t: Any) -> Any:
-    """A field's Avro type with ``timestamp-millis`` read as a plain long (also in a union);
-    None when it has none."""
-    if type(t) is dict and t.get("type") == "long" and t.get("logicalType") == "timestamp-millis":
+    """A field's Avro type with ``timestamp-millis`` read as a plain long (also as a branch
+    of a union whose other branches make no ints); None when there is none."""
+    if _is_ms(t):
         return "long"
-    if type(t) is list and any(_plain_ms(x) is not None for x in t):
-        return [x if _plain_ms(x) is None else "long" for x in t]
+    if type(t) is list and sum(map(_is_ms, t)) == 1 \
+            and all(_is_ms(x) or (type(x) is str and x in _NOT_INTS) for x in t):
+        return ["long" if _is_ms(x) else x for x in t]
     return None
 
 
@@ -809,7 +820,7 @@ def _restored(rec: Any, restore: dict) -> Any:
     if restore and type(rec) is dict:
         for name, conv in restore.items():
             v = rec.get(name)
-            if v is not None:
+            if type(v) is int:
                 rec[name] = conv(v)
     return rec
 

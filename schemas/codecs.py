@@ -22,8 +22,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from itertools import compress, islice, repeat
-from operator import is_, itemgetter, ne
+from itertools import compress, count, islice, repeat
+from operator import and_, eq, ge, is_, itemgetter, le, ne, not_, truth
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -382,57 +382,75 @@ def _all(col: Any, known: type | None, t: type) -> bool:
     return known is t if known is not None else _types(col) == {t}
 
 
+def _failing(mask: Iterable[Any]) -> list:
+    """The positions where ``mask`` is false."""
+    return list(compress(count(), map(not_, mask)))
+
+
+# A batch check: ``(values, positions)``: the column's values as validated, but for the
+# values at ``positions``, which fail the field's fast test (``_fast_test``) and are checked
+# one by one; None: check every value one by one (a column of mixed types).
 def _bulk_string(col: Any, known: type | None) -> Any:
-    if _all(col, known, str) and "" not in col:
-        return col
-    return None
+    if not _all(col, known, str):
+        return None
+    return col, ([] if "" not in col else _failing(col))
 
 
 def _bulk_address(col: Any, known: type | None) -> Any:
-    """Addresses stripped already and not empty: EVM ones lower-cased (``_check_address``)."""
-    if not _all(col, known, str) or "" in col or list(map(str.strip, col)) != list(col):
+    """Addresses not empty and stripped already (``_check_address``): EVM ones lower-cased."""
+    if not _all(col, known, str):
         return None
+    stripped = list(map(str.strip, col))
+    failing = [] if "" not in col and stripped == list(col) else \
+        _failing(map(and_, map(truth, col), map(eq, stripped, col)))
     low = list(map(str.lower, col))
     if low == list(col):
-        return col
+        return col, failing
     out = list(col)
     for i in compress(range(len(out)), map(ne, low, col)):
         v = out[i]
         if len(v) == 42 and _EVM_RE.match(v) is not None:
             out[i] = low[i]
-    return out
+    return out, failing
 
 
 def _bulk_timestamp(col: Any, known: type | None) -> Any:
-    if _all(col, known, int) and min(col) >= MIN_TS and max(col) <= MAX_TS:
-        return col
-    return None
+    if not _all(col, known, int):
+        return None
+    if min(col) >= MIN_TS and max(col) <= MAX_TS:
+        return col, []
+    return col, _failing(map(and_, map(le, repeat(MIN_TS), col), map(ge, repeat(MAX_TS), col)))
 
 
 def _bulk_double(nonneg: bool) -> Callable[[Any, Any], Any]:
     def bulk(col: Any, known: type | None) -> Any:
-        if _all(col, known, float) and all(map(math.isfinite, col)) \
-                and (not nonneg or min(col) >= 0.0):
-            return col
-        return None
+        if not _all(col, known, float):
+            return None
+        if all(map(math.isfinite, col)) and (not nonneg or min(col) >= 0.0):
+            return col, []
+        ok = map(math.isfinite, col)
+        if nonneg:
+            ok = map(and_, ok, map(le, repeat(0.0), col))
+        return col, _failing(ok)
     return bulk
 
 
 def _bulk_decimal(col: Any, known: type | None) -> Any:
+    """Digits with at most one "." (``isdecimal`` is the regex's ``\\d``), else the regex
+    itself: the fast test."""
     if not _all(col, known, str):
         return None
-    # digits with at most one ".": what the fast test admits without sign or exponent
-    # (``isdecimal`` is the regex's ``\d``); anything else through the regex itself
     n = len(col)
-    if all(map(str.isdecimal, map(str.replace, col, repeat(".", n), repeat("", n),
-                                  repeat(1, n)))):
-        return col
-    return col if all(map(_UNSIGNED_RE.match, col)) else None
+    plain = list(map(str.isdecimal, map(str.replace, col, repeat(".", n), repeat("", n),
+                                        repeat(1, n))))
+    if all(plain):
+        return col, []
+    return col, [i for i in _failing(plain) if _UNSIGNED_RE.match(col[i]) is None]
 
 
 def _bulk_type(t: type) -> Callable[[Any, Any], Any]:
     def bulk(col: Any, known: type | None) -> Any:
-        return col if _all(col, known, t) else None
+        return (col, []) if _all(col, known, t) else None
     return bulk
 
 
@@ -440,15 +458,16 @@ def _bulk_enum(values: tuple[str, ...]) -> Callable[[Any, Any], Any]:
     allowed = frozenset(values)
 
     def bulk(col: Any, known: type | None) -> Any:
-        if _all(col, known, str) and set(col) <= allowed:
-            return col
-        return None
+        if not _all(col, known, str):
+            return None
+        if set(col) <= allowed:
+            return col, []
+        return col, _failing(map(allowed.__contains__, col))
     return bulk
 
 
 def _make_bulk(name: str, kind: str) -> Callable[[Any, Any], Any] | None:
-    """A column's fast check (the column, its values as validated, or None: check them one
-    by one): the batch form of ``_fast_test``."""
+    """A column's batch check (above): the batch form of ``_fast_test``."""
     if kind == "string":
         return _bulk_address if name in _ADDRESS_FIELDS else _bulk_string
     if kind == "timestamp":
@@ -467,51 +486,50 @@ def _make_bulk(name: str, kind: str) -> Callable[[Any, Any], Any] | None:
 
 
 def _nullable_bulk(bulk: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """A nullable field: None is valid (and stays None); the other values as ``bulk``."""
+    """A nullable field: None is valid (and stays None); the other values as ``bulk``. A
+    column with both and a value that fails: every value one by one."""
     def check(col: Any, known: type | None) -> Any:
         if known is not None or None not in col:
             return bulk(col, known)
         rest = [v for v in col if v is not None]
         if not rest:
-            return col
+            return col, []
         got = bulk(rest, None)
-        return col if got is rest else None
+        return (col, []) if got is not None and got[0] is rest and not got[1] else None
     return check
 
 
-def _per_value(slow: Callable[[Any], Any], col: Any, bad: set, first: int) -> list:
+def _per_value(slow: Callable[[Any], Any], col: Any, bad: set) -> list:
     """Values checked one by one (``slow(v)`` is what ``convert`` makes of ``v``); the rows
-    of the values that fail go into ``bad`` (``col[0]`` is row ``first``)."""
+    of the values that fail go into ``bad``, their values kept as they are."""
     out: list = []
     append = out.append
-    for i, v in enumerate(col, first):
+    for i, v in enumerate(col):
         try:
             append(slow(v))
         except _Invalid:
-            append(None)
+            append(v)
             bad.add(i)
     return out
 
 
-_PIECE = 512  # a column that fails its batch check is checked again in pieces of this
-
-
 def _check_column(bulk: Callable[[Any, Any], Any] | None, slow: Callable[[Any], Any],
                   col: Any, bad: set, known: type | None) -> Any:
-    """A column's values as validated; rows with a value that fails go into ``bad``. A
-    column that fails its batch check (one bad value among thousands, typically) is checked
-    in pieces, and only the pieces that fail theirs value by value."""
-    if bulk is None:
-        return _per_value(slow, col, bad, 0)
-    got = bulk(col, known)
-    if got is not None:
-        return got
-    out: list = []
-    for lo in range(0, len(col), _PIECE):
-        piece = col[lo:lo + _PIECE]
-        got = bulk(piece, known)
-        out.extend(got if got is not None else _per_value(slow, piece, bad, lo))
-    return out
+    """A column's values as validated (``col`` itself when validation changes none of its
+    valid ones); rows with a value that fails go into ``bad``."""
+    got = bulk(col, known) if bulk is not None else None
+    if got is None:
+        out = _per_value(slow, col, bad)
+    else:
+        out, failing = got
+        if failing:
+            out = list(out)
+            for i in failing:
+                try:
+                    out[i] = slow(col[i])
+                except _Invalid:
+                    bad.add(i)
+    return col if out is col or all(map(is_, out, col)) else out
 
 
 @functools.lru_cache(maxsize=None)

@@ -401,13 +401,14 @@ def _bulk_address(col: Any, known: type | None) -> Any:
     if not _all(col, known, str):
         return None
     stripped = list(map(str.strip, col))
-    failing = [] if "" not in col and stripped == list(col) else \
+    failing = [] if "" not in col and all(map(eq, stripped, col)) else \
         _failing(map(and_, map(truth, col), map(eq, stripped, col)))
     low = list(map(str.lower, col))
-    if low == list(col):
+    changed = list(compress(count(), map(ne, low, col)))
+    if not changed:
         return col, failing
     out = list(col)
-    for i in compress(range(len(out)), map(ne, low, col)):
+    for i in changed:
         v = out[i]
         if len(v) == 42 and _EVM_RE.match(v) is not None:
             out[i] = low[i]
@@ -1125,24 +1126,29 @@ def check_bounds_batch(batch: list, source: str, max_usd: float = MAX_USD_VALUE,
         (cls,) = kinds
         fields = getattr(cls, "_fields", ())
         if ("usd_value" in fields) + ("claimed_loss_usd" in fields) <= 1:
-            rows = [r for r in batch if type(r) is cls] if DeadLetter in types else batch
+            rows = list(compress(batch, map(is_, map(type, batch), repeat(cls)))) \
+                if DeadLetter in types else batch
             if _within(rows, fields, max_usd, max_amount):
                 return batch
     return [r if type(r) is DeadLetter else check_bounds(r, source, max_usd, max_amount)
             for r in batch]
 
 
+def _present(rows: list, i: int) -> list:
+    """The rows' values of field ``i`` that are not None."""
+    got = list(map(itemgetter(i), rows))
+    return [v for v in got if v is not None] if None in got else got
+
+
 def _within(rows: list, fields: tuple, max_usd: float, max_amount: float) -> bool:
     """Every row's money fields within the bounds, for sure (False: not known)."""
     for name in ("usd_value", "claimed_loss_usd"):
         if name in fields:
-            i = fields.index(name)
-            usd = [r[i] for r in rows if r[i] is not None]
+            usd = _present(rows, fields.index(name))
             if usd and not (_types(usd) == {float} and max(usd) <= max_usd):
                 return False
     if "amount" in fields:
-        i = fields.index("amount")
-        amounts = [r[i] for r in rows if r[i] is not None]
+        amounts = _present(rows, fields.index("amount"))
         if amounts:
             if _types(amounts) != {str}:
                 return False

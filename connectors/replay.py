@@ -107,32 +107,71 @@ def read_validated(path: str | Path, record_name: str, source: str,
                    max_amount: float = codecs.MAX_AMOUNT) -> Iterator[list]:
     """Batches of valid rows and DeadLetters (source ``source``, ``at`` = a real event time,
     see the module doc) from one replay file, the money bounds applied."""
-    last: Optional[int] = None
-    pending: list = []  # dead letters before the first valid record, with no own time
+    st = _Stamps()
     for batch in codecs.read_batches(path, record_name, source):
-        out = []
-        for r in batch:
-            if type(r) is not DeadLetter:
-                r = codecs.check_bounds(r, source, max_usd, max_amount)
-            if type(r) is DeadLetter:
-                own = _own_time(r)
-                if own is not None:
-                    last = own
-                    if pending:
-                        out.extend(d._replace(at=own) for d in pending)
-                        pending = []
-                    out.append(r._replace(source=source, at=own))
-                elif last is not None:
-                    out.append(r._replace(source=source, at=last))
-                else:
-                    pending.append(r._replace(source=source))
-            else:
-                last = getattr(r, "event_time", last)
-                if pending and last is not None:
-                    out.extend(d._replace(at=last) for d in pending)
-                    pending = []
-                out.append(r)
+        batch = codecs.check_bounds_batch(batch, source, max_usd, max_amount)
+        out = st.stamped(batch, source)
         if out:
             yield out
-    if pending:  # no record of the file has a valid time: the earliest time there can be
-        yield [d._replace(at=codecs.MIN_TS) for d in pending]
+    if st.pending:  # no record of the file has a valid time: the earliest time there can be
+        yield [d._replace(at=codecs.MIN_TS) for d in st.pending]
+
+
+class _Stamps:
+    """The dead letters' event times through a file: ``last``, the time of the latest
+    record with a valid one; ``pending``, the dead letters before the first such record."""
+
+    def __init__(self) -> None:
+        self.last: Optional[int] = None
+        self.pending: list = []
+
+    def stamped(self, batch: list, source: str) -> list:
+        """The batch with its dead letters stamped; rows unchanged, in the same order."""
+        types = set(map(type, batch))
+        if not all("event_time" in getattr(t, "_fields", ()) for t in types - {DeadLetter}):
+            return self._one_by_one(batch, source)
+        if DeadLetter not in types:
+            return self._rows(batch, [])
+        out: list = []
+        prev = 0
+        for i in [i for i, r in enumerate(batch) if type(r) is DeadLetter]:
+            self._rows(batch[prev:i], out)
+            self._dead(batch[i], source, out)
+            prev = i + 1
+        return self._rows(batch[prev:], out)
+
+    def _rows(self, rows: list, out: list) -> list:
+        """Valid rows, each with its event time: the pending dead letters take the first's."""
+        if rows:
+            if self.pending:
+                out.extend(d._replace(at=rows[0].event_time) for d in self.pending)
+                self.pending = []
+            self.last = rows[-1].event_time
+            out.extend(rows)
+        return out
+
+    def _dead(self, r: DeadLetter, source: str, out: list) -> None:
+        own = _own_time(r)
+        if own is not None:
+            self.last = own
+            if self.pending:
+                out.extend(d._replace(at=own) for d in self.pending)
+                self.pending = []
+            out.append(r._replace(source=source, at=own))
+        elif self.last is not None:
+            out.append(r._replace(source=source, at=self.last))
+        else:
+            self.pending.append(r._replace(source=source))
+
+    def _one_by_one(self, batch: list, source: str) -> list:
+        out: list = []
+        for r in batch:
+            if type(r) is DeadLetter:
+                self._dead(r, source, out)
+            else:
+                self.last = getattr(r, "event_time", self.last)
+                if self.pending and self.last is not None:
+                    out.extend(d._replace(at=self.last) for d in self.pending)
+                    self.pending = []
+                out.append(r)
+        return out

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import hashlib
 import io
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from itertools import compress, count, islice, repeat
+from operator import and_, eq, ge, is_, itemgetter, le, ne, not_, truth
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,6 +44,8 @@ _ONE_MS = timedelta(milliseconds=1)
 
 _EVM_RE = re.compile(r"0[xX][0-9a-fA-F]{40}\Z")
 _DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
+# a decimal whose first character is not "-": the fast test of a decimal field
+_UNSIGNED_RE = re.compile(r"\+?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
 _ADDRESS_FIELDS = frozenset({"to_address", "suspect_address", "address"})
 
 
@@ -360,6 +366,219 @@ def validate(record_name: str, data: dict, source: str, raw: bytes | str | None 
         return _dead(source, data, raw, str(e), at)
 
 
+# --- validate, a batch at a time -------------------------------------------------------
+# A file's records are checked column by column: a column whose values all pass their
+# field's fast test (``_fast_test``) is taken as it is, in a few C-level passes (types,
+# min / max, ``in``); any other column value by value through the field's full check. A
+# record with a value that fails its check is validated alone (``validate``), so its
+# DeadLetter says what one record's validation says (the first bad field, its payload).
+def _types(col: Any) -> set:
+    return set(map(type, col))
+
+
+def _all(col: Any, known: type | None, t: type) -> bool:
+    """Every value of ``col`` is exactly a ``t`` (``known``: the type the decoder gives every
+    value of this column, None: not known)."""
+    return known is t if known is not None else _types(col) == {t}
+
+
+def _failing(mask: Iterable[Any]) -> list:
+    """The positions where ``mask`` is false."""
+    return list(compress(count(), map(not_, mask)))
+
+
+# A batch check: ``(values, positions)``: the column's values as validated, but for the
+# values at ``positions``, which fail the field's fast test (``_fast_test``) and are checked
+# one by one; None: check every value one by one (a column of mixed types).
+def _bulk_string(col: Any, known: type | None) -> Any:
+    if not _all(col, known, str):
+        return None
+    return col, ([] if "" not in col else _failing(col))
+
+
+def _bulk_address(col: Any, known: type | None) -> Any:
+    """Addresses not empty and stripped already (``_check_address``): EVM ones lower-cased."""
+    if not _all(col, known, str):
+        return None
+    stripped = list(map(str.strip, col))
+    failing = [] if "" not in col and all(map(eq, stripped, col)) else \
+        _failing(map(and_, map(truth, col), map(eq, stripped, col)))
+    low = list(map(str.lower, col))
+    changed = list(compress(count(), map(ne, low, col)))
+    if not changed:
+        return col, failing
+    out = list(col)
+    for i in changed:
+        v = out[i]
+        if len(v) == 42 and _EVM_RE.match(v) is not None:
+            out[i] = low[i]
+    return out, failing
+
+
+def _bulk_timestamp(col: Any, known: type | None) -> Any:
+    if not _all(col, known, int):
+        return None
+    if min(col) >= MIN_TS and max(col) <= MAX_TS:
+        return col, []
+    return col, _failing(map(and_, map(le, repeat(MIN_TS), col), map(ge, repeat(MAX_TS), col)))
+
+
+def _bulk_double(nonneg: bool) -> Callable[[Any, Any], Any]:
+    def bulk(col: Any, known: type | None) -> Any:
+        if not _all(col, known, float):
+            return None
+        if all(map(math.isfinite, col)) and (not nonneg or min(col) >= 0.0):
+            return col, []
+        ok = map(math.isfinite, col)
+        if nonneg:
+            ok = map(and_, ok, map(le, repeat(0.0), col))
+        return col, _failing(ok)
+    return bulk
+
+
+def _bulk_decimal(col: Any, known: type | None) -> Any:
+    """Digits with at most one "." (``isdecimal`` is the regex's ``\\d``), else the regex
+    itself: the fast test."""
+    if not _all(col, known, str):
+        return None
+    n = len(col)
+    plain = list(map(str.isdecimal, map(str.replace, col, repeat(".", n), repeat("", n),
+                                        repeat(1, n))))
+    if all(plain):
+        return col, []
+    return col, [i for i in _failing(plain) if _UNSIGNED_RE.match(col[i]) is None]
+
+
+def _bulk_type(t: type) -> Callable[[Any, Any], Any]:
+    def bulk(col: Any, known: type | None) -> Any:
+        return (col, []) if _all(col, known, t) else None
+    return bulk
+
+
+def _bulk_enum(values: tuple[str, ...]) -> Callable[[Any, Any], Any]:
+    allowed = frozenset(values)
+
+    def bulk(col: Any, known: type | None) -> Any:
+        if not _all(col, known, str):
+            return None
+        if set(col) <= allowed:
+            return col, []
+        return col, _failing(map(allowed.__contains__, col))
+    return bulk
+
+
+def _make_bulk(name: str, kind: str) -> Callable[[Any, Any], Any] | None:
+    """A column's batch check (above): the batch form of ``_fast_test``."""
+    if kind == "string":
+        return _bulk_address if name in _ADDRESS_FIELDS else _bulk_string
+    if kind == "timestamp":
+        return _bulk_timestamp
+    if kind == "double":
+        return _bulk_double(name in ("usd_value", "claimed_loss_usd"))
+    if kind == "decimal":
+        return _bulk_decimal
+    if kind == "boolean":
+        return _bulk_type(bool)
+    if kind in ("int", "long"):
+        return _bulk_type(int)
+    if kind.startswith("enum:"):
+        return _bulk_enum(getattr(_rows, kind[5:]))
+    return None
+
+
+def _nullable_bulk(bulk: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A nullable field: None is valid (and stays None); the other values as ``bulk``. A
+    column with both and a value that fails: every value one by one."""
+    def check(col: Any, known: type | None) -> Any:
+        if known is not None or None not in col:
+            return bulk(col, known)
+        rest = [v for v in col if v is not None]
+        if not rest:
+            return col, []
+        got = bulk(rest, None)
+        return (col, []) if got is not None and got[0] is rest and not got[1] else None
+    return check
+
+
+def _per_value(slow: Callable[[Any], Any], col: Any, bad: set) -> list:
+    """Values checked one by one (``slow(v)`` is what ``convert`` makes of ``v``); the rows
+    of the values that fail go into ``bad``, their values kept as they are."""
+    out: list = []
+    append = out.append
+    for i, v in enumerate(col):
+        try:
+            append(slow(v))
+        except _Invalid:
+            append(v)
+            bad.add(i)
+    return out
+
+
+def _check_column(bulk: Callable[[Any, Any], Any] | None, slow: Callable[[Any], Any],
+                  col: Any, bad: set, known: type | None) -> Any:
+    """A column's values as validated (``col`` itself when validation changes none of its
+    valid ones); rows with a value that fails go into ``bad``."""
+    got = bulk(col, known) if bulk is not None else None
+    if got is None:
+        out = _per_value(slow, col, bad)
+    else:
+        out, failing = got
+        if failing:
+            out = list(out)
+            for i in failing:
+                try:
+                    out[i] = slow(col[i])
+                except _Invalid:
+                    bad.add(i)
+    return col if out is col or all(map(is_, out, col)) else out
+
+
+@functools.lru_cache(maxsize=None)
+def _columns(record_name: str) -> tuple:
+    """Per field of the record: (its batch check or None, its full check)."""
+    out = []
+    for name, kind, nullable in FIELDS[record_name]:
+        bulk = _make_bulk(name, kind)
+        if bulk is not None and nullable:
+            bulk = _nullable_bulk(bulk)
+        out.append((bulk, _slow_check(name, kind, nullable)))
+    return tuple(out)
+
+
+def validate_columns(record_name: str, cols: list, source: str,
+                     record: Callable[[int], Any], known: tuple | None = None,
+                     tuples: list | None = None) -> list:
+    """``[validate(record_name, record(i), source) for i in range(n)]``, from the records'
+    columns (``cols``: one sequence of values per field of ``FIELDS[record_name]``, in
+    order, None where a record lacks it; ``record(i)``: the i-th record as a dict), checked a
+    column at a time. ``known``: per field, the type the decoder gives every value of its
+    column (an Avro ``string``, a Parquet column of doubles without nulls...), or None.
+    ``tuples``: the records' values as tuples in field order (``cols`` transposed), made
+    rows as they are when validation changed no value.
+
+    >>> from schemas.rows import CaseOutcome
+    >>> rows = validate_columns("CaseOutcome", [["c1", "c2"], [MIN_TS, 5], ["ADDRESS"] * 2,
+    ...                         ["0xab", "0xcd"], [True, False]], "outcomes",
+    ...                         lambda i: {"case_id": "c2", "event_time": 5,
+    ...                                    "subject_type": "ADDRESS", "subject_id": "0xcd",
+    ...                                    "is_scam": False})
+    >>> rows[0].case_id, rows[0].event_time, rows[0].is_scam
+    ('c1', 946684800000, True)
+    >>> rows[1].error
+    'event_time out of range: 5 (years 2000..2100)'
+    """
+    bad: set = set()
+    checked = []
+    for i, (col, (bulk, slow)) in enumerate(zip(cols, _columns(record_name), strict=True)):
+        checked.append(_check_column(bulk, slow, col, bad, known[i] if known else None))
+    same = tuples is not None and all(map(is_, checked, cols))
+    rows = list(map(functools.partial(tuple.__new__, ROW_TYPES[record_name]),
+                    tuples if same else zip(*checked, strict=True)))
+    for i in sorted(bad):
+        rows[i] = validate(record_name, record(i), source)
+    return rows
+
+
 def to_wire(row: Any) -> dict:
     """A row as a plain dict (timestamps are ints already; arrays become lists)."""
     spec = _spec(type(row).__name__)
@@ -533,22 +752,157 @@ def write_records(path: str | Path, record_name: str, rows: Iterable[Any],
         return w.write_many(rows)
 
 
+class _Spliced:
+    """A file read from its start with its first bytes replaced: an Avro header of our own,
+    then the file's blocks (all fastavro's reader asks of a file is ``read``)."""
+
+    def __init__(self, head: bytes, fo: Any) -> None:
+        self.head, self.fo = head, fo
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.fo.read(n)
+        if n is None or n < 0:
+            out, self.head = self.head + self.fo.read(), b""
+            return out
+        out, self.head = self.head[:n], self.head[n:]
+        if len(out) < n:
+            out += self.fo.read(n - len(out))
+        return out
+
+
+# what fastavro makes of every value of a field of these types
+_AVRO_TYPES = {"string": str, "long": int, "int": int, "double": float, "float": float,
+               "boolean": bool}
+
+
+def _is_ms(t: Any) -> bool:
+    return type(t) is dict and t.get("type") == "long" \
+        and t.get("logicalType") == "timestamp-millis"
+
+
+# the branches a union may have beside a timestamp-millis one when that one is read as a
+# plain long: none of them makes an int, so an int read comes from the timestamp branch
+_NOT_INTS = frozenset({"null", "string", "boolean", "double", "float", "bytes"})
+
+
+def _plain_ms(t: Any) -> Any:
+    """A field's Avro type with ``timestamp-millis`` read as a plain long (also as a branch
+    of a union whose other branches make no ints); None when there is none."""
+    if _is_ms(t):
+        return "long"
+    if type(t) is list and sum(map(_is_ms, t)) == 1 \
+            and all(_is_ms(x) or (type(x) is str and x in _NOT_INTS) for x in t):
+        return ["long" if _is_ms(x) else x for x in t]
+    return None
+
+
+def _ints_reader(fo: Any, record_name: str) -> tuple[Any, dict, tuple] | None:
+    """A reader of the open Avro file ``fo`` whose timestamp fields of ``record_name``
+    (``timestamp-millis`` longs) come as the epoch-ms ints they hold, not as datetimes made
+    to be turned back into them; with ``{field: fastavro's conversion}`` to make a record
+    as fastavro reads it, and the type of every value of each field of ``record_name``
+    where the file's schema decides it (``string``: str...; else None). None when the
+    file's schema has no such field (or the header is not as expected: the plain reader
+    reads it)."""
+    try:
+        fo.seek(0)
+        header = fastavro.schemaless_reader(fo, fastavro.read.HEADER_SCHEMA)
+        schema = json.loads(header["meta"]["avro.schema"])
+        if type(schema) is not dict or schema.get("type") != "record":
+            return None
+        stamps = {n for n, k, _ in FIELDS[record_name] if k == "timestamp"}
+        conv = fastavro.read.LOGICAL_READERS["long-timestamp-millis"]
+        restore = {}
+        for f in schema.get("fields", ()):
+            plain = _plain_ms(f.get("type")) if f.get("name") in stamps else None
+            if plain is not None:
+                f["type"] = plain
+                restore[f["name"]] = conv
+        if not restore:
+            return None
+        types = {f.get("name"): _AVRO_TYPES.get(f.get("type")) if type(f.get("type")) is str
+                 else None for f in schema.get("fields", ())}
+        known = tuple(types.get(n) for n, _, _ in FIELDS[record_name])
+        meta = dict(header["meta"])
+        meta["avro.schema"] = json.dumps(schema).encode("utf-8")
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, fastavro.read.HEADER_SCHEMA, {**header, "meta": meta})
+        return fastavro.reader(_Spliced(buf.getvalue(), fo)), restore, known
+    except Exception:  # noqa: BLE001 - anything unexpected: the plain reader
+        return None
+
+
+def _restored(rec: Any, restore: dict) -> Any:
+    """A record as fastavro reads it with the file's own schema (timestamps as datetimes;
+    raises where fastavro raises)."""
+    if restore and type(rec) is dict:
+        for name, conv in restore.items():
+            v = rec.get(name)
+            if type(v) is int:
+                rec[name] = conv(v)
+    return rec
+
+
+def _avro_batch(record_name: str, names: tuple, recs: list, source: str,
+                restore: dict, known: tuple | None) -> list:
+    if _types(recs) != {dict}:
+        return [validate(record_name, _restored(r, restore), source) for r in recs]
+    try:  # every record has every field: one pass, then the columns at once
+        if len(names) < 2:
+            raise KeyError(names)
+        tuples = list(map(itemgetter(*names), recs))
+        cols = list(zip(*tuples, strict=True))
+    except KeyError:  # a file of an older schema: None where a record lacks a field
+        n = len(recs)
+        tuples, cols = None, [list(map(dict.get, recs, repeat(name, n))) for name in names]
+    return validate_columns(record_name, cols, source, lambda i: _restored(recs[i], restore),
+                            known, tuples)
+
+
 def _avro_iter(path: Path, fo: Any, rdr: Any, record_name: str, source: str,
-               batch_size: int) -> Iterator[list]:
-    batch: list = []
+               batch_size: int, restore: dict, known: tuple | None) -> Iterator[list]:
+    """Batches of ``batch_size`` records validated (the last one shorter); a read that
+    fails fails at the record it failed at, as a record-by-record read would, and its
+    batch is not yielded."""
+    names = _spec(record_name).names
     try:
         with fo:
-            for rec in rdr:
-                batch.append(validate(record_name, rec, source))
-                if len(batch) >= batch_size:
+            while True:
+                recs: list = []
+                failed = None
+                try:
+                    recs.extend(islice(rdr, batch_size))
+                except Exception as e:  # noqa: BLE001 - raised after the records before it
+                    failed = e
+                batch = _avro_batch(record_name, names, recs, source, restore, known) \
+                    if recs else []
+                if failed is not None:
+                    raise failed
+                if batch:
                     yield batch
-                    batch = []
+                if len(recs) < batch_size:
+                    break
     except CodecError:
         raise
     except Exception as e:
         raise CodecError(f"{path}: corrupt Avro file: {type(e).__name__}: {e}") from e
-    if batch:
-        yield batch
+
+
+def _arrow_type(t: Any) -> type | None:
+    """The Python type ``to_pylist`` gives every (non-null) value of an Arrow type, where
+    it is one of the row fields' (None: other types)."""
+    import pyarrow as pa
+
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return str
+    if pa.types.is_integer(t):
+        return int
+    if pa.types.is_float32(t) or pa.types.is_float64(t):
+        return float
+    if pa.types.is_boolean(t):
+        return bool
+    return None
 
 
 def _parquet_iter(path: Path, pf: Any, record_name: str, source: str,
@@ -559,22 +913,26 @@ def _parquet_iter(path: Path, pf: Any, record_name: str, source: str,
     try:
         for rb in pf.iter_batches(batch_size=batch_size):
             present = set(rb.schema.names)
-            cols = []
+            cols, known = [], []
             for name in names:
                 if name not in present:
                     cols.append(None)
+                    known.append(None)
                     continue
                 col = rb.column(name)
                 if pa.types.is_timestamp(col.type):
                     col = col.cast(pa.timestamp("ms", tz=col.type.tz), safe=False)
                     col = col.cast(pa.int64())
                 cols.append(col.to_pylist())
+                known.append(_arrow_type(col.type) if col.null_count == 0 else None)
             n = rb.num_rows
             if not n:
                 continue
             cols = [c if c is not None else [None] * n for c in cols]
-            yield [validate(record_name, dict(zip(names, vals, strict=True)), source)
-                   for vals in zip(*cols, strict=True)]
+            yield validate_columns(
+                record_name, cols, source,
+                lambda i, c=cols: dict(zip(names, [x[i] for x in c], strict=True)),
+                tuple(known))
     except CodecError:
         raise
     except Exception as e:
@@ -601,6 +959,24 @@ def kept_reads(paths: Iterable[str | Path]):
     finally:
         for k in keys:
             _KEPT.pop(k, None)
+
+
+def _gc_paused(it: Iterator[list]) -> Iterator[list]:
+    """``it``'s batches, each made with the cyclic garbage collector paused: a batch is
+    thousands of new containers that all stay alive (the collections their allocations
+    trigger would find nothing to free, and each of them traverses them again); the
+    collector runs again, as it was, between batches."""
+    while True:
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            batch = next(it, None)
+        finally:
+            if was:
+                gc.enable()
+        if batch is None:
+            return
+        yield batch
 
 
 def _keeping(it: Iterator[list], kept: list, slot: dict, key: tuple) -> Iterator[list]:
@@ -632,8 +1008,9 @@ def read_batches(path: str | Path, record_name: str, source: str | None = None,
         if kept is not None:
             return iter(kept)
         slot[key] = None
-        return _keeping(_read_batches(p, fmt, record_name, src, batch_size), [], slot, key)
-    return _read_batches(p, fmt, record_name, src, batch_size)
+        return _keeping(_gc_paused(_read_batches(p, fmt, record_name, src, batch_size)), [],
+                        slot, key)
+    return _gc_paused(_read_batches(p, fmt, record_name, src, batch_size))
 
 
 def _read_batches(p: Path, fmt: str, record_name: str, src: str,
@@ -645,7 +1022,13 @@ def _read_batches(p: Path, fmt: str, record_name: str, src: str,
         except Exception as e:
             fo.close()
             raise CodecError(f"{p}: not a readable Avro file: {type(e).__name__}: {e}") from e
-        return _avro_iter(p, fo, rdr, record_name, src, batch_size)
+        ints = _ints_reader(fo, record_name)
+        if ints is None:
+            fo.seek(0)
+            rdr = fastavro.reader(fo)
+            return _avro_iter(p, fo, rdr, record_name, src, batch_size, {}, None)
+        rdr, restore, known = ints
+        return _avro_iter(p, fo, rdr, record_name, src, batch_size, restore, known)
     import pyarrow.parquet as pq
 
     try:
@@ -711,3 +1094,71 @@ def check_bounds(row: Any, source: str, max_usd: float = MAX_USD_VALUE,
         return row
     return DeadLetter(source, json.dumps(to_wire(row), sort_keys=True, default=str), bad,
                       getattr(row, "event_time", 0))
+
+
+def _bound_digits(max_amount: float) -> int:
+    """The most integer digits an amount may have and still be within ``max_amount`` for
+    sure (10**k <= the bound); -1 when there is no such number."""
+    m = Decimal(repr(float(max_amount)))
+    if not m.is_finite() or m < 1:
+        return -1
+    return len(str(int(m))) - 1
+
+
+def check_bounds_batch(batch: list, source: str, max_usd: float = MAX_USD_VALUE,
+                       max_amount: float = MAX_AMOUNT) -> list:
+    """``[r if type(r) is DeadLetter else check_bounds(r, source, max_usd, max_amount)
+    for r in batch]``, at once where every row of the batch is within the bounds for sure
+    (the batch itself is returned then): its largest USD value at most ``max_usd`` and every
+    amount written without exponent in fewer characters than ``max_amount`` has integer
+    digits.
+
+    >>> from schemas.rows import Transfer
+    >>> ok = Transfer("t1", MIN_TS, "u", "0xab", None, "ETH", "ETH", "12.5", 5.0, "WITHDRAWAL")
+    >>> check_bounds_batch([ok], "transfers") == [ok]
+    True
+    >>> check_bounds_batch([ok, ok._replace(usd_value=2e10)], "transfers")[1].error
+    'usd_value 20000000000.0 exceeds the upper bound 1e+10 (--max_usd_value)'
+    """
+    types = _types(batch)
+    kinds = types - {DeadLetter}
+    if len(kinds) == 1:
+        (cls,) = kinds
+        fields = getattr(cls, "_fields", ())
+        if ("usd_value" in fields) + ("claimed_loss_usd" in fields) <= 1:
+            rows = list(compress(batch, map(is_, map(type, batch), repeat(cls)))) \
+                if DeadLetter in types else batch
+            if _within(rows, fields, max_usd, max_amount):
+                return batch
+    return [r if type(r) is DeadLetter else check_bounds(r, source, max_usd, max_amount)
+            for r in batch]
+
+
+def _present(rows: list, i: int) -> list:
+    """The rows' values of field ``i`` that are not None."""
+    got = list(map(itemgetter(i), rows))
+    return [v for v in got if v is not None] if None in got else got
+
+
+def _within(rows: list, fields: tuple, max_usd: float, max_amount: float) -> bool:
+    """Every row's money fields within the bounds, for sure (False: not known)."""
+    for name in ("usd_value", "claimed_loss_usd"):
+        if name in fields:
+            usd = _present(rows, fields.index(name))
+            if usd and not (_types(usd) == {float} and max(usd) <= max_usd):
+                return False
+    if "amount" in fields:
+        amounts = _present(rows, fields.index("amount"))
+        if amounts:
+            if _types(amounts) != {str}:
+                return False
+            try:
+                k = _bound_digits(max_amount)
+            except (ValueError, TypeError, OverflowError, ArithmeticError):
+                return False
+            if max(map(len, amounts)) > k:
+                return False
+            text = "".join(amounts)  # no exponent, and no "Infinity" (not a validated amount)
+            if "e" in text or "E" in text or "n" in text or "N" in text:
+                return False
+    return True

@@ -22,9 +22,7 @@ history's size (:func:`auto_chunk_ms`).
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
-import gc
 import heapq
 import itertools
 import os
@@ -37,7 +35,7 @@ from operator import is_, is_not
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional
 
-from core.machine import END_OF_TIME, Chunk
+from core.machine import END_OF_TIME, Chunk, gc_off
 from schemas import codecs
 from transforms.checkpoint import seal as seal_checkpoint
 from transforms.faces import Handover
@@ -292,22 +290,9 @@ def stage_inputs(files: dict, read: Callable[[str, Path], Iterator[list]], work:
     ``event_time``, a dead letter by its ``at``: as a chunk's window selects them) and
     ``parts`` files per bucket. Each chunk's pipeline then reads only its own buckets,
     ``parts`` readers per bucket at once."""
-    with _gc_paused():
+    # staging makes millions of rows and tuples, freed by reference counting once spilled
+    with gc_off():
         return _stage(files, read, work, bucket_ms, parts)
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """The cyclic garbage collector paused: staging makes millions of rows and tuples that
-    are freed by reference counting as soon as they are spilled; collections triggered by
-    their allocations find nothing to free, and traverse every live object each time."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _stage(files: dict, read: Callable[[str, Path], Iterator[list]], work: Path,

@@ -407,6 +407,23 @@ def run_history(machine: Machine, key: Any, events: Iterable[Any],
 
 
 @contextmanager
+def gc_off(freeze: bool = False):
+    """Python's cyclic garbage collector off for a block of bulk work whose objects are
+    freed by reference counting (or stay alive to its end): collections triggered by
+    their allocations would find nothing to free, and traverse every live object each
+    time. The previous state is restored on exit; ``freeze``: what the block built is
+    frozen first (:func:`gc_paused`)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            if freeze:
+                gc.freeze()
+            gc.enable()
+
+
 def gc_paused():
     """Pause Python's cyclic garbage collector for bulk work that builds many objects which
     stay alive (a shard's unpickled history, its outputs): otherwise each full collection
@@ -417,14 +434,7 @@ def gc_paused():
     stays alive, and the collection its allocations would trigger at once, traversing
     every live object, would find nothing to free; a driver may ``gc.unfreeze()`` after
     the bulk work."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.freeze()
-            gc.enable()
+    return gc_off(freeze=True)
 
 
 def group_by_key(pairs: Iterable[tuple[Any, Any]]) -> dict:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 from pathlib import Path
 from typing import Optional
 
+from core.machine import gc_off
 from report import cases, contacts, efficacy, pyramid, shadow
 from report.drift import add_drift
 from report.files import output
@@ -24,24 +23,10 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
                  dest: Optional[str | Path] = None) -> dict:
     """Write ``metrics.json`` (and ``report.html`` and the case pages) of the backtest in
     ``out_dir`` into ``dest`` (default ``out_dir``); return the metrics."""
+    # its rows stay alive until it ends: no collection traversing them (and the run's
+    # kept inputs) again and again
     with gc_off():
         return _build(input_dir, out_dir, counters, run, html, compare, dest)
-
-
-@contextlib.contextmanager
-def gc_off():
-    """Python's cyclic garbage collector off while the report runs: it builds hundreds of
-    thousands of rows that stay alive until it ends, and each full collection would
-    traverse them all again, and the whole heap of the run before it (the backtest's kept
-    input rows). Reference counting frees the rest as usual; the little cyclic garbage
-    (charts, templates) waits for the next collection. The previous state is restored."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _build(input_dir, out_dir, counters, run, html, compare, dest) -> dict:

@@ -20,6 +20,7 @@ freezes, so a model never learns from its own decisions. An example is stamped a
 
 from __future__ import annotations
 
+import heapq
 import zlib
 from typing import Optional
 
@@ -41,7 +42,8 @@ class _Labels:
     ones in the log ``far``, read when ``edge`` moves on (once per ``label_near_ms`` of event
     time) or when a case outcome names one."""
 
-    __slots__ = ("near", "far", "edge", "far_first", "far_last_t", "confirmed_at")
+    __slots__ = ("near", "far", "edge", "far_first", "far_last_t", "confirmed_at", "queue")
+    SAVED = ("near", "far", "edge", "far_first", "far_last_t", "confirmed_at")  # pickled
 
     def __init__(self):
         self.near: dict = {}  # subject id -> (deadline, model, t, x), deadline <= edge
@@ -51,6 +53,57 @@ class _Labels:
         self.far_last_t: Optional[int] = None  # latest event time in far
         # labelled since (the mark lasts LabelJoin.confirmed_ms after it)
         self.confirmed_at: Optional[int] = None
+        # near's (deadline, sid) as a heap, so that an event finds what is due without
+        # reading every near record (a busy address holds a day of its payments there);
+        # derived from near, never pickled; an entry whose record has left is skipped
+        self.queue: Optional[list] = None
+
+    def __getstate__(self):
+        # the saved slots only, as the default pickling of the slots wrote them
+        return None, {k: getattr(self, k) for k in self.SAVED}
+
+    def __setstate__(self, state):
+        for k, v in state[1].items():
+            setattr(self, k, v)
+        self.queue = None
+
+    def due_queue(self) -> list:
+        if self.queue is None:
+            self.queue = [(w[0], sid) for sid, w in self.near.items()]
+            heapq.heapify(self.queue)
+        return self.queue
+
+    def put_near(self, sid: str, record: tuple) -> None:
+        self.near[sid] = record
+        if self.queue is not None:
+            heapq.heappush(self.queue, (record[0], sid))
+
+    def pop_due(self, now: int) -> Optional[tuple]:
+        """The near record due first, if due by ``now``: ``(deadline, sid, record)``
+        (removed from near), else None."""
+        q, near = self.due_queue(), self.near
+        while q and q[0][0] <= now:
+            d, sid = heapq.heappop(q)
+            w = near.get(sid)
+            if w is not None and w[0] == d:
+                del near[sid]
+                return d, sid, w
+        return None
+
+    def first_near(self) -> Optional[int]:
+        """The earliest deadline in near (None: near is empty)."""
+        q, near = self.due_queue(), self.near
+        while q:
+            d, sid = q[0]
+            w = near.get(sid)
+            if w is not None and w[0] == d:
+                return d
+            heapq.heappop(q)
+        return None
+
+    def clear_near(self) -> None:
+        self.near.clear()
+        self.queue = None
 
     def waiting(self) -> int:
         return len(self.near) + len(self.far)
@@ -77,7 +130,8 @@ class LabelJoin(Machine):
         return not s.near and not len(s.far) and s.confirmed_at is None
 
     def next_deadline(self, s: _Labels) -> Optional[int]:
-        ds = [w[0] for w in s.near.values()]
+        first = s.first_near()
+        ds = [] if first is None else [first]
         if s.far_first is not None:
             ds.append(s.far_first)
         if s.confirmed_at is not None:
@@ -105,7 +159,7 @@ class LabelJoin(Machine):
         later = []
         for rec in s.far.items():
             if rec[0] <= edge:
-                s.near[rec[1]] = (rec[0], rec[2], rec[3], rec[4])
+                s.put_near(rec[1], (rec[0], rec[2], rec[3], rec[4]))
             else:
                 later.append(rec)
         self._set_far(s, later)
@@ -120,10 +174,9 @@ class LabelJoin(Machine):
         out = []
         if len(s.far) and (s.edge is None or now >= s.edge):
             self._bring_near(s, now + self.p.label_near_ms)
-        if s.near:
-            due = sorted((w[0], sid) for sid, w in s.near.items() if w[0] <= now)
-            for deadline, sid in due:
-                _, model, t, x = s.near.pop(sid)
+        if s.near:  # in (deadline, sid) order
+            while (got := s.pop_due(now)) is not None:
+                deadline, sid, (_, model, t, x) = got
                 w = self.negative(sid)
                 if w is not None:
                     out.append((EXAMPLES, deadline,
@@ -158,7 +211,7 @@ class LabelJoin(Machine):
             return [(METRIC, now, ("label_records_dropped", 1))]
         deadline = now + self.p.label_horizon_ms
         if s.edge is not None and deadline <= s.edge:
-            s.near[sid] = (deadline, model, now, ev.features)
+            s.put_near(sid, (deadline, model, now, ev.features))
         else:
             s.far.append((deadline, sid, model, now, ev.features))
             if s.far_first is None or deadline < s.far_first:
@@ -191,7 +244,7 @@ class LabelJoin(Machine):
             waiting = s.pending
             for sid in sorted(waiting):
                 out.extend(self._example(waiting[sid], sid, fact.is_scam, now))
-            s.near.clear()
+            s.clear_near()
             if len(s.far):
                 self._set_far(s, [])
             s.confirmed_at = now if fact.is_scam else None

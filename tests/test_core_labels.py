@@ -182,3 +182,35 @@ def test_example_fields_on_a_case_outcome():
     _s, out = _run(m, [_ft("t1", t0), _fact(t0 + HOUR, "TRANSFER", "t1")])
     (ex,) = [e for g, _t, e in out if g == EXAMPLES]
     assert ex == Example("transfer_risk", t0 + HOUR, "T:t1", {"f": 1.0}, True, t0, 1)
+
+
+def test_a_busy_address_labels_each_record_once_at_its_horizon_in_deadline_order():
+    """300 payments into one address within a day (a day of them in the head at once),
+    20 of them cleared by a case outcome first; the state saved and loaded every 13
+    events. Each record leaves once: cleared at its outcome, else negative at its
+    horizon, in (time, subject) order, as the definition says."""
+    import pickle
+    import random
+
+    from core.machine import END_OF_TIME
+
+    rnd = random.Random(5)
+    times = sorted(rnd.sample(range(at(0), at(0) + DAY), 300))
+    pays = [_ft(f"t{i:03d}", t) for i, t in enumerate(times)]
+    cleared = {f"t{i:03d}": times[i] + rnd.randrange(1, H) for i in rnd.sample(range(300), 20)}
+    facts = [_fact(t, "TRANSFER", tid, is_scam=False, cid=f"c{tid}")
+             for tid, t in cleared.items()]
+    events = sorted(pays + facts, key=lambda e: e.event_time)
+    want = sorted((cleared.get(p.transfer.transfer_id, p.event_time + H),
+                   f"T:{p.transfer.transfer_id}") for p in pays)
+    m, s, out = LabelJoin(P), None, []
+    for i in range(0, len(events), 13):
+        if s is not None:
+            s = pickle.loads(pickle.dumps(s))
+        s, more = _run(m, events[i:i + 13], s=s)
+        out += more
+    s, more = _run(m, [], until=END_OF_TIME, s=s)
+    out += more
+    got = [(t, sid) for t, sid, y, _ in _examples(out)]
+    assert got == want
+    assert not any(y for _, _, y, _ in _examples(out))

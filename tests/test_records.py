@@ -345,7 +345,7 @@ def test_a_label_is_never_stamped_before_the_event_it_labels():
     assert out == [(EXAMPLES, at(1) + 1,
                     Example("transfer_risk", at(1) + 1, "T:t1", {"f": 1.0}, True, at(1)))]
     state, _ = feed(LabelJoin(P), D, [_ft("t1", at(0))])
-    state.near["T:t1"] = (at(9), *state.pending["T:t1"][1:])  # a record due at at(9)
+    state.put_near("T:t1", (at(9), *state.pending["T:t1"][1:]))  # a record due at at(9)
     state.far.replace([])
     state.far_first = None
     assert LabelJoin(P).next_deadline(state) == at(9)

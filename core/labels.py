@@ -26,7 +26,7 @@ from typing import Optional
 
 from core.events import AddressFact, Example, FeaturedTransfer
 from core.ledger import report_key, transfer_key
-from core.machine import METRIC, Log, Machine
+from core.machine import METRIC, Derived, Log, Machine
 from core.policy import Policy
 
 EXAMPLES = "examples"
@@ -36,7 +36,7 @@ TRANSFER_RISK, SCAM_VERDICT = "transfer_risk", "scam_verdict"
 FAR = "labels.far"
 
 
-class _Labels:
+class _Labels(Derived):
     """An address's waiting records, split so that an event reads only a small part: those
     whose horizon ends by ``edge`` in ``near`` (the head, read by every event), the later
     ones in the log ``far``, read when ``edge`` moves on (once per ``label_near_ms`` of event
@@ -58,13 +58,7 @@ class _Labels:
         # derived from near, never pickled; an entry whose record has left is skipped
         self.queue: Optional[list] = None
 
-    def __getstate__(self):
-        # the saved slots only, as the default pickling of the slots wrote them
-        return None, {k: getattr(self, k) for k in self.SAVED}
-
-    def __setstate__(self, state):
-        for k, v in state[1].items():
-            setattr(self, k, v)
+    def forget(self) -> None:
         self.queue = None
 
     def due_queue(self) -> list:

@@ -249,6 +249,27 @@ class Table:
         return f"Table({self.name!r}, {self._n} entries)"
 
 
+class Derived:
+    """A mixin for a state class with ``__slots__`` some of which are derived (an index
+    kept beside the data, rebuilt when needed): only the slots named in ``SAVED`` are
+    pickled, as the default pickling of slots writes them (so adding a derived slot
+    leaves the saved bytes as they were); on loading, ``forget()`` resets the others."""
+
+    __slots__ = ()
+    SAVED: tuple = ()
+
+    def forget(self) -> None:
+        """Reset the derived slots (after loading)."""
+
+    def __getstate__(self):
+        return None, {k: getattr(self, k) for k in self.SAVED}
+
+    def __setstate__(self, state):
+        for k, v in state[1].items():
+            setattr(self, k, v)
+        self.forget()
+
+
 class _Deleted:
     """The value of a change record that deletes its key (one object, pickled by name)."""
 

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from core import lookalike
 from core.events import CATEGORY, TEXT, FeaturedReport, FeaturedTransfer, ReportIn
-from core.machine import Machine, Table
+from core.machine import Derived, Machine, Table
 from core.policy import DAY, HOUR, Policy
 from schemas.blacklist import BlacklistSnapshot
 from schemas.rows import BlacklistUpdate, Transfer, UserProfile
@@ -252,7 +252,7 @@ def _in_order(senders: deque) -> bool:
     return True
 
 
-class _Counterparty:
+class _Counterparty(Derived):
     __slots__ = ("senders", "first_t", "last_t", "live", "reports", "n_in", "index")
     SAVED = ("senders", "first_t", "last_t", "live", "reports", "n_in")  # pickled
 
@@ -265,15 +265,8 @@ class _Counterparty:
         self.n_in = 0
         self.index: Optional[_FanIn] = None  # derived from senders: never pickled
 
-    def __getstate__(self):
-        # the saved slots only, as the default pickling of the slots wrote them: the
-        # index is rebuilt from ``senders`` when needed
-        return None, {k: getattr(self, k) for k in self.SAVED}
-
-    def __setstate__(self, state):
-        for k, v in state[1].items():
-            setattr(self, k, v)
-        self.index = None
+    def forget(self) -> None:
+        self.index = None  # rebuilt from ``senders`` when needed
 
     def trim(self, now: int, long_ms: int) -> None:
         """Drop the senders older than the long window ending at ``now``."""

@@ -194,11 +194,8 @@ class _Spill:
         self.turn: dict = {}  # bucket -> part the next full batch goes to
         self.files: dict = {}  # (bucket, part) -> open file
 
-    def add(self, cid: int, row) -> None:
-        self.add_many(cid, [row])
-
     def add_many(self, cid: int, rows: list) -> None:
-        """Rows of bucket ``cid``, in order: as many ``add`` calls."""
+        """Rows of bucket ``cid``, in order, into its parts' batches."""
         i, n = 0, len(rows)
         while i < n:
             part = self.turn.get(cid, 0)

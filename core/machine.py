@@ -368,9 +368,8 @@ def iter_history(machine: Machine, key: Any, events: Iterable[Any],
     ``end`` (a chunked replay) is the exclusive end of this chunk of event time: events at
     or after it are not run yet; time advances to ``end - 1``; with ``save`` the key's state
     and the events not run are yielded as ``(STATE, end - 1, (key, blob, due))`` (nothing
-    for an empty key; ``due``: the key's next deadline or waiting event, None for none:
-    until then it need not run); then, only if ``until`` lies beyond the chunk (the last chunk), the
-    remaining events run and time advances to ``until``."""
+    for an empty key; ``due``: :func:`due_of`); then, only if ``until`` lies beyond the
+    chunk (the last chunk), the remaining events run and time advances to ``until``."""
     sk = sort_key_of(machine)
     state = None
     todo: list = []
@@ -410,8 +409,10 @@ def iter_history(machine: Machine, key: Any, events: Iterable[Any],
 def due_of(machine: Machine, state: Any, waiting: Iterable[Any]) -> Optional[int]:
     """When a key saved with ``state`` and events ``waiting`` must run again: its next
     deadline or its first waiting event, whichever is first (None: neither). Until then,
-    with no new event, it would do nothing: every machine's ``advance`` fires only
-    deadlines its ``next_deadline`` reports."""
+    with no new event, running it would decide nothing: a machine's ``advance`` emits
+    only at the deadlines its ``next_deadline`` reports (it may rearrange its state's
+    layout before, as Actions' and LabelJoin's head and log do, which a single run would
+    not do either)."""
     due = machine.next_deadline(state)
     time_of = machine.time_of
     for ev in waiting:

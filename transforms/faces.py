@@ -196,7 +196,8 @@ class Handover(NamedTuple):
     one chunk to the next as files on local disk instead of a state checkpoint read and
     written through the pipeline. ``save``: the directory this chunk writes each step's
     states to, one file per shard (``save/STEP/SHARD.pkl``: a pickled list of ``(key,
-    pickle((state, waiting events)))``, the checkpoint's records without the step); ``load``:
+    pickle((state, waiting events)), due)``, the checkpoint's records without the step,
+    with the time the key must run again: :func:`core.machine.due_of`); ``load``:
     the previous chunk's, read by each shard when it runs (``Seed`` events at ``at``). So
     the states between two chunks stay on disk, and a chunk holds one shard's seeds at a
     time rather than every key's state as pipeline elements (seeds read, re-encoded between

@@ -32,6 +32,7 @@ then by id.
 from __future__ import annotations
 
 import gc
+import heapq
 import pickle
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -356,6 +357,17 @@ def sort_key_of(machine: Machine) -> Callable[[Any], tuple]:
     return machine.sort_key
 
 
+class SortedRun:
+    """Part of a key's history that arrives already in the machine's sort order, read
+    lazily: ``read()`` gives its events (a shuffle spilled to disk: a long history need
+    not be held at once). In a key's event list it stands where its events arrived."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read: Callable[[], Iterable[Any]]):
+        self.read = read
+
+
 def iter_history(machine: Machine, key: Any, events: Iterable[Any],
                  until: int = END_OF_TIME, *, end: Optional[int] = None,
                  save: bool = False) -> Iterator[Output]:
@@ -365,6 +377,9 @@ def iter_history(machine: Machine, key: Any, events: Iterable[Any],
 
     A :class:`~core.events.Seed` among ``events`` is the key's state saved by an
     earlier chunk: the key starts from it (and its waiting events join the history).
+    A :class:`SortedRun` among them is read as the key's history is run, merged with the
+    other events: the order is the one sorting all of them at once gives (a stable sort
+    of the events in their arrival order).
     ``end`` (a chunked replay) is the exclusive end of this chunk of event time: events at
     or after it are not run yet; time advances to ``end - 1``; with ``save`` the key's state
     and the events not run are yielded as ``(STATE, end - 1, (key, blob, due))`` (nothing
@@ -373,21 +388,38 @@ def iter_history(machine: Machine, key: Any, events: Iterable[Any],
     sk = sort_key_of(machine)
     state = None
     todo: list = []
+    parts: Optional[list] = None  # with sorted runs: the history in arrival order, in parts
     for ev in events:
-        if type(ev) is Seed:
+        t = type(ev)
+        if t is Seed:
             state = ev.state
             todo.extend(ev.waiting)
+        elif t is SortedRun:
+            if parts is None:
+                parts = []
+            parts.append(todo)
+            parts.append(ev)
+            todo = []
         else:
             todo.append(ev)
     if state is None:
         state = machine.new_state(key)
     later: list = []
-    if end is not None:
-        time_of = machine.time_of
-        later = [e for e in todo if time_of(e) >= end]
-        if later:
-            todo = [e for e in todo if time_of(e) < end]
-    for ev in sorted(todo, key=sk):
+    time_of = machine.time_of
+    if parts is None:
+        if end is not None:
+            later = [e for e in todo if time_of(e) >= end]
+            if later:
+                todo = [e for e in todo if time_of(e) < end]
+        ordered: Iterable = sorted(todo, key=sk)
+    else:
+        parts.append(todo)
+        # heapq.merge is stable (ties go to the earlier part): a stable sort of the whole
+        ordered = heapq.merge(*(p.read() if type(p) is SortedRun else sorted(p, key=sk)
+                                for p in parts), key=sk)
+        if end is not None:
+            ordered = _before(ordered, end, time_of, later)
+    for ev in ordered:
         state, more = step(machine, key, state, ev)
         yield from more
     if end is not None:
@@ -404,6 +436,16 @@ def iter_history(machine: Machine, key: Any, events: Iterable[Any],
             state, more = step(machine, key, state, ev)
             yield from more
     yield from machine.advance(state, until)
+
+
+def _before(ordered: Iterable[Any], end: int, time_of: Callable[[Any], int],
+            later: list) -> Iterator[Any]:
+    """``ordered``'s events before ``end``; the others go into ``later``, in order."""
+    for ev in ordered:
+        if time_of(ev) >= end:
+            later.append(ev)
+        else:
+            yield ev
 
 
 def due_of(machine: Machine, state: Any, waiting: Iterable[Any]) -> Optional[int]:

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import gc
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -83,7 +85,7 @@ from transforms.checkpoint import (
     read_versions,
 )
 from transforms.checkpoint import check as check_checkpoint
-from transforms.faces import DEFAULT_SHARDS, local_shuffles
+from transforms.faces import DEFAULT_SHARDS, Spill, local_shuffles
 from transforms.safetynet import SafetyNet
 from transforms.shadow import SHADOW_OUTPUTS, Shadow
 
@@ -281,9 +283,12 @@ def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(
     """One pipeline of the replay, run to the end; returns its counters."""
     chunks.no_timed_flushes()  # gRPC workers: no bytes lost between two writes
     pipeline = beam.Pipeline(options=job.options)
+    local = chunks.in_process(job.options)
+    # a step's long input (the Learner's labels) waits for it on disk, not in memory
+    spill = Spill(tempfile.mkdtemp(prefix=".shuffle-", dir=out)) if local else None
     # Beam reads each function's parameters once (it asks for every bundle otherwise)
     with remembered_signatures():
-        with local_shuffles(chunks.in_process(job.options)):
+        with local_shuffles(local, spill):
             build(pipeline, job.replay, out, job.fmt, job.policy, progress,
                   job.flags.batch_shards, (job.shared.max_usd_value, job.shared.max_amount),
                   run, shadow=shadow)
@@ -291,6 +296,8 @@ def _run_pipeline(job: Job, out: Path, progress: bool, run: ChunkRun = ChunkRun(
             result = pipeline.run()
             result.wait_until_finish()
         finally:
+            if spill is not None:
+                shutil.rmtree(spill.directory, ignore_errors=True)
             gc.unfreeze()  # what the batch steps froze (core.machine.gc_paused)
             # and the cyclic garbage frozen with it (the runner's bundles, frames): freed
             # now, not carried into the next chunk's pipeline or the report (one full

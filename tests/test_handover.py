@@ -102,3 +102,33 @@ def test_two_worker_processes_hand_over_to_the_same_decisions(kept, tmp_path):
     for name in OUTPUTS:
         a, b = base / "hand" / f"{name}.parquet", mp / f"{name}.parquet"
         assert a.read_bytes() == b.read_bytes(), f"{name} differs"
+
+
+def test_a_replay_whose_labels_wait_on_disk_decides_as_one_in_memory(kept, tmp_path,
+                                                                     monkeypatch):
+    """A step's long input (the Learner's labels; above all in the last chunk, where every
+    waiting label is released at once) waits for its step on disk, sorted, and is read back
+    a piece at a time (``transforms.faces.Spill``): the decisions are the same as with
+    every list in memory. Here every list of 40 events or more spills."""
+    from transforms import faces
+
+    spilled = []
+    real = faces.spill_pairs
+
+    def counted(pairs, sort_key, directory):
+        spilled.append(len(pairs))
+        return real(pairs, sort_key, directory)
+
+    monkeypatch.setattr(faces, "spill_pairs", counted)
+    monkeypatch.setattr(faces, "PIECE", 7)  # many pieces per key: every seam crossed
+    monkeypatch.setattr(backtest, "Spill", lambda d: faces.Spill(d, events=40))
+    _, _, base = kept
+    out = tmp_path / "spill"
+    _replay(base / "in", out, True)
+    assert len(spilled) >= 10 and sum(spilled) >= 400  # several keys, several runs each
+    for name in OUTPUTS:
+        a, b = base / "hand" / f"{name}.parquet", out / f"{name}.parquet"
+        assert a.read_bytes() == b.read_bytes(), f"{name} differs"
+    assert ((base / "hand" / "scores.parquet").read_bytes()
+            == (out / "scores.parquet").read_bytes())
+    assert not list(out.glob(".shuffle-*")) and not list(out.glob(".chunks-*"))

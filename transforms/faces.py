@@ -22,6 +22,7 @@ import io
 import itertools
 import os
 import pickle
+import tempfile
 import threading
 import zlib
 from typing import Any, Callable, Iterable, NamedTuple, Optional, Tuple
@@ -50,6 +51,7 @@ from core.machine import (
     Machine,
     Output,
     StateRecord,
+    SortedRun,
     Table,
     gc_paused,
     group_by_key,
@@ -112,19 +114,39 @@ _TOKENS = itertools.count(1)
 _LOCAL = [False]  # what a _PackByShard built now does (set by local_shuffles)
 
 
+class Spill(NamedTuple):
+    """Same-process shuffles to disk: a shard's packed list that reaches ``events`` events
+    within one bundle is written to a file in ``directory`` (each key's events sorted, in
+    pieces) and read back as its step runs the key (:class:`~core.machine.SortedRun`)."""
+
+    directory: str
+    events: int = 100_000
+
+
+PIECE = 4096  # events per pickled piece of a spilled list: what a reader holds per run
+_SPILL: list = [None]  # the Spill a _PackByShard built now uses (set by local_shuffles)
+
+
 @contextlib.contextmanager
-def local_shuffles(enabled: bool = True):
+def local_shuffles(enabled: bool = True, spill: Optional[Spill] = None):
     """While building a graph in this block, the batch face's packed lists cross each
     shuffle as a token of an in-process table instead of a pickle: for a runner whose
     workers all run in this process (the FnApiRunner in memory, one worker), where a
     pickle round trip per step per event is the largest cost Beam adds. The objects are
-    shared as the reference's steps share them; each list is taken once, by its step."""
-    before = _LOCAL[0]
+    shared as the reference's steps share them; each list is taken once, by its step.
+
+    ``spill``: lists that grow past ``spill.events`` go to disk instead
+    (:class:`Spill`). A runner runs one stage after another, so a step's whole input
+    waits for it at once: for a key with a long history in a bundle (the Learner's labels,
+    above all at the end of time, when every waiting label is released) that would be
+    held in memory as objects, then as one list per key."""
+    before = _LOCAL[0], _SPILL[0]
     _LOCAL[0] = enabled
+    _SPILL[0] = spill if enabled else None
     try:
         yield
     finally:
-        _LOCAL[0] = before
+        _LOCAL[0], _SPILL[0] = before
 
 
 def packing_locally() -> bool:
@@ -162,25 +184,38 @@ class _PackByShard(beam.DoFn):
     held at once): the default suits a machine or a small cluster; raise it for many
     workers. The batch face runs in the global window (a bounded replay)."""
 
-    def __init__(self, shards: int, key_fn: Callable[[Any], Any]):
+    def __init__(self, shards: int, key_fn: Callable[[Any], Any],
+                 factory: Optional[Callable[[], Machine]] = None):
         self.shards, self.key_fn = shards, key_fn
         self.local = _LOCAL[0]
+        # spilling sorts by the step's machine's order: only with its factory
+        self.spill = _SPILL[0] if self.local and factory is not None else None
+        self.factory = factory if self.spill is not None else None
+
+    def setup(self):
+        self.sort_key = None
 
     def start_bundle(self):
         self.lists: dict = {}
         self.seed_files: list = []
+        self.spilled: set = set()  # shards that went to disk in this bundle
 
     def process(self, event):
         if type(event) is SeedFile:  # a shard's handed-over states: to that shard as is
             self.seed_files.append(event)
-            return
+            return None
         key = self.key_fn(event)
         shard = shard_of(key, self.shards)
         got = self.lists.get(shard)
         if got is None:
             self.lists[shard] = [(key, event)]
-        else:
-            got.append((key, event))
+            return None
+        got.append((key, event))
+        if self.spill is not None and len(got) >= self.spill.events:
+            self.lists[shard] = []
+            self.spilled.add(shard)
+            return [GlobalWindows.windowed_value((shard, self._spilled(got)))]
+        return None
 
     def finish_bundle(self):
         lists, self.lists = self.lists, {}
@@ -188,7 +223,60 @@ class _PackByShard(beam.DoFn):
             yield GlobalWindows.windowed_value((sf.shard, sf))
         self.seed_files = []
         for shard, pairs in lists.items():
-            yield GlobalWindows.windowed_value((shard, parcel(pairs, self.local)))
+            if shard in self.spilled:  # the rest of a long list: on disk too
+                if pairs:
+                    yield GlobalWindows.windowed_value((shard, self._spilled(pairs)))
+            else:
+                yield GlobalWindows.windowed_value((shard, parcel(pairs, self.local)))
+        self.spilled = set()
+
+    def _spilled(self, pairs: list):
+        if self.sort_key is None:
+            self.sort_key = sort_key_of(self.factory())
+        return parcel(spill_pairs(pairs, self.sort_key, self.spill.directory), True)
+
+
+class Spilled(NamedTuple):
+    """A packed list on disk (:class:`Spill`): ``path``, and for each key in the order it
+    first came, the offsets of its pieces (its events sorted, :data:`PIECE` a piece)."""
+
+    path: str
+    keys: tuple
+
+    def pairs(self) -> list:
+        """``(key, SortedRun)`` for each key: what the step's history reads lazily."""
+        return [(key, SortedRun(_Pieces(self.path, offsets))) for key, offsets in self.keys]
+
+
+def spill_pairs(pairs: list, sort_key: Callable[[Any], Any], directory: str) -> Spilled:
+    """``(key, event)`` pairs into a file of ``directory``: per key, its events stably
+    sorted by ``sort_key``, pickled :data:`PIECE` at a time."""
+    fd, path = tempfile.mkstemp(suffix=".pkl", dir=directory)
+    keys = []
+    with os.fdopen(fd, "wb") as f:
+        for key, events in group_by_key(pairs).items():
+            events.sort(key=sort_key)
+            offsets = []
+            for i in range(0, len(events), PIECE):
+                offsets.append(f.tell())
+                pickle.dump(events[i:i + PIECE], f, pickle.HIGHEST_PROTOCOL)
+            keys.append((key, tuple(offsets)))
+    return Spilled(path, tuple(keys))
+
+
+class _Pieces:
+    """A spilled key's events, read a piece at a time (``SortedRun.read``)."""
+
+    __slots__ = ("path", "offsets")
+
+    def __init__(self, path: str, offsets: tuple):
+        self.path, self.offsets = path, offsets
+
+    def __call__(self) -> Iterable[Any]:
+        with open(self.path, "rb") as f:
+            for offset in self.offsets:
+                f.seek(offset)
+                yield from pickle.load(f)
 
 
 class Handover(NamedTuple):
@@ -274,7 +362,7 @@ def unpack(blob) -> Any:
             raise RuntimeError("a packed list crossed a same-process shuffle into another "
                                "process (or was read twice): build the graph without "
                                "local_shuffles for this runner")
-        return got
+        return got.pairs() if type(got) is Spilled else got
     return pickle.loads(blob)
 
 
@@ -756,7 +844,8 @@ class RunMachine(beam.PTransform):
             if seeds:
                 parts += (parts[0].pipeline | "HandedOver" >> beam.Create(seeds)
                           .with_output_types(Any),)
-            packed = [pc | f"Pack{i}" >> beam.ParDo(_PackByShard(self.shards, self.key_fn))
+            packed = [pc | f"Pack{i}" >> beam.ParDo(_PackByShard(self.shards, self.key_fn,
+                                                                  self.factory))
                       for i, pc in enumerate(parts)]
             if len(packed) > 1:
                 packed = packed | "In" >> beam.Flatten()

@@ -253,7 +253,7 @@ def _in_order(senders: deque) -> bool:
 
 
 class _Counterparty(Derived):
-    __slots__ = ("senders", "first_t", "last_t", "live", "reports", "n_in", "index")
+    __slots__ = ("senders", "first_t", "last_t", "live", "reports", "n_in", "index", "est")
     SAVED = ("senders", "first_t", "last_t", "live", "reports", "n_in")  # pickled
 
     def __init__(self):
@@ -264,9 +264,36 @@ class _Counterparty(Derived):
         self.reports: deque = deque()  # (t, reporter, established) within reporter window
         self.n_in = 0
         self.index: Optional[_FanIn] = None  # derived from senders: never pickled
+        self.est: Optional[dict] = None  # derived from reports: established ones by reporter
 
     def forget(self) -> None:
         self.index = None  # rebuilt from ``senders`` when needed
+        self.est = None  # and from ``reports``
+
+    def trim_reports(self, now: int, window_ms: int) -> None:
+        """Drop the reports older than the reporter window ending at ``now``."""
+        reports, est = self.reports, self.est
+        while reports and reports[0][0] <= now - window_ms:
+            _, r, established = reports.popleft()
+            if established and est is not None:
+                _drop(est, r)
+
+    def add_report(self, now: int, reporter, established: bool) -> None:
+        self.reports.append((now, reporter, established))
+        if established and self.est is not None:
+            self.est[reporter] = self.est.get(reporter, 0) + 1
+
+    def established(self) -> int:
+        """Distinct established reporters among the reports in the window: kept as reports
+        come and leave (the same operations on the deque, whatever their order), so a
+        transfer into a much-reported address does not read its reports."""
+        est = self.est
+        if est is None:
+            est = self.est = {}
+            for _, r, e in self.reports:
+                if e:
+                    est[r] = est.get(r, 0) + 1
+        return len(est)
 
     def trim(self, now: int, long_ms: int) -> None:
         """Drop the senders older than the long window ending at ``now``."""
@@ -360,8 +387,7 @@ class CounterpartyProfile(Machine):
             return []
         p = self.p
         s.trim(now, p.long_window_ms)
-        while s.reports and s.reports[0][0] <= now - p.reporter_window_ms:
-            s.reports.popleft()
+        s.trim_reports(now, p.reporter_window_ms)
         short_from = now - p.short_window_ms
         reporters_from = now - p.reporter_short_window_ms
         if t is FeaturedTransfer:
@@ -371,7 +397,6 @@ class CounterpartyProfile(Machine):
             sources, version = self.listed(address, s)
             if s.first_t is None:
                 s.first_t = now
-            established = {r for _, r, est in s.reports if est}
             f = dict(ev.features)
             f.update({
                 "fan_in_1h": float(users1),
@@ -380,7 +405,7 @@ class CounterpartyProfile(Machine):
                 "dest_age_days": (now - s.first_t) / DAY,
                 "blacklisted": 1.0 if sources else 0.0,
                 "reports_7d": float(len(s.reports)),
-                "established_reporters_7d": float(len(established)),
+                "established_reporters_7d": float(s.established()),
             })
             s.add_sender(now, tr.user_id)
             s.n_in += 1
@@ -408,7 +433,7 @@ class CounterpartyProfile(Machine):
             "established_reporters_7d": float(len(est7)),
             "unestablished_reports_24h": float(fresh24),
         })
-        s.reports.append((now, rep.reporter_user_id, established))
+        s.add_report(now, rep.reporter_user_id, established)
         s.last_t = now
         reasons = tuple(f"blacklist:{x}" for x in sources) if sources else ()
         return [(FEATURED, now, ev._replace(features=f, reasons=ev.reasons + reasons))]

@@ -408,3 +408,48 @@ def test_a_destinations_saved_state_is_its_window_not_the_index_kept_beside_it()
     assert b"_FanIn" not in blob
     again = pickle.loads(blob)
     assert again.index is None and list(again.senders) == [(at(0), "u1"), (at(5), "u2")]
+
+
+def test_established_reporters_of_a_much_reported_destination_match_their_definition():
+    """``established_reporters_7d`` on a transfer: the distinct reporters who paid the
+    address and are not fresh, among its reports of the reporter window. Kept as reports
+    come and leave (not read from them at each transfer): checked against the definition
+    over 10 days of a much-reported address, in order and a little late, with the state
+    saved and loaded again now and then."""
+    import pickle
+    import random
+
+    m = CounterpartyProfile(P, BlacklistSnapshot({}))
+    for seed, late, reload_every in [(1, False, 0), (2, False, 13), (3, True, 0),
+                                     (4, True, 29)]:
+        rnd = random.Random(seed)
+        events = []
+        for i in range(700):
+            t = at(0) + rnd.randrange(10 * DAY)
+            events.append(_ft(f"t{i}", t, f"u{rnd.randrange(40)}") if i % 3 else
+                          _fr(f"r{i}", t, f"p{rnd.randrange(30)}", paid=float(i % 2),
+                              fresh=float(i % 5 == 0)))
+        events.sort(key=lambda e: e.event_time)
+        if late:
+            for i in range(0, len(events) - 20, 7):
+                j = i + rnd.randrange(1, 20)
+                events[i], events[j] = events[j], events[i]
+        window, want, got = [], [], []
+        state = m.new_state(X)
+        for i, ev in enumerate(events):
+            now = ev.event_time
+            while window and window[0][0] <= now - P.reporter_window_ms:
+                window.pop(0)
+            if type(ev) is FeaturedTransfer:
+                want.append(float(len({r for _, r, est in window if est})))
+            else:
+                f = ev.features
+                window.append((now, ev.report_in.report.reporter_user_id,
+                               f["reporter_paid_suspect"] > 0 and not f["reporter_fresh"]))
+            if reload_every and i % reload_every == 0:
+                state = pickle.loads(pickle.dumps(state))
+            state, out = feed(m, X, [ev], state=state)
+            if type(ev) is FeaturedTransfer:
+                got.append(tagged(out, FEATURED)[0].features["established_reporters_7d"])
+        assert got == want, (seed, late)
+        assert max(want) >= 8  # a much-reported address

@@ -203,19 +203,19 @@ class _PackByShard(beam.DoFn):
     def process(self, event):
         if type(event) is SeedFile:  # a shard's handed-over states: to that shard as is
             self.seed_files.append(event)
-            return None
+            return
         key = self.key_fn(event)
         shard = shard_of(key, self.shards)
         got = self.lists.get(shard)
         if got is None:
             self.lists[shard] = [(key, event)]
-            return None
+            return
         got.append((key, event))
         if self.spill is not None and len(got) >= self.spill.events:
             self.lists[shard] = []
             self.spilled.add(shard)
             return [GlobalWindows.windowed_value((shard, self._spilled(got)))]
-        return None
+        return
 
     def finish_bundle(self):
         lists, self.lists = self.lists, {}

@@ -12,6 +12,7 @@ from connectors import chunks
 from pipelines import preflight
 from pipelines.argtypes import OneLineParser, UsageError, positive_int, unknown_option
 from pipelines.options import (
+    CachedViews,
     SafetyNetOptions,
     add_restore_state,
     add_shadow_policy,
@@ -114,4 +115,4 @@ def parse(argv: list) -> PipelineOptions:
         raise UsageError(unknown_option(unknown[0], parser))
     if not any(f == "--runner" or f.startswith("--runner=") for f in rest):
         argv = [*argv, "--runner=FnApiRunner"]
-    return PipelineOptions(argv)
+    return CachedViews(argv)

@@ -56,6 +56,7 @@ from core.policy import Policy
 from pipelines import preflight
 from pipelines.argtypes import OneLineParser, UsageError, unknown_option
 from pipelines.options import (
+    CachedViews,
     SafetyNetOptions,
     SharedOptions,
     expand_policy_file,
@@ -108,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def build_options(argv: list[str]) -> PipelineOptions:
-    options = PipelineOptions(argv)
+    options = CachedViews(argv)
     std = options.view_as(StandardOptions)
     if not std.runner:
         std.runner = LOCAL_RUNNER

@@ -90,15 +90,18 @@ def test_a_replay_that_hands_over_decides_as_one_through_checkpoints(kept):
 
 
 @pytest.mark.slow
-def test_two_worker_processes_hand_over_to_the_same_decisions(kept, tmp_path):
+def test_two_worker_processes_hand_over_to_the_same_decisions(kept, tmp_path, capsys):
     """Worker processes of the local runner read and write the hand-over files too (two
-    chunks of 3 days: one hand-over; a chunked replay decides as one run whatever its
-    chunks, test_checkpoint.py)."""
+    chunks, cut at the first 4-day boundary of the epoch, two days in: one hand-over,
+    written by the first chunk's workers and read by the second's; a chunked replay
+    decides as one run whatever its chunks, test_checkpoint.py). Each chunk of a run on
+    worker processes starts its own workers: about 9 CPU-s a chunk here."""
     _, _, base = kept
     mp = tmp_path / "mp"
-    assert backtest.run(["--input", str(base / "in"), "--output", str(mp), "--no_progress",
-                         *POLICY, "--chunk", "3d", "--no_report", "--direct_num_workers",
-                         "2", "--direct_running_mode", "multi_processing"]) == 0
+    assert backtest.run(["--input", str(base / "in"), "--output", str(mp), *POLICY,
+                         "--chunk", "4d", "--no_report", "--direct_num_workers", "2",
+                         "--direct_running_mode", "multi_processing"]) == 0
+    assert "2 chunk(s) of event time" in capsys.readouterr().err  # one hand-over
     for name in OUTPUTS:
         a, b = base / "hand" / f"{name}.parquet", mp / f"{name}.parquet"
         assert a.read_bytes() == b.read_bytes(), f"{name} differs"

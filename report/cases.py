@@ -26,6 +26,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
+
+from report.columns import TransferColumns, subset
 from report.html import link, render, short
 from report.numbers import stamp
 from report.truth import suspect
@@ -74,6 +77,7 @@ class CaseData:
     outreach: dict = field(default_factory=lambda: defaultdict(list))
     max_items: int = DEFAULT_ITEMS
     monies: dict = field(default_factory=dict)  # address -> money(), once per case
+    known: dict = field(default_factory=dict)  # the truth's map on the transfers above
 
     @classmethod
     def of(cls, extras: dict, cases: list, max_items: Optional[int] = None) -> "CaseData":
@@ -88,14 +92,19 @@ class CaseData:
                 a = norm[x] = _n(x)
             return a
 
-        for t in extras["transfers"].values():
-            a = n(t.to_address)
-            if a in want:
-                d.transfers[a].append(t)
+        trs = TransferColumns.of(extras["transfers"])
+        # the transfers to the cases' addresses (one normalisation per address), in order
+        to_case = trs.to.per_name(lambda x: n(x) in want, bool, False)
+        for t in trs.rows(np.flatnonzero(to_case)):
+            d.transfers[n(t.to_address)].append(t)
         d.holds = {h.transfer_id: h for h in extras["holds"]}
         d.res = extras["res_by"]
+        if d.truth is not None:  # what the truth says of those transfers
+            d.known = subset(d.truth.transfer, (t.transfer_id for ts in d.transfers.values()
+                                                for t in ts))
+        by_id = trs.by_id(rep.transfer_id for rep in extras["reports"].values())
         for rep in extras["reports"].values():
-            a = n(suspect(rep, extras["transfers"]))
+            a = n(suspect(rep, by_id))
             if a in want:
                 d.reports[a].append(rep)
         d.verdicts = {v.report_id: v for v in extras["verdicts"]}
@@ -109,7 +118,8 @@ class CaseData:
         return d
 
     def scam(self, tid: str) -> bool:
-        return bool(self.truth is not None and self.truth.transfer.get(tid, (False,))[0])
+        """Is ``tid`` (a transfer to a case's address) a scam by the truth?"""
+        return bool(self.truth is not None and self.known.get(tid, (False,))[0])
 
     def fate(self, tid: str) -> str:
         """REFUNDED / RELEASED / HELD (pending at the end) / NOT HELD."""

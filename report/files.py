@@ -36,7 +36,8 @@ def output_named(out_dir: Path, file_name: str, name: str) -> list:
 def read_scores(out_dir: Path):
     """``scores.parquet`` as columns (:class:`report.scores.ScoreColumns`: iterated, the
     tuples (transfer_id, event_time, to_address, usd_value, score, model_version,
-    blacklisted, lookalike_of)); empty without the file. Only these columns are read."""
+    blacklisted, lookalike_of)); empty without the file. Only these columns are read, and
+    kept as Arrow and numpy arrays (no Python object per row)."""
     from report.scores import ScoreColumns
 
     p = out_dir / "scores.parquet"
@@ -49,11 +50,10 @@ def read_scores(out_dir: Path):
     col = t.column
     ts = col("event_time").cast(pa.int64())
     listed = col("blacklisted").fill_null(False)
-    return ScoreColumns(col("transfer_id").to_pylist(), ts.to_numpy(),
-                        col("to_address").to_pylist(), col("usd_value").to_numpy(),
-                        col("score").to_numpy(), col("model_version").to_pylist(),
-                        listed.to_numpy(zero_copy_only=False),
-                        col("lookalike_of").to_pylist())
+    return ScoreColumns(col("transfer_id"), ts.to_numpy(), col("to_address"),
+                        col("usd_value").to_numpy(), col("score").to_numpy(),
+                        col("model_version"), listed.to_numpy(zero_copy_only=False),
+                        col("lookalike_of"))
 
 
 SCORE_COLUMNS = ("transfer_id", "event_time", "to_address", "usd_value", "score",

@@ -1,0 +1,303 @@
+"""Per-transfer data as columns: the replay's transfers and the ground truth about them,
+held as numpy arrays and Arrow arrays rather than one Python row per transfer, so that the
+report's memory follows what it needs, not the number of transfers.
+
+* :class:`TransferColumns`: the replay's transfers, one per transfer id (the first read,
+  in the file's order, as a dict filled with ``setdefault`` keeps them);
+* :class:`TransferTruth`: transfer id -> (is_scam, typology, detail), the ground truth's
+  map (the last row of an id, as a dict filled by assignment keeps it);
+* :func:`positions`: where each of some ids sits among others (a hash join, at once).
+
+Both are read with the row reader (:func:`schemas.codecs.read_batches`: the same
+validation, the same rows), one batch at a time, keeping only the fields the report uses.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas import codecs
+
+
+class Paid(NamedTuple):
+    """One transfer as the report shows it (the fields it uses of a ``Transfer``)."""
+
+    transfer_id: str
+    event_time: int
+    user_id: str
+    to_address: str
+    asset: str
+    amount: str
+    usd_value: float
+
+
+def _strings(x) -> pa.Array:
+    """``x`` (a list of str / None, or Arrow strings) as one Arrow string array."""
+    if isinstance(x, pa.ChunkedArray):
+        x = x.combine_chunks()
+    if isinstance(x, pa.DictionaryArray):
+        x = x.dictionary_decode()
+    if isinstance(x, pa.Array):
+        return x if x.type == pa.string() else x.cast(pa.string())
+    return pa.array(list(x), type=pa.string())
+
+
+def positions(values, keys) -> np.ndarray:
+    """For each of ``values`` its position among ``keys`` (ids without repeats), -1 where
+    it is not one of them (an int64 array)."""
+    v, k = _strings(values), _strings(keys)
+    if not len(v):
+        return np.zeros(0, dtype=np.int64)
+    if not len(k):
+        return np.full(len(v), -1, dtype=np.int64)
+    got = pc.index_in(v, value_set=k)
+    return got.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+class Coded:
+    """A column of strings as codes into its distinct values (``names``, in the order each
+    first appears; code -1: None)."""
+
+    def __init__(self, codes: np.ndarray, names: pa.Array):
+        self.codes = codes
+        self.names = names
+
+    @classmethod
+    def of(cls, x) -> "Coded":
+        a = _strings(x)
+        d = pc.dictionary_encode(a)
+        codes = d.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+        return cls(codes, d.dictionary)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def value(self, i: int) -> Optional[str]:
+        c = int(self.codes[i])
+        return None if c < 0 else self.names[c].as_py()
+
+    def values(self, idx) -> list:
+        """The values at the rows ``idx`` (a list of str / None)."""
+        codes = self.codes[np.asarray(idx, dtype=np.int64)]
+        names = self.names.to_pylist()
+        return [None if c < 0 else names[c] for c in codes.tolist()]
+
+    def per_name(self, f, dtype, none) -> np.ndarray:
+        """``f(value)`` of every row, computed once per distinct value (``none`` for None)."""
+        per = np.fromiter((f(x) for x in self.names.to_pylist()), dtype, len(self.names))
+        out = np.empty(len(self.codes), dtype=dtype)
+        ok = self.codes >= 0
+        out[ok] = per[self.codes[ok]]
+        out[~ok] = none
+        return out
+
+
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """The rows where each code appears first (codes numbered in the order they first
+    appear, as ``dictionary_encode`` numbers them), in row order."""
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    seen = np.maximum.accumulate(codes)
+    new = np.empty(len(codes), dtype=bool)
+    new[0] = True
+    new[1:] = codes[1:] > seen[:-1]
+    return np.flatnonzero(new)
+
+
+class TransferColumns:
+    """The replay's transfers, one per id (the first read), in the file's order: ``tid``
+    (Arrow strings), ``t`` (event time, ms) and ``usd`` (numpy), ``user``, ``to`` and
+    ``asset`` (:class:`Coded`), ``amount`` (Arrow strings); ``n_read``: the transfers read,
+    repeats included."""
+
+    def __init__(self, tid, t, user, to, usd, asset, amount, n_read: Optional[int] = None):
+        self.tid = _strings(tid)
+        self.t = np.asarray(t, dtype=np.int64)
+        self.user = user if isinstance(user, Coded) else Coded.of(user)
+        self.to = to if isinstance(to, Coded) else Coded.of(to)
+        self.usd = np.asarray(usd, dtype=np.float64)
+        self.asset = asset if isinstance(asset, Coded) else Coded.of(asset)
+        self.amount = _strings(amount)
+        self.n_read = len(self.t) if n_read is None else n_read
+
+    FIELDS = ("transfer_id", "event_time", "user_id", "to_address", "usd_value", "asset",
+              "amount")
+
+    @classmethod
+    def of(cls, transfers, unique: bool = True) -> "TransferColumns":
+        """``transfers`` as columns: columns already, a dict of rows by id (the first of each
+        id, in order), or rows (the first of each id kept; all of them with ``unique``
+        false)."""
+        if isinstance(transfers, cls):
+            return transfers
+        rows = list(transfers.values()) if isinstance(transfers, dict) else list(transfers)
+        if not unique:
+            return cls(*cls._columns(rows), n_read=len(rows))
+        return cls._unique(*cls._columns(rows), n_read=len(rows))
+
+    @staticmethod
+    def _columns(rows: list) -> list:
+        """The values of :data:`FIELDS` of ``rows``, one sequence per field."""
+        from schemas.rows import Transfer
+
+        if rows and all(type(t) is Transfer for t in rows):
+            cols = list(zip(*rows, strict=True))
+            return [cols[Transfer._fields.index(f)] for f in TransferColumns.FIELDS]
+        return [[getattr(t, f) for t in rows] for f in TransferColumns.FIELDS]
+
+    @classmethod
+    def _unique(cls, tid, t, user, to, usd, asset, amount, n_read) -> "TransferColumns":
+        tid = _strings(tid)
+        d = pc.dictionary_encode(tid)
+        if len(d.dictionary) < len(tid):  # repeated ids: the first of each
+            keep = _first_rows(d.indices.to_numpy(zero_copy_only=False).astype(np.int64))
+            sel = pa.array(keep)
+            tid, amount = d.dictionary, _strings(amount).take(sel)
+            t, usd = np.asarray(t)[keep], np.asarray(usd)[keep]
+            user, to, asset = (_strings(x).take(sel) for x in (user, to, asset))
+        return cls(tid, t, user, to, usd, asset, amount, n_read)
+
+    @classmethod
+    def read(cls, path) -> "TransferColumns":
+        """The transfers of the file at ``path`` (none without a file), read with the row
+        reader, one batch at a time: only the columns are kept."""
+        from schemas.rows import Transfer
+
+        if path is None:
+            return cls.of([])
+        strs: list = [[] for _ in range(5)]  # tid, user, to, asset, amount: Arrow, per batch
+        nums: list = [[], []]  # t, usd: numpy, per batch
+        n = 0
+        for batch in codecs.read_batches(path, "Transfer"):
+            rows = [r for r in batch if type(r) is Transfer]
+            n += len(rows)
+            tid, t, user, to, usd, asset, amount = cls._columns(rows)
+            for part, col in zip(strs, (tid, user, to, asset, amount), strict=True):
+                part.append(pa.array(col, type=pa.string()))
+            nums[0].append(np.array(t, dtype=np.int64))
+            nums[1].append(np.array(usd, dtype=np.float64))
+        empty = pa.array([], type=pa.string())
+        tid, user, to, asset, amount = (pa.chunked_array(c or [empty]) for c in strs)
+        t, usd = (np.concatenate(c) if c else np.zeros(0) for c in nums)
+        del strs, nums
+        return cls._unique(tid, t, user, to, usd, asset, amount, n)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def __bool__(self) -> bool:
+        return len(self.t) > 0
+
+    def positions(self, tids) -> np.ndarray:
+        """Where each of ``tids`` is among the transfers (-1: not one)."""
+        return positions(tids, self.tid)
+
+    def rows(self, idx) -> list:
+        """The transfers at the rows ``idx``, as :class:`Paid` rows."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if not len(idx):
+            return []
+        sel = pa.array(idx)
+        return list(map(Paid._make, zip(
+            self.tid.take(sel).to_pylist(), self.t[idx].tolist(), self.user.values(idx),
+            self.to.values(idx), self.asset.values(idx), self.amount.take(sel).to_pylist(),
+            self.usd[idx].tolist(), strict=True)))
+
+    def by_id(self, tids: Iterable) -> dict:
+        """transfer id -> :class:`Paid`, for those of ``tids`` that are transfers."""
+        want = list(dict.fromkeys(x for x in tids if x is not None))
+        pos = self.positions(want)
+        found = pos >= 0
+        return {r.transfer_id: r for r in self.rows(pos[found])}
+
+
+class TransferTruth:
+    """The ground truth about transfers, transfer id -> (is_scam, typology, detail), as
+    columns: ``ids`` (Arrow strings, no repeats), ``scam`` (numpy bools), ``typ`` (codes
+    into ``typ_names``, -1: None) and ``detail`` (Arrow strings)."""
+
+    def __init__(self, ids, scam, typ, typ_names: list, detail):
+        self.ids = _strings(ids)
+        self.scam = np.asarray(scam, dtype=bool)
+        self.typ = np.asarray(typ, dtype=np.int32)
+        self.typ_names = list(typ_names)
+        self.detail = _strings(detail)
+        self.laundering = pc.equal(self.detail, "laundering").fill_null(False).to_numpy(
+            zero_copy_only=False)
+
+    @classmethod
+    def last_of(cls, ids, scam, typ, typ_names: list, detail) -> "TransferTruth":
+        """From rows that may repeat an id: the last row of each (a dict's assignment)."""
+        ids = _strings(ids)
+        n = len(ids)
+        rev = ids.take(pa.array(np.arange(n - 1, -1, -1, dtype=np.int64)))
+        d = pc.dictionary_encode(rev)
+        if len(d.dictionary) == n:
+            return cls(ids, scam, typ, typ_names, detail)
+        keep = (n - 1 - _first_rows(d.indices.to_numpy(zero_copy_only=False)
+                                    .astype(np.int64)))[::-1].copy()
+        sel = pa.array(keep)
+        return cls(ids.take(sel), np.asarray(scam)[keep], np.asarray(typ)[keep], typ_names,
+                   _strings(detail).take(sel))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def positions(self, tids) -> np.ndarray:
+        """Where each of ``tids`` is in the map (-1: absent)."""
+        return positions(tids, self.ids)
+
+    def at(self, pos: np.ndarray) -> tuple:
+        """(scam, laundering and no scam, typology code) arrays for map positions ``pos``
+        (absent, -1: False, False, -1: the report's default (False, None, None))."""
+        ok = pos >= 0
+        p = np.where(ok, pos, 0)
+        if not len(self.scam):
+            z = np.zeros(len(pos), dtype=bool)
+            return z, z.copy(), np.full(len(pos), -1, dtype=np.int32)
+        scam = self.scam[p] & ok
+        return (scam, self.laundering[p] & ok & ~scam,
+                np.where(ok, self.typ[p], -1).astype(np.int32))
+
+    def subset(self, tids: Iterable) -> dict:
+        """The map restricted to ``tids``: {id: (is_scam, typology, detail)} for those of
+        them it holds."""
+        want = list(dict.fromkeys(x for x in tids if x is not None))
+        pos = self.positions(want)
+        out = {}
+        for tid, p in zip(want, pos.tolist(), strict=True):
+            if p >= 0:
+                c = int(self.typ[p])
+                out[tid] = (bool(self.scam[p]), None if c < 0 else self.typ_names[c],
+                            self.detail[p].as_py())
+        return out
+
+    def items(self):
+        """(id, (is_scam, typology, detail)) of every transfer in the map (slow: tests)."""
+        return self.subset(self.ids.to_pylist()).items()
+
+
+def subset(transfer_truth, tids: Iterable) -> dict:
+    """``transfer_truth`` (a :class:`TransferTruth` or a plain dict) restricted to
+    ``tids``."""
+    if isinstance(transfer_truth, TransferTruth):
+        return transfer_truth.subset(tids)
+    return {t: transfer_truth[t] for t in tids if t in transfer_truth}
+
+
+def judged(transfer_truth, tids) -> tuple:
+    """(scam, laundering) boolean arrays over ``tids`` (Arrow strings or a list) by the
+    ground truth's map (a :class:`TransferTruth` or a plain dict); an id it lacks is
+    neither."""
+    if isinstance(transfer_truth, TransferTruth):
+        scam, laund, _ = transfer_truth.at(transfer_truth.positions(tids))
+        return scam, laund
+    ids = tids.to_pylist() if isinstance(tids, (pa.Array, pa.ChunkedArray)) else list(tids)
+    none = (False, None, None)
+    vals = [transfer_truth.get(t, none) for t in ids]
+    return (np.fromiter((bool(v[0]) for v in vals), bool, len(vals)),
+            np.fromiter((not v[0] and v[2] == "laundering" for v in vals), bool, len(vals)))

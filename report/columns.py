@@ -83,17 +83,24 @@ class Coded:
     def values(self, idx) -> list:
         """The values at the rows ``idx`` (a list of str / None)."""
         codes = self.codes[np.asarray(idx, dtype=np.int64)]
-        names = self.names.to_pylist()
-        return [None if c < 0 else names[c] for c in codes.tolist()]
+        if not len(codes):
+            return []
+        return self.names.take(pa.array(codes, mask=codes < 0)).to_pylist()
 
     def per_name(self, f, dtype, none) -> np.ndarray:
         """``f(value)`` of every row, computed once per distinct value (``none`` for None)."""
-        per = np.fromiter((f(x) for x in self.names.to_pylist()), dtype, len(self.names))
+        per = np.fromiter((f(x) for x in _each(self.names)), dtype, len(self.names))
         out = np.empty(len(self.codes), dtype=dtype)
         ok = self.codes >= 0
         out[ok] = per[self.codes[ok]]
         out[~ok] = none
         return out
+
+
+def _each(a: pa.Array, step: int = 65_536):
+    """The values of ``a`` one by one, made Python objects a slice at a time."""
+    for i in range(0, len(a), step):
+        yield from a.slice(i, step).to_pylist()
 
 
 def _first_rows(codes: np.ndarray) -> np.ndarray:

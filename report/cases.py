@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+import pyarrow as pa
 
-from report.columns import TransferColumns, subset
+from report.columns import TransferColumns, judged
 from report.html import link, render, short
 from report.numbers import stamp
 from report.truth import suspect
@@ -77,7 +78,7 @@ class CaseData:
     outreach: dict = field(default_factory=lambda: defaultdict(list))
     max_items: int = DEFAULT_ITEMS
     monies: dict = field(default_factory=dict)  # address -> money(), once per case
-    known: dict = field(default_factory=dict)  # the truth's map on the transfers above
+    scam_ids: set = field(default_factory=set)  # the scams among the transfers above
 
     @classmethod
     def of(cls, extras: dict, cases: list, max_items: Optional[int] = None) -> "CaseData":
@@ -93,15 +94,15 @@ class CaseData:
             return a
 
         trs = TransferColumns.of(extras["transfers"])
-        # the transfers to the cases' addresses (one normalisation per address), in order
-        to_case = trs.to.per_name(lambda x: n(x) in want, bool, False)
-        for t in trs.rows(np.flatnonzero(to_case)):
-            d.transfers[n(t.to_address)].append(t)
+        rows_of = _rows_to(trs, want)
+        d.transfers = _ByAddress(trs, rows_of)
+        if d.truth is not None:  # the scam transfers among those to the cases' addresses
+            scam = judged(d.truth.transfer, trs.tid)[0]
+            rows = np.concatenate(list(rows_of.values())) if rows_of else np.zeros(0, int)
+            rows = rows[scam[rows]]
+            d.scam_ids = set(trs.tid.take(pa.array(rows, type=pa.int64())).to_pylist())
         d.holds = {h.transfer_id: h for h in extras["holds"]}
         d.res = extras["res_by"]
-        if d.truth is not None:  # what the truth says of those transfers
-            d.known = subset(d.truth.transfer, (t.transfer_id for ts in d.transfers.values()
-                                                for t in ts))
         by_id = trs.by_id(rep.transfer_id for rep in extras["reports"].values())
         for rep in extras["reports"].values():
             a = n(suspect(rep, by_id))
@@ -119,7 +120,7 @@ class CaseData:
 
     def scam(self, tid: str) -> bool:
         """Is ``tid`` (a transfer to a case's address) a scam by the truth?"""
-        return bool(self.truth is not None and self.known.get(tid, (False,))[0])
+        return self.truth is not None and tid in self.scam_ids
 
     def fate(self, tid: str) -> str:
         """REFUNDED / RELEASED / HELD (pending at the end) / NOT HELD."""
@@ -127,6 +128,37 @@ class CaseData:
         if x is not None:
             return x.resolution
         return "HELD" if tid in self.holds else "NOT HELD"
+
+
+class _ByAddress:
+    """Normalised address -> the transfers to it (:class:`report.columns.Paid` rows, in
+    the transfers' order), made when asked and not kept: a busy address has many."""
+
+    def __init__(self, trs: TransferColumns, rows_of: dict):
+        self.trs, self.rows_of = trs, rows_of
+
+    def get(self, address: str, default=()):
+        rows = self.rows_of.get(address)
+        return default if rows is None else self.trs.rows(rows)
+
+
+def _rows_to(trs: TransferColumns, want: set) -> dict:
+    """Normalised address (of ``want``) -> the rows of the transfers to it, in order."""
+    to = trs.to
+    flagged = np.flatnonzero(to.of_names(lambda x: _n(x) in want, bool))
+    keys = [_n(x) for x in to.names.take(pa.array(flagged, type=pa.int64())).to_pylist()]
+    names = list(dict.fromkeys(keys))
+    index = {k: i for i, k in enumerate(names)}
+    group_of = np.full(len(to.names) + 1, -1, dtype=np.int64)  # the last: no address
+    group_of[flagged] = [index[k] for k in keys]
+    group = group_of[to.codes]
+    rows = np.flatnonzero(group >= 0)
+    rows = rows[np.argsort(group[rows], kind="stable")]
+    g = group[rows]
+    starts = np.flatnonzero(np.diff(g)) + 1
+    return {names[int(part[0])]: r for part, r in zip(np.split(g, starts),
+                                                       np.split(rows, starts), strict=True)
+            if len(r)}
 
 
 def money(d: CaseData, address: str) -> dict:

@@ -54,13 +54,25 @@ def positions(values, keys) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if not len(k):
         return np.full(len(v), -1, dtype=np.int64)
-    got = pc.index_in(v, value_set=k)
-    return got.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    if len(k) > 100_000 and len(k) > 4 * len(v):  # a few among many: hash the few
+        few = pc.unique(v)
+        which = _ints(pc.index_in(k, value_set=few))  # each key: which of the few, -1
+        hit = np.flatnonzero(which >= 0)
+        at = np.full(len(few), -1, dtype=np.int64)
+        at[which[hit]] = hit  # each of the few is at most one key (keys do not repeat)
+        return at[_ints(pc.index_in(v, value_set=few))]
+    return _ints(pc.index_in(v, value_set=k))
+
+
+def _ints(a) -> np.ndarray:
+    """An Arrow integer array as int64 (null: -1)."""
+    return a.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 class Coded:
     """A column of strings as codes into its distinct values (``names``, in the order each
-    first appears; code -1: None)."""
+    first appears, but for a column coded already (a Parquet dictionary): its order;
+    code -1: None)."""
 
     def __init__(self, codes: np.ndarray, names: pa.Array):
         self.codes = codes
@@ -68,10 +80,35 @@ class Coded:
 
     @classmethod
     def of(cls, x) -> "Coded":
-        a = _strings(x)
-        d = pc.dictionary_encode(a)
-        codes = d.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
-        return cls(codes, d.dictionary)
+        """``x`` (strings: a list, or Arrow, chunked or not) coded; a chunked array is coded
+        chunk by chunk, without joining its chunks first."""
+        if not isinstance(x, pa.ChunkedArray):
+            x = pa.chunked_array([_strings(x)])
+        elif pa.types.is_dictionary(x.type):  # coded already (a Parquet dictionary)
+            d = x.unify_dictionaries()
+            chunks = [c for c in d.chunks if len(c)]
+            names = _strings(chunks[0].dictionary) if chunks else pa.array([], pa.string())
+            return cls(np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+                                       .astype(np.int32) for c in chunks])
+                       if chunks else np.zeros(0, dtype=np.int32), names)
+        elif x.type != pa.string():
+            x = x.cast(pa.string())
+        d = pc.dictionary_encode(x)
+        chunks = [c for c in d.chunks if len(c)]
+        if not chunks:
+            return cls(np.zeros(0, dtype=np.int32), pa.array([], type=pa.string()))
+        names = chunks[-1].dictionary
+        if any(len(c.dictionary) != len(names) for c in chunks):  # not one dictionary
+            d = d.unify_dictionaries()
+            chunks = [c for c in d.chunks if len(c)]
+            names = chunks[-1].dictionary
+        codes = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+                                .astype(np.int32) for c in chunks])
+        return cls(codes, names)
+
+    def take(self, rows: np.ndarray) -> "Coded":
+        """The rows ``rows`` only (the same names)."""
+        return Coded(self.codes[rows], self.names)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -87,9 +124,13 @@ class Coded:
             return []
         return self.names.take(pa.array(codes, mask=codes < 0)).to_pylist()
 
+    def of_names(self, f, dtype) -> np.ndarray:
+        """``f(value)`` of every distinct value (in the order of ``names``)."""
+        return np.fromiter((f(x) for x in _each(self.names)), dtype, len(self.names))
+
     def per_name(self, f, dtype, none) -> np.ndarray:
         """``f(value)`` of every row, computed once per distinct value (``none`` for None)."""
-        per = np.fromiter((f(x) for x in _each(self.names)), dtype, len(self.names))
+        per = self.of_names(f, dtype)
         out = np.empty(len(self.codes), dtype=dtype)
         ok = self.codes >= 0
         out[ok] = per[self.codes[ok]]
@@ -144,7 +185,10 @@ class TransferColumns:
         rows = list(transfers.values()) if isinstance(transfers, dict) else list(transfers)
         if not unique:
             return cls(*cls._columns(rows), n_read=len(rows))
-        return cls._unique(*cls._columns(rows), n_read=len(rows))
+        raw = dict(zip(cls.FIELDS, cls._columns(rows), strict=True))
+        for f in ("transfer_id", "user_id", "to_address", "asset", "amount"):
+            raw[f] = pa.chunked_array([_strings(raw[f])])
+        return cls._unique(raw, len(rows))
 
     @staticmethod
     def _columns(rows: list) -> list:
@@ -157,16 +201,29 @@ class TransferColumns:
         return [[getattr(t, f) for t in rows] for f in TransferColumns.FIELDS]
 
     @classmethod
-    def _unique(cls, tid, t, user, to, usd, asset, amount, n_read) -> "TransferColumns":
-        tid = _strings(tid)
-        d = pc.dictionary_encode(tid)
-        if len(d.dictionary) < len(tid):  # repeated ids: the first of each
-            keep = _first_rows(d.indices.to_numpy(zero_copy_only=False).astype(np.int64))
-            sel = pa.array(keep)
-            tid, amount = d.dictionary, _strings(amount).take(sel)
-            t, usd = np.asarray(t)[keep], np.asarray(usd)[keep]
-            user, to, asset = (_strings(x).take(sel) for x in (user, to, asset))
-        return cls(tid, t, user, to, usd, asset, amount, n_read)
+    def _unique(cls, raw: dict, n_read: int) -> "TransferColumns":
+        """The first row of each id, from ``raw`` (field -> its values, as ``FIELDS`` names
+        them): each column made and its raw values dropped in turn (one column's copies
+        at a time)."""
+        ids = Coded.of(raw.pop("transfer_id"))  # its names: the ids, first of each, in order
+        keep = None
+        if len(ids.names) < len(ids.codes):  # repeated ids: the first of each
+            keep = _first_rows(ids.codes.astype(np.int64))
+        cols = {"transfer_id": ids.names}
+        del ids
+        for f in ("user_id", "to_address", "asset"):
+            c = Coded.of(raw.pop(f))
+            cols[f] = c if keep is None else c.take(keep)
+        amount = raw.pop("amount")
+        amount = amount if keep is None else amount.take(pa.array(keep))
+        cols["amount"] = _strings(amount)
+        del amount
+        for f in ("event_time", "usd_value"):
+            v = np.asarray(raw.pop(f))
+            cols[f] = v if keep is None else v[keep]
+        return cls(cols["transfer_id"], cols["event_time"], cols["user_id"],
+                   cols["to_address"], cols["usd_value"], cols["asset"], cols["amount"],
+                   n_read)
 
     @classmethod
     def read(cls, path) -> "TransferColumns":
@@ -176,22 +233,30 @@ class TransferColumns:
 
         if path is None:
             return cls.of([])
-        strs: list = [[] for _ in range(5)]  # tid, user, to, asset, amount: Arrow, per batch
-        nums: list = [[], []]  # t, usd: numpy, per batch
+        parts: dict = {f: [] for f in cls.FIELDS}  # Arrow strings / numpy, per batch
+        nums = {"event_time": np.int64, "usd_value": np.float64}
         n = 0
         for batch in codecs.read_batches(path, "Transfer"):
             rows = [r for r in batch if type(r) is Transfer]
             n += len(rows)
-            tid, t, user, to, usd, asset, amount = cls._columns(rows)
-            for part, col in zip(strs, (tid, user, to, asset, amount), strict=True):
-                part.append(pa.array(col, type=pa.string()))
-            nums[0].append(np.array(t, dtype=np.int64))
-            nums[1].append(np.array(usd, dtype=np.float64))
-        empty = pa.array([], type=pa.string())
-        tid, user, to, asset, amount = (pa.chunked_array(c or [empty]) for c in strs)
-        t, usd = (np.concatenate(c) if c else np.zeros(0) for c in nums)
-        del strs, nums
-        return cls._unique(tid, t, user, to, usd, asset, amount, n)
+            for f, col in zip(cls.FIELDS, cls._columns(rows), strict=True):
+                parts[f].append(np.array(col, dtype=nums[f]) if f in nums
+                                else pa.array(col, type=pa.string()))
+        return cls._unique(cls._joined(parts), n)
+
+    @classmethod
+    def _joined(cls, parts: dict) -> dict:
+        """field -> its values of every batch (``parts``: per field, per batch), the
+        batches dropped as they are joined."""
+        raw = {}
+        for f in cls.FIELDS:
+            got = parts.pop(f)
+            if f in ("event_time", "usd_value"):
+                raw[f] = np.concatenate(got) if got else np.zeros(0)
+            else:
+                raw[f] = pa.chunked_array(got, type=pa.string())
+            del got
+        return raw
 
     def __len__(self) -> int:
         return len(self.t)
@@ -235,28 +300,34 @@ class TransferTruth:
         self.detail = _strings(detail)
         self.laundering = pc.equal(self.detail, "laundering").fill_null(False).to_numpy(
             zero_copy_only=False)
+        self._asked: list = []  # (ids asked for, their positions): the last two
 
     @classmethod
     def last_of(cls, ids, scam, typ, typ_names: list, detail) -> "TransferTruth":
-        """From rows that may repeat an id: the last row of each (a dict's assignment)."""
-        ids = _strings(ids)
-        n = len(ids)
-        rev = ids.take(pa.array(np.arange(n - 1, -1, -1, dtype=np.int64)))
-        d = pc.dictionary_encode(rev)
-        if len(d.dictionary) == n:
-            return cls(ids, scam, typ, typ_names, detail)
-        keep = (n - 1 - _first_rows(d.indices.to_numpy(zero_copy_only=False)
-                                    .astype(np.int64)))[::-1].copy()
-        sel = pa.array(keep)
-        return cls(ids.take(sel), np.asarray(scam)[keep], np.asarray(typ)[keep], typ_names,
-                   _strings(detail).take(sel))
+        """From rows that may repeat an id: the last row of each, the ids in the order each
+        first appears (as a dict filled by assignment keeps them)."""
+        coded = Coded.of(ids)
+        if len(coded.names) == len(coded.codes):
+            return cls(coded.names, scam, typ, typ_names, detail)
+        last = np.full(len(coded.names), -1, dtype=np.int64)
+        np.maximum.at(last, coded.codes, np.arange(len(coded.codes), dtype=np.int64))
+        return cls(coded.names, np.asarray(scam)[last], np.asarray(typ)[last], typ_names,
+                   _strings(detail).take(pa.array(last)))
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def positions(self, tids) -> np.ndarray:
-        """Where each of ``tids`` is in the map (-1: absent)."""
-        return positions(tids, self.ids)
+        """Where each of ``tids`` is in the map (-1: absent); the last two answers for Arrow
+        arrays are kept (the sections ask again for the transfers' and the scores' ids)."""
+        for asked, got in self._asked:
+            if asked is tids:
+                return got
+        got = positions(tids, self.ids)
+        if isinstance(tids, pa.Array) and len(tids) > 1000:
+            small = got.astype(np.int32) if len(self.ids) < 2**31 else got
+            self._asked = [(tids, small)] + self._asked[:1]
+        return got
 
     def at(self, pos: np.ndarray) -> tuple:
         """(scam, laundering and no scam, typology code) arrays for map positions ``pos``

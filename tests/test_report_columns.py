@@ -94,6 +94,8 @@ def test_positions_find_ids_or_say_minus_one():
     assert positions(["b", "x", "a"], ["a", "b"]).tolist() == [1, -1, 0]
     assert positions([], ["a"]).tolist() == []
     assert positions(["a"], []).tolist() == [-1]
+    many = [f"k{i}" for i in range(200_001)]  # a few among many: the other way round
+    assert positions(["k7", "no", "k200000", "k7"], many).tolist() == [7, -1, 200_000, 7]
 
 
 def test_the_truths_transfer_map_is_the_dict_it_replaces(tmp_path):

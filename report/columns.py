@@ -54,6 +54,8 @@ def positions(values, keys) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if not len(k):
         return np.full(len(v), -1, dtype=np.int64)
+    if len(v) == len(k) and v.equals(k):  # the same ids in the same order (no hashing)
+        return np.arange(len(v), dtype=np.int64)
     if len(k) > 100_000 and len(k) > 4 * len(v):  # a few among many: hash the few
         few = pc.unique(v)
         which = _ints(pc.index_in(k, value_set=few))  # each key: which of the few, -1
@@ -144,6 +146,16 @@ def _each(a: pa.Array, step: int = 65_536):
         yield from a.slice(i, step).to_pylist()
 
 
+def _same(a, b: pa.Array, step: int = 1 << 20) -> bool:
+    """Do the strings ``a`` (chunked or not) equal ``b``, in order (compared a slice at a
+    time: no copy of either)?"""
+    if len(a) != len(b):
+        return False
+    return all(a.slice(i, step).equals(pa.chunked_array([b.slice(i, step)]))
+               if isinstance(a, pa.ChunkedArray) else a.slice(i, step).equals(b.slice(i, step))
+               for i in range(0, len(b), step))
+
+
 def _first_rows(codes: np.ndarray) -> np.ndarray:
     """The rows where each code appears first (codes numbered in the order they first
     appear, as ``dictionary_encode`` numbers them), in row order."""
@@ -171,6 +183,7 @@ class TransferColumns:
         self.asset = asset if isinstance(asset, Coded) else Coded.of(asset)
         self.amount = _strings(amount)
         self.n_read = len(self.t) if n_read is None else n_read
+        self._order: Optional[np.ndarray] = None  # time_order(), once asked
 
     FIELDS = ("transfer_id", "event_time", "user_id", "to_address", "usd_value", "asset",
               "amount")
@@ -268,6 +281,18 @@ class TransferColumns:
         """Where each of ``tids`` is among the transfers (-1: not one)."""
         return positions(tids, self.tid)
 
+    def time_order(self) -> np.ndarray:
+        """The rows by (event time, transfer id), as ``sorted`` orders them (kept)."""
+        if self._order is None:
+            n = len(self)
+            if not n:
+                self._order = np.zeros(0, dtype=np.int64)
+            else:
+                t = pa.table({"t": self.t, "tid": self.tid})
+                got = pc.sort_indices(t, sort_keys=[("t", "ascending"), ("tid", "ascending")])
+                self._order = got.to_numpy().astype(np.int32 if n < 2**31 else np.int64)
+        return self._order
+
     def rows(self, idx) -> list:
         """The transfers at the rows ``idx``, as :class:`Paid` rows."""
         idx = np.asarray(idx, dtype=np.int64)
@@ -303,9 +328,14 @@ class TransferTruth:
         self._asked: list = []  # (ids asked for, their positions): the last two
 
     @classmethod
-    def last_of(cls, ids, scam, typ, typ_names: list, detail) -> "TransferTruth":
+    def last_of(cls, ids, scam, typ, typ_names: list, detail,
+                like: Optional[pa.Array] = None) -> "TransferTruth":
         """From rows that may repeat an id: the last row of each, the ids in the order each
-        first appears (as a dict filled by assignment keeps them)."""
+        first appears (as a dict filled by assignment keeps them). ``like``: ids without
+        repeats that ``ids`` may equal (the transfers'): then they are shared, and not
+        hashed."""
+        if like is not None and len(like) == len(ids) and _same(ids, like):
+            return cls(like, scam, typ, typ_names, detail)
         coded = Coded.of(ids)
         if len(coded.names) == len(coded.codes):
             return cls(coded.names, scam, typ, typ_names, detail)
@@ -325,9 +355,14 @@ class TransferTruth:
                 return got
         got = positions(tids, self.ids)
         if isinstance(tids, pa.Array) and len(tids) > 1000:
-            small = got.astype(np.int32) if len(self.ids) < 2**31 else got
-            self._asked = [(tids, small)] + self._asked[:1]
+            self.know(tids, got)
         return got
+
+    def know(self, tids: pa.Array, pos: np.ndarray) -> None:
+        """Keep ``pos`` as the positions of ``tids`` (found another way: by the order of
+        the transfers whose ids the map shares); the last two are kept."""
+        small = pos.astype(np.int32) if len(self.ids) < 2**31 else pos
+        self._asked = [(tids, small)] + self._asked[:1]
 
     def at(self, pos: np.ndarray) -> tuple:
         """(scam, laundering and no scam, typology code) arrays for map positions ``pos``

@@ -48,9 +48,11 @@ def _weeks(trs: TransferColumns, day_ms: int) -> tuple[int, dict, int]:
     first, last = int(days.min()), int(days.max())
     weeks = (days - first) // WEEK_DAYS
     users = trs.user.codes.astype(np.int64) + 1  # 0: None
-    pairs = np.unique(weeks * (len(trs.user.names) + 1) + users)  # distinct (week, user)
-    w, n = np.unique(pairs // (len(trs.user.names) + 1), return_counts=True)
-    return first or 0, dict(zip(w.tolist(), n.tolist(), strict=True)), last or 0
+    active = {}
+    for w in np.unique(weeks).tolist():  # the distinct senders of each week
+        seen = np.bincount(users[weeks == w], minlength=len(trs.user.names) + 1)
+        active[w] = int(np.count_nonzero(seen))
+    return first or 0, active, last or 0
 
 
 def measure(transfers: dict, outreach: list, day_ms: int = DAY_MS) -> dict:

@@ -36,8 +36,9 @@ def output_named(out_dir: Path, file_name: str, name: str) -> list:
 def read_scores(out_dir: Path):
     """``scores.parquet`` as columns (:class:`report.scores.ScoreColumns`: iterated, the
     tuples (transfer_id, event_time, to_address, usd_value, score, model_version,
-    blacklisted, lookalike_of)); empty without the file. Only these columns are read, and
-    kept as Arrow and numpy arrays (no Python object per row)."""
+    blacklisted, lookalike_of)); empty without the file. Only these columns are read, one
+    at a time, and kept as Arrow and numpy arrays (no Python object per row); the
+    destinations are read again when the threshold sweep asks (not kept)."""
     from report.columns import Coded
     from report.scores import ScoreColumns
 
@@ -52,7 +53,7 @@ def read_scores(out_dir: Path):
                              read_dictionary=[name] if coded else None).column(0)
 
     return ScoreColumns(col("transfer_id"), col("event_time").cast(pa.int64()).to_numpy(),
-                        Coded.of(col("to_address", True)), col("usd_value").to_numpy(),
+                        lambda: col("to_address"), col("usd_value").to_numpy(),
                         col("score").to_numpy(), Coded.of(col("model_version", True)),
                         col("blacklisted").fill_null(False).to_numpy(zero_copy_only=False),
                         col("lookalike_of"))

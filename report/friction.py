@@ -29,8 +29,6 @@ from collections import Counter, defaultdict
 from typing import Iterable, Optional
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from report.columns import TransferColumns, positions
 from report.files import read_jsonl
@@ -176,11 +174,7 @@ def _lost_by_cause(trs: TransferColumns, lost_rows, held, rows_held, order, rank
 
 def time_order(trs: TransferColumns) -> np.ndarray:
     """The rows of ``trs`` by (event time, transfer id), as ``sorted`` orders them."""
-    if not len(trs):
-        return np.zeros(0, dtype=np.int64)
-    t = pa.table({"t": trs.t, "tid": trs.tid})
-    return pc.sort_indices(t, sort_keys=[("t", "ascending"), ("tid", "ascending")]) \
-        .to_numpy().astype(np.int64)
+    return trs.time_order().astype(np.int64)
 
 
 def ordered_sum(x: np.ndarray, mask: np.ndarray) -> float:

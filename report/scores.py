@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from report.columns import Coded, _strings, judged
+from report.columns import Coded, _strings, judged, positions
 from report.numbers import r, share
 from report.truth import GroundTruth
 
@@ -28,7 +28,8 @@ SWEEP = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
 
 class ScoreColumns:
     """``scores.parquet`` as columns (:func:`report.files.read_scores`): ``tid`` (Arrow
-    strings), ``to`` and ``mv`` (model version) as :class:`report.columns.Coded`, ``look``
+    strings), ``to`` (:class:`report.columns.Coded`, or a function that reads the column:
+    :meth:`to_among`) and ``mv`` (model version, coded), ``look``
     (a look-alike: ``lookalike_of`` set) a boolean array; ``t`` (event time, ms), ``usd``,
     ``score`` and ``listed`` (blacklisted) as numpy arrays; one row per scored transfer, in
     the file's order. Iterating gives the rows as tuples (transfer_id, event_time,
@@ -36,7 +37,9 @@ class ScoreColumns:
 
     def __init__(self, tid, t, to, usd, score, mv, listed, look):
         self.tid = _strings(tid)
-        self.to = to if isinstance(to, Coded) else Coded.of(to)
+        # the destinations: coded, or a function reading their column when asked (the
+        # threshold sweep alone asks, for a few addresses)
+        self.to = to if isinstance(to, Coded) or callable(to) else Coded.of(to)
         self.mv = mv if isinstance(mv, Coded) else Coded.of(mv)
         if isinstance(look, (pa.Array, pa.ChunkedArray)):  # bool(x): set and not ''
             look = pc.greater(pc.utf8_length(_strings(look)), 0).fill_null(False) \
@@ -67,7 +70,8 @@ class ScoreColumns:
 
     def __iter__(self):
         n = len(self)
-        return iter(zip(self.tid.to_pylist(), self.t.tolist(), self.to.values(range(n)),
+        to = self.to().to_pylist() if callable(self.to) else self.to.values(range(n))
+        return iter(zip(self.tid.to_pylist(), self.t.tolist(), to,
                         self.usd.tolist(), self.score.tolist(), self.mv.values(range(n)),
                         self.listed.tolist(), self.look.tolist(), strict=True))
 
@@ -78,6 +82,14 @@ class ScoreColumns:
             scam, laund = judged(truth.transfer, self.tid)
             self._truth = (truth, (scam, ~scam & ~laund))
         return self._truth[1]
+
+    def to_among(self, keys: list) -> np.ndarray:
+        """Each row's destination's position among ``keys`` (-1: none of them)."""
+        if not callable(self.to):
+            return np.append(positions(self.to.names, keys), -1)[self.to.codes]
+        col = self.to()  # read now, a chunk at a time, and let go
+        return np.concatenate([positions(c, keys) for c in col.chunks] or
+                              [np.zeros(0, dtype=np.int64)])
 
     def models(self):
         """A boolean array: scored by a model (not the rules)."""
@@ -119,8 +131,9 @@ def _sweep_base(scores: ScoreColumns, truth: GroundTruth, frozen_at: dict,
     prevented = np.zeros(n, dtype=bool)
     t = scores.t
     # the first freeze of each destination (rows without one: none)
-    has = scores.to.per_name(lambda a: a in frozen_at, bool, False)
-    fa = scores.to.per_name(lambda a: frozen_at.get(a, 0), np.int64, 0)
+    at = scores.to_among(list(frozen_at))
+    has = at >= 0
+    fa = np.append(np.fromiter(frozen_at.values(), np.int64, len(frozen_at)), 0)[at]
     # The summary's definitions: prevented = held, then refunded by a freeze within the
     # hold; recovered = sent to an address already frozen (held and refunded at once).
     np.logical_and(has, fa <= t, out=already)

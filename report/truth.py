@@ -81,7 +81,9 @@ def ground_truth(input_dir: Path, transfers, reports: dict,
     typ = Coded.of(pa.chunked_array(parts[2] or [empty]))
     detail = pa.chunked_array(parts[3] or [empty])
     del parts
-    g.transfer = TransferTruth.last_of(ids, scam, typ.codes, typ.names.to_pylist(), detail)
+    # (the transfers' ids in their order, as the simulator writes them: shared)
+    g.transfer = TransferTruth.last_of(ids, scam, typ.codes, typ.names.to_pylist(), detail,
+                                       like=transfers.tid)
     del ids, detail
     # the destinations of the scam transfers (those of the replay)
     scam_ids = g.transfer.ids.filter(pa.array(g.transfer.scam))

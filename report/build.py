@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Optional
@@ -26,24 +25,8 @@ def build_report(input_dir: str | Path, out_dir: str | Path, counters: Optional[
     ``out_dir`` into ``dest`` (default ``out_dir``); return the metrics."""
     # its rows stay alive until it ends: no collection traversing them (and the run's
     # kept inputs) again and again
-    with gc_off(), system_arrow_pool():
+    with gc_off():
         return _build(input_dir, out_dir, counters, run, html, compare, dest)
-
-
-@contextlib.contextmanager
-def system_arrow_pool():
-    """Arrow's buffers from the system allocator while the report runs: its columns and
-    their copies are large and freed in turn, and the system allocator gives a large
-    freed buffer back at once (Arrow's default pool keeps freed memory a while: a higher
-    peak). The previous pool is restored on exit."""
-    import pyarrow as pa
-
-    was = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        yield
-    finally:
-        pa.set_memory_pool(was)
 
 
 def _build(input_dir, out_dir, counters, run, html, compare, dest) -> dict:

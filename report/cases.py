@@ -26,6 +26,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
+import pyarrow as pa
+
+from report.columns import TransferColumns, judged
 from report.html import link, render, short
 from report.numbers import stamp
 from report.truth import suspect
@@ -74,6 +78,7 @@ class CaseData:
     outreach: dict = field(default_factory=lambda: defaultdict(list))
     max_items: int = DEFAULT_ITEMS
     monies: dict = field(default_factory=dict)  # address -> money(), once per case
+    scam_ids: set = field(default_factory=set)  # the scams among the transfers above
 
     @classmethod
     def of(cls, extras: dict, cases: list, max_items: Optional[int] = None) -> "CaseData":
@@ -88,14 +93,19 @@ class CaseData:
                 a = norm[x] = _n(x)
             return a
 
-        for t in extras["transfers"].values():
-            a = n(t.to_address)
-            if a in want:
-                d.transfers[a].append(t)
+        trs = TransferColumns.of(extras["transfers"])
+        rows_of = _rows_to(trs, want)
+        d.transfers = _ByAddress(trs, rows_of)
+        if d.truth is not None:  # the scam transfers among those to the cases' addresses
+            scam = judged(d.truth.transfer, trs.tid)[0]
+            rows = np.concatenate(list(rows_of.values())) if rows_of else np.zeros(0, int)
+            rows = rows[scam[rows]]
+            d.scam_ids = set(trs.tid.take(pa.array(rows, type=pa.int64())).to_pylist())
         d.holds = {h.transfer_id: h for h in extras["holds"]}
         d.res = extras["res_by"]
+        by_id = trs.by_id(rep.transfer_id for rep in extras["reports"].values())
         for rep in extras["reports"].values():
-            a = n(suspect(rep, extras["transfers"]))
+            a = n(suspect(rep, by_id))
             if a in want:
                 d.reports[a].append(rep)
         d.verdicts = {v.report_id: v for v in extras["verdicts"]}
@@ -109,7 +119,8 @@ class CaseData:
         return d
 
     def scam(self, tid: str) -> bool:
-        return bool(self.truth is not None and self.truth.transfer.get(tid, (False,))[0])
+        """Is ``tid`` (a transfer to a case's address) a scam by the truth?"""
+        return self.truth is not None and tid in self.scam_ids
 
     def fate(self, tid: str) -> str:
         """REFUNDED / RELEASED / HELD (pending at the end) / NOT HELD."""
@@ -117,6 +128,37 @@ class CaseData:
         if x is not None:
             return x.resolution
         return "HELD" if tid in self.holds else "NOT HELD"
+
+
+class _ByAddress:
+    """Normalised address -> the transfers to it (:class:`report.columns.Paid` rows, in
+    the transfers' order), made when asked and not kept: a busy address has many."""
+
+    def __init__(self, trs: TransferColumns, rows_of: dict):
+        self.trs, self.rows_of = trs, rows_of
+
+    def get(self, address: str, default=()):
+        rows = self.rows_of.get(address)
+        return default if rows is None else self.trs.rows(rows)
+
+
+def _rows_to(trs: TransferColumns, want: set) -> dict:
+    """Normalised address (of ``want``) -> the rows of the transfers to it, in order."""
+    to = trs.to
+    flagged = np.flatnonzero(to.of_names(lambda x: _n(x) in want, bool))
+    keys = [_n(x) for x in to.names.take(pa.array(flagged, type=pa.int64())).to_pylist()]
+    names = list(dict.fromkeys(keys))
+    index = {k: i for i, k in enumerate(names)}
+    group_of = np.full(len(to.names) + 1, -1, dtype=np.int64)  # the last: no address
+    group_of[flagged] = [index[k] for k in keys]
+    group = group_of[to.codes]
+    rows = np.flatnonzero(group >= 0)
+    rows = rows[np.argsort(group[rows], kind="stable")]
+    g = group[rows]
+    starts = np.flatnonzero(np.diff(g)) + 1
+    return {names[int(part[0])]: r for part, r in zip(np.split(g, starts),
+                                                       np.split(rows, starts), strict=True)
+            if len(r)}
 
 
 def money(d: CaseData, address: str) -> dict:

@@ -22,6 +22,9 @@ import bisect
 from collections import Counter, defaultdict
 from typing import Optional
 
+import numpy as np
+
+from report.columns import TransferColumns
 from report.html import render
 from report.numbers import DAY_MS, r
 from report.sections import ORDERS, Page, section
@@ -39,24 +42,25 @@ def days_in_any_window(days: list, width: int) -> int:
     return best
 
 
-def _weeks(transfers: dict, day_ms: int) -> tuple[int, dict, int]:
+def _weeks(trs: TransferColumns, day_ms: int) -> tuple[int, dict, int]:
     """(first day, week -> active users, last day)."""
-    first, last = None, None
-    active: dict = defaultdict(set)
-    for t in transfers.values():
-        d = t.event_time // day_ms
-        first = d if first is None else min(first, d)
-        last = d if last is None else max(last, d)
-    for t in transfers.values():
-        active[(t.event_time // day_ms - first) // WEEK_DAYS].add(t.user_id)
-    return first or 0, {w: len(u) for w, u in active.items()}, last or 0
+    days = trs.t // day_ms
+    first, last = int(days.min()), int(days.max())
+    weeks = (days - first) // WEEK_DAYS
+    users = trs.user.codes.astype(np.int64) + 1  # 0: None
+    active = {}
+    for w in np.unique(weeks).tolist():  # the distinct senders of each week
+        seen = np.bincount(users[weeks == w], minlength=len(trs.user.names) + 1)
+        active[w] = int(np.count_nonzero(seen))
+    return first or 0, active, last or 0
 
 
 def measure(transfers: dict, outreach: list, day_ms: int = DAY_MS) -> dict:
-    """The figures for metrics.json (``contacts``)."""
+    """The figures for metrics.json (``contacts``); ``transfers``: the report's
+    :class:`report.columns.TransferColumns`, or a dict of rows by id."""
     if not transfers:
         return {}
-    first, active, last = _weeks(transfers, day_ms)
+    first, active, last = _weeks(TransferColumns.of(transfers), day_ms)
     per_week: dict = defaultdict(Counter)
     user_week: Counter = Counter()
     assessed_days: dict = defaultdict(list)

@@ -13,13 +13,14 @@ from typing import Optional
 
 import numpy as np
 
+from report.columns import positions
 from report.files import read_scores
 from report.friction import hold_reason, read_versions_jsonl
 from report.html import render
 from report.numbers import DAY_MS, day
 from report.scores import ScoreColumns
 from report.sections import ORDERS, Page, section
-from report.truth import kinds
+from report.truth import kind_arrays, kinds
 from transforms import drift as dr
 
 WEEK_MS = 7 * DAY_MS
@@ -39,13 +40,10 @@ def weekly(scores, kind_of, held: set, versions: list, policy: dict,
     if not scores:
         return {}
     cols = ScoreColumns.of(scores)
-    n = len(cols)
     if judged is None:
-        ks = [kind_of(tid) for tid in cols.tid]
-        judged = (np.fromiter((k == "scam" for k in ks), bool, n),
-                  np.fromiter((k == "legit" for k in ks), bool, n))
+        judged = kind_arrays(kind_of, cols.tid.to_pylist())
     scam, legit = judged
-    is_held = np.fromiter((tid in held for tid in cols.tid), bool, n)
+    is_held = positions(cols.tid, list(held)) >= 0
     model = cols.models()
     bins = np.minimum(dr.BINS - 1, np.maximum(0, (cols.score * dr.BINS).astype(np.int64)))
     t = cols.t

@@ -35,6 +35,9 @@ import math
 from collections import defaultdict
 from typing import Optional
 
+import numpy as np
+
+from report.columns import TransferColumns, judged, positions
 from report.html import pct, render, usd
 from report.numbers import DAY_MS, r
 from report.sections import ORDERS, Page, section
@@ -134,11 +137,12 @@ def measure(transfers: dict, truth, resolutions: list, outreach: list, holdout_r
         return None
     refunded = {r.transfer_id for r in resolutions if r.resolution == "REFUNDED"}
     losses: dict = defaultdict(list)
-    end = 0
-    for tid, t in transfers.items():
-        end = max(end, t.event_time)
-        if truth.transfer.get(tid, (False,))[0] and tid not in refunded:
-            losses[t.user_id].append((t.event_time, float(t.usd_value)))
+    trs = TransferColumns.of(transfers)
+    end = max(0, int(trs.t.max())) if len(trs) else 0
+    scam, _laund = judged(truth.transfer, trs.tid)
+    lost = scam & ~(positions(trs.tid, list(refunded)) >= 0)
+    for t in trs.rows(np.flatnonzero(lost)):  # scam transfers not refunded, in order
+        losses[t.user_id].append((t.event_time, float(t.usd_value)))
     iw, ih = first_warnings(outreach), first_warnings(holdout_rows)
     both = set(iw) & set(ih)  # only if the share changed within the run: left out
     iw = {u: t for u, t in iw.items() if u not in both}

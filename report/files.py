@@ -36,7 +36,10 @@ def output_named(out_dir: Path, file_name: str, name: str) -> list:
 def read_scores(out_dir: Path):
     """``scores.parquet`` as columns (:class:`report.scores.ScoreColumns`: iterated, the
     tuples (transfer_id, event_time, to_address, usd_value, score, model_version,
-    blacklisted, lookalike_of)); empty without the file. Only these columns are read."""
+    blacklisted, lookalike_of)); empty without the file. Only these columns are read, one
+    at a time, and kept as Arrow and numpy arrays (no Python object per row); the
+    destinations are read again when the threshold sweep asks (not kept)."""
+    from report.columns import Coded
     from report.scores import ScoreColumns
 
     p = out_dir / "scores.parquet"
@@ -45,15 +48,15 @@ def read_scores(out_dir: Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    t = pq.read_table(str(p), columns=list(SCORE_COLUMNS))
-    col = t.column
-    ts = col("event_time").cast(pa.int64())
-    listed = col("blacklisted").fill_null(False)
-    return ScoreColumns(col("transfer_id").to_pylist(), ts.to_numpy(),
-                        col("to_address").to_pylist(), col("usd_value").to_numpy(),
-                        col("score").to_numpy(), col("model_version").to_pylist(),
-                        listed.to_numpy(zero_copy_only=False),
-                        col("lookalike_of").to_pylist())
+    def col(name: str, coded: bool = False):  # one column at a time: one column's copies
+        return pq.read_table(str(p), columns=[name],
+                             read_dictionary=[name] if coded else None).column(0)
+
+    return ScoreColumns(col("transfer_id"), col("event_time").cast(pa.int64()).to_numpy(),
+                        lambda: col("to_address"), col("usd_value").to_numpy(),
+                        col("score").to_numpy(), Coded.of(col("model_version", True)),
+                        col("blacklisted").fill_null(False).to_numpy(zero_copy_only=False),
+                        col("lookalike_of"))
 
 
 SCORE_COLUMNS = ("transfer_id", "event_time", "to_address", "usd_value", "score",

@@ -28,11 +28,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Iterable, Optional
 
+import numpy as np
+
+from report.columns import TransferColumns, positions
 from report.files import read_jsonl
 from report.html import pct, render, usd
 from report.numbers import DAY_MS, day
 from report.sections import ORDERS, Page, section
-from report.truth import kinds
+from report.truth import kind_arrays, kinds
 
 REASONS = ("blacklist", "frozen", "lookalike", "model", "rule", "expected_loss")
 LOST_CAUSES = ("never_held", "sent_after_a_hold", "held_then_released")
@@ -77,47 +80,48 @@ def friction_figures(transfers: Iterable, kind_of, holds: Iterable, resolutions:
     ``transfers``: the replay's transfers; ``kind_of(transfer_id)``: ``"scam"``,
     ``"legit"`` or anything else (not judged, e.g. laundering); ``holds`` and
     ``resolutions``: the run's; ``capped``: ids of transfers the friction cap turned into a
-    warning, when known."""
-    trs = sorted(transfers, key=lambda t: (t.event_time, t.transfer_id))
+    warning, when known. ``transfers`` may be :class:`report.columns.TransferColumns`
+    (the report's): the figures are computed on its columns, the few held one by one."""
+    trs = transfers if isinstance(transfers, TransferColumns) else \
+        TransferColumns.of(transfers, unique=isinstance(transfers, dict))
     hold_by = {h.transfer_id: h for h in holds}
     res_by = {r.transfer_id: r for r in resolutions}
+    n = len(trs)
+    order = time_order(trs)  # the transfers by (event time, transfer id)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n, dtype=np.int64)
+    scam, legit = kind_arrays(kind_of, trs.tid)
+    hold_list = list(hold_by.values())
+    hidx = positions(trs.tid, list(hold_by))  # each transfer's hold (-1: none)
+    ridx = positions(trs.tid, list(res_by))
+    is_refund = np.fromiter((x.resolution == "REFUNDED" for x in res_by.values()), bool,
+                            len(res_by))
+    refunded = np.zeros(n, dtype=bool)
+    resolved = ridx >= 0
+    refunded[resolved] = is_refund[ridx[resolved]]
+    held = hidx >= 0
     by_reason: dict = {r: Counter() for r in REASONS}
-    legit_n = legit_usd = 0.0
     legit_held: list = []
     per_user: Counter = Counter()
-    lost: dict = {c: Counter() for c in LOST_CAUSES}
-    capped_lost = Counter()
-    held_before: set = set()  # destinations with a hold so far
-    for t in trs:
-        kind = kind_of(t.transfer_id)
-        h = hold_by.get(t.transfer_id)
+    rows_held = np.flatnonzero(held)
+    rows_held = rows_held[np.argsort(rank[rows_held], kind="stable")]  # in time order
+    for i, t in zip(rows_held.tolist(), trs.rows(rows_held), strict=True):  # the few held
+        kind = "scam" if scam[i] else "legit" if legit[i] else None
+        h = hold_list[hidx[i]]
         usd = float(t.usd_value or 0.0)
-        if h is not None:
-            c = by_reason[hold_reason(h)]
-            c["holds"] += 1
-            c["usd"] += usd
-            if kind in ("legit", "scam"):
-                c[kind] += 1
-            r = res_by.get(t.transfer_id)
-            c["refunded"] += r is not None and r.resolution == "REFUNDED"
+        c = by_reason[hold_reason(h)]
+        c["holds"] += 1
+        c["usd"] += usd
+        if kind in ("legit", "scam"):
+            c[kind] += 1
+        r = res_by.get(t.transfer_id)
+        c["refunded"] += r is not None and r.resolution == "REFUNDED"
         if kind == "legit":
-            legit_n += 1
-            legit_usd += usd
-            if h is not None:
-                r = res_by.get(t.transfer_id)
-                legit_held.append((t, h, r))
-                per_user[t.user_id] += 1
-        elif kind == "scam":
-            r = res_by.get(t.transfer_id)
-            if r is None or r.resolution != "REFUNDED":
-                cause = lost_cause(h is not None, t.to_address in held_before)
-                lost[cause]["n"] += 1
-                lost[cause]["usd"] += usd
-                if capped and t.transfer_id in capped:
-                    capped_lost["n"] += 1
-                    capped_lost["usd"] += usd
-        if h is not None:
-            held_before.add(t.to_address)
+            legit_held.append((t, h, r))
+            per_user[t.user_id] += 1
+    legit_n = int(np.count_nonzero(legit))
+    legit_usd = ordered_sum(trs.usd[order], legit[order])
+    lost, capped_lost = _lost_by_cause(trs, scam & ~refunded, held, rows_held, order, rank, capped)
     n_held = len(legit_held)
     usd_held = sum(float(t.usd_value or 0.0) for t, _, _ in legit_held)
     table = sorted(legit_held, key=lambda x: (-float(x[0].usd_value or 0.0),
@@ -145,6 +149,49 @@ def friction_figures(transfers: Iterable, kind_of, holds: Iterable, resolutions:
         **({"scam_lost_capped": {"n": int(capped_lost["n"]),
                                  "usd": round(capped_lost["usd"], 2)}} if capped else {}),
     }
+
+
+def _lost_by_cause(trs: TransferColumns, lost_rows, held, rows_held, order, rank,
+                   capped: Optional[set]) -> tuple:
+    """Scam money lost (``lost_rows``: scam, not refunded) by cause (:func:`lost_cause`):
+    held; else sent after a hold on an earlier transfer (in time order: ``order``, and each
+    row's place in it, ``rank``) to its destination; else never held. With the part the
+    friction cap turned into warnings (``capped``), when known."""
+    usd_in_order = trs.usd[order]
+    to = trs.to.codes
+    first_held = np.full(len(trs.to.names) + 1, len(trs), dtype=np.int64)  # last: None
+    np.minimum.at(first_held, to[rows_held], rank[rows_held])
+    after_a_hold = rank > first_held[to]
+    lost: dict = {}
+    for cause, m in (("never_held", ~held & ~after_a_hold), ("sent_after_a_hold",
+                                                             ~held & after_a_hold),
+                     ("held_then_released", held)):
+        lost[cause] = _counted(usd_in_order, (lost_rows & m)[order])
+    capped_lost = _counted(usd_in_order, (lost_rows & (positions(trs.tid, list(capped)) >= 0))
+                           [order]) if capped else Counter()
+    return lost, capped_lost
+
+
+def time_order(trs: TransferColumns) -> np.ndarray:
+    """The rows of ``trs`` by (event time, transfer id), as ``sorted`` orders them."""
+    return trs.time_order().astype(np.int64)
+
+
+def ordered_sum(x: np.ndarray, mask: np.ndarray) -> float:
+    """The values of ``x`` under ``mask`` added one after another in order (a running
+    total's float); 0.0 with none."""
+    got = x[mask]
+    return float(np.cumsum(got)[-1]) if len(got) else 0.0
+
+
+def _counted(usd: np.ndarray, mask: np.ndarray) -> Counter:
+    """{"n", "usd"} of the rows under ``mask`` (USD added in order), as a Counter counting
+    them one by one has them (empty: none)."""
+    c: Counter = Counter()
+    k = int(np.count_nonzero(mask))
+    if k:
+        c["n"], c["usd"] = k, ordered_sum(usd, mask)
+    return c
 
 
 def top_destinations(legit_held: list, top: int) -> list:
@@ -189,7 +236,7 @@ def add_friction(metrics: dict, extras: dict, out_dir) -> dict:
     (section ``"friction"``), from what :func:`report.metrics.compute` gathered."""
     kind_of = kinds(extras["truth"].transfer)
 
-    f = friction_figures(extras["transfers"].values(), kind_of, extras["holds"],
+    f = friction_figures(TransferColumns.of(extras["transfers"]), kind_of, extras["holds"],
                          extras["res_by"].values())
     series = threshold_series(read_versions_jsonl(out_dir))
     f["hold_threshold_versions"] = len(series)

@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pyarrow as pa
 
+from report.columns import TransferColumns, TransferTruth, judged, positions, subset
 from report.files import output, read_scores, rows
 from report.numbers import DAY_MS, HOUR_MS, day, duration, month, quantile, r, rounded, share
 from report.scores import ScoreColumns, model_figures, threshold_sweep
 from report.truth import GroundTruth, ground_truth, suspect
 from schemas import codecs
-from schemas.rows import BlacklistUpdate, CaseOutcome, ScamReport, Transfer, UserProfile
+from schemas.rows import BlacklistUpdate, CaseOutcome, ScamReport, UserProfile
 
 HOLD_CAUSES = (("destination_frozen", "destination already frozen"),
                ("blacklist", "destination blacklisted"),
@@ -53,7 +55,7 @@ class Backtest:
     """The replay's inputs and the backtest's decisions, as read from their files."""
 
     input_dir: Path
-    transfers: dict
+    transfers: TransferColumns
     n_read_transfers: int
     reports: dict
     outcomes: list
@@ -69,22 +71,35 @@ class Backtest:
 
     @classmethod
     def read(cls, input_dir: Path, out_dir: Path) -> "Backtest":
-        transfers: dict = {}
-        n = 0
-        for t in rows(codecs.find_input(input_dir, "transfers"), Transfer):
-            n += 1
-            transfers.setdefault(t.transfer_id, t)
+        transfers = TransferColumns.read(codecs.find_input(input_dir, "transfers"))
+        n = transfers.n_read
         reports: dict = {}
         for rep in rows(codecs.find_input(input_dir, "reports"), ScamReport):
             reports.setdefault(rep.report_id, rep)
         outcomes = rows(codecs.find_input(input_dir, "outcomes"), CaseOutcome)
-        return cls(input_dir, transfers, n, reports, outcomes,
-                   ground_truth(input_dir, transfers, reports, outcomes),
-                   output(out_dir, "holds"), output(out_dir, "resolutions"),
-                   output(out_dir, "freezes"), output(out_dir, "outreach"),
-                   output(out_dir, "verdicts"), output(out_dir, "dead_letter"),
-                   read_scores(out_dir),
-                   rows(codecs.find_input(input_dir, "blacklist"), BlacklistUpdate))
+        b = cls(input_dir, transfers, n, reports, outcomes,
+                ground_truth(input_dir, transfers, reports, outcomes),
+                output(out_dir, "holds"), output(out_dir, "resolutions"),
+                output(out_dir, "freezes"), output(out_dir, "outreach"),
+                output(out_dir, "verdicts"), output(out_dir, "dead_letter"),
+                read_scores(out_dir),
+                rows(codecs.find_input(input_dir, "blacklist"), BlacklistUpdate))
+        b.place_scores()
+        return b
+
+    def place_scores(self) -> None:
+        """Where the scores' ids are in the ground truth's map, without hashing them, when
+        it can be seen: the map shares the transfers' ids and the scores are the transfers
+        in (event time, transfer id) order, as a backtest writes them."""
+        tt, trs, sc = self.truth.transfer, self.transfers, self.scores
+        if not (isinstance(tt, TransferTruth) and tt.ids is trs.tid and len(sc) == len(trs)):
+            return
+        order = trs.time_order()
+        step = 1 << 20  # compared a slice at a time (no copy of every id)
+        if np.array_equal(sc.t, trs.t[order]) and all(
+                trs.tid.take(pa.array(order[i:i + step])).equals(sc.tid.slice(i, step))
+                for i in range(0, len(order), step)):
+            tt.know(sc.tid, order)
 
 
 def _count_scam(c: Counter, usd: float, held: bool, refunded: bool, recovered: bool) -> None:
@@ -112,27 +127,12 @@ def money(b: Backtest) -> dict:
     them: the same float); a figure nobody met is absent (as from a Counter)."""
     hold_by = {h.transfer_id: h for h in b.holds}
     res_by = {x.transfer_id: x for x in b.resolutions}
-    trs = list(b.transfers.values())
-    n = len(trs)
-    get = b.truth.transfer.get
-    none = (False, None, None)
-    truth = [get(t.transfer_id, none) for t in trs]
-    scam = np.fromiter((bool(v[0]) for v in truth), bool, n)
-    laund = np.fromiter((not v[0] and v[2] == "laundering" for v in truth), bool, n)
+    trs = b.transfers
+    scam, laund, typ_code, typ_names = _judged(trs, b.truth.transfer)
     legit = ~scam & ~laund
-    usd = np.fromiter((float(t.usd_value) for t in trs), np.float64, n)
-    days = np.fromiter((t.event_time // DAY_MS for t in trs), np.int64, n)
-    held = np.zeros(n, dtype=bool)
-    refunded = np.zeros(n, dtype=bool)
-    recovered = np.zeros(n, dtype=bool)
-    for i, t in enumerate(trs):  # the few held or resolved
-        tid = t.transfer_id
-        if tid in hold_by:
-            held[i] = True
-        x = res_by.get(tid)
-        if x is not None and x.resolution == "REFUNDED":
-            refunded[i] = True
-            recovered[i] = x.reason == "destination frozen"
+    usd = trs.usd
+    days = trs.t // DAY_MS
+    held, refunded, recovered = _fates(trs, hold_by, res_by)
     scam_figures = (("scam_n", "scam_usd", scam), ("scam_held_n", "scam_held_usd", scam & held),
                     ("prevented_n", "prevented_usd", scam & refunded & ~recovered),
                     ("recovered_n", "recovered_usd", scam & recovered),
@@ -145,9 +145,15 @@ def money(b: Backtest) -> dict:
         ("laundering_n", "laundering_usd", laund), ("laundering_held_n", None, laund & held),
         ("legit_refunded_n", "legit_refunded_usd", legit_held & refunded)))
     by_typ: dict = defaultdict(Counter)
-    typs = [(v[1] or "unknown") if v[0] else None for v in truth]
-    for typ in dict.fromkeys(x for x in typs if x is not None):
-        _add(by_typ[typ], usd, np.fromiter((x == typ for x in typs), bool, n), scam_figures)
+    # each scam transfer's typology ("unknown" for none), in the order each first appears
+    scam_typ = np.where(scam, typ_code, -2)
+    codes, first = np.unique(scam_typ[scam], return_index=True)
+    names: dict = {}
+    for c in codes[np.argsort(first, kind="stable")].tolist():
+        name = (typ_names[c] if c >= 0 else None) or "unknown"
+        names.setdefault(name, []).append(c)
+    for typ, cs in names.items():
+        _add(by_typ[typ], usd, np.isin(scam_typ, cs), scam_figures)
     by_month: dict = defaultdict(Counter)
     daily: dict = defaultdict(Counter)
     uniq, inverse = np.unique(days, return_inverse=True)
@@ -166,13 +172,45 @@ def money(b: Backtest) -> dict:
             ("transfers", "usd", None), ("holds", None, held)) + scam_figures
             + legit_figures)
     legit_hours: list = []
-    for i in np.flatnonzero(legit_held).tolist():  # in the transfers' order
-        tid = trs[i].transfer_id
+    for tid in trs.tid.take(pa.array(np.flatnonzero(legit_held))).to_pylist():  # in order
         x = res_by.get(tid)
         if x is not None:
             legit_hours.append((x.resolved_at - hold_by[tid].placed_at) / HOUR_MS)
     return {"tot": tot, "by_typ": by_typ, "by_month": by_month, "daily": daily,
             "legit_hours": legit_hours, "res_by": res_by}
+
+
+def _judged(trs: TransferColumns, tt) -> tuple:
+    """(scam, laundering, typology code) arrays over the transfers by the ground truth's
+    map ``tt``, and the typologies the codes stand for."""
+    n = len(trs)
+    if isinstance(tt, TransferTruth):
+        scam, laund, typ_code = tt.at(tt.positions(trs.tid))
+        return scam, laund, typ_code, tt.typ_names
+    none = (False, None, None)  # a plain map (tests)
+    vals = [tt.get(x, none) for x in trs.tid.to_pylist()]
+    scam = np.fromiter((bool(v[0]) for v in vals), bool, n)
+    laund = np.fromiter((not v[0] and v[2] == "laundering" for v in vals), bool, n)
+    typ_names = list(dict.fromkeys(v[1] for v in vals))
+    of = {x: i for i, x in enumerate(typ_names)}
+    return scam, laund, np.fromiter((of[v[1]] for v in vals), np.int32, n), typ_names
+
+
+def _fates(trs: TransferColumns, hold_by: dict, res_by: dict) -> tuple:
+    """(held, refunded, recovered: refunded as sent to a frozen destination) arrays over
+    the transfers, from the holds and resolutions by transfer id."""
+    n = len(trs)
+    held = positions(trs.tid, list(hold_by)) >= 0
+    refunded = np.zeros(n, dtype=bool)
+    recovered = np.zeros(n, dtype=bool)
+    res_list = list(res_by.values())
+    ridx = positions(trs.tid, list(res_by))  # each transfer's resolution (-1: none)
+    for i in np.flatnonzero(ridx >= 0).tolist():  # the few resolved
+        x = res_list[ridx[i]]
+        if x.resolution == "REFUNDED":
+            refunded[i] = True
+            recovered[i] = x.reason == "destination frozen"
+    return held, refunded, recovered
 
 
 def _add(c: Counter, usd, within, figures) -> None:
@@ -196,14 +234,21 @@ def _add(c: Counter, usd, within, figures) -> None:
 def first_reports(b: Backtest) -> dict:
     """Normalised suspect address -> event time of the first report against it."""
     first: dict = {}
+    by_id = report_transfers(b.reports, b.transfers)
     for rep in b.reports.values():
-        s = suspect(rep, b.transfers)
+        s = suspect(rep, by_id)
         if s is None:
             continue
         s = codecs.normalize_address(s)
         if s not in first or rep.event_time < first[s]:
             first[s] = rep.event_time
     return first
+
+
+def report_transfers(reports: dict, transfers) -> dict:
+    """transfer id -> transfer, for the transfers the reports name (what :func:`suspect`
+    looks up)."""
+    return TransferColumns.of(transfers).by_id(rep.transfer_id for rep in reports.values())
 
 
 def clearances(b: Backtest) -> dict:
@@ -238,14 +283,16 @@ def freezes(b: Backtest, by_month: dict) -> dict:
     clear = clearances(b)
     # address -> [n, usd, honest n, honest usd] of the transfers refunded
     refunds_to: dict = defaultdict(lambda: [0, 0.0, 0, 0.0])
-    for x in b.resolutions:
-        if x.resolution == "REFUNDED" and x.to_address is not None:
-            y = refunds_to[x.to_address]
-            y[0] += 1
-            y[1] += float(x.usd_value or 0.0)
-            if not b.truth.transfer.get(x.transfer_id, (False,))[0]:
-                y[2] += 1
-                y[3] += float(x.usd_value or 0.0)
+    refunded = [x for x in b.resolutions if x.resolution == "REFUNDED" and x.to_address
+                is not None]
+    truth_of = subset(b.truth.transfer, (x.transfer_id for x in refunded))
+    for x in refunded:
+        y = refunds_to[x.to_address]
+        y[0] += 1
+        y[1] += float(x.usd_value or 0.0)
+        if not truth_of.get(x.transfer_id, (False,))[0]:
+            y[2] += 1
+            y[3] += float(x.usd_value or 0.0)
     out = {"rows": [], "delays": [], "before_report": 0, "no_report": 0, "correct": 0}
     for f in sorted(b.freezes, key=lambda f: (f.frozen_at, f.freeze_id)):
         fr = first_report.get(f.address)
@@ -276,8 +323,10 @@ def silent_sufferers(b: Backtest) -> Optional[dict]:
     ss_users = {u for u, _ in ss_pairs}
     reached = sum(1 for u, a, _, _ in truth.silent if (u, a) in ss_pairs)
     reached_any = sum(1 for u, _, _, _ in truth.silent if u in ss_users)
-    victims_of = {(t.user_id, t.to_address) for tid, t in b.transfers.items()
-                  if truth.transfer.get(tid, (False,))[0]}
+    trs = b.transfers
+    scam, _laund = judged(truth.transfer, trs.tid)
+    at = np.flatnonzero(scam)
+    victims_of = set(zip(trs.user.values(at), trs.to.values(at), strict=True))
     return {"silent_victims": len(truth.silent), "reached": reached,
             "reached_any_address": reached_any,
             "reached_share": share(reached, len(truth.silent)),
@@ -477,9 +526,10 @@ def hold_causes(h) -> list:
 def holds_by_reason(holds: list, res_by: dict, truth) -> dict:
     """{cause: {holds, usd, scam, refunded}} over the holds (see :func:`hold_causes`)."""
     out = {k: Counter() for k, _ in HOLD_CAUSES}
+    truth_of = subset(truth.transfer, (h.transfer_id for h in holds))
     for h in holds:
         x = res_by.get(h.transfer_id)
-        scam = truth.transfer.get(h.transfer_id, (False,))[0]
+        scam = truth_of.get(h.transfer_id, (False,))[0]
         for c in hold_causes(h):
             o = out[c]
             o["holds"] += 1
@@ -489,7 +539,7 @@ def holds_by_reason(holds: list, res_by: dict, truth) -> dict:
     return {k: rounded(v) for k, v in out.items() if v}
 
 
-def warnings(run: dict, model: Optional[dict], transfers: dict, outcomes: list,
+def warnings(run: dict, model: Optional[dict], transfers, outcomes: list,
              recon: Optional[dict] = None) -> list:
     """What a reader must know before trusting the figures, said plainly (report top)."""
     out = []
@@ -507,8 +557,8 @@ def warnings(run: dict, model: Optional[dict], transfers: dict, outcomes: list,
         need = {k: pol.get(k, getattr(d, k)) for k in (
             "model_warmup_labels", "model_min_positives", "model_min_negatives",
             "label_horizon_ms")}
-        ts = [t.event_time for t in transfers.values()]
-        span = (max(ts) - min(ts)) / DAY_MS if ts else 0.0
+        ts = TransferColumns.of(transfers).t
+        span = (int(ts.max()) - int(ts.min())) / DAY_MS if len(ts) else 0.0
         out.append(
             "The models never switched on: every transfer was scored by the rules, so the "
             "model figures (AUC, 'by a model') and the threshold sweep say nothing about the "

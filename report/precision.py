@@ -22,25 +22,34 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Optional
 
+from report.columns import TransferColumns
 from report.friction import REASONS, hold_reason
 from report.html import render
 from report.sections import ORDERS, Page, section
-from report.truth import kinds
+from report.truth import kind_arrays, kinds
 
 
 def precision_by_reason(transfers: Iterable, kind_of, holds: Iterable) -> dict:
     """Per hold reason: holds, judged (scam or legit) holds, scam and legitimate counts and
     USD, and the precision by count and by USD (None with nothing judged). ``transfers``:
-    the transfers, or a dict of them by transfer id (the report's)."""
-    # transfer id -> transfer: the report's map as it is, else made from the transfers
-    by_id = transfers if isinstance(transfers, dict) else {t.transfer_id: t for t in transfers}
+    the transfers, a dict of them by transfer id, or the report's
+    :class:`report.columns.TransferColumns`."""
+    holds = list(holds)
+    # transfer id -> transfer: the report's map as it is (the held ones of its columns),
+    # else made from the transfers
+    if isinstance(transfers, TransferColumns):
+        by_id = transfers.by_id(h.transfer_id for h in holds)
+    else:
+        by_id = transfers if isinstance(transfers, dict) else {t.transfer_id: t
+                                                               for t in transfers}
+    scam, legit = kind_arrays(kind_of, [h.transfer_id for h in holds])
     by: dict = {r: Counter() for r in REASONS}
-    for h in holds:
+    for i, h in enumerate(holds):
         t = by_id.get(h.transfer_id)
         if t is None:
             continue
         c = by.setdefault(hold_reason(h), Counter())
-        kind = kind_of(h.transfer_id)
+        kind = "scam" if scam[i] else "legit" if legit[i] else None
         usd = float(t.usd_value or 0.0)
         c["holds"] += 1
         if kind in ("scam", "legit"):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from core.pyramid import in_escalation_holdout
+from report.columns import subset
 from report.efficacy import group, mean_diff, newcombe, wilson
 from report.html import pct, render, usd
 from report.numbers import r
@@ -34,9 +35,15 @@ HOUR_MS = 3_600_000
 PROMPTED = "PROMPTED"
 
 
-def _is_scam(truth, tid: str) -> Optional[bool]:
-    v = truth.transfer.get(tid)
+def _is_scam(known: dict, tid: str) -> Optional[bool]:
+    """``known``: the truth's map about the holds (:func:`_known`); None: not in it."""
+    v = known.get(tid)
     return None if v is None else bool(v[0])
+
+
+def _known(truth, holds: list) -> dict:
+    """The ground truth's map restricted to the transfers of ``holds``."""
+    return subset(truth.transfer, (h.transfer_id for h in holds))
 
 
 def _victim_reports(reports: dict) -> dict:
@@ -57,13 +64,14 @@ def reported_in_hold(h, resolved_at: int, by_reporter: dict) -> bool:
 def hours_figures(holds: list, res_by: dict, truth, hold_ms: int) -> dict:
     """Extensions, honest hold-hours, scam money held and released, late refunds."""
     out = defaultdict(float)
+    known = _known(truth, holds)
     for h in holds:
         res = res_by.get(h.transfer_id)
         if res is None:
             continue
         hours = (res.resolved_at - h.placed_at) / HOUR_MS
         extra = max(0.0, (res.resolved_at - h.placed_at - hold_ms) / HOUR_MS)
-        scam = _is_scam(truth, h.transfer_id)
+        scam = _is_scam(known, h.transfer_id)
         who = "scam" if scam else "honest"
         out[f"{who}_holds"] += 1
         out[f"{who}_hold_hours"] += hours
@@ -92,9 +100,10 @@ def _groups(holds: list, res_by: dict, truth, share: float, by_reporter: dict,
             prompted: dict) -> dict:
     g: dict = {k: {"lost": {}, "reported": [], "prompted": 0, "honest_hours": []}
                for k in ("escalated", "holdout")}
+    known = _known(truth, holds)
     for h in holds:
         res = res_by.get(h.transfer_id)
-        scam = _is_scam(truth, h.transfer_id)
+        scam = _is_scam(known, h.transfer_id)
         if res is None or scam is None:
             continue
         d = g["holdout" if in_escalation_holdout(h.transfer_id, share) else "escalated"]

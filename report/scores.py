@@ -16,7 +16,10 @@ from datetime import datetime, timezone
 from typing import Optional
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from report.columns import Coded, _strings, judged, positions
 from report.numbers import r, share
 from report.truth import GroundTruth
 
@@ -24,14 +27,26 @@ SWEEP = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
 
 
 class ScoreColumns:
-    """``scores.parquet`` as columns (:func:`report.files.read_scores`): ``tid``, ``to``,
-    ``mv`` (model version), ``look`` (look-alike of) as lists; ``t`` (event time, ms),
-    ``usd``, ``score`` and ``listed`` (blacklisted) as numpy arrays; one row per scored
-    transfer, in the file's order. Iterating gives the rows as tuples (transfer_id,
-    event_time, to_address, usd_value, score, model_version, blacklisted, lookalike_of)."""
+    """``scores.parquet`` as columns (:func:`report.files.read_scores`): ``tid`` (Arrow
+    strings), ``to`` (:class:`report.columns.Coded`, or a function that reads the column:
+    :meth:`to_among`) and ``mv`` (model version, coded), ``look``
+    (a look-alike: ``lookalike_of`` set) a boolean array; ``t`` (event time, ms), ``usd``,
+    ``score`` and ``listed`` (blacklisted) as numpy arrays; one row per scored transfer, in
+    the file's order. Iterating gives the rows as tuples (transfer_id, event_time,
+    to_address, usd_value, score, model_version, blacklisted, lookalike_of is set)."""
 
-    def __init__(self, tid: list, t, to: list, usd, score, mv: list, listed, look: list):
-        self.tid, self.to, self.mv, self.look = tid, to, mv, look
+    def __init__(self, tid, t, to, usd, score, mv, listed, look):
+        self.tid = _strings(tid)
+        # the destinations: coded, or a function reading their column when asked (the
+        # threshold sweep alone asks, for a few addresses)
+        self.to = to if isinstance(to, Coded) or callable(to) else Coded.of(to)
+        self.mv = mv if isinstance(mv, Coded) else Coded.of(mv)
+        if isinstance(look, (pa.Array, pa.ChunkedArray)):  # bool(x): set and not ''
+            look = pc.greater(pc.utf8_length(_strings(look)), 0).fill_null(False) \
+                .to_numpy(zero_copy_only=False)
+        else:
+            look = np.fromiter((bool(x) for x in look), bool, len(look))
+        self.look = np.asarray(look, dtype=bool)
         self.t = np.asarray(t, dtype=np.int64)
         self.usd = np.asarray(usd, dtype=np.float64)
         self.score = np.asarray(score, dtype=np.float64)
@@ -48,32 +63,37 @@ class ScoreColumns:
         return cls(tid, t, to, usd, score, mv, [bool(x) for x in listed], look)
 
     def __len__(self) -> int:
-        return len(self.tid)
+        return len(self.t)
 
     def __bool__(self) -> bool:
-        return bool(self.tid)
+        return len(self.t) > 0
 
     def __iter__(self):
-        return iter(zip(self.tid, self.t.tolist(), self.to, self.usd.tolist(),
-                        self.score.tolist(), self.mv, self.listed.tolist(), self.look,
-                        strict=True))
+        n = len(self)
+        to = self.to().to_pylist() if callable(self.to) else self.to.values(range(n))
+        return iter(zip(self.tid.to_pylist(), self.t.tolist(), to,
+                        self.usd.tolist(), self.score.tolist(), self.mv.values(range(n)),
+                        self.listed.tolist(), self.look.tolist(), strict=True))
 
     def judged(self, truth: GroundTruth) -> tuple:
         """(scam, legit) boolean arrays by ``truth`` (legit: not a scam and not laundering,
         :func:`report.truth.kinds`); computed once per ground truth."""
         if self._truth[0] is not truth:
-            get = truth.transfer.get
-            none = (False, None, None)
-            vals = [get(tid, none) for tid in self.tid]
-            scam = np.fromiter((bool(v[0]) for v in vals), bool, len(vals))
-            legit = np.fromiter((not v[0] and v[2] != "laundering" for v in vals), bool,
-                                len(vals))
-            self._truth = (truth, (scam, legit))
+            scam, laund = judged(truth.transfer, self.tid)
+            self._truth = (truth, (scam, ~scam & ~laund))
         return self._truth[1]
+
+    def to_among(self, keys: list) -> np.ndarray:
+        """Each row's destination's position among ``keys`` (-1: none of them)."""
+        if not callable(self.to):
+            return np.append(positions(self.to.names, keys), -1)[self.to.codes]
+        col = self.to()  # read now, a chunk at a time, and let go
+        return np.concatenate([positions(c, keys) for c in col.chunks] or
+                              [np.zeros(0, dtype=np.int64)])
 
     def models(self):
         """A boolean array: scored by a model (not the rules)."""
-        return np.fromiter((v != "rules" for v in self.mv), bool, len(self.mv))
+        return self.mv.per_name(lambda v: v != "rules", bool, True)
 
 
 def auc(scores, labels) -> Optional[float]:
@@ -110,17 +130,16 @@ def _sweep_base(scores: ScoreColumns, truth: GroundTruth, frozen_at: dict,
     already = np.zeros(n, dtype=bool)
     prevented = np.zeros(n, dtype=bool)
     t = scores.t
-    for i, to in enumerate(scores.to):
-        fa = frozen_at.get(to)
-        if fa is None:
-            continue
-        ti = int(t[i])
-        already[i] = fa <= ti
-        # The summary's definitions: prevented = held, then refunded by a freeze within
-        # the hold; recovered = sent to an address already frozen (held and refunded at
-        # once).
-        prevented[i] = ti < fa <= ti + hold_ms
-    look = np.fromiter((bool(x) for x in scores.look), bool, n)
+    # the first freeze of each destination (rows without one: none)
+    at = scores.to_among(list(frozen_at))
+    has = at >= 0
+    fa = np.append(np.fromiter(frozen_at.values(), np.int64, len(frozen_at)), 0)[at]
+    # The summary's definitions: prevented = held, then refunded by a freeze within the
+    # hold; recovered = sent to an address already frozen (held and refunded at once).
+    np.logical_and(has, fa <= t, out=already)
+    np.logical_and(has, (t < fa) & (fa <= t + hold_ms), out=prevented)
+    del fa, has
+    look = scores.look
     return {"score": scores.score, "always": scores.listed | look | already, "scam": scam,
             "legit": legit, "prevented": scam & prevented, "recovered": scam & already,
             "usd": scores.usd}

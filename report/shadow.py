@@ -9,7 +9,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
+from report.columns import TransferColumns, judged, positions, subset
 from report.files import output_named, read_jsonl
+from report.friction import ordered_sum
 from report.html import iso, pct, render, short, usd
 from report.sections import ORDERS, Page, section
 
@@ -21,24 +25,29 @@ def decision_figures(transfers: dict, truth, holds: list, resolutions: list, fre
     """One policy's headline figures, with the report's definitions (:mod:`report.metrics`):
     holds, friction (legitimate transfers held), scam USD prevented / recovered / lost,
     freezes (on known scams), outreach by kind."""
-    held = {h.transfer_id for h in holds}
+    trs = TransferColumns.of(transfers)
     res = {r.transfer_id: r for r in resolutions}
-    c: dict = defaultdict(float)
-    for tid, t in transfers.items():
-        scam, _typ, detail = truth.transfer.get(tid, (False, None, None))
-        usd = float(t.usd_value)
-        r = res.get(tid)
-        refunded = r is not None and r.resolution == "REFUNDED"
-        if scam:
-            key = ("recovered" if refunded and r.reason == "destination frozen"
-                   else "prevented" if refunded else "lost")
-            c[f"scam_{key}"] += 1
-            c[f"scam_usd_{key}"] += usd
-        elif detail != "laundering":
-            c["legit"] += 1
-            if tid in held:
-                c["legit_held"] += 1
-                c["legit_held_usd"] += usd
+    scam, laund = judged(truth.transfer, trs.tid)
+    ridx = positions(trs.tid, list(res))
+    resolved = ridx >= 0
+    refunded = np.zeros(len(trs), dtype=bool)
+    recovered = np.zeros(len(trs), dtype=bool)
+    is_refund = np.fromiter((r.resolution == "REFUNDED" for r in res.values()), bool, len(res))
+    by_freeze = np.fromiter((r.reason == "destination frozen" for r in res.values()), bool,
+                            len(res))
+    refunded[resolved] = is_refund[ridx[resolved]]
+    recovered[resolved] = refunded[resolved] & by_freeze[ridx[resolved]]
+    legit = ~scam & ~laund
+    legit_held = legit & (positions(trs.tid, [h.transfer_id for h in holds]) >= 0)
+    c: dict = defaultdict(float)  # counts and USD (added in the transfers' order)
+    for key, m in (("recovered", recovered), ("prevented", refunded & ~recovered),
+                   ("lost", ~refunded)):
+        m = scam & m
+        c[f"scam_{key}"] = float(np.count_nonzero(m))
+        c[f"scam_usd_{key}"] = ordered_sum(trs.usd, m)
+    c["legit"] = float(np.count_nonzero(legit))
+    c["legit_held"] = float(np.count_nonzero(legit_held))
+    c["legit_held_usd"] = ordered_sum(trs.usd, legit_held)
     kinds = Counter(o.kind for o in outreach)
     return {"holds": len(holds), "legit_held": int(c["legit_held"]),
             "legit_held_share": round(c["legit_held"] / c["legit"], 6) if c["legit"] else None,
@@ -59,7 +68,7 @@ def compare(out_dir: str | Path, extras: dict, live_policy: Optional[dict],
     out_dir = Path(out_dir)
     if not any(out_dir.glob("shadow_holds.*")):
         return None
-    transfers, truth = extras["transfers"], extras["truth"]
+    transfers, truth = TransferColumns.of(extras["transfers"]), extras["truth"]
     sides = {}
     names = ("holds", "resolutions", "freezes", "outreach")
     for side in ("live", "shadow"):
@@ -70,9 +79,11 @@ def compare(out_dir: str | Path, extras: dict, live_policy: Optional[dict],
                                        rows["freezes"], rows["outreach"])
     dis = read_jsonl(out_dir / "shadow_disagreements.jsonl")
     by_pair: dict = defaultdict(lambda: {"transfers": 0, "scam": 0, "legit": 0, "usd": 0.0})
+    by_id = transfers.by_id(d["transfer_id"] for d in dis)
+    truth_of = subset(truth.transfer, (d["transfer_id"] for d in dis))
     for d in dis:
-        t = transfers.get(d["transfer_id"])
-        scam = truth.transfer.get(d["transfer_id"], (False,))[0]
+        t = by_id.get(d["transfer_id"])
+        scam = truth_of.get(d["transfer_id"], (False,))[0]
         usd = float(t.usd_value) if t is not None else float(d.get("usd_value") or 0.0)
         d["usd_value"], d["scam"] = usd, bool(scam)
         x = by_pair[d["pair"]]

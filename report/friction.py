@@ -122,6 +122,15 @@ def friction_figures(transfers: Iterable, kind_of, holds: Iterable, resolutions:
     legit_n = int(np.count_nonzero(legit))
     legit_usd = ordered_sum(trs.usd[order], legit[order])
     lost, capped_lost = _lost_by_cause(trs, scam & ~refunded, held, rows_held, order, rank, capped)
+    return figures(by_reason, legit_held, per_user, legit_n, legit_usd, lost, capped_lost,
+                   capped, top, rows)
+
+
+def figures(by_reason: dict, legit_held: list, per_user: Counter, legit_n, legit_usd, lost: dict,
+            capped_lost: Counter, capped: Optional[set], top: int, rows: int) -> dict:
+    """The friction figures from their tallies: ``legit_held`` the honest holds as
+    ``(transfer, hold, resolution)`` in time order, ``per_user`` their count per user,
+    ``lost``/``capped_lost`` the lost scam money by cause."""
     n_held = len(legit_held)
     usd_held = sum(float(t.usd_value or 0.0) for t, _, _ in legit_held)
     table = sorted(legit_held, key=lambda x: (-float(x[0].usd_value or 0.0),

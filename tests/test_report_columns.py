@@ -20,10 +20,10 @@ from report.friction import (
     REASONS,
     TABLE_ROWS,
     TOP_USERS,
+    figures,
     friction_figures,
     hold_reason,
     lost_cause,
-    top_destinations,
 )
 from report.precision import precision_by_reason
 from report.truth import ground_truth, kinds
@@ -190,33 +190,8 @@ def _rows_friction_figures(transfers: Iterable, kind_of, holds: Iterable,
                     capped_lost["usd"] += usd
         if h is not None:
             held_before.add(t.to_address)
-    n_held = len(legit_held)
-    usd_held = sum(float(t.usd_value or 0.0) for t, _, _ in legit_held)
-    table = sorted(legit_held, key=lambda x: (-float(x[0].usd_value or 0.0),
-                                              x[0].transfer_id))[:rows]
-    return {
-        "holds_by_reason": {r: {k: round(v, 2) for k, v in sorted(c.items())}
-                            for r, c in by_reason.items()},
-        "legit_held": n_held,
-        "legit_held_share": n_held / legit_n if legit_n else None,
-        "legit_held_usd": round(usd_held, 2),
-        "legit_held_usd_share": usd_held / legit_usd if legit_usd else None,
-        "legit_held_table": [
-            {"transfer_id": t.transfer_id, "user_id": t.user_id, "to_address": t.to_address,
-             "usd": round(float(t.usd_value or 0.0), 2), "placed_at": h.placed_at,
-             "reason": hold_reason(h), "risk_score": h.risk_score,
-             "resolution": r.resolution if r is not None else None}
-            for t, h, r in table],
-        "top_users_by_legit_holds": [
-            {"user_id": u, "legit_holds": n, "share": n / n_held}
-            for u, n in sorted(per_user.items(), key=lambda x: (-x[1], x[0]))[:top]],
-        "max_user_share_of_legit_holds": max(per_user.values()) / n_held if n_held else 0.0,
-        "top_destinations_by_legit_holds": top_destinations(legit_held, top),
-        "scam_lost_by_cause": {c: {"n": int(v["n"]), "usd": round(v["usd"], 2)}
-                               for c, v in lost.items()},
-        **({"scam_lost_capped": {"n": int(capped_lost["n"]),
-                                 "usd": round(capped_lost["usd"], 2)}} if capped else {}),
-    }
+    return figures(by_reason, legit_held, per_user, legit_n, legit_usd, lost, capped_lost,
+                   capped, top, rows)
 
 
 
